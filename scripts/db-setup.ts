@@ -1,0 +1,233 @@
+// Creates the database named by DATABASE_URL if it is missing, then runs `prisma generate` and
+// `prisma migrate deploy` (the CLI uses prisma.config.ts and its JS schema engine).
+//
+//   tsx scripts/db-setup.ts                # whole setup for DATABASE_URL
+//
+// Also a module for test harnesses:
+//   await setupDatabase(url, { generate: false });   // fresh per-run database
+//   await dropDatabase(url);                          // cleanup
+
+import { spawn } from "node:child_process";
+import { realpathSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import pg from "pg";
+
+/** Same default as prisma.config.ts. */
+export const DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/switchyard";
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const prismaBin = path.join(
+  repoRoot,
+  "node_modules",
+  ".bin",
+  process.platform === "win32" ? "prisma.cmd" : "prisma",
+);
+
+/** Databases that dropDatabase() refuses to touch. */
+const PROTECTED_DATABASES = new Set(["postgres", "template0", "template1"]);
+
+/** An expected failure whose message is one line fit for the console. */
+export class DbSetupError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "DbSetupError";
+  }
+}
+
+/** The URL without its password, for messages. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "***";
+    return u.toString();
+  } catch {
+    return "<unparseable DATABASE_URL>";
+  }
+}
+
+interface Target {
+  /** Name of the database the URL points at. */
+  database: string;
+  /** Same server and credentials, `postgres` maintenance database. */
+  maintenanceUrl: string;
+}
+
+function parseTarget(url: string): Target {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new DbSetupError("DATABASE_URL is not a valid URL");
+  }
+  if (u.protocol !== "postgresql:" && u.protocol !== "postgres:") {
+    throw new DbSetupError(`DATABASE_URL must be a postgresql:// URL, got ${redactUrl(url)}`);
+  }
+  const database = decodeURIComponent(u.pathname.replace(/^\//, ""));
+  if (!database) {
+    throw new DbSetupError(`DATABASE_URL has no database name: ${redactUrl(url)}`);
+  }
+  const maintenance = new URL(u.toString());
+  maintenance.pathname = "/postgres";
+  // Prisma-only parameter; meaningless for the maintenance connection.
+  maintenance.searchParams.delete("schema");
+  return { database, maintenanceUrl: maintenance.toString() };
+}
+
+function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+function errorCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null | undefined)?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
+function errorMessage(err: unknown): string {
+  if (err instanceof AggregateError && err.errors.length > 0) {
+    // e.g. ECONNREFUSED on both ::1 and 127.0.0.1 for "localhost"
+    return err.errors.map((e) => errorMessage(e)).join("; ");
+  }
+  if (err instanceof Error) return err.message || errorCode(err) || err.name;
+  return String(err);
+}
+
+/** Runs `fn` with a client connected to the maintenance database of `url`'s server. */
+async function withMaintenanceClient<T>(
+  url: string,
+  fn: (client: pg.Client, target: Target) => Promise<T>,
+): Promise<T> {
+  const target = parseTarget(url);
+  const client = new pg.Client({
+    connectionString: target.maintenanceUrl,
+    connectionTimeoutMillis: 10_000,
+  });
+  // An error on an idle client must not crash the process; the failing query reports it.
+  client.on("error", () => {});
+  try {
+    await client.connect();
+  } catch (err) {
+    const code = errorCode(err);
+    const reason = errorMessage(err);
+    if (code === "28P01" || code === "28000") {
+      throw new DbSetupError(`PostgreSQL rejected the login at ${redactUrl(url)}: ${reason}`, { cause: err });
+    }
+    throw new DbSetupError(`PostgreSQL is not reachable at ${redactUrl(url)} (${reason})`, { cause: err });
+  }
+  try {
+    return await fn(client, target);
+  } catch (err) {
+    if (err instanceof DbSetupError) throw err;
+    throw new DbSetupError(`PostgreSQL error at ${redactUrl(url)}: ${errorMessage(err)}`, { cause: err });
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+async function databaseExists(client: pg.Client, database: string): Promise<boolean> {
+  const res = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [database]);
+  return (res.rowCount ?? 0) > 0;
+}
+
+/**
+ * Creates the database named in `url` if it does not exist. Safe to run from several processes at once.
+ * Returns true if this call created it.
+ */
+export async function createDatabaseIfMissing(url: string): Promise<boolean> {
+  return withMaintenanceClient(url, async (client, { database }) => {
+    if (await databaseExists(client, database)) return false;
+    try {
+      await client.query(`CREATE DATABASE ${quoteIdent(database)}`);
+      return true;
+    } catch (err) {
+      const code = errorCode(err);
+      // 42P04 duplicate_database: another process created it between our check and CREATE.
+      if (code === "42P04") return false;
+      // 23505 unique_violation on pg_database: the same race, caught at the catalog index instead.
+      if (code === "23505" && (await databaseExists(client, database))) return false;
+      throw err;
+    }
+  });
+}
+
+/** Terminates the database's connections and drops it (if it exists). For test cleanup. */
+export async function dropDatabase(url: string): Promise<void> {
+  await withMaintenanceClient(url, async (client, { database }) => {
+    if (PROTECTED_DATABASES.has(database)) {
+      throw new DbSetupError(`refusing to drop the ${database} database`);
+    }
+    await client.query(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+      [database],
+    );
+    const versionRes = await client.query<{ server_version_num: string }>("SHOW server_version_num");
+    const version = Number(versionRes.rows[0]?.server_version_num ?? 0);
+    // WITH (FORCE) (PostgreSQL 13+) also ends connections that arrive after the terminate above.
+    const force = version >= 130000 ? " WITH (FORCE)" : "";
+    await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(database)}${force}`);
+  });
+}
+
+/** Runs the local Prisma CLI against `url`, inheriting stdio. */
+function runPrisma(args: string[], url: string): Promise<void> {
+  const what = `prisma ${args.join(" ")}`;
+  return new Promise((resolve, reject) => {
+    const child = spawn(prismaBin, args, {
+      cwd: repoRoot,
+      stdio: "inherit",
+      env: {
+        ...process.env,
+        DATABASE_URL: url,
+        // No update check against Prisma's servers (unreachable here; it would only add latency).
+        CHECKPOINT_DISABLE: process.env.CHECKPOINT_DISABLE ?? "1",
+      },
+    });
+    child.on("error", (err) => {
+      reject(new DbSetupError(`could not start ${what} (${prismaBin}): ${errorMessage(err)}`, { cause: err }));
+    });
+    child.on("exit", (code, signal) => {
+      if (code === 0) resolve();
+      else {
+        const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+        reject(new DbSetupError(`${what} ${how} for ${redactUrl(url)}`));
+      }
+    });
+  });
+}
+
+export interface SetupOptions {
+  /** Run `prisma generate` first (default true). A test harness that generates once can skip it. */
+  generate?: boolean;
+}
+
+/** Creates the database if missing, optionally generates the client, and applies all migrations. */
+export async function setupDatabase(url: string, opts: SetupOptions = {}): Promise<void> {
+  await createDatabaseIfMissing(url);
+  if (opts.generate ?? true) await runPrisma(["generate"], url);
+  await runPrisma(["migrate", "deploy"], url);
+}
+
+function isMainModule(): boolean {
+  const argv1 = process.argv[1];
+  if (!argv1) return false;
+  const toPath = (p: string): string => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return p;
+    }
+  };
+  return toPath(fileURLToPath(import.meta.url)) === toPath(path.resolve(argv1)) ||
+    import.meta.url === pathToFileURL(path.resolve(argv1)).href;
+}
+
+if (isMainModule()) {
+  const url = process.env.DATABASE_URL || DEFAULT_DATABASE_URL;
+  try {
+    await setupDatabase(url);
+    console.log(`db-setup: database ready at ${redactUrl(url)}`);
+  } catch (err) {
+    console.error(`db-setup: ${errorMessage(err)}`);
+    process.exitCode = 1;
+  }
+}

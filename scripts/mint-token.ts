@@ -1,0 +1,60 @@
+/**
+ * Mints a development token.
+ *   npm run token -- --tenant acme --permissions tasks:read,pools:read [--sub alice] [--ttl 3600] [--pool default]
+ * Signs with JWT_SECRET (HS256), or with the PEM in JWT_PRIVATE_KEY (RS256) when that is set.
+ */
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import jwt from "jsonwebtoken";
+import { isPermission, TENANT_ID_PATTERN } from "../src/protocol/permissions.js";
+
+const usage =
+  "usage: npm run token -- --tenant <id> [--permissions p1,p2] [--sub <id>] [--ttl <seconds>] [--pool <poolId>]\n" +
+  "       (signs with JWT_SECRET, or JWT_PRIVATE_KEY for RS256; JWT_ISSUER/JWT_AUDIENCE are added when set)";
+
+function die(message: string): never {
+  process.stderr.write(`${message}\n${usage}\n`);
+  process.exit(2);
+}
+
+const { values } = parseArgs({
+  options: {
+    tenant: { type: "string" },
+    permissions: { type: "string", default: "admin" },
+    sub: { type: "string" },
+    ttl: { type: "string", default: "3600" },
+    pool: { type: "string" },
+    help: { type: "boolean", short: "h" },
+  },
+});
+if (values.help) {
+  process.stdout.write(`${usage}\n`);
+  process.exit(0);
+}
+const tenant = values.tenant ?? die("--tenant is required");
+if (!TENANT_ID_PATTERN.test(tenant)) die("--tenant must match ^[A-Za-z0-9_-]{1,128}$");
+const permissions = values.permissions.split(",").map((p) => p.trim()).filter(Boolean);
+const unknown = permissions.filter((p) => !isPermission(p));
+if (unknown.length > 0) die(`unknown permission(s): ${unknown.join(", ")}`);
+const ttl = Number(values.ttl);
+if (!Number.isInteger(ttl) || ttl <= 0) die("--ttl must be a positive number of seconds");
+if (permissions.includes("pools:work") && !values.pool) die("a pools:work token needs --pool <poolId>");
+
+const privateKey = process.env.JWT_PRIVATE_KEY;
+const secret = process.env.JWT_SECRET;
+const key = privateKey ? (privateKey.includes("-----BEGIN") ? privateKey : readFileSync(privateKey, "utf8")) : secret;
+if (!key) die("set JWT_SECRET (the server's key) or JWT_PRIVATE_KEY");
+
+const claims: Record<string, unknown> = {
+  tenant_id: tenant,
+  permissions,
+  ...(values.pool ? { pool_id: values.pool } : {}),
+};
+const token = jwt.sign(claims, key, {
+  algorithm: privateKey ? "RS256" : "HS256",
+  subject: values.sub ?? (values.pool ? `worker-${values.pool}` : "dev-user"),
+  expiresIn: ttl,
+  ...(process.env.JWT_ISSUER ? { issuer: process.env.JWT_ISSUER } : {}),
+  ...(process.env.JWT_AUDIENCE ? { audience: process.env.JWT_AUDIENCE } : {}),
+});
+process.stdout.write(`${token}\n`);

@@ -1,0 +1,117 @@
+import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import type { AddressInfo } from "node:net";
+import type { Express } from "express";
+import { Redis } from "ioredis";
+import { createTokenVerifier } from "./auth/verify.js";
+import type { Config } from "./config.js";
+import { createPrisma } from "./db/client.js";
+import { poolRoutes } from "./domains/pools/routes.js";
+import { PoolService } from "./domains/pools/service.js";
+import { ResourceDirectory } from "./domains/resources.js";
+import { TenantDirectory } from "./domains/tenants.js";
+import { EventLog } from "./events/event-log.js";
+import { EventPublisher } from "./events/publisher.js";
+import { createHttpApp } from "./http/app.js";
+import { createLogger, type Logger } from "./observability/logger.js";
+import { createMetrics } from "./observability/metrics.js";
+import { Realtime } from "./realtime/server.js";
+
+/**
+ * The composition root: builds every part from the Config and owns their lifecycle.
+ * Nothing below this file reads the environment or creates its own connections.
+ */
+export class App {
+  readonly logger: Logger;
+  private readonly httpServer: HttpServer;
+  private readonly stopHooks: Array<() => Promise<unknown>> = [];
+  private shuttingDown = false;
+
+  constructor(readonly config: Config) {
+    this.logger = createLogger({ level: config.logLevel, nodeId: config.nodeId });
+    const metrics = createMetrics(config.nodeId);
+    // Commands fail fast instead of queueing while Redis is down, so /ready and requests answer at once.
+    // The adapter's clients keep ioredis' offline queue: their SUBSCRIBE must survive a late Redis.
+    const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectionName: `${config.nodeId}:cmd` });
+    const pubClient = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, connectionName: `${config.nodeId}:pub` });
+    const subClient = new Redis(config.redisUrl, { connectionName: `${config.nodeId}:sub` });
+    for (const client of [redis, pubClient, subClient]) {
+      client.on("error", (error: Error) => this.logger.warn({ err: error.message }, "redis connection error"));
+    }
+    const prisma = createPrisma(config.databaseUrl);
+
+    const verifyToken = createTokenVerifier(config.jwt);
+    const tenants = new TenantDirectory(prisma);
+    const eventLog = new EventLog(prisma);
+    const resources = new ResourceDirectory(prisma, tenants);
+
+    this.httpServer = config.tls ? createHttpsServer({ cert: config.tls.cert, key: config.tls.key }) : createHttpServer();
+    // Express must be the server's request listener before Socket.IO attaches: Socket.IO wraps the existing
+    // listeners so that /socket.io/ requests never reach Express. The app itself is built below.
+    let http: Express | undefined;
+    this.httpServer.on("request", (req, res) => http?.(req, res));
+    const realtime = new Realtime({
+      httpServer: this.httpServer,
+      verifyToken,
+      pubClient,
+      subClient,
+      redisPrefix: config.redisPrefix,
+      corsOrigins: config.corsOrigins,
+      maxPayloadBytes: config.limits.maxPayloadBytes,
+      metrics,
+      logger: this.logger,
+      subscriptions: {
+        resources,
+        eventLog,
+        roomOpsPerSecond: config.limits.roomOpsPerSecond,
+        maxRoomsPerSocket: config.limits.maxRoomsPerSocket,
+      },
+    });
+    const events = new EventPublisher(eventLog, realtime.broadcast, metrics);
+    const pools = new PoolService(prisma, tenants, events);
+
+    http = createHttpApp({
+      health: { nodeId: config.nodeId, redis, prisma, metrics, isShuttingDown: () => this.shuttingDown },
+      verifyToken,
+      logger: this.logger,
+      metrics,
+      maxPayloadBytes: config.limits.maxPayloadBytes,
+      corsOrigins: config.corsOrigins,
+      api: { pools: poolRoutes(pools) },
+    });
+
+    this.stopHooks.push(
+      () => realtime.close(config.nodeId),
+      () => prisma.$disconnect(),
+      () => Promise.allSettled([redis.quit(), pubClient.quit(), subClient.quit()]),
+    );
+  }
+
+  async start(): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.httpServer.once("error", reject);
+      this.httpServer.listen(this.config.port, this.config.host, () => {
+        this.httpServer.off("error", reject);
+        resolve();
+      });
+    });
+    const address = this.httpServer.address() as AddressInfo;
+    this.logger.info({ port: address.port, host: address.address }, "switchyard listening");
+    return address;
+  }
+
+  /** Graceful stop: refuse new connections, tell clients to reconnect elsewhere, finish work, close connections. */
+  async stop(): Promise<void> {
+    if (this.shuttingDown) return;
+    this.shuttingDown = true;
+    this.logger.info("shutting down");
+    for (const hook of this.stopHooks) {
+      try {
+        await hook();
+      } catch (error) {
+        this.logger.warn({ err: error }, "error during shutdown");
+      }
+    }
+    this.logger.info("stopped");
+  }
+}

@@ -1,0 +1,76 @@
+import jwt from "jsonwebtoken";
+import { z } from "zod";
+import type { Config } from "../config.js";
+import { AuthError } from "../errors.js";
+import { isPermission, TENANT_ID_PATTERN } from "../protocol/permissions.js";
+import { ID_PATTERN } from "../protocol/rooms.js";
+import type { Principal } from "./principal.js";
+
+const ClaimsSchema = z.object({
+  sub: z.string().min(1).max(256),
+  tenant_id: z.string().regex(TENANT_ID_PATTERN),
+  exp: z.number().int(),
+  iat: z.number().optional(),
+  permissions: z.array(z.string().max(64)).max(64).default([]),
+  pool_id: z.string().regex(ID_PATTERN).optional(),
+});
+
+export type TokenVerifier = (token: string | undefined) => Principal;
+
+/**
+ * Builds the verifier for the configured keys. The algorithm is chosen by which key is configured,
+ * never by the token alone: an HS256 token is checked only with JWT_SECRET and an RS256 token only with
+ * JWT_PUBLIC_KEY, which rules out `alg: none` and RS/HS key confusion.
+ */
+export function createTokenVerifier(jwtConfig: Config["jwt"]): TokenVerifier {
+  const keys: Partial<Record<"HS256" | "RS256", string>> = {};
+  if (jwtConfig.secret) keys.HS256 = jwtConfig.secret;
+  if (jwtConfig.publicKey) keys.RS256 = jwtConfig.publicKey;
+
+  return (token) => {
+    if (!token) throw new AuthError("TOKEN_MISSING", "no token given");
+    const decoded = jwt.decode(token, { complete: true });
+    if (!decoded || typeof decoded.payload === "string") throw new AuthError("TOKEN_INVALID", "token is malformed");
+    const alg = decoded.header.alg;
+    const key = alg === "HS256" || alg === "RS256" ? keys[alg] : undefined;
+    if (!key) throw new AuthError("TOKEN_INVALID", `token algorithm ${alg} is not accepted`);
+    let payload: jwt.JwtPayload | string;
+    try {
+      payload = jwt.verify(token, key, {
+        algorithms: [alg as jwt.Algorithm],
+        issuer: jwtConfig.issuer,
+        audience: jwtConfig.audience,
+      });
+    } catch (error) {
+      if (error instanceof jwt.TokenExpiredError) throw new AuthError("TOKEN_EXPIRED", "token expired");
+      if (error instanceof jwt.JsonWebTokenError && /jwt (issuer|audience) invalid/.test(error.message)) {
+        throw new AuthError("CLAIMS_INVALID", error.message);
+      }
+      throw new AuthError("TOKEN_INVALID", error instanceof Error ? error.message : "token rejected");
+    }
+    const claims = ClaimsSchema.safeParse(payload);
+    if (!claims.success) {
+      const fields = [...new Set(claims.error.issues.map((i) => i.path.join(".") || "payload"))].join(", ");
+      throw new AuthError("CLAIMS_INVALID", `invalid or missing claims: ${fields}`);
+    }
+    const c = claims.data;
+    if (c.permissions.includes("pools:work") && !c.pool_id) {
+      throw new AuthError("CLAIMS_INVALID", "a pools:work token needs a pool_id claim");
+    }
+    return {
+      tenantId: c.tenant_id,
+      subject: c.sub,
+      // Unknown permissions are ignored rather than rejected, so newer token issuers keep working.
+      permissions: new Set(c.permissions.filter(isPermission)),
+      poolId: c.pool_id,
+      expiresAt: c.exp,
+    };
+  };
+}
+
+/** Extracts the token from `Authorization: Bearer <jwt>`. */
+export function bearerToken(header: string | undefined): string | undefined {
+  if (!header) return undefined;
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  return match?.[1];
+}

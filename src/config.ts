@@ -1,0 +1,188 @@
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { z } from "zod";
+
+/** The only reader of process.env for the server: everything else receives a validated Config. */
+export interface Config {
+  port: number;
+  host: string;
+  redisUrl: string;
+  /** Prefix for every Redis key and channel this deployment uses (adapter, queues, presence). */
+  redisPrefix: string;
+  databaseUrl: string;
+  jwt: {
+    secret: string | undefined;
+    publicKey: string | undefined;
+    issuer: string | undefined;
+    audience: string | undefined;
+    /** True when no JWT_SECRET was given and a throwaway one was generated (development only). */
+    generatedSecret: boolean;
+  };
+  nodeId: string;
+  corsOrigins: string[] | undefined;
+  tls: { cert: string; key: string } | undefined;
+  embeddedWorker: boolean;
+  production: boolean;
+  logLevel: string;
+  limits: {
+    /** Largest accepted REST body and Socket.IO message, in bytes. */
+    maxPayloadBytes: number;
+    /** Socket.IO subscribe/unsubscribe requests a socket may make per second (token bucket refill). */
+    roomOpsPerSecond: number;
+    /** Rooms one socket may be subscribed to at once. */
+    maxRoomsPerSocket: number;
+  };
+  shutdownTimeoutMs: number;
+  workers: {
+    heartbeatIntervalMs: number;
+    heartbeatTimeoutMs: number;
+    disconnectGraceMs: number;
+  };
+  events: {
+    retentionMs: number;
+    retentionPerRoom: number;
+    retentionIntervalMs: number;
+  };
+}
+
+const booleanString = z
+  .enum(["true", "false", "1", "0", "yes", "no"], { message: "must be true or false" })
+  .transform((v) => v === "true" || v === "1" || v === "yes");
+const port = z.coerce.number({ message: "must be a number" }).int().min(0).max(65535);
+const positiveInt = z.coerce.number({ message: "must be a number" }).int().positive();
+const url = (protocols: string[]) =>
+  z.string().refine(
+    (value) => {
+      try {
+        return protocols.includes(new URL(value).protocol);
+      } catch {
+        return false;
+      }
+    },
+    { message: `must be a URL (${protocols.join(" or ")})` },
+  );
+
+const EnvSchema = z.object({
+  PORT: port.default(3000),
+  HOST: z.string().min(1).default("0.0.0.0"),
+  REDIS_URL: url(["redis:", "rediss:"]).default("redis://127.0.0.1:6379"),
+  REDIS_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be 1-64 letters, digits, '_', '.' or '-'")
+    .default("switchyard"),
+  DATABASE_URL: url(["postgresql:", "postgres:"]).default("postgresql://postgres@127.0.0.1:5432/switchyard"),
+  JWT_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
+  JWT_PUBLIC_KEY: z.string().optional(),
+  JWT_ISSUER: z.string().min(1).optional(),
+  JWT_AUDIENCE: z.string().min(1).optional(),
+  NODE_ID: z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/, "must be 1-128 letters, digits, '_', '.', ':' or '-'").optional(),
+  CORS_ORIGINS: z.string().optional(),
+  TLS_CERT_FILE: z.string().min(1).optional(),
+  TLS_KEY_FILE: z.string().min(1).optional(),
+  EMBEDDED_WORKER: booleanString.default(true),
+  NODE_ENV: z.string().optional(),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  MAX_PAYLOAD_BYTES: positiveInt.default(1_048_576),
+  ROOM_OPS_PER_SECOND: positiveInt.default(50),
+  MAX_ROOMS_PER_SOCKET: positiveInt.default(1000),
+  SHUTDOWN_TIMEOUT_MS: positiveInt.default(10_000),
+  WORKER_HEARTBEAT_INTERVAL_MS: positiveInt.default(5_000),
+  WORKER_HEARTBEAT_TIMEOUT_MS: positiveInt.default(15_000),
+  WORKER_DISCONNECT_GRACE_MS: positiveInt.default(10_000),
+  EVENT_RETENTION_MS: positiveInt.default(7 * 24 * 3600 * 1000),
+  EVENT_RETENTION_PER_ROOM: positiveInt.default(10_000),
+  EVENT_RETENTION_INTERVAL_MS: positiveInt.default(60_000),
+});
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(problems.join("\n"));
+    this.name = "ConfigError";
+  }
+}
+
+function readPemFile(value: string | undefined, variable: string, problems: string[]): string | undefined {
+  if (value === undefined) return undefined;
+  // A PEM may be given inline or as a path to a file: inline is handier in Kubernetes secrets.
+  if (value.includes("-----BEGIN")) return value.replace(/\\n/g, "\n");
+  try {
+    return readFileSync(value, "utf8");
+  } catch (error) {
+    problems.push(`${variable}: cannot read file ${value} (${(error as NodeJS.ErrnoException).code ?? "error"})`);
+    return undefined;
+  }
+}
+
+/** Validates the environment once; throws ConfigError with one line per bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = EnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`);
+    throw new ConfigError(problems);
+  }
+  const e = parsed.data;
+  const problems: string[] = [];
+  const production = e.NODE_ENV === "production";
+  const publicKey = readPemFile(e.JWT_PUBLIC_KEY, "JWT_PUBLIC_KEY", problems);
+  if (publicKey !== undefined && !publicKey.includes("PUBLIC KEY")) {
+    problems.push("JWT_PUBLIC_KEY: must be a PEM public key (-----BEGIN PUBLIC KEY-----)");
+  }
+  if (production && !e.JWT_SECRET && !e.JWT_PUBLIC_KEY) {
+    problems.push("JWT_SECRET: required when NODE_ENV=production (or set JWT_PUBLIC_KEY for RS256)");
+  }
+  if ((e.TLS_CERT_FILE === undefined) !== (e.TLS_KEY_FILE === undefined)) {
+    problems.push(`${e.TLS_CERT_FILE ? "TLS_KEY_FILE" : "TLS_CERT_FILE"}: must be set together with the other TLS file`);
+  }
+  let tls: Config["tls"];
+  if (e.TLS_CERT_FILE && e.TLS_KEY_FILE) {
+    const cert = readPemFile(e.TLS_CERT_FILE, "TLS_CERT_FILE", problems);
+    const key = readPemFile(e.TLS_KEY_FILE, "TLS_KEY_FILE", problems);
+    if (cert && key) tls = { cert, key };
+  }
+  const corsOrigins = e.CORS_ORIGINS?.split(",").map((o) => o.trim()).filter(Boolean);
+  for (const origin of corsOrigins ?? []) {
+    if (origin !== "*" && !/^https?:\/\/[^/\s]+$/.test(origin)) {
+      problems.push(`CORS_ORIGINS: "${origin}" is not an origin like https://app.example.com`);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const generatedSecret = !e.JWT_SECRET && !publicKey;
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    redisUrl: e.REDIS_URL,
+    redisPrefix: e.REDIS_PREFIX,
+    databaseUrl: e.DATABASE_URL,
+    jwt: {
+      secret: e.JWT_SECRET ?? (generatedSecret ? randomBytes(32).toString("base64url") : undefined),
+      publicKey,
+      issuer: e.JWT_ISSUER,
+      audience: e.JWT_AUDIENCE,
+      generatedSecret,
+    },
+    nodeId: e.NODE_ID ?? `${hostname()}-${process.pid}`,
+    corsOrigins: corsOrigins && corsOrigins.length > 0 ? corsOrigins : undefined,
+    tls,
+    embeddedWorker: e.EMBEDDED_WORKER,
+    production,
+    logLevel: e.LOG_LEVEL,
+    limits: {
+      maxPayloadBytes: e.MAX_PAYLOAD_BYTES,
+      roomOpsPerSecond: e.ROOM_OPS_PER_SECOND,
+      maxRoomsPerSocket: e.MAX_ROOMS_PER_SOCKET,
+    },
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    workers: {
+      heartbeatIntervalMs: e.WORKER_HEARTBEAT_INTERVAL_MS,
+      heartbeatTimeoutMs: e.WORKER_HEARTBEAT_TIMEOUT_MS,
+      disconnectGraceMs: e.WORKER_DISCONNECT_GRACE_MS,
+    },
+    events: {
+      retentionMs: e.EVENT_RETENTION_MS,
+      retentionPerRoom: e.EVENT_RETENTION_PER_ROOM,
+      retentionIntervalMs: e.EVENT_RETENTION_INTERVAL_MS,
+    },
+  };
+}

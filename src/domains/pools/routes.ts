@@ -1,0 +1,24 @@
+import { Router } from "express";
+import { requirePermission } from "../../http/authenticate.js";
+import type { PoolService } from "./service.js";
+
+export function poolRoutes(pools: PoolService): Router {
+  const router = Router();
+  router.post("/", async (req, res) => {
+    const principal = requirePermission(res, "pools:write");
+    res.status(201).json({ pool: await pools.create(principal, req.body) });
+  });
+  router.get("/", async (req, res) => {
+    const principal = requirePermission(res, "pools:read");
+    res.json(await pools.list(principal, req.query));
+  });
+  router.get("/:id", async (req, res) => {
+    const principal = requirePermission(res, "pools:read");
+    res.json({ pool: await pools.get(principal, req.params.id) });
+  });
+  router.post("/:id/scale", async (req, res) => {
+    const principal = requirePermission(res, "pools:write");
+    res.status(202).json({ pool: await pools.scale(principal, req.params.id, req.body) });
+  });
+  return router;
+}

@@ -1,0 +1,135 @@
+import { z } from "zod";
+import type { Principal } from "../../auth/principal.js";
+import type { PrismaClient } from "../../db/client.js";
+import { ConflictError, NotFoundError } from "../../errors.js";
+import type { EventPublisher } from "../../events/publisher.js";
+import { roomNames } from "../../protocol/rooms.js";
+import { parseInput } from "../validation.js";
+import { PageQuerySchema, PAGE_ORDER, afterPageKey, decodePageCursor, toPage } from "../pagination.js";
+import type { TenantDirectory } from "../tenants.js";
+
+export const CreatePoolSchema = z.strictObject({
+  name: z.string().trim().min(1).max(128),
+  desiredWorkers: z.number().int().min(0).max(10_000).default(0),
+});
+export const ScalePoolSchema = z.strictObject({
+  desiredWorkers: z.number().int().min(0).max(10_000),
+});
+
+interface PoolRow {
+  id: string;
+  name: string;
+  desiredWorkers: number;
+  status: string;
+  createdAt: Date;
+  updatedAt: Date;
+}
+interface WorkerRow {
+  id: string;
+  status: string;
+  detail: string | null;
+  nodeId: string | null;
+  version: string | null;
+  lastHeartbeatAt: Date;
+}
+
+export function serializePool(pool: PoolRow) {
+  return {
+    id: pool.id,
+    name: pool.name,
+    desiredWorkers: pool.desiredWorkers,
+    status: pool.status,
+    createdAt: pool.createdAt.toISOString(),
+    updatedAt: pool.updatedAt.toISOString(),
+  };
+}
+
+export function serializeWorker(worker: WorkerRow) {
+  return {
+    id: worker.id,
+    status: worker.status,
+    detail: worker.detail,
+    node: worker.nodeId,
+    version: worker.version,
+    lastHeartbeatAt: worker.lastHeartbeatAt.toISOString(),
+  };
+}
+
+/** Pools of workers, per tenant. Every method takes the principal: the tenant comes only from it. */
+export class PoolService {
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly tenants: TenantDirectory,
+    private readonly events: EventPublisher,
+  ) {}
+
+  async create(principal: Principal, body: unknown) {
+    const input = parseInput(CreatePoolSchema, body);
+    await this.tenants.ensure(principal.tenantId);
+    let pool: PoolRow;
+    try {
+      pool = await this.prisma.pool.create({
+        data: { tenantId: principal.tenantId, id: crypto.randomUUID(), name: input.name, desiredWorkers: input.desiredWorkers },
+      });
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new ConflictError(`a pool named "${input.name}" already exists`);
+      throw error;
+    }
+    const view = serializePool(pool);
+    await this.events.publish({
+      tenantId: principal.tenantId,
+      namespace: "pools",
+      rooms: [roomNames.pools(), roomNames.pool(pool.id)],
+      type: "pool.created",
+      data: { pool: view },
+    });
+    return view;
+  }
+
+  async list(principal: Principal, query: unknown) {
+    const { cursor, limit } = parseInput(PageQuerySchema, query, "query");
+    await this.tenants.ensure(principal.tenantId);
+    const rows = await this.prisma.pool.findMany({
+      where: { tenantId: principal.tenantId, ...afterPageKey(cursor ? decodePageCursor(cursor) : undefined) },
+      orderBy: PAGE_ORDER,
+      take: limit + 1,
+    });
+    return toPage(rows, limit, serializePool);
+  }
+
+  async get(principal: Principal, poolId: string) {
+    await this.tenants.ensure(principal.tenantId);
+    const pool = await this.prisma.pool.findUnique({
+      where: { tenantId_id: { tenantId: principal.tenantId, id: poolId } },
+      include: { workers: { orderBy: { createdAt: "asc" } } },
+    });
+    if (!pool) throw new NotFoundError("pool");
+    return { ...serializePool(pool), workers: pool.workers.map(serializeWorker) };
+  }
+
+  async scale(principal: Principal, poolId: string, body: unknown) {
+    const { desiredWorkers } = parseInput(ScalePoolSchema, body);
+    await this.tenants.ensure(principal.tenantId);
+    const before = await this.prisma.pool.findUnique({
+      where: { tenantId_id: { tenantId: principal.tenantId, id: poolId } },
+    });
+    if (!before) throw new NotFoundError("pool");
+    const pool = await this.prisma.pool.update({
+      where: { tenantId_id: { tenantId: principal.tenantId, id: poolId } },
+      data: { desiredWorkers },
+    });
+    const view = serializePool(pool);
+    await this.events.publish({
+      tenantId: principal.tenantId,
+      namespace: "pools",
+      rooms: [roomNames.pools(), roomNames.pool(pool.id)],
+      type: "pool.scaling",
+      data: { poolId: pool.id, from: before.desiredWorkers, to: desiredWorkers, pool: view },
+    });
+    return view;
+  }
+}
+
+export function isUniqueViolation(error: unknown): boolean {
+  return typeof error === "object" && error !== null && (error as { code?: unknown }).code === "P2002";
+}

@@ -1,0 +1,50 @@
+import { App } from "./app.js";
+import { ConfigError, loadConfig, type Config } from "./config.js";
+
+function readConfig(): Config {
+  try {
+    return loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      for (const problem of error.problems) process.stderr.write(`config error: ${problem}\n`);
+      process.exit(78); // EX_CONFIG
+    }
+    throw error;
+  }
+}
+
+const config = readConfig();
+const app = new App(config);
+
+if (config.jwt.generatedSecret) {
+  app.logger.warn(
+    { JWT_SECRET: config.jwt.secret },
+    "JWT_SECRET is not set: generated a throwaway key for this process only. Tokens die with it, and other nodes " +
+      "will not accept them. Mint one with: JWT_SECRET=<this key> npm run token -- --tenant acme --permissions admin",
+  );
+}
+
+let stopping = false;
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  app.logger.info({ signal }, "signal received");
+  const deadline = setTimeout(() => {
+    app.logger.error("shutdown took too long, exiting");
+    process.exit(1);
+  }, config.shutdownTimeoutMs + 2000);
+  deadline.unref();
+  await app.stop();
+  process.exit(0);
+}
+// A lost connection or a bug in one request must not take the node down with every other client on it.
+process.on("unhandledRejection", (reason) => app.logger.error({ err: reason }, "unhandled rejection"));
+process.on("SIGTERM", () => void shutdown("SIGTERM"));
+process.on("SIGINT", () => void shutdown("SIGINT"));
+
+try {
+  await app.start();
+} catch (error) {
+  app.logger.fatal({ err: error }, "could not start");
+  process.exit(1);
+}

@@ -1,0 +1,27 @@
+/** Error codes of the public contract, shared by REST responses and Socket.IO acknowledgements. */
+export const ERROR_CODES = [
+  "BAD_REQUEST",
+  "INVALID_ROOM",
+  "UNAUTHORIZED",
+  "TOKEN_MISSING",
+  "TOKEN_INVALID",
+  "TOKEN_EXPIRED",
+  "CLAIMS_INVALID",
+  "FORBIDDEN",
+  "NOT_FOUND",
+  "CONFLICT",
+  "PAYLOAD_TOO_LARGE",
+  "RATE_LIMITED",
+  "CURSOR_EXPIRED",
+  "UNAVAILABLE",
+  "INTERNAL",
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export interface ErrorBody {
+  code: ErrorCode;
+  message: string;
+  details?: unknown;
+}
+
+export type HandshakeErrorCode = "TOKEN_MISSING" | "TOKEN_INVALID" | "TOKEN_EXPIRED" | "CLAIMS_INVALID";

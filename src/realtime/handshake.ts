@@ -1,0 +1,61 @@
+import type { Socket } from "socket.io";
+import type { Principal } from "../auth/principal.js";
+import { bearerToken, type TokenVerifier } from "../auth/verify.js";
+import { AuthError } from "../errors.js";
+import type { Logger } from "../observability/logger.js";
+import type { Metrics } from "../observability/metrics.js";
+
+export interface SocketData {
+  principal: Principal;
+}
+
+/** Error sent as `connect_error`: message "unauthorized", `data.code` one of the contract's token codes. */
+class HandshakeError extends Error {
+  readonly data: { code: string; message: string };
+  constructor(code: string, message: string) {
+    super("unauthorized");
+    this.data = { code, message };
+  }
+}
+
+/** Namespace middleware: a socket is admitted only with a valid token, from `auth.token` or the header. */
+export function handshakeAuth(verify: TokenVerifier, metrics: Metrics, logger: Logger) {
+  return (socket: Socket, next: (error?: Error) => void): void => {
+    const auth: unknown = socket.handshake.auth;
+    const fromAuth = typeof auth === "object" && auth !== null ? (auth as { token?: unknown }).token : undefined;
+    const token =
+      typeof fromAuth === "string" && fromAuth.length > 0 ? fromAuth : bearerToken(socket.handshake.headers.authorization);
+    try {
+      (socket.data as SocketData).principal = verify(token);
+      next();
+    } catch (error) {
+      const code = error instanceof AuthError ? error.code : "TOKEN_INVALID";
+      const message = error instanceof Error ? error.message : "token rejected";
+      metrics.handshakeFailures.inc({ code });
+      logger.debug({ code, nsp: socket.nsp.name }, "handshake refused");
+      next(new HandshakeError(code, message));
+    }
+  };
+}
+
+/**
+ * Disconnects the socket when its token expires, after telling it why. Timers beyond setTimeout's range
+ * (about 24.8 days) are clamped; such a socket is simply re-checked then.
+ */
+export function expireWithToken(socket: Socket, principal: Principal): void {
+  const MAX_DELAY = 2_147_483_647;
+  const arm = (): void => {
+    const remaining = principal.expiresAt * 1000 - Date.now();
+    if (remaining > MAX_DELAY) {
+      timer = setTimeout(arm, MAX_DELAY);
+      return;
+    }
+    timer = setTimeout(() => {
+      socket.emit("session.expired", { reason: "token_expired" });
+      socket.disconnect(true);
+    }, Math.max(0, remaining));
+  };
+  let timer: NodeJS.Timeout;
+  arm();
+  socket.once("disconnect", () => clearTimeout(timer));
+}

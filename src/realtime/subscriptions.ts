@@ -1,0 +1,139 @@
+import type { Socket } from "socket.io";
+import { z } from "zod";
+import { canRead } from "../auth/principal.js";
+import type { ResourceDirectory } from "../domains/resources.js";
+import { AppError, CursorExpiredError, ForbiddenError, InvalidRoomError, NotFoundError, RateLimitedError, toAppError } from "../errors.js";
+import type { EventLog } from "../events/event-log.js";
+import { toEnvelope } from "../events/event-log.js";
+import { roomKey } from "../events/room-key.js";
+import type { Logger } from "../observability/logger.js";
+import type { Metrics } from "../observability/metrics.js";
+import { decodeCursor, encodeCursor } from "../protocol/cursor.js";
+import type { SubscribeAck, UnsubscribeAck } from "../protocol/events.js";
+import type { NamespaceName } from "../protocol/namespaces.js";
+import { parseRoom } from "../protocol/rooms.js";
+import type { SocketData } from "./handshake.js";
+import { TokenBucket } from "./token-bucket.js";
+
+const SubscribeSchema = z.object({ room: z.string(), after: z.string().max(64).optional() });
+const UnsubscribeSchema = z.object({ room: z.string() });
+
+/** How many stored events one subscribe replays at most; a client further behind pages through /api/v1/events. */
+export const MAX_REPLAY = 10_000;
+const REPLAY_PAGE = 500;
+
+export interface SubscriptionDeps {
+  namespace: NamespaceName;
+  resources: ResourceDirectory;
+  eventLog: EventLog;
+  metrics: Metrics;
+  logger: Logger;
+  roomOpsPerSecond: number;
+  maxRoomsPerSocket: number;
+}
+
+type AckFn<T> = (result: T) => void;
+
+/**
+ * Socket.IO delivers whatever the client sent: the payload may be missing, a number, or the ack itself.
+ * This finds the ack (always the last argument) and the payload (the first, when it is not the ack).
+ */
+function splitArgs(args: unknown[]): { payload: unknown; ack: AckFn<unknown> | undefined } {
+  const last = args[args.length - 1];
+  const ack = typeof last === "function" ? (last as AckFn<unknown>) : undefined;
+  const payload = args.length > (ack ? 1 : 0) ? args[0] : undefined;
+  return { payload, ack };
+}
+
+function fail(error: unknown): { ok: false; error: ReturnType<AppError["toBody"]> } {
+  return { ok: false, error: toAppError(error).toBody() };
+}
+
+/** `subscribe` / `unsubscribe` for one namespace: the client names a room, the tenant comes from its token. */
+export function attachSubscriptions(socket: Socket, deps: SubscriptionDeps): void {
+  const { principal } = socket.data as SocketData;
+  const bucket = new TokenBucket(deps.roomOpsPerSecond, deps.roomOpsPerSecond);
+  const subscribed = new Set<string>();
+  const gauge = deps.metrics.subscriptions.labels({ namespace: deps.namespace });
+
+  const handle = <T>(run: (payload: unknown) => Promise<T>) => {
+    return async (...args: unknown[]): Promise<void> => {
+      const { payload, ack } = splitArgs(args);
+      let result: T | ReturnType<typeof fail>;
+      try {
+        if (!bucket.take()) throw new RateLimitedError("too many room operations, slow down");
+        result = await run(payload);
+      } catch (error) {
+        const appError = toAppError(error);
+        if (appError.status >= 500) deps.logger.error({ err: error, nsp: deps.namespace }, "room operation failed");
+        else deps.metrics.clientErrors.inc({ code: appError.code });
+        result = fail(appError);
+      }
+      ack?.(result);
+    };
+  };
+
+  socket.on(
+    "subscribe",
+    handle<SubscribeAck>(async (payload) => {
+      const request = SubscribeSchema.safeParse(payload);
+      if (!request.success) throw new AppError("BAD_REQUEST", "subscribe expects { room: string, after?: string }", 400);
+      const { room: name, after } = request.data;
+      const room = parseRoom(deps.namespace, name);
+      if (!room) throw new InvalidRoomError(`"${name.slice(0, 64)}" is not a room of /${deps.namespace}`);
+      if (!canRead(principal, deps.namespace)) throw new ForbiddenError(`missing permission ${deps.namespace}:read`);
+      if (room.kind !== "collection" && !(await deps.resources.exists(principal.tenantId, room.kind, room.id))) {
+        throw new NotFoundError(room.kind);
+      }
+      const from = after === undefined ? undefined : decodeCursor(after);
+      if (after !== undefined && !from) throw new AppError("BAD_REQUEST", "after is not a cursor", 400);
+      if (!subscribed.has(room.name) && subscribed.size >= deps.maxRoomsPerSocket) {
+        throw new AppError("RATE_LIMITED", `at most ${deps.maxRoomsPerSocket} rooms per socket`, 429);
+      }
+      if (socket.disconnected) throw new AppError("BAD_REQUEST", "socket disconnected", 400);
+
+      // Join first, then read the head: every event stored after the head reaches this socket live.
+      await socket.join(roomKey(principal.tenantId, room.name));
+      if (!subscribed.has(room.name)) {
+        subscribed.add(room.name);
+        gauge.inc();
+      }
+      const head = await deps.eventLog.head(principal.tenantId, deps.namespace, room.name);
+      let replayed = 0;
+      if (from) {
+        if (from.epoch !== head.epoch) throw new CursorExpiredError("cursor is from an earlier life of this room's log; reload state");
+        if (from.seq > head.seq) throw new AppError("BAD_REQUEST", "cursor is ahead of the room", 400);
+        const oldest = from.seq < head.seq ? await deps.eventLog.oldestSeq(principal.tenantId, deps.namespace, room.name) : null;
+        if (oldest !== null && oldest > from.seq + 1) throw new CursorExpiredError("events after this cursor are past retention; reload state");
+        if (head.seq - from.seq > MAX_REPLAY) throw new CursorExpiredError(`more than ${MAX_REPLAY} events behind; reload state`);
+        let seq = from.seq;
+        while (seq < head.seq) {
+          const page = await deps.eventLog.readAfter(principal.tenantId, deps.namespace, room.name, seq, Math.min(REPLAY_PAGE, head.seq - seq));
+          if (page.length === 0) break;
+          for (const event of page) socket.emit(event.type, toEnvelope(room.name, head.epoch, event));
+          replayed += page.length;
+          seq = page[page.length - 1]!.seq;
+        }
+      }
+      return { ok: true as const, room: room.name, cursor: encodeCursor(head), replayed };
+    }),
+  );
+
+  socket.on(
+    "unsubscribe",
+    handle<UnsubscribeAck>(async (payload) => {
+      const request = UnsubscribeSchema.safeParse(payload);
+      if (!request.success) throw new AppError("BAD_REQUEST", "unsubscribe expects { room: string }", 400);
+      const room = parseRoom(deps.namespace, request.data.room);
+      if (!room) throw new InvalidRoomError(`"${request.data.room.slice(0, 64)}" is not a room of /${deps.namespace}`);
+      await socket.leave(roomKey(principal.tenantId, room.name));
+      if (subscribed.delete(room.name)) gauge.dec();
+      return { ok: true as const, room: room.name };
+    }),
+  );
+
+  socket.once("disconnect", () => {
+    gauge.dec(subscribed.size);
+    subscribed.clear();
+  });
+}
