@@ -19,10 +19,17 @@ export default defineConfig({
   experimental: { adapter: true },
   engine: "js",
   adapter: async () =>
-    new PrismaPg(new CatalogTypesPool({ connectionString: databaseUrl, idleTimeoutMillis: 1000 }), {
-      // The CLI owns this pool: end it when the schema engine disposes the adapter.
-      disposeExternalPool: true,
-    }),
+    new PrismaPg(
+      new CatalogTypesPool({
+        connectionString: databaseUrl,
+        // `migrate deploy` takes its advisory lock (pg_advisory_lock) on a pooled connection and never
+        // unlocks it: the lock lasts until that connection closes. The schema engine does not dispose the
+        // adapter, so with pg's default 10 s idle timeout a second, concurrent `migrate deploy` (two
+        // replicas starting, two setups) waits out its own 10 s lock timeout and fails with P1002.
+        // Closing idle connections after 1 s releases the lock right after the work is done.
+        idleTimeoutMillis: 1_000,
+      }),
+    ),
   schema: "prisma/schema.prisma",
   migrations: { path: "prisma/migrations" },
 });

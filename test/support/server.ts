@@ -1,0 +1,107 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { TEST_DATABASE_URL, TEST_JWT_SECRET, TEST_REDIS_PREFIX, TEST_REDIS_URL } from "./env.js";
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+// On globalThis because mocha may load support modules twice (the --require hooks and the specs).
+const registry = globalThis as typeof globalThis & { __switchyardServers?: Set<ServerProcess> };
+const running = (registry.__switchyardServers ??= new Set<ServerProcess>());
+
+export interface ServerProcess {
+  url: string;
+  port: number;
+  nodeId: string;
+  process: ChildProcess;
+  logs(): string;
+  /** SIGTERM and wait for exit; resolves with the exit code. */
+  stop(): Promise<number | null>;
+  /** SIGKILL (a crash) and wait for exit. */
+  kill(): Promise<void>;
+  exited: Promise<number | null>;
+}
+
+let nodeCounter = 0;
+
+/** Starts a real Switchyard node (`src/main.ts`) on a free port and waits until it listens. */
+export async function startServer(env: Record<string, string> = {}): Promise<ServerProcess> {
+  const nodeId = env.NODE_ID ?? `test-node-${process.pid}-${++nodeCounter}`;
+  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+    cwd: repoRoot,
+    env: {
+      PATH: process.env.PATH ?? "",
+      PORT: "0",
+      HOST: "127.0.0.1",
+      NODE_ID: nodeId,
+      DATABASE_URL: TEST_DATABASE_URL,
+      REDIS_URL: TEST_REDIS_URL,
+      REDIS_PREFIX: TEST_REDIS_PREFIX,
+      JWT_SECRET: TEST_JWT_SECRET,
+      EMBEDDED_WORKER: "false",
+      LOG_LEVEL: "info",
+      SHUTDOWN_TIMEOUT_MS: "5000",
+      ...env,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`node ${nodeId} did not start in time:\n${output}`)), 30_000);
+    const onData = (chunk: Buffer): void => {
+      output += chunk.toString();
+      const match = /"port":(\d+)[^\n]*"msg":"switchyard listening"/.exec(output);
+      if (match) {
+        clearTimeout(timer);
+        resolve(Number(match[1]));
+      }
+    };
+    child.stdout!.on("data", onData);
+    child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    if (process.env.TEST_SERVER_LOGS) {
+      child.stdout!.pipe(process.stderr);
+      child.stderr!.pipe(process.stderr);
+    }
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`node ${nodeId} exited with ${code} before listening:\n${output}`));
+    });
+  });
+  const server: ServerProcess = {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    nodeId,
+    process: child,
+    logs: () => output,
+    exited,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      const code = await exited;
+      running.delete(server);
+      return code;
+    },
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      await exited;
+      running.delete(server);
+    },
+  };
+  running.add(server);
+  return server;
+}
+
+/** Kills whatever a test left running (a failed test must not leave processes behind). */
+export async function killAllServers(): Promise<void> {
+  await Promise.all([...running].map((s) => s.kill()));
+}
+
+/** Warnings and errors the running servers logged: printed when a test fails, to see the server's side. */
+export function serverProblems(): string {
+  const lines: string[] = [];
+  for (const server of running) {
+    for (const line of server.logs().split("\n")) {
+      if (/"level":(40|50|60)/.test(line) || /^\S*Error/.test(line)) lines.push(`[${server.nodeId}] ${line.slice(0, 2000)}`);
+    }
+  }
+  return lines.slice(-20).join("\n");
+}
