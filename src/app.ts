@@ -26,6 +26,7 @@ export class App {
   private readonly httpServer: HttpServer;
   private readonly stopHooks: Array<() => Promise<unknown>> = [];
   private shuttingDown = false;
+  private readonly redis: Redis;
 
   constructor(readonly config: Config) {
     this.logger = createLogger({ level: config.logLevel, nodeId: config.nodeId });
@@ -33,6 +34,7 @@ export class App {
     // Commands fail fast instead of queueing while Redis is down, so /ready and requests answer at once.
     // The adapter's clients keep ioredis' offline queue: their SUBSCRIBE must survive a late Redis.
     const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectionName: `${config.nodeId}:cmd` });
+    this.redis = redis;
     const pubClient = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, connectionName: `${config.nodeId}:pub` });
     const subClient = new Redis(config.redisUrl, { connectionName: `${config.nodeId}:sub` });
     for (const client of [redis, pubClient, subClient]) {
@@ -88,6 +90,9 @@ export class App {
   }
 
   async start(): Promise<AddressInfo> {
+    // Give Redis a moment so the first /ready after start is truthful; a node without Redis still starts
+    // (and says so on /ready) rather than crash-looping.
+    await this.waitForRedis(3000);
     await new Promise<void>((resolve, reject) => {
       this.httpServer.once("error", reject);
       this.httpServer.listen(this.config.port, this.config.host, () => {
@@ -98,6 +103,20 @@ export class App {
     const address = this.httpServer.address() as AddressInfo;
     this.logger.info({ port: address.port, host: address.address }, "switchyard listening");
     return address;
+  }
+
+  private async waitForRedis(timeoutMs: number): Promise<void> {
+    if (this.redis.status === "ready") return;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.redis.off("ready", done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.redis.once("ready", done);
+    });
+    if ((this.redis.status as string) !== "ready") this.logger.warn({ url: this.config.redisUrl.replace(/\/\/[^@]*@/, "//***@") }, "redis not reachable yet");
   }
 
   /** Graceful stop: refuse new connections, tell clients to reconnect elsewhere, finish work, close connections. */
