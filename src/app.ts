@@ -12,6 +12,15 @@ import { ResourceDirectory } from "./domains/resources.js";
 import { TenantDirectory } from "./domains/tenants.js";
 import { EventLog } from "./events/event-log.js";
 import { EventPublisher } from "./events/publisher.js";
+import { eventRoutes } from "./events/routes.js";
+import { TaskQueues, TaskTypeRegistry } from "./jobs/queues.js";
+import { taskRoutes } from "./domains/tasks/routes.js";
+import { TaskService } from "./domains/tasks/service.js";
+import { workflowRoutes } from "./domains/workflows/routes.js";
+import { WorkflowService } from "./domains/workflows/service.js";
+import { DEFAULT_POOL_ID } from "./domains/tenants.js";
+import { CancellationListener } from "./worker/cancellations.js";
+import { EmbeddedWorkers } from "./worker/embedded.js";
 import { createHttpApp } from "./http/app.js";
 import { createLogger, type Logger } from "./observability/logger.js";
 import { createMetrics } from "./observability/metrics.js";
@@ -25,6 +34,7 @@ export class App {
   readonly logger: Logger;
   private readonly httpServer: HttpServer;
   private readonly stopHooks: Array<() => Promise<unknown>> = [];
+  private readonly startHooks: Array<() => Promise<unknown>> = [];
   private shuttingDown = false;
   private readonly redis: Redis;
 
@@ -72,6 +82,17 @@ export class App {
     const events = new EventPublisher(eventLog, realtime.broadcast, metrics);
     const pools = new PoolService(prisma, tenants, events);
 
+    // BullMQ workers block on their connection, so they get their own, with no per-request retry limit.
+    const bullConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null, connectionName: `${config.nodeId}:bull` });
+    bullConnection.on("error", (error: Error) => this.logger.warn({ err: error.message }, "redis connection error"));
+    const queues = new TaskQueues(redis, config.redisPrefix);
+    const taskTypes = new TaskTypeRegistry(redis, config.redisPrefix);
+    const tasks = new TaskService(prisma, redis, tenants, queues, taskTypes, events, this.logger, {
+      backoffMs: config.tasks.backoffMs,
+      redisPrefix: config.redisPrefix,
+    });
+    const workflows = new WorkflowService(prisma, tasks, events, this.logger);
+
     http = createHttpApp({
       health: { nodeId: config.nodeId, redis, prisma, metrics, isShuttingDown: () => this.shuttingDown },
       verifyToken,
@@ -79,13 +100,52 @@ export class App {
       metrics,
       maxPayloadBytes: config.limits.maxPayloadBytes,
       corsOrigins: config.corsOrigins,
-      api: { pools: poolRoutes(pools) },
+      api: {
+        pools: poolRoutes(pools),
+        tasks: taskRoutes(tasks),
+        workflows: workflowRoutes(workflows),
+        events: eventRoutes(eventLog, resources),
+      },
     });
 
+    let embedded: EmbeddedWorkers | undefined;
+    let cancellations: CancellationListener | undefined;
+    if (config.embeddedWorker) {
+      cancellations = new CancellationListener(
+        new Redis(config.redisUrl, { connectionName: `${config.nodeId}:cancel` }),
+        config.redisPrefix,
+        this.logger,
+      );
+      embedded = new EmbeddedWorkers({
+        connection: bullConnection,
+        redis,
+        redisPrefix: config.redisPrefix,
+        nodeId: config.nodeId,
+        reporter: { report: (tenantId, report) => tasks.applyReport(tenantId, report) },
+        cancellations,
+        logger: this.logger,
+        concurrency: config.tasks.concurrency,
+        backoffMs: config.tasks.backoffMs,
+        lockDurationMs: config.tasks.lockDurationMs,
+        stalledIntervalMs: Math.max(1000, Math.floor(config.tasks.lockDurationMs / 2)),
+        syncIntervalMs: 2000,
+      });
+      const worker = embedded;
+      tasks.onPoolActive((tenantId, poolId) => {
+        if (poolId === DEFAULT_POOL_ID) worker.ensure(tenantId);
+      });
+      this.startHooks.push(() => worker.start());
+    }
+
+    // Order matters: clients are told first, then running tasks finish (their events still reach other
+    // nodes through the adapter's Redis client), then connections close.
     this.stopHooks.push(
       () => realtime.close(config.nodeId),
+      () => this.withinShutdownBudget(embedded?.close()),
+      async () => cancellations?.close(),
+      () => queues.close(),
       () => prisma.$disconnect(),
-      () => Promise.allSettled([redis.quit(), pubClient.quit(), subClient.quit()]),
+      () => Promise.allSettled([redis.quit(), pubClient.quit(), subClient.quit(), bullConnection.quit()]),
     );
   }
 
@@ -93,6 +153,7 @@ export class App {
     // Give Redis a moment so the first /ready after start is truthful; a node without Redis still starts
     // (and says so on /ready) rather than crash-looping.
     await this.waitForRedis(3000);
+    for (const hook of this.startHooks) await hook();
     await new Promise<void>((resolve, reject) => {
       this.httpServer.once("error", reject);
       this.httpServer.listen(this.config.port, this.config.host, () => {
@@ -117,6 +178,19 @@ export class App {
       this.redis.once("ready", done);
     });
     if ((this.redis.status as string) !== "ready") this.logger.warn({ url: this.config.redisUrl.replace(/\/\/[^@]*@/, "//***@") }, "redis not reachable yet");
+  }
+
+  private async withinShutdownBudget(work: Promise<unknown> | undefined): Promise<void> {
+    if (!work) return;
+    let timer: NodeJS.Timeout | undefined;
+    const budget = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        this.logger.warn("in-flight tasks did not finish in time; BullMQ will hand them to another worker");
+        resolve();
+      }, this.config.shutdownTimeoutMs);
+    });
+    await Promise.race([work, budget]);
+    clearTimeout(timer);
   }
 
   /** Graceful stop: refuse new connections, tell clients to reconnect elsewhere, finish work, close connections. */

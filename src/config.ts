@@ -34,6 +34,13 @@ export interface Config {
     maxRoomsPerSocket: number;
   };
   shutdownTimeoutMs: number;
+  tasks: {
+    /** First retry delay; doubles with every further attempt. */
+    backoffMs: number;
+    /** BullMQ lock duration: a worker silent this long is presumed dead and its job is handed on. */
+    lockDurationMs: number;
+    concurrency: number;
+  };
   workers: {
     heartbeatIntervalMs: number;
     heartbeatTimeoutMs: number;
@@ -87,6 +94,9 @@ const EnvSchema = z.object({
   ROOM_OPS_PER_SECOND: positiveInt.default(50),
   MAX_ROOMS_PER_SOCKET: positiveInt.default(1000),
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(10_000),
+  TASK_BACKOFF_MS: positiveInt.default(1_000),
+  TASK_LOCK_MS: positiveInt.default(30_000),
+  WORKER_CONCURRENCY: positiveInt.default(8),
   WORKER_HEARTBEAT_INTERVAL_MS: positiveInt.default(5_000),
   WORKER_HEARTBEAT_TIMEOUT_MS: positiveInt.default(15_000),
   WORKER_DISCONNECT_GRACE_MS: positiveInt.default(10_000),
@@ -176,6 +186,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxRoomsPerSocket: e.MAX_ROOMS_PER_SOCKET,
     },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    tasks: {
+      backoffMs: e.TASK_BACKOFF_MS,
+      lockDurationMs: e.TASK_LOCK_MS,
+      concurrency: e.WORKER_CONCURRENCY,
+    },
     workers: {
       heartbeatIntervalMs: e.WORKER_HEARTBEAT_INTERVAL_MS,
       heartbeatTimeoutMs: e.WORKER_HEARTBEAT_TIMEOUT_MS,

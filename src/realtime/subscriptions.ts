@@ -1,14 +1,14 @@
 import type { Socket } from "socket.io";
 import { z } from "zod";
-import { canRead } from "../auth/principal.js";
 import type { ResourceDirectory } from "../domains/resources.js";
-import { AppError, CursorExpiredError, ForbiddenError, InvalidRoomError, NotFoundError, RateLimitedError, toAppError } from "../errors.js";
+import { authorizeRoom } from "../domains/room-access.js";
+import { AppError, CursorExpiredError, InvalidRoomError, RateLimitedError, toAppError } from "../errors.js";
 import type { EventLog } from "../events/event-log.js";
-import { toEnvelope } from "../events/event-log.js";
+import { parseAfter, readHistory } from "../events/history.js";
 import { roomKey } from "../events/room-key.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
-import { decodeCursor, encodeCursor } from "../protocol/cursor.js";
+import { encodeCursor } from "../protocol/cursor.js";
 import type { SubscribeAck, UnsubscribeAck } from "../protocol/events.js";
 import type { NamespaceName } from "../protocol/namespaces.js";
 import { parseRoom } from "../protocol/rooms.js";
@@ -79,14 +79,8 @@ export function attachSubscriptions(socket: Socket, deps: SubscriptionDeps): voi
       const request = SubscribeSchema.safeParse(payload);
       if (!request.success) throw new AppError("BAD_REQUEST", "subscribe expects { room: string, after?: string }", 400);
       const { room: name, after } = request.data;
-      const room = parseRoom(deps.namespace, name);
-      if (!room) throw new InvalidRoomError(`"${name.slice(0, 64)}" is not a room of /${deps.namespace}`);
-      if (!canRead(principal, deps.namespace)) throw new ForbiddenError(`missing permission ${deps.namespace}:read`);
-      if (room.kind !== "collection" && !(await deps.resources.exists(principal.tenantId, room.kind, room.id))) {
-        throw new NotFoundError(room.kind);
-      }
-      const from = after === undefined ? undefined : decodeCursor(after);
-      if (after !== undefined && !from) throw new AppError("BAD_REQUEST", "after is not a cursor", 400);
+      const room = await authorizeRoom(principal, deps.namespace, name, deps.resources);
+      const from = parseAfter(after);
       if (!subscribed.has(room.name) && subscribed.size >= deps.maxRoomsPerSocket) {
         throw new AppError("RATE_LIMITED", `at most ${deps.maxRoomsPerSocket} rooms per socket`, 429);
       }
@@ -98,21 +92,17 @@ export function attachSubscriptions(socket: Socket, deps: SubscriptionDeps): voi
         subscribed.add(room.name);
         gauge.inc();
       }
-      const head = await deps.eventLog.head(principal.tenantId, deps.namespace, room.name);
+      const where = { tenantId: principal.tenantId, namespace: deps.namespace, room: room.name };
+      const head = await deps.eventLog.head(where.tenantId, where.namespace, where.room);
       let replayed = 0;
       if (from) {
-        if (from.epoch !== head.epoch) throw new CursorExpiredError("cursor is from an earlier life of this room's log; reload state");
-        if (from.seq > head.seq) throw new AppError("BAD_REQUEST", "cursor is ahead of the room", 400);
-        const oldest = from.seq < head.seq ? await deps.eventLog.oldestSeq(principal.tenantId, deps.namespace, room.name) : null;
-        if (oldest !== null && oldest > from.seq + 1) throw new CursorExpiredError("events after this cursor are past retention; reload state");
         if (head.seq - from.seq > MAX_REPLAY) throw new CursorExpiredError(`more than ${MAX_REPLAY} events behind; reload state`);
-        let seq = from.seq;
-        while (seq < head.seq) {
-          const page = await deps.eventLog.readAfter(principal.tenantId, deps.namespace, room.name, seq, Math.min(REPLAY_PAGE, head.seq - seq));
-          if (page.length === 0) break;
-          for (const event of page) socket.emit(event.type, toEnvelope(room.name, head.epoch, event));
-          replayed += page.length;
-          seq = page[page.length - 1]!.seq;
+        let position = from;
+        while (position.seq < head.seq) {
+          const page = await readHistory(deps.eventLog, where, head, position, REPLAY_PAGE);
+          for (const envelope of page.events) socket.emit(envelope.type, envelope);
+          replayed += page.events.length;
+          position = { epoch: head.epoch, seq: position.seq + page.events.length };
         }
       }
       return { ok: true as const, room: room.name, cursor: encodeCursor(head), replayed };

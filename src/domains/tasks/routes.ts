@@ -1,0 +1,25 @@
+import { Router } from "express";
+import { requirePermission } from "../../http/authenticate.js";
+import type { TaskService } from "./service.js";
+
+export function taskRoutes(tasks: TaskService): Router {
+  const router = Router();
+  router.post("/", async (req, res) => {
+    const principal = requirePermission(res, "tasks:write");
+    const { task } = await tasks.submit(principal, req.body, req.get("idempotency-key"));
+    res.status(202).json({ task });
+  });
+  router.get("/", async (req, res) => {
+    const principal = requirePermission(res, "tasks:read");
+    res.json(await tasks.list(principal, req.query));
+  });
+  router.get("/:id", async (req, res) => {
+    const principal = requirePermission(res, "tasks:read");
+    res.json({ task: await tasks.get(principal, req.params.id) });
+  });
+  router.post("/:id/cancel", async (req, res) => {
+    const principal = requirePermission(res, "tasks:write");
+    res.json({ task: await tasks.cancel(principal, req.params.id) });
+  });
+  return router;
+}

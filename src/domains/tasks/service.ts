@@ -1,0 +1,393 @@
+import { createHash } from "node:crypto";
+import type { Redis } from "ioredis";
+import { z } from "zod";
+import type { Principal } from "../../auth/principal.js";
+import type { PrismaClient } from "../../db/client.js";
+import { AppError, BadRequestError, ConflictError, NotFoundError } from "../../errors.js";
+import type { EventPublisher } from "../../events/publisher.js";
+import { cancelChannel, defaultPoolTenantsKey, type TaskQueues, type TaskTypeRegistry } from "../../jobs/queues.js";
+import type { Logger } from "../../observability/logger.js";
+import { ID_PATTERN, roomNames } from "../../protocol/rooms.js";
+import {
+  BUILTIN_TASK_TYPES,
+  isTerminal,
+  TASK_STATUSES,
+  type TaskReport,
+  type TaskReportReply,
+  type TaskStatus,
+} from "../../protocol/tasks.js";
+import { afterPageKey, decodePageCursor, PAGE_ORDER, PageQuerySchema, toPage } from "../pagination.js";
+import { isUniqueViolation } from "../pools/service.js";
+import type { TenantDirectory } from "../tenants.js";
+import { DEFAULT_POOL_ID } from "../tenants.js";
+import { parseInput } from "../validation.js";
+import { TRANSITIONS, type TransitionName } from "./state-machine.js";
+
+const TYPE_PATTERN = /^[A-Za-z0-9_.:-]{1,100}$/;
+
+export const SubmitTaskSchema = z.strictObject({
+  type: z.string().regex(TYPE_PATTERN, "must be 1-100 letters, digits, '_', '.', ':' or '-'"),
+  payload: z.json().optional(),
+  poolId: z.string().regex(ID_PATTERN, "must be a pool id").optional(),
+  priority: z.number().int().min(0).max(100).default(50),
+  maxAttempts: z.number().int().min(1).max(25).default(1),
+  timeoutMs: z.number().int().min(1).max(24 * 3600 * 1000).optional(),
+});
+export type SubmitTaskInput = z.infer<typeof SubmitTaskSchema>;
+
+const ListQuerySchema = PageQuerySchema.extend({
+  status: z.enum(TASK_STATUSES).optional(),
+  poolId: z.string().regex(ID_PATTERN).optional(),
+});
+
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
+
+export interface TaskRow {
+  id: string;
+  tenantId: string;
+  poolId: string;
+  type: string;
+  payload: unknown;
+  status: string;
+  priority: number;
+  maxAttempts: number;
+  attempts: number;
+  timeoutMs: number | null;
+  result: unknown;
+  error: unknown;
+  workerId: string | null;
+  workflowId: string | null;
+  stepKey: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+  queuedAt: Date | null;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+}
+
+export function serializeTask(task: TaskRow) {
+  return {
+    id: task.id,
+    type: task.type,
+    poolId: task.poolId,
+    status: task.status as TaskStatus,
+    payload: task.payload,
+    priority: task.priority,
+    maxAttempts: task.maxAttempts,
+    attempts: task.attempts,
+    timeoutMs: task.timeoutMs,
+    result: task.result ?? null,
+    error: task.error ?? null,
+    workerId: task.workerId,
+    workflowId: task.workflowId,
+    stepKey: task.stepKey,
+    createdAt: task.createdAt.toISOString(),
+    updatedAt: task.updatedAt.toISOString(),
+    queuedAt: task.queuedAt?.toISOString() ?? null,
+    startedAt: task.startedAt?.toISOString() ?? null,
+    finishedAt: task.finishedAt?.toISOString() ?? null,
+  };
+}
+export type TaskView = ReturnType<typeof serializeTask>;
+
+/** Called when a task reaches a terminal state, whoever drove it there (workflows chain on this). */
+export type TaskFinishedListener = (task: TaskRow) => Promise<void>;
+
+export interface TaskServiceOptions {
+  backoffMs: number;
+  redisPrefix: string;
+}
+
+/** Called after a task was put on the queue of (tenant, pool): lets an embedded worker start serving it. */
+export type PoolActiveListener = (tenantId: string, poolId: string) => void;
+
+/**
+ * Tasks: submission, queries, cancellation, and the one place that applies state changes (`transition`),
+ * writing each to PostgreSQL and publishing it through the event path.
+ */
+export class TaskService {
+  private readonly finishedListeners: TaskFinishedListener[] = [];
+  private readonly poolActiveListeners: PoolActiveListener[] = [];
+  private readonly registeredDefaultTenants = new Set<string>();
+
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly redis: Redis,
+    private readonly tenants: TenantDirectory,
+    private readonly queues: TaskQueues,
+    private readonly types: TaskTypeRegistry,
+    private readonly events: EventPublisher,
+    private readonly logger: Logger,
+    private readonly options: TaskServiceOptions,
+  ) {}
+
+  onTaskFinished(listener: TaskFinishedListener): void {
+    this.finishedListeners.push(listener);
+  }
+
+  onPoolActive(listener: PoolActiveListener): void {
+    this.poolActiveListeners.push(listener);
+  }
+
+  /** Default pools are served by every node's embedded worker: record the tenant where they all look. */
+  private async notePoolActive(tenantId: string, poolId: string): Promise<void> {
+    if (poolId === DEFAULT_POOL_ID && !this.registeredDefaultTenants.has(tenantId)) {
+      await this.redis.sadd(defaultPoolTenantsKey(this.options.redisPrefix), tenantId);
+      this.registeredDefaultTenants.add(tenantId);
+    }
+    for (const listener of this.poolActiveListeners) listener(tenantId, poolId);
+  }
+
+  /** `POST /api/v1/tasks`: stores the task, publishes task.created, enqueues it, publishes task.queued. */
+  async submit(principal: Principal, body: unknown, idempotencyKey?: string): Promise<{ task: TaskView; created: boolean }> {
+    const input = parseInput(SubmitTaskSchema, body);
+    if (idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(idempotencyKey)) {
+      throw new BadRequestError("invalid Idempotency-Key", [{ field: "Idempotency-Key", message: "1-200 visible ASCII characters" }]);
+    }
+    const requestHash = idempotencyKey ? createHash("sha256").update(JSON.stringify(input)).digest("hex") : null;
+    if (idempotencyKey) {
+      const existing = await this.findByIdempotencyKey(principal.tenantId, idempotencyKey, requestHash!);
+      if (existing) return { task: serializeTask(existing), created: false };
+    }
+    const poolId = input.poolId ?? DEFAULT_POOL_ID;
+    await this.validateTarget(principal.tenantId, poolId, input.type);
+    let task: TaskRow;
+    try {
+      task = await this.create(principal.tenantId, { ...input, poolId }, { idempotencyKey: idempotencyKey ?? null, requestHash });
+    } catch (error) {
+      if (idempotencyKey && isUniqueViolation(error)) {
+        // A concurrent request with the same key won the insert: answer with its task.
+        const existing = await this.findByIdempotencyKey(principal.tenantId, idempotencyKey, requestHash!);
+        if (existing) return { task: serializeTask(existing), created: false };
+      }
+      throw error;
+    }
+    return { task: serializeTask(await this.enqueue(task)), created: true };
+  }
+
+  /** Creates and enqueues a task on behalf of the server itself (workflow steps). */
+  async submitInternal(
+    tenantId: string,
+    input: { type: string; payload: SubmitTaskInput["payload"]; poolId: string; workflowId: string; stepKey: string },
+  ): Promise<TaskRow> {
+    const task = await this.create(
+      tenantId,
+      { type: input.type, payload: input.payload, poolId: input.poolId, priority: 50, maxAttempts: 1, timeoutMs: undefined },
+      { idempotencyKey: null, requestHash: null, workflowId: input.workflowId, stepKey: input.stepKey },
+    );
+    return this.enqueue(task);
+  }
+
+  async validateTarget(tenantId: string, poolId: string, type: string): Promise<void> {
+    await this.tenants.ensure(tenantId);
+    const pool = await this.prisma.pool.findUnique({ where: { tenantId_id: { tenantId, id: poolId } }, select: { id: true } });
+    if (!pool) throw new AppError("NOT_FOUND", "pool not found", 404, [{ field: "poolId", message: "no such pool" }]);
+    const known = (BUILTIN_TASK_TYPES as readonly string[]).includes(type) || (await this.types.has(tenantId, poolId, type));
+    if (!known) {
+      throw new BadRequestError(`unknown task type "${type}"`, [
+        { field: "type", message: `must be one of ${BUILTIN_TASK_TYPES.join(", ")} or a type a worker of the pool registered` },
+      ]);
+    }
+  }
+
+  private async findByIdempotencyKey(tenantId: string, key: string, requestHash: string): Promise<TaskRow | null> {
+    const existing = await this.prisma.task.findUnique({ where: { tenantId_idempotencyKey: { tenantId, idempotencyKey: key } } });
+    if (existing && existing.requestHash !== requestHash) {
+      throw new ConflictError("Idempotency-Key was already used with a different request body");
+    }
+    return existing;
+  }
+
+  private async create(
+    tenantId: string,
+    input: Omit<SubmitTaskInput, "poolId"> & { poolId: string },
+    extra: { idempotencyKey: string | null; requestHash: string | null; workflowId?: string; stepKey?: string },
+  ): Promise<TaskRow> {
+    const task = await this.prisma.task.create({
+      data: {
+        tenantId,
+        poolId: input.poolId,
+        type: input.type,
+        payload: (input.payload ?? {}) as object,
+        status: "created",
+        priority: input.priority,
+        maxAttempts: input.maxAttempts,
+        timeoutMs: input.timeoutMs ?? null,
+        idempotencyKey: extra.idempotencyKey,
+        requestHash: extra.requestHash,
+        workflowId: extra.workflowId ?? null,
+        stepKey: extra.stepKey ?? null,
+      },
+    });
+    await this.publish(task, "task.created");
+    return task;
+  }
+
+  private async enqueue(task: TaskRow): Promise<TaskRow> {
+    try {
+      await this.queues.enqueue(
+        {
+          tenantId: task.tenantId,
+          taskId: task.id,
+          poolId: task.poolId,
+          type: task.type,
+          payload: task.payload,
+          timeoutMs: task.timeoutMs,
+          maxAttempts: task.maxAttempts,
+        },
+        { maxAttempts: task.maxAttempts, priority: task.priority, backoffMs: this.options.backoffMs },
+      );
+      await this.notePoolActive(task.tenantId, task.poolId);
+    } catch (error) {
+      this.logger.error({ err: error, taskId: task.id }, "enqueue failed");
+      await this.transition(task.tenantId, task.id, "failed", {
+        error: { code: "ENQUEUE_FAILED", message: "the task could not be queued", retryable: false },
+        finishedAt: new Date(),
+      });
+      throw new AppError("UNAVAILABLE", "the task queue is unavailable; the task was marked failed", 503);
+    }
+    return (await this.transition(task.tenantId, task.id, "queued", { queuedAt: new Date() })).task ?? task;
+  }
+
+  async get(principal: Principal, taskId: string): Promise<TaskView> {
+    const task = await this.prisma.task.findFirst({ where: { id: taskId, tenantId: principal.tenantId } });
+    if (!task) throw new NotFoundError("task");
+    return serializeTask(task);
+  }
+
+  async list(principal: Principal, query: unknown) {
+    const { cursor, limit, status, poolId } = parseInput(ListQuerySchema, query, "query");
+    const rows = await this.prisma.task.findMany({
+      where: {
+        tenantId: principal.tenantId,
+        ...(status ? { status } : {}),
+        ...(poolId ? { poolId } : {}),
+        ...afterPageKey(cursor ? decodePageCursor(cursor) : undefined),
+      },
+      orderBy: PAGE_ORDER,
+      take: limit + 1,
+    });
+    return toPage(rows, limit, serializeTask);
+  }
+
+  /**
+   * Cancels a task that has not finished. A queued job is removed from its queue; a running one is told to
+   * abort through Redis, and whatever its worker reports afterwards is refused by the state machine.
+   */
+  async cancel(principal: Principal, taskId: string): Promise<TaskView> {
+    const existing = await this.prisma.task.findFirst({ where: { id: taskId, tenantId: principal.tenantId } });
+    if (!existing) throw new NotFoundError("task");
+    return serializeTask(await this.cancelRow(existing, "cancelled by request"));
+  }
+
+  async cancelRow(existing: TaskRow, reason: string): Promise<TaskRow> {
+    const { task } = await this.transition(existing.tenantId, existing.id, "cancelled", {
+      finishedAt: new Date(),
+      error: { code: "CANCELLED", message: reason, retryable: false },
+    });
+    if (!task) throw new ConflictError(`task is already ${(await this.currentStatus(existing.id)) ?? "gone"}`);
+    await this.queues.remove(task.tenantId, task.poolId, task.id);
+    await this.redis.publish(cancelChannel(this.options.redisPrefix), JSON.stringify({ taskId: task.id })).catch((error: unknown) => {
+      this.logger.warn({ err: error, taskId: task.id }, "could not broadcast cancellation");
+    });
+    return task;
+  }
+
+  private async currentStatus(taskId: string): Promise<string | undefined> {
+    return (await this.prisma.task.findUnique({ where: { id: taskId }, select: { status: true } }))?.status;
+  }
+
+  /** Applies what a pool worker reports about a task of `tenantId` (and, for a pool worker, of `poolId`). */
+  async applyReport(tenantId: string, report: TaskReport, poolId?: string): Promise<TaskReportReply> {
+    const current = await this.prisma.task.findFirst({
+      where: { id: report.taskId, tenantId, ...(poolId ? { poolId } : {}) },
+      select: { status: true },
+    });
+    if (!current) throw new NotFoundError("task");
+    const now = new Date();
+    let changed: { task: TaskRow | null };
+    switch (report.kind) {
+      case "assigned":
+        changed = await this.transition(tenantId, report.taskId, "assigned", { workerId: report.workerId });
+        break;
+      case "started":
+        changed = await this.transition(tenantId, report.taskId, "started", { attempts: report.attempt, startedAt: now });
+        break;
+      case "progress":
+        changed = await this.transition(tenantId, report.taskId, "progress", {}, { progress: report.progress, detail: report.detail ?? null });
+        break;
+      case "retrying":
+        changed = await this.transition(tenantId, report.taskId, "retrying", { attempts: report.attempt, error: report.error }, {
+          nextAttemptInMs: report.nextAttemptInMs,
+        });
+        break;
+      case "completed":
+        changed = await this.transition(tenantId, report.taskId, "completed", {
+          result: (report.result ?? null) as object,
+          error: null,
+          finishedAt: now,
+        });
+        break;
+      case "failed":
+        changed = await this.transition(tenantId, report.taskId, "failed", { attempts: report.attempt, error: report.error, finishedAt: now });
+        break;
+      case "cancelled":
+        changed = await this.transition(tenantId, report.taskId, "cancelled", {
+          finishedAt: now,
+          error: { code: "CANCELLED", message: "cancelled", retryable: false },
+        });
+        break;
+    }
+    const status = (changed.task?.status ?? (await this.currentStatus(report.taskId)) ?? "cancelled") as TaskStatus;
+    return { accepted: changed.task !== null, status };
+  }
+
+  /**
+   * The only writer of task state: moves the task if (and only if) the state machine allows it from its
+   * current state, atomically in PostgreSQL, then publishes the change. Returns null when refused.
+   */
+  async transition(
+    tenantId: string,
+    taskId: string,
+    change: TransitionName,
+    data: Record<string, unknown>,
+    eventExtra: Record<string, unknown> = {},
+  ): Promise<{ task: TaskRow | null }> {
+    const rule = TRANSITIONS[change];
+    const updated = await this.prisma.task.updateMany({
+      where: { id: taskId, tenantId, status: { in: [...rule.from] } },
+      data: { ...data, status: rule.to },
+    });
+    if (updated.count === 0) return { task: null };
+    const task = await this.prisma.task.findUniqueOrThrow({ where: { id: taskId } });
+    if (change === "progress") {
+      await this.publishRaw(task, "task.progress", { taskId: task.id, status: task.status, ...eventExtra });
+    } else {
+      await this.publish(task, `task.${change}`, eventExtra);
+    }
+    if (isTerminal(task.status)) {
+      for (const listener of this.finishedListeners) {
+        await listener(task).catch((error: unknown) => this.logger.error({ err: error, taskId }, "task-finished listener failed"));
+      }
+    }
+    return { task };
+  }
+
+  private async publish(task: TaskRow, type: string, extra: Record<string, unknown> = {}): Promise<void> {
+    await this.publishRaw(task, type, { task: serializeTask(task), ...extra });
+  }
+
+  private async publishRaw(task: TaskRow, type: string, data: Record<string, unknown>): Promise<void> {
+    await this.events.publish({
+      tenantId: task.tenantId,
+      namespace: "tasks",
+      rooms: [roomNames.tasks(), roomNames.task(task.id), roomNames.pool(task.poolId)],
+      type,
+      data,
+    });
+    if (type === "task.assigned") {
+      // Pool dashboards watch assignments too: who took what.
+      await this.events.publish({ tenantId: task.tenantId, namespace: "pools", rooms: [roomNames.pool(task.poolId)], type, data });
+    }
+  }
+}

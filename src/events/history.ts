@@ -1,0 +1,35 @@
+import { AppError, CursorExpiredError } from "../errors.js";
+import { decodeCursor, encodeCursor, type CursorPosition } from "../protocol/cursor.js";
+import type { Envelope } from "../protocol/events.js";
+import type { NamespaceName } from "../protocol/namespaces.js";
+import { toEnvelope, type EventLog } from "./event-log.js";
+
+export function parseAfter(after: string | undefined): CursorPosition | undefined {
+  if (after === undefined) return undefined;
+  const position = decodeCursor(after);
+  if (!position) throw new AppError("BAD_REQUEST", "after is not a cursor", 400, [{ field: "after", message: "not a cursor" }]);
+  return position;
+}
+
+/**
+ * Reads a room's stored events after a cursor, oldest first, up to `limit` and never beyond `head`.
+ * A cursor from another epoch of the room, or older than what retention kept, is CURSOR_EXPIRED: the client
+ * must reload its state instead of trusting a stream with a hole in it.
+ */
+export async function readHistory(
+  log: EventLog,
+  where: { tenantId: string; namespace: NamespaceName; room: string },
+  head: CursorPosition,
+  from: CursorPosition,
+  limit: number,
+): Promise<{ events: Envelope[]; cursor: string }> {
+  if (from.epoch !== head.epoch) throw new CursorExpiredError("cursor is from an earlier life of this room's log; reload state");
+  if (from.seq > head.seq) throw new AppError("BAD_REQUEST", "cursor is ahead of the room", 400, [{ field: "after", message: "ahead of the room" }]);
+  if (from.seq === head.seq) return { events: [], cursor: encodeCursor(from) };
+  const rows = await log.readAfter(where.tenantId, where.namespace, where.room, from.seq, Math.min(limit, head.seq - from.seq));
+  // Sequences are gapless, so the first stored event must be the one right after the cursor.
+  if (rows[0]?.seq !== from.seq + 1) throw new CursorExpiredError("events after this cursor are past retention; reload state");
+  const events = rows.map((row) => toEnvelope(where.room, head.epoch, row));
+  const last = rows[rows.length - 1]!;
+  return { events, cursor: encodeCursor({ epoch: head.epoch, seq: last.seq }) };
+}

@@ -1,0 +1,40 @@
+import { Router } from "express";
+import { z } from "zod";
+import { authorizeRoom } from "../domains/room-access.js";
+import type { ResourceDirectory } from "../domains/resources.js";
+import { parseInput } from "../domains/validation.js";
+import { principalOf } from "../http/authenticate.js";
+import { NAMESPACES } from "../protocol/namespaces.js";
+import { encodeCursor } from "../protocol/cursor.js";
+import type { EventLog } from "./event-log.js";
+import { parseAfter, readHistory } from "./history.js";
+
+const HistoryQuery = z.object({
+  namespace: z.enum(NAMESPACES),
+  room: z.string().min(1).max(200),
+  after: z.string().max(64).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+});
+
+/** `GET /api/v1/events`: a room's stored events after a cursor, with the same rules as `subscribe { after }`. */
+export function eventRoutes(log: EventLog, resources: ResourceDirectory): Router {
+  const router = Router();
+  router.get("/", async (req, res) => {
+    const principal = principalOf(res);
+    const query = parseInput(HistoryQuery, req.query, "query");
+    const room = await authorizeRoom(principal, query.namespace, query.room, resources);
+    const where = { tenantId: principal.tenantId, namespace: query.namespace, room: room.name };
+    const head = await log.head(where.tenantId, where.namespace, where.room);
+    // Without a cursor, start at the oldest event retention kept.
+    const oldest = query.after === undefined ? await log.oldestSeq(where.tenantId, where.namespace, where.room) : null;
+    const from = parseAfter(query.after) ?? { epoch: head.epoch, seq: oldest === null ? head.seq : oldest - 1 };
+    const page = await readHistory(log, where, head, from, query.limit);
+    res.json({
+      items: page.events,
+      nextCursor: page.cursor,
+      head: encodeCursor(head),
+      hasMore: from.seq + page.events.length < head.seq,
+    });
+  });
+  return router;
+}

@@ -1,0 +1,108 @@
+import { Queue } from "bullmq";
+import type { Redis } from "ioredis";
+import type { TaskJobData } from "../protocol/tasks.js";
+
+/**
+ * One BullMQ queue per (tenant, pool): pools never take each other's work and a worker's token decides which
+ * queue it may serve. Neither tenant nor pool ids may contain '.', so names cannot collide.
+ */
+export function queueName(tenantId: string, poolId: string): string {
+  return `pool.${tenantId}.${poolId}`;
+}
+
+/** BullMQ keys live under the deployment's Redis prefix, next to the adapter's channels. */
+export function bullPrefix(redisPrefix: string): string {
+  return `${redisPrefix}:bull`;
+}
+
+/** Redis pub/sub channel on which cancellations reach every worker process. */
+export function cancelChannel(redisPrefix: string): string {
+  return `${redisPrefix}:task-cancel`;
+}
+
+/** Redis set of tenants whose `default` pool has had work: every node's embedded worker serves them all. */
+export function defaultPoolTenantsKey(redisPrefix: string): string {
+  return `${redisPrefix}:default-pool-tenants`;
+}
+
+export interface EnqueueOptions {
+  maxAttempts: number;
+  /** 0 (least urgent) … 100 (most urgent). */
+  priority: number;
+  backoffMs: number;
+}
+
+/** Producer side of the task queues. The job id is the task id, which makes enqueueing idempotent. */
+export class TaskQueues {
+  private readonly queues = new Map<string, Queue<TaskJobData>>();
+
+  constructor(
+    private readonly connection: Redis,
+    private readonly redisPrefix: string,
+  ) {}
+
+  private queue(tenantId: string, poolId: string): Queue<TaskJobData> {
+    const name = queueName(tenantId, poolId);
+    let queue = this.queues.get(name);
+    if (!queue) {
+      queue = new Queue<TaskJobData>(name, { connection: this.connection, prefix: bullPrefix(this.redisPrefix) });
+      queue.on("error", () => undefined); // connection errors surface on the shared client's own listener
+      this.queues.set(name, queue);
+    }
+    return queue;
+  }
+
+  async enqueue(data: TaskJobData, options: EnqueueOptions): Promise<void> {
+    await this.queue(data.tenantId, data.poolId).add(data.type, data, {
+      jobId: data.taskId,
+      attempts: options.maxAttempts,
+      backoff: { type: "exponential", delay: options.backoffMs },
+      // BullMQ runs lower numbers first; ours reads the other way round, so that "more" means "sooner".
+      priority: 101 - options.priority,
+      removeOnComplete: { age: 3600, count: 10_000 },
+      removeOnFail: { age: 24 * 3600, count: 10_000 },
+    });
+  }
+
+  /** Removes a job that no worker holds yet; false when it is running (its worker is told to abort instead). */
+  async remove(tenantId: string, poolId: string, taskId: string): Promise<boolean> {
+    try {
+      return (await this.queue(tenantId, poolId).remove(taskId)) === 1;
+    } catch {
+      return false;
+    }
+  }
+
+  async waitingCount(tenantId: string, poolId: string): Promise<number> {
+    return this.queue(tenantId, poolId).getJobCountByTypes("wait", "prioritized", "delayed");
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.queues.values()].map((q) => q.close()));
+    this.queues.clear();
+  }
+}
+
+/**
+ * Task types a pool can run: the built-ins, plus those its standalone workers registered.
+ * Kept in Redis so every node validates submissions the same way.
+ */
+export class TaskTypeRegistry {
+  constructor(
+    private readonly redis: Redis,
+    private readonly redisPrefix: string,
+  ) {}
+
+  private key(tenantId: string, poolId: string): string {
+    return `${this.redisPrefix}:task-types:${tenantId}:${poolId}`;
+  }
+
+  async register(tenantId: string, poolId: string, types: readonly string[]): Promise<void> {
+    if (types.length === 0) return;
+    await this.redis.sadd(this.key(tenantId, poolId), ...types);
+  }
+
+  async has(tenantId: string, poolId: string, type: string): Promise<boolean> {
+    return (await this.redis.sismember(this.key(tenantId, poolId), type)) === 1;
+  }
+}

@@ -1,0 +1,42 @@
+import type { Redis } from "ioredis";
+import { cancelChannel } from "../jobs/queues.js";
+import type { Logger } from "../observability/logger.js";
+
+/**
+ * Listens on the cancellation channel and aborts the named task wherever it runs in this process.
+ * One subscription per process, whatever the number of pool workers.
+ */
+export class CancellationListener {
+  private readonly targets = new Set<{ cancel(taskId: string): boolean }>();
+
+  constructor(
+    private readonly subscriber: Redis,
+    redisPrefix: string,
+    logger: Logger,
+  ) {
+    const channel = cancelChannel(redisPrefix);
+    subscriber.subscribe(channel).catch((error: unknown) => logger.warn({ err: error }, "cannot subscribe to cancellations"));
+    subscriber.on("message", (from: string, message: string) => {
+      if (from !== channel) return;
+      try {
+        const { taskId } = JSON.parse(message) as { taskId?: unknown };
+        if (typeof taskId === "string") for (const target of this.targets) target.cancel(taskId);
+      } catch {
+        logger.warn({ message: message.slice(0, 200) }, "malformed cancellation message");
+      }
+    });
+  }
+
+  add(target: { cancel(taskId: string): boolean }): void {
+    this.targets.add(target);
+  }
+
+  delete(target: { cancel(taskId: string): boolean }): void {
+    this.targets.delete(target);
+  }
+
+  async close(): Promise<void> {
+    this.targets.clear();
+    await this.subscriber.quit().catch(() => undefined);
+  }
+}

@@ -1,0 +1,71 @@
+import type { Redis } from "ioredis";
+import { defaultPoolTenantsKey } from "../jobs/queues.js";
+import type { Logger } from "../observability/logger.js";
+import { DEFAULT_POOL_ID } from "../domains/tenants.js";
+import type { CancellationListener } from "./cancellations.js";
+import { builtinHandlers } from "./handlers.js";
+import { PoolWorker, type PoolWorkerOptions } from "./pool-worker.js";
+
+export interface EmbeddedWorkersOptions
+  extends Pick<PoolWorkerOptions, "connection" | "redisPrefix" | "reporter" | "logger" | "concurrency" | "backoffMs" | "lockDurationMs" | "stalledIntervalMs"> {
+  nodeId: string;
+  /** Plain command client, for the tenant registry. */
+  redis: Redis;
+  cancellations: CancellationListener;
+  syncIntervalMs: number;
+}
+
+/**
+ * The worker inside the server process (EMBEDDED_WORKER=true): runs the built-in handlers for every tenant's
+ * `default` pool, so one node executes tasks with nothing else started. Queues are per tenant, so it keeps one
+ * BullMQ worker per tenant it has seen, and learns of tenants other nodes saw from a Redis set.
+ */
+export class EmbeddedWorkers {
+  private readonly workers = new Map<string, PoolWorker>();
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private readonly logger: Logger;
+
+  constructor(private readonly options: EmbeddedWorkersOptions) {
+    this.logger = options.logger;
+  }
+
+  async start(): Promise<void> {
+    await this.sync();
+    this.timer = setInterval(() => void this.sync(), this.options.syncIntervalMs);
+    this.timer.unref();
+  }
+
+  /** Makes sure this node serves the tenant's default pool. */
+  ensure(tenantId: string): void {
+    if (this.closed || this.workers.has(tenantId)) return;
+    const worker = new PoolWorker({
+      ...this.options,
+      tenantId,
+      poolId: DEFAULT_POOL_ID,
+      workerId: `embedded@${this.options.nodeId}`,
+      handlers: builtinHandlers,
+    });
+    this.workers.set(tenantId, worker);
+    this.options.cancellations.add(worker);
+  }
+
+  private async sync(): Promise<void> {
+    try {
+      const tenants = await this.options.redis.smembers(defaultPoolTenantsKey(this.options.redisPrefix));
+      for (const tenantId of tenants) this.ensure(tenantId);
+    } catch (error) {
+      this.logger.warn({ err: (error as Error).message }, "embedded worker cannot read the tenant registry");
+    }
+  }
+
+  /** Stops taking jobs and lets running ones finish (graceful shutdown). */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.timer);
+    const workers = [...this.workers.values()];
+    this.workers.clear();
+    for (const worker of workers) this.options.cancellations.delete(worker);
+    await Promise.allSettled(workers.map((w) => w.close()));
+  }
+}
