@@ -71,8 +71,21 @@ export class AuthError extends AppError {
   }
 }
 
+/** Prisma's codes for "the database cannot be reached" (P1xxx) and driver-adapter connection failures. */
+function isDatabaseUnavailable(error: unknown): boolean {
+  if (typeof error !== "object" || error === null) return false;
+  const { code, name, meta } = error as { code?: unknown; name?: unknown; meta?: { driverAdapterError?: { cause?: { kind?: unknown } } } };
+  if (name === "PrismaClientInitializationError") return true;
+  if (typeof code === "string" && /^P10\d\d$/.test(code)) return true;
+  const kind = meta?.driverAdapterError?.cause?.kind;
+  return typeof kind === "string" && /NotReachable|ConnectionClosed|DatabaseDoesNotExist|TooManyConnections|SocketTimeout/.test(kind);
+}
+
 /** Turns an unknown thrown value into an AppError, hiding internals of unexpected ones. */
 export function toAppError(error: unknown): AppError {
   if (error instanceof AppError) return error;
+  if (isDatabaseUnavailable(error) || (error instanceof Error && /ECONNREFUSED|Connection terminated/.test(error.message))) {
+    return new UnavailableError("the database is unavailable; try again");
+  }
   return new AppError("INTERNAL", "internal error", 500);
 }

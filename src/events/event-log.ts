@@ -63,17 +63,13 @@ export class EventLog {
 
   /** The room's current position; creates the room's sequence (position 0) when it has none yet. */
   async head(tenantId: string, namespace: NamespaceName, room: string): Promise<CursorPosition> {
+    // DO UPDATE (a no-op) rather than DO NOTHING: it waits for a concurrent creator and then returns the row,
+    // where DO NOTHING would return nothing and the statement's snapshot could not see the new row either.
     const rows = await this.prisma.$queryRawUnsafe<Array<{ seq: number; epoch: string }>>(
-      `WITH created AS (
-         INSERT INTO "RoomSequence" ("tenantId", "namespace", "room", "seq", "epoch")
-         VALUES ($1, $2, $3, 0, $4)
-         ON CONFLICT ("tenantId", "namespace", "room") DO NOTHING
-         RETURNING "seq", "epoch"
-       )
-       SELECT "seq", "epoch" FROM created
-       UNION ALL
-       SELECT "seq", "epoch" FROM "RoomSequence" WHERE "tenantId" = $1 AND "namespace" = $2 AND "room" = $3
-       LIMIT 1`,
+      `INSERT INTO "RoomSequence" ("tenantId", "namespace", "room", "seq", "epoch")
+       VALUES ($1, $2, $3, 0, $4)
+       ON CONFLICT ("tenantId", "namespace", "room") DO UPDATE SET "seq" = "RoomSequence"."seq"
+       RETURNING "seq", "epoch"`,
       tenantId,
       namespace,
       room,

@@ -8,7 +8,7 @@ import { parseAfter, readHistory } from "../events/history.js";
 import { roomKey } from "../events/room-key.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
-import { encodeCursor } from "../protocol/cursor.js";
+import { encodeCursor, type CursorPosition } from "../protocol/cursor.js";
 import type { SubscribeAck, UnsubscribeAck } from "../protocol/events.js";
 import type { NamespaceName } from "../protocol/namespaces.js";
 import { parseRoom } from "../protocol/rooms.js";
@@ -87,23 +87,33 @@ export function attachSubscriptions(socket: Socket, deps: SubscriptionDeps): voi
       if (socket.disconnected) throw new AppError("BAD_REQUEST", "socket disconnected", 400);
 
       // Join first, then read the head: every event stored after the head reaches this socket live.
-      await socket.join(roomKey(principal.tenantId, room.name));
-      if (!subscribed.has(room.name)) {
+      const key = roomKey(principal.tenantId, room.name);
+      const wasSubscribed = subscribed.has(room.name);
+      await socket.join(key);
+      const where = { tenantId: principal.tenantId, namespace: deps.namespace, room: room.name };
+      let head: CursorPosition;
+      let replayed = 0;
+      try {
+        head = await deps.eventLog.head(where.tenantId, where.namespace, where.room);
+        if (from) {
+          if (head.seq - from.seq > MAX_REPLAY) throw new CursorExpiredError(`more than ${MAX_REPLAY} events behind; reload state`);
+          let position = from;
+          do {
+            // readHistory also refuses a cursor of another epoch or ahead of the room, even with nothing to replay.
+            const page = await readHistory(deps.eventLog, where, head, position, REPLAY_PAGE);
+            for (const envelope of page.events) socket.emit(envelope.type, envelope);
+            replayed += page.events.length;
+            position = { epoch: head.epoch, seq: position.seq + page.events.length };
+          } while (position.seq < head.seq);
+        }
+      } catch (error) {
+        // A refused subscribe must not leave the socket listening to the room.
+        if (!wasSubscribed) await socket.leave(key);
+        throw error;
+      }
+      if (!wasSubscribed) {
         subscribed.add(room.name);
         gauge.inc();
-      }
-      const where = { tenantId: principal.tenantId, namespace: deps.namespace, room: room.name };
-      const head = await deps.eventLog.head(where.tenantId, where.namespace, where.room);
-      let replayed = 0;
-      if (from) {
-        if (head.seq - from.seq > MAX_REPLAY) throw new CursorExpiredError(`more than ${MAX_REPLAY} events behind; reload state`);
-        let position = from;
-        while (position.seq < head.seq) {
-          const page = await readHistory(deps.eventLog, where, head, position, REPLAY_PAGE);
-          for (const envelope of page.events) socket.emit(envelope.type, envelope);
-          replayed += page.events.length;
-          position = { epoch: head.epoch, seq: position.seq + page.events.length };
-        }
       }
       return { ok: true as const, room: room.name, cursor: encodeCursor(head), replayed };
     }),

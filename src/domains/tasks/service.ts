@@ -223,7 +223,12 @@ export class TaskService {
     return task;
   }
 
+  /**
+   * Marks the task queued, then adds its job. In this order because a worker may take the job the moment it
+   * exists, and its `assigned` report must find the task queued. If adding fails, the task fails.
+   */
   private async enqueue(task: TaskRow): Promise<TaskRow> {
+    const queued = (await this.transition(task.tenantId, task.id, "queued", { queuedAt: new Date() })).task ?? task;
     try {
       await this.queues.enqueue(
         {
@@ -246,7 +251,7 @@ export class TaskService {
       });
       throw new AppError("UNAVAILABLE", "the task queue is unavailable; the task was marked failed", 503);
     }
-    return (await this.transition(task.tenantId, task.id, "queued", { queuedAt: new Date() })).task ?? task;
+    return queued;
   }
 
   async get(principal: Principal, taskId: string): Promise<TaskView> {

@@ -1,0 +1,77 @@
+import assert from "node:assert/strict";
+import { connect, EventRecorder, sleep, subscribe } from "./support/clients.js";
+import { freshTenant } from "./support/env.js";
+import { api } from "./support/http.js";
+import { sharedServer } from "./support/shared.js";
+import { mintToken } from "./support/tokens.js";
+import type { ServerProcess } from "./support/server.js";
+
+describe("cursors, replay and history", () => {
+  let server: ServerProcess;
+  before(async () => {
+    server = await sharedServer();
+  });
+
+  async function createPools(token: string, names: string[]): Promise<void> {
+    for (const name of names) assert.equal((await api(server.url, "POST", "/api/v1/pools", { token, body: { name } })).status, 201);
+  }
+
+  it("replays the events missed since a cursor, in order, before live ones", async () => {
+    const token = mintToken({ tenant: freshTenant() });
+    const first = await connect(server.url, "pools", { token });
+    const ack = await subscribe(first, "pools");
+    first.close();
+    await createPools(token, ["p1", "p2", "p3"]);
+    const again = await connect(server.url, "pools", { token });
+    const seen = new EventRecorder(again);
+    const resumed = await subscribe(again, "pools", ack.cursor);
+    assert.equal(resumed.ok, true);
+    assert.equal(resumed.replayed, 3);
+    await createPools(token, ["p4"]);
+    await seen.until((e) => e.length === 4);
+    assert.deepEqual(seen.events.map((e) => (e.data as { pool: { name: string } }).pool.name), ["p1", "p2", "p3", "p4"]);
+    const seqs = seen.events.map((e) => Number(e.cursor.split("-")[1]));
+    assert.deepEqual(seqs, [seqs[0]!, seqs[0]! + 1, seqs[0]! + 2, seqs[0]! + 3]);
+  });
+
+  it("refuses a cursor of another epoch with CURSOR_EXPIRED and a cursor ahead of the room with BAD_REQUEST, leaving the room unjoined", async () => {
+    const token = mintToken({ tenant: freshTenant() });
+    const socket = await connect(server.url, "pools", { token });
+    const seen = new EventRecorder(socket);
+    const expired = await subscribe(socket, "pools", "zzzzzzzzzz-000000000000");
+    assert.equal(expired.ok, false);
+    assert.equal(expired.error?.code, "CURSOR_EXPIRED");
+    const epoch = (await api(server.url, "GET", "/api/v1/events?namespace=pools&room=pools", { token })).body.head.split("-")[0];
+    const ahead = await subscribe(socket, "pools", `${epoch}-000000000999`);
+    assert.equal(ahead.error?.code, "BAD_REQUEST");
+    await createPools(token, ["unheard"]);
+    await sleep(300);
+    assert.equal(seen.events.length, 0, "a refused subscribe leaves the socket out of the room");
+  });
+
+  it("serves a room's history after a cursor, tenant-scoped", async () => {
+    const token = mintToken({ tenant: freshTenant() });
+    await createPools(token, ["a", "b", "c"]);
+    const all = await api(server.url, "GET", "/api/v1/events?namespace=pools&room=pools", { token });
+    assert.equal(all.status, 200);
+    assert.deepEqual(all.body.items.map((e: { type: string }) => e.type), ["pool.created", "pool.created", "pool.created"]);
+    const after = await api(server.url, "GET", `/api/v1/events?namespace=pools&room=pools&after=${all.body.items[0].cursor}&limit=1`, { token });
+    assert.equal(after.body.items.length, 1);
+    assert.equal(after.body.items[0].data.pool.name, "b");
+    assert.equal(after.body.hasMore, true);
+    const other = await api(server.url, "GET", "/api/v1/events?namespace=pools&room=pools", { token: mintToken({ tenant: freshTenant() }) });
+    assert.deepEqual(other.body.items, []);
+    const invalid = await api(server.url, "GET", "/api/v1/events?namespace=pools&room=tasks", { token });
+    assert.equal(invalid.body.error.code, "INVALID_ROOM");
+    const noNs = await api(server.url, "GET", "/api/v1/events?room=pools", { token });
+    assert.equal(noNs.status, 400);
+  });
+
+  it("lets many sockets subscribe to a brand-new room at once", async () => {
+    const token = mintToken({ tenant: freshTenant() });
+    const sockets = await Promise.all(Array.from({ length: 20 }, () => connect(server.url, "tasks", { token })));
+    const acks = await Promise.all(sockets.flatMap((s) => [subscribe(s, "tasks"), subscribe(s, "pool:default")]));
+    assert.deepEqual(acks.filter((a) => !a.ok), []);
+    assert.equal(new Set(acks.filter((a) => a.room === "tasks").map((a) => a.cursor)).size, 1);
+  });
+});
