@@ -89,7 +89,10 @@ export class PoolWorker extends EventEmitter {
 
   private async process(job: Job<TaskJobData>, bullSignal: AbortSignal | undefined): Promise<unknown> {
     const { tenantId, taskId, type, payload, timeoutMs, maxAttempts } = job.data;
-    const attempt = job.attemptsMade + 1;
+    // attemptsStarted also counts runs cut short by a dead worker (BullMQ's stalled-job recovery); attemptsMade
+    // counts only failed runs, and is what BullMQ compares with the allowed attempts.
+    const attempt = Math.max(job.attemptsStarted, job.attemptsMade + 1);
+    const retriesLeft = job.attemptsMade + 1 < maxAttempts;
     const report = (r: TaskReport) => this.options.reporter.report(tenantId, r);
     this.setActive(1);
     try {
@@ -116,7 +119,7 @@ export class PoolWorker extends EventEmitter {
         return result;
       } catch (error) {
         await progress.flush();
-        throw await this.reportFailure(error, { taskId, attempt, maxAttempts, report });
+        throw await this.reportFailure(error, { taskId, attempt, retriesLeft, report });
       } finally {
         clearTimeout(timer);
         bullSignal?.removeEventListener("abort", onCancel);
@@ -129,9 +132,9 @@ export class PoolWorker extends EventEmitter {
   /** Reports a failed attempt and returns what to throw to BullMQ: the error to retry, or an unrecoverable one. */
   private async reportFailure(
     error: unknown,
-    ctx: { taskId: string; attempt: number; maxAttempts: number; report: (r: TaskReport) => Promise<TaskReportReply> },
+    ctx: { taskId: string; attempt: number; retriesLeft: boolean; report: (r: TaskReport) => Promise<TaskReportReply> },
   ): Promise<Error> {
-    const { taskId, attempt, maxAttempts, report } = ctx;
+    const { taskId, attempt, retriesLeft, report } = ctx;
     if (error instanceof TaskCancelledError) {
       await report({ taskId, kind: "cancelled" });
       return new UnrecoverableError("cancelled");
@@ -144,7 +147,7 @@ export class PoolWorker extends EventEmitter {
             message: error instanceof Error ? error.message : String(error),
             retryable: !(error instanceof NonRetryableError || error instanceof UnrecoverableError),
           };
-    if (taskError.retryable && attempt < maxAttempts) {
+    if (taskError.retryable && retriesLeft) {
       const nextAttemptInMs = this.options.backoffMs * 2 ** (attempt - 1);
       await report({ taskId, kind: "retrying", attempt, error: taskError, nextAttemptInMs });
       return error instanceof Error ? error : new Error(taskError.message);

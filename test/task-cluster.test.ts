@@ -1,0 +1,69 @@
+import assert from "node:assert/strict";
+import { connect, EventRecorder, subscribe } from "./support/clients.js";
+import { freshTenant } from "./support/env.js";
+import { api } from "./support/http.js";
+import { startServer, type ServerProcess } from "./support/server.js";
+import { submitTask, waitForTask } from "./support/tasks.js";
+import { mintToken } from "./support/tokens.js";
+
+describe("tasks across nodes", () => {
+  let nodeA: ServerProcess;
+  let nodeB: ServerProcess;
+  before(async () => {
+    // Only A executes tasks; B only takes requests and serves sockets.
+    [nodeA, nodeB] = await Promise.all([
+      startServer({ NODE_ID: "tasks-a", EMBEDDED_WORKER: "true" }),
+      startServer({ NODE_ID: "tasks-b", EMBEDDED_WORKER: "false" }),
+    ]);
+  });
+  after(async () => {
+    await Promise.all([nodeA.kill(), nodeB.stop()]);
+  });
+
+  it("runs a task created through node B on node A's embedded worker, watched from both nodes", async () => {
+    const token = mintToken({ tenant: freshTenant() });
+    const watchers = await Promise.all(
+      [nodeA, nodeB].map(async (node) => {
+        const socket = await connect(node.url, "tasks", { token });
+        const recorder = new EventRecorder(socket);
+        assert.equal((await subscribe(socket, "tasks")).ok, true);
+        return recorder;
+      }),
+    );
+    const task = await submitTask(nodeB.url, token, { type: "echo", payload: { via: "B" } });
+    for (const recorder of watchers) {
+      await recorder.next("task.completed", "tasks", 15_000);
+      assert.deepEqual(recorder.events.map((e) => e.type), ["task.created", "task.queued", "task.assigned", "task.started", "task.completed"]);
+    }
+    const stored = await waitForTask(nodeB.url, token, task.id, ["completed"]);
+    assert.equal(stored.workerId, "embedded@tasks-a");
+    assert.deepEqual(stored.result, { via: "B" });
+  });
+
+  it("when the executing node is killed -9 mid-task, another node's worker retries it and it completes exactly once", async () => {
+    const token = mintToken({ tenant: freshTenant() });
+    const socket = await connect(nodeB.url, "tasks", { token });
+    const seen = new EventRecorder(socket);
+    await subscribe(socket, "tasks");
+    const task = await submitTask(nodeB.url, token, { type: "sleep", payload: { ms: 3000 } });
+    const started = await seen.next("task.started");
+    assert.equal((started.data as { task: { workerId: string } }).task.workerId, "embedded@tasks-a");
+    // A second executing node; it learns the tenant from the Redis registry when it starts.
+    const nodeC = await startServer({ NODE_ID: "tasks-c", EMBEDDED_WORKER: "true" });
+    try {
+      await nodeA.kill();
+      const done = await waitForTask(nodeB.url, token, task.id, ["completed", "failed"], 30_000);
+      assert.equal(done.status, "completed");
+      assert.equal(done.workerId, "embedded@tasks-c");
+      assert.equal(done.attempts, 2);
+      const history = await api(nodeB.url, "GET", `/api/v1/events?namespace=tasks&room=task:${task.id}&limit=100`, { token });
+      const types = history.body.items.map((e: { type: string }) => e.type);
+      assert.equal(types.filter((t: string) => t === "task.completed").length, 1, types.join(","));
+      assert.equal(types.filter((t: string) => t === "task.assigned").length, 2, types.join(","));
+      await seen.until((e) => e.some((x) => x.type === "task.completed"));
+      assert.equal(seen.of("task.completed").length, 1);
+    } finally {
+      await nodeC.stop();
+    }
+  });
+});
