@@ -25,6 +25,8 @@ import { createHttpApp } from "./http/app.js";
 import { createLogger, type Logger } from "./observability/logger.js";
 import { createMetrics } from "./observability/metrics.js";
 import { Realtime } from "./realtime/server.js";
+import { attachPoolWorker } from "./realtime/pool-workers.js";
+import { WorkerService } from "./domains/pools/workers.js";
 
 /**
  * The composition root: builds every part from the Config and owns their lifecycle.
@@ -92,6 +94,17 @@ export class App {
       redisPrefix: config.redisPrefix,
     });
     const workflows = new WorkflowService(prisma, tasks, events, this.logger);
+    const workers = new WorkerService(prisma, redis, tenants, events, queues, taskTypes, this.logger, {
+      redisPrefix: config.redisPrefix,
+      nodeId: config.nodeId,
+      heartbeatIntervalMs: config.workers.heartbeatIntervalMs,
+      heartbeatTimeoutMs: config.workers.heartbeatTimeoutMs,
+      disconnectGraceMs: config.workers.disconnectGraceMs,
+      sweepIntervalMs: Math.min(1000, config.workers.heartbeatTimeoutMs),
+      aggregateDelayMs: 500,
+    });
+    realtime.onConnection("pools", (socket) => attachPoolWorker(socket, { workers, tasks, logger: this.logger, metrics }));
+    this.startHooks.push(async () => workers.start());
 
     http = createHttpApp({
       health: { nodeId: config.nodeId, redis, prisma, metrics, isShuttingDown: () => this.shuttingDown },
@@ -140,6 +153,7 @@ export class App {
     // Order matters: clients are told first, then running tasks finish (their events still reach other
     // nodes through the adapter's Redis client), then connections close.
     this.stopHooks.push(
+      async () => workers.stop(),
       () => realtime.close(config.nodeId),
       () => this.withinShutdownBudget(embedded?.close()),
       async () => cancellations?.close(),

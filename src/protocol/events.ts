@@ -1,4 +1,5 @@
 import type { ErrorBody } from "./errors.js";
+import type { TaskReport, TaskReportReply } from "./tasks.js";
 
 /** What every server → client event carries. `room` is the room as the client named it. */
 export interface Envelope<T = unknown> {
@@ -79,7 +80,12 @@ interface SystemEvents {
   "server.shutdown": (info: ServerShutdown) => void;
 }
 
-export type PoolsServerEvents = EnvelopeListeners<PoolsEventType> & SystemEvents;
+export type PoolsServerEvents = EnvelopeListeners<PoolsEventType> &
+  SystemEvents & {
+    "worker.welcome": (welcome: WorkerWelcome) => void;
+    /** The worker's registration was refused (e.g. its pool does not exist); the server disconnects it. */
+    "worker.rejected": (error: ErrorBody) => void;
+  };
 export type TasksServerEvents = EnvelopeListeners<TasksEventType> & SystemEvents;
 export type WorkflowsServerEvents = EnvelopeListeners<WorkflowsEventType> & SystemEvents;
 
@@ -88,9 +94,27 @@ export interface RoomClientEvents {
   unsubscribe: (request: UnsubscribeRequest, ack: (result: UnsubscribeAck) => void) => void;
 }
 
+/** What a pool worker process sends in its handshake, next to its token: `auth: { token, worker }`. */
+export interface WorkerHello {
+  /** Stable for the life of the worker process, and across its reconnections. */
+  id: string;
+  version?: string;
+  /** Task types this worker can run besides the built-ins. */
+  types?: string[];
+}
+
+/** Sent to a pool worker when it connects: how often the server expects to hear from it. */
+export interface WorkerWelcome {
+  workerId: string;
+  poolId: string;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+}
+
 export interface PoolsClientEvents extends RoomClientEvents {
   "worker.status": (report: WorkerStatusReport, ack: (result: Ack<{ status: WorkerStatus }>) => void) => void;
   "worker.heartbeat": (info: Record<string, unknown> | undefined, ack: (result: Ack<{ ts: string }>) => void) => void;
+  "task.report": (report: TaskReport, ack: (result: Ack<TaskReportReply>) => void) => void;
 }
 
 /** Server → client event maps by namespace (Socket.IO's typed-events generics). */

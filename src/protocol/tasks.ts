@@ -1,3 +1,5 @@
+import { z } from "zod";
+
 /** Task states, shared by the server, the pool workers and clients. */
 export const TASK_STATUSES = ["created", "queued", "assigned", "started", "retrying", "completed", "failed", "cancelled"] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
@@ -44,3 +46,18 @@ export interface TaskJobData {
   timeoutMs: number | null;
   maxAttempts: number;
 }
+
+const TaskErrorSchema = z.object({ message: z.string().max(4000), code: z.string().max(64), retryable: z.boolean() });
+const taskId = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/);
+const attempt = z.number().int().min(1).max(1000);
+
+/** Validates a report arriving over the wire from a standalone pool worker. */
+export const TaskReportSchema: z.ZodType<TaskReport> = z.discriminatedUnion("kind", [
+  z.object({ taskId, kind: z.literal("assigned"), attempt, workerId: z.string().min(1).max(200) }),
+  z.object({ taskId, kind: z.literal("started"), attempt }),
+  z.object({ taskId, kind: z.literal("progress"), progress: z.number().min(0).max(100), detail: z.string().max(1000).optional() }),
+  z.object({ taskId, kind: z.literal("retrying"), attempt, error: TaskErrorSchema, nextAttemptInMs: z.number().int().min(0) }),
+  z.object({ taskId, kind: z.literal("completed"), result: z.json() }),
+  z.object({ taskId, kind: z.literal("failed"), attempt, error: TaskErrorSchema }),
+  z.object({ taskId, kind: z.literal("cancelled") }),
+]) as z.ZodType<TaskReport>;

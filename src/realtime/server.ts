@@ -26,8 +26,6 @@ export interface RealtimeOptions {
   subscriptions: Omit<SubscriptionDeps, "namespace" | "metrics" | "logger">;
 }
 
-const KNOWN_CLIENT_EVENTS = new Set(["subscribe", "unsubscribe", "worker.status", "worker.heartbeat", "task.report"]);
-
 export class Realtime {
   readonly io: Server;
   private readonly handlers = new Map<NamespaceName, ConnectionHandler[]>();
@@ -56,7 +54,8 @@ export class Realtime {
         expireWithToken(socket, (socket.data as SocketData).principal);
         attachSubscriptions(socket, { ...options.subscriptions, namespace: name, metrics, logger });
         socket.onAny((event: string, ...args: unknown[]) => {
-          if (KNOWN_CLIENT_EVENTS.has(event)) return;
+          // onAny sees every event; only those nobody handles on this namespace are unknown.
+          if (socket.listeners(event).length > 0) return;
           const ack = args[args.length - 1];
           if (typeof ack === "function") {
             ack({ ok: false, error: { code: "BAD_REQUEST", message: `unknown event "${String(event).slice(0, 64)}"` } });

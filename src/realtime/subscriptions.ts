@@ -38,7 +38,7 @@ type AckFn<T> = (result: T) => void;
  * Socket.IO delivers whatever the client sent: the payload may be missing, a number, or the ack itself.
  * This finds the ack (always the last argument) and the payload (the first, when it is not the ack).
  */
-function splitArgs(args: unknown[]): { payload: unknown; ack: AckFn<unknown> | undefined } {
+export function splitArgs(args: unknown[]): { payload: unknown; ack: AckFn<unknown> | undefined } {
   const last = args[args.length - 1];
   const ack = typeof last === "function" ? (last as AckFn<unknown>) : undefined;
   const payload = args.length > (ack ? 1 : 0) ? args[0] : undefined;

@@ -3,7 +3,7 @@ import type { Redis } from "ioredis";
 import { z } from "zod";
 import type { Principal } from "../../auth/principal.js";
 import type { PrismaClient } from "../../db/client.js";
-import { AppError, BadRequestError, ConflictError, NotFoundError } from "../../errors.js";
+import { AppError, BadRequestError, ConflictError, ForbiddenError, NotFoundError } from "../../errors.js";
 import type { EventPublisher } from "../../events/publisher.js";
 import { cancelChannel, defaultPoolTenantsKey, type TaskQueues, type TaskTypeRegistry } from "../../jobs/queues.js";
 import type { Logger } from "../../observability/logger.js";
@@ -304,11 +304,9 @@ export class TaskService {
 
   /** Applies what a pool worker reports about a task of `tenantId` (and, for a pool worker, of `poolId`). */
   async applyReport(tenantId: string, report: TaskReport, poolId?: string): Promise<TaskReportReply> {
-    const current = await this.prisma.task.findFirst({
-      where: { id: report.taskId, tenantId, ...(poolId ? { poolId } : {}) },
-      select: { status: true },
-    });
+    const current = await this.prisma.task.findFirst({ where: { id: report.taskId, tenantId }, select: { poolId: true } });
     if (!current) throw new NotFoundError("task");
+    if (poolId !== undefined && current.poolId !== poolId) throw new ForbiddenError("the task belongs to another pool");
     const now = new Date();
     let changed: { task: TaskRow | null };
     switch (report.kind) {

@@ -1,0 +1,212 @@
+import type { Redis } from "ioredis";
+import type { Principal } from "../../auth/principal.js";
+import type { PrismaClient } from "../../db/client.js";
+import { ForbiddenError, NotFoundError } from "../../errors.js";
+import type { EventPublisher } from "../../events/publisher.js";
+import type { TaskQueues, TaskTypeRegistry } from "../../jobs/queues.js";
+import type { Logger } from "../../observability/logger.js";
+import type { ReportedWorkerStatus, WorkerHello, WorkerStatus, WorkerWelcome } from "../../protocol/events.js";
+import { roomNames } from "../../protocol/rooms.js";
+import type { TenantDirectory } from "../tenants.js";
+import { serializeWorker } from "./service.js";
+
+export interface WorkerServiceOptions {
+  redisPrefix: string;
+  nodeId: string;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+  disconnectGraceMs: number;
+  /** How often each node looks for workers whose presence expired. */
+  sweepIntervalMs: number;
+  /** Pool aggregates are published at most this often per pool and node. */
+  aggregateDelayMs: number;
+}
+
+/** Shortens a worker's presence to the grace period, but only if it still belongs to the closing connection. */
+const RELEASE_PRESENCE = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end return 0`;
+
+/**
+ * Pool worker presence and status. Presence lives in Redis, not in one node's memory: a key per worker whose
+ * expiry is pushed forward by every heartbeat, cut to the grace period when its connection closes, and taken
+ * over by whichever node the worker reconnects to. Every node sweeps for workers whose key expired; the move
+ * to `offline` is a conditional update, so exactly one node makes it and publishes it.
+ */
+export class WorkerService {
+  private sweeper: NodeJS.Timeout | undefined;
+  private readonly aggregateTimers = new Map<string, NodeJS.Timeout>();
+
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly redis: Redis,
+    private readonly tenants: TenantDirectory,
+    private readonly events: EventPublisher,
+    private readonly queues: TaskQueues,
+    private readonly taskTypes: TaskTypeRegistry,
+    private readonly logger: Logger,
+    private readonly options: WorkerServiceOptions,
+  ) {}
+
+  private presenceKey(tenantId: string, workerId: string): string {
+    return `${this.options.redisPrefix}:presence:${tenantId}:${workerId}`;
+  }
+
+  /** A pool worker connected (or reconnected, possibly to another node). */
+  async connect(principal: Principal, hello: WorkerHello, connectionId: string): Promise<WorkerWelcome> {
+    const poolId = principal.poolId!;
+    await this.tenants.ensure(principal.tenantId);
+    const pool = await this.prisma.pool.findUnique({ where: { tenantId_id: { tenantId: principal.tenantId, id: poolId } }, select: { id: true } });
+    if (!pool) throw new NotFoundError("pool");
+    // Presence first: the sweeper must never see the row without it.
+    await this.redis.set(this.presenceKey(principal.tenantId, hello.id), connectionId, "PX", this.options.heartbeatTimeoutMs);
+    const existing = await this.prisma.worker.findUnique({ where: { tenantId_id: { tenantId: principal.tenantId, id: hello.id } } });
+    if (existing && existing.poolId !== poolId) throw new ForbiddenError(`worker ${hello.id} belongs to another pool`);
+    const comingBack = !existing || existing.status === "offline";
+    const row = await this.prisma.worker.upsert({
+      where: { tenantId_id: { tenantId: principal.tenantId, id: hello.id } },
+      create: { tenantId: principal.tenantId, id: hello.id, poolId, status: "idle", nodeId: this.options.nodeId, version: hello.version ?? null },
+      update: {
+        nodeId: this.options.nodeId,
+        version: hello.version ?? null,
+        lastHeartbeatAt: new Date(),
+        ...(comingBack ? { status: "idle", detail: null } : {}),
+      },
+    });
+    await this.taskTypes.register(principal.tenantId, poolId, hello.types ?? []);
+    if (comingBack) await this.publishStatus(principal.tenantId, row, existing?.status ?? null);
+    return {
+      workerId: hello.id,
+      poolId,
+      heartbeatIntervalMs: this.options.heartbeatIntervalMs,
+      heartbeatTimeoutMs: this.options.heartbeatTimeoutMs,
+    };
+  }
+
+  async reportStatus(principal: Principal, workerId: string, status: ReportedWorkerStatus, detail: string | undefined): Promise<WorkerStatus> {
+    await this.touch(principal, workerId);
+    const before = await this.prisma.worker.findUnique({ where: { tenantId_id: { tenantId: principal.tenantId, id: workerId } } });
+    if (!before || before.poolId !== principal.poolId) throw new NotFoundError("worker");
+    const updated = await this.prisma.worker.updateMany({
+      where: { tenantId: principal.tenantId, id: workerId, NOT: { status, detail: detail ?? null } },
+      data: { status, detail: detail ?? null, lastHeartbeatAt: new Date(), nodeId: this.options.nodeId },
+    });
+    if (updated.count === 1 && before.status !== status) {
+      const row = await this.prisma.worker.findUniqueOrThrow({ where: { tenantId_id: { tenantId: principal.tenantId, id: workerId } } });
+      await this.publishStatus(principal.tenantId, row, before.status);
+    }
+    return status;
+  }
+
+  /** A heartbeat (or any report) pushes the worker's presence forward. */
+  async touch(principal: Principal, workerId: string): Promise<void> {
+    const key = this.presenceKey(principal.tenantId, workerId);
+    const refreshed = await this.redis.pexpire(key, this.options.heartbeatTimeoutMs);
+    if (refreshed === 0) {
+      // Expired while the connection stayed up (e.g. a long pause): the socket is still here, so it is present.
+      await this.redis.set(key, `${this.options.nodeId}:revived`, "PX", this.options.heartbeatTimeoutMs);
+    }
+  }
+
+  async heartbeat(principal: Principal, workerId: string): Promise<void> {
+    await this.touch(principal, workerId);
+    await this.prisma.worker.updateMany({
+      where: { tenantId: principal.tenantId, id: workerId },
+      data: { lastHeartbeatAt: new Date() },
+    });
+  }
+
+  /** The worker's connection to this node closed: it has the grace period to come back (to any node). */
+  async disconnected(tenantId: string, workerId: string, connectionId: string): Promise<void> {
+    await this.redis.eval(RELEASE_PRESENCE, 1, this.presenceKey(tenantId, workerId), connectionId, String(this.options.disconnectGraceMs));
+  }
+
+  start(): void {
+    this.sweeper = setInterval(() => void this.sweep(), this.options.sweepIntervalMs);
+    this.sweeper.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.sweeper);
+    for (const timer of this.aggregateTimers.values()) clearTimeout(timer);
+    this.aggregateTimers.clear();
+  }
+
+  /** Marks offline, exactly once across nodes, every worker whose presence expired. */
+  private async sweep(): Promise<void> {
+    try {
+      const candidates = await this.prisma.worker.findMany({
+        where: { status: { not: "offline" } },
+        select: { tenantId: true, id: true },
+        take: 5000,
+      });
+      if (candidates.length === 0) return;
+      const pipeline = this.redis.pipeline();
+      for (const c of candidates) pipeline.exists(this.presenceKey(c.tenantId, c.id));
+      const results = (await pipeline.exec()) ?? [];
+      for (const [i, c] of candidates.entries()) {
+        const [error, exists] = results[i] ?? [null, 1];
+        if (error || exists === 1) continue;
+        await this.markOffline(c.tenantId, c.id);
+      }
+    } catch (error) {
+      this.logger.warn({ err: (error as Error).message }, "worker presence sweep failed");
+    }
+  }
+
+  private async markOffline(tenantId: string, workerId: string): Promise<void> {
+    const before = await this.prisma.worker.findUnique({ where: { tenantId_id: { tenantId, id: workerId } } });
+    if (!before || before.status === "offline") return;
+    // Re-check presence right before the conditional update: the worker may have come back meanwhile.
+    if ((await this.redis.exists(this.presenceKey(tenantId, workerId))) === 1) return;
+    const updated = await this.prisma.worker.updateMany({
+      where: { tenantId, id: workerId, status: { not: "offline" } },
+      data: { status: "offline" },
+    });
+    if (updated.count === 0) return;
+    const row = await this.prisma.worker.findUniqueOrThrow({ where: { tenantId_id: { tenantId, id: workerId } } });
+    this.logger.info({ tenantId, workerId, pool: row.poolId }, "worker offline");
+    await this.publishStatus(tenantId, row, before.status);
+  }
+
+  private async publishStatus(
+    tenantId: string,
+    row: Parameters<typeof serializeWorker>[0] & { poolId: string },
+    previous: string | null,
+  ): Promise<void> {
+    await this.events.publish({
+      tenantId,
+      namespace: "pools",
+      rooms: [roomNames.pools(), roomNames.pool(row.poolId)],
+      type: "worker.status_changed",
+      data: { poolId: row.poolId, worker: serializeWorker(row), previous },
+    });
+    this.scheduleAggregate(tenantId, row.poolId);
+  }
+
+  /** Coalesces a pool's aggregate: many worker changes in a burst give one pool.status_changed. */
+  scheduleAggregate(tenantId: string, poolId: string): void {
+    const key = `${tenantId}|${poolId}`;
+    if (this.aggregateTimers.has(key)) return;
+    const timer = setTimeout(() => {
+      this.aggregateTimers.delete(key);
+      void this.publishAggregate(tenantId, poolId).catch((error: unknown) =>
+        this.logger.warn({ err: (error as Error).message, poolId }, "pool aggregate failed"),
+      );
+    }, this.options.aggregateDelayMs);
+    timer.unref();
+    this.aggregateTimers.set(key, timer);
+  }
+
+  private async publishAggregate(tenantId: string, poolId: string): Promise<void> {
+    const groups = await this.prisma.worker.groupBy({ by: ["status"], where: { tenantId, poolId }, _count: { _all: true } });
+    const workers: Record<string, number> = { idle: 0, busy: 0, error: 0, draining: 0, offline: 0 };
+    for (const group of groups) workers[group.status] = group._count._all;
+    const queueDepth = await this.queues.waitingCount(tenantId, poolId).catch(() => null);
+    await this.events.publish({
+      tenantId,
+      namespace: "pools",
+      rooms: [roomNames.pools(), roomNames.pool(poolId)],
+      type: "pool.status_changed",
+      data: { poolId, workers, queueDepth },
+    });
+  }
+}

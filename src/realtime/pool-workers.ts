@@ -1,0 +1,123 @@
+import type { Socket } from "socket.io";
+import { z } from "zod";
+import { can } from "../auth/principal.js";
+import type { WorkerService } from "../domains/pools/workers.js";
+import type { TaskService } from "../domains/tasks/service.js";
+import { AppError, ForbiddenError, toAppError } from "../errors.js";
+import type { Logger } from "../observability/logger.js";
+import type { Metrics } from "../observability/metrics.js";
+import { WORKER_STATUSES, type WorkerHello } from "../protocol/events.js";
+import { ID_PATTERN } from "../protocol/rooms.js";
+import { TaskReportSchema } from "../protocol/tasks.js";
+import type { SocketData } from "./handshake.js";
+import { splitArgs } from "./subscriptions.js";
+
+const HelloSchema = z.object({
+  id: z.string().regex(ID_PATTERN, "must be 1-128 letters, digits, '_' or '-'"),
+  version: z.string().max(64).optional(),
+  types: z.array(z.string().regex(/^[A-Za-z0-9_.:-]{1,100}$/)).max(200).optional(),
+});
+const StatusSchema = z.object({
+  status: z.enum(WORKER_STATUSES),
+  detail: z.string().max(1000).optional(),
+  poolId: z.string().max(200).optional(),
+});
+
+export interface PoolWorkerDeps {
+  workers: WorkerService;
+  tasks: TaskService;
+  logger: Logger;
+  metrics: Metrics;
+}
+
+/**
+ * The `/pools` side of pool worker processes: registration on connect, `worker.status`, `worker.heartbeat`
+ * and `task.report`. Only `pools:work` tokens may speak, and only for the pool and tenant their token names.
+ */
+export function attachPoolWorker(socket: Socket, deps: PoolWorkerDeps): void {
+  const { principal } = socket.data as SocketData;
+  const isWorker = can(principal, "pools:work") && principal.poolId !== undefined;
+  let hello: WorkerHello | undefined;
+  let ready: Promise<void> = Promise.resolve();
+
+  if (isWorker) {
+    const auth = socket.handshake.auth as { worker?: unknown };
+    const parsed = HelloSchema.safeParse(auth.worker ?? { id: principal.subject.replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 128) });
+    if (!parsed.success) {
+      reject(socket, new AppError("BAD_REQUEST", "auth.worker must be { id, version?, types? }", 400));
+      return;
+    }
+    const workerHello = parsed.data;
+    hello = workerHello;
+    ready = deps.workers.connect(principal, workerHello, socket.id).then(
+      (welcome) => void socket.emit("worker.welcome", welcome),
+      (error: unknown) => {
+        deps.logger.warn({ tenantId: principal.tenantId, pool: principal.poolId, err: (error as Error).message }, "worker refused");
+        reject(socket, toAppError(error));
+        throw error;
+      },
+    );
+    ready.catch(() => undefined); // refusal is handled above; requests awaiting `ready` report it themselves
+    socket.once("disconnect", () => {
+      void deps.workers.disconnected(principal.tenantId, workerHello.id, socket.id).catch((error: unknown) =>
+        deps.logger.warn({ err: (error as Error).message }, "could not release worker presence"),
+      );
+    });
+  }
+
+  /** Runs a worker-only request: refuses other principals, waits for registration, acks the result. */
+  const workerOnly = (event: string, run: (payload: unknown, worker: WorkerHello) => Promise<object>) => {
+    socket.on(event, async (...args: unknown[]) => {
+      const { payload, ack } = splitArgs(args);
+      let result: object;
+      try {
+        if (!isWorker || !hello) {
+          deps.logger.warn({ tenantId: principal.tenantId, subject: principal.subject, event }, "non-worker token tried a worker event");
+          throw new ForbiddenError(`${event} needs a pools:work token`);
+        }
+        await ready;
+        result = { ok: true, ...(await run(payload, hello)) };
+      } catch (error) {
+        const appError = toAppError(error);
+        if (appError.status >= 500) deps.logger.error({ err: error, event }, "worker request failed");
+        else deps.metrics.clientErrors.inc({ code: appError.code });
+        result = { ok: false, error: appError.toBody() };
+      }
+      ack?.(result);
+    });
+  };
+
+  workerOnly("worker.status", async (payload, worker) => {
+    const input = StatusSchema.safeParse(payload);
+    if (!input.success) throw new AppError("BAD_REQUEST", "worker.status expects { status: idle|busy|error|draining, detail? }", 400);
+    if (input.data.poolId !== undefined && input.data.poolId !== principal.poolId) {
+      deps.logger.warn({ tenantId: principal.tenantId, worker: worker.id, claimed: input.data.poolId.slice(0, 128) }, "worker tried to report for another pool");
+      throw new ForbiddenError("this token may only report for its own pool");
+    }
+    return { status: await deps.workers.reportStatus(principal, worker.id, input.data.status, input.data.detail) };
+  });
+
+  workerOnly("worker.heartbeat", async (_payload, worker) => {
+    await deps.workers.heartbeat(principal, worker.id);
+    return { ts: new Date().toISOString() };
+  });
+
+  workerOnly("task.report", async (payload, worker) => {
+    const report = TaskReportSchema.safeParse(payload);
+    if (!report.success) throw new AppError("BAD_REQUEST", "task.report expects a task report", 400, report.error.issues.slice(0, 5));
+    await deps.workers.touch(principal, worker.id);
+    try {
+      return await deps.tasks.applyReport(principal.tenantId, report.data, principal.poolId);
+    } catch (error) {
+      if (error instanceof ForbiddenError) {
+        deps.logger.warn({ tenantId: principal.tenantId, worker: worker.id, taskId: report.data.taskId }, "worker reported a task of another pool");
+      }
+      throw error;
+    }
+  });
+}
+
+function reject(socket: Socket, error: AppError): void {
+  socket.emit("worker.rejected", error.toBody());
+  socket.disconnect(true);
+}
