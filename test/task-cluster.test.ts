@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { connect, EventRecorder, subscribe } from "./support/clients.js";
-import { freshTenant } from "./support/env.js";
+import { freshTenant, TEST_REDIS_PREFIX } from "./support/env.js";
+
+const CLUSTER_PREFIX = `${TEST_REDIS_PREFIX}-taskcluster`;
 import { api } from "./support/http.js";
 import { startServer, type ServerProcess } from "./support/server.js";
 import { submitTask, waitForTask } from "./support/tasks.js";
@@ -10,10 +12,11 @@ describe("tasks across nodes", () => {
   let nodeA: ServerProcess;
   let nodeB: ServerProcess;
   before(async () => {
-    // Only A executes tasks; B only takes requests and serves sockets.
+    // Only A executes tasks; B only takes requests and serves sockets. A cluster of its own (Redis prefix), so
+    // that no other test's node with an embedded worker takes these tasks.
     [nodeA, nodeB] = await Promise.all([
-      startServer({ NODE_ID: "tasks-a", EMBEDDED_WORKER: "true" }),
-      startServer({ NODE_ID: "tasks-b", EMBEDDED_WORKER: "false" }),
+      startServer({ NODE_ID: "tasks-a", EMBEDDED_WORKER: "true", REDIS_PREFIX: CLUSTER_PREFIX }),
+      startServer({ NODE_ID: "tasks-b", EMBEDDED_WORKER: "false", REDIS_PREFIX: CLUSTER_PREFIX }),
     ]);
   });
   after(async () => {
@@ -49,7 +52,7 @@ describe("tasks across nodes", () => {
     const started = await seen.next("task.started");
     assert.equal((started.data as { task: { workerId: string } }).task.workerId, "embedded@tasks-a");
     // A second executing node; it learns the tenant from the Redis registry when it starts.
-    const nodeC = await startServer({ NODE_ID: "tasks-c", EMBEDDED_WORKER: "true" });
+    const nodeC = await startServer({ NODE_ID: "tasks-c", EMBEDDED_WORKER: "true", REDIS_PREFIX: CLUSTER_PREFIX });
     try {
       await nodeA.kill();
       const done = await waitForTask(nodeB.url, token, task.id, ["completed", "failed"], 30_000);

@@ -1,7 +1,7 @@
 import { Redis } from "ioredis";
 import { dropDatabase, setupDatabase } from "../../scripts/db-setup.js";
 import { TEST_DATABASE_URL, TEST_REDIS_PREFIX, TEST_REDIS_URL } from "./env.js";
-import { killAllServers, serverProblems } from "./server.js";
+import { killAllServers, killAllWorkers, serverProblems } from "./server.js";
 import { closeAllClients } from "./clients.js";
 
 /** One database per test run, migrated once; dropped with every row in it at the end. */
@@ -30,6 +30,7 @@ export async function mochaGlobalTeardown(): Promise<void> {
 export const mochaHooks = {
   async afterEach(this: Mocha.Context): Promise<void> {
     closeAllClients();
+    await killAllWorkers();
     if (this.currentTest?.state === "failed") {
       const problems = serverProblems();
       if (problems) process.stderr.write(`\n--- server warnings/errors around "${this.currentTest.title}" ---\n${problems}\n`);

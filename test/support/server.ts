@@ -95,6 +95,7 @@ export async function startServer(env: Record<string, string> = {}): Promise<Ser
 /** Kills whatever a test left running (a failed test must not leave processes behind). */
 export async function killAllServers(): Promise<void> {
   await Promise.all([...running].map((s) => s.kill()));
+  await Promise.all([...workers].map((w) => w.kill()));
 }
 
 /** Warnings and errors the running servers logged: printed when a test fails, to see the server's side. */
@@ -106,4 +107,84 @@ export function serverProblems(): string {
     }
   }
   return lines.slice(-20).join("\n");
+}
+
+export interface WorkerProcess {
+  process: ChildProcess;
+  logs(): string;
+  /** Resolves when the worker logged that it connected to a server (optionally the n-th time). */
+  connected(times?: number): Promise<void>;
+  stop(): Promise<number | null>;
+  kill(): Promise<void>;
+  exited: Promise<number | null>;
+}
+
+const workers = ((globalThis as typeof globalThis & { __switchyardWorkers?: Set<WorkerProcess> }).__switchyardWorkers ??= new Set<WorkerProcess>());
+
+/** Starts a real standalone pool worker (`src/worker/main.ts`) against the given server URL(s). */
+export function startWorker(options: { token: string; poolId: string; urls: string[]; env?: Record<string, string>; args?: string[] }): WorkerProcess {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/worker/main.ts", "--pool", options.poolId, ...(options.args ?? [])], {
+    cwd: repoRoot,
+    env: {
+      PATH: process.env.PATH ?? "",
+      WORKER_TOKEN: options.token,
+      SWITCHYARD_URL: options.urls.join(","),
+      REDIS_URL: TEST_REDIS_URL,
+      REDIS_PREFIX: TEST_REDIS_PREFIX,
+      TASK_LOCK_MS: "3000",
+      TASK_BACKOFF_MS: "100",
+      SHUTDOWN_TIMEOUT_MS: "10000",
+      ...options.env,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  const listeners = new Set<() => void>();
+  const onData = (chunk: Buffer): void => {
+    output += chunk.toString();
+    for (const listener of listeners) listener();
+  };
+  child.stdout!.on("data", onData);
+  child.stderr!.on("data", onData);
+  if (process.env.TEST_SERVER_LOGS) child.stdout!.pipe(process.stderr);
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  const worker: WorkerProcess = {
+    process: child,
+    logs: () => output,
+    exited,
+    connected(times = 1) {
+      const count = (): number => (output.match(/"msg":"connected"/g) ?? []).length;
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`worker did not connect ${times} time(s):\n${output}`)), 20_000);
+        const check = (): void => {
+          if (count() >= times) {
+            clearTimeout(timer);
+            listeners.delete(check);
+            resolve();
+          }
+        };
+        listeners.add(check);
+        void exited.then(() => reject(new Error(`worker exited:\n${output}`)));
+        check();
+      });
+    },
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      const code = await exited;
+      workers.delete(worker);
+      return code;
+    },
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      await exited;
+      workers.delete(worker);
+    },
+  };
+  workers.add(worker);
+  return worker;
+}
+
+/** Kills the pool workers a test started (each test leaves no process behind). */
+export async function killAllWorkers(): Promise<void> {
+  await Promise.all([...workers].map((w) => w.kill()));
 }

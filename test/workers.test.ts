@@ -1,0 +1,208 @@
+import assert from "node:assert/strict";
+import type { Socket } from "socket.io-client";
+import { connect, EventRecorder, request, sleep, subscribe } from "./support/clients.js";
+import { freshTenant } from "./support/env.js";
+import { api } from "./support/http.js";
+import { startServer, startWorker, type ServerProcess } from "./support/server.js";
+import { sharedServer } from "./support/shared.js";
+import { submitTask, waitForTask } from "./support/tasks.js";
+import { mintToken } from "./support/tokens.js";
+import type { Envelope } from "../src/protocol/events.js";
+
+interface WorkerChange {
+  poolId: string;
+  previous: string | null;
+  worker: { id: string; status: string; node: string };
+}
+const change = (e: Envelope): WorkerChange => e.data as WorkerChange;
+
+async function createPool(url: string, token: string, name: string): Promise<string> {
+  const response = await api(url, "POST", "/api/v1/pools", { token, body: { name } });
+  assert.equal(response.status, 201);
+  return response.body.pool.id as string;
+}
+
+async function dashboard(url: string, token: string, room: string): Promise<EventRecorder> {
+  const socket = await connect(url, "pools", { token });
+  const recorder = new EventRecorder(socket);
+  assert.equal((await subscribe(socket, room)).ok, true);
+  return recorder;
+}
+
+const FAST_PRESENCE = {
+  WORKER_HEARTBEAT_INTERVAL_MS: "300",
+  WORKER_HEARTBEAT_TIMEOUT_MS: "2000",
+  WORKER_DISCONNECT_GRACE_MS: "1000",
+};
+
+describe("pool workers", () => {
+  let server: ServerProcess;
+  before(async () => {
+    server = await startServer({ NODE_ID: "workers-main", ...FAST_PRESENCE });
+  });
+  after(async () => {
+    await server.stop();
+  });
+
+  it("a dashboard on pool:<id> sees the worker go idle → busy → idle around its task, and task.assigned names it", async () => {
+    const tenant = freshTenant();
+    const token = mintToken({ tenant });
+    const poolId = await createPool(server.url, token, "gpu");
+    const seen = await dashboard(server.url, token, `pool:${poolId}`);
+    const worker = startWorker({ token: mintToken({ tenant, permissions: ["pools:work"], poolId }), poolId, urls: [server.url], env: { WORKER_ID: "w-alpha" } });
+    await seen.until((e) => e.some((x) => x.type === "worker.status_changed" && change(x).worker.status === "idle"), 15_000, "worker idle");
+    const task = await submitTask(server.url, token, { type: "sleep", payload: { ms: 600 }, poolId });
+    await waitForTask(server.url, token, task.id, ["completed"]);
+    const statuses = await seen.until(
+      (e) => e.filter((x) => x.type === "worker.status_changed").map((x) => change(x).worker.status).join(",") === "idle,busy,idle",
+      10_000,
+      "idle, busy, idle",
+    );
+    const assigned = statuses.find((e) => e.type === "task.assigned")!;
+    assert.ok(assigned, "task.assigned reaches /pools pool:<id>");
+    assert.equal((assigned.data as { task: { id: string; workerId: string } }).task.id, task.id);
+    assert.equal((assigned.data as { task: { workerId: string } }).task.workerId, "w-alpha");
+    const stored = await waitForTask(server.url, token, task.id, ["completed"]);
+    assert.equal(stored.workerId, "w-alpha");
+    const aggregate = await seen.next("pool.status_changed", `pool:${poolId}`);
+    assert.ok("workers" in (aggregate.data as object) && "queueDepth" in (aggregate.data as object));
+    const pool = (await api(server.url, "GET", `/api/v1/pools/${poolId}`, { token })).body.pool;
+    assert.deepEqual(pool.workers.map((w: { id: string; status: string; node: string }) => [w.id, w.status, w.node]), [["w-alpha", "idle", "workers-main"]]);
+    assert.equal(await worker.stop(), 0);
+  });
+
+  it("runs custom task types the worker registered", async () => {
+    const tenant = freshTenant();
+    const token = mintToken({ tenant });
+    const poolId = await createPool(server.url, token, "custom");
+    const rejected = await api(server.url, "POST", "/api/v1/tasks", { token, body: { type: "shout", poolId } });
+    assert.equal(rejected.status, 400, "unknown before a worker registers it");
+    const worker = startWorker({ token: mintToken({ tenant, permissions: ["pools:work"], poolId }), poolId, urls: [server.url], args: ["--handlers", "examples/handlers.ts"] });
+    await worker.connected();
+    await sleep(300);
+    const task = await submitTask(server.url, token, { type: "shout", poolId, payload: { text: "hello" } });
+    const done = await waitForTask(server.url, token, task.id, ["completed", "failed"]);
+    assert.equal(done.result, "HELLO");
+    const elsewhere = await api(server.url, "POST", "/api/v1/tasks", { token, body: { type: "shout" } });
+    assert.equal(elsewhere.status, 400, "registered for its own pool only");
+  });
+
+  it("kill -9: the worker becomes offline exactly once, and its in-flight task is retried by another worker", async () => {
+    const tenant = freshTenant();
+    const token = mintToken({ tenant });
+    const poolId = await createPool(server.url, token, "crashy");
+    const workToken = mintToken({ tenant, permissions: ["pools:work"], poolId });
+    const seen = await dashboard(server.url, token, `pool:${poolId}`);
+    const first = startWorker({ token: workToken, poolId, urls: [server.url], env: { WORKER_ID: "w-first" } });
+    await first.connected();
+    const tasks = await connect(server.url, "tasks", { token });
+    const taskSeen = new EventRecorder(tasks);
+    await subscribe(tasks, `pool:${poolId}`);
+    const task = await submitTask(server.url, token, { type: "sleep", payload: { ms: 2500 }, poolId });
+    await taskSeen.next("task.started");
+    const second = startWorker({ token: workToken, poolId, urls: [server.url], env: { WORKER_ID: "w-second" } });
+    await second.connected();
+    const killedAt = Date.now();
+    await first.kill();
+    const offline = await seen.until(
+      (e) => e.some((x) => x.type === "worker.status_changed" && change(x).worker.id === "w-first" && change(x).worker.status === "offline"),
+      10_000,
+      "w-first offline",
+    );
+    const offlineAfterMs = Date.now() - killedAt;
+    assert.ok(offlineAfterMs < 2000 + 1000 + 2000, `offline after ${offlineAfterMs} ms`);
+    const done = await waitForTask(server.url, token, task.id, ["completed", "failed"], 30_000);
+    assert.equal(done.status, "completed");
+    assert.equal(done.workerId, "w-second");
+    await sleep(2500);
+    const offlines = seen.events.filter((x) => x.type === "worker.status_changed" && change(x).worker.status === "offline");
+    assert.equal(offlines.length, 1, "offline exactly once");
+    assert.equal(offline.length > 0, true);
+    assert.equal(taskSeen.of("task.completed").length, 1);
+  });
+
+  describe("what a worker token may do", () => {
+    let shared: ServerProcess;
+    before(async () => {
+      shared = await sharedServer();
+    });
+
+    async function workerSocket(tenant: string, poolId: string, id = "w-sec"): Promise<Socket> {
+      const socket = await connect(shared.url, "pools", { token: mintToken({ tenant, permissions: ["pools:work"], poolId }), auth: { token: mintToken({ tenant, permissions: ["pools:work"], poolId }), worker: { id } } });
+      await new Promise<void>((resolve) => socket.once("worker.welcome", () => resolve()));
+      return socket;
+    }
+
+    it("a pools:work token for pool P cannot report for pool Q, nor report Q's tasks, nor subscribe anywhere", async () => {
+      const tenant = freshTenant();
+      const token = mintToken({ tenant });
+      const p = await createPool(shared.url, token, "P");
+      const q = await createPool(shared.url, token, "Q");
+      const socket = await workerSocket(tenant, p);
+      const ok = await request<{ ok: boolean; status: string }>(socket, "worker.status", { status: "busy" });
+      assert.deepEqual(ok, { ok: true, status: "busy" });
+      const other = await request<{ ok: boolean; error: { code: string } }>(socket, "worker.status", { status: "idle", poolId: q });
+      assert.equal(other.error.code, "FORBIDDEN");
+      const qTask = await submitTask(shared.url, token, { type: "echo", poolId: q });
+      const report = await request<{ ok: boolean; error: { code: string } }>(socket, "task.report", { taskId: qTask.id, kind: "assigned", attempt: 1, workerId: "w-sec" });
+      assert.equal(report.error.code, "FORBIDDEN");
+      assert.equal((await waitForTask(shared.url, token, qTask.id, ["queued"])).status, "queued", "Q's task untouched");
+      const foreignTask = await submitTask(shared.url, mintToken({ tenant: freshTenant() }), { type: "sleep", payload: { ms: 5000 } });
+      const foreign = await request<{ ok: boolean; error: { code: string } }>(socket, "task.report", { taskId: foreignTask.id, kind: "completed", result: 1 });
+      assert.equal(foreign.error.code, "NOT_FOUND");
+      assert.equal((await subscribe(socket, "pools")).error?.code, "FORBIDDEN");
+      assert.equal((await subscribe(socket, `pool:${p}`)).error?.code, "FORBIDDEN");
+      const bad = await request<{ ok: boolean; error: { code: string } }>(socket, "worker.status", { status: "exploding" });
+      assert.equal(bad.error.code, "BAD_REQUEST");
+      const badReport = await request<{ ok: boolean; error: { code: string } }>(socket, "task.report", { kind: "completed" });
+      assert.equal(badReport.error.code, "BAD_REQUEST");
+      assert.equal((await request<{ ok: boolean }>(socket, "worker.heartbeat", {})).ok, true);
+    });
+
+    it("a dashboard token cannot send worker.status, heartbeats or task reports", async () => {
+      const socket = await connect(shared.url, "pools", { token: mintToken({ tenant: freshTenant(), permissions: ["admin"] }) });
+      for (const [event, payload] of [["worker.status", { status: "idle" }], ["worker.heartbeat", {}], ["task.report", { taskId: "x", kind: "cancelled" }]] as const) {
+        const ack = await request<{ ok: boolean; error: { code: string } }>(socket, event, payload);
+        assert.equal(ack.error.code, "FORBIDDEN", event);
+      }
+      assert.equal((await subscribe(socket, "pools")).ok, true, "the socket stays usable");
+    });
+
+    it("a worker whose pool does not exist is told so and disconnected", async () => {
+      const tenant = freshTenant();
+      const socket = await connect(shared.url, "pools", { token: mintToken({ tenant, permissions: ["pools:work"], poolId: "ghost" }) });
+      const rejected = await new Promise<{ code: string }>((resolve) => socket.once("worker.rejected", resolve));
+      assert.equal(rejected.code, "NOT_FOUND");
+    });
+  });
+});
+
+describe("worker presence across nodes", () => {
+  it("a worker whose node dies reconnects to another node within the grace period without flapping offline", async () => {
+    const env = { WORKER_HEARTBEAT_INTERVAL_MS: "300", WORKER_HEARTBEAT_TIMEOUT_MS: "4000", WORKER_DISCONNECT_GRACE_MS: "3000" };
+    const [nodeA, nodeB] = await Promise.all([startServer({ NODE_ID: "presence-a", ...env }), startServer({ NODE_ID: "presence-b", ...env })]);
+    try {
+      const tenant = freshTenant();
+      const token = mintToken({ tenant });
+      const poolId = await createPool(nodeB.url, token, "roaming");
+      const seen = await dashboard(nodeB.url, token, `pool:${poolId}`);
+      const worker = startWorker({ token: mintToken({ tenant, permissions: ["pools:work"], poolId }), poolId, urls: [nodeA.url, nodeB.url], env: { WORKER_ID: "w-roam" } });
+      await worker.connected();
+      await seen.until((e) => e.some((x) => x.type === "worker.status_changed" && change(x).worker.node === "presence-a"), 10_000, "worker on A");
+      await nodeA.kill();
+      await worker.connected(2);
+      // Wait past the heartbeat timeout and grace period: no offline may appear.
+      await sleep(5000);
+      const changes = seen.events.filter((x) => x.type === "worker.status_changed").map((x) => change(x).worker.status);
+      assert.ok(!changes.includes("offline"), `no offline flap, saw ${changes.join(",")}`);
+      const pool = (await api(nodeB.url, "GET", `/api/v1/pools/${poolId}`, { token })).body.pool;
+      assert.equal(pool.workers[0].node, "presence-b");
+      assert.notEqual(pool.workers[0].status, "offline");
+      // And it still works from B.
+      const task = await submitTask(nodeB.url, token, { type: "echo", poolId, payload: 7 });
+      assert.equal((await waitForTask(nodeB.url, token, task.id, ["completed"])).result, 7);
+    } finally {
+      await Promise.all([nodeA.kill(), nodeB.stop()]);
+    }
+  });
+});
