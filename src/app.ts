@@ -13,6 +13,7 @@ import { TenantDirectory } from "./domains/tenants.js";
 import { EventLog } from "./events/event-log.js";
 import { EventPublisher } from "./events/publisher.js";
 import { eventRoutes } from "./events/routes.js";
+import { EventRetention } from "./events/retention.js";
 import { TaskQueues, TaskTypeRegistry } from "./jobs/queues.js";
 import { taskRoutes } from "./domains/tasks/routes.js";
 import { TaskService } from "./domains/tasks/service.js";
@@ -103,6 +104,13 @@ export class App {
       sweepIntervalMs: Math.min(1000, config.workers.heartbeatTimeoutMs),
       aggregateDelayMs: 500,
     });
+    const retention = new EventRetention(prisma, redis, this.logger, {
+      redisPrefix: config.redisPrefix,
+      maxAgeMs: config.events.retentionMs,
+      maxPerRoom: config.events.retentionPerRoom,
+      intervalMs: config.events.retentionIntervalMs,
+    });
+    this.startHooks.push(async () => retention.start());
     realtime.onConnection("pools", (socket) => attachPoolWorker(socket, { workers, tasks, logger: this.logger, metrics }));
     this.startHooks.push(async () => workers.start());
 
@@ -154,6 +162,7 @@ export class App {
     // nodes through the adapter's Redis client), then connections close.
     this.stopHooks.push(
       async () => workers.stop(),
+      async () => retention.stop(),
       () => realtime.close(config.nodeId),
       () => this.withinShutdownBudget(embedded?.close()),
       async () => cancellations?.close(),

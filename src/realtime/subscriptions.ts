@@ -86,25 +86,38 @@ export function attachSubscriptions(socket: Socket, deps: SubscriptionDeps): voi
       }
       if (socket.disconnected) throw new AppError("BAD_REQUEST", "socket disconnected", 400);
 
-      // Join first, then read the head: every event stored after the head reaches this socket live.
+      // With a cursor: replay up to the current head before joining (nothing live interleaves with the bulk),
+      // join, then replay what was stored meanwhile. Without one: join, then read the head for the ack.
+      // Either way every event after the returned cursor reaches the socket, live or replayed; an event stored
+      // in the instant between the last head read and the join may arrive both ways (same id and cursor), which
+      // clients drop by cursor (src/client does).
       const key = roomKey(principal.tenantId, room.name);
       const wasSubscribed = subscribed.has(room.name);
-      await socket.join(key);
       const where = { tenantId: principal.tenantId, namespace: deps.namespace, room: room.name };
       let head: CursorPosition;
       let replayed = 0;
+      const replay = async (start: CursorPosition, upTo: CursorPosition): Promise<CursorPosition> => {
+        let position = start;
+        do {
+          // readHistory also refuses a cursor of another epoch or ahead of the room, even with nothing to replay.
+          const page = await readHistory(deps.eventLog, where, upTo, position, REPLAY_PAGE);
+          for (const envelope of page.events) socket.emit(envelope.type, envelope);
+          replayed += page.events.length;
+          position = { epoch: upTo.epoch, seq: position.seq + page.events.length };
+        } while (position.seq < upTo.seq);
+        return position;
+      };
       try {
-        head = await deps.eventLog.head(where.tenantId, where.namespace, where.room);
         if (from) {
-          if (head.seq - from.seq > MAX_REPLAY) throw new CursorExpiredError(`more than ${MAX_REPLAY} events behind; reload state`);
-          let position = from;
-          do {
-            // readHistory also refuses a cursor of another epoch or ahead of the room, even with nothing to replay.
-            const page = await readHistory(deps.eventLog, where, head, position, REPLAY_PAGE);
-            for (const envelope of page.events) socket.emit(envelope.type, envelope);
-            replayed += page.events.length;
-            position = { epoch: head.epoch, seq: position.seq + page.events.length };
-          } while (position.seq < head.seq);
+          const before = await deps.eventLog.head(where.tenantId, where.namespace, where.room);
+          if (before.seq - from.seq > MAX_REPLAY) throw new CursorExpiredError(`more than ${MAX_REPLAY} events behind; reload state`);
+          const caughtUp = await replay(from, before);
+          await socket.join(key);
+          head = await deps.eventLog.head(where.tenantId, where.namespace, where.room);
+          if (head.seq > caughtUp.seq) await replay(caughtUp, head);
+        } else {
+          await socket.join(key);
+          head = await deps.eventLog.head(where.tenantId, where.namespace, where.room);
         }
       } catch (error) {
         // A refused subscribe must not leave the socket listening to the room.

@@ -1,0 +1,264 @@
+/**
+ * Switchyard's client helper: "every event of a room, in order, exactly once", across reconnects and node
+ * failures. Works in Node and browsers (socket.io-client and fetch only).
+ *
+ * @example
+ * const client = new SwitchyardClient({ urls: ["https://a.example", "https://b.example"], namespace: "tasks", token });
+ * await client.subscribe("tasks", (event) => console.log(event.type, event.data));
+ */
+import { io, type ManagerOptions, type Socket, type SocketOptions } from "socket.io-client";
+import { decodeCursor, encodeCursor } from "../protocol/cursor.js";
+import type { Envelope, SubscribeAck } from "../protocol/events.js";
+import type { NamespaceName } from "../protocol/namespaces.js";
+
+export type { Envelope };
+
+export interface SwitchyardClientOptions {
+  /** One or more server base URLs; each reconnection attempt moves to the next, so a dead node is left behind. */
+  urls: string | string[];
+  namespace: NamespaceName;
+  /** The JWT, or a function returning a fresh one (called on every (re)connection and history request). */
+  token: string | (() => string | Promise<string>);
+  /** How long an out-of-order event waits for the ones before it before they are fetched from history. */
+  reorderWindowMs?: number;
+  fetch?: typeof fetch;
+  socketOptions?: Partial<ManagerOptions & SocketOptions>;
+}
+
+export type EventHandler = (event: Envelope) => void;
+/** The room's log moved past what the client can recover (new epoch or beyond retention): reload state. */
+export type ResetHandler = (room: string, reason: string) => void;
+
+interface RoomState {
+  handler: EventHandler;
+  epoch: string | undefined;
+  /** Sequence number of the last event delivered to the handler. */
+  lastSeq: number;
+  /** Events that arrived ahead of a gap, by sequence number. */
+  pending: Map<number, Envelope>;
+  /** Until the first subscribe ack tells where the room stands, events are only collected. */
+  awaitingAck: boolean;
+  gapTimer: ReturnType<typeof setTimeout> | undefined;
+  filling: Promise<void> | undefined;
+}
+
+export class SwitchyardClient {
+  readonly socket: Socket;
+  private readonly rooms = new Map<string, RoomState>();
+  private readonly urls: string[];
+  private urlIndex = 0;
+  private readonly resetHandlers: ResetHandler[] = [];
+  private readonly errorHandlers: Array<(error: Error) => void> = [];
+
+  constructor(private readonly options: SwitchyardClientOptions) {
+    this.urls = Array.isArray(options.urls) ? options.urls : [options.urls];
+    if (this.urls.length === 0) throw new Error("SwitchyardClient needs at least one URL");
+    this.socket = io(`${this.urls[0]}/${options.namespace}`, {
+      transports: ["websocket", "polling"],
+      reconnectionDelay: 250,
+      reconnectionDelayMax: 2000,
+      ...options.socketOptions,
+      auth: (cb) => {
+        void this.token().then((token) => cb({ token }));
+      },
+    });
+    this.socket.io.on("reconnect_attempt", () => {
+      if (this.urls.length < 2) return;
+      this.urlIndex = (this.urlIndex + 1) % this.urls.length;
+      (this.socket.io as unknown as { uri: string }).uri = this.urls[this.urlIndex]!;
+    });
+    this.socket.on("connect", () => {
+      for (const room of this.rooms.keys()) void this.resubscribe(room);
+    });
+    this.socket.onAny((_type: string, payload: unknown) => {
+      if (isEnvelope(payload)) this.receive(payload);
+    });
+  }
+
+  /** Called when a room had to restart from its current head because its history could not be recovered. */
+  onReset(handler: ResetHandler): void {
+    this.resetHandlers.push(handler);
+  }
+
+  onError(handler: (error: Error) => void): void {
+    this.errorHandlers.push(handler);
+  }
+
+  /** The cursor of the last event delivered for a room. */
+  cursor(room: string): string | undefined {
+    const state = this.rooms.get(room);
+    return state?.epoch === undefined ? undefined : encodeCursor({ epoch: state.epoch, seq: state.lastSeq });
+  }
+
+  /**
+   * Subscribes to a room; `handler` gets its events in cursor order, each once. With `after`, events after that
+   * cursor are delivered first.
+   */
+  async subscribe(room: string, handler: EventHandler, options: { after?: string } = {}): Promise<{ cursor: string }> {
+    const from = options.after === undefined ? undefined : decodeCursor(options.after);
+    this.rooms.set(room, {
+      handler,
+      epoch: from?.epoch,
+      lastSeq: from?.seq ?? 0,
+      pending: new Map(),
+      awaitingAck: from === undefined,
+      gapTimer: undefined,
+      filling: undefined,
+    });
+    if (!this.socket.connected) await new Promise<void>((resolve) => this.socket.once("connect", () => resolve()));
+    const ack = await this.resubscribe(room);
+    if (!ack.ok) {
+      this.rooms.delete(room);
+      throw Object.assign(new Error(`subscribe ${room}: ${ack.error.code} ${ack.error.message}`), { code: ack.error.code });
+    }
+    return { cursor: this.cursor(room) ?? ack.cursor };
+  }
+
+  async unsubscribe(room: string): Promise<void> {
+    const state = this.rooms.get(room);
+    if (state) clearTimeout(state.gapTimer);
+    this.rooms.delete(room);
+    if (this.socket.connected) await this.socket.timeout(10_000).emitWithAck("unsubscribe", { room });
+  }
+
+  close(): void {
+    for (const state of this.rooms.values()) clearTimeout(state.gapTimer);
+    this.rooms.clear();
+    this.socket.close();
+  }
+
+  private async token(): Promise<string> {
+    return typeof this.options.token === "function" ? this.options.token() : this.options.token;
+  }
+
+  private get baseUrl(): string {
+    return this.urls[this.urlIndex]!;
+  }
+
+  /** (Re)subscribes a room from the last delivered cursor; on an unrecoverable cursor, starts over and says so. */
+  private async resubscribe(room: string): Promise<SubscribeAck> {
+    const state = this.rooms.get(room);
+    if (!state) return { ok: true, room, cursor: "" };
+    const after = this.cursor(room);
+    let ack: SubscribeAck;
+    try {
+      ack = (await this.socket.timeout(10_000).emitWithAck("subscribe", after === undefined || state.awaitingAck ? { room } : { room, after })) as SubscribeAck;
+    } catch (error) {
+      this.fail(error);
+      return { ok: false, error: { code: "UNAVAILABLE", message: "no acknowledgement" } };
+    }
+    if (!ack.ok && ack.error.code === "CURSOR_EXPIRED") {
+      for (const reset of this.resetHandlers) reset(room, ack.error.message);
+      state.awaitingAck = true;
+      state.pending.clear();
+      return this.resubscribe(room);
+    }
+    if (ack.ok && state.awaitingAck) {
+      const head = decodeCursor(ack.cursor);
+      state.awaitingAck = false;
+      if (head) {
+        state.epoch = head.epoch;
+        state.lastSeq = head.seq;
+      }
+      this.drain(room, state);
+    }
+    return ack;
+  }
+
+  private receive(envelope: Envelope): void {
+    const state = this.rooms.get(envelope.room);
+    const position = decodeCursor(envelope.cursor);
+    if (!state || !position) return;
+    if (state.awaitingAck || state.epoch === undefined) {
+      state.pending.set(position.seq, envelope);
+      return;
+    }
+    if (position.epoch !== state.epoch) {
+      // The room's log was reset under us: what we hold can no longer be continued.
+      for (const reset of this.resetHandlers) reset(envelope.room, "the room's log was reset");
+      state.epoch = position.epoch;
+      state.lastSeq = position.seq - 1;
+      state.pending.clear();
+    }
+    if (position.seq <= state.lastSeq) return; // already delivered (replay and live can overlap)
+    state.pending.set(position.seq, envelope);
+    this.drain(envelope.room, state);
+  }
+
+  /** Delivers every pending event that continues the sequence; on a gap, waits briefly, then fills it. */
+  private drain(room: string, state: RoomState): void {
+    for (const seq of [...state.pending.keys()]) if (seq <= state.lastSeq) state.pending.delete(seq);
+    this.deliverConsecutive(state);
+    if (state.pending.size === 0) {
+      clearTimeout(state.gapTimer);
+      state.gapTimer = undefined;
+    } else if (!state.gapTimer && !state.filling) {
+      state.gapTimer = setTimeout(() => {
+        state.gapTimer = undefined;
+        state.filling = this.fillGap(room, state).finally(() => {
+          state.filling = undefined;
+          if (this.rooms.get(room) === state) this.drain(room, state);
+        });
+      }, this.options.reorderWindowMs ?? 200);
+    }
+  }
+
+  /** Fetches the missing events from the room's history (GET /api/v1/events). */
+  private async fillGap(room: string, state: RoomState): Promise<void> {
+    const doFetch = this.options.fetch ?? fetch;
+    try {
+      while (state.pending.size > 0 && !state.pending.has(state.lastSeq + 1)) {
+        const after = encodeCursor({ epoch: state.epoch!, seq: state.lastSeq });
+        const url = `${this.baseUrl}/api/v1/events?namespace=${this.options.namespace}&room=${encodeURIComponent(room)}&after=${after}&limit=500`;
+        const response = await doFetch(url, { headers: { authorization: `Bearer ${await this.token()}` } });
+        const body = (await response.json()) as { items?: Envelope[]; error?: { code: string; message: string } };
+        if (!response.ok || !body.items) {
+          if (body.error?.code === "CURSOR_EXPIRED") {
+            for (const reset of this.resetHandlers) reset(room, body.error.message);
+            const lowest = Math.min(...state.pending.keys());
+            state.lastSeq = lowest - 1;
+            return;
+          }
+          throw new Error(`history of ${room}: ${response.status} ${body.error?.message ?? ""}`);
+        }
+        if (body.items.length === 0) return;
+        for (const envelope of body.items) {
+          const position = decodeCursor(envelope.cursor);
+          if (position && position.seq > state.lastSeq) state.pending.set(position.seq, envelope);
+        }
+        this.deliverConsecutive(state);
+      }
+    } catch (error) {
+      this.fail(error);
+    }
+  }
+
+  private deliverConsecutive(state: RoomState): void {
+    let next = state.pending.get(state.lastSeq + 1);
+    while (next) {
+      state.pending.delete(state.lastSeq + 1);
+      state.lastSeq += 1;
+      try {
+        state.handler(next);
+      } catch (error) {
+        this.fail(error);
+      }
+      next = state.pending.get(state.lastSeq + 1);
+    }
+  }
+
+  private fail(error: unknown): void {
+    const err = error instanceof Error ? error : new Error(String(error));
+    for (const handler of this.errorHandlers) handler(err);
+  }
+}
+
+function isEnvelope(value: unknown): value is Envelope {
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    typeof (value as Envelope).room === "string" &&
+    typeof (value as Envelope).cursor === "string" &&
+    typeof (value as Envelope).type === "string"
+  );
+}

@@ -1,0 +1,64 @@
+import type { Redis } from "ioredis";
+import type { PrismaClient } from "../db/client.js";
+import type { Logger } from "../observability/logger.js";
+
+export interface RetentionOptions {
+  redisPrefix: string;
+  /** Events older than this are deleted. */
+  maxAgeMs: number;
+  /** At most this many events are kept per room (the newest). */
+  maxPerRoom: number;
+  intervalMs: number;
+}
+
+/**
+ * Trims the event log by age and by count per room. Every node runs the timer; a Redis lock held for one
+ * interval lets only one of them do the work each time. Deleting is idempotent anyway, so a lock lost to a
+ * pause costs duplicate work, never wrong results. A client whose cursor falls before what is kept gets
+ * CURSOR_EXPIRED (sequences are gapless, so a missing first event is detected exactly).
+ */
+export class EventRetention {
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly redis: Redis,
+    private readonly logger: Logger,
+    private readonly options: RetentionOptions,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.runIfLeader(), this.options.intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private async runIfLeader(): Promise<void> {
+    try {
+      const lock = await this.redis.set(`${this.options.redisPrefix}:retention-lock`, "1", "PX", this.options.intervalMs, "NX");
+      if (lock !== "OK") return;
+      const deleted = await this.trim();
+      if (deleted > 0) this.logger.info({ deleted }, "event retention trimmed the log");
+    } catch (error) {
+      this.logger.warn({ err: (error as Error).message }, "event retention failed");
+    }
+  }
+
+  /** Deletes what retention no longer keeps; returns how many events went. */
+  async trim(): Promise<number> {
+    const byAge = await this.prisma.$executeRawUnsafe(
+      `DELETE FROM "Event" WHERE "ts" < ($1::timestamptz AT TIME ZONE 'UTC')`,
+      new Date(Date.now() - this.options.maxAgeMs).toISOString(),
+    );
+    const byCount = await this.prisma.$executeRawUnsafe(
+      `DELETE FROM "Event" e USING "RoomSequence" r
+       WHERE e."tenantId" = r."tenantId" AND e."namespace" = r."namespace" AND e."room" = r."room"
+         AND e."seq" <= r."seq" - $1`,
+      this.options.maxPerRoom,
+    );
+    return byAge + byCount;
+  }
+}
