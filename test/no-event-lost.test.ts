@@ -1,0 +1,175 @@
+import assert from "node:assert/strict";
+import { SwitchyardClient, type Envelope } from "../src/client/index.js";
+import { decodeCursor } from "../src/protocol/cursor.js";
+import { connect, EventRecorder, sleep, subscribe } from "./support/clients.js";
+import { freshTenant } from "./support/env.js";
+import { api } from "./support/http.js";
+import { startServer, type ServerProcess } from "./support/server.js";
+import { mintToken } from "./support/tokens.js";
+
+const seqOf = (e: Envelope): number => decodeCursor(e.cursor)!.seq;
+
+/** Opens a client helper and collects what it delivers. */
+async function helper(urls: string[], token: string, room: string) {
+  const client = new SwitchyardClient({ urls, namespace: "pools", token, socketOptions: { transports: ["websocket"] } });
+  const delivered: Envelope[] = [];
+  const resets: string[] = [];
+  client.onReset((_room, reason) => resets.push(reason));
+  await client.subscribe(room, (event) => delivered.push(event));
+  return { client, delivered, resets };
+}
+
+async function until(predicate: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}
+
+function assertConsecutive(events: Envelope[], count: number): void {
+  const seqs = events.map(seqOf);
+  assert.equal(seqs.length, count, `expected ${count} events, got ${seqs.length}`);
+  for (let i = 1; i < seqs.length; i++) assert.equal(seqs[i], seqs[i - 1]! + 1, `gap or disorder at ${i}: ${seqs.slice(Math.max(0, i - 3), i + 2).join(",")}`);
+  assert.equal(new Set(events.map((e) => e.id)).size, count, "each event once");
+}
+
+/** Publishes `count` pool.scaling events through a node's REST API, `concurrency` calls at a time. */
+async function publishScaling(url: string, token: string, poolId: string, count: number, concurrency = 1, delayMs = 0): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < count) {
+        next++;
+        const response = await api(url, "POST", `/api/v1/pools/${poolId}/scale`, { token, body: { desiredWorkers: next } });
+        assert.equal(response.status, 202);
+        if (delayMs) await sleep(delayMs);
+      }
+    }),
+  );
+}
+
+describe("no event lost", () => {
+  let nodeA: ServerProcess;
+  let nodeB: ServerProcess;
+  beforeEach(async () => {
+    [nodeA, nodeB] = await Promise.all([startServer({ NODE_ID: "nel-a" }), startServer({ NODE_ID: "nel-b" })]);
+  });
+  afterEach(async () => {
+    await Promise.all([nodeA.kill(), nodeB.stop()]);
+  });
+
+  async function newPool(token: string): Promise<string> {
+    return (await api(nodeB.url, "POST", "/api/v1/pools", { token, body: { name: "stream" } })).body.pool.id as string;
+  }
+
+  it("concurrent publishers on two nodes into one room: every subscriber sees strictly consecutive sequence numbers", async () => {
+    const token = mintToken({ tenant: freshTenant() });
+    const poolId = await newPool(token);
+    const room = `pool:${poolId}`;
+    const subscribers = await Promise.all([helper([nodeA.url], token, room), helper([nodeB.url], token, room)]);
+    await Promise.all([publishScaling(nodeA.url, token, poolId, 60, 6), publishScaling(nodeB.url, token, poolId, 60, 6)]);
+    for (const s of subscribers) {
+      await until(() => s.delivered.length >= 120, 15_000, "120 events");
+      await sleep(200);
+      assertConsecutive(s.delivered, 120);
+      s.client.close();
+    }
+    const [first, second] = subscribers;
+    assert.deepEqual(first!.delivered.map((e) => e.id), second!.delivered.map((e) => e.id), "both saw the same order");
+  });
+
+  it("disconnect, 50 events, resubscribe with after: exactly the 50 in order, then live ones", async () => {
+    const token = mintToken({ tenant: freshTenant() });
+    const poolId = await newPool(token);
+    const room = `pool:${poolId}`;
+    const first = await connect(nodeA.url, "pools", { token });
+    const ack = await subscribe(first, room);
+    first.close();
+    await publishScaling(nodeB.url, token, poolId, 50, 5);
+    const again = await connect(nodeA.url, "pools", { token });
+    const seen = new EventRecorder(again);
+    const resumed = await subscribe(again, room, ack.cursor);
+    assert.equal(resumed.replayed, 50);
+    await publishScaling(nodeB.url, token, poolId, 3);
+    await seen.until((e) => e.length >= 53);
+    await sleep(200);
+    assertConsecutive(seen.events, 53);
+    assert.equal(seqOf(seen.events[0]!), decodeCursor(ack.cursor)!.seq + 1);
+  });
+
+  it("events published while a client reconnects and resubscribes are neither lost nor duplicated", async () => {
+    const token = mintToken({ tenant: freshTenant() });
+    const poolId = await newPool(token);
+    const s = await helper([nodeA.url], token, `pool:${poolId}`);
+    const publishing = publishScaling(nodeB.url, token, poolId, 120, 3, 5);
+    for (let i = 0; i < 3; i++) {
+      await sleep(150);
+      // A dropped connection: socket.io-client reconnects and the helper resubscribes with its cursor.
+      s.client.socket.io.engine.close();
+    }
+    await publishing;
+    await until(() => s.delivered.length >= 120, 15_000, "120 events");
+    await sleep(300);
+    assertConsecutive(s.delivered, 120);
+    assert.deepEqual(s.resets, []);
+    s.client.close();
+  });
+
+  it("failover: node A is killed -9 under a steady stream published via node B; clients end with every event once, in order", async () => {
+    const token = mintToken({ tenant: freshTenant() });
+    const poolId = await newPool(token);
+    const room = `pool:${poolId}`;
+    const clients = await Promise.all(Array.from({ length: 3 }, () => helper([nodeA.url, nodeB.url], token, room)));
+    let published = 0;
+    const total = 150;
+    const publisher = (async () => {
+      while (published < total) {
+        await api(nodeB.url, "POST", `/api/v1/pools/${poolId}/scale`, { token, body: { desiredWorkers: published } });
+        published++;
+        await sleep(10);
+      }
+    })();
+    await until(() => published >= 40, 10_000, "stream under way");
+    const atKill = clients.map((c) => c.delivered.length);
+    const publishedAtKill = published;
+    const reconnectedAt: number[] = [];
+    for (const [i, c] of clients.entries()) c.client.socket.once("connect", () => (reconnectedAt[i] = published));
+    await nodeA.kill();
+    await publisher;
+    for (const c of clients) await until(() => c.delivered.length >= total, 20_000, `${total} events after failover`);
+    await sleep(300);
+    for (const c of clients) {
+      assertConsecutive(c.delivered, total);
+      assert.deepEqual(c.resets, []);
+      c.client.close();
+    }
+    const inFlight = clients.map((_, i) => (reconnectedAt[i] ?? total) - atKill[i]!);
+    // Reported, not asserted: how many events each client had not yet received when A died and got afterwards
+    // from history on B.
+    console.log(`      failover: published ${publishedAtKill} before the kill; events in flight per client (missed while reconnecting): ${inFlight.join(", ")}`);
+  });
+
+  it("a cursor older than retention gets CURSOR_EXPIRED; the history keeps the newest events", async () => {
+    const node = await startServer({ EVENT_RETENTION_PER_ROOM: "5", EVENT_RETENTION_INTERVAL_MS: "300" });
+    try {
+      const token = mintToken({ tenant: freshTenant() });
+      const socket = await connect(node.url, "pools", { token });
+      const ack = await subscribe(socket, "pools");
+      socket.close();
+      for (let i = 0; i < 12; i++) await api(node.url, "POST", "/api/v1/pools", { token, body: { name: `p${i}` } });
+      await sleep(1200);
+      const history = await api(node.url, "GET", "/api/v1/events?namespace=pools&room=pools&limit=100", { token });
+      assert.equal(history.body.items.length, 5);
+      assert.deepEqual(history.body.items.map((e: { data: { pool: { name: string } } }) => e.data.pool.name), ["p7", "p8", "p9", "p10", "p11"]);
+      const again = await connect(node.url, "pools", { token });
+      const expired = await subscribe(again, "pools", ack.cursor);
+      assert.equal(expired.error?.code, "CURSOR_EXPIRED");
+      const old = await api(node.url, "GET", `/api/v1/events?namespace=pools&room=pools&after=${ack.cursor}`, { token });
+      assert.equal(old.status, 410);
+      assert.equal(old.body.error.code, "CURSOR_EXPIRED");
+    } finally {
+      await node.stop();
+    }
+  });
+});
