@@ -1,0 +1,314 @@
+// Processes the bench starts: Switchyard nodes, baseline servers and load generators. Every one is registered
+// so that run.ts can stop them all, whatever happens.
+
+import { fork, spawn, type ChildProcess } from "node:child_process";
+import { createWriteStream, readdirSync, readFileSync, type WriteStream } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import WebSocket from "ws";
+import { HttpClient, sleep } from "./lib.js";
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const benchDir = path.dirname(fileURLToPath(import.meta.url));
+
+const children = new Set<ChildProcess>();
+
+/** Stops every child still running: SIGTERM, then SIGKILL after `graceMs`. */
+export async function stopAll(graceMs = 8000): Promise<void> {
+  await Promise.all([...children].map((child) => stopChild(child, graceMs)));
+}
+
+export async function stopChild(child: ChildProcess, graceMs = 8000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) {
+    children.delete(child);
+    return;
+  }
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+  await exited;
+  clearTimeout(timer);
+  children.delete(child);
+}
+
+/** Last resort when the parent itself is exiting: synchronous SIGKILL of everything left. */
+export function killAllNow(): void {
+  for (const child of children) {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  }
+}
+
+export interface ServerHandle {
+  kind: "switchyard" | "baseline";
+  name: string;
+  url: string;
+  port: number;
+  pid: number;
+  child: ChildProcess;
+  inspectorUrl: string | undefined;
+  http: HttpClient;
+  stop(): Promise<void>;
+}
+
+/**
+ * Spawns `node --inspect=127.0.0.1:0 --import tsx <entry>` and waits for its "listening" line. The inspector
+ * (loopback, random port) is used only to trigger a full GC before memory samples, on both kinds of server
+ * alike, so that per-socket figures measure retained memory rather than garbage not yet collected.
+ */
+async function startNode(options: {
+  kind: "switchyard" | "baseline";
+  name: string;
+  entry: string;
+  env: Record<string, string>;
+  listening: RegExp;
+  logFile: string;
+}): Promise<ServerHandle> {
+  const child = spawn(process.execPath, ["--inspect=127.0.0.1:0", "--import", "tsx", options.entry], {
+    cwd: repoRoot,
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...options.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.add(child);
+  const log: WriteStream = createWriteStream(options.logFile);
+  let output = "";
+  let inspectorUrl: string | undefined;
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  void exited.then(() => log.end());
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${options.name} did not start within 60 s:\n${output.slice(-3000)}`)), 60_000);
+    const onData = (chunk: Buffer): void => {
+      log.write(chunk);
+      if (output.length < 200_000) output += chunk.toString();
+      inspectorUrl ??= /Debugger listening on (ws:\/\/\S+)/.exec(output)?.[1];
+      const match = options.listening.exec(output);
+      if (match) {
+        clearTimeout(timer);
+        resolve(Number(match[1]));
+      }
+    };
+    child.stdout!.on("data", onData);
+    child.stderr!.on("data", onData);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`${options.name} exited with ${code} before listening:\n${output.slice(-3000)}`));
+    });
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const handle: ServerHandle = {
+    kind: options.kind,
+    name: options.name,
+    url,
+    port,
+    pid: child.pid!,
+    child,
+    inspectorUrl,
+    http: new HttpClient(url, 16),
+    async stop() {
+      handle.http.close();
+      await stopChild(child);
+    },
+  };
+  return handle;
+}
+
+export function startSwitchyard(name: string, env: Record<string, string>, logFile: string): Promise<ServerHandle> {
+  return startNode({
+    kind: "switchyard",
+    name,
+    entry: "src/main.ts",
+    env: { PORT: "0", HOST: "127.0.0.1", NODE_ID: name, ...env },
+    // pino: {"level":30,...,"port":N,...,"msg":"switchyard listening"}
+    listening: /"port":(\d+)[^\n]*"msg":"switchyard listening"/,
+    logFile,
+  });
+}
+
+export function startBaseline(name: string, env: Record<string, string>, logFile: string): Promise<ServerHandle> {
+  return startNode({
+    kind: "baseline",
+    name,
+    entry: path.relative(repoRoot, path.join(benchDir, "baseline-server.ts")),
+    env: { PORT: "0", HOST: "127.0.0.1", NODE_ID: name, ...env },
+    listening: /"msg":"baseline listening","port":(\d+)/,
+    logFile,
+  });
+}
+
+/** Full garbage collection in the server process, through its inspector. */
+export async function collectGarbage(server: ServerHandle): Promise<boolean> {
+  if (!server.inspectorUrl) return false;
+  return new Promise<boolean>((resolve) => {
+    const ws = new WebSocket(server.inspectorUrl!, { perMessageDeflate: false });
+    const timer = setTimeout(() => {
+      ws.terminate();
+      resolve(false);
+    }, 15_000);
+    let id = 0;
+    const call = (): void => void ws.send(JSON.stringify({ id: ++id, method: "HeapProfiler.collectGarbage" }));
+    ws.on("open", call);
+    ws.on("message", (data: Buffer) => {
+      const message = JSON.parse(data.toString()) as { id?: number };
+      if (message.id === undefined) return;
+      if (message.id < 2) return call(); // twice: the first pass may leave weakly held objects for the second
+      clearTimeout(timer);
+      ws.close();
+      resolve(true);
+    });
+    ws.on("error", () => {
+      clearTimeout(timer);
+      resolve(false);
+    });
+  });
+}
+
+export function rssBytes(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = /VmRSS:\s+(\d+) kB/.exec(status)?.[1];
+  return kb ? Number(kb) * 1024 : NaN;
+}
+
+/** V8 heap used: Switchyard's /metrics `nodejs_heap_size_used_bytes`, the baseline's /mem heapUsed. */
+export async function heapUsedBytes(server: ServerHandle): Promise<number> {
+  if (server.kind === "switchyard") {
+    const res = await server.http.request("GET", "/metrics");
+    const match = /^nodejs_heap_size_used_bytes(?:\{[^}]*\})? ([0-9.e+]+)$/m.exec(res.body);
+    return match ? Number(match[1]) : NaN;
+  }
+  const res = await server.http.request("GET", "/mem");
+  return (JSON.parse(res.body) as { heapUsed: number }).heapUsed;
+}
+
+export interface MemorySample {
+  rssBytes: number;
+  heapUsedBytes: number;
+  gc: boolean;
+}
+
+/** GC, settle, then RSS and heap used (the lowest of a few readings, to drop noise). */
+export async function sampleMemory(server: ServerHandle): Promise<MemorySample> {
+  const gc = await collectGarbage(server);
+  await sleep(300);
+  let rss = Infinity;
+  let heap = Infinity;
+  for (let i = 0; i < 3; i++) {
+    heap = Math.min(heap, await heapUsedBytes(server));
+    rss = Math.min(rss, rssBytes(server.pid));
+    await sleep(100);
+  }
+  return { rssBytes: rss, heapUsedBytes: heap, gc };
+}
+
+/** A forked load generator (scripts/bench/load-client.ts) and its request/response IPC. */
+export class LoadClient {
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (value: any) => void; reject: (error: Error) => void }>();
+  readonly ready: Promise<void>;
+
+  constructor(
+    readonly name: string,
+    readonly child: ChildProcess,
+  ) {
+    children.add(child);
+    this.ready = new Promise<void>((resolve, reject) => {
+      child.once("exit", (code) => reject(new Error(`${name} exited with ${code} before it was ready`)));
+      child.on("message", (message: { ready?: boolean; id?: number; ok?: boolean; result?: unknown; error?: string }) => {
+        if (message.ready) return resolve();
+        const entry = message.id === undefined ? undefined : this.pending.get(message.id);
+        if (!entry) return;
+        this.pending.delete(message.id!);
+        if (message.ok) entry.resolve(message.result);
+        else entry.reject(new Error(`${name}: ${message.error}`));
+      });
+    });
+    this.ready.catch(() => undefined);
+    child.once("exit", (code) => {
+      for (const entry of this.pending.values()) entry.reject(new Error(`${name} exited with ${code}`));
+      this.pending.clear();
+    });
+  }
+
+  static spawn(name: string, logFile: string): LoadClient {
+    const child = fork(path.join(benchDir, "load-client.ts"), [], {
+      cwd: repoRoot,
+      execArgv: ["--import", "tsx"],
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
+      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "" },
+    });
+    const log = createWriteStream(logFile);
+    child.stdout!.pipe(log);
+    child.stderr!.pipe(log);
+    return new LoadClient(name, child);
+  }
+
+  call<T = any>(cmd: string, args: Record<string, unknown> = {}): Promise<T> {
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.child.send({ ...args, id, cmd });
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.connected) await this.call("exit").catch(() => undefined);
+    await stopChild(this.child, 3000);
+  }
+}
+
+/** CPU time (user + system) of a process in seconds, from /proc/<pid>/stat; 0 when it is gone. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // fields[11], fields[12]: utime, stime (fields 14 and 15 of stat(5), counted after the comm field)
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** Summed CPU seconds of every process whose command name is `comm` (e.g. all PostgreSQL backends). */
+export function cpuSecondsByName(comm: string): number {
+  let total = 0;
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, "utf8").trim() === comm) total += cpuSeconds(Number(entry));
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return total;
+}
+
+export interface CpuGroups {
+  [group: string]: number[];
+}
+
+/** Measures how busy each group of processes was between start() and stop(), in % of one core. */
+export class CpuMeter {
+  private startWall = 0;
+  private startTimes: Record<string, number> = {};
+  constructor(private readonly groups: () => Record<string, number[]>) {}
+
+  private read(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [name, pids] of Object.entries(this.groups())) out[name] = pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+    out.postgres = cpuSecondsByName("postgres");
+    out.redis = cpuSecondsByName("redis-server");
+    return out;
+  }
+
+  start(): void {
+    this.startWall = performance.now();
+    this.startTimes = this.read();
+  }
+
+  /** Percent of one core per group (200% = both cores of this machine). */
+  stop(): Record<string, number> {
+    const wall = (performance.now() - this.startWall) / 1000;
+    const end = this.read();
+    const out: Record<string, number> = {};
+    for (const [name, value] of Object.entries(end)) out[name] = Math.round(((value - (this.startTimes[name] ?? 0)) / wall) * 100);
+    return out;
+  }
+}

@@ -1,0 +1,153 @@
+// How the bench makes events happen. A Publisher produces events for one pool (a room pair `pools` +
+// `pool:<id>`), tagged with a per-pool sequence number `seq` that subscribers read back from the event
+// (`data.to`) to match a receipt with its publish. Swapping the publish path (e.g. a future bench-only
+// publish endpoint in Switchyard) means writing one more Publisher here; the loops below stay the same.
+
+import { randomUUID } from "node:crypto";
+import type { HttpClient } from "./lib.js";
+import { now } from "./lib.js";
+
+/** Publishes one logical event (or a batch) for `poolId`; resolves with how many events it produced. */
+export type Publisher = (poolId: string, seq: number) => Promise<number>;
+
+export type PublisherSpec =
+  /** Switchyard's real REST path: POST /api/v1/pools/:id/scale → `pool.scaling` to `pools` and `pool:<id>` (stored, then broadcast). */
+  | { kind: "switchyard-scale"; token: string }
+  /** Baseline, one HTTP call per event, emitting to the same two rooms: the baseline's equivalent of the call above. */
+  | { kind: "baseline-http"; tenant: string; rooms: "pools" | "pool" | "both" }
+  /** Baseline emit loop: one HTTP call makes the server emit `batch` events back to back (broadcast capacity). */
+  | { kind: "baseline-loop"; tenant: string; rooms: "pools" | "pool" | "both"; batch: number };
+
+/** A pool as Switchyard serializes it, so baseline events carry a payload of the same shape and size. */
+function poolView(poolId: string, seq: number) {
+  const ts = new Date().toISOString();
+  return { id: poolId, name: `bench-${poolId.slice(0, 8)}`, desiredWorkers: seq, status: "active", createdAt: ts, updatedAt: ts };
+}
+
+function baselineRooms(mode: "pools" | "pool" | "both", poolId: string): string[] {
+  if (mode === "pools") return ["pools"];
+  if (mode === "pool") return [`pool:${poolId}`];
+  return ["pools", `pool:${poolId}`];
+}
+
+export function createPublisher(spec: PublisherSpec, http: HttpClient): Publisher {
+  switch (spec.kind) {
+    case "switchyard-scale": {
+      const headers = { authorization: `Bearer ${spec.token}` };
+      return async (poolId, seq) => {
+        const res = await http.request("POST", `/api/v1/pools/${encodeURIComponent(poolId)}/scale`, { desiredWorkers: seq }, headers);
+        if (res.status !== 202) throw new Error(`scale ${poolId}: HTTP ${res.status} ${res.body.slice(0, 200)}`);
+        return 1;
+      };
+    }
+    case "baseline-http":
+    case "baseline-loop": {
+      const count = spec.kind === "baseline-loop" ? spec.batch : 1;
+      return async (poolId, seq) => {
+        const res = await http.request("POST", "/publish", {
+          namespace: "pools",
+          tenant: spec.tenant,
+          rooms: baselineRooms(spec.rooms, poolId),
+          type: "pool.scaling",
+          data: { poolId, from: seq - 1, to: seq, pool: poolView(poolId, seq), id: randomUUID() },
+          count,
+        });
+        if (res.status !== 200) throw new Error(`publish: HTTP ${res.status} ${res.body.slice(0, 200)}`);
+        return count;
+      };
+    }
+  }
+}
+
+/** Per-pool sequence numbers 1..10000 (Switchyard caps desiredWorkers at 10,000). */
+export class SeqSource {
+  private readonly seqs = new Map<string, number>();
+  private index = 0;
+  constructor(private readonly pools: string[]) {}
+  next(): [string, number] {
+    const poolId = this.pools[this.index++ % this.pools.length]!;
+    const seq = ((this.seqs.get(poolId) ?? 0) % 10_000) + 1;
+    this.seqs.set(poolId, seq);
+    return [poolId, seq];
+  }
+}
+
+export interface LoopResult {
+  calls: number;
+  events: number;
+  failed: number;
+  errors: string[];
+  startTs: number;
+  endTs: number;
+  /** Open loop only: the intended send time of each publish, keyed `${poolId}:${seq}`. */
+  sends?: Array<[string, number]>;
+  /** Open loop only: publishes that could not start on time because maxInFlight calls were pending. */
+  late?: number;
+  callLatency?: number[];
+}
+
+/** As many calls as `concurrency` allows, back to back, for `durationMs` (or until `limit` calls were made). */
+export async function closedLoop(
+  publish: Publisher,
+  seqs: SeqSource,
+  concurrency: number,
+  durationMs: number,
+  limit = Infinity,
+): Promise<LoopResult> {
+  const result: LoopResult = { calls: 0, events: 0, failed: 0, errors: [], startTs: now(), endTs: 0 };
+  const deadline = result.startTs + durationMs;
+  const lane = async (): Promise<void> => {
+    while (now() < deadline && result.calls < limit) {
+      const [poolId, seq] = seqs.next();
+      result.calls++;
+      try {
+        const produced = await publish(poolId, seq); // not `events += await ...`: that reads `events` before the await
+        result.events += produced;
+      } catch (error) {
+        result.failed++;
+        if (result.errors.length < 5) result.errors.push((error as Error).message);
+        if (result.failed > 1000) return;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, lane));
+  result.endTs = now();
+  return result;
+}
+
+/**
+ * A fixed offered rate: publish k is due at start + k/rate. Latency is measured from the due time, so a
+ * publisher that falls behind shows up in the latency instead of silently lowering the rate.
+ */
+export async function openLoop(publish: Publisher, seqs: SeqSource, rate: number, durationMs: number, maxInFlight: number): Promise<LoopResult> {
+  const result: LoopResult = { calls: 0, events: 0, failed: 0, errors: [], startTs: now(), endTs: 0, sends: [], late: 0, callLatency: [] };
+  const total = Math.floor((rate * durationMs) / 1000);
+  const inFlight = new Set<Promise<void>>();
+  for (let k = 0; k < total; k++) {
+    const due = result.startTs + (k * 1000) / rate;
+    const wait = due - now();
+    if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+    while (inFlight.size >= maxInFlight) {
+      result.late!++;
+      await Promise.race(inFlight);
+    }
+    const [poolId, seq] = seqs.next();
+    result.sends!.push([`${poolId}:${seq}`, due]);
+    result.calls++;
+    const call = publish(poolId, seq).then(
+      (n) => {
+        result.events += n;
+        result.callLatency!.push(now() - due);
+      },
+      (error: unknown) => {
+        result.failed++;
+        if (result.errors.length < 5) result.errors.push((error as Error).message);
+      },
+    );
+    const tracked = call.finally(() => inFlight.delete(tracked));
+    inFlight.add(tracked);
+  }
+  await Promise.all(inFlight);
+  result.endTs = now();
+  return result;
+}

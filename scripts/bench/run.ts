@@ -1,0 +1,798 @@
+// `npm run bench [-- --quick] [-- --scenarios idle,fanout,latency,tasks,replay]`
+//
+// Starts Switchyard nodes (`node --import tsx src/main.ts`), a bare Socket.IO + @socket.io/redis-adapter
+// baseline (scripts/bench/baseline-server.ts) with the same transport settings, and separate load-generator
+// processes (scripts/bench/load-client.ts: raw Engine.IO/WebSocket clients that authenticate and subscribe
+// exactly like dashboards), measures both in the same run, prints one table, and writes one JSON file per
+// scenario to bench/results/<scenario>-<quick|full>.json. Everything it creates (processes, the database
+// switchyard_bench_<rand>, Redis keys under bench-<rand>) is removed at the end. Progress goes to stderr,
+// the table to stdout. No thresholds are asserted: exit 0 when every scenario ran.
+
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { Redis } from "ioredis";
+import { dropDatabase } from "../db-setup.js";
+import { formatTable, human, machineInfo, mintToken, now, sleep, summarize, type Summary } from "./lib.js";
+import { CpuMeter, killAllNow, LoadClient, repoRoot, sampleMemory, startBaseline, startSwitchyard, stopAll, type MemorySample, type ServerHandle } from "./procs.js";
+import type { PublisherSpec } from "./publishers.js";
+
+// ---------------------------------------------------------------------------------------------- options
+
+const argv = process.argv.slice(2);
+const QUICK = argv.includes("--quick");
+const SIZE = QUICK ? "quick" : "full";
+const ALL_SCENARIOS = ["idle", "fanout", "latency", "tasks", "replay"] as const;
+type Scenario = (typeof ALL_SCENARIOS)[number];
+const scenariosArg = argv.find((a) => a.startsWith("--scenarios="))?.slice("--scenarios=".length) ?? argv[argv.indexOf("--scenarios") + 1];
+const SCENARIOS: Scenario[] =
+  argv.some((a) => a.startsWith("--scenarios")) && scenariosArg
+    ? (scenariosArg.split(",").filter((s) => (ALL_SCENARIOS as readonly string[]).includes(s)) as Scenario[])
+    : [...ALL_SCENARIOS];
+if (argv.includes("--help")) {
+  process.stdout.write("usage: npm run bench -- [--quick] [--scenarios idle,fanout,latency,tasks,replay]\n");
+  process.exit(0);
+}
+
+const SIZES = {
+  quick: {
+    loadClients: 2,
+    connectConcurrency: 100,
+    idleSockets: [500],
+    fanoutOneRoom: 2000,
+    fanoutRooms: 100,
+    fanoutPerRoom: 10,
+    fanoutMs: 3000,
+    publishConcurrency: 32,
+    loopBatch: 50,
+    latencyRooms: 100,
+    latencyPerRoom: 2,
+    latencyRate: 200,
+    latencyMs: 4000,
+    tasksConcurrency: 16,
+    tasksWarmupMs: 1000,
+    tasksMs: 4000,
+    replayEvents: 1000,
+    replayClients: 10,
+  },
+  full: {
+    loadClients: 4,
+    connectConcurrency: 100,
+    idleSockets: [1000, 5000, 10_000],
+    fanoutOneRoom: 10_000,
+    fanoutRooms: 1000,
+    fanoutPerRoom: 10,
+    fanoutMs: 10_000,
+    publishConcurrency: 32,
+    loopBatch: 50,
+    latencyRooms: 1000,
+    latencyPerRoom: 2,
+    latencyRate: 1000,
+    latencyMs: 10_000,
+    tasksConcurrency: 16,
+    tasksWarmupMs: 2000,
+    tasksMs: 15_000,
+    replayEvents: 10_000,
+    replayClients: 50,
+  },
+}[SIZE];
+
+const RUN = randomBytes(4).toString("hex");
+const REDIS_URL = process.env.REDIS_URL || "redis://127.0.0.1:6379";
+const REDIS_PREFIX = `bench-${RUN}`;
+const ADAPTER_KEY = `bench-${RUN}-baseline:socket.io`;
+const JWT_SECRET = `bench-secret-${RUN}-${randomBytes(16).toString("hex")}`;
+const baseDbUrl = new URL(process.env.DATABASE_URL || "postgresql://postgres@127.0.0.1:5432/switchyard");
+baseDbUrl.pathname = `/switchyard_bench_${RUN}`;
+const DATABASE_URL = baseDbUrl.toString();
+const RESULTS_DIR = path.join(repoRoot, "bench", "results");
+const LOG_DIR = path.join(RESULTS_DIR, "tmp", RUN);
+const COMMAND = `npm run bench${argv.length ? " -- " + argv.join(" ") : ""}`;
+
+const startedAt = now();
+function log(message: string): void {
+  const t = ((now() - startedAt) / 1000).toFixed(1).padStart(6);
+  process.stderr.write(`[bench ${t}s] ${message}\n`);
+}
+
+// ---------------------------------------------------------------------------------------------- state
+
+interface Row {
+  scenario: string;
+  metric: string;
+  switchyard: string;
+  baseline: string;
+  ratio: string;
+  notes: string;
+}
+const rows: Row[] = [];
+const notes: string[] = [];
+const failures: string[] = [];
+
+let nodeA: ServerHandle | undefined;
+let nodeB: ServerHandle | undefined;
+let baseA: ServerHandle | undefined;
+let baseB: ServerHandle | undefined;
+let clients: LoadClient[] = [];
+let publisher: LoadClient | undefined;
+let benchPools: string[] = [];
+let dbCreated = false;
+
+const tokens = {
+  bench: mintToken(JWT_SECRET, "bench"),
+  idle: mintToken(JWT_SECRET, "idle"),
+  tasks: mintToken(JWT_SECRET, "tasks"),
+  replay: mintToken(JWT_SECRET, "replay"),
+};
+
+function switchyardEnv(): Record<string, string> {
+  return {
+    DATABASE_URL,
+    REDIS_URL,
+    REDIS_PREFIX,
+    JWT_SECRET,
+    EMBEDDED_WORKER: "true",
+    // info, not warn: the port is read from the "switchyard listening" line; nothing logs per request at info.
+    LOG_LEVEL: "info",
+    // Bench sockets subscribe once, but thousands reconnecting at once must not be throttled as a group.
+    ROOM_OPS_PER_SECOND: "1000",
+    SHUTDOWN_TIMEOUT_MS: "5000",
+  };
+}
+
+function baselineEnv(): Record<string, string> {
+  return { REDIS_URL, ADAPTER_KEY, JWT_SECRET };
+}
+
+function writeResult(scenario: Scenario, results: unknown): void {
+  const file = path.join(RESULTS_DIR, `${scenario}-${SIZE}.json`);
+  const doc = {
+    scenario,
+    size: SIZE,
+    timestamp: new Date().toISOString(),
+    command: COMMAND,
+    machine: machineInfo(),
+    sizes: SIZES,
+    servers: {
+      switchyard: "node --import tsx src/main.ts (EMBEDDED_WORKER=true, LOG_LEVEL=info, ROOM_OPS_PER_SECOND=1000)",
+      baseline: "scripts/bench/baseline-server.ts: socket.io 4.8 + @socket.io/redis-adapter, transports polling+websocket, HS256 JWT checked in the handshake, no database",
+      clients: "raw Engine.IO v4 / Socket.IO v5 over ws (scripts/bench/raw-socket.ts), websocket transport",
+    },
+    results,
+  };
+  writeFileSync(file, JSON.stringify(doc, null, 2) + "\n");
+  log(`wrote ${path.relative(repoRoot, file)}`);
+}
+
+// ---------------------------------------------------------------------------------------------- helpers
+
+function spread(total: number, parts: number): number[] {
+  return Array.from({ length: parts }, (_, i) => Math.floor(total / parts) + (i < total % parts ? 1 : 0));
+}
+
+interface ConnectSummary {
+  connected: number;
+  subscribed: number;
+  failed: number;
+  errors: string[];
+  ms: number;
+  perSecond: number;
+}
+
+/** Opens `count` subscribed sockets spread over the load clients; socket i (globally) subscribes rooms[i % n]. */
+async function connectSockets(server: ServerHandle, nsp: string, token: string, rooms: string[], count: number): Promise<ConnectSummary> {
+  const shares = spread(count, clients.length);
+  let offset = 0;
+  const t0 = now();
+  const results = await Promise.all(
+    clients.map((client, i) => {
+      const share = shares[i]!;
+      const args = { url: server.url, nsp, token, rooms, count: share, offset, concurrency: SIZES.connectConcurrency };
+      offset += share;
+      return share > 0
+        ? client.call<{ connected: number; subscribed: number; failed: number; errors: string[] }>("connect", args)
+        : Promise.resolve({ connected: 0, subscribed: 0, failed: 0, errors: [] as string[] });
+    }),
+  );
+  const ms = now() - t0;
+  const summary: ConnectSummary = { connected: 0, subscribed: 0, failed: 0, errors: [], ms, perSecond: 0 };
+  for (const r of results) {
+    summary.connected += r.connected;
+    summary.subscribed += r.subscribed;
+    summary.failed += r.failed;
+    summary.errors.push(...r.errors);
+  }
+  summary.perSecond = (summary.subscribed * 1000) / ms;
+  if (summary.failed > 0) log(`  ${summary.failed} of ${count} sockets failed on ${server.name}: ${summary.errors.slice(0, 3).join("; ")}`);
+  return summary;
+}
+
+async function closeSockets(): Promise<void> {
+  await Promise.all(clients.map((c) => c.call("closeAll")));
+  await sleep(500);
+}
+
+async function record(mode: "none" | "count" | "latency"): Promise<void> {
+  await Promise.all(clients.map((c) => c.call("record", { mode })));
+}
+
+interface Totals {
+  received: number;
+  firstTs: number;
+  lastTs: number;
+}
+
+async function totals(): Promise<Totals> {
+  const stats = await Promise.all(clients.map((c) => c.call<Totals>("stats", {})));
+  return {
+    received: stats.reduce((s, x) => s + x.received, 0),
+    firstTs: Math.min(...stats.map((x) => x.firstTs || Infinity)),
+    lastTs: Math.max(...stats.map((x) => x.lastTs)),
+  };
+}
+
+/** Waits until the subscribers received `expected` events, or nothing arrived for `quietMs`. */
+async function drain(expected: number, quietMs = 1000, maxMs = 20_000): Promise<Totals> {
+  const start = now();
+  let last = -1;
+  let changedAt = now();
+  for (;;) {
+    const t = await totals();
+    if (t.received >= expected) return t;
+    if (t.received !== last) {
+      last = t.received;
+      changedAt = now();
+    } else if (now() - changedAt > quietMs) return t;
+    if (now() - start > maxMs) return t;
+    await sleep(200);
+  }
+}
+
+/** The tenant `bench` has `n` pools (created through the REST API on first use); returns their ids. */
+async function ensureBenchPools(n: number): Promise<string[]> {
+  if (benchPools.length >= n) return benchPools.slice(0, n);
+  const bodies = Array.from({ length: n - benchPools.length }, (_, i) => ({ name: `bench-pool-${benchPools.length + i}` }));
+  const t0 = now();
+  const results = await publisher!.call<Array<{ status: number; body: { pool?: { id: string } } }>>("http", {
+    url: nodeA!.url,
+    method: "POST",
+    path: "/api/v1/pools",
+    bodies,
+    token: tokens.bench,
+    concurrency: 16,
+  });
+  const bad = results.filter((r) => r.status !== 201);
+  if (bad.length > 0) throw new Error(`creating pools failed: ${JSON.stringify(bad[0]).slice(0, 300)}`);
+  benchPools.push(...results.map((r) => r.body.pool!.id));
+  log(`created ${bodies.length} pools in ${((now() - t0) / 1000).toFixed(1)} s`);
+  return benchPools.slice(0, n);
+}
+
+/** CPU use (% of one core) of the given servers, the load generators, the publisher, PostgreSQL and Redis. */
+function cpuMeter(servers: Record<string, ServerHandle>): CpuMeter {
+  return new CpuMeter(() => ({
+    ...Object.fromEntries(Object.entries(servers).map(([name, s]) => [name, [s.pid]])),
+    loadClients: clients.map((c) => c.child.pid!),
+    publisher: [publisher!.child.pid!],
+  }));
+}
+const cpuText = (cpu: Record<string, number>): string =>
+  Object.entries(cpu)
+    .map(([k, v]) => `${k} ${v}%`)
+    .join(", ");
+
+const ratio = (a: number, b: number, digits = 2): string => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? `${(a / b).toFixed(digits)}x` : "n/a");
+const kib = (bytes: number): string => (Number.isFinite(bytes) ? `${(bytes / 1024).toFixed(1)} KiB` : "n/a");
+const ms = (value: number): string => (Number.isFinite(value) ? value.toFixed(1) : "n/a");
+const lat = (s: Summary): string => (s.count > 0 ? `${ms(s.p50)}/${ms(s.p99)}/${ms(s.max)}` : "n/a");
+
+// ---------------------------------------------------------------------------------------------- idle
+
+async function idleScenario(): Promise<void> {
+  const perServer: Record<string, unknown> = {};
+  const measured: Record<string, Array<{ sockets: number; rssPerSocket: number; heapPerSocket: number; connectPerSecond: number; sample: MemorySample; failed: number }>> = {};
+  for (const server of [nodeA!, baseA!]) {
+    // Warm-up: one-time costs (lazy module init, JIT, the database client's first queries, the room's first
+    // subscription) must not be counted per socket; it also warms the load generators for both servers alike.
+    await connectSockets(server, "/pools", tokens.idle, ["pools"], 200);
+    await closeSockets();
+    const before = await sampleMemory(server);
+    log(`idle ${server.name}: before rss ${(before.rssBytes / 2 ** 20).toFixed(1)} MiB heap ${(before.heapUsedBytes / 2 ** 20).toFixed(1)} MiB (gc ${before.gc})`);
+    let have = 0;
+    const steps: (typeof measured)[string] = [];
+    for (const size of SIZES.idleSockets) {
+      const connect = await connectSockets(server, "/pools", tokens.idle, ["pools"], size - have);
+      have = size;
+      await sleep(1000);
+      const sample = await sampleMemory(server);
+      const step = {
+        sockets: size,
+        rssPerSocket: (sample.rssBytes - before.rssBytes) / size,
+        heapPerSocket: (sample.heapUsedBytes - before.heapUsedBytes) / size,
+        connectPerSecond: connect.perSecond,
+        sample,
+        failed: connect.failed,
+      };
+      steps.push(step);
+      log(
+        `idle ${server.name} ${size} sockets: rss ${kib(step.rssPerSocket)}/socket, heap ${kib(step.heapPerSocket)}/socket, ` +
+          `connect+subscribe ${human(connect.perSecond)}/s`,
+      );
+    }
+    measured[server.kind] = steps;
+    perServer[server.kind] = { before, steps };
+    await closeSockets();
+  }
+  for (let i = 0; i < SIZES.idleSockets.length; i++) {
+    const sw = measured.switchyard![i]!;
+    const base = measured.baseline![i]!;
+    const n = `${human(sw.sockets, 0)} sockets`;
+    rows.push({ scenario: `idle ${n}`, metric: "RSS per socket", switchyard: kib(sw.rssPerSocket), baseline: kib(base.rssPerSocket), ratio: ratio(sw.rssPerSocket, base.rssPerSocket), notes: "after full GC, minus the idle server" });
+    rows.push({ scenario: `idle ${n}`, metric: "heap per socket", switchyard: kib(sw.heapPerSocket), baseline: kib(base.heapPerSocket), ratio: ratio(sw.heapPerSocket, base.heapPerSocket), notes: "" });
+    rows.push({
+      scenario: `idle ${n}`,
+      metric: "connect+subscribe/s",
+      switchyard: human(sw.connectPerSecond),
+      baseline: human(base.connectPerSecond),
+      ratio: ratio(sw.connectPerSecond, base.connectPerSecond),
+      notes: sw.failed + base.failed > 0 ? `failed: sw ${sw.failed}, base ${base.failed}` : "handshake + JWT + subscribe ack",
+    });
+  }
+  writeResult("idle", perServer);
+}
+
+// ---------------------------------------------------------------------------------------------- fan-out
+
+interface DeliveryRun {
+  publisher: string;
+  calls: number;
+  events: number;
+  failed: number;
+  errors: string[];
+  publishMs: number;
+  publishPerSecond: number;
+  expected: number;
+  received: number;
+  deliverMs: number;
+  deliveredPerSecond: number;
+  completeness: number;
+  cpuPercent: Record<string, number>;
+}
+
+async function deliveryRun(label: string, server: ServerHandle, spec: PublisherSpec, pools: string[], subscribersPerEvent: number, concurrency: number): Promise<DeliveryRun> {
+  await record("count");
+  const meter = cpuMeter({ server });
+  meter.start();
+  const loop = await publisher!.call<{ calls: number; events: number; failed: number; errors: string[]; startTs: number; endTs: number }>("publish", {
+    url: server.url,
+    spec,
+    pools,
+    concurrency,
+    durationMs: SIZES.fanoutMs,
+  });
+  // Events that reach the subscribed room: one per Switchyard call / per baseline emit to the subscribed room.
+  const roomEvents = spec.kind === "switchyard-scale" ? loop.calls - loop.failed : loop.events;
+  const expected = roomEvents * subscribersPerEvent;
+  const t = await drain(expected);
+  const cpuPercent = meter.stop();
+  await record("none");
+  const deliverMs = Math.max(t.lastTs, loop.endTs) - loop.startTs;
+  const run: DeliveryRun = {
+    publisher: label,
+    calls: loop.calls,
+    events: roomEvents,
+    failed: loop.failed,
+    errors: loop.errors,
+    publishMs: loop.endTs - loop.startTs,
+    publishPerSecond: (roomEvents * 1000) / (loop.endTs - loop.startTs),
+    expected,
+    received: t.received,
+    deliverMs,
+    deliveredPerSecond: (t.received * 1000) / deliverMs,
+    completeness: expected > 0 ? t.received / expected : NaN,
+    cpuPercent,
+  };
+  if (loop.failed > 0) log(`  ${label}: ${loop.failed} publish calls failed: ${loop.errors.slice(0, 2).join("; ")}`);
+  log(
+    `  ${label}: ${human(roomEvents)} events (${human(run.publishPerSecond)}/s published), ` +
+      `${human(t.received)}/${human(expected)} delivered, ${human(run.deliveredPerSecond)} deliveries/s; cpu ${cpuText(cpuPercent)}`,
+  );
+  return run;
+}
+
+async function fanoutScenario(): Promise<void> {
+  const pools = await ensureBenchPools(Math.max(SIZES.fanoutRooms, 16));
+  const C = SIZES.publishConcurrency;
+  const layouts = [
+    { key: "oneRoom", label: `1 room x ${human(SIZES.fanoutOneRoom, 0)}`, rooms: ["pools"], sockets: SIZES.fanoutOneRoom, perEvent: SIZES.fanoutOneRoom, roomsMode: "pools" as const },
+    {
+      key: "manyRooms",
+      label: `${human(SIZES.fanoutRooms, 0)} rooms x ${SIZES.fanoutPerRoom}`,
+      rooms: pools.slice(0, SIZES.fanoutRooms).map((id) => `pool:${id}`),
+      sockets: SIZES.fanoutRooms * SIZES.fanoutPerRoom,
+      perEvent: SIZES.fanoutPerRoom,
+      roomsMode: "pool" as const,
+    },
+  ];
+  const results: Record<string, unknown> = {};
+  for (const layout of layouts) {
+    log(`fan-out ${layout.label}`);
+    const publishPools = layout.key === "oneRoom" ? pools : pools.slice(0, SIZES.fanoutRooms);
+    await connectSockets(nodeA!, "/pools", tokens.bench, layout.rooms, layout.sockets);
+    const sw = await deliveryRun("switchyard REST scale", nodeA!, { kind: "switchyard-scale", token: tokens.bench }, publishPools, layout.perEvent, C);
+    await closeSockets();
+    await connectSockets(baseA!, "/pools", tokens.bench, layout.rooms, layout.sockets);
+    const loop = await deliveryRun("baseline emit loop", baseA!, { kind: "baseline-loop", tenant: "bench", rooms: "both", batch: SIZES.loopBatch }, publishPools, layout.perEvent, 2);
+    const viaHttp = await deliveryRun("baseline HTTP/event", baseA!, { kind: "baseline-http", tenant: "bench", rooms: "both" }, publishPools, layout.perEvent, C);
+    await closeSockets();
+    results[layout.key] = { layout: layout.label, subscribers: layout.sockets, switchyard: sw, baselineEmitLoop: loop, baselineHttpPerEvent: viaHttp };
+    rows.push({
+      scenario: `fan-out ${layout.label}`,
+      metric: "deliveries/s",
+      switchyard: human(sw.deliveredPerSecond),
+      baseline: human(loop.deliveredPerSecond),
+      ratio: ratio(sw.deliveredPerSecond, loop.deliveredPerSecond, 3),
+      notes: `base via HTTP/event ${human(viaHttp.deliveredPerSecond)} (sw ${ratio(sw.deliveredPerSecond, viaHttp.deliveredPerSecond)}); delivered ${(sw.completeness * 100).toFixed(0)}%/${(loop.completeness * 100).toFixed(0)}%`,
+    });
+    rows.push({
+      scenario: `fan-out ${layout.label}`,
+      metric: "events published/s",
+      switchyard: human(sw.publishPerSecond),
+      baseline: human(loop.publishPerSecond),
+      ratio: ratio(sw.publishPerSecond, loop.publishPerSecond, 3),
+      notes: `sw: ${C} concurrent REST calls; base emit loop (HTTP/event: ${human(viaHttp.publishPerSecond)})`,
+    });
+  }
+  notes.push(
+    "fan-out: Switchyard is driven through its real publish path (POST /api/v1/pools/:id/scale, " +
+      `${C} calls in flight): each event is validated, written to PostgreSQL (pool row + event log) and then broadcast to ` +
+      "`pools` and `pool:<id>`. The baseline column is a bare emit loop in the server (no HTTP, no database) to the same two " +
+      "rooms, i.e. the broadcast ceiling; 'base via HTTP/event' is the baseline driven like Switchyard, one HTTP call per event.",
+  );
+  writeResult("fanout", results);
+}
+
+// ---------------------------------------------------------------------------------------------- latency
+
+interface LatencyRun {
+  topology: string;
+  offeredRate: number;
+  achievedRate: number;
+  calls: number;
+  failed: number;
+  late: number;
+  expected: number;
+  received: number;
+  matched: number;
+  latencyMs: Summary;
+  callMs: Summary | undefined;
+  cpuPercent: Record<string, number>;
+}
+
+async function latencyRun(topology: string, publishTo: ServerHandle, subscribeTo: ServerHandle, spec: PublisherSpec, pools: string[]): Promise<LatencyRun> {
+  const rooms = pools.map((id) => `pool:${id}`);
+  await connectSockets(subscribeTo, "/pools", tokens.bench, rooms, rooms.length * SIZES.latencyPerRoom);
+  await record("latency");
+  const meter = cpuMeter(publishTo === subscribeTo ? { server: publishTo } : { serverA: publishTo, serverB: subscribeTo });
+  meter.start();
+  const loop = await publisher!.call<{ calls: number; failed: number; late: number; sends: Array<[string, number]>; startTs: number; endTs: number; callLatency?: Summary }>(
+    "publish",
+    { url: publishTo.url, spec, pools, rate: SIZES.latencyRate, durationMs: SIZES.latencyMs, maxInFlight: 512 },
+  );
+  const expected = (loop.calls - loop.failed) * SIZES.latencyPerRoom;
+  await drain(expected, 1000, 10_000);
+  const cpuPercent = meter.stop();
+  await record("none");
+  const samples = await Promise.all(clients.map((c) => c.call<{ keys: string[]; ts: number[] }>("stats", { samples: true })));
+  await closeSockets();
+  const sentAt = new Map(loop.sends);
+  const latencies: number[] = [];
+  let received = 0;
+  for (const s of samples) {
+    received += s.keys.length;
+    for (let i = 0; i < s.keys.length; i++) {
+      const t = sentAt.get(s.keys[i]!);
+      if (t !== undefined) latencies.push(s.ts[i]! - t);
+    }
+  }
+  const run: LatencyRun = {
+    topology,
+    offeredRate: SIZES.latencyRate,
+    achievedRate: ((loop.calls - loop.failed) * 1000) / (loop.endTs - loop.startTs),
+    calls: loop.calls,
+    failed: loop.failed,
+    late: loop.late,
+    expected,
+    received,
+    matched: latencies.length,
+    latencyMs: summarize(latencies),
+    callMs: loop.callLatency,
+    cpuPercent,
+  };
+  log(
+    `  ${topology} ${spec.kind}: p50/p99/max ${lat(run.latencyMs)} ms, ${human(run.achievedRate)}/s of ${run.offeredRate}/s offered, ` +
+      `${run.matched}/${expected} receipts; cpu ${cpuText(cpuPercent)}`,
+  );
+  return run;
+}
+
+async function latencyScenario(): Promise<void> {
+  const pools = await ensureBenchPools(SIZES.latencyRooms);
+  const swSpec: PublisherSpec = { kind: "switchyard-scale", token: tokens.bench };
+  const baseSpec: PublisherSpec = { kind: "baseline-http", tenant: "bench", rooms: "both" };
+  log(`latency: ${SIZES.latencyRate} events/s over ${pools.length} rooms x ${SIZES.latencyPerRoom} subscribers, ${SIZES.latencyMs / 1000} s`);
+  const single = {
+    switchyard: await latencyRun("1 node", nodeA!, nodeA!, swSpec, pools),
+    baseline: await latencyRun("1 node", baseA!, baseA!, baseSpec, pools),
+  };
+  log("latency: starting second nodes");
+  [nodeB, baseB] = await Promise.all([
+    startSwitchyard(`bench-${RUN}-b`, switchyardEnv(), path.join(LOG_DIR, "switchyard-b.log")),
+    startBaseline(`baseline-${RUN}-b`, baselineEnv(), path.join(LOG_DIR, "baseline-b.log")),
+  ]);
+  const two = {
+    switchyard: await latencyRun("2 nodes", nodeA!, nodeB, swSpec, pools),
+    baseline: await latencyRun("2 nodes", baseA!, baseB, baseSpec, pools),
+  };
+  await Promise.all([nodeB.stop(), baseB.stop()]);
+  nodeB = baseB = undefined;
+  for (const [label, pair] of [
+    ["1 node", single],
+    ["2 nodes (Redis)", two],
+  ] as const) {
+    const loss = pair.switchyard.matched < pair.switchyard.expected || pair.baseline.matched < pair.baseline.expected;
+    rows.push({
+      scenario: `latency ${label}`,
+      metric: "p50/p99/max ms",
+      switchyard: lat(pair.switchyard.latencyMs),
+      baseline: lat(pair.baseline.latencyMs),
+      ratio: `p99 ${ratio(pair.switchyard.latencyMs.p99, pair.baseline.latencyMs.p99, 1)}`,
+      notes:
+        `${pair.switchyard.offeredRate}/s offered; achieved ${human(pair.switchyard.achievedRate)}/${human(pair.baseline.achievedRate)}` +
+        (loss ? `; receipts ${pair.switchyard.matched}/${pair.switchyard.expected}, ${pair.baseline.matched}/${pair.baseline.expected}` : ""),
+    });
+  }
+  notes.push(
+    "latency: publish -> receive, from the publish call's scheduled start (open loop, so a publisher that falls behind shows " +
+      "up as latency) to the subscriber's receipt, on one shared clock. Switchyard: REST scale call; baseline: one HTTP " +
+      "/publish per event to the same rooms. '2 nodes': published on node A, received by sockets on node B through Redis.",
+  );
+  writeResult("latency", { rooms: pools.length, subscribersPerRoom: SIZES.latencyPerRoom, single, twoNodes: two });
+}
+
+// ---------------------------------------------------------------------------------------------- tasks
+
+async function tasksScenario(): Promise<void> {
+  const meter = cpuMeter({ server: nodeA! });
+  meter.start();
+  log(`tasks: echo tasks, closed loop with ${SIZES.tasksConcurrency} in flight, ${SIZES.tasksMs / 1000} s (+${SIZES.tasksWarmupMs / 1000} s warm-up)`);
+  const result = await publisher!.call<{
+    completed: number;
+    failed: number;
+    errors: string[];
+    tasksPerSecond: number;
+    latency: Summary;
+    taskEventsSeen: number;
+  }>("tasks", { url: nodeA!.url, token: tokens.tasks, concurrency: SIZES.tasksConcurrency, durationMs: SIZES.tasksMs, warmupMs: SIZES.tasksWarmupMs });
+  const cpuPercent = meter.stop();
+  if (result.failed > 0) log(`  ${result.failed} tasks failed: ${result.errors.slice(0, 2).join("; ")}`);
+  log(`  ${human(result.tasksPerSecond)} tasks/s, submit -> task.completed p50/p99/max ${lat(result.latency)} ms; cpu ${cpuText(cpuPercent)}`);
+  rows.push({
+    scenario: "tasks (echo, persisted)",
+    metric: "tasks/s",
+    switchyard: human(result.tasksPerSecond),
+    baseline: "n/a",
+    ratio: "n/a",
+    notes: `${SIZES.tasksConcurrency} in flight; ${result.failed} failed`,
+  });
+  rows.push({
+    scenario: "tasks (echo, persisted)",
+    metric: "submit->completed p50/p99/max ms",
+    switchyard: lat(result.latency),
+    baseline: "n/a",
+    ratio: "n/a",
+    notes: "POST /api/v1/tasks -> task.completed on a `tasks` subscriber",
+  });
+  writeResult("tasks", { concurrency: SIZES.tasksConcurrency, durationMs: SIZES.tasksMs, warmupMs: SIZES.tasksWarmupMs, ...result, cpuPercent });
+}
+
+// ---------------------------------------------------------------------------------------------- replay
+
+async function replayScenario(): Promise<void> {
+  const created = await publisher!.call<Array<{ status: number; body: { pool?: { id: string } } }>>("http", {
+    url: nodeA!.url,
+    method: "POST",
+    path: "/api/v1/pools",
+    bodies: [{ name: "replay" }],
+    token: tokens.replay,
+    concurrency: 1,
+  });
+  const poolId = created[0]?.body.pool?.id;
+  if (!poolId) throw new Error(`could not create the replay pool: ${JSON.stringify(created[0]).slice(0, 300)}`);
+  const room = `pool:${poolId}`;
+  const { cursor } = await publisher!.call<{ cursor: string }>("headCursor", { url: nodeA!.url, nsp: "/pools", token: tokens.replay, room });
+  log(`replay: storing ${SIZES.replayEvents} events in ${room}`);
+  const meter = cpuMeter({ server: nodeA! });
+  meter.start();
+  const seed = await publisher!.call<{ calls: number; failed: number; startTs: number; endTs: number; errors: string[] }>("publish", {
+    url: nodeA!.url,
+    spec: { kind: "switchyard-scale", token: tokens.replay },
+    pools: [poolId],
+    concurrency: 8,
+    durationMs: 600_000,
+    limit: SIZES.replayEvents,
+  });
+  if (seed.failed > 0) throw new Error(`seeding failed: ${seed.errors.join("; ")}`);
+  const seedCpu = meter.stop();
+  const seedRate = (seed.calls * 1000) / (seed.endTs - seed.startTs);
+  log(`  stored at ${human(seedRate)} events/s (one room, 8 concurrent REST calls); cpu ${cpuText(seedCpu)}`);
+  type ReplayResult = { perClient: Array<{ ok: boolean; replayed: number; received: number; ms: number; error?: unknown }>; totalMs: number };
+  const one = await publisher!.call<ReplayResult>("replay", { url: nodeA!.url, nsp: "/pools", token: tokens.replay, room, after: cursor, clients: 1 });
+  const many = await publisher!.call<ReplayResult>("replay", { url: nodeA!.url, nsp: "/pools", token: tokens.replay, room, after: cursor, clients: SIZES.replayClients });
+  const check = (r: ReplayResult): void => {
+    const bad = r.perClient.find((c) => !c.ok || c.received !== SIZES.replayEvents);
+    if (bad) throw new Error(`replay incomplete: ${JSON.stringify(bad).slice(0, 300)}`);
+  };
+  check(one);
+  check(many);
+  const oneRate = (SIZES.replayEvents * 1000) / one.perClient[0]!.ms;
+  const manyRate = (SIZES.replayEvents * SIZES.replayClients * 1000) / many.totalMs;
+  const perClientMs = summarize(many.perClient.map((c) => c.ms));
+  log(`  1 client: ${human(oneRate)} events/s; ${SIZES.replayClients} at once: ${human(manyRate)} events/s total, p99 ${ms(perClientMs.p99)} ms to ack`);
+  rows.push({
+    scenario: `replay ${human(SIZES.replayEvents, 0)} events`,
+    metric: "events/s, 1 client",
+    switchyard: human(oneRate),
+    baseline: "n/a",
+    ratio: "n/a",
+    notes: `subscribe {after} -> ack, ${ms(one.perClient[0]!.ms)} ms`,
+  });
+  rows.push({
+    scenario: `replay ${human(SIZES.replayEvents, 0)} events`,
+    metric: `events/s, ${SIZES.replayClients} clients at once`,
+    switchyard: human(manyRate),
+    baseline: "n/a",
+    ratio: "n/a",
+    notes: `slowest ack ${ms(perClientMs.max)} ms`,
+  });
+  rows.push({
+    scenario: "publish into one room",
+    metric: "events/s stored",
+    switchyard: human(seedRate),
+    baseline: "n/a",
+    ratio: "n/a",
+    notes: "replay seeding: 8 concurrent scale calls on one pool",
+  });
+  writeResult("replay", {
+    room,
+    events: SIZES.replayEvents,
+    seeding: { ...seed, eventsPerSecond: seedRate, cpuPercent: seedCpu },
+    oneClient: { ...one, eventsPerSecond: oneRate },
+    manyClients: { ...many, clients: SIZES.replayClients, eventsPerSecondTotal: manyRate, perClientMs },
+  });
+}
+
+// ---------------------------------------------------------------------------------------------- main
+
+function runCommand(command: string, args: string[], logFile: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd: repoRoot, env: process.env, stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    child.stdout.on("data", (c: Buffer) => (output += c.toString()));
+    child.stderr.on("data", (c: Buffer) => (output += c.toString()));
+    child.on("error", reject);
+    child.on("exit", (code) => {
+      writeFileSync(logFile, output);
+      if (code === 0) resolve();
+      else reject(new Error(`${command} ${args.join(" ")} exited with ${code}:\n${output.slice(-2000)}`));
+    });
+  });
+}
+
+async function cleanup(): Promise<void> {
+  log("cleaning up");
+  await Promise.allSettled([...clients, ...(publisher ? [publisher] : [])].map((c) => c.stop()));
+  await Promise.allSettled([nodeA, nodeB, baseA, baseB].filter((s): s is ServerHandle => s !== undefined).map((s) => s.stop()));
+  await stopAll();
+  if (dbCreated) {
+    await dropDatabase(DATABASE_URL).catch((error: unknown) => log(`could not drop the bench database: ${(error as Error).message}`));
+  }
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1, lazyConnect: true });
+  redis.on("error", () => undefined);
+  try {
+    await redis.connect();
+    let cursor = "0";
+    let deleted = 0;
+    do {
+      const [next, keys] = await redis.scan(cursor, "MATCH", `bench-${RUN}*`, "COUNT", 1000);
+      cursor = next;
+      if (keys.length > 0) deleted += await redis.del(...keys);
+    } while (cursor !== "0");
+    log(`deleted ${deleted} Redis keys under bench-${RUN}`);
+  } catch (error) {
+    log(`could not delete Redis keys: ${(error as Error).message}`);
+  } finally {
+    redis.disconnect();
+  }
+}
+
+let cleaningUp: Promise<void> | undefined;
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    log(`${signal}: stopping`);
+    cleaningUp ??= cleanup();
+    void cleaningUp.finally(() => process.exit(130));
+  });
+}
+process.on("exit", killAllNow);
+
+async function main(): Promise<void> {
+  mkdirSync(LOG_DIR, { recursive: true });
+  log(`run ${RUN} (${SIZE}): scenarios ${SCENARIOS.join(", ")}; logs in ${path.relative(repoRoot, LOG_DIR)}`);
+  await runCommand("bash", ["scripts/ensure-services.sh"], path.join(LOG_DIR, "ensure-services.log"));
+  const generate = !existsSync(path.join(repoRoot, "src", "generated", "prisma", "client.ts"));
+  dbCreated = true;
+  await runCommand(process.execPath, ["--import", "tsx", "scripts/bench/db.ts", DATABASE_URL, ...(generate ? ["--generate"] : [])], path.join(LOG_DIR, "db-setup.log"));
+  log(`database ${baseDbUrl.pathname.slice(1)} ready`);
+
+  [nodeA, baseA] = await Promise.all([
+    startSwitchyard(`bench-${RUN}-a`, switchyardEnv(), path.join(LOG_DIR, "switchyard-a.log")),
+    startBaseline(`baseline-${RUN}-a`, baselineEnv(), path.join(LOG_DIR, "baseline-a.log")),
+  ]);
+  clients = Array.from({ length: SIZES.loadClients }, (_, i) => LoadClient.spawn(`load-${i}`, path.join(LOG_DIR, `load-${i}.log`)));
+  publisher = LoadClient.spawn("publisher", path.join(LOG_DIR, "publisher.log"));
+  await Promise.all([...clients, publisher].map((c) => c.ready));
+  log(`switchyard ${nodeA.url} (pid ${nodeA.pid}), baseline ${baseA.url} (pid ${baseA.pid}), ${clients.length} load clients + 1 publisher`);
+
+  const scenarios: Record<Scenario, () => Promise<void>> = {
+    idle: idleScenario,
+    fanout: fanoutScenario,
+    latency: latencyScenario,
+    tasks: tasksScenario,
+    replay: replayScenario,
+  };
+  for (const name of SCENARIOS) {
+    const t0 = now();
+    log(`=== ${name}`);
+    try {
+      await scenarios[name]();
+    } catch (error) {
+      failures.push(`${name}: ${(error as Error).message}`);
+      log(`scenario ${name} FAILED: ${(error as Error).stack ?? error}`);
+      rows.push({ scenario: name, metric: "FAILED", switchyard: "-", baseline: "-", ratio: "-", notes: (error as Error).message.split("\n")[0]!.slice(0, 120) });
+      await closeSockets().catch(() => undefined);
+      await Promise.allSettled([nodeB?.stop(), baseB?.stop()]);
+      nodeB = baseB = undefined;
+    }
+    log(`=== ${name} done in ${((now() - t0) / 1000).toFixed(1)} s`);
+  }
+}
+
+let exitCode = 0;
+try {
+  await main();
+} catch (error) {
+  failures.push((error as Error).message);
+  log(`FAILED: ${(error as Error).stack ?? error}`);
+} finally {
+  cleaningUp ??= cleanup();
+  await cleaningUp;
+}
+if (failures.length > 0) exitCode = 1;
+
+const elapsed = (now() - startedAt) / 1000;
+const m = machineInfo();
+process.stdout.write(
+  `\nSwitchyard bench (${SIZE}) — ${m.cpuCount}x ${m.cpuModel}, ${(m.totalMemBytes / 2 ** 30).toFixed(0)} GiB, node ${m.node}, ${elapsed.toFixed(0)} s\n` +
+    "Ratios are Switchyard / baseline measured in the same run (load generators share the 2 cores: compare ratios, not absolutes).\n\n",
+);
+process.stdout.write(formatTable(["scenario", "metric", "switchyard", "baseline", "ratio", "notes"], rows.map((r) => [r.scenario, r.metric, r.switchyard, r.baseline, r.ratio, r.notes])) + "\n");
+if (notes.length > 0) process.stdout.write("\n" + notes.map((n) => `* ${n}`).join("\n") + "\n");
+if (failures.length > 0) {
+  process.stdout.write(`\nFAILED (logs kept in ${path.relative(repoRoot, LOG_DIR)}):\n${failures.map((f) => `  ${f.split("\n")[0]}`).join("\n")}\n`);
+} else {
+  rmSync(LOG_DIR, { recursive: true, force: true });
+}
+process.stdout.write(`results: ${path.relative(repoRoot, RESULTS_DIR)}/<scenario>-${SIZE}.json\n`);
+process.exit(exitCode);
