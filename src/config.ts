@@ -158,6 +158,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       problems.push(`CORS_ORIGINS: "${origin}" is not an origin like https://app.example.com`);
     }
   }
+  if (e.WORKER_HEARTBEAT_INTERVAL_MS >= e.WORKER_HEARTBEAT_TIMEOUT_MS) {
+    problems.push("WORKER_HEARTBEAT_TIMEOUT_MS: must be larger than WORKER_HEARTBEAT_INTERVAL_MS, or workers flap offline");
+  }
   if (problems.length > 0) throw new ConfigError(problems);
 
   const generatedSecret = !e.JWT_SECRET && !publicKey;

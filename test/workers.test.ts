@@ -159,13 +159,16 @@ describe("pool workers", () => {
       assert.equal((await request<{ ok: boolean }>(socket, "worker.heartbeat", {})).ok, true);
     });
 
-    it("a dashboard token cannot send worker.status, heartbeats or task reports", async () => {
-      const socket = await connect(shared.url, "pools", { token: mintToken({ tenant: freshTenant(), permissions: ["admin"] }) });
+    it("a dashboard token cannot send worker.status, heartbeats or task reports, even an admin one naming a pool", async () => {
+      const tenant = freshTenant();
+      const socket = await connect(shared.url, "pools", { token: mintToken({ tenant, permissions: ["admin"], poolId: "default" }) });
       for (const [event, payload] of [["worker.status", { status: "idle" }], ["worker.heartbeat", {}], ["task.report", { taskId: "x", kind: "cancelled" }]] as const) {
         const ack = await request<{ ok: boolean; error: { code: string } }>(socket, event, payload);
         assert.equal(ack.error.code, "FORBIDDEN", event);
       }
       assert.equal((await subscribe(socket, "pools")).ok, true, "the socket stays usable");
+      const pool = await api(shared.url, "GET", "/api/v1/pools/default", { token: mintToken({ tenant }) });
+      assert.deepEqual(pool.body.pool.workers, [], "no worker was registered for the dashboard");
     });
 
     it("a worker whose pool does not exist is told so and disconnected", async () => {

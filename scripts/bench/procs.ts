@@ -266,49 +266,61 @@ export function cpuSeconds(pid: number): number {
   }
 }
 
-/** Summed CPU seconds of every process whose command name is `comm` (e.g. all PostgreSQL backends). */
-export function cpuSecondsByName(comm: string): number {
-  let total = 0;
+/** CPU seconds per process whose command name is `comm` (e.g. all PostgreSQL backends). */
+export function cpuSecondsByName(comm: string): Map<number, number> {
+  const out = new Map<number, number>();
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      if (readFileSync(`/proc/${entry}/comm`, "utf8").trim() === comm) total += cpuSeconds(Number(entry));
+      if (readFileSync(`/proc/${entry}/comm`, "utf8").trim() === comm) out.set(Number(entry), cpuSeconds(Number(entry)));
     } catch {
       // the process ended meanwhile
     }
   }
-  return total;
+  return out;
 }
 
-export interface CpuGroups {
-  [group: string]: number[];
+/** Busy CPU seconds of the whole machine (all cores, everything but idle and iowait), from /proc/stat. */
+export function machineBusySeconds(): number {
+  const line = readFileSync("/proc/stat", "utf8").split("\n")[0]!;
+  const v = line.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal
+  return ((v[0] ?? 0) + (v[1] ?? 0) + (v[2] ?? 0) + (v[5] ?? 0) + (v[6] ?? 0) + (v[7] ?? 0)) / 100;
 }
 
 /** Measures how busy each group of processes was between start() and stop(), in % of one core. */
 export class CpuMeter {
   private startWall = 0;
-  private startTimes: Record<string, number> = {};
+  private startPids = new Map<string, Map<number, number>>();
+  private startMachine = 0;
   constructor(private readonly groups: () => Record<string, number[]>) {}
 
-  private read(): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const [name, pids] of Object.entries(this.groups())) out[name] = pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
-    out.postgres = cpuSecondsByName("postgres");
-    out.redis = cpuSecondsByName("redis-server");
+  private read(): Map<string, Map<number, number>> {
+    const out = new Map<string, Map<number, number>>();
+    for (const [name, pids] of Object.entries(this.groups())) out.set(name, new Map(pids.map((pid) => [pid, cpuSeconds(pid)])));
+    out.set("postgres", cpuSecondsByName("postgres"));
+    out.set("redis", cpuSecondsByName("redis-server"));
     return out;
   }
 
   start(): void {
     this.startWall = performance.now();
-    this.startTimes = this.read();
+    this.startPids = this.read();
+    this.startMachine = machineBusySeconds();
   }
 
-  /** Percent of one core per group (200% = both cores of this machine). */
+  /** Percent of one core per group (200% = both cores of a 2-core machine); `machine` counts everything. */
   stop(): Record<string, number> {
     const wall = (performance.now() - this.startWall) / 1000;
-    const end = this.read();
     const out: Record<string, number> = {};
-    for (const [name, value] of Object.entries(end)) out[name] = Math.round(((value - (this.startTimes[name] ?? 0)) / wall) * 100);
+    for (const [name, pids] of this.read()) {
+      let used = 0;
+      const before = this.startPids.get(name);
+      // Per process, so that a process that ended during the window (a closed PostgreSQL backend) cannot make it negative.
+      for (const [pid, seconds] of pids) used += Math.max(0, seconds - (before?.get(pid) ?? 0));
+      out[name] = Math.round((used / wall) * 100);
+    }
+    out.machine = Math.round(((machineBusySeconds() - this.startMachine) / wall) * 100);
     return out;
   }
 }

@@ -1,6 +1,5 @@
 import type { Socket } from "socket.io";
 import { z } from "zod";
-import { can } from "../auth/principal.js";
 import type { WorkerService } from "../domains/pools/workers.js";
 import type { TaskService } from "../domains/tasks/service.js";
 import { AppError, ForbiddenError, toAppError } from "../errors.js";
@@ -36,7 +35,8 @@ export interface PoolWorkerDeps {
  */
 export function attachPoolWorker(socket: Socket, deps: PoolWorkerDeps): void {
   const { principal } = socket.data as SocketData;
-  const isWorker = can(principal, "pools:work") && principal.poolId !== undefined;
+  // Explicitly pools:work: an admin token that happens to carry pool_id is a dashboard, not a worker.
+  const isWorker = principal.permissions.has("pools:work") && principal.poolId !== undefined;
   let hello: WorkerHello | undefined;
   let ready: Promise<void> = Promise.resolve();
 
@@ -94,18 +94,18 @@ export function attachPoolWorker(socket: Socket, deps: PoolWorkerDeps): void {
       deps.logger.warn({ tenantId: principal.tenantId, worker: worker.id, claimed: input.data.poolId.slice(0, 128) }, "worker tried to report for another pool");
       throw new ForbiddenError("this token may only report for its own pool");
     }
-    return { status: await deps.workers.reportStatus(principal, worker.id, input.data.status, input.data.detail) };
+    return { status: await deps.workers.reportStatus(principal, worker.id, socket.id, input.data.status, input.data.detail) };
   });
 
   workerOnly("worker.heartbeat", async (_payload, worker) => {
-    await deps.workers.heartbeat(principal, worker.id);
+    await deps.workers.heartbeat(principal, worker.id, socket.id);
     return { ts: new Date().toISOString() };
   });
 
   workerOnly("task.report", async (payload, worker) => {
     const report = TaskReportSchema.safeParse(payload);
     if (!report.success) throw new AppError("BAD_REQUEST", "task.report expects a task report", 400, report.error.issues.slice(0, 5));
-    await deps.workers.touch(principal, worker.id);
+    await deps.workers.touch(principal, worker.id, socket.id);
     try {
       return await deps.tasks.applyReport(principal.tenantId, report.data, principal.poolId);
     } catch (error) {

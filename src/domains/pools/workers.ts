@@ -56,10 +56,10 @@ export class WorkerService {
     await this.tenants.ensure(principal.tenantId);
     const pool = await this.prisma.pool.findUnique({ where: { tenantId_id: { tenantId: principal.tenantId, id: poolId } }, select: { id: true } });
     if (!pool) throw new NotFoundError("pool");
-    // Presence first: the sweeper must never see the row without it.
-    await this.redis.set(this.presenceKey(principal.tenantId, hello.id), connectionId, "PX", this.options.heartbeatTimeoutMs);
     const existing = await this.prisma.worker.findUnique({ where: { tenantId_id: { tenantId: principal.tenantId, id: hello.id } } });
     if (existing && existing.poolId !== poolId) throw new ForbiddenError(`worker ${hello.id} belongs to another pool`);
+    // Presence before the row changes: the sweeper must never see a live row without it.
+    await this.redis.set(this.presenceKey(principal.tenantId, hello.id), connectionId, "PX", this.options.heartbeatTimeoutMs);
     const comingBack = !existing || existing.status === "offline";
     const row = await this.prisma.worker.upsert({
       where: { tenantId_id: { tenantId: principal.tenantId, id: hello.id } },
@@ -81,8 +81,14 @@ export class WorkerService {
     };
   }
 
-  async reportStatus(principal: Principal, workerId: string, status: ReportedWorkerStatus, detail: string | undefined): Promise<WorkerStatus> {
-    await this.touch(principal, workerId);
+  async reportStatus(
+    principal: Principal,
+    workerId: string,
+    connectionId: string,
+    status: ReportedWorkerStatus,
+    detail: string | undefined,
+  ): Promise<WorkerStatus> {
+    await this.touch(principal, workerId, connectionId);
     const before = await this.prisma.worker.findUnique({ where: { tenantId_id: { tenantId: principal.tenantId, id: workerId } } });
     if (!before || before.poolId !== principal.poolId) throw new NotFoundError("worker");
     const updated = await this.prisma.worker.updateMany({
@@ -96,22 +102,26 @@ export class WorkerService {
     return status;
   }
 
-  /** A heartbeat (or any report) pushes the worker's presence forward. */
-  async touch(principal: Principal, workerId: string): Promise<void> {
-    const key = this.presenceKey(principal.tenantId, workerId);
-    const refreshed = await this.redis.pexpire(key, this.options.heartbeatTimeoutMs);
-    if (refreshed === 0) {
-      // Expired while the connection stayed up (e.g. a long pause): the socket is still here, so it is present.
-      await this.redis.set(key, `${this.options.nodeId}:revived`, "PX", this.options.heartbeatTimeoutMs);
-    }
+  /** A heartbeat (or any report) pushes the worker's presence forward; the connection it came on owns it. */
+  async touch(principal: Principal, workerId: string, connectionId: string): Promise<void> {
+    await this.redis.set(this.presenceKey(principal.tenantId, workerId), connectionId, "PX", this.options.heartbeatTimeoutMs);
   }
 
-  async heartbeat(principal: Principal, workerId: string): Promise<void> {
-    await this.touch(principal, workerId);
+  async heartbeat(principal: Principal, workerId: string, connectionId: string): Promise<void> {
+    await this.touch(principal, workerId, connectionId);
     await this.prisma.worker.updateMany({
       where: { tenantId: principal.tenantId, id: workerId },
       data: { lastHeartbeatAt: new Date() },
     });
+    // Declared offline during a long silence, but its connection survived: it is back.
+    const revived = await this.prisma.worker.updateMany({
+      where: { tenantId: principal.tenantId, id: workerId, status: "offline" },
+      data: { status: "idle", detail: null, nodeId: this.options.nodeId },
+    });
+    if (revived.count === 1) {
+      const row = await this.prisma.worker.findUniqueOrThrow({ where: { tenantId_id: { tenantId: principal.tenantId, id: workerId } } });
+      await this.publishStatus(principal.tenantId, row, "offline");
+    }
   }
 
   /** The worker's connection to this node closed: it has the grace period to come back (to any node). */

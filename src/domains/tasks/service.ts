@@ -242,7 +242,6 @@ export class TaskService {
         },
         { maxAttempts: task.maxAttempts, priority: task.priority, backoffMs: this.options.backoffMs },
       );
-      await this.notePoolActive(task.tenantId, task.poolId);
     } catch (error) {
       this.logger.error({ err: error, taskId: task.id }, "enqueue failed");
       await this.transition(task.tenantId, task.id, "failed", {
@@ -251,6 +250,10 @@ export class TaskService {
       });
       throw new AppError("UNAVAILABLE", "the task queue is unavailable; the task was marked failed", 503);
     }
+    // The job exists now; failing to note the pool only delays an embedded worker until its next sync.
+    await this.notePoolActive(task.tenantId, task.poolId).catch((error: unknown) =>
+      this.logger.warn({ err: (error as Error).message, taskId: task.id }, "could not register the pool for embedded workers"),
+    );
     return queued;
   }
 
