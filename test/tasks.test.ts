@@ -51,9 +51,14 @@ describe("tasks", () => {
     const poolsSocket = await connect(server.url, "pools", { token });
     const poolsSeen = new EventRecorder(poolsSocket);
     await subscribe(poolsSocket, "pool:default");
-    const task = await submitTask(server.url, token, { type: "sleep", payload: { ms: 300 } });
+    const task = await submitTask(server.url, token, { type: "sleep", payload: { ms: 1500 } });
     const byTask = await watcher(token, `task:${task.id}`);
     await byTask.next("task.completed", `task:${task.id}`);
+    // sleep reports progress in ten steps of 150 ms; reports are throttled to one per 250 ms, the last kept.
+    const progress = byTask.of("task.progress").map((e) => (e.data as { progress: number }).progress);
+    assert.ok(progress.length >= 3 && progress.length <= 8, `throttled progress: ${progress.join(",")}`);
+    assert.deepEqual([...progress].sort((a, b) => a - b), progress, "progress only grows");
+    assert.equal(progress.at(-1), 100);
     await seenPool.next("task.completed", "pool:default");
     const assigned = await poolsSeen.next("task.assigned", "pool:default");
     assert.equal((assigned.data as { task: { id: string; workerId: string } }).task.id, task.id);

@@ -324,3 +324,72 @@ export class CpuMeter {
     return out;
   }
 }
+
+interface CpuProfile {
+  nodes: Array<{ id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number }>;
+  startTime: number;
+  endTime: number;
+  samples?: number[];
+}
+
+/**
+ * Starts V8's sampling CPU profiler in a server (through its inspector); stop() returns the profile.
+ * Used with --profile, to see where a server's time goes during a run.
+ */
+export async function startProfile(server: ServerHandle): Promise<{ stop(): Promise<CpuProfile | undefined> } | undefined> {
+  if (!server.inspectorUrl) return undefined;
+  const ws = new WebSocket(server.inspectorUrl, { perMessageDeflate: false, maxPayload: 1024 * 2 ** 20 });
+  let id = 0;
+  const waiting = new Map<number, (result: unknown) => void>();
+  ws.on("message", (data: Buffer) => {
+    const message = JSON.parse(data.toString()) as { id?: number; result?: unknown };
+    if (message.id !== undefined) waiting.get(message.id)?.(message.result);
+  });
+  const call = (method: string, params: object = {}): Promise<unknown> =>
+    new Promise((resolve) => {
+      const n = ++id;
+      waiting.set(n, resolve);
+      ws.send(JSON.stringify({ id: n, method, params }));
+    });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      ws.once("open", () => resolve());
+      ws.once("error", reject);
+    });
+  } catch {
+    return undefined;
+  }
+  await call("Profiler.enable");
+  await call("Profiler.setSamplingInterval", { interval: 500 });
+  await call("Profiler.start");
+  return {
+    async stop() {
+      const result = (await call("Profiler.stop")) as { profile?: CpuProfile } | undefined;
+      ws.close();
+      return result?.profile;
+    },
+  };
+}
+
+/** Self time of a CPU profile grouped by package (node_modules/<pkg>, src/<dir>, node internals) and by function. */
+export function summarizeProfile(profile: CpuProfile, top = 15): { byPackage: Array<[string, number]>; byFunction: Array<[string, number]> } {
+  const counts = new Map<number, number>();
+  for (const sample of profile.samples ?? []) counts.set(sample, (counts.get(sample) ?? 0) + 1);
+  const total = (profile.samples ?? []).length || 1;
+  const byPackage = new Map<string, number>();
+  const byFunction = new Map<string, number>();
+  for (const node of profile.nodes) {
+    const hits = counts.get(node.id) ?? node.hitCount ?? 0;
+    if (hits === 0) continue;
+    const { functionName, url, lineNumber } = node.callFrame;
+    const pkg =
+      /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)?.[1] ??
+      (/\/src\/([^/]+)/.exec(url)?.[1] ? `src/${/\/src\/([^/]+)/.exec(url)![1]}` : url.startsWith("node:") ? "node internals" : url ? url.replace(/^.*\//, "") : `(${functionName || "native"})`);
+    byPackage.set(pkg, (byPackage.get(pkg) ?? 0) + hits);
+    const fn = `${functionName || "(anonymous)"} ${url.replace(/^.*node_modules\//, "").replace(/^file:\/\/.*\/src\//, "src/")}:${lineNumber + 1}`;
+    byFunction.set(fn, (byFunction.get(fn) ?? 0) + hits);
+  }
+  const pct = (m: Map<string, number>): Array<[string, number]> =>
+    [...m.entries()].sort((a, b) => b[1] - a[1]).slice(0, top).map(([k, v]) => [k, Math.round((v / total) * 1000) / 10]);
+  return { byPackage: pct(byPackage), byFunction: pct(byFunction) };
+}

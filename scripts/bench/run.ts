@@ -15,7 +15,7 @@ import path from "node:path";
 import { Redis } from "ioredis";
 import { dropDatabase } from "../db-setup.js";
 import { formatTable, human, machineInfo, mintToken, now, sleep, summarize, type Summary } from "./lib.js";
-import { CpuMeter, killAllNow, LoadClient, repoRoot, sampleMemory, startBaseline, startSwitchyard, stopAll, type MemorySample, type ServerHandle } from "./procs.js";
+import { CpuMeter, killAllNow, LoadClient, repoRoot, sampleMemory, startProfile, summarizeProfile, startBaseline, startSwitchyard, stopAll, type MemorySample, type ServerHandle } from "./procs.js";
 import type { PublisherSpec } from "./publishers.js";
 
 // ---------------------------------------------------------------------------------------------- options
@@ -30,8 +30,13 @@ const SCENARIOS: Scenario[] =
   argv.some((a) => a.startsWith("--scenarios")) && scenariosArg
     ? (scenariosArg.split(",").filter((s) => (ALL_SCENARIOS as readonly string[]).includes(s)) as Scenario[])
     : [...ALL_SCENARIOS];
+const PROFILE = argv.includes("--profile");
 if (argv.includes("--help")) {
-  process.stdout.write("usage: npm run bench -- [--quick] [--scenarios idle,fanout,latency,tasks,replay]\n");
+  process.stdout.write(
+    "usage: npm run bench -- [--quick] [--scenarios idle,fanout,latency,tasks,replay] [--profile]\n" +
+      "  --profile  CPU-profile the Switchyard node during fan-out, latency, tasks and replay seeding\n" +
+      "             (V8 profiler through the inspector); .cpuprofile files go to bench/results/tmp/profiles-<run>/\n",
+  );
   process.exit(0);
 }
 
@@ -88,6 +93,7 @@ baseDbUrl.pathname = `/switchyard_bench_${RUN}`;
 const DATABASE_URL = baseDbUrl.toString();
 const RESULTS_DIR = path.join(repoRoot, "bench", "results");
 const LOG_DIR = path.join(RESULTS_DIR, "tmp", RUN);
+const PROFILE_DIR = path.join(RESULTS_DIR, "tmp", `profiles-${RUN}`);
 const COMMAND = `npm run bench${argv.length ? " -- " + argv.join(" ") : ""}`;
 
 const startedAt = now();
@@ -269,6 +275,30 @@ async function ensureBenchPools(n: number): Promise<string[]> {
   return benchPools.slice(0, n);
 }
 
+/**
+ * With --profile, runs `fn` under V8's CPU profiler in `server` (Switchyard only), saves the .cpuprofile and
+ * returns where the time went (self time by package and by function); without it, just runs `fn`.
+ */
+async function profiled<T>(server: ServerHandle, label: string, fn: () => Promise<T>): Promise<[T, ReturnType<typeof summarizeProfile> | undefined]> {
+  const session = PROFILE && server.kind === "switchyard" ? await startProfile(server) : undefined;
+  if (!session) return [await fn(), undefined];
+  let result: T;
+  try {
+    result = await fn();
+  } catch (error) {
+    await session.stop();
+    throw error;
+  }
+  const profile = await session.stop();
+  if (!profile) return [result, undefined];
+  mkdirSync(PROFILE_DIR, { recursive: true });
+  const file = path.join(PROFILE_DIR, `${label.replace(/[^A-Za-z0-9_.-]+/g, "-")}.cpuprofile`);
+  writeFileSync(file, JSON.stringify(profile));
+  const summary = summarizeProfile(profile);
+  log(`  profile ${path.relative(repoRoot, file)}: ${summary.byPackage.slice(0, 8).map(([k, v]) => `${k} ${v}%`).join(", ")}`);
+  return [result, summary];
+}
+
 /** CPU use (% of one core) of the given servers, the load generators, the publisher, PostgreSQL and Redis. */
 function cpuMeter(servers: Record<string, ServerHandle>): CpuMeter {
   return new CpuMeter(() => ({
@@ -358,23 +388,27 @@ interface DeliveryRun {
   deliveredPerSecond: number;
   completeness: number;
   cpuPercent: Record<string, number>;
+  profile?: ReturnType<typeof summarizeProfile>;
 }
 
 async function deliveryRun(label: string, server: ServerHandle, spec: PublisherSpec, pools: string[], subscribersPerEvent: number, concurrency: number): Promise<DeliveryRun> {
   await record("count");
   const meter = cpuMeter({ server });
   meter.start();
-  const loop = await publisher!.call<{ calls: number; events: number; failed: number; errors: string[]; startTs: number; endTs: number }>("publish", {
-    url: server.url,
-    spec,
-    pools,
-    concurrency,
-    durationMs: SIZES.fanoutMs,
+  const [{ loop, roomEvents, expected, t }, profile] = await profiled(server, `fanout ${label} ${subscribersPerEvent}`, async () => {
+    const loop = await publisher!.call<{ calls: number; events: number; failed: number; errors: string[]; startTs: number; endTs: number }>("publish", {
+      url: server.url,
+      spec,
+      pools,
+      concurrency,
+      durationMs: SIZES.fanoutMs,
+    });
+    // Events that reach the subscribed room: one per Switchyard call, one per logical baseline event.
+    const roomEvents = spec.kind === "switchyard-scale" ? loop.calls - loop.failed : loop.events;
+    const expected = roomEvents * subscribersPerEvent;
+    const t = await drain(expected);
+    return { loop, roomEvents, expected, t };
   });
-  // Events that reach the subscribed room: one per Switchyard call / per baseline emit to the subscribed room.
-  const roomEvents = spec.kind === "switchyard-scale" ? loop.calls - loop.failed : loop.events;
-  const expected = roomEvents * subscribersPerEvent;
-  const t = await drain(expected);
   const cpuPercent = meter.stop();
   await record("none");
   const deliverMs = Math.max(t.lastTs, loop.endTs) - loop.startTs;
@@ -392,6 +426,7 @@ async function deliveryRun(label: string, server: ServerHandle, spec: PublisherS
     deliveredPerSecond: (t.received * 1000) / deliverMs,
     completeness: expected > 0 ? t.received / expected : NaN,
     cpuPercent,
+    profile,
   };
   if (loop.failed > 0) log(`  ${label}: ${loop.failed} publish calls failed: ${loop.errors.slice(0, 2).join("; ")}`);
   log(
@@ -468,6 +503,7 @@ interface LatencyRun {
   latencyMs: Summary;
   callMs: Summary | undefined;
   cpuPercent: Record<string, number>;
+  profile?: ReturnType<typeof summarizeProfile>;
 }
 
 async function latencyRun(topology: string, publishTo: ServerHandle, subscribeTo: ServerHandle, spec: PublisherSpec, pools: string[]): Promise<LatencyRun> {
@@ -476,9 +512,11 @@ async function latencyRun(topology: string, publishTo: ServerHandle, subscribeTo
   await record("latency");
   const meter = cpuMeter(publishTo === subscribeTo ? { server: publishTo } : { serverA: publishTo, serverB: subscribeTo });
   meter.start();
-  const loop = await publisher!.call<{ calls: number; failed: number; late: number; sends: Array<[string, number]>; startTs: number; endTs: number; callLatency?: Summary }>(
-    "publish",
-    { url: publishTo.url, spec, pools, rate: SIZES.latencyRate, durationMs: SIZES.latencyMs, maxInFlight: 512 },
+  const [loop, profile] = await profiled(publishTo, `latency ${topology}`, () =>
+    publisher!.call<{ calls: number; failed: number; late: number; sends: Array<[string, number]>; startTs: number; endTs: number; callLatency?: Summary }>(
+      "publish",
+      { url: publishTo.url, spec, pools, rate: SIZES.latencyRate, durationMs: SIZES.latencyMs, maxInFlight: 512 },
+    ),
   );
   const expected = (loop.calls - loop.failed) * SIZES.latencyPerRoom;
   await drain(expected, 1000, 10_000);
@@ -509,6 +547,7 @@ async function latencyRun(topology: string, publishTo: ServerHandle, subscribeTo
     latencyMs: summarize(latencies),
     callMs: loop.callLatency,
     cpuPercent,
+    profile,
   };
   log(
     `  ${topology} ${spec.kind}: p50/p99/max ${lat(run.latencyMs)} ms, ${human(run.achievedRate)}/s of ${run.offeredRate}/s offered, ` +
@@ -567,14 +606,16 @@ async function tasksScenario(): Promise<void> {
   const meter = cpuMeter({ server: nodeA! });
   meter.start();
   log(`tasks: echo tasks, closed loop with ${SIZES.tasksConcurrency} in flight, ${SIZES.tasksMs / 1000} s (+${SIZES.tasksWarmupMs / 1000} s warm-up)`);
-  const result = await publisher!.call<{
+  const [result, profile] = await profiled(nodeA!, "tasks", () =>
+    publisher!.call<{
     completed: number;
     failed: number;
     errors: string[];
     tasksPerSecond: number;
     latency: Summary;
     taskEventsSeen: number;
-  }>("tasks", { url: nodeA!.url, token: tokens.tasks, concurrency: SIZES.tasksConcurrency, durationMs: SIZES.tasksMs, warmupMs: SIZES.tasksWarmupMs });
+  }>("tasks", { url: nodeA!.url, token: tokens.tasks, concurrency: SIZES.tasksConcurrency, durationMs: SIZES.tasksMs, warmupMs: SIZES.tasksWarmupMs }),
+  );
   const cpuPercent = meter.stop();
   if (result.failed > 0) log(`  ${result.failed} tasks failed: ${result.errors.slice(0, 2).join("; ")}`);
   log(`  ${human(result.tasksPerSecond)} tasks/s, submit -> task.completed p50/p99/max ${lat(result.latency)} ms; cpu ${cpuText(cpuPercent)}`);
@@ -594,7 +635,7 @@ async function tasksScenario(): Promise<void> {
     ratio: "n/a",
     notes: "POST /api/v1/tasks -> task.completed on a `tasks` subscriber",
   });
-  writeResult("tasks", { concurrency: SIZES.tasksConcurrency, durationMs: SIZES.tasksMs, warmupMs: SIZES.tasksWarmupMs, ...result, cpuPercent });
+  writeResult("tasks", { concurrency: SIZES.tasksConcurrency, durationMs: SIZES.tasksMs, warmupMs: SIZES.tasksWarmupMs, ...result, cpuPercent, profile });
 }
 
 // ---------------------------------------------------------------------------------------------- replay
@@ -615,14 +656,16 @@ async function replayScenario(): Promise<void> {
   log(`replay: storing ${SIZES.replayEvents} events in ${room}`);
   const meter = cpuMeter({ server: nodeA! });
   meter.start();
-  const seed = await publisher!.call<{ calls: number; failed: number; startTs: number; endTs: number; errors: string[] }>("publish", {
-    url: nodeA!.url,
-    spec: { kind: "switchyard-scale", token: tokens.replay },
-    pools: [poolId],
-    concurrency: 8,
-    durationMs: 600_000,
-    limit: SIZES.replayEvents,
-  });
+  const [seed, seedProfile] = await profiled(nodeA!, "replay seeding", () =>
+    publisher!.call<{ calls: number; failed: number; startTs: number; endTs: number; errors: string[] }>("publish", {
+      url: nodeA!.url,
+      spec: { kind: "switchyard-scale", token: tokens.replay },
+      pools: [poolId],
+      concurrency: 8,
+      durationMs: 600_000,
+      limit: SIZES.replayEvents,
+    }),
+  );
   if (seed.failed > 0) throw new Error(`seeding failed: ${seed.errors.join("; ")}`);
   const seedCpu = meter.stop();
   const seedRate = (seed.calls * 1000) / (seed.endTs - seed.startTs);
@@ -667,7 +710,7 @@ async function replayScenario(): Promise<void> {
   writeResult("replay", {
     room,
     events: SIZES.replayEvents,
-    seeding: { ...seed, eventsPerSecond: seedRate, cpuPercent: seedCpu },
+    seeding: { ...seed, eventsPerSecond: seedRate, cpuPercent: seedCpu, profile: seedProfile },
     oneClient: { ...one, eventsPerSecond: oneRate },
     manyClients: { ...many, clients: SIZES.replayClients, eventsPerSecondTotal: manyRate, perClientMs },
   });
