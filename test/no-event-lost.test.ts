@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { SwitchyardClient, type Envelope } from "../src/client/index.js";
 import { decodeCursor } from "../src/protocol/cursor.js";
 import { connect, EventRecorder, sleep, subscribe } from "./support/clients.js";
-import { freshTenant } from "./support/env.js";
+import { freshTenant, TEST_REDIS_PREFIX } from "./support/env.js";
 import { api } from "./support/http.js";
 import { startServer, type ServerProcess } from "./support/server.js";
 import { mintToken } from "./support/tokens.js";
@@ -151,7 +151,8 @@ describe("no event lost", () => {
   });
 
   it("a cursor older than retention gets CURSOR_EXPIRED; the history keeps the newest events", async () => {
-    const node = await startServer({ EVENT_RETENTION_PER_ROOM: "5", EVENT_RETENTION_INTERVAL_MS: "300" });
+    // Its own Redis prefix: the retention lock is per deployment, and other test nodes run a slower schedule.
+    const node = await startServer({ EVENT_RETENTION_PER_ROOM: "5", EVENT_RETENTION_INTERVAL_MS: "300", REDIS_PREFIX: `${TEST_REDIS_PREFIX}-retention` });
     try {
       const token = mintToken({ tenant: freshTenant() });
       const socket = await connect(node.url, "pools", { token });

@@ -83,6 +83,8 @@ export interface LoopResult {
   sends?: Array<[string, number]>;
   /** Open loop only: publishes that could not start on time because maxInFlight calls were pending. */
   late?: number;
+  /** Open loop only: publishes never made because the window ended first. */
+  skipped?: number;
   callLatency?: number[];
 }
 
@@ -117,19 +119,26 @@ export async function closedLoop(
 
 /**
  * A fixed offered rate: publish k is due at start + k/rate. Latency is measured from the due time, so a
- * publisher that falls behind shows up in the latency instead of silently lowering the rate.
+ * publisher that falls behind shows up in the latency instead of silently lowering the rate (no coordinated
+ * omission). At most `maxInFlight` calls are pending; publishes still not started when the window ends are
+ * skipped (counted in `skipped`), so an overloaded server cannot stretch the run.
  */
 export async function openLoop(publish: Publisher, seqs: SeqSource, rate: number, durationMs: number, maxInFlight: number): Promise<LoopResult> {
-  const result: LoopResult = { calls: 0, events: 0, failed: 0, errors: [], startTs: now(), endTs: 0, sends: [], late: 0, callLatency: [] };
+  const result: LoopResult = { calls: 0, events: 0, failed: 0, errors: [], startTs: now(), endTs: 0, sends: [], late: 0, skipped: 0, callLatency: [] };
   const total = Math.floor((rate * durationMs) / 1000);
+  const windowEnd = result.startTs + durationMs;
   const inFlight = new Set<Promise<void>>();
   for (let k = 0; k < total; k++) {
     const due = result.startTs + (k * 1000) / rate;
     const wait = due - now();
     if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
-    while (inFlight.size >= maxInFlight) {
+    if (inFlight.size >= maxInFlight) {
       result.late!++;
-      await Promise.race(inFlight);
+      while (inFlight.size >= maxInFlight) await Promise.race(inFlight);
+    }
+    if (now() > windowEnd) {
+      result.skipped = total - k;
+      break;
     }
     const [poolId, seq] = seqs.next();
     result.sends!.push([`${poolId}:${seq}`, due]);

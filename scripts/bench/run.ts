@@ -10,7 +10,7 @@
 
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { Redis } from "ioredis";
 import { dropDatabase } from "../db-setup.js";
@@ -53,11 +53,11 @@ const SIZES = {
     loopBatch: 50,
     latencyRooms: 100,
     latencyPerRoom: 2,
-    latencyRate: 200,
+    latencyRates: [100],
     latencyMs: 4000,
-    tasksConcurrency: 16,
+    tasksConcurrency: [1, 16],
     tasksWarmupMs: 1000,
-    tasksMs: 4000,
+    tasksMs: 3000,
     replayEvents: 1000,
     replayClients: 10,
   },
@@ -73,9 +73,9 @@ const SIZES = {
     loopBatch: 50,
     latencyRooms: 1000,
     latencyPerRoom: 2,
-    latencyRate: 1000,
+    latencyRates: [100, 1000],
     latencyMs: 10_000,
-    tasksConcurrency: 16,
+    tasksConcurrency: [1, 16, 64],
     tasksWarmupMs: 2000,
     tasksMs: 15_000,
     replayEvents: 10_000,
@@ -458,7 +458,9 @@ async function fanoutScenario(): Promise<void> {
     const sw = await deliveryRun("switchyard REST scale", nodeA!, { kind: "switchyard-scale", token: tokens.bench }, publishPools, layout.perEvent, C);
     await closeSockets();
     await connectSockets(baseA!, "/pools", tokens.bench, layout.rooms, layout.sockets);
-    const loop = await deliveryRun("baseline emit loop", baseA!, { kind: "baseline-loop", tenant: "bench", rooms: "both", batch: SIZES.loopBatch }, publishPools, layout.perEvent, 2);
+    // Batches of ~100k deliveries per call (at most loopBatch events), so one call never runs for long.
+    const batch = Math.max(1, Math.min(SIZES.loopBatch, Math.round(100_000 / layout.perEvent)));
+    const loop = await deliveryRun("baseline emit loop", baseA!, { kind: "baseline-loop", tenant: "bench", rooms: "both", batch }, publishPools, layout.perEvent, 2);
     const viaHttp = await deliveryRun("baseline HTTP/event", baseA!, { kind: "baseline-http", tenant: "bench", rooms: "both" }, publishPools, layout.perEvent, C);
     await closeSockets();
     results[layout.key] = { layout: layout.label, subscribers: layout.sockets, switchyard: sw, baselineEmitLoop: loop, baselineHttpPerEvent: viaHttp };
@@ -468,22 +470,27 @@ async function fanoutScenario(): Promise<void> {
       switchyard: human(sw.deliveredPerSecond),
       baseline: human(loop.deliveredPerSecond),
       ratio: ratio(sw.deliveredPerSecond, loop.deliveredPerSecond, 3),
-      notes: `base via HTTP/event ${human(viaHttp.deliveredPerSecond)} (sw ${ratio(sw.deliveredPerSecond, viaHttp.deliveredPerSecond)}); delivered ${(sw.completeness * 100).toFixed(0)}%/${(loop.completeness * 100).toFixed(0)}%`,
+      notes:
+        `base = emit loop; base via HTTP/event ${human(viaHttp.deliveredPerSecond)} (sw ${ratio(sw.deliveredPerSecond, viaHttp.deliveredPerSecond)})` +
+        (Math.min(sw.completeness, loop.completeness, viaHttp.completeness) < 1 ? `; delivered only ${(sw.completeness * 100).toFixed(0)}%/${(loop.completeness * 100).toFixed(0)}%/${(viaHttp.completeness * 100).toFixed(0)}%` : ""),
     });
     rows.push({
       scenario: `fan-out ${layout.label}`,
       metric: "events published/s",
       switchyard: human(sw.publishPerSecond),
-      baseline: human(loop.publishPerSecond),
-      ratio: ratio(sw.publishPerSecond, loop.publishPerSecond, 3),
-      notes: `sw: ${C} concurrent REST calls; base emit loop (HTTP/event: ${human(viaHttp.publishPerSecond)})`,
+      baseline: human(viaHttp.publishPerSecond),
+      ratio: ratio(sw.publishPerSecond, viaHttp.publishPerSecond, 3),
+      notes: `both ${C} HTTP calls in flight (sw REST scale, base /publish); base emit loop ${human(loop.publishPerSecond)}/s`,
     });
   }
   notes.push(
     "fan-out: Switchyard is driven through its real publish path (POST /api/v1/pools/:id/scale, " +
-      `${C} calls in flight): each event is validated, written to PostgreSQL (pool row + event log) and then broadcast to ` +
-      "`pools` and `pool:<id>`. The baseline column is a bare emit loop in the server (no HTTP, no database) to the same two " +
-      "rooms, i.e. the broadcast ceiling; 'base via HTTP/event' is the baseline driven like Switchyard, one HTTP call per event.",
+      `${C} calls in flight): each event is authenticated, validated, written to PostgreSQL (pool row + event log, ` +
+      "one sequence row per room) and then broadcast to `pools` and `pool:<id>`. 'deliveries/s' compares it with a bare " +
+      "emit loop inside the baseline server (no HTTP, no database; same two rooms): the broadcast ceiling. 'events " +
+      "published/s' compares the publish paths: the baseline driven like Switchyard, one HTTP /publish per event. With " +
+      "one big room both are bounded by the machine (socket writes + the load generators' reads share the 2 cores); with " +
+      "many small rooms Switchyard is bounded by its per-event publish cost (see cpu/profile in fanout-*.json).",
   );
   writeResult("fanout", results);
 }
@@ -497,6 +504,7 @@ interface LatencyRun {
   calls: number;
   failed: number;
   late: number;
+  skipped: number;
   expected: number;
   received: number;
   matched: number;
@@ -506,17 +514,23 @@ interface LatencyRun {
   profile?: ReturnType<typeof summarizeProfile>;
 }
 
-async function latencyRun(topology: string, publishTo: ServerHandle, subscribeTo: ServerHandle, spec: PublisherSpec, pools: string[]): Promise<LatencyRun> {
+async function latencyRun(topology: string, rate: number, publishTo: ServerHandle, subscribeTo: ServerHandle, spec: PublisherSpec, pools: string[]): Promise<LatencyRun> {
   const rooms = pools.map((id) => `pool:${id}`);
   await connectSockets(subscribeTo, "/pools", tokens.bench, rooms, rooms.length * SIZES.latencyPerRoom);
   await record("latency");
   const meter = cpuMeter(publishTo === subscribeTo ? { server: publishTo } : { serverA: publishTo, serverB: subscribeTo });
   meter.start();
-  const [loop, profile] = await profiled(publishTo, `latency ${topology}`, () =>
-    publisher!.call<{ calls: number; failed: number; late: number; sends: Array<[string, number]>; startTs: number; endTs: number; callLatency?: Summary }>(
-      "publish",
-      { url: publishTo.url, spec, pools, rate: SIZES.latencyRate, durationMs: SIZES.latencyMs, maxInFlight: 512 },
-    ),
+  const [loop, profile] = await profiled(publishTo, `latency ${topology} ${rate}`, () =>
+    publisher!.call<{
+      calls: number;
+      failed: number;
+      late: number;
+      skipped: number;
+      sends: Array<[string, number]>;
+      startTs: number;
+      endTs: number;
+      callLatency?: Summary;
+    }>("publish", { url: publishTo.url, spec, pools, rate, durationMs: SIZES.latencyMs, maxInFlight: 256 }),
   );
   const expected = (loop.calls - loop.failed) * SIZES.latencyPerRoom;
   await drain(expected, 1000, 10_000);
@@ -536,11 +550,12 @@ async function latencyRun(topology: string, publishTo: ServerHandle, subscribeTo
   }
   const run: LatencyRun = {
     topology,
-    offeredRate: SIZES.latencyRate,
+    offeredRate: rate,
     achievedRate: ((loop.calls - loop.failed) * 1000) / (loop.endTs - loop.startTs),
     calls: loop.calls,
     failed: loop.failed,
     late: loop.late,
+    skipped: loop.skipped,
     expected,
     received,
     matched: latencies.length,
@@ -560,36 +575,44 @@ async function latencyScenario(): Promise<void> {
   const pools = await ensureBenchPools(SIZES.latencyRooms);
   const swSpec: PublisherSpec = { kind: "switchyard-scale", token: tokens.bench };
   const baseSpec: PublisherSpec = { kind: "baseline-http", tenant: "bench", rooms: "both" };
-  log(`latency: ${SIZES.latencyRate} events/s over ${pools.length} rooms x ${SIZES.latencyPerRoom} subscribers, ${SIZES.latencyMs / 1000} s`);
-  const single = {
-    switchyard: await latencyRun("1 node", nodeA!, nodeA!, swSpec, pools),
-    baseline: await latencyRun("1 node", baseA!, baseA!, baseSpec, pools),
-  };
+  const runs: Array<{ topology: string; rate: number; switchyard: LatencyRun; baseline: LatencyRun }> = [];
+  log(`latency: ${SIZES.latencyRates.join(" and ")} events/s over ${pools.length} rooms x ${SIZES.latencyPerRoom} subscribers, ${SIZES.latencyMs / 1000} s each`);
+  for (const rate of SIZES.latencyRates) {
+    runs.push({
+      topology: "1 node",
+      rate,
+      switchyard: await latencyRun("1 node", rate, nodeA!, nodeA!, swSpec, pools),
+      baseline: await latencyRun("1 node", rate, baseA!, baseA!, baseSpec, pools),
+    });
+  }
   log("latency: starting second nodes");
   [nodeB, baseB] = await Promise.all([
     startSwitchyard(`bench-${RUN}-b`, switchyardEnv(), path.join(LOG_DIR, "switchyard-b.log")),
     startBaseline(`baseline-${RUN}-b`, baselineEnv(), path.join(LOG_DIR, "baseline-b.log")),
   ]);
-  const two = {
-    switchyard: await latencyRun("2 nodes", nodeA!, nodeB, swSpec, pools),
-    baseline: await latencyRun("2 nodes", baseA!, baseB, baseSpec, pools),
-  };
+  for (const rate of SIZES.latencyRates) {
+    runs.push({
+      topology: "2 nodes (Redis)",
+      rate,
+      switchyard: await latencyRun("2 nodes", rate, nodeA!, nodeB, swSpec, pools),
+      baseline: await latencyRun("2 nodes", rate, baseA!, baseB, baseSpec, pools),
+    });
+  }
   await Promise.all([nodeB.stop(), baseB.stop()]);
   nodeB = baseB = undefined;
-  for (const [label, pair] of [
-    ["1 node", single],
-    ["2 nodes (Redis)", two],
-  ] as const) {
-    const loss = pair.switchyard.matched < pair.switchyard.expected || pair.baseline.matched < pair.baseline.expected;
+  for (const { topology, rate, switchyard: sw, baseline: base } of runs) {
+    const loss = sw.matched < sw.expected || base.matched < base.expected;
+    const behind = sw.skipped > 0 || base.skipped > 0;
     rows.push({
-      scenario: `latency ${label}`,
+      scenario: `latency ${topology} @${rate}/s`,
       metric: "p50/p99/max ms",
-      switchyard: lat(pair.switchyard.latencyMs),
-      baseline: lat(pair.baseline.latencyMs),
-      ratio: `p99 ${ratio(pair.switchyard.latencyMs.p99, pair.baseline.latencyMs.p99, 1)}`,
+      switchyard: lat(sw.latencyMs),
+      baseline: lat(base.latencyMs),
+      ratio: `p99 ${ratio(sw.latencyMs.p99, base.latencyMs.p99, 1)}`,
       notes:
-        `${pair.switchyard.offeredRate}/s offered; achieved ${human(pair.switchyard.achievedRate)}/${human(pair.baseline.achievedRate)}` +
-        (loss ? `; receipts ${pair.switchyard.matched}/${pair.switchyard.expected}, ${pair.baseline.matched}/${pair.baseline.expected}` : ""),
+        `achieved ${human(sw.achievedRate)}/${human(base.achievedRate)} events/s` +
+        (behind ? " (overloaded: publishes skipped)" : "") +
+        (loss ? `; receipts ${sw.matched}/${sw.expected}, ${base.matched}/${base.expected}` : ""),
     });
   }
   notes.push(
@@ -597,45 +620,52 @@ async function latencyScenario(): Promise<void> {
       "up as latency) to the subscriber's receipt, on one shared clock. Switchyard: REST scale call; baseline: one HTTP " +
       "/publish per event to the same rooms. '2 nodes': published on node A, received by sockets on node B through Redis.",
   );
-  writeResult("latency", { rooms: pools.length, subscribersPerRoom: SIZES.latencyPerRoom, single, twoNodes: two });
+  writeResult("latency", { rooms: pools.length, subscribersPerRoom: SIZES.latencyPerRoom, durationMs: SIZES.latencyMs, runs });
 }
 
 // ---------------------------------------------------------------------------------------------- tasks
 
+interface TasksRun {
+  concurrency: number;
+  completed: number;
+  failed: number;
+  errors: string[];
+  tasksPerSecond: number;
+  latency: Summary;
+  taskEventsSeen: number;
+  cpuPercent: Record<string, number>;
+  profile?: ReturnType<typeof summarizeProfile>;
+}
+
 async function tasksScenario(): Promise<void> {
-  const meter = cpuMeter({ server: nodeA! });
-  meter.start();
-  log(`tasks: echo tasks, closed loop with ${SIZES.tasksConcurrency} in flight, ${SIZES.tasksMs / 1000} s (+${SIZES.tasksWarmupMs / 1000} s warm-up)`);
-  const [result, profile] = await profiled(nodeA!, "tasks", () =>
-    publisher!.call<{
-    completed: number;
-    failed: number;
-    errors: string[];
-    tasksPerSecond: number;
-    latency: Summary;
-    taskEventsSeen: number;
-  }>("tasks", { url: nodeA!.url, token: tokens.tasks, concurrency: SIZES.tasksConcurrency, durationMs: SIZES.tasksMs, warmupMs: SIZES.tasksWarmupMs }),
-  );
-  const cpuPercent = meter.stop();
-  if (result.failed > 0) log(`  ${result.failed} tasks failed: ${result.errors.slice(0, 2).join("; ")}`);
-  log(`  ${human(result.tasksPerSecond)} tasks/s, submit -> task.completed p50/p99/max ${lat(result.latency)} ms; cpu ${cpuText(cpuPercent)}`);
-  rows.push({
-    scenario: "tasks (echo, persisted)",
-    metric: "tasks/s",
-    switchyard: human(result.tasksPerSecond),
-    baseline: "n/a",
-    ratio: "n/a",
-    notes: `${SIZES.tasksConcurrency} in flight; ${result.failed} failed`,
-  });
-  rows.push({
-    scenario: "tasks (echo, persisted)",
-    metric: "submit->completed p50/p99/max ms",
-    switchyard: lat(result.latency),
-    baseline: "n/a",
-    ratio: "n/a",
-    notes: "POST /api/v1/tasks -> task.completed on a `tasks` subscriber",
-  });
-  writeResult("tasks", { concurrency: SIZES.tasksConcurrency, durationMs: SIZES.tasksMs, warmupMs: SIZES.tasksWarmupMs, ...result, cpuPercent, profile });
+  const runs: TasksRun[] = [];
+  for (const concurrency of SIZES.tasksConcurrency) {
+    log(`tasks: echo tasks, closed loop with ${concurrency} in flight, ${SIZES.tasksMs / 1000} s (+${SIZES.tasksWarmupMs / 1000} s warm-up)`);
+    const meter = cpuMeter({ server: nodeA! });
+    meter.start();
+    const [result, profile] = await profiled(nodeA!, `tasks ${concurrency}`, () =>
+      publisher!.call<Omit<TasksRun, "concurrency" | "cpuPercent" | "profile">>("tasks", {
+        url: nodeA!.url,
+        token: tokens.tasks,
+        concurrency,
+        durationMs: SIZES.tasksMs,
+        warmupMs: SIZES.tasksWarmupMs,
+      }),
+    );
+    const cpuPercent = meter.stop();
+    if (result.failed > 0) log(`  ${result.failed} tasks failed: ${result.errors.slice(0, 2).join("; ")}`);
+    log(`  ${human(result.tasksPerSecond)} tasks/s, submit -> task.completed p50/p99/max ${lat(result.latency)} ms; cpu ${cpuText(cpuPercent)}`);
+    runs.push({ concurrency, ...result, cpuPercent, profile });
+    rows.push({
+      scenario: `tasks, ${concurrency} in flight`,
+      metric: "tasks/s; p50/p99/max ms",
+      switchyard: `${human(result.tasksPerSecond)}; ${lat(result.latency)}`,
+      baseline: "n/a",
+      ratio: "n/a",
+      notes: `echo, persisted; POST /api/v1/tasks -> task.completed on a \`tasks\` subscriber${result.failed > 0 ? `; ${result.failed} failed` : ""}`,
+    });
+  }
+  writeResult("tasks", { durationMs: SIZES.tasksMs, warmupMs: SIZES.tasksWarmupMs, runs });
 }
 
 // ---------------------------------------------------------------------------------------------- replay
@@ -776,17 +806,26 @@ async function main(): Promise<void> {
   await runCommand("bash", ["scripts/ensure-services.sh"], path.join(LOG_DIR, "ensure-services.log"));
   const generate = !existsSync(path.join(repoRoot, "src", "generated", "prisma", "client.ts"));
   dbCreated = true;
-  await runCommand(process.execPath, ["--import", "tsx", "scripts/bench/db.ts", DATABASE_URL, ...(generate ? ["--generate"] : [])], path.join(LOG_DIR, "db-setup.log"));
-  log(`database ${baseDbUrl.pathname.slice(1)} ready`);
-
-  [nodeA, baseA] = await Promise.all([
-    startSwitchyard(`bench-${RUN}-a`, switchyardEnv(), path.join(LOG_DIR, "switchyard-a.log")),
-    startBaseline(`baseline-${RUN}-a`, baselineEnv(), path.join(LOG_DIR, "baseline-a.log")),
-  ]);
+  // The migrations take a while (Prisma's JS schema engine): start the baseline and the load generators meanwhile.
   clients = Array.from({ length: SIZES.loadClients }, (_, i) => LoadClient.spawn(`load-${i}`, path.join(LOG_DIR, `load-${i}.log`)));
   publisher = LoadClient.spawn("publisher", path.join(LOG_DIR, "publisher.log"));
+  const switchyardReady = runCommand(
+    process.execPath,
+    ["--import", "tsx", "scripts/bench/db.ts", DATABASE_URL, ...(generate ? ["--generate"] : [])],
+    path.join(LOG_DIR, "db-setup.log"),
+  ).then(() => {
+    log(`database ${baseDbUrl.pathname.slice(1)} ready`);
+    return startSwitchyard(`bench-${RUN}-a`, switchyardEnv(), path.join(LOG_DIR, "switchyard-a.log"));
+  });
+  const baselineReady = startBaseline(`baseline-${RUN}-a`, baselineEnv(), path.join(LOG_DIR, "baseline-a.log"));
+  // Both settle before either is used, so a failure of one still lets cleanup() stop the other.
+  const [sw, base] = await Promise.allSettled([switchyardReady, baselineReady]);
+  if (sw.status === "fulfilled") nodeA = sw.value;
+  if (base.status === "fulfilled") baseA = base.value;
+  if (sw.status === "rejected") throw sw.reason;
+  if (base.status === "rejected") throw base.reason;
   await Promise.all([...clients, publisher].map((c) => c.ready));
-  log(`switchyard ${nodeA.url} (pid ${nodeA.pid}), baseline ${baseA.url} (pid ${baseA.pid}), ${clients.length} load clients + 1 publisher`);
+  log(`switchyard ${nodeA!.url} (pid ${nodeA!.pid}), baseline ${baseA!.url} (pid ${baseA!.pid}), ${clients.length} load clients + 1 publisher`);
 
   const scenarios: Record<Scenario, () => Promise<void>> = {
     idle: idleScenario,
@@ -836,6 +875,11 @@ if (failures.length > 0) {
   process.stdout.write(`\nFAILED (logs kept in ${path.relative(repoRoot, LOG_DIR)}):\n${failures.map((f) => `  ${f.split("\n")[0]}`).join("\n")}\n`);
 } else {
   rmSync(LOG_DIR, { recursive: true, force: true });
+  try {
+    rmdirSync(path.dirname(LOG_DIR)); // bench/results/tmp, when nothing else (profiles, failed runs) is kept there
+  } catch {
+    // not empty
+  }
 }
 process.stdout.write(`results: ${path.relative(repoRoot, RESULTS_DIR)}/<scenario>-${SIZE}.json\n`);
 process.exit(exitCode);
