@@ -96,7 +96,7 @@ const EnvSchema = z.object({
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(10_000),
   TASK_BACKOFF_MS: positiveInt.default(1_000),
   TASK_LOCK_MS: positiveInt.default(30_000),
-  WORKER_CONCURRENCY: positiveInt.default(8),
+  WORKER_CONCURRENCY: positiveInt.default(32),
   WORKER_HEARTBEAT_INTERVAL_MS: positiveInt.default(5_000),
   WORKER_HEARTBEAT_TIMEOUT_MS: positiveInt.default(15_000),
   WORKER_DISCONNECT_GRACE_MS: positiveInt.default(10_000),

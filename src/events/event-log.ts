@@ -4,10 +4,15 @@ import type { NamespaceName } from "../protocol/namespaces.js";
 import { encodeCursor, type CursorPosition } from "../protocol/cursor.js";
 import type { Envelope } from "../protocol/events.js";
 
+/** One room of one namespace an event is stored (and delivered) in. */
+export interface EventTarget {
+  namespace: NamespaceName;
+  room: string;
+}
+
 export interface StoredEventInput {
   tenantId: string;
-  namespace: NamespaceName;
-  rooms: readonly string[];
+  targets: readonly EventTarget[];
   eventId: string;
   type: string;
   data: unknown;
@@ -15,6 +20,7 @@ export interface StoredEventInput {
 }
 
 interface SequencedRow {
+  namespace: NamespaceName;
   room: string;
   seq: number;
   epoch: string;
@@ -64,9 +70,9 @@ export class EventLog {
     while (this.queue.length > 0) {
       const batch: PendingAppend[] = [];
       let rows = 0;
-      while (this.queue.length > 0 && (batch.length === 0 || rows + this.queue[0]!.input.rooms.length <= MAX_BATCH_ROWS)) {
+      while (this.queue.length > 0 && (batch.length === 0 || rows + this.queue[0]!.input.targets.length <= MAX_BATCH_ROWS)) {
         const next = this.queue.shift()!;
-        rows += next.input.rooms.length;
+        rows += next.input.targets.length;
         batch.push(next);
       }
       try {
@@ -86,9 +92,10 @@ export class EventLog {
     inputs.forEach((input, index) => {
       const data = JSON.stringify(input.data ?? null);
       const ts = input.ts.toISOString();
-      for (const room of new Set(input.rooms)) {
+      const unique = new Map(input.targets.map((t) => [`${t.namespace}|${t.room}`, t]));
+      for (const { namespace, room } of unique.values()) {
         columns.tenant.push(input.tenantId);
-        columns.ns.push(input.namespace);
+        columns.ns.push(namespace);
         columns.room.push(room);
         columns.eventId.push(input.eventId);
         columns.type.push(input.type);
@@ -98,7 +105,7 @@ export class EventLog {
         owners.push(index);
       }
     });
-    const rows = await this.prisma.$queryRawUnsafe<Array<{ ord: number; room: string; seq: number; epoch: string }>>(
+    const rows = await this.prisma.$queryRawUnsafe<Array<{ ord: number; ns: NamespaceName; room: string; seq: number; epoch: string }>>(
       `WITH input AS (
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[])
            AS t(tenant, ns, room, event_id, type, data, ts, ord)
@@ -120,7 +127,7 @@ export class EventLog {
          SELECT tenant, ns, room, seq, event_id, type, data::jsonb, (ts::timestamptz AT TIME ZONE 'UTC') FROM numbered
          RETURNING 1
        )
-       SELECT ord, room, seq, epoch FROM numbered`,
+       SELECT ord, ns, room, seq, epoch FROM numbered`,
       columns.tenant,
       columns.ns,
       columns.room,
@@ -132,7 +139,7 @@ export class EventLog {
       newEpoch(),
     );
     const results: SequencedRow[][] = inputs.map(() => []);
-    for (const row of rows) results[owners[row.ord]!]!.push({ room: row.room, seq: Number(row.seq), epoch: row.epoch });
+    for (const row of rows) results[owners[row.ord]!]!.push({ namespace: row.ns, room: row.room, seq: Number(row.seq), epoch: row.epoch });
     return results;
   }
 

@@ -13,6 +13,8 @@ export interface PublishInput<T = unknown> {
   namespace: NamespaceName;
   /** Rooms as clients name them; the event is stored and delivered once per room. */
   rooms: readonly string[];
+  /** The same event (same id) in rooms of other namespaces, e.g. task.assigned in /pools too. */
+  alsoIn?: ReadonlyArray<{ namespace: NamespaceName; rooms: readonly string[] }>;
   type: string;
   data: T;
 }
@@ -33,15 +35,16 @@ export class EventPublisher {
     const stopTimer = this.metrics.publishDuration.startTimer();
     const eventId = randomUUID();
     const ts = new Date();
-    const positions = await this.log.append({ ...input, eventId, ts });
-    const envelopes = positions.map((p) =>
-      toEnvelope(p.room, p.epoch, { seq: Number(p.seq), eventId, type: input.type, data: input.data, ts }),
-    );
-    for (const envelope of envelopes) {
-      this.broadcast(input.namespace, roomKey(input.tenantId, envelope.room), input.type, envelope);
+    const targets = [input, ...(input.alsoIn ?? [])].flatMap(({ namespace, rooms }) => rooms.map((room) => ({ namespace, room })));
+    const positions = await this.log.append({ tenantId: input.tenantId, targets, eventId, type: input.type, data: input.data, ts });
+    const envelopes: Envelope<T>[] = [];
+    for (const p of positions) {
+      const envelope = toEnvelope(p.room, p.epoch, { seq: p.seq, eventId, type: input.type, data: input.data, ts }) as Envelope<T>;
+      this.broadcast(p.namespace, roomKey(input.tenantId, p.room), input.type, envelope);
+      this.metrics.eventsPublished.inc({ namespace: p.namespace });
+      envelopes.push(envelope);
     }
-    this.metrics.eventsPublished.inc({ namespace: input.namespace }, envelopes.length);
     stopTimer();
-    return envelopes as Envelope<T>[];
+    return envelopes;
   }
 }

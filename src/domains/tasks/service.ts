@@ -99,6 +99,18 @@ export interface TaskServiceOptions {
 }
 
 /** Called after a task was put on the queue of (tenant, pool): lets an embedded worker start serving it. */
+/** The columns a transition may set besides the status, and how each is passed to SQL. */
+const COLUMN_KIND = {
+  workerId: "plain",
+  attempts: "plain",
+  queuedAt: "time",
+  startedAt: "time",
+  finishedAt: "time",
+  result: "json",
+  error: "json",
+} as const;
+type TaskChanges = Partial<Record<keyof typeof COLUMN_KIND, unknown>>;
+
 export type PoolActiveListener = (tenantId: string, poolId: string) => void;
 
 /**
@@ -109,6 +121,7 @@ export class TaskService {
   private readonly finishedListeners: TaskFinishedListener[] = [];
   private readonly poolActiveListeners: PoolActiveListener[] = [];
   private readonly registeredDefaultTenants = new Set<string>();
+  private readonly knownPools = new Set<string>();
 
   constructor(
     private readonly prisma: PrismaClient,
@@ -180,8 +193,14 @@ export class TaskService {
 
   async validateTarget(tenantId: string, poolId: string, type: string): Promise<void> {
     await this.tenants.ensure(tenantId);
-    const pool = await this.prisma.pool.findUnique({ where: { tenantId_id: { tenantId, id: poolId } }, select: { id: true } });
-    if (!pool) throw new AppError("NOT_FOUND", "pool not found", 404, [{ field: "poolId", message: "no such pool" }]);
+    // Pools are never deleted, so a pool seen once needs no second lookup.
+    const poolKey = `${tenantId}|${poolId}`;
+    if (!this.knownPools.has(poolKey)) {
+      const pool = await this.prisma.pool.findUnique({ where: { tenantId_id: { tenantId, id: poolId } }, select: { id: true } });
+      if (!pool) throw new AppError("NOT_FOUND", "pool not found", 404, [{ field: "poolId", message: "no such pool" }]);
+      if (this.knownPools.size > 100_000) this.knownPools.clear();
+      this.knownPools.add(poolKey);
+    }
     const known = (BUILTIN_TASK_TYPES as readonly string[]).includes(type) || (await this.types.has(tenantId, poolId, type));
     if (!known) {
       throw new BadRequestError(`unknown task type "${type}"`, [
@@ -307,45 +326,42 @@ export class TaskService {
 
   /** Applies what a pool worker reports about a task of `tenantId` (and, for a pool worker, of `poolId`). */
   async applyReport(tenantId: string, report: TaskReport, poolId?: string): Promise<TaskReportReply> {
-    const current = await this.prisma.task.findFirst({ where: { id: report.taskId, tenantId }, select: { poolId: true } });
-    if (!current) throw new NotFoundError("task");
-    if (poolId !== undefined && current.poolId !== poolId) throw new ForbiddenError("the task belongs to another pool");
     const now = new Date();
     let changed: { task: TaskRow | null };
     switch (report.kind) {
       case "assigned":
-        changed = await this.transition(tenantId, report.taskId, "assigned", { workerId: report.workerId });
+        changed = await this.transition(tenantId, report.taskId, "assigned", { workerId: report.workerId }, {}, poolId);
         break;
       case "started":
-        changed = await this.transition(tenantId, report.taskId, "started", { attempts: report.attempt, startedAt: now });
+        changed = await this.transition(tenantId, report.taskId, "started", { attempts: report.attempt, startedAt: now }, {}, poolId);
         break;
       case "progress":
-        changed = await this.transition(tenantId, report.taskId, "progress", {}, { progress: report.progress, detail: report.detail ?? null });
+        changed = await this.transition(tenantId, report.taskId, "progress", {}, { progress: report.progress, detail: report.detail ?? null }, poolId);
         break;
       case "retrying":
         changed = await this.transition(tenantId, report.taskId, "retrying", { attempts: report.attempt, error: report.error }, {
           nextAttemptInMs: report.nextAttemptInMs,
-        });
+        }, poolId);
         break;
       case "completed":
-        changed = await this.transition(tenantId, report.taskId, "completed", {
-          result: (report.result ?? null) as object,
-          error: null,
-          finishedAt: now,
-        });
+        changed = await this.transition(tenantId, report.taskId, "completed", { result: report.result ?? null, error: null, finishedAt: now }, {}, poolId);
         break;
       case "failed":
-        changed = await this.transition(tenantId, report.taskId, "failed", { attempts: report.attempt, error: report.error, finishedAt: now });
+        changed = await this.transition(tenantId, report.taskId, "failed", { attempts: report.attempt, error: report.error, finishedAt: now }, {}, poolId);
         break;
       case "cancelled":
         changed = await this.transition(tenantId, report.taskId, "cancelled", {
           finishedAt: now,
           error: { code: "CANCELLED", message: "cancelled", retryable: false },
-        });
+        }, {}, poolId);
         break;
     }
-    const status = (changed.task?.status ?? (await this.currentStatus(report.taskId)) ?? "cancelled") as TaskStatus;
-    return { accepted: changed.task !== null, status };
+    if (changed.task) return { accepted: true, status: changed.task.status as TaskStatus };
+    // Refused: say why — no such task (for this tenant), another pool's task, or a state that no longer allows it.
+    const current = await this.prisma.task.findFirst({ where: { id: report.taskId, tenantId }, select: { poolId: true, status: true } });
+    if (!current) throw new NotFoundError("task");
+    if (poolId !== undefined && current.poolId !== poolId) throw new ForbiddenError("the task belongs to another pool");
+    return { accepted: false, status: current.status as TaskStatus };
   }
 
   /**
@@ -356,16 +372,31 @@ export class TaskService {
     tenantId: string,
     taskId: string,
     change: TransitionName,
-    data: Record<string, unknown>,
+    data: TaskChanges,
     eventExtra: Record<string, unknown> = {},
+    poolId?: string,
   ): Promise<{ task: TaskRow | null }> {
     const rule = TRANSITIONS[change];
-    const updated = await this.prisma.task.updateMany({
-      where: { id: taskId, tenantId, status: { in: [...rule.from] } },
-      data: { ...data, status: rule.to },
-    });
-    if (updated.count === 0) return { task: null };
-    const task = await this.prisma.task.findUniqueOrThrow({ where: { id: taskId } });
+    // One round trip: the state check, the write and the read of the new row are one UPDATE … RETURNING.
+    const params: unknown[] = [taskId, tenantId, [...rule.from], rule.to];
+    const sets = [`"status" = $4`, `"updatedAt" = (now() AT TIME ZONE 'UTC')`];
+    for (const [column, value] of Object.entries(data) as Array<[keyof TaskChanges, unknown]>) {
+      params.push(value instanceof Date ? value.toISOString() : COLUMN_KIND[column] === "json" ? (value === null ? null : JSON.stringify(value)) : value);
+      const placeholder = `$${params.length}`;
+      const kind = COLUMN_KIND[column];
+      sets.push(`"${column}" = ${kind === "json" ? `${placeholder}::jsonb` : kind === "time" ? `(${placeholder}::timestamptz AT TIME ZONE 'UTC')` : placeholder}`);
+    }
+    let poolFilter = "";
+    if (poolId !== undefined) {
+      params.push(poolId);
+      poolFilter = ` AND "poolId" = $${params.length}`;
+    }
+    const rows = await this.prisma.$queryRawUnsafe<TaskRow[]>(
+      `UPDATE "Task" SET ${sets.join(", ")} WHERE "id" = $1 AND "tenantId" = $2 AND "status" = ANY($3::text[])${poolFilter} RETURNING *`,
+      ...params,
+    );
+    const task = rows[0];
+    if (!task) return { task: null };
     if (change === "progress") {
       await this.publishRaw(task, "task.progress", { taskId: task.id, status: task.status, ...eventExtra });
     } else {
@@ -388,12 +419,10 @@ export class TaskService {
       tenantId: task.tenantId,
       namespace: "tasks",
       rooms: [roomNames.tasks(), roomNames.task(task.id), roomNames.pool(task.poolId)],
+      // Pool dashboards watch assignments too: who took what.
+      alsoIn: type === "task.assigned" ? [{ namespace: "pools", rooms: [roomNames.pool(task.poolId)] }] : [],
       type,
       data,
     });
-    if (type === "task.assigned") {
-      // Pool dashboards watch assignments too: who took what.
-      await this.events.publish({ tenantId: task.tenantId, namespace: "pools", rooms: [roomNames.pool(task.poolId)], type, data });
-    }
   }
 }
