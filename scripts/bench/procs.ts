@@ -161,10 +161,14 @@ export async function collectGarbage(server: ServerHandle): Promise<boolean> {
   });
 }
 
+/** Resident set size from /proc/<pid>/status (NaN where there is no /proc). */
 export function rssBytes(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  const kb = /VmRSS:\s+(\d+) kB/.exec(status)?.[1];
-  return kb ? Number(kb) * 1024 : NaN;
+  try {
+    const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+    return kb ? Number(kb) * 1024 : NaN;
+  } catch {
+    return NaN;
+  }
 }
 
 /** V8 heap used: Switchyard's /metrics `nodejs_heap_size_used_bytes`, the baseline's /mem heapUsed. */
@@ -269,7 +273,13 @@ export function cpuSeconds(pid: number): number {
 /** CPU seconds per process whose command name is `comm` (e.g. all PostgreSQL backends). */
 export function cpuSecondsByName(comm: string): Map<number, number> {
   const out = new Map<number, number>();
-  for (const entry of readdirSync("/proc")) {
+  let entries: string[] = [];
+  try {
+    entries = readdirSync("/proc");
+  } catch {
+    return out; // no /proc: CPU figures stay at 0
+  }
+  for (const entry of entries) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       if (readFileSync(`/proc/${entry}/comm`, "utf8").trim() === comm) out.set(Number(entry), cpuSeconds(Number(entry)));
@@ -282,7 +292,12 @@ export function cpuSecondsByName(comm: string): Map<number, number> {
 
 /** Busy CPU seconds of the whole machine (all cores, everything but idle and iowait), from /proc/stat. */
 export function machineBusySeconds(): number {
-  const line = readFileSync("/proc/stat", "utf8").split("\n")[0]!;
+  let line: string;
+  try {
+    line = readFileSync("/proc/stat", "utf8").split("\n")[0]!;
+  } catch {
+    return NaN;
+  }
   const v = line.trim().split(/\s+/).slice(1).map(Number);
   // user nice system idle iowait irq softirq steal
   return ((v[0] ?? 0) + (v[1] ?? 0) + (v[2] ?? 0) + (v[5] ?? 0) + (v[6] ?? 0) + (v[7] ?? 0)) / 100;
@@ -382,9 +397,20 @@ export function summarizeProfile(profile: CpuProfile, top = 15): { byPackage: Ar
     const hits = counts.get(node.id) ?? node.hitCount ?? 0;
     if (hits === 0) continue;
     const { functionName, url, lineNumber } = node.callFrame;
+    const srcDir = /\/src\/([^/]+)/.exec(url)?.[1];
     const pkg =
       /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)?.[1] ??
-      (/\/src\/([^/]+)/.exec(url)?.[1] ? `src/${/\/src\/([^/]+)/.exec(url)![1]}` : url.startsWith("node:") ? "node internals" : url ? url.replace(/^.*\//, "") : `(${functionName || "native"})`);
+      (srcDir
+        ? `src/${srcDir}`
+        : url.startsWith("node:")
+          ? "node internals"
+          : url.startsWith("wasm://")
+            ? "wasm (Prisma's query compiler)" // the only WebAssembly module in either server
+            : url
+              ? url.replace(/^.*\//, "")
+              : functionName.startsWith("(")
+                ? functionName
+                : `native ${functionName || "code"}`);
     byPackage.set(pkg, (byPackage.get(pkg) ?? 0) + hits);
     const fn = `${functionName || "(anonymous)"} ${url.replace(/^.*node_modules\//, "").replace(/^file:\/\/.*\/src\//, "src/")}:${lineNumber + 1}`;
     byFunction.set(fn, (byFunction.get(fn) ?? 0) + hits);

@@ -34,7 +34,7 @@ const PROFILE = argv.includes("--profile");
 if (argv.includes("--help")) {
   process.stdout.write(
     "usage: npm run bench -- [--quick] [--scenarios idle,fanout,latency,tasks,replay] [--profile]\n" +
-      "  --profile  CPU-profile the Switchyard node during fan-out, latency, tasks and replay seeding\n" +
+      "  --profile  CPU-profile the server under test during fan-out, latency, tasks and replay seeding\n" +
       "             (V8 profiler through the inspector); .cpuprofile files go to bench/results/tmp/profiles-<run>/\n",
   );
   process.exit(0);
@@ -44,7 +44,7 @@ const SIZES = {
   quick: {
     loadClients: 2,
     connectConcurrency: 100,
-    idleSockets: [500],
+    idleSockets: [1000],
     fanoutOneRoom: 2000,
     fanoutRooms: 100,
     fanoutPerRoom: 10,
@@ -161,8 +161,12 @@ function writeResult(scenario: Scenario, results: unknown): void {
     machine: machineInfo(),
     sizes: SIZES,
     servers: {
-      switchyard: "node --import tsx src/main.ts (EMBEDDED_WORKER=true, LOG_LEVEL=info, ROOM_OPS_PER_SECOND=1000)",
-      baseline: "scripts/bench/baseline-server.ts: socket.io 4.8 + @socket.io/redis-adapter, transports polling+websocket, HS256 JWT checked in the handshake, no database",
+      switchyard:
+        "node --inspect=127.0.0.1:0 --import tsx src/main.ts (EMBEDDED_WORKER=true, LOG_LEVEL=info, ROOM_OPS_PER_SECOND=1000); " +
+        "the inspector only forces GC before memory samples and records --profile",
+      baseline:
+        "node --inspect=127.0.0.1:0 --import tsx scripts/bench/baseline-server.ts: socket.io 4.8 + @socket.io/redis-adapter, " +
+        "transports polling+websocket, HS256 JWT (jsonwebtoken, string secret as in Switchyard) checked in the handshake, no database",
       clients: "raw Engine.IO v4 / Socket.IO v5 over ws (scripts/bench/raw-socket.ts), websocket transport",
     },
     results,
@@ -276,11 +280,11 @@ async function ensureBenchPools(n: number): Promise<string[]> {
 }
 
 /**
- * With --profile, runs `fn` under V8's CPU profiler in `server` (Switchyard only), saves the .cpuprofile and
+ * With --profile, runs `fn` under V8's CPU profiler in `server`, saves the .cpuprofile and
  * returns where the time went (self time by package and by function); without it, just runs `fn`.
  */
 async function profiled<T>(server: ServerHandle, label: string, fn: () => Promise<T>): Promise<[T, ReturnType<typeof summarizeProfile> | undefined]> {
-  const session = PROFILE && server.kind === "switchyard" ? await startProfile(server) : undefined;
+  const session = PROFILE ? await startProfile(server) : undefined;
   if (!session) return [await fn(), undefined];
   let result: T;
   try {
@@ -292,7 +296,7 @@ async function profiled<T>(server: ServerHandle, label: string, fn: () => Promis
   const profile = await session.stop();
   if (!profile) return [result, undefined];
   mkdirSync(PROFILE_DIR, { recursive: true });
-  const file = path.join(PROFILE_DIR, `${label.replace(/[^A-Za-z0-9_.-]+/g, "-")}.cpuprofile`);
+  const file = path.join(PROFILE_DIR, `${server.kind}-${label.replace(/[^A-Za-z0-9_.-]+/g, "-")}.cpuprofile`);
   writeFileSync(file, JSON.stringify(profile));
   const summary = summarizeProfile(profile);
   log(`  profile ${path.relative(repoRoot, file)}: ${summary.byPackage.slice(0, 8).map(([k, v]) => `${k} ${v}%`).join(", ")}`);
@@ -791,8 +795,10 @@ async function cleanup(): Promise<void> {
 }
 
 let cleaningUp: Promise<void> | undefined;
+let interrupted = false;
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.on(signal, () => {
+    interrupted = true;
     log(`${signal}: stopping`);
     cleaningUp ??= cleanup();
     void cleaningUp.finally(() => process.exit(130));
@@ -835,6 +841,7 @@ async function main(): Promise<void> {
     replay: replayScenario,
   };
   for (const name of SCENARIOS) {
+    if (interrupted) break;
     const t0 = now();
     log(`=== ${name}`);
     try {
