@@ -145,6 +145,15 @@ export class EventLog {
 
   /** The room's current position; creates the room's sequence (position 0) when it has none yet. */
   async head(tenantId: string, namespace: NamespaceName, room: string): Promise<CursorPosition> {
+    // A plain read first: every subscribe asks, and almost every room exists already. Writing (and locking
+    // the room's row, which publishers need) only for a room's very first subscriber.
+    const existing = await this.prisma.$queryRawUnsafe<Array<{ seq: number; epoch: string }>>(
+      `SELECT "seq", "epoch" FROM "RoomSequence" WHERE "tenantId" = $1 AND "namespace" = $2 AND "room" = $3`,
+      tenantId,
+      namespace,
+      room,
+    );
+    if (existing[0]) return { epoch: existing[0].epoch, seq: Number(existing[0].seq) };
     // DO UPDATE (a no-op) rather than DO NOTHING: it waits for a concurrent creator and then returns the row,
     // where DO NOTHING would return nothing and the statement's snapshot could not see the new row either.
     const rows = await this.prisma.$queryRawUnsafe<Array<{ seq: number; epoch: string }>>(

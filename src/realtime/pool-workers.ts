@@ -37,10 +37,11 @@ export function attachPoolWorker(socket: Socket, deps: PoolWorkerDeps): void {
   const { principal } = socket.data as SocketData;
   // Explicitly pools:work: an admin token that happens to carry pool_id is a dashboard, not a worker.
   const isWorker = principal.permissions.has("pools:work") && principal.poolId !== undefined;
+  // Dashboards get no worker listeners at all (their worker events are refused by the namespace's catch-all).
+  if (!isWorker) return;
   let hello: WorkerHello | undefined;
   let ready: Promise<void> = Promise.resolve();
-
-  if (isWorker) {
+  {
     const auth = socket.handshake.auth as { worker?: unknown };
     const parsed = HelloSchema.safeParse(auth.worker ?? { id: principal.subject.replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 128) });
     if (!parsed.success) {
@@ -65,16 +66,13 @@ export function attachPoolWorker(socket: Socket, deps: PoolWorkerDeps): void {
     });
   }
 
-  /** Runs a worker-only request: refuses other principals, waits for registration, acks the result. */
+  /** Runs a worker request: waits for the registration, acks the result. */
   const workerOnly = (event: string, run: (payload: unknown, worker: WorkerHello) => Promise<object>) => {
     socket.on(event, async (...args: unknown[]) => {
       const { payload, ack } = splitArgs(args);
       let result: object;
       try {
-        if (!isWorker || !hello) {
-          deps.logger.warn({ tenantId: principal.tenantId, subject: principal.subject, event }, "non-worker token tried a worker event");
-          throw new ForbiddenError(`${event} needs a pools:work token`);
-        }
+        if (!hello) throw new ForbiddenError(`${event} needs a registered worker`);
         await ready;
         result = { ok: true, ...(await run(payload, hello)) };
       } catch (error) {

@@ -8,7 +8,7 @@ import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import { NAMESPACES, type NamespaceName } from "../protocol/namespaces.js";
 import { expireWithToken, handshakeAuth, type SocketData } from "./handshake.js";
-import { attachSubscriptions, type SubscriptionDeps } from "./subscriptions.js";
+import { RoomSubscriptions, type SubscriptionDeps } from "./subscriptions.js";
 
 /** Extra per-socket behaviour a domain adds to a namespace (e.g. worker reports on /pools). */
 export type ConnectionHandler = (socket: Socket) => void;
@@ -24,6 +24,25 @@ export interface RealtimeOptions {
   metrics: Metrics;
   logger: Logger;
   subscriptions: Omit<SubscriptionDeps, "namespace" | "metrics" | "logger">;
+}
+
+/** Events only pool worker processes may send; other sockets are told so rather than "unknown event". */
+const WORKER_EVENTS = new Set(["worker.status", "worker.heartbeat", "task.report"]);
+
+/**
+ * Shared by every socket (the socket is `this`): answers an acknowledged event that no handler on this socket
+ * takes, so a client never waits on a silent server.
+ */
+function answerUnhandled(this: Socket, event: string, ...args: unknown[]): void {
+  if (this.listeners(event).length > 0) return;
+  const ack = args[args.length - 1];
+  if (typeof ack !== "function") return;
+  const name = String(event).slice(0, 64);
+  ack(
+    WORKER_EVENTS.has(event) && this.nsp.name === "/pools"
+      ? { ok: false, error: { code: "FORBIDDEN", message: `${name} needs a pools:work token` } }
+      : { ok: false, error: { code: "BAD_REQUEST", message: `unknown event "${name}"` } },
+  );
 }
 
 export class Realtime {
@@ -48,19 +67,16 @@ export class Realtime {
       const nsp = this.io.of(`/${name}`);
       nsp.use(auth);
       const connected = metrics.connectedSockets.labels({ namespace: name });
+      const rooms = new RoomSubscriptions({ ...options.subscriptions, namespace: name, metrics, logger });
+      const onDisconnect = (): void => {
+        connected.dec();
+      };
       nsp.on("connection", (socket) => {
         connected.inc();
-        socket.once("disconnect", () => connected.dec());
+        socket.once("disconnect", onDisconnect);
         expireWithToken(socket, (socket.data as SocketData).principal);
-        attachSubscriptions(socket, { ...options.subscriptions, namespace: name, metrics, logger });
-        socket.onAny((event: string, ...args: unknown[]) => {
-          // onAny sees every event; only those nobody handles on this namespace are unknown.
-          if (socket.listeners(event).length > 0) return;
-          const ack = args[args.length - 1];
-          if (typeof ack === "function") {
-            ack({ ok: false, error: { code: "BAD_REQUEST", message: `unknown event "${String(event).slice(0, 64)}"` } });
-          }
-        });
+        rooms.attach(socket);
+        socket.onAny(answerUnhandled);
         for (const handler of this.handlers.get(name) ?? []) handler(socket);
       });
     }

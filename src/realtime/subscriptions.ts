@@ -49,104 +49,139 @@ function fail(error: unknown): { ok: false; error: ReturnType<AppError["toBody"]
   return { ok: false, error: toAppError(error).toBody() };
 }
 
-/** `subscribe` / `unsubscribe` for one namespace: the client names a room, the tenant comes from its token. */
-export function attachSubscriptions(socket: Socket, deps: SubscriptionDeps): void {
-  const { principal } = socket.data as SocketData;
-  const bucket = new TokenBucket(deps.roomOpsPerSecond, deps.roomOpsPerSecond);
-  const subscribed = new Set<string>();
-  const gauge = deps.metrics.subscriptions.labels({ namespace: deps.namespace });
+/** Per-socket room state, created on the socket's first room operation (idle sockets carry none). */
+interface RoomState {
+  bucket: TokenBucket;
+  rooms: Set<string>;
+}
+type RoomSocketData = SocketData & { roomState?: RoomState };
 
-  const handle = <T>(run: (payload: unknown) => Promise<T>) => {
-    return async (...args: unknown[]): Promise<void> => {
-      const { payload, ack } = splitArgs(args);
-      let result: T | ReturnType<typeof fail>;
-      try {
-        if (!bucket.take()) throw new RateLimitedError("too many room operations, slow down");
-        result = await run(payload);
-      } catch (error) {
-        const appError = toAppError(error);
-        if (appError.status >= 500) deps.logger.error({ err: error, nsp: deps.namespace }, "room operation failed");
-        else deps.metrics.clientErrors.inc({ code: appError.code });
-        result = fail(appError);
-      }
-      ack?.(result);
+/**
+ * `subscribe` / `unsubscribe` for one namespace: the client names a room, the tenant comes from its token.
+ * One instance per namespace; its listeners are shared by every socket (they find the socket as `this`), so a
+ * connected socket costs no closures here.
+ */
+export class RoomSubscriptions {
+  private readonly gauge;
+  private readonly onSubscribe;
+  private readonly onUnsubscribe;
+  private readonly onDisconnect;
+
+  constructor(private readonly deps: SubscriptionDeps) {
+    this.gauge = deps.metrics.subscriptions.labels({ namespace: deps.namespace });
+    const self = this;
+    this.onSubscribe = function (this: Socket, ...args: unknown[]): void {
+      void self.handle(this, args, (state, payload) => self.subscribe(this, state, payload));
     };
-  };
+    this.onUnsubscribe = function (this: Socket, ...args: unknown[]): void {
+      void self.handle(this, args, (state, payload) => self.unsubscribe(this, state, payload));
+    };
+    this.onDisconnect = function (this: Socket): void {
+      const state = (this.data as RoomSocketData).roomState;
+      if (state) self.gauge.dec(state.rooms.size);
+    };
+  }
 
-  socket.on(
-    "subscribe",
-    handle<SubscribeAck>(async (payload) => {
-      const request = SubscribeSchema.safeParse(payload);
-      if (!request.success) throw new AppError("BAD_REQUEST", "subscribe expects { room: string, after?: string }", 400);
-      const { room: name, after } = request.data;
-      const room = await authorizeRoom(principal, deps.namespace, name, deps.resources);
-      const from = parseAfter(after);
-      if (!subscribed.has(room.name) && subscribed.size >= deps.maxRoomsPerSocket) {
-        throw new AppError("RATE_LIMITED", `at most ${deps.maxRoomsPerSocket} rooms per socket`, 429);
+  attach(socket: Socket): void {
+    socket.on("subscribe", this.onSubscribe);
+    socket.on("unsubscribe", this.onUnsubscribe);
+    socket.once("disconnect", this.onDisconnect);
+  }
+
+  private state(socket: Socket): RoomState {
+    const data = socket.data as RoomSocketData;
+    data.roomState ??= { bucket: new TokenBucket(this.deps.roomOpsPerSecond, this.deps.roomOpsPerSecond), rooms: new Set() };
+    return data.roomState;
+  }
+
+  private async handle<T>(socket: Socket, args: unknown[], run: (state: RoomState, payload: unknown) => Promise<T>): Promise<void> {
+    const { deps } = this;
+    const { payload, ack } = splitArgs(args);
+    let result: T | ReturnType<typeof fail>;
+    try {
+      const state = this.state(socket);
+      if (!state.bucket.take()) throw new RateLimitedError("too many room operations, slow down");
+      result = await run(state, payload);
+    } catch (error) {
+      const appError = toAppError(error);
+      if (appError.status >= 500) deps.logger.error({ err: error, nsp: deps.namespace }, "room operation failed");
+      else deps.metrics.clientErrors.inc({ code: appError.code });
+      result = fail(appError);
+    }
+    ack?.(result);
+  }
+
+  private async subscribe(socket: Socket, state: RoomState, payload: unknown): Promise<SubscribeAck> {
+    const { deps } = this;
+    const { principal } = socket.data as SocketData;
+    const subscribed = state.rooms;
+    const gauge = this.gauge;
+    const request = SubscribeSchema.safeParse(payload);
+    if (!request.success) throw new AppError("BAD_REQUEST", "subscribe expects { room: string, after?: string }", 400);
+    const { room: name, after } = request.data;
+    const room = await authorizeRoom(principal, deps.namespace, name, deps.resources);
+    const from = parseAfter(after);
+    if (!subscribed.has(room.name) && subscribed.size >= deps.maxRoomsPerSocket) {
+      throw new AppError("RATE_LIMITED", `at most ${deps.maxRoomsPerSocket} rooms per socket`, 429);
+    }
+    if (socket.disconnected) throw new AppError("BAD_REQUEST", "socket disconnected", 400);
+
+    // With a cursor: replay up to the current head before joining (nothing live interleaves with the bulk),
+    // join, then replay what was stored meanwhile. Without one: join, then read the head for the ack.
+    // Either way every event after the returned cursor reaches the socket, live or replayed; an event stored
+    // in the instant between the last head read and the join may arrive both ways (same id and cursor), which
+    // clients drop by cursor (src/client does).
+    const key = roomKey(principal.tenantId, room.name);
+    const wasSubscribed = subscribed.has(room.name);
+    const where = { tenantId: principal.tenantId, namespace: deps.namespace, room: room.name };
+    let head: CursorPosition;
+    let replayed = 0;
+    const replay = async (start: CursorPosition, upTo: CursorPosition): Promise<CursorPosition> => {
+      let position = start;
+      do {
+        // readHistory also refuses a cursor of another epoch or ahead of the room, even with nothing to replay.
+        const page = await readHistory(deps.eventLog, where, upTo, position, REPLAY_PAGE);
+        for (const envelope of page.events) socket.emit(envelope.type, envelope);
+        replayed += page.events.length;
+        position = { epoch: upTo.epoch, seq: position.seq + page.events.length };
+      } while (position.seq < upTo.seq);
+      return position;
+    };
+    try {
+      if (from) {
+        const before = await deps.eventLog.head(where.tenantId, where.namespace, where.room);
+        if (before.seq - from.seq > MAX_REPLAY) throw new CursorExpiredError(`more than ${MAX_REPLAY} events behind; reload state`);
+        const caughtUp = await replay(from, before);
+        await socket.join(key);
+        head = await deps.eventLog.head(where.tenantId, where.namespace, where.room);
+        if (head.seq > caughtUp.seq) await replay(caughtUp, head);
+      } else {
+        await socket.join(key);
+        head = await deps.eventLog.head(where.tenantId, where.namespace, where.room);
       }
-      if (socket.disconnected) throw new AppError("BAD_REQUEST", "socket disconnected", 400);
+    } catch (error) {
+      // A refused subscribe must not leave the socket listening to the room.
+      if (!wasSubscribed) await socket.leave(key);
+      throw error;
+    }
+    if (!wasSubscribed) {
+      subscribed.add(room.name);
+      gauge.inc();
+    }
+    return { ok: true as const, room: room.name, cursor: encodeCursor(head), replayed };
+  }
 
-      // With a cursor: replay up to the current head before joining (nothing live interleaves with the bulk),
-      // join, then replay what was stored meanwhile. Without one: join, then read the head for the ack.
-      // Either way every event after the returned cursor reaches the socket, live or replayed; an event stored
-      // in the instant between the last head read and the join may arrive both ways (same id and cursor), which
-      // clients drop by cursor (src/client does).
-      const key = roomKey(principal.tenantId, room.name);
-      const wasSubscribed = subscribed.has(room.name);
-      const where = { tenantId: principal.tenantId, namespace: deps.namespace, room: room.name };
-      let head: CursorPosition;
-      let replayed = 0;
-      const replay = async (start: CursorPosition, upTo: CursorPosition): Promise<CursorPosition> => {
-        let position = start;
-        do {
-          // readHistory also refuses a cursor of another epoch or ahead of the room, even with nothing to replay.
-          const page = await readHistory(deps.eventLog, where, upTo, position, REPLAY_PAGE);
-          for (const envelope of page.events) socket.emit(envelope.type, envelope);
-          replayed += page.events.length;
-          position = { epoch: upTo.epoch, seq: position.seq + page.events.length };
-        } while (position.seq < upTo.seq);
-        return position;
-      };
-      try {
-        if (from) {
-          const before = await deps.eventLog.head(where.tenantId, where.namespace, where.room);
-          if (before.seq - from.seq > MAX_REPLAY) throw new CursorExpiredError(`more than ${MAX_REPLAY} events behind; reload state`);
-          const caughtUp = await replay(from, before);
-          await socket.join(key);
-          head = await deps.eventLog.head(where.tenantId, where.namespace, where.room);
-          if (head.seq > caughtUp.seq) await replay(caughtUp, head);
-        } else {
-          await socket.join(key);
-          head = await deps.eventLog.head(where.tenantId, where.namespace, where.room);
-        }
-      } catch (error) {
-        // A refused subscribe must not leave the socket listening to the room.
-        if (!wasSubscribed) await socket.leave(key);
-        throw error;
-      }
-      if (!wasSubscribed) {
-        subscribed.add(room.name);
-        gauge.inc();
-      }
-      return { ok: true as const, room: room.name, cursor: encodeCursor(head), replayed };
-    }),
-  );
-
-  socket.on(
-    "unsubscribe",
-    handle<UnsubscribeAck>(async (payload) => {
-      const request = UnsubscribeSchema.safeParse(payload);
-      if (!request.success) throw new AppError("BAD_REQUEST", "unsubscribe expects { room: string }", 400);
-      const room = parseRoom(deps.namespace, request.data.room);
-      if (!room) throw new InvalidRoomError(`"${request.data.room.slice(0, 64)}" is not a room of /${deps.namespace}`);
-      await socket.leave(roomKey(principal.tenantId, room.name));
-      if (subscribed.delete(room.name)) gauge.dec();
-      return { ok: true as const, room: room.name };
-    }),
-  );
-
-  socket.once("disconnect", () => {
-    gauge.dec(subscribed.size);
-    subscribed.clear();
-  });
+  private async unsubscribe(socket: Socket, state: RoomState, payload: unknown): Promise<UnsubscribeAck> {
+    const { deps } = this;
+    const { principal } = socket.data as SocketData;
+    const subscribed = state.rooms;
+    const gauge = this.gauge;
+    const request = UnsubscribeSchema.safeParse(payload);
+    if (!request.success) throw new AppError("BAD_REQUEST", "unsubscribe expects { room: string }", 400);
+    const room = parseRoom(deps.namespace, request.data.room);
+    if (!room) throw new InvalidRoomError(`"${request.data.room.slice(0, 64)}" is not a room of /${deps.namespace}`);
+    await socket.leave(roomKey(principal.tenantId, room.name));
+    if (subscribed.delete(room.name)) gauge.dec();
+    return { ok: true as const, room: room.name };
+  }
 }
