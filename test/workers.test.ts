@@ -156,6 +156,9 @@ describe("pool workers", () => {
       assert.equal(bad.error.code, "BAD_REQUEST");
       const badReport = await request<{ ok: boolean; error: { code: string } }>(socket, "task.report", { kind: "completed" });
       assert.equal(badReport.error.code, "BAD_REQUEST");
+      // PostgreSQL cannot store NUL characters: refused up front, not a failed write later.
+      const nul = await request<{ ok: boolean; error: { code: string } }>(socket, "worker.status", { status: "error", detail: "bad\u0000byte" });
+      assert.equal(nul.error.code, "BAD_REQUEST");
       assert.equal((await request<{ ok: boolean }>(socket, "worker.heartbeat", {})).ok, true);
     });
 

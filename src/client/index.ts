@@ -38,6 +38,8 @@ interface RoomState {
   pending: Map<number, Envelope>;
   /** Until the first subscribe ack tells where the room stands, events are only collected. */
   awaitingAck: boolean;
+  /** subscribe() is sending this room's first subscribe itself; a concurrent (re)connect must not send another. */
+  subscribing: boolean;
   gapTimer: ReturnType<typeof setTimeout> | undefined;
   filling: Promise<void> | undefined;
 }
@@ -68,7 +70,13 @@ export class SwitchyardClient {
       (this.socket.io as unknown as { uri: string }).uri = this.urls[this.urlIndex]!;
     });
     this.socket.on("connect", () => {
-      for (const room of this.rooms.keys()) void this.resubscribe(room);
+      for (const [room, state] of this.rooms) if (!state.subscribing) void this.resubscribe(room);
+    });
+    this.socket.on("connect_error", (error) => this.fail(error));
+    this.socket.on("disconnect", (reason) => {
+      // The server ended the session (e.g. the token expired): socket.io-client does not reconnect by itself
+      // then. With a token function there is a fresh token to come back with.
+      if (reason === "io server disconnect" && typeof this.options.token === "function") this.socket.connect();
     });
     this.socket.onAny((_type: string, payload: unknown) => {
       if (isEnvelope(payload)) this.receive(payload);
@@ -102,11 +110,37 @@ export class SwitchyardClient {
       lastSeq: from?.seq ?? 0,
       pending: new Map(),
       awaitingAck: from === undefined,
+      subscribing: true,
       gapTimer: undefined,
       filling: undefined,
     });
-    if (!this.socket.connected) await new Promise<void>((resolve) => this.socket.once("connect", () => resolve()));
-    const ack = await this.resubscribe(room);
+    let ack: SubscribeAck;
+    try {
+      if (!this.socket.connected) {
+        await new Promise<void>((resolve, reject) => {
+          const onConnect = (): void => {
+            this.socket.off("connect_error", onError);
+            resolve();
+          };
+          const onError = (error: Error): void => {
+            // Keep trying while socket.io-client retries; give up when it stops (e.g. the token is refused).
+            if (!this.socket.active) {
+              this.socket.off("connect", onConnect);
+              reject(error);
+            }
+          };
+          this.socket.once("connect", onConnect);
+          this.socket.on("connect_error", onError);
+        });
+      }
+      ack = await this.resubscribe(room);
+    } catch (error) {
+      this.rooms.delete(room);
+      throw error;
+    } finally {
+      const state = this.rooms.get(room);
+      if (state) state.subscribing = false;
+    }
     if (!ack.ok) {
       this.rooms.delete(room);
       throw Object.assign(new Error(`subscribe ${room}: ${ack.error.code} ${ack.error.message}`), { code: ack.error.code });
@@ -136,7 +170,7 @@ export class SwitchyardClient {
   }
 
   /** (Re)subscribes a room from the last delivered cursor; on an unrecoverable cursor, starts over and says so. */
-  private async resubscribe(room: string): Promise<SubscribeAck> {
+  private async resubscribe(room: string, attempt = 0): Promise<SubscribeAck> {
     const state = this.rooms.get(room);
     if (!state) return { ok: true, room, cursor: "" };
     const after = this.cursor(room);
@@ -147,6 +181,12 @@ export class SwitchyardClient {
       this.fail(error);
       return { ok: false, error: { code: "UNAVAILABLE", message: "no acknowledgement" } };
     }
+    if (!ack.ok && ack.error.code === "RATE_LIMITED" && this.socket.connected && attempt < 20) {
+      // Many rooms resubscribing at once on a reconnect can exceed the server's per-socket rate: wait, retry.
+      await new Promise((resolve) => setTimeout(resolve, 250 + Math.random() * 750));
+      return this.resubscribe(room, attempt + 1);
+    }
+    if (!ack.ok && ack.error.code !== "CURSOR_EXPIRED") this.fail(new Error(`subscribe ${room}: ${ack.error.code} ${ack.error.message}`));
     if (!ack.ok && ack.error.code === "CURSOR_EXPIRED") {
       for (const reset of this.resetHandlers) reset(room, ack.error.message);
       state.awaitingAck = true;

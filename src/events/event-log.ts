@@ -79,7 +79,19 @@ export class EventLog {
         const results = await this.appendBatch(batch.map((p) => p.input));
         batch.forEach((pending, i) => pending.resolve(results[i]!));
       } catch (error) {
-        for (const pending of batch) pending.reject(error);
+        if (batch.length === 1) {
+          batch[0]!.reject(error);
+          continue;
+        }
+        // One event PostgreSQL refuses (e.g. a \u0000 in its data) must not take its batch-mates with it:
+        // retry each alone, so only the bad one fails.
+        for (const pending of batch) {
+          try {
+            pending.resolve((await this.appendBatch([pending.input]))[0]!);
+          } catch (single) {
+            pending.reject(single);
+          }
+        }
       }
     }
     this.flushing = false;

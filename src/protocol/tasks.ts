@@ -47,7 +47,10 @@ export interface TaskJobData {
   maxAttempts: number;
 }
 
-const TaskErrorSchema = z.object({ message: z.string().max(4000), code: z.string().max(64), retryable: z.boolean() });
+/** Text PostgreSQL can store: it refuses NUL characters in text and jsonb. */
+export const storableText = (max: number) => z.string().max(max).refine((text) => !text.includes("\u0000"), "must not contain NUL characters");
+
+const TaskErrorSchema = z.object({ message: storableText(4000), code: storableText(64), retryable: z.boolean() });
 const taskId = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/);
 const attempt = z.number().int().min(1).max(1000);
 
@@ -55,7 +58,7 @@ const attempt = z.number().int().min(1).max(1000);
 export const TaskReportSchema: z.ZodType<TaskReport> = z.discriminatedUnion("kind", [
   z.object({ taskId, kind: z.literal("assigned"), attempt, workerId: z.string().min(1).max(200) }),
   z.object({ taskId, kind: z.literal("started"), attempt }),
-  z.object({ taskId, kind: z.literal("progress"), progress: z.number().min(0).max(100), detail: z.string().max(1000).optional() }),
+  z.object({ taskId, kind: z.literal("progress"), progress: z.number().min(0).max(100), detail: storableText(1000).optional() }),
   z.object({ taskId, kind: z.literal("retrying"), attempt, error: TaskErrorSchema, nextAttemptInMs: z.number().int().min(0) }),
   z.object({ taskId, kind: z.literal("completed"), result: z.json() }),
   z.object({ taskId, kind: z.literal("failed"), attempt, error: TaskErrorSchema }),

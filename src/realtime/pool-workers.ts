@@ -7,7 +7,7 @@ import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import { WORKER_STATUSES, type WorkerHello } from "../protocol/events.js";
 import { ID_PATTERN } from "../protocol/rooms.js";
-import { TaskReportSchema } from "../protocol/tasks.js";
+import { storableText, TaskReportSchema } from "../protocol/tasks.js";
 import type { SocketData } from "./handshake.js";
 import { splitArgs } from "./subscriptions.js";
 
@@ -18,7 +18,7 @@ const HelloSchema = z.object({
 });
 const StatusSchema = z.object({
   status: z.enum(WORKER_STATUSES),
-  detail: z.string().max(1000).optional(),
+  detail: storableText(1000).optional(),
   poolId: z.string().max(200).optional(),
 });
 

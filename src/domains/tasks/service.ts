@@ -269,7 +269,8 @@ export class TaskService {
       });
       throw new AppError("UNAVAILABLE", "the task queue is unavailable; the task was marked failed", 503);
     }
-    // The job exists now; failing to note the pool only delays an embedded worker until its next sync.
+    // The job exists now, so the task stays queued either way. If the tenant could not be noted, embedded
+    // workers of other nodes learn of it at the tenant's next submission (the note is retried then).
     await this.notePoolActive(task.tenantId, task.poolId).catch((error: unknown) =>
       this.logger.warn({ err: (error as Error).message, taskId: task.id }, "could not register the pool for embedded workers"),
     );
