@@ -61,6 +61,8 @@ describe("tasks", () => {
     assert.equal(progress.at(-1), 100);
     await seenPool.next("task.completed", "pool:default");
     const assigned = await poolsSeen.next("task.assigned", "pool:default");
+    const assignedInTasks = await seenPool.next("task.assigned", "pool:default");
+    assert.equal(assigned.id, assignedInTasks.id, "one event: the same id in /pools and /tasks");
     assert.equal((assigned.data as { task: { id: string; workerId: string } }).task.id, task.id);
     assert.match((assigned.data as { task: { workerId: string } }).task.workerId, /^embedded@/);
   });
