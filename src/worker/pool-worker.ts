@@ -65,6 +65,25 @@ export class PoolWorker extends EventEmitter {
       maxStalledCount: 2,
     });
     this.worker.on("error", (error) => options.logger.warn({ err: error.message, pool: options.poolId }, "pool worker error"));
+    // BullMQ can fail a job without its processor having reported it: a job whose workers kept dying (stalled
+    // past maxStalledCount), or one whose reports could not be delivered. Tell the server, so the task does not
+    // stay open for ever; when the processor did report, the state machine simply refuses this second word.
+    this.worker.on("failed", (job, error) => {
+      if (!job) return;
+      const final = error instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1) || /stalled/i.test(error.message);
+      if (!final) return;
+      const attempt = Math.max(job.attemptsStarted, job.attemptsMade, 1);
+      void options.reporter
+        .report(job.data.tenantId, {
+          taskId: job.data.taskId,
+          kind: "failed",
+          attempt,
+          error: { code: /stalled/i.test(error.message) ? "WORKER_LOST" : "HANDLER_ERROR", message: error.message.slice(0, 1000), retryable: false },
+        })
+        .catch((reportError: unknown) =>
+          options.logger.warn({ err: (reportError as Error).message, taskId: job.data.taskId }, "could not report a failed job"),
+        );
+    });
   }
 
   get busy(): boolean {
