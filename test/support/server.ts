@@ -23,6 +23,22 @@ export interface ServerProcess {
 
 let nodeCounter = 0;
 
+/** stop (SIGTERM, resolves with the exit code) and kill (SIGKILL, a crash) for a spawned process. */
+function controls(child: ChildProcess, exited: Promise<number | null>, forget: () => void) {
+  const signal = async (name: NodeJS.Signals): Promise<number | null> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(name);
+    const code = await exited;
+    forget();
+    return code;
+  };
+  return {
+    stop: () => signal("SIGTERM"),
+    kill: async (): Promise<void> => {
+      await signal("SIGKILL");
+    },
+  };
+}
+
 /** Starts a real Switchyard node (`src/main.ts`) on a free port and waits until it listens. */
 export async function startServer(env: Record<string, string> = {}): Promise<ServerProcess> {
   const nodeId = env.NODE_ID ?? `test-node-${process.pid}-${++nodeCounter}`;
@@ -76,17 +92,7 @@ export async function startServer(env: Record<string, string> = {}): Promise<Ser
     process: child,
     logs: () => output,
     exited,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-      const code = await exited;
-      running.delete(server);
-      return code;
-    },
-    async kill() {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-      await exited;
-      running.delete(server);
-    },
+    ...controls(child, exited, () => running.delete(server)),
   };
   running.add(server);
   return server;
@@ -168,17 +174,7 @@ export function startWorker(options: { token: string; poolId: string; urls: stri
         check();
       });
     },
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-      const code = await exited;
-      workers.delete(worker);
-      return code;
-    },
-    async kill() {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-      await exited;
-      workers.delete(worker);
-    },
+    ...controls(child, exited, () => workers.delete(worker)),
   };
   workers.add(worker);
   return worker;
