@@ -90,12 +90,12 @@ export class App {
     bullConnection.on("error", (error: Error) => this.logger.warn({ err: error.message }, "redis connection error"));
     const queues = new TaskQueues(redis, config.redisPrefix);
     const taskTypes = new TaskTypeRegistry(redis, config.redisPrefix);
-    const tasks = new TaskService(prisma, redis, tenants, queues, taskTypes, events, this.logger, {
+    const tasks = new TaskService(prisma, redis, resources, queues, taskTypes, events, this.logger, {
       backoffMs: config.tasks.backoffMs,
       redisPrefix: config.redisPrefix,
     });
     const workflows = new WorkflowService(prisma, tasks, events, this.logger);
-    const workers = new WorkerService(prisma, redis, tenants, events, queues, taskTypes, this.logger, {
+    const workers = new WorkerService(prisma, redis, resources, events, queues, taskTypes, this.logger, {
       redisPrefix: config.redisPrefix,
       nodeId: config.nodeId,
       heartbeatIntervalMs: config.workers.heartbeatIntervalMs,

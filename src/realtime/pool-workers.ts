@@ -9,7 +9,7 @@ import { WORKER_STATUSES, type WorkerHello } from "../protocol/events.js";
 import { ID_PATTERN } from "../protocol/rooms.js";
 import { storableText, TaskReportSchema } from "../protocol/tasks.js";
 import type { SocketData } from "./handshake.js";
-import { splitArgs } from "./subscriptions.js";
+import { acknowledge } from "./ack.js";
 
 const HelloSchema = z.object({
   id: z.string().regex(ID_PATTERN, "must be 1-128 letters, digits, '_' or '-'"),
@@ -68,21 +68,17 @@ export function attachPoolWorker(socket: Socket, deps: PoolWorkerDeps): void {
 
   /** Runs a worker request: waits for the registration, acks the result. */
   const workerOnly = (event: string, run: (payload: unknown, worker: WorkerHello) => Promise<object>) => {
-    socket.on(event, async (...args: unknown[]) => {
-      const { payload, ack } = splitArgs(args);
-      let result: object;
-      try {
-        if (!hello) throw new ForbiddenError(`${event} needs a registered worker`);
-        await ready;
-        result = { ok: true, ...(await run(payload, hello)) };
-      } catch (error) {
-        const appError = toAppError(error);
-        if (appError.status >= 500) deps.logger.error({ err: error, event }, "worker request failed");
-        else deps.metrics.clientErrors.inc({ code: appError.code });
-        result = { ok: false, error: appError.toBody() };
-      }
-      ack?.(result);
-    });
+    socket.on(event, (...args: unknown[]) =>
+      acknowledge(
+        args,
+        async (payload) => {
+          if (!hello) throw new ForbiddenError(`${event} needs a registered worker`);
+          await ready;
+          return run(payload, hello);
+        },
+        { logger: deps.logger, metrics: deps.metrics, context: { event } },
+      ),
+    );
   };
 
   workerOnly("worker.status", async (payload, worker) => {

@@ -2,7 +2,7 @@ import type { Socket } from "socket.io";
 import { z } from "zod";
 import type { ResourceDirectory } from "../domains/resources.js";
 import { authorizeRoom } from "../domains/room-access.js";
-import { AppError, CursorExpiredError, InvalidRoomError, RateLimitedError, toAppError } from "../errors.js";
+import { AppError, CursorExpiredError, InvalidRoomError, RateLimitedError } from "../errors.js";
 import type { EventLog } from "../events/event-log.js";
 import { parseAfter, readHistory } from "../events/history.js";
 import { roomKey } from "../events/room-key.js";
@@ -13,6 +13,7 @@ import type { SubscribeAck, UnsubscribeAck } from "../protocol/events.js";
 import type { NamespaceName } from "../protocol/namespaces.js";
 import { parseRoom } from "../protocol/rooms.js";
 import type { SocketData } from "./handshake.js";
+import { acknowledge } from "./ack.js";
 import { TokenBucket } from "./token-bucket.js";
 
 const SubscribeSchema = z.object({ room: z.string(), after: z.string().max(64).optional() });
@@ -30,23 +31,6 @@ export interface SubscriptionDeps {
   logger: Logger;
   roomOpsPerSecond: number;
   maxRoomsPerSocket: number;
-}
-
-type AckFn<T> = (result: T) => void;
-
-/**
- * Socket.IO delivers whatever the client sent: the payload may be missing, a number, or the ack itself.
- * This finds the ack (always the last argument) and the payload (the first, when it is not the ack).
- */
-export function splitArgs(args: unknown[]): { payload: unknown; ack: AckFn<unknown> | undefined } {
-  const last = args[args.length - 1];
-  const ack = typeof last === "function" ? (last as AckFn<unknown>) : undefined;
-  const payload = args.length > (ack ? 1 : 0) ? args[0] : undefined;
-  return { payload, ack };
-}
-
-function fail(error: unknown): { ok: false; error: ReturnType<AppError["toBody"]> } {
-  return { ok: false, error: toAppError(error).toBody() };
 }
 
 /** Per-socket room state, created on the socket's first room operation (idle sockets carry none). */
@@ -94,28 +78,23 @@ export class RoomSubscriptions {
     return data.roomState;
   }
 
-  private async handle<T>(socket: Socket, args: unknown[], run: (state: RoomState, payload: unknown) => Promise<T>): Promise<void> {
-    const { deps } = this;
-    const { payload, ack } = splitArgs(args);
-    let result: T | ReturnType<typeof fail>;
-    try {
-      const state = this.state(socket);
-      if (!state.bucket.take()) throw new RateLimitedError("too many room operations, slow down");
-      result = await run(state, payload);
-    } catch (error) {
-      const appError = toAppError(error);
-      if (appError.status >= 500) deps.logger.error({ err: error, nsp: deps.namespace }, "room operation failed");
-      else deps.metrics.clientErrors.inc({ code: appError.code });
-      result = fail(appError);
-    }
-    ack?.(result);
+  private handle(socket: Socket, args: unknown[], run: (state: RoomState, payload: unknown) => Promise<object>): Promise<void> {
+    const { logger, metrics, namespace } = this.deps;
+    return acknowledge(
+      args,
+      async (payload) => {
+        const state = this.state(socket);
+        if (!state.bucket.take()) throw new RateLimitedError("too many room operations, slow down");
+        return run(state, payload);
+      },
+      { logger, metrics, context: { nsp: namespace } },
+    );
   }
 
   private async subscribe(socket: Socket, state: RoomState, payload: unknown): Promise<SubscribeAck> {
     const { deps } = this;
     const { principal } = socket.data as SocketData;
     const subscribed = state.rooms;
-    const gauge = this.gauge;
     const request = SubscribeSchema.safeParse(payload);
     if (!request.success) throw new AppError("BAD_REQUEST", "subscribe expects { room: string, after?: string }", 400);
     const { room: name, after } = request.data;
@@ -166,7 +145,7 @@ export class RoomSubscriptions {
     }
     if (!wasSubscribed) {
       subscribed.add(room.name);
-      gauge.inc();
+      this.gauge.inc();
     }
     return { ok: true as const, room: room.name, cursor: encodeCursor(head), replayed };
   }
@@ -174,14 +153,12 @@ export class RoomSubscriptions {
   private async unsubscribe(socket: Socket, state: RoomState, payload: unknown): Promise<UnsubscribeAck> {
     const { deps } = this;
     const { principal } = socket.data as SocketData;
-    const subscribed = state.rooms;
-    const gauge = this.gauge;
     const request = UnsubscribeSchema.safeParse(payload);
     if (!request.success) throw new AppError("BAD_REQUEST", "unsubscribe expects { room: string }", 400);
     const room = parseRoom(deps.namespace, request.data.room);
     if (!room) throw new InvalidRoomError(`"${request.data.room.slice(0, 64)}" is not a room of /${deps.namespace}`);
     await socket.leave(roomKey(principal.tenantId, room.name));
-    if (subscribed.delete(room.name)) gauge.dec();
+    if (state.rooms.delete(room.name)) this.gauge.dec();
     return { ok: true as const, room: room.name };
   }
 }

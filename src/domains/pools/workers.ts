@@ -7,7 +7,7 @@ import type { TaskQueues, TaskTypeRegistry } from "../../jobs/queues.js";
 import type { Logger } from "../../observability/logger.js";
 import type { ReportedWorkerStatus, WorkerHello, WorkerStatus, WorkerWelcome } from "../../protocol/events.js";
 import { roomNames } from "../../protocol/rooms.js";
-import type { TenantDirectory } from "../tenants.js";
+import type { ResourceDirectory } from "../resources.js";
 import { serializeWorker } from "./service.js";
 
 export interface WorkerServiceOptions {
@@ -38,7 +38,7 @@ export class WorkerService {
   constructor(
     private readonly prisma: PrismaClient,
     private readonly redis: Redis,
-    private readonly tenants: TenantDirectory,
+    private readonly resources: ResourceDirectory,
     private readonly events: EventPublisher,
     private readonly queues: TaskQueues,
     private readonly taskTypes: TaskTypeRegistry,
@@ -53,9 +53,7 @@ export class WorkerService {
   /** A pool worker connected (or reconnected, possibly to another node). */
   async connect(principal: Principal, hello: WorkerHello, connectionId: string): Promise<WorkerWelcome> {
     const poolId = principal.poolId!;
-    await this.tenants.ensure(principal.tenantId);
-    const pool = await this.prisma.pool.findUnique({ where: { tenantId_id: { tenantId: principal.tenantId, id: poolId } }, select: { id: true } });
-    if (!pool) throw new NotFoundError("pool");
+    if (!(await this.resources.exists(principal.tenantId, "pool", poolId))) throw new NotFoundError("pool");
     const existing = await this.prisma.worker.findUnique({ where: { tenantId_id: { tenantId: principal.tenantId, id: hello.id } } });
     if (existing && existing.poolId !== poolId) throw new ForbiddenError(`worker ${hello.id} belongs to another pool`);
     // Presence before the row changes: the sweeper must never see a live row without it.

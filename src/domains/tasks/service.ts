@@ -18,7 +18,7 @@ import {
 } from "../../protocol/tasks.js";
 import { afterPageKey, decodePageCursor, PAGE_ORDER, PageQuerySchema, toPage } from "../pagination.js";
 import { isUniqueViolation } from "../pools/service.js";
-import type { TenantDirectory } from "../tenants.js";
+import type { ResourceDirectory } from "../resources.js";
 import { DEFAULT_POOL_ID } from "../tenants.js";
 import { parseInput } from "../validation.js";
 import { TRANSITIONS, type TransitionName } from "./state-machine.js";
@@ -121,12 +121,11 @@ export class TaskService {
   private readonly finishedListeners: TaskFinishedListener[] = [];
   private readonly poolActiveListeners: PoolActiveListener[] = [];
   private readonly registeredDefaultTenants = new Set<string>();
-  private readonly knownPools = new Set<string>();
 
   constructor(
     private readonly prisma: PrismaClient,
     private readonly redis: Redis,
-    private readonly tenants: TenantDirectory,
+    private readonly resources: ResourceDirectory,
     private readonly queues: TaskQueues,
     private readonly types: TaskTypeRegistry,
     private readonly events: EventPublisher,
@@ -192,14 +191,9 @@ export class TaskService {
   }
 
   async validateTarget(tenantId: string, poolId: string, type: string): Promise<void> {
-    await this.tenants.ensure(tenantId);
-    // Pools are never deleted, so a pool seen once needs no second lookup.
-    const poolKey = `${tenantId}|${poolId}`;
-    if (!this.knownPools.has(poolKey)) {
-      const pool = await this.prisma.pool.findUnique({ where: { tenantId_id: { tenantId, id: poolId } }, select: { id: true } });
-      if (!pool) throw new AppError("NOT_FOUND", "pool not found", 404, [{ field: "poolId", message: "no such pool" }]);
-      if (this.knownPools.size > 100_000) this.knownPools.clear();
-      this.knownPools.add(poolKey);
+    // Also creates the tenant's default pool on first sight; positive answers are cached.
+    if (!(await this.resources.exists(tenantId, "pool", poolId))) {
+      throw new AppError("NOT_FOUND", "pool not found", 404, [{ field: "poolId", message: "no such pool" }]);
     }
     const known = (BUILTIN_TASK_TYPES as readonly string[]).includes(type) || (await this.types.has(tenantId, poolId, type));
     if (!known) {
