@@ -21,6 +21,9 @@ import { workflowRoutes } from "./domains/workflows/routes.js";
 import { WorkflowService } from "./domains/workflows/service.js";
 import { DEFAULT_POOL_ID } from "./domains/tenants.js";
 import { CancellationListener } from "./worker/cancellations.js";
+import { ReportNotDelivered } from "./worker/pool-worker.js";
+import { TaskReconciler } from "./domains/tasks/reconciler.js";
+import { toAppError } from "./errors.js";
 import { EmbeddedWorkers } from "./worker/embedded.js";
 import { createHttpApp } from "./http/app.js";
 import { createLogger, type Logger } from "./observability/logger.js";
@@ -82,7 +85,11 @@ export class App {
         maxRoomsPerSocket: config.limits.maxRoomsPerSocket,
       },
     });
-    const events = new EventPublisher(eventLog, realtime.broadcast, metrics);
+    const events = new EventPublisher(prisma, eventLog, realtime.broadcast, metrics, this.logger, {
+      relayAfterMs: config.events.outboxRelayAfterMs,
+      relayIntervalMs: Math.max(250, Math.min(1000, Math.floor(config.events.outboxRelayAfterMs / 2))),
+    });
+    this.startHooks.push(async () => events.startRelay());
     const pools = new PoolService(prisma, tenants, events);
 
     // BullMQ workers block on their connection, so they get their own, with no per-request retry limit.
@@ -95,6 +102,14 @@ export class App {
       redisPrefix: config.redisPrefix,
     });
     const workflows = new WorkflowService(prisma, tasks, events, this.logger);
+    const reconciler = new TaskReconciler(prisma, redis, tasks, workflows, queues, metrics, this.logger, {
+      redisPrefix: config.redisPrefix,
+      intervalMs: config.tasks.reconcileIntervalMs,
+      minAgeMs: config.tasks.reconcileMinAgeMs,
+      batchSize: 2000,
+      maxRequeues: 5,
+    });
+    this.startHooks.push(async () => reconciler.start());
     const workers = new WorkerService(prisma, redis, resources, events, queues, taskTypes, this.logger, {
       redisPrefix: config.redisPrefix,
       nodeId: config.nodeId,
@@ -142,7 +157,19 @@ export class App {
         redis,
         redisPrefix: config.redisPrefix,
         nodeId: config.nodeId,
-        reporter: { report: (tenantId, report) => tasks.applyReport(tenantId, report) },
+        reporter: {
+          // In process: a database that cannot store the report now is "not delivered" (PoolWorker sends it
+          // again); a refusal (4xx) is final, as it is for a standalone worker.
+          report: async ({ tenantId, poolId }, report) => {
+            try {
+              return await tasks.applyReport(tenantId, poolId, report);
+            } catch (error) {
+              const appError = toAppError(error);
+              if (appError.status >= 500) throw new ReportNotDelivered(`${appError.code}: ${(error as Error).message}`);
+              throw appError;
+            }
+          },
+        },
         cancellations,
         logger: this.logger,
         concurrency: config.tasks.concurrency,
@@ -162,11 +189,13 @@ export class App {
     // nodes through the adapter's Redis client), then connections close.
     this.stopHooks.push(
       async () => workers.stop(),
+      async () => reconciler.stop(),
       async () => retention.stop(),
       () => realtime.close(config.nodeId),
       () => this.withinShutdownBudget(embedded?.close()),
       async () => cancellations?.close(),
       () => queues.close(),
+      async () => events.stopRelay(),
       () => prisma.$disconnect(),
       () => Promise.allSettled([redis.quit(), pubClient.quit(), subClient.quit(), bullConnection.quit()]),
     );

@@ -40,6 +40,10 @@ export interface Config {
     /** BullMQ lock duration: a worker silent this long is presumed dead and its job is handed on. */
     lockDurationMs: number;
     concurrency: number;
+    /** How often one node compares open tasks with BullMQ (and stuck workflows with their tasks). */
+    reconcileIntervalMs: number;
+    /** Tasks and workflows unchanged for less than this are left alone by the reconciler. */
+    reconcileMinAgeMs: number;
   };
   workers: {
     heartbeatIntervalMs: number;
@@ -50,6 +54,8 @@ export interface Config {
     retentionMs: number;
     retentionPerRoom: number;
     retentionIntervalMs: number;
+    /** Outbox rows older than this were left by a node that died mid-publish; any node numbers them. */
+    outboxRelayAfterMs: number;
   };
 }
 
@@ -97,6 +103,9 @@ const EnvSchema = z.object({
   TASK_BACKOFF_MS: positiveInt.default(1_000),
   TASK_LOCK_MS: positiveInt.default(30_000),
   WORKER_CONCURRENCY: positiveInt.default(32),
+  RECONCILE_INTERVAL_MS: positiveInt.default(15_000),
+  RECONCILE_MIN_AGE_MS: positiveInt.default(30_000),
+  OUTBOX_RELAY_AFTER_MS: positiveInt.default(5_000),
   WORKER_HEARTBEAT_INTERVAL_MS: positiveInt.default(5_000),
   WORKER_HEARTBEAT_TIMEOUT_MS: positiveInt.default(15_000),
   WORKER_DISCONNECT_GRACE_MS: positiveInt.default(10_000),
@@ -193,6 +202,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       backoffMs: e.TASK_BACKOFF_MS,
       lockDurationMs: e.TASK_LOCK_MS,
       concurrency: e.WORKER_CONCURRENCY,
+      reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
+      reconcileMinAgeMs: e.RECONCILE_MIN_AGE_MS,
     },
     workers: {
       heartbeatIntervalMs: e.WORKER_HEARTBEAT_INTERVAL_MS,
@@ -203,6 +214,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       retentionMs: e.EVENT_RETENTION_MS,
       retentionPerRoom: e.EVENT_RETENTION_PER_ROOM,
       retentionIntervalMs: e.EVENT_RETENTION_INTERVAL_MS,
+      outboxRelayAfterMs: e.OUTBOX_RELAY_AFTER_MS,
     },
   };
 }

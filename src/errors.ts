@@ -74,17 +74,19 @@ export class AuthError extends AppError {
 /** Prisma's codes for "the database cannot be reached" (P1xxx) and driver-adapter connection failures. */
 function isDatabaseUnavailable(error: unknown): boolean {
   if (typeof error !== "object" || error === null) return false;
-  const { code, name, meta } = error as { code?: unknown; name?: unknown; meta?: { driverAdapterError?: { cause?: { kind?: unknown } } } };
+  const { code, name, meta } = error as { code?: unknown; name?: unknown; meta?: { driverAdapterError?: { cause?: { kind?: unknown; code?: unknown } } } };
   if (name === "PrismaClientInitializationError") return true;
   if (typeof code === "string" && /^P10\d\d$/.test(code)) return true;
-  const kind = meta?.driverAdapterError?.cause?.kind;
-  return typeof kind === "string" && /NotReachable|ConnectionClosed|DatabaseDoesNotExist|TooManyConnections|SocketTimeout/.test(kind);
+  const cause = meta?.driverAdapterError?.cause;
+  // PostgreSQL's own codes for a server going away or refusing: admin shutdown, crash, connection failures.
+  if (cause?.kind === "postgres" && typeof cause.code === "string" && /^(57P0[1-3]|08\d{3}|53300)$/.test(cause.code)) return true;
+  return typeof cause?.kind === "string" && /NotReachable|ConnectionClosed|DatabaseDoesNotExist|TooManyConnections|SocketTimeout/.test(cause.kind);
 }
 
 /** Turns an unknown thrown value into an AppError, hiding internals of unexpected ones. */
 export function toAppError(error: unknown): AppError {
   if (error instanceof AppError) return error;
-  if (isDatabaseUnavailable(error) || (error instanceof Error && /ECONNREFUSED|Connection terminated/.test(error.message))) {
+  if (isDatabaseUnavailable(error) || (error instanceof Error && /ECONNREFUSED|ECONNRESET|Connection terminated|terminating connection|the database system is (starting up|shutting down|in recovery)/.test(error.message))) {
     return new UnavailableError("the database is unavailable; try again");
   }
   return new AppError("INTERNAL", "internal error", 500);

@@ -144,11 +144,11 @@ describe("pool workers", () => {
       const other = await request<{ ok: boolean; error: { code: string } }>(socket, "worker.status", { status: "idle", poolId: q });
       assert.equal(other.error.code, "FORBIDDEN");
       const qTask = await submitTask(shared.url, token, { type: "echo", poolId: q });
-      const report = await request<{ ok: boolean; error: { code: string } }>(socket, "task.report", { taskId: qTask.id, kind: "assigned", attempt: 1, workerId: "w-sec" });
+      const report = await request<{ ok: boolean; error: { code: string } }>(socket, "task.report", { taskId: qTask.id, lease: "made-up#1", kind: "assigned", attempt: 1, workerId: "w-sec" });
       assert.equal(report.error.code, "FORBIDDEN");
       assert.equal((await waitForTask(shared.url, token, qTask.id, ["queued"])).status, "queued", "Q's task untouched");
       const foreignTask = await submitTask(shared.url, mintToken({ tenant: freshTenant() }), { type: "sleep", payload: { ms: 5000 } });
-      const foreign = await request<{ ok: boolean; error: { code: string } }>(socket, "task.report", { taskId: foreignTask.id, kind: "completed", result: 1 });
+      const foreign = await request<{ ok: boolean; error: { code: string } }>(socket, "task.report", { taskId: foreignTask.id, lease: "made-up#1", kind: "completed", result: 1 });
       assert.equal(foreign.error.code, "NOT_FOUND");
       assert.equal((await subscribe(socket, "pools")).error?.code, "FORBIDDEN");
       assert.equal((await subscribe(socket, `pool:${p}`)).error?.code, "FORBIDDEN");
@@ -156,10 +156,32 @@ describe("pool workers", () => {
       assert.equal(bad.error.code, "BAD_REQUEST");
       const badReport = await request<{ ok: boolean; error: { code: string } }>(socket, "task.report", { kind: "completed" });
       assert.equal(badReport.error.code, "BAD_REQUEST");
+      const noLease = await request<{ ok: boolean; error: { code: string } }>(socket, "task.report", { taskId: qTask.id, kind: "cancelled" });
+      assert.equal(noLease.error.code, "BAD_REQUEST", "a report without a lease is refused");
       // PostgreSQL cannot store NUL characters: refused up front, not a failed write later.
       const nul = await request<{ ok: boolean; error: { code: string } }>(socket, "worker.status", { status: "error", detail: "bad\u0000byte" });
       assert.equal(nul.error.code, "BAD_REQUEST");
       assert.equal((await request<{ ok: boolean }>(socket, "worker.heartbeat", {})).ok, true);
+    });
+
+    it("a worker token reporting on a task it never took from the queue changes nothing", async () => {
+      const tenant = freshTenant();
+      const token = mintToken({ tenant });
+      const p = await createPool(shared.url, token, "P");
+      const task = await submitTask(shared.url, token, { type: "echo", poolId: p, payload: { real: true } });
+      const socket = await workerSocket(tenant, p, "w-forger");
+      const forged = async (report: Record<string, unknown>) =>
+        request<{ ok: boolean; accepted?: boolean; status?: string }>(socket, "task.report", { taskId: task.id, lease: "guessed-token#1", ...report });
+      // No worker of P runs, so the job waits in the queue: nobody holds its lock.
+      assert.deepEqual(await forged({ kind: "assigned", attempt: 1, workerId: "w-forger" }), { ok: true, accepted: false, status: "queued" });
+      assert.deepEqual(await forged({ kind: "started", attempt: 1 }), { ok: true, accepted: false, status: "queued" });
+      assert.deepEqual(await forged({ kind: "completed", result: { forged: true } }), { ok: true, accepted: false, status: "queued" });
+      assert.deepEqual(await forged({ kind: "failed", attempt: 1, error: { code: "X", message: "forged", retryable: false } }), { ok: true, accepted: false, status: "queued" });
+      const stored = await waitForTask(shared.url, token, task.id, ["queued"]);
+      assert.equal(stored.result, null);
+      assert.equal(stored.workerId, null);
+      const history = await api(shared.url, "GET", `/api/v1/events?namespace=tasks&room=task:${task.id}`, { token });
+      assert.deepEqual(history.body.items.map((e: { type: string }) => e.type), ["task.created", "task.queued"]);
     });
 
     it("a dashboard token cannot send worker.status, heartbeats or task reports, even an admin one naming a pool", async () => {

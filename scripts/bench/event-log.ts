@@ -16,6 +16,7 @@ import { createPrisma } from "../../src/db/client.js";
 import { EventLog } from "../../src/events/event-log.js";
 import { EventPublisher } from "../../src/events/publisher.js";
 import { roomKey } from "../../src/events/room-key.js";
+import { createLogger } from "../../src/observability/logger.js";
 import { createMetrics } from "../../src/observability/metrics.js";
 
 const { values } = parseArgs({
@@ -61,7 +62,7 @@ await new Promise((resolve) => setTimeout(resolve, 300));
 
 const metrics = createMetrics("bench");
 const broadcast = (namespace: string, key: string, type: string, envelope: unknown) => io.of(`/${namespace}`).to(key).emit(type, envelope);
-const logged = new EventPublisher(new EventLog(prisma), broadcast, metrics);
+const logged = new EventPublisher(prisma, new EventLog(prisma), broadcast, metrics, createLogger({ level: "warn", nodeId: "bench" }), { relayAfterMs: 5000, relayIntervalMs: 1000 });
 /** The same envelope and broadcast, with sequence numbers from memory and nothing stored. */
 const memorySeq = new Map<string, number>();
 const unlogged = {

@@ -10,6 +10,7 @@ export interface EventTarget {
   room: string;
 }
 
+/** An event whose data is in memory: numbered and stored directly, no state change rides with it. */
 export interface StoredEventInput {
   tenantId: string;
   targets: readonly EventTarget[];
@@ -19,25 +20,52 @@ export interface StoredEventInput {
   ts: Date;
 }
 
-interface SequencedRow {
+/** One stored copy of an event: everything needed to build its envelope for one room. */
+export interface SequencedEvent {
+  tenantId: string;
   namespace: NamespaceName;
   room: string;
   seq: number;
   epoch: string;
+  eventId: string;
+  type: string;
+  data: unknown;
+  ts: Date;
+}
+
+/** "<namespace>|<room>": how the outbox lists an event's rooms (room names never contain '|'). */
+export function targetKey(target: EventTarget): string {
+  return `${target.namespace}|${target.room}`;
 }
 
 function newEpoch(): string {
   return randomBytes(5).toString("hex");
 }
 
-interface PendingAppend {
-  input: StoredEventInput;
-  resolve: (rows: SequencedRow[]) => void;
-  reject: (error: unknown) => void;
-}
+type PendingItem =
+  | { kind: "direct"; input: StoredEventInput }
+  /** An event already committed to the Outbox together with its state change; identified by its row id. */
+  | { kind: "staged"; outboxId: string };
+type PendingAppend = PendingItem & { resolve: (rows: SequencedEvent[]) => void; reject: (error: unknown) => void };
 
 /** Rows (event × room) per statement: large enough to amortise a round trip, small enough to keep it short. */
 const MAX_BATCH_ROWS = 2000;
+/** Outbox rows per statement; an outbox row names its own rooms, which are only known inside the statement. */
+const MAX_BATCH_STAGED = 500;
+
+interface NumberedRow {
+  ord: number;
+  tenant: string;
+  ns: NamespaceName;
+  room: string;
+  seq: number;
+  epoch: string;
+  event_id: string;
+  type: string;
+  data: unknown;
+  ts: Date;
+  copy: number;
+}
 
 /**
  * The event log: each room has its own gapless sequence, kept in PostgreSQL.
@@ -46,10 +74,16 @@ const MAX_BATCH_ROWS = 2000;
  * statement that stores the events, so a number is consumed if and only if its event is stored, whichever
  * node publishes. Rooms are locked in sorted order, so concurrent publishers on several nodes cannot deadlock.
  *
+ * Why an outbox: a state change and the events announcing it must commit together, but numbering inside the
+ * state change's transaction would hold the hot per-room sequence rows (every task event goes to `tasks`) for
+ * the whole transaction. So the change commits its events to "Outbox" (no shared row touched), and numbering
+ * moves them into "Event" afterwards: the DELETE of the outbox rows and the INSERT of the numbered events are
+ * one statement, so an event is numbered exactly once, by whichever node gets there first.
+ *
  * Why batched: one statement per event capped publishing at about a thousand events per second. Appends that
  * arrive while a statement is in flight wait and go together in the next one (group commit), so a burst costs
  * one round trip; a lone event still goes at once. One statement in flight per node also means this node's
- * events leave in sequence order.
+ * events leave in the order they were appended.
  */
 export class EventLog {
   private queue: PendingAppend[] = [];
@@ -57,10 +91,22 @@ export class EventLog {
 
   constructor(private readonly prisma: PrismaClient) {}
 
-  /** Stores one event in every room it belongs to and returns each room's position. */
-  append(input: StoredEventInput): Promise<SequencedRow[]> {
+  /** Stores one event in every room it belongs to and returns each stored copy. */
+  append(input: StoredEventInput): Promise<SequencedEvent[]> {
+    return this.enqueue({ kind: "direct", input });
+  }
+
+  /**
+   * Numbers an event its state change already committed to the outbox. Resolves with nothing when another node
+   * numbered it first (the orphan relay), or when numbering failed: the row stays in the outbox for the relay.
+   */
+  number(outboxId: string): Promise<SequencedEvent[]> {
+    return this.enqueue({ kind: "staged", outboxId });
+  }
+
+  private enqueue(item: PendingItem): Promise<SequencedEvent[]> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ input, resolve, reject });
+      this.queue.push({ ...item, resolve, reject });
       if (!this.flushing) void this.flush();
     });
   }
@@ -70,26 +116,31 @@ export class EventLog {
     while (this.queue.length > 0) {
       const batch: PendingAppend[] = [];
       let rows = 0;
-      while (this.queue.length > 0 && (batch.length === 0 || rows + this.queue[0]!.input.targets.length <= MAX_BATCH_ROWS)) {
-        const next = this.queue.shift()!;
-        rows += next.input.targets.length;
+      let staged = 0;
+      while (this.queue.length > 0) {
+        const next = this.queue[0]!;
+        const size = next.kind === "direct" ? next.input.targets.length : 4;
+        if (batch.length > 0 && (rows + size > MAX_BATCH_ROWS || (next.kind === "staged" && staged >= MAX_BATCH_STAGED))) break;
+        this.queue.shift();
+        rows += size;
+        if (next.kind === "staged") staged++;
         batch.push(next);
       }
       try {
-        const results = await this.appendBatch(batch.map((p) => p.input));
+        const results = await this.appendBatch(batch);
         batch.forEach((pending, i) => pending.resolve(results[i]!));
       } catch (error) {
         if (batch.length === 1) {
-          batch[0]!.reject(error);
+          this.settleFailed(batch[0]!, error);
           continue;
         }
         // One event PostgreSQL refuses (e.g. a \u0000 in its data) must not take its batch-mates with it:
         // retry each alone, so only the bad one fails.
         for (const pending of batch) {
           try {
-            pending.resolve((await this.appendBatch([pending.input]))[0]!);
+            pending.resolve((await this.appendBatch([pending]))[0]!);
           } catch (single) {
-            pending.reject(single);
+            this.settleFailed(pending, single);
           }
         }
       }
@@ -97,62 +148,84 @@ export class EventLog {
     this.flushing = false;
   }
 
-  /** One statement for many events: per room, numbers are handed out in the order the events were appended. */
-  private async appendBatch(inputs: StoredEventInput[]): Promise<SequencedRow[][]> {
-    const columns = { tenant: [] as string[], ns: [] as string[], room: [] as string[], eventId: [] as string[], type: [] as string[], data: [] as string[], ts: [] as string[], ord: [] as number[] };
-    const owners: number[] = [];
-    inputs.forEach((input, index) => {
+  /** A direct append fails its caller; a staged one is still safe in the outbox, where the relay finds it. */
+  private settleFailed(pending: PendingAppend, error: unknown): void {
+    if (pending.kind === "direct") pending.reject(error);
+    else pending.resolve([]);
+  }
+
+  /**
+   * Numbers and stores a batch in one statement: per room, numbers are handed out in batch order. Direct events
+   * come in as arrays; staged ones are deleted from the outbox in the same statement (exactly once across nodes).
+   */
+  private async appendBatch(batch: PendingAppend[]): Promise<SequencedEvent[][]> {
+    const direct = { tenant: [] as string[], ns: [] as string[], room: [] as string[], eventId: [] as string[], type: [] as string[], data: [] as string[], ts: [] as string[], ord: [] as number[] };
+    const staged = { id: [] as string[], ord: [] as number[] };
+    batch.forEach((pending, ord) => {
+      if (pending.kind === "staged") {
+        staged.id.push(pending.outboxId);
+        staged.ord.push(ord);
+        return;
+      }
+      const { input } = pending;
       const data = JSON.stringify(input.data ?? null);
       const ts = input.ts.toISOString();
-      const unique = new Map(input.targets.map((t) => [`${t.namespace}|${t.room}`, t]));
+      const unique = new Map(input.targets.map((t) => [targetKey(t), t]));
       for (const { namespace, room } of unique.values()) {
-        columns.tenant.push(input.tenantId);
-        columns.ns.push(namespace);
-        columns.room.push(room);
-        columns.eventId.push(input.eventId);
-        columns.type.push(input.type);
-        columns.data.push(data);
-        columns.ts.push(ts);
-        columns.ord.push(owners.length);
-        owners.push(index);
+        direct.tenant.push(input.tenantId);
+        direct.ns.push(namespace);
+        direct.room.push(room);
+        direct.eventId.push(input.eventId);
+        direct.type.push(input.type);
+        direct.data.push(data);
+        direct.ts.push(ts);
+        direct.ord.push(ord);
       }
     });
-    const rows = await this.prisma.$queryRawUnsafe<Array<{ ord: number; ns: NamespaceName; room: string; seq: number; epoch: string }>>(
-      `WITH input AS (
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[])
-           AS t(tenant, ns, room, event_id, type, data, ts, ord)
-       ), counts AS (
-         SELECT tenant, ns, room, count(*)::int AS n FROM input GROUP BY tenant, ns, room
-       ), seqs AS (
-         INSERT INTO "RoomSequence" ("tenantId", "namespace", "room", "seq", "epoch")
-         SELECT tenant, ns, room, n, $9 FROM counts ORDER BY tenant, ns, room
-         ON CONFLICT ("tenantId", "namespace", "room") DO UPDATE SET "seq" = "RoomSequence"."seq" + EXCLUDED."seq"
-         RETURNING "tenantId", "namespace", "room", "seq", "epoch"
-       ), numbered AS (
-         SELECT i.*, s."epoch",
-                (s."seq" - c.n + row_number() OVER (PARTITION BY i.tenant, i.ns, i.room ORDER BY i.ord))::int AS seq
-         FROM input i
-         JOIN counts c ON c.tenant = i.tenant AND c.ns = i.ns AND c.room = i.room
-         JOIN seqs s ON s."tenantId" = i.tenant AND s."namespace" = i.ns AND s."room" = i.room
-       ), stored AS (
-         INSERT INTO "Event" ("tenantId", "namespace", "room", "seq", "eventId", "type", "data", "ts")
-         SELECT tenant, ns, room, seq, event_id, type, data::jsonb, (ts::timestamptz AT TIME ZONE 'UTC') FROM numbered
-         RETURNING 1
-       )
-       SELECT ord, ns, room, seq, epoch FROM numbered`,
-      columns.tenant,
-      columns.ns,
-      columns.room,
-      columns.eventId,
-      columns.type,
-      columns.data,
-      columns.ts,
-      columns.ord,
+    const claim = staged.id.length === 0 ? null : `DELETE FROM "Outbox" o USING unnest($10::bigint[], $11::int[]) AS s(id, ord) WHERE o."id" = s.id
+         RETURNING s.ord, o."tenantId", o."eventId", o."type", o."targets", o."data", o."ts"`;
+    const rows = await this.prisma.$queryRawUnsafe<NumberedRow[]>(
+      numberingStatement(claim),
+      direct.tenant,
+      direct.ns,
+      direct.room,
+      direct.eventId,
+      direct.type,
+      direct.data,
+      direct.ts,
+      direct.ord,
       newEpoch(),
+      ...(claim ? [staged.id, staged.ord] : []),
     );
-    const results: SequencedRow[][] = inputs.map(() => []);
-    for (const row of rows) results[owners[row.ord]!]!.push({ namespace: row.ns, room: row.room, seq: Number(row.seq), epoch: row.epoch });
+    const stagedData = stagedDataByOrd(rows);
+    const results: SequencedEvent[][] = batch.map(() => []);
+    for (const row of rows) {
+      const pending = batch[row.ord]!;
+      results[row.ord]!.push(toSequenced(row, pending.kind === "direct" ? pending.input.data : stagedData.get(row.ord)));
+    }
     return results;
+  }
+
+  /**
+   * Numbers outbox rows older than `olderThan` that nobody numbered: their node died (or lost the database)
+   * between committing a change and numbering its events. SKIP LOCKED: nodes relaying at once never wait for
+   * each other, and a row its owner is numbering right now is left to the owner.
+   */
+  async relayOrphans(olderThan: Date, limit: number): Promise<SequencedEvent[]> {
+    const claim = `DELETE FROM "Outbox" o USING (
+           SELECT "id", (row_number() OVER (ORDER BY "id"))::int AS ord FROM "Outbox"
+           WHERE "id" IN (SELECT "id" FROM "Outbox" WHERE "ts" < ($10::timestamptz AT TIME ZONE 'UTC') ORDER BY "id" LIMIT $11 FOR UPDATE SKIP LOCKED)
+         ) s WHERE o."id" = s."id"
+         RETURNING s.ord, o."tenantId", o."eventId", o."type", o."targets", o."data", o."ts"`;
+    const rows = await this.prisma.$queryRawUnsafe<NumberedRow[]>(
+      numberingStatement(claim),
+      [], [], [], [], [], [], [], [],
+      newEpoch(),
+      olderThan.toISOString(),
+      limit,
+    );
+    const data = stagedDataByOrd(rows);
+    return rows.map((row) => toSequenced(row, data.get(row.ord)));
   }
 
   /** The room's current position; creates the room's sequence (position 0) when it has none yet. */
@@ -208,6 +281,71 @@ export class EventLog {
     });
     return first?.seq ?? null;
   }
+}
+
+/** A staged event's data comes back once, on its first copy; every copy of the event shares it. */
+function stagedDataByOrd(rows: NumberedRow[]): Map<number, unknown> {
+  const data = new Map<number, unknown>();
+  for (const row of rows) if (row.copy === 1) data.set(row.ord, row.data);
+  return data;
+}
+
+function toSequenced(row: NumberedRow, data: unknown): SequencedEvent {
+  return {
+    tenantId: row.tenant,
+    namespace: row.ns,
+    room: row.room,
+    seq: Number(row.seq),
+    epoch: row.epoch,
+    eventId: row.event_id,
+    type: row.type,
+    data,
+    ts: row.ts instanceof Date ? row.ts : new Date(row.ts),
+  };
+}
+
+/**
+ * The one numbering statement. `claim` (optional) deletes outbox rows and returns them with their batch order;
+ * their rooms come from the rows' targets. Each room's block of numbers is reserved under its RoomSequence row
+ * lock (rows upserted in sorted order: no deadlocks), and the Event rows are inserted in the same statement.
+ * Staged events return their data once (on their first room), direct ones not at all: the caller has it.
+ */
+function numberingStatement(claim: string | null): string {
+  const stagedInput = claim
+    ? `, claimed AS (${claim}),
+       staged AS (
+         SELECT DISTINCT c."tenantId" AS tenant, split_part(t.target, '|', 1) AS ns, substr(t.target, strpos(t.target, '|') + 1) AS room,
+                c."eventId" AS event_id, c."type" AS type, c."data" AS data, c."ts" AS ts, c.ord AS ord, true AS staged
+         FROM claimed c CROSS JOIN LATERAL unnest(c."targets") AS t(target)
+       )`
+    : "";
+  return `WITH direct AS (
+       SELECT tenant, ns, room, event_id, type, data::jsonb AS data, (ts::timestamptz AT TIME ZONE 'UTC') AS ts, ord, false AS staged
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[])
+         AS t(tenant, ns, room, event_id, type, data, ts, ord)
+     )${stagedInput}, input AS (
+       SELECT * FROM direct${claim ? " UNION ALL SELECT * FROM staged" : ""}
+     ), counts AS (
+       SELECT tenant, ns, room, count(*)::int AS n FROM input GROUP BY tenant, ns, room
+     ), seqs AS (
+       INSERT INTO "RoomSequence" ("tenantId", "namespace", "room", "seq", "epoch")
+       SELECT tenant, ns, room, n, $9 FROM counts ORDER BY tenant, ns, room
+       ON CONFLICT ("tenantId", "namespace", "room") DO UPDATE SET "seq" = "RoomSequence"."seq" + EXCLUDED."seq"
+       RETURNING "tenantId", "namespace", "room", "seq", "epoch"
+     ), numbered AS (
+       SELECT i.*, s."epoch",
+              (s."seq" - c.n + row_number() OVER (PARTITION BY i.tenant, i.ns, i.room ORDER BY i.ord))::int AS seq,
+              row_number() OVER (PARTITION BY i.ord ORDER BY i.ns, i.room) AS copy
+       FROM input i
+       JOIN counts c ON c.tenant = i.tenant AND c.ns = i.ns AND c.room = i.room
+       JOIN seqs s ON s."tenantId" = i.tenant AND s."namespace" = i.ns AND s."room" = i.room
+     ), stored AS (
+       INSERT INTO "Event" ("tenantId", "namespace", "room", "seq", "eventId", "type", "data", "ts")
+       SELECT tenant, ns, room, seq, event_id, type, data, ts FROM numbered
+       RETURNING 1
+     )
+     SELECT ord, tenant, ns, room, seq, epoch, event_id, type, ts, copy::int AS copy, CASE WHEN staged AND copy = 1 THEN data END AS data
+     FROM numbered ORDER BY ord, ns, room`;
 }
 
 export function toEnvelope(

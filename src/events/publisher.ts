@@ -1,8 +1,10 @@
 import { randomUUID } from "node:crypto";
+import type { Prisma, PrismaClient } from "../db/client.js";
+import type { Logger } from "../observability/logger.js";
+import type { Metrics } from "../observability/metrics.js";
 import type { NamespaceName } from "../protocol/namespaces.js";
 import type { Envelope } from "../protocol/events.js";
-import type { Metrics } from "../observability/metrics.js";
-import { toEnvelope, type EventLog } from "./event-log.js";
+import { targetKey, toEnvelope, type EventLog, type EventTarget, type SequencedEvent } from "./event-log.js";
 import { roomKey } from "./room-key.js";
 
 /** Delivers one envelope to every socket of a room key, on every node (Socket.IO + Redis adapter). */
@@ -19,32 +21,165 @@ export interface PublishInput<T = unknown> {
   data: T;
 }
 
+/** A database handle inside a transaction (or the client itself, for single statements). */
+export type Db = Prisma.TransactionClient;
+
+/** What a state change's transaction uses to commit its events with it. */
+export interface Outbox {
+  /** Commits this event with the transaction (written to the outbox when the work returns). */
+  add<T>(input: PublishInput<T>): void;
+  /** Outbox rows the work inserted itself, in one statement with its state change (see TaskService). */
+  staged(ids: readonly string[]): void;
+}
+
+export interface EventPublisherOptions {
+  /** Outbox rows older than this were left by a node that died (or lost the database): any node relays them. */
+  relayAfterMs: number;
+  /** How often each node looks for such rows. */
+  relayIntervalMs: number;
+}
+
+export function eventTargets(input: Pick<PublishInput, "namespace" | "rooms" | "alsoIn">): EventTarget[] {
+  return [input, ...(input.alsoIn ?? [])].flatMap(({ namespace, rooms }) => rooms.map((room) => ({ namespace, room })));
+}
+
 /**
- * The only way an event reaches clients: store it in the event log (which assigns each room's cursor),
- * then broadcast the envelope to each room. Storing first means a client that sees an event can always
- * find it again in the history.
+ * The only way an event reaches clients: store it in the event log (which assigns each room's cursor), then
+ * broadcast the envelope to each room. Storing first means a client that sees an event can always find it
+ * again in the history.
+ *
+ * Events that announce a state change are committed in the change's own transaction (`transaction()`, or a
+ * statement that writes the outbox itself), so a crash can never leave a change without its events or an
+ * event without its change; they are numbered and broadcast only after the commit.
  */
 export class EventPublisher {
+  private relayTimer: NodeJS.Timeout | undefined;
+  private relaying = false;
+
   constructor(
+    private readonly prisma: PrismaClient,
     private readonly log: EventLog,
     private readonly broadcast: Broadcast,
     private readonly metrics: Metrics,
+    private readonly logger: Logger,
+    private readonly options: EventPublisherOptions,
   ) {}
 
+  /** Publishes an event that announces no stored state change (aggregates, backend events). */
   async publish<T>(input: PublishInput<T>): Promise<Envelope<T>[]> {
     const stopTimer = this.metrics.publishDuration.startTimer();
-    const eventId = randomUUID();
-    const ts = new Date();
-    const targets = [input, ...(input.alsoIn ?? [])].flatMap(({ namespace, rooms }) => rooms.map((room) => ({ namespace, room })));
-    const positions = await this.log.append({ tenantId: input.tenantId, targets, eventId, type: input.type, data: input.data, ts });
-    const envelopes: Envelope<T>[] = [];
-    for (const p of positions) {
-      const envelope = toEnvelope(p.room, p.epoch, { seq: p.seq, eventId, type: input.type, data: input.data, ts }) as Envelope<T>;
-      this.broadcast(p.namespace, roomKey(input.tenantId, p.room), input.type, envelope);
-      this.metrics.eventsPublished.inc({ namespace: p.namespace });
-      envelopes.push(envelope);
-    }
+    const stored = await this.log.append({
+      tenantId: input.tenantId,
+      targets: eventTargets(input),
+      eventId: randomUUID(),
+      type: input.type,
+      data: input.data,
+      ts: new Date(),
+    });
+    const envelopes = this.deliver(stored) as Envelope<T>[];
     stopTimer();
     return envelopes;
   }
+
+  /**
+   * Runs `work` in one PostgreSQL transaction; the events it adds to the outbox commit with it, and are numbered
+   * and broadcast once it has committed. A crash after the commit leaves them in the outbox for the relay.
+   */
+  async transaction<R>(work: (tx: Db, outbox: Outbox) => Promise<R>): Promise<R> {
+    let staged: string[] = [];
+    const result = await this.prisma.$transaction(async (tx) => {
+      staged = [];
+      const drafts: PublishInput[] = [];
+      const ids: string[] = [];
+      const outbox: Outbox = {
+        add: (input) => {
+          drafts.push(input);
+          ids.push(""); // placeholder, keeps drafts and externally staged rows in the order they were added
+        },
+        staged: (rows) => ids.push(...rows),
+      };
+      const value = await work(tx, outbox);
+      const inserted = await stageDrafts(tx, drafts);
+      let next = 0;
+      staged = ids.map((id) => (id === "" ? inserted[next++]! : id));
+      return value;
+      // Generous: under load a transaction may wait for a pooled connection, and a timeout here is a failed change.
+    }, { maxWait: 10_000, timeout: 30_000 });
+    await this.relay(staged);
+    return result;
+  }
+
+  /** Numbers and broadcasts committed outbox rows, in order. Never throws: what fails stays for the relay. */
+  async relay(outboxIds: readonly string[]): Promise<void> {
+    if (outboxIds.length === 0) return;
+    const stopTimer = this.metrics.publishDuration.startTimer();
+    const results = await Promise.all(outboxIds.map((id) => this.log.number(id)));
+    for (const stored of results) this.deliver(stored);
+    stopTimer();
+  }
+
+  private deliver(stored: SequencedEvent[]): Envelope[] {
+    const envelopes: Envelope[] = [];
+    for (const event of stored) {
+      const envelope = toEnvelope(event.room, event.epoch, event);
+      this.broadcast(event.namespace, roomKey(event.tenantId, event.room), event.type, envelope);
+      this.metrics.eventsPublished.inc({ namespace: event.namespace });
+      envelopes.push(envelope);
+    }
+    return envelopes;
+  }
+
+  /** Starts relaying orphaned outbox rows (every node does; they never wait for each other). */
+  startRelay(): void {
+    this.relayTimer = setInterval(() => void this.relayOrphans(), this.options.relayIntervalMs);
+    this.relayTimer.unref();
+  }
+
+  stopRelay(): void {
+    clearInterval(this.relayTimer);
+  }
+
+  async relayOrphans(): Promise<number> {
+    if (this.relaying) return 0;
+    this.relaying = true;
+    let total = 0;
+    try {
+      for (;;) {
+        const stored = await this.log.relayOrphans(new Date(Date.now() - this.options.relayAfterMs), 500);
+        if (stored.length === 0) break;
+        this.deliver(stored);
+        const events = new Set(stored.map((e) => e.eventId)).size;
+        total += events;
+        this.metrics.outboxRelayed.inc(events);
+        if (events < 500) break;
+      }
+      if (total > 0) this.logger.warn({ events: total }, "relayed events a node had committed but not numbered");
+    } catch (error) {
+      this.logger.warn({ err: (error as Error).message }, "outbox relay failed; retrying next interval");
+    } finally {
+      this.relaying = false;
+    }
+    return total;
+  }
+}
+
+/** Inserts drafted events into the outbox inside the caller's transaction; returns their row ids in order. */
+async function stageDrafts(tx: Db, drafts: PublishInput[]): Promise<string[]> {
+  if (drafts.length === 0) return [];
+  const ts = new Date().toISOString();
+  const eventIds = drafts.map(() => randomUUID());
+  const rows = await tx.$queryRawUnsafe<Array<{ id: bigint | string; eventId: string }>>(
+    `INSERT INTO "Outbox" ("tenantId", "eventId", "type", "targets", "data", "ts")
+     SELECT tenant, event_id, type, string_to_array(targets, chr(10)), data::jsonb, ($6::timestamptz AT TIME ZONE 'UTC')
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS t(tenant, event_id, type, targets, data)
+     RETURNING "id", "eventId"`,
+    drafts.map((d) => d.tenantId),
+    eventIds,
+    drafts.map((d) => d.type),
+    drafts.map((d) => eventTargets(d).map(targetKey).join("\n")),
+    drafts.map((d) => JSON.stringify(d.data ?? null)),
+    ts,
+  );
+  const byEvent = new Map(rows.map((row) => [row.eventId, String(row.id)]));
+  return eventIds.map((id) => byEvent.get(id)!);
 }

@@ -25,6 +25,19 @@ export function defaultPoolTenantsKey(redisPrefix: string): string {
   return `${redisPrefix}:default-pool-tenants`;
 }
 
+/** A job's hash in Redis (BullMQ keeps `<prefix>:<queue>:<jobId>`, and the lock at `…:lock`). */
+function jobKey(redisPrefix: string, tenantId: string, poolId: string, taskId: string): string {
+  return `${bullPrefix(redisPrefix)}:${queueName(tenantId, poolId)}:${taskId}`;
+}
+
+/** What BullMQ holds for a task's job, as the reconciler needs it. */
+export type JobState =
+  | { kind: "missing" }
+  /** Waiting, delayed, prioritized or active: BullMQ still owns it. */
+  | { kind: "pending" }
+  | { kind: "completed"; result: unknown }
+  | { kind: "failed"; reason: string };
+
 export interface EnqueueOptions {
   maxAttempts: number;
   /** 0 (least urgent) … 100 (most urgent). */
@@ -50,6 +63,36 @@ export class TaskQueues {
       this.queues.set(name, queue);
     }
     return queue;
+  }
+
+  /** True when `token` holds the lock of the task's job: the worker presenting it really took the job. */
+  async holdsLock(tenantId: string, poolId: string, taskId: string, token: string): Promise<boolean> {
+    return (await this.connection.get(`${jobKey(this.redisPrefix, tenantId, poolId, taskId)}:lock`)) === token;
+  }
+
+  /** The state of many tasks' jobs in one round trip. */
+  async jobStates(jobs: ReadonlyArray<{ tenantId: string; poolId: string; id: string }>): Promise<JobState[]> {
+    if (jobs.length === 0) return [];
+    const pipeline = this.connection.pipeline();
+    for (const job of jobs) {
+      const queueKey = `${bullPrefix(this.redisPrefix)}:${queueName(job.tenantId, job.poolId)}`;
+      pipeline.exists(jobKey(this.redisPrefix, job.tenantId, job.poolId, job.id));
+      pipeline.zscore(`${queueKey}:completed`, job.id);
+      pipeline.zscore(`${queueKey}:failed`, job.id);
+      pipeline.hmget(jobKey(this.redisPrefix, job.tenantId, job.poolId, job.id), "returnvalue", "failedReason");
+    }
+    const replies = (await pipeline.exec()) ?? [];
+    return jobs.map((_, i) => {
+      const [exists, completed, failed, fields] = replies.slice(i * 4, i * 4 + 4).map(([error, value]) => {
+        if (error) throw error;
+        return value;
+      });
+      const [returnvalue = null, failedReason = null] = (fields ?? []) as Array<string | null>;
+      if (exists !== 1) return { kind: "missing" };
+      if (completed !== null) return { kind: "completed", result: returnvalue === null ? null : (JSON.parse(returnvalue) as unknown) };
+      if (failed !== null) return { kind: "failed", reason: failedReason ?? "failed" };
+      return { kind: "pending" };
+    });
   }
 
   async enqueue(data: TaskJobData, options: EnqueueOptions): Promise<void> {

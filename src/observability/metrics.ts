@@ -37,6 +37,17 @@ export function createMetrics(nodeId: string) {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers: [registry],
     }),
+    outboxRelayed: new Counter({
+      name: "switchyard_outbox_relayed_total",
+      help: "Events a node committed but did not number (it died or lost the database), numbered by this node's relay",
+      registers: [registry],
+    }),
+    reconciled: new Counter({
+      name: "switchyard_reconciled_total",
+      help: "Tasks and workflows the reconciler repaired, by action",
+      labelNames: ["action"] as const,
+      registers: [registry],
+    }),
     httpRequests: new Counter({
       name: "switchyard_http_requests_total",
       help: "HTTP requests, by method, route and status",

@@ -101,7 +101,7 @@ export function attachPoolWorker(socket: Socket, deps: PoolWorkerDeps): void {
     if (!report.success) throw new AppError("BAD_REQUEST", "task.report expects a task report", 400, report.error.issues.slice(0, 5));
     await deps.workers.touch(principal, worker.id, socket.id);
     try {
-      return await deps.tasks.applyReport(principal.tenantId, report.data, principal.poolId);
+      return await deps.tasks.applyReport(principal.tenantId, principal.poolId!, report.data);
     } catch (error) {
       if (error instanceof ForbiddenError) {
         deps.logger.warn({ tenantId: principal.tenantId, worker: worker.id, taskId: report.data.taskId }, "worker reported a task of another pool");

@@ -131,7 +131,7 @@ const worker = new PoolWorker({
   poolId: config.poolId,
   workerId,
   handlers,
-  reporter: new SocketTaskReporter(socket, { ackTimeoutMs: 5000, giveUpAfterMs: 60_000 }),
+  reporter: new SocketTaskReporter(socket, { ackTimeoutMs: 5000 }),
   logger,
   concurrency: config.concurrency,
   backoffMs: config.backoffMs,

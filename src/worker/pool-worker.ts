@@ -3,12 +3,27 @@ import { UnrecoverableError, Worker, type Job } from "bullmq";
 import type { Redis } from "ioredis";
 import { bullPrefix, queueName } from "../jobs/queues.js";
 import type { Logger } from "../observability/logger.js";
-import type { TaskError, TaskJobData, TaskReport, TaskReportReply } from "../protocol/tasks.js";
+import { formatLease, type TaskError, type TaskJobData, type TaskReport, type TaskReportReply } from "../protocol/tasks.js";
 import { NonRetryableError, type TaskHandler } from "./handlers.js";
+
+/** The queue a report is about: the server applies it only to that tenant's pool. */
+export interface ReportScope {
+  tenantId: string;
+  poolId: string;
+}
 
 /** How a pool worker tells the server what happens to a task: in process (embedded) or over Socket.IO. */
 export interface TaskReporter {
-  report(tenantId: string, report: TaskReport): Promise<TaskReportReply>;
+  /** Throws ReportNotDelivered when the report may not have been stored (sending it again is safe). */
+  report(scope: ReportScope, report: TaskReport): Promise<TaskReportReply>;
+}
+
+/** The server could not be reached or could not store the report (e.g. PostgreSQL is down): try again. */
+export class ReportNotDelivered extends Error {}
+
+/** Backoff between deliveries of one report: quick at first, then every few seconds, for as long as it takes. */
+export function reportRetryDelay(attempt: number): number {
+  return Math.min(5000, 100 * 2 ** Math.min(attempt, 6));
 }
 
 export interface PoolWorkerOptions {
@@ -27,6 +42,8 @@ export interface PoolWorkerOptions {
   /** Minimum time between two progress reports of one task. */
   progressIntervalMs?: number;
 }
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
 class TaskTimeoutError extends Error {
   constructor(ms: number) {
@@ -56,7 +73,7 @@ export class PoolWorker extends EventEmitter {
 
   constructor(private readonly options: PoolWorkerOptions) {
     super();
-    this.worker = new Worker<TaskJobData>(queueName(options.tenantId, options.poolId), (job, token, signal) => this.process(job, signal), {
+    this.worker = new Worker<TaskJobData>(queueName(options.tenantId, options.poolId), (job, token, signal) => this.process(job, token, signal), {
       connection: options.connection,
       prefix: bullPrefix(options.redisPrefix),
       concurrency: options.concurrency,
@@ -65,25 +82,8 @@ export class PoolWorker extends EventEmitter {
       maxStalledCount: 2,
     });
     this.worker.on("error", (error) => options.logger.warn({ err: error.message, pool: options.poolId }, "pool worker error"));
-    // BullMQ can fail a job without its processor having reported it: a job whose workers kept dying (stalled
-    // past maxStalledCount), or one whose reports could not be delivered. Tell the server, so the task does not
-    // stay open for ever; when the processor did report, the state machine simply refuses this second word.
-    this.worker.on("failed", (job, error) => {
-      if (!job) return;
-      const final = error instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1) || /stalled/i.test(error.message);
-      if (!final) return;
-      const attempt = Math.max(job.attemptsStarted, job.attemptsMade, 1);
-      void options.reporter
-        .report(job.data.tenantId, {
-          taskId: job.data.taskId,
-          kind: "failed",
-          attempt,
-          error: { code: /stalled/i.test(error.message) ? "WORKER_LOST" : "HANDLER_ERROR", message: error.message.slice(0, 1000), retryable: false },
-        })
-        .catch((reportError: unknown) =>
-          options.logger.warn({ err: (reportError as Error).message, taskId: job.data.taskId }, "could not report a failed job"),
-        );
-    });
+    // A job BullMQ fails on its own (stalled past maxStalledCount) has no live lease to report with: the
+    // reconciler sees the job failed while the task is open, and settles the task.
   }
 
   get busy(): boolean {
@@ -106,19 +106,42 @@ export class PoolWorker extends EventEmitter {
     if (wasBusy !== this.active > 0) this.emit("status", this.active > 0 ? "busy" : "idle");
   }
 
-  private async process(job: Job<TaskJobData>, bullSignal: AbortSignal | undefined): Promise<unknown> {
-    const { tenantId, taskId, type, payload, timeoutMs, maxAttempts } = job.data;
+  /**
+   * Delivers a report for as long as it takes (the job's lock is renewed meanwhile), so a database or network
+   * outage delays a task's outcome but never loses it. Only a refusal by the server is final.
+   */
+  private async deliver(report: TaskReport): Promise<TaskReportReply> {
+    const scope = { tenantId: this.options.tenantId, poolId: this.options.poolId };
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.options.reporter.report(scope, report);
+      } catch (error) {
+        if (!(error instanceof ReportNotDelivered)) throw error;
+        if (attempt === 0 || attempt % 10 === 0) {
+          this.options.logger.warn({ err: error.message, taskId: report.taskId, kind: report.kind, attempt }, "report not delivered yet; retrying");
+        }
+        await new Promise((resolve) => setTimeout(resolve, reportRetryDelay(attempt)));
+      }
+    }
+  }
+
+  private async process(job: Job<TaskJobData>, token: string | undefined, bullSignal: AbortSignal | undefined): Promise<unknown> {
+    const { taskId, type, payload, timeoutMs, maxAttempts } = job.data;
     // attemptsStarted also counts runs cut short by a dead worker (BullMQ's stalled-job recovery); attemptsMade
-    // counts only failed runs, and is what BullMQ compares with the allowed attempts.
-    const attempt = Math.max(job.attemptsStarted, job.attemptsMade + 1);
-    const retriesLeft = job.attemptsMade + 1 < maxAttempts;
-    const report = (r: TaskReport) => this.options.reporter.report(tenantId, r);
+    // counts only failed runs, and is what BullMQ compares with the allowed attempts. A job re-added after Redis
+    // lost the first one carries the runs the task had already started.
+    const attempt = (job.data.attemptOffset ?? 0) + Math.max(job.attemptsStarted, job.attemptsMade + 1);
+    const retriesLeft = job.attemptsMade + 1 < (job.opts.attempts ?? maxAttempts);
+    // This attempt's lease: BullMQ's lock token proves to the server that this worker took the job.
+    const lease = formatLease(token ?? "", job.attemptsStarted);
+    const report = (r: DistributiveOmit<TaskReport, "lease">) => this.deliver({ ...r, lease } as TaskReport);
     this.setActive(1);
     try {
       const assigned = await report({ taskId, kind: "assigned", attempt, workerId: this.options.workerId });
-      // Cancelled, or already finished by a worker that died before BullMQ heard of it: nothing to run.
+      // Cancelled, finished by a worker that died before BullMQ heard of it, or re-queued: nothing to run.
       if (!assigned.accepted) return { skipped: assigned.status };
-      await report({ taskId, kind: "started", attempt });
+      const started = await report({ taskId, kind: "started", attempt });
+      if (!started.accepted) return { skipped: started.status };
 
       const handler = this.options.handlers[type];
       if (!handler) {
@@ -129,7 +152,10 @@ export class PoolWorker extends EventEmitter {
       const timer = timeoutMs ? setTimeout(() => controller.abort(new TaskTimeoutError(timeoutMs)), timeoutMs) : undefined;
       const onCancel = (): void => controller.abort(new TaskCancelledError());
       bullSignal?.addEventListener("abort", onCancel, { once: true });
-      const progress = this.progressReporter(taskId, report);
+      // Progress is best effort: one delivery, no retries (the next value supersedes it anyway).
+      const progress = this.progressReporter(taskId, (r) =>
+        this.options.reporter.report({ tenantId: this.options.tenantId, poolId: this.options.poolId }, { ...r, lease } as TaskReport),
+      );
       try {
         const context = { taskId, attempt, signal: controller.signal, progress: progress.push };
         const result = await Promise.race([handler(payload, context), rejectOnAbort(controller.signal)]);
@@ -151,7 +177,7 @@ export class PoolWorker extends EventEmitter {
   /** Reports a failed attempt and returns what to throw to BullMQ: the error to retry, or an unrecoverable one. */
   private async reportFailure(
     error: unknown,
-    ctx: { taskId: string; attempt: number; retriesLeft: boolean; report: (r: TaskReport) => Promise<TaskReportReply> },
+    ctx: { taskId: string; attempt: number; retriesLeft: boolean; report: (r: DistributiveOmit<TaskReport, "lease">) => Promise<TaskReportReply> },
   ): Promise<Error> {
     const { taskId, attempt, retriesLeft, report } = ctx;
     if (error instanceof TaskCancelledError) {
@@ -176,7 +202,7 @@ export class PoolWorker extends EventEmitter {
   }
 
   /** Throttles progress reports: at most one per interval, and the latest value is never lost. */
-  private progressReporter(taskId: string, report: (r: TaskReport) => Promise<TaskReportReply>) {
+  private progressReporter(taskId: string, report: (r: DistributiveOmit<TaskReport, "lease">) => Promise<TaskReportReply>) {
     const interval = this.options.progressIntervalMs ?? 250;
     let last = 0;
     let pending: { progress: number; detail?: string } | undefined;

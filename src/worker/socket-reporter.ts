@@ -1,44 +1,48 @@
 import type { Socket } from "socket.io-client";
 import type { TaskReport, TaskReportReply } from "../protocol/tasks.js";
-import type { TaskReporter } from "./pool-worker.js";
+import { ReportNotDelivered, type ReportScope, type TaskReporter } from "./pool-worker.js";
 
-type AckResult = { ok: true } & TaskReportReply | { ok: false; error: { code: string; message: string } };
+type AckResult = ({ ok: true } & TaskReportReply) | { ok: false; error: { code: string; message: string } };
+
+/** Error codes with which the server says "not now" rather than "no": the report is sent again. */
+const RETRYABLE_CODES = new Set(["UNAVAILABLE", "INTERNAL", "RATE_LIMITED"]);
 
 /**
- * Reports tasks to the server over the worker's Socket.IO connection. A report is retried (the server applies
- * each one idempotently through the task state machine) until acknowledged, so a reconnection to another node
- * loses nothing; a refusal by the server is final.
+ * Reports tasks to the server over the worker's Socket.IO connection, one delivery per call. A delivery that
+ * times out, finds no connection, or meets a server that cannot store it now throws ReportNotDelivered, and
+ * PoolWorker sends it again (the server applies each report at most once: state machine and lease), so a
+ * reconnection to another node or a database outage loses nothing. A refusal by the server is final.
  */
 export class SocketTaskReporter implements TaskReporter {
   constructor(
     private readonly socket: Socket,
-    private readonly options: { ackTimeoutMs: number; giveUpAfterMs: number },
+    private readonly options: { ackTimeoutMs: number },
   ) {}
 
-  async report(_tenantId: string, report: TaskReport): Promise<TaskReportReply> {
-    const deadline = Date.now() + this.options.giveUpAfterMs;
-    let lastError: unknown;
-    while (Date.now() < deadline) {
-      if (!this.socket.connected) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
-          this.socket.once("connect", () => {
-            clearTimeout(timer);
-            resolve();
-          });
-        });
-        continue;
-      }
-      try {
-        const result = (await this.socket.timeout(this.options.ackTimeoutMs).emitWithAck("task.report", report)) as AckResult;
-        if (result.ok) return { accepted: result.accepted, status: result.status };
-        throw new ReportRefusedError(result.error.code, result.error.message);
-      } catch (error) {
-        if (error instanceof ReportRefusedError) throw error;
-        lastError = error;
-      }
+  async report(_scope: ReportScope, report: TaskReport): Promise<TaskReportReply> {
+    if (!this.socket.connected) {
+      const connected = await new Promise<boolean>((resolve) => {
+        const onConnect = (): void => {
+          clearTimeout(timer);
+          resolve(true);
+        };
+        const timer = setTimeout(() => {
+          this.socket.off("connect", onConnect);
+          resolve(false);
+        }, this.options.ackTimeoutMs);
+        this.socket.once("connect", onConnect);
+      });
+      if (!connected) throw new ReportNotDelivered("not connected to a Switchyard node");
     }
-    throw new Error(`could not report ${report.kind} for task ${report.taskId}: ${(lastError as Error | undefined)?.message ?? "not connected"}`);
+    let result: AckResult;
+    try {
+      result = (await this.socket.timeout(this.options.ackTimeoutMs).emitWithAck("task.report", report)) as AckResult;
+    } catch (error) {
+      throw new ReportNotDelivered(`no acknowledgement: ${(error as Error).message}`);
+    }
+    if (result.ok) return { accepted: result.accepted, status: result.status };
+    if (RETRYABLE_CODES.has(result.error.code)) throw new ReportNotDelivered(`${result.error.code}: ${result.error.message}`);
+    throw new ReportRefusedError(result.error.code, result.error.message);
   }
 }
 

@@ -66,24 +66,19 @@ export class PoolService {
   async create(principal: Principal, body: unknown) {
     const input = parseInput(CreatePoolSchema, body);
     await this.tenants.ensure(principal.tenantId);
-    let pool: PoolRow;
     try {
-      pool = await this.prisma.pool.create({
-        data: { tenantId: principal.tenantId, id: crypto.randomUUID(), name: input.name, desiredWorkers: input.desiredWorkers },
+      return await this.events.transaction(async (tx, outbox) => {
+        const pool = await tx.pool.create({
+          data: { tenantId: principal.tenantId, id: crypto.randomUUID(), name: input.name, desiredWorkers: input.desiredWorkers },
+        });
+        const view = serializePool(pool);
+        outbox.add({ tenantId: principal.tenantId, namespace: "pools", rooms: [roomNames.pools(), roomNames.pool(pool.id)], type: "pool.created", data: { pool: view } });
+        return view;
       });
     } catch (error) {
       if (isUniqueViolation(error)) throw new ConflictError(`a pool named "${input.name}" already exists`);
       throw error;
     }
-    const view = serializePool(pool);
-    await this.events.publish({
-      tenantId: principal.tenantId,
-      namespace: "pools",
-      rooms: [roomNames.pools(), roomNames.pool(pool.id)],
-      type: "pool.created",
-      data: { pool: view },
-    });
-    return view;
   }
 
   async list(principal: Principal, query: unknown) {
@@ -110,23 +105,28 @@ export class PoolService {
   async scale(principal: Principal, poolId: string, body: unknown) {
     const { desiredWorkers } = parseInput(ScalePoolSchema, body);
     await this.tenants.ensure(principal.tenantId);
-    const before = await this.prisma.pool.findUnique({
-      where: { tenantId_id: { tenantId: principal.tenantId, id: poolId } },
+    return this.events.transaction(async (tx, outbox) => {
+      // Locked, so that two concurrent scales each announce the change they really made.
+      const [before] = await tx.$queryRawUnsafe<Array<{ desiredWorkers: number }>>(
+        `SELECT "desiredWorkers" FROM "Pool" WHERE "tenantId" = $1 AND "id" = $2 FOR UPDATE`,
+        principal.tenantId,
+        poolId,
+      );
+      if (!before) throw new NotFoundError("pool");
+      const pool = await tx.pool.update({
+        where: { tenantId_id: { tenantId: principal.tenantId, id: poolId } },
+        data: { desiredWorkers },
+      });
+      const view = serializePool(pool);
+      outbox.add({
+        tenantId: principal.tenantId,
+        namespace: "pools",
+        rooms: [roomNames.pools(), roomNames.pool(pool.id)],
+        type: "pool.scaling",
+        data: { poolId: pool.id, from: before.desiredWorkers, to: desiredWorkers, pool: view },
+      });
+      return view;
     });
-    if (!before) throw new NotFoundError("pool");
-    const pool = await this.prisma.pool.update({
-      where: { tenantId_id: { tenantId: principal.tenantId, id: poolId } },
-      data: { desiredWorkers },
-    });
-    const view = serializePool(pool);
-    await this.events.publish({
-      tenantId: principal.tenantId,
-      namespace: "pools",
-      rooms: [roomNames.pools(), roomNames.pool(pool.id)],
-      type: "pool.scaling",
-      data: { poolId: pool.id, from: before.desiredWorkers, to: desiredWorkers, pool: view },
-    });
-    return view;
   }
 }
 

@@ -22,6 +22,17 @@ export interface WorkerServiceOptions {
   aggregateDelayMs: number;
 }
 
+/** worker.status_changed for one worker row: to the tenant's `pools` room and the worker's pool. */
+function statusEvent(tenantId: string, row: Parameters<typeof serializeWorker>[0] & { poolId: string }, previous: string | null) {
+  return {
+    tenantId,
+    namespace: "pools" as const,
+    rooms: [roomNames.pools(), roomNames.pool(row.poolId)],
+    type: "worker.status_changed",
+    data: { poolId: row.poolId, worker: serializeWorker(row), previous },
+  };
+}
+
 /** Shortens a worker's presence to the grace period, but only if it still belongs to the closing connection. */
 const RELEASE_PRESENCE = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end return 0`;
 
@@ -58,19 +69,28 @@ export class WorkerService {
     if (existing && existing.poolId !== poolId) throw new ForbiddenError(`worker ${hello.id} belongs to another pool`);
     // Presence before the row changes: the sweeper must never see a live row without it.
     await this.redis.set(this.presenceKey(principal.tenantId, hello.id), connectionId, "PX", this.options.heartbeatTimeoutMs);
-    const comingBack = !existing || existing.status === "offline";
-    const row = await this.prisma.worker.upsert({
-      where: { tenantId_id: { tenantId: principal.tenantId, id: hello.id } },
-      create: { tenantId: principal.tenantId, id: hello.id, poolId, status: "idle", nodeId: this.options.nodeId, version: hello.version ?? null },
-      update: {
-        nodeId: this.options.nodeId,
-        version: hello.version ?? null,
-        lastHeartbeatAt: new Date(),
-        ...(comingBack ? { status: "idle", detail: null } : {}),
-      },
-    });
+    await this.events.transaction(async (tx, outbox) => {
+      // Read again under the row lock: two connections of one worker racing must announce one change.
+      const [before] = await tx.$queryRawUnsafe<Array<{ status: string }>>(
+        `SELECT "status" FROM "Worker" WHERE "tenantId" = $1 AND "id" = $2 FOR UPDATE`,
+        principal.tenantId,
+        hello.id,
+      );
+      const comingBack = !before || before.status === "offline";
+      const row = await tx.worker.upsert({
+        where: { tenantId_id: { tenantId: principal.tenantId, id: hello.id } },
+        create: { tenantId: principal.tenantId, id: hello.id, poolId, status: "idle", nodeId: this.options.nodeId, version: hello.version ?? null },
+        update: {
+          nodeId: this.options.nodeId,
+          version: hello.version ?? null,
+          lastHeartbeatAt: new Date(),
+          ...(comingBack ? { status: "idle", detail: null } : {}),
+        },
+      });
+      if (comingBack) outbox.add(statusEvent(principal.tenantId, row, before?.status ?? null));
+      return comingBack;
+    }).then((changed) => changed && this.scheduleAggregate(principal.tenantId, poolId));
     await this.taskTypes.register(principal.tenantId, poolId, hello.types ?? []);
-    if (comingBack) await this.publishStatus(principal.tenantId, row, existing?.status ?? null);
     return {
       workerId: hello.id,
       poolId,
@@ -87,16 +107,23 @@ export class WorkerService {
     detail: string | undefined,
   ): Promise<WorkerStatus> {
     await this.touch(principal, workerId, connectionId);
-    const before = await this.prisma.worker.findUnique({ where: { tenantId_id: { tenantId: principal.tenantId, id: workerId } } });
-    if (!before || before.poolId !== principal.poolId) throw new NotFoundError("worker");
-    const updated = await this.prisma.worker.updateMany({
-      where: { tenantId: principal.tenantId, id: workerId, NOT: { status, detail: detail ?? null } },
-      data: { status, detail: detail ?? null, lastHeartbeatAt: new Date(), nodeId: this.options.nodeId },
+    const changed = await this.events.transaction(async (tx, outbox) => {
+      const [before] = await tx.$queryRawUnsafe<Array<{ status: string; detail: string | null; poolId: string }>>(
+        `SELECT "status", "detail", "poolId" FROM "Worker" WHERE "tenantId" = $1 AND "id" = $2 FOR UPDATE`,
+        principal.tenantId,
+        workerId,
+      );
+      if (!before || before.poolId !== principal.poolId) throw new NotFoundError("worker");
+      if (before.status === status && before.detail === (detail ?? null)) return false;
+      const row = await tx.worker.update({
+        where: { tenantId_id: { tenantId: principal.tenantId, id: workerId } },
+        data: { status, detail: detail ?? null, lastHeartbeatAt: new Date(), nodeId: this.options.nodeId },
+      });
+      if (before.status === status) return false;
+      outbox.add(statusEvent(principal.tenantId, row, before.status));
+      return true;
     });
-    if (updated.count === 1 && before.status !== status) {
-      const row = await this.prisma.worker.findUniqueOrThrow({ where: { tenantId_id: { tenantId: principal.tenantId, id: workerId } } });
-      await this.publishStatus(principal.tenantId, row, before.status);
-    }
+    if (changed) this.scheduleAggregate(principal.tenantId, principal.poolId!);
     return status;
   }
 
@@ -112,14 +139,7 @@ export class WorkerService {
       data: { lastHeartbeatAt: new Date() },
     });
     // Declared offline during a long silence, but its connection survived: it is back.
-    const revived = await this.prisma.worker.updateMany({
-      where: { tenantId: principal.tenantId, id: workerId, status: "offline" },
-      data: { status: "idle", detail: null, nodeId: this.options.nodeId },
-    });
-    if (revived.count === 1) {
-      const row = await this.prisma.worker.findUniqueOrThrow({ where: { tenantId_id: { tenantId: principal.tenantId, id: workerId } } });
-      await this.publishStatus(principal.tenantId, row, "offline");
-    }
+    await this.changeIf(principal.tenantId, workerId, "offline", { status: "idle", detail: null, nodeId: this.options.nodeId });
   }
 
   /** The worker's connection to this node closed: it has the grace period to come back (to any node). */
@@ -165,29 +185,35 @@ export class WorkerService {
     if (!before || before.status === "offline") return;
     // Re-check presence right before the conditional update: the worker may have come back meanwhile.
     if ((await this.redis.exists(this.presenceKey(tenantId, workerId))) === 1) return;
-    const updated = await this.prisma.worker.updateMany({
-      where: { tenantId, id: workerId, status: { not: "offline" } },
-      data: { status: "offline" },
-    });
-    if (updated.count === 0) return;
-    const row = await this.prisma.worker.findUniqueOrThrow({ where: { tenantId_id: { tenantId, id: workerId } } });
-    this.logger.info({ tenantId, workerId, pool: row.poolId }, "worker offline");
-    await this.publishStatus(tenantId, row, before.status);
+    if (await this.changeIf(tenantId, workerId, { not: "offline" }, { status: "offline" })) {
+      this.logger.info({ tenantId, workerId, pool: before.poolId }, "worker offline");
+    }
   }
 
-  private async publishStatus(
+  /**
+   * Changes a worker's row only while its status matches `from`, and commits the worker.status_changed event
+   * with the change: with every node sweeping, exactly one of them makes (and announces) it.
+   */
+  private async changeIf(
     tenantId: string,
-    row: Parameters<typeof serializeWorker>[0] & { poolId: string },
-    previous: string | null,
-  ): Promise<void> {
-    await this.events.publish({
-      tenantId,
-      namespace: "pools",
-      rooms: [roomNames.pools(), roomNames.pool(row.poolId)],
-      type: "worker.status_changed",
-      data: { poolId: row.poolId, worker: serializeWorker(row), previous },
+    workerId: string,
+    from: string | { not: string },
+    data: { status: string; detail?: null; nodeId?: string },
+  ): Promise<boolean> {
+    const row = await this.events.transaction(async (tx, outbox) => {
+      const [before] = await tx.$queryRawUnsafe<Array<{ status: string }>>(
+        `SELECT "status" FROM "Worker" WHERE "tenantId" = $1 AND "id" = $2 FOR UPDATE`,
+        tenantId,
+        workerId,
+      );
+      const matches = before !== undefined && (typeof from === "string" ? before.status === from : before.status !== from.not);
+      if (!matches) return null;
+      const row = await tx.worker.update({ where: { tenantId_id: { tenantId, id: workerId } }, data });
+      outbox.add(statusEvent(tenantId, row, before.status));
+      return row;
     });
-    this.scheduleAggregate(tenantId, row.poolId);
+    if (row) this.scheduleAggregate(tenantId, row.poolId);
+    return row !== null;
   }
 
   /** Coalesces a pool's aggregate: many worker changes in a burst give one pool.status_changed. */

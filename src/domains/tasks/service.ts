@@ -3,15 +3,19 @@ import type { Redis } from "ioredis";
 import { z } from "zod";
 import type { Principal } from "../../auth/principal.js";
 import type { PrismaClient } from "../../db/client.js";
-import { AppError, BadRequestError, ConflictError, ForbiddenError, NotFoundError } from "../../errors.js";
-import type { EventPublisher } from "../../events/publisher.js";
+import { randomUUID } from "node:crypto";
+import { AppError, BadRequestError, ConflictError, ForbiddenError, NotFoundError, UnavailableError } from "../../errors.js";
+import { targetKey } from "../../events/event-log.js";
+import type { Db, EventPublisher } from "../../events/publisher.js";
 import { cancelChannel, defaultPoolTenantsKey, type TaskQueues, type TaskTypeRegistry } from "../../jobs/queues.js";
 import type { Logger } from "../../observability/logger.js";
 import { ID_PATTERN, roomNames } from "../../protocol/rooms.js";
 import {
   BUILTIN_TASK_TYPES,
   isTerminal,
+  leaseLockToken,
   TASK_STATUSES,
+  type TaskJobData,
   type TaskReport,
   type TaskReportReply,
   type TaskStatus,
@@ -63,6 +67,8 @@ export interface TaskRow {
   queuedAt: Date | null;
   startedAt: Date | null;
   finishedAt: Date | null;
+  lease: string | null;
+  requeues: number;
 }
 
 export function serializeTask(task: TaskRow) {
@@ -90,6 +96,36 @@ export function serializeTask(task: TaskRow) {
 }
 export type TaskView = ReturnType<typeof serializeTask>;
 
+/**
+ * The same view as serializeTask, built by PostgreSQL from a row, so a state change's event is written in the
+ * statement that makes the change. Timestamps are stored as UTC `timestamp(3)`; to_char gives what
+ * Date#toISOString gives. Kept next to serializeTask, and test/task-view.test.ts checks the two agree.
+ */
+export function taskViewSql(t: string): string {
+  const iso = (column: string) => `to_char(${t}."${column}", 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+  return `jsonb_build_object(
+    'id', ${t}."id", 'type', ${t}."type", 'poolId', ${t}."poolId", 'status', ${t}."status", 'payload', ${t}."payload",
+    'priority', ${t}."priority", 'maxAttempts', ${t}."maxAttempts", 'attempts', ${t}."attempts", 'timeoutMs', ${t}."timeoutMs",
+    'result', ${t}."result", 'error', ${t}."error", 'workerId', ${t}."workerId", 'workflowId', ${t}."workflowId",
+    'stepKey', ${t}."stepKey", 'createdAt', ${iso("createdAt")}, 'updatedAt', ${iso("updatedAt")},
+    'queuedAt', ${iso("queuedAt")}, 'startedAt', ${iso("startedAt")}, 'finishedAt', ${iso("finishedAt")})`;
+}
+
+/** The rooms of a task's events, as outbox targets built from the row (task.assigned also goes to /pools). */
+function taskTargetsSql(t: string, alsoInPools: boolean): string {
+  const literal = (namespace: "tasks" | "pools", room: string) => `'${targetKey({ namespace, room })}'`;
+  const targets = [
+    literal("tasks", roomNames.tasks()),
+    `${literal("tasks", roomNames.task(""))} || ${t}."id"`,
+    `${literal("tasks", roomNames.pool(""))} || ${t}."poolId"`,
+  ];
+  // Pool dashboards watch assignments too: who took what.
+  if (alsoInPools) targets.push(`${literal("pools", roomNames.pool(""))} || ${t}."poolId"`);
+  return `ARRAY[${targets.join(", ")}]::text[]`;
+}
+
+const NOW_UTC = `(now() AT TIME ZONE 'UTC')`;
+
 /** Called when a task reaches a terminal state, whoever drove it there (workflows chain on this). */
 export type TaskFinishedListener = (task: TaskRow) => Promise<void>;
 
@@ -98,11 +134,12 @@ export interface TaskServiceOptions {
   redisPrefix: string;
 }
 
-/** Called after a task was put on the queue of (tenant, pool): lets an embedded worker start serving it. */
 /** The columns a transition may set besides the status, and how each is passed to SQL. */
 const COLUMN_KIND = {
   workerId: "plain",
   attempts: "plain",
+  lease: "plain",
+  requeues: "plain",
   queuedAt: "time",
   startedAt: "time",
   finishedAt: "time",
@@ -111,11 +148,29 @@ const COLUMN_KIND = {
 } as const;
 type TaskChanges = Partial<Record<keyof typeof COLUMN_KIND, unknown>>;
 
+/** Conditions a transition needs besides the state machine's. */
+export interface TransitionGuard {
+  /** A pool worker may only touch its own pool's tasks (and the queue a report's lease belongs to). */
+  poolId?: string;
+  /** The attempt's lease, as bound by `assigned`: reports of any other attempt are refused. */
+  lease?: string;
+  /** Optimistic check for the reconciler: the row must still be exactly as it was read. */
+  updatedAt?: Date;
+}
+
+/** A committed transition: the new row and the outbox rows of its event, to be numbered and broadcast. */
+export interface TransitionResult {
+  task: TaskRow | null;
+  outboxIds: string[];
+}
+
+/** Called after a task was put on the queue of (tenant, pool): lets an embedded worker start serving it. */
 export type PoolActiveListener = (tenantId: string, poolId: string) => void;
 
 /**
- * Tasks: submission, queries, cancellation, and the one place that applies state changes (`transition`),
- * writing each to PostgreSQL and publishing it through the event path.
+ * Tasks: submission, queries, cancellation, and the one place that applies state changes (`transition`).
+ * Every change is one SQL statement that updates the row and writes its event to the outbox, so the change and
+ * its event commit together; the event is numbered and broadcast right after.
  */
 export class TaskService {
   private readonly finishedListeners: TaskFinishedListener[] = [];
@@ -150,7 +205,11 @@ export class TaskService {
     for (const listener of this.poolActiveListeners) listener(tenantId, poolId);
   }
 
-  /** `POST /api/v1/tasks`: stores the task, publishes task.created, enqueues it, publishes task.queued. */
+  /**
+   * `POST /api/v1/tasks`: stores the task as queued with its task.created and task.queued events (one
+   * statement), numbers and broadcasts them, then adds the BullMQ job. Once the statement has committed the
+   * task will run: a job that cannot be added now is added by the retry below or by the reconciler.
+   */
   async submit(principal: Principal, body: unknown, idempotencyKey?: string): Promise<{ task: TaskView; created: boolean }> {
     const input = parseInput(SubmitTaskSchema, body);
     if (idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(idempotencyKey)) {
@@ -163,31 +222,18 @@ export class TaskService {
     }
     const poolId = input.poolId ?? DEFAULT_POOL_ID;
     await this.validateTarget(principal.tenantId, poolId, input.type);
-    let task: TaskRow;
-    try {
-      task = await this.create(principal.tenantId, { ...input, poolId }, { idempotencyKey: idempotencyKey ?? null, requestHash });
-    } catch (error) {
-      if (idempotencyKey && isUniqueViolation(error)) {
-        // A concurrent request with the same key won the insert: answer with its task.
-        const existing = await this.findByIdempotencyKey(principal.tenantId, idempotencyKey, requestHash!);
-        if (existing) return { task: serializeTask(existing), created: false };
-      }
-      throw error;
+    // Refuse while the queue is unreachable, before anything is stored: a 202 must mean the task will run soon.
+    if (this.redis.status !== "ready") throw new UnavailableError("the task queue is unavailable; try again");
+    const { task, outboxIds } = await this.createQueued(this.prisma, principal.tenantId, { ...input, poolId }, { idempotencyKey: idempotencyKey ?? null, requestHash });
+    if (!task) {
+      // A concurrent request with the same key won the insert: answer with its task.
+      const existing = await this.findByIdempotencyKey(principal.tenantId, idempotencyKey!, requestHash!);
+      if (existing) return { task: serializeTask(existing), created: false };
+      throw new ConflictError("a concurrent request with this Idempotency-Key failed; try again");
     }
-    return { task: serializeTask(await this.enqueue(task)), created: true };
-  }
-
-  /** Creates and enqueues a task on behalf of the server itself (workflow steps). */
-  async submitInternal(
-    tenantId: string,
-    input: { type: string; payload: SubmitTaskInput["payload"]; poolId: string; workflowId: string; stepKey: string },
-  ): Promise<TaskRow> {
-    const task = await this.create(
-      tenantId,
-      { type: input.type, payload: input.payload, poolId: input.poolId, priority: 50, maxAttempts: 1, timeoutMs: undefined },
-      { idempotencyKey: null, requestHash: null, workflowId: input.workflowId, stepKey: input.stepKey },
-    );
-    return this.enqueue(task);
+    await this.events.relay(outboxIds);
+    await this.addJob(task);
+    return { task: serializeTask(task), created: true };
   }
 
   async validateTarget(tenantId: string, poolId: string, type: string): Promise<void> {
@@ -211,64 +257,82 @@ export class TaskService {
     return existing;
   }
 
-  private async create(
+  /**
+   * Inserts a task directly as `queued` together with its task.created and task.queued events, in one statement
+   * on `db` (a transaction's, for workflow steps). The row is the durable enqueue intent: the BullMQ job is
+   * added from it after the commit. `task` is null when the Idempotency-Key is already taken.
+   */
+  async createQueued(
+    db: Db,
     tenantId: string,
     input: Omit<SubmitTaskInput, "poolId"> & { poolId: string },
-    extra: { idempotencyKey: string | null; requestHash: string | null; workflowId?: string; stepKey?: string },
-  ): Promise<TaskRow> {
-    const task = await this.prisma.task.create({
-      data: {
-        tenantId,
-        poolId: input.poolId,
-        type: input.type,
-        payload: (input.payload ?? {}) as object,
-        status: "created",
-        priority: input.priority,
-        maxAttempts: input.maxAttempts,
-        timeoutMs: input.timeoutMs ?? null,
-        idempotencyKey: extra.idempotencyKey,
-        requestHash: extra.requestHash,
-        workflowId: extra.workflowId ?? null,
-        stepKey: extra.stepKey ?? null,
-      },
-    });
-    await this.publish(task, "task.created");
-    return task;
+    extra: { idempotencyKey: string | null; requestHash: string | null; workflowId?: string; stepKey?: string; id?: string },
+  ): Promise<TransitionResult> {
+    const rows = await db.$queryRawUnsafe<Array<TaskRow & { outboxIds: string[] }>>(
+      `WITH inserted AS (
+         INSERT INTO "Task" ("id", "tenantId", "poolId", "type", "payload", "status", "priority", "maxAttempts", "timeoutMs",
+                             "idempotencyKey", "requestHash", "workflowId", "stepKey", "createdAt", "updatedAt", "queuedAt")
+         VALUES ($1, $2, $3, $4, $5::jsonb, 'queued', $6, $7, $8, $9, $10, $11, $12, ${NOW_UTC}, ${NOW_UTC}, ${NOW_UTC})
+         ON CONFLICT ("tenantId", "idempotencyKey") DO NOTHING
+         RETURNING *
+       ), staged AS (
+         INSERT INTO "Outbox" ("tenantId", "eventId", "type", "targets", "data", "ts")
+         SELECT i."tenantId", e.event_id, e.type, ${taskTargetsSql("i", false)},
+                jsonb_build_object('task', ${taskViewSql("i")} || e.patch), ${NOW_UTC}
+         FROM inserted i CROSS JOIN (VALUES
+           (1, $13, 'task.created', '{"status":"created","queuedAt":null}'::jsonb),
+           (2, $14, 'task.queued', '{}'::jsonb)) AS e(n, event_id, type, patch)
+         ORDER BY e.n
+         RETURNING "id"
+       )
+       SELECT i.*, ARRAY(SELECT "id"::text FROM staged ORDER BY "id") AS "outboxIds" FROM inserted i`,
+      extra.id ?? randomUUID(),
+      tenantId,
+      input.poolId,
+      input.type,
+      JSON.stringify(input.payload ?? {}),
+      input.priority,
+      input.maxAttempts,
+      input.timeoutMs ?? null,
+      extra.idempotencyKey,
+      extra.requestHash,
+      extra.workflowId ?? null,
+      extra.stepKey ?? null,
+      randomUUID(),
+      randomUUID(),
+    );
+    const row = rows[0];
+    if (!row) return { task: null, outboxIds: [] };
+    const { outboxIds, ...task } = row;
+    return { task, outboxIds };
   }
 
   /**
-   * Marks the task queued, then adds its job. In this order because a worker may take the job the moment it
-   * exists, and its `assigned` report must find the task queued. If adding fails, the task fails.
+   * Adds the task's BullMQ job (idempotent: the job id is the task id). If Redis refuses, it keeps trying for a
+   * while in the background; past that, or if this node dies first, the reconciler adds it.
    */
-  private async enqueue(task: TaskRow): Promise<TaskRow> {
-    const queued = (await this.transition(task.tenantId, task.id, "queued", { queuedAt: new Date() })).task ?? task;
+  async addJob(task: TaskRow, attempt = 0): Promise<void> {
     try {
-      await this.queues.enqueue(
-        {
-          tenantId: task.tenantId,
-          taskId: task.id,
-          poolId: task.poolId,
-          type: task.type,
-          payload: task.payload,
-          timeoutMs: task.timeoutMs,
-          maxAttempts: task.maxAttempts,
-        },
-        { maxAttempts: task.maxAttempts, priority: task.priority, backoffMs: this.options.backoffMs },
-      );
-    } catch (error) {
-      this.logger.error({ err: error, taskId: task.id }, "enqueue failed");
-      await this.transition(task.tenantId, task.id, "failed", {
-        error: { code: "ENQUEUE_FAILED", message: "the task could not be queued", retryable: false },
-        finishedAt: new Date(),
+      await this.queues.enqueue(jobData(task), {
+        maxAttempts: attemptsLeft(task),
+        priority: task.priority,
+        backoffMs: this.options.backoffMs,
       });
-      throw new AppError("UNAVAILABLE", "the task queue is unavailable; the task was marked failed", 503);
+    } catch (error) {
+      this.logger.warn({ err: (error as Error).message, taskId: task.id, attempt }, "could not add the task's job yet; retrying");
+      if (attempt < 30) setTimeout(() => void this.retryAddJob(task, attempt + 1), Math.min(5000, 200 * 2 ** attempt)).unref();
+      return;
     }
-    // The job exists now, so the task stays queued either way. If the tenant could not be noted, embedded
-    // workers of other nodes learn of it at the tenant's next submission (the note is retried then).
+    // The job exists now. If the tenant could not be noted, embedded workers of other nodes learn of it at the
+    // tenant's next submission (the note is retried then).
     await this.notePoolActive(task.tenantId, task.poolId).catch((error: unknown) =>
       this.logger.warn({ err: (error as Error).message, taskId: task.id }, "could not register the pool for embedded workers"),
     );
-    return queued;
+  }
+
+  private async retryAddJob(task: TaskRow, attempt: number): Promise<void> {
+    const current = await this.prisma.task.findUnique({ where: { id: task.id }, select: { status: true } }).catch(() => ({ status: "queued" }));
+    if (current?.status === "queued") await this.addJob(task, attempt);
   }
 
   async get(principal: Principal, taskId: string): Promise<TaskView> {
@@ -299,69 +363,91 @@ export class TaskService {
   async cancel(principal: Principal, taskId: string): Promise<TaskView> {
     const existing = await this.prisma.task.findFirst({ where: { id: taskId, tenantId: principal.tenantId } });
     if (!existing) throw new NotFoundError("task");
-    return serializeTask(await this.cancelRow(existing, "cancelled by request"));
+    const { task } = await this.transition(existing.tenantId, existing.id, "cancelled", cancelChanges("cancelled by request"));
+    if (!task) throw new ConflictError(`task is already ${(await this.currentStatus(existing.id)) ?? "gone"}`);
+    await this.stopJobs([task]);
+    return serializeTask(task);
   }
 
-  async cancelRow(existing: TaskRow, reason: string): Promise<TaskRow> {
-    const { task } = await this.transition(existing.tenantId, existing.id, "cancelled", {
-      finishedAt: new Date(),
-      error: { code: "CANCELLED", message: reason, retryable: false },
-    });
-    if (!task) throw new ConflictError(`task is already ${(await this.currentStatus(existing.id)) ?? "gone"}`);
-    await this.queues.remove(task.tenantId, task.poolId, task.id);
-    await this.redis.publish(cancelChannel(this.options.redisPrefix), JSON.stringify({ taskId: task.id })).catch((error: unknown) => {
-      this.logger.warn({ err: error, taskId: task.id }, "could not broadcast cancellation");
-    });
-    return task;
+  /** Cancellation inside a caller's transaction (workflows); call stopJobs with the tasks after the commit. */
+  async cancelIn(db: Db, task: TaskRow, reason: string): Promise<TransitionResult> {
+    return this.transitionStatement(db, task.tenantId, task.id, "cancelled", cancelChanges(reason), {});
+  }
+
+  /** After cancelling: remove queued jobs, and tell whichever process runs the others to abort them. */
+  async stopJobs(tasks: readonly TaskRow[]): Promise<void> {
+    for (const task of tasks) {
+      await this.queues.remove(task.tenantId, task.poolId, task.id);
+      await this.redis.publish(cancelChannel(this.options.redisPrefix), JSON.stringify({ taskId: task.id })).catch((error: unknown) => {
+        this.logger.warn({ err: error, taskId: task.id }, "could not broadcast cancellation");
+      });
+    }
   }
 
   private async currentStatus(taskId: string): Promise<string | undefined> {
     return (await this.prisma.task.findUnique({ where: { id: taskId }, select: { status: true } }))?.status;
   }
 
-  /** Applies what a pool worker reports about a task of `tenantId` (and, for a pool worker, of `poolId`). */
-  async applyReport(tenantId: string, report: TaskReport, poolId?: string): Promise<TaskReportReply> {
+  /**
+   * Applies what a pool worker reports about a task of (tenant, pool). `assigned` binds the attempt's lease,
+   * and only when the lease's token holds the job's lock in Redis; every other report must carry the bound
+   * lease. So a report of an attempt that lost its job, or of a worker that never took it, changes nothing.
+   */
+  async applyReport(tenantId: string, poolId: string, report: TaskReport): Promise<TaskReportReply> {
     const now = new Date();
+    const guard: TransitionGuard = { poolId, lease: report.lease };
     let changed: { task: TaskRow | null };
     switch (report.kind) {
-      case "assigned":
-        changed = await this.transition(tenantId, report.taskId, "assigned", { workerId: report.workerId }, {}, poolId);
+      case "assigned": {
+        const token = leaseLockToken(report.lease);
+        if (!token || !(await this.queues.holdsLock(tenantId, poolId, report.taskId, token))) {
+          this.logger.warn({ tenantId, poolId, taskId: report.taskId, workerId: report.workerId }, "assignment refused: the lease does not hold the job's lock");
+          return this.refusal(tenantId, poolId, report.taskId);
+        }
+        changed = await this.transition(tenantId, report.taskId, "assigned", { workerId: report.workerId, lease: report.lease }, {}, { poolId });
         break;
+      }
       case "started":
-        changed = await this.transition(tenantId, report.taskId, "started", { attempts: report.attempt, startedAt: now }, {}, poolId);
+        changed = await this.transition(tenantId, report.taskId, "started", { attempts: report.attempt, startedAt: now }, {}, guard);
         break;
       case "progress":
-        changed = await this.transition(tenantId, report.taskId, "progress", {}, { progress: report.progress, detail: report.detail ?? null }, poolId);
+        changed = await this.transition(tenantId, report.taskId, "progress", {}, { progress: report.progress, detail: report.detail ?? null }, guard);
         break;
       case "retrying":
         changed = await this.transition(tenantId, report.taskId, "retrying", { attempts: report.attempt, error: report.error }, {
           nextAttemptInMs: report.nextAttemptInMs,
-        }, poolId);
+        }, guard);
         break;
       case "completed":
-        changed = await this.transition(tenantId, report.taskId, "completed", { result: report.result ?? null, error: null, finishedAt: now }, {}, poolId);
+        changed = await this.transition(tenantId, report.taskId, "completed", { result: report.result ?? null, error: null, finishedAt: now }, {}, guard);
         break;
       case "failed":
-        changed = await this.transition(tenantId, report.taskId, "failed", { attempts: report.attempt, error: report.error, finishedAt: now }, {}, poolId);
+        changed = await this.transition(tenantId, report.taskId, "failed", { attempts: report.attempt, error: report.error, finishedAt: now }, {}, guard);
         break;
       case "cancelled":
-        changed = await this.transition(tenantId, report.taskId, "cancelled", {
-          finishedAt: now,
-          error: { code: "CANCELLED", message: "cancelled", retryable: false },
-        }, {}, poolId);
+        changed = await this.transition(tenantId, report.taskId, "cancelled", cancelChanges("cancelled"), {}, guard);
         break;
     }
     if (changed.task) return { accepted: true, status: changed.task.status as TaskStatus };
-    // Refused: say why — no such task (for this tenant), another pool's task, or a state that no longer allows it.
-    const current = await this.prisma.task.findFirst({ where: { id: report.taskId, tenantId }, select: { poolId: true, status: true } });
+    const reply = await this.refusal(tenantId, poolId, report.taskId);
+    const current = await this.prisma.task.findUnique({ where: { id: report.taskId }, select: { lease: true } });
+    if (current?.lease !== report.lease && report.kind !== "assigned") {
+      this.logger.warn({ tenantId, poolId, taskId: report.taskId, kind: report.kind }, "report refused: its lease is not the task's current lease");
+    }
+    return reply;
+  }
+
+  /** Why a report was refused: no such task (for this tenant), another pool's task, or a state or lease that no longer allows it. */
+  private async refusal(tenantId: string, poolId: string, taskId: string): Promise<TaskReportReply> {
+    const current = await this.prisma.task.findFirst({ where: { id: taskId, tenantId }, select: { poolId: true, status: true } });
     if (!current) throw new NotFoundError("task");
-    if (poolId !== undefined && current.poolId !== poolId) throw new ForbiddenError("the task belongs to another pool");
+    if (current.poolId !== poolId) throw new ForbiddenError("the task belongs to another pool");
     return { accepted: false, status: current.status as TaskStatus };
   }
 
   /**
-   * The only writer of task state: moves the task if (and only if) the state machine allows it from its
-   * current state, atomically in PostgreSQL, then publishes the change. Returns null when refused.
+   * The only writer of task state: moves the task if (and only if) the state machine and the guard allow it,
+   * in one statement with its event, then numbers and broadcasts the event. Returns null when refused.
    */
   async transition(
     tenantId: string,
@@ -369,55 +455,98 @@ export class TaskService {
     change: TransitionName,
     data: TaskChanges,
     eventExtra: Record<string, unknown> = {},
-    poolId?: string,
+    guard: TransitionGuard = {},
   ): Promise<{ task: TaskRow | null }> {
+    const { task, outboxIds } = await this.transitionStatement(this.prisma, tenantId, taskId, change, data, guard, eventExtra);
+    if (!task) return { task: null };
+    await this.events.relay(outboxIds);
+    if (isTerminal(task.status)) await this.finished(task);
+    return { task };
+  }
+
+  /** Tells the task-finished listeners (workflows); a failure is logged, and the reconciler repeats it later. */
+  async finished(task: TaskRow): Promise<void> {
+    for (const listener of this.finishedListeners) {
+      await listener(task).catch((error: unknown) => this.logger.error({ err: error, taskId: task.id }, "task-finished listener failed"));
+    }
+  }
+
+  /** One UPDATE … RETURNING that also writes the event to the outbox, on `db` (the client or a transaction). */
+  async transitionStatement(
+    db: Db,
+    tenantId: string,
+    taskId: string,
+    change: TransitionName,
+    data: TaskChanges,
+    guard: TransitionGuard,
+    eventExtra: Record<string, unknown> = {},
+  ): Promise<TransitionResult> {
     const rule = TRANSITIONS[change];
-    // One round trip: the state check, the write and the read of the new row are one UPDATE … RETURNING.
     const params: unknown[] = [taskId, tenantId, [...rule.from], rule.to];
-    const sets = [`"status" = $4`, `"updatedAt" = (now() AT TIME ZONE 'UTC')`];
+    const sets = [`"status" = $4`, `"updatedAt" = ${NOW_UTC}`];
     for (const [column, value] of Object.entries(data) as Array<[keyof TaskChanges, unknown]>) {
       params.push(value instanceof Date ? value.toISOString() : COLUMN_KIND[column] === "json" ? (value === null ? null : JSON.stringify(value)) : value);
       const placeholder = `$${params.length}`;
       const kind = COLUMN_KIND[column];
       sets.push(`"${column}" = ${kind === "json" ? `${placeholder}::jsonb` : kind === "time" ? `(${placeholder}::timestamptz AT TIME ZONE 'UTC')` : placeholder}`);
     }
-    let poolFilter = "";
-    if (poolId !== undefined) {
-      params.push(poolId);
-      poolFilter = ` AND "poolId" = $${params.length}`;
-    }
-    const rows = await this.prisma.$queryRawUnsafe<TaskRow[]>(
-      `UPDATE "Task" SET ${sets.join(", ")} WHERE "id" = $1 AND "tenantId" = $2 AND "status" = ANY($3::text[])${poolFilter} RETURNING *`,
+    const conditions = [`"id" = $1`, `"tenantId" = $2`, `"status" = ANY($3::text[])`];
+    const condition = (sql: (placeholder: string) => string, value: unknown): void => {
+      params.push(value);
+      conditions.push(sql(`$${params.length}`));
+    };
+    if (guard.poolId !== undefined) condition((p) => `"poolId" = ${p}`, guard.poolId);
+    if (guard.lease !== undefined) condition((p) => `"lease" = ${p}`, guard.lease);
+    if (guard.updatedAt !== undefined) condition((p) => `"updatedAt" = (${p}::timestamptz AT TIME ZONE 'UTC')`, guard.updatedAt.toISOString());
+    params.push(randomUUID(), rule.event, JSON.stringify(eventExtra));
+    const [eventId, type, extra] = [params.length - 2, params.length - 1, params.length].map((n) => `$${n}`);
+    const eventData =
+      change === "progress"
+        ? `jsonb_build_object('taskId', u."id", 'status', u."status") || ${extra}::jsonb`
+        : `jsonb_build_object('task', ${taskViewSql("u")}) || ${extra}::jsonb`;
+    const rows = await db.$queryRawUnsafe<Array<TaskRow & { outboxId: string }>>(
+      `WITH updated AS (
+         UPDATE "Task" SET ${sets.join(", ")} WHERE ${conditions.join(" AND ")} RETURNING *
+       ), staged AS (
+         INSERT INTO "Outbox" ("tenantId", "eventId", "type", "targets", "data", "ts")
+         SELECT u."tenantId", ${eventId}, ${type}, ${taskTargetsSql("u", rule.event === "task.assigned")}, ${eventData}, ${NOW_UTC}
+         FROM updated u
+         RETURNING "id"
+       )
+       SELECT u.*, (SELECT "id"::text FROM staged) AS "outboxId" FROM updated u`,
       ...params,
     );
-    const task = rows[0];
-    if (!task) return { task: null };
-    if (change === "progress") {
-      await this.publishRaw(task, "task.progress", { taskId: task.id, status: task.status, ...eventExtra });
-    } else {
-      await this.publish(task, `task.${change}`, eventExtra);
-    }
-    if (isTerminal(task.status)) {
-      for (const listener of this.finishedListeners) {
-        await listener(task).catch((error: unknown) => this.logger.error({ err: error, taskId }, "task-finished listener failed"));
-      }
-    }
-    return { task };
+    const row = rows[0];
+    if (!row) return { task: null, outboxIds: [] };
+    const { outboxId, ...task } = row;
+    return { task, outboxIds: [outboxId] };
   }
+}
 
-  private async publish(task: TaskRow, type: string, extra: Record<string, unknown> = {}): Promise<void> {
-    await this.publishRaw(task, type, { task: serializeTask(task), ...extra });
-  }
+function cancelChanges(reason: string): TaskChanges {
+  return { finishedAt: new Date(), error: { code: "CANCELLED", message: reason, retryable: false } };
+}
 
-  private async publishRaw(task: TaskRow, type: string, data: Record<string, unknown>): Promise<void> {
-    await this.events.publish({
-      tenantId: task.tenantId,
-      namespace: "tasks",
-      rooms: [roomNames.tasks(), roomNames.task(task.id), roomNames.pool(task.poolId)],
-      // Pool dashboards watch assignments too: who took what.
-      alsoIn: type === "task.assigned" ? [{ namespace: "pools", rooms: [roomNames.pool(task.poolId)] }] : [],
-      type,
-      data,
-    });
-  }
+/** Runs a task already failed (finished with an error) before its job was (re-)added. */
+function failedRuns(task: TaskRow): number {
+  // `attempts` counts runs started; a run still assigned or started when the job was lost did not fail.
+  return task.status === "started" ? Math.max(0, task.attempts - 1) : task.attempts;
+}
+
+/** BullMQ attempts for a job added now: what the task has left, and at least one (a lost run is not a failure). */
+export function attemptsLeft(task: TaskRow): number {
+  return Math.max(1, task.maxAttempts - failedRuns(task));
+}
+
+export function jobData(task: TaskRow): TaskJobData {
+  return {
+    tenantId: task.tenantId,
+    taskId: task.id,
+    poolId: task.poolId,
+    type: task.type,
+    payload: task.payload,
+    timeoutMs: task.timeoutMs,
+    maxAttempts: task.maxAttempts,
+    ...(task.attempts > 0 ? { attemptOffset: task.attempts } : {}),
+  };
 }

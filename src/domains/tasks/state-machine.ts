@@ -1,19 +1,25 @@
 import type { TaskReportKind, TaskStatus } from "../../protocol/tasks.js";
 
+const OPEN: readonly TaskStatus[] = ["created", "queued", "assigned", "started", "retrying"];
+
 /**
- * The task state machine, in one place. For each change, the states it may start from; anything else is
- * refused. `assigned` may follow `started` or `assigned` because BullMQ hands a stalled job (its worker
- * died) to another worker; `progress` leaves the state as it is.
+ * The task state machine, in one place. For each change, the states it may start from, the state it leads to
+ * and the event that announces it; anything else is refused. `assigned` may follow `started` or `assigned`
+ * because BullMQ hands a stalled job (its worker died) to another worker; `progress` leaves the state as it is.
+ * `requeued` and `settled` are the reconciler's: a task whose job Redis lost goes back on its queue, and a task
+ * whose job BullMQ finished without the worker's report getting through takes the job's outcome.
  */
-export const TRANSITIONS: Record<"queued" | TaskReportKind, { from: readonly TaskStatus[]; to: TaskStatus }> = {
-  queued: { from: ["created"], to: "queued" },
-  assigned: { from: ["queued", "retrying", "assigned", "started"], to: "assigned" },
-  started: { from: ["assigned"], to: "started" },
-  progress: { from: ["started"], to: "started" },
-  retrying: { from: ["assigned", "started"], to: "retrying" },
-  completed: { from: ["started"], to: "completed" },
-  failed: { from: ["created", "queued", "assigned", "started", "retrying"], to: "failed" },
-  cancelled: { from: ["created", "queued", "assigned", "started", "retrying"], to: "cancelled" },
+export const TRANSITIONS: Record<"queued" | "requeued" | "settled" | TaskReportKind, { from: readonly TaskStatus[]; to: TaskStatus; event: string }> = {
+  queued: { from: ["created"], to: "queued", event: "task.queued" },
+  requeued: { from: ["queued", "assigned", "started", "retrying"], to: "queued", event: "task.queued" },
+  assigned: { from: ["queued", "retrying", "assigned", "started"], to: "assigned", event: "task.assigned" },
+  started: { from: ["assigned"], to: "started", event: "task.started" },
+  progress: { from: ["started"], to: "started", event: "task.progress" },
+  retrying: { from: ["assigned", "started"], to: "retrying", event: "task.retrying" },
+  completed: { from: ["started"], to: "completed", event: "task.completed" },
+  settled: { from: OPEN, to: "completed", event: "task.completed" },
+  failed: { from: OPEN, to: "failed", event: "task.failed" },
+  cancelled: { from: OPEN, to: "cancelled", event: "task.cancelled" },
 };
 
 export type TransitionName = keyof typeof TRANSITIONS;

@@ -2,9 +2,10 @@ import { z } from "zod";
 import type { Principal } from "../../auth/principal.js";
 import type { PrismaClient } from "../../db/client.js";
 import { BadRequestError, ConflictError, NotFoundError } from "../../errors.js";
-import type { EventPublisher } from "../../events/publisher.js";
+import type { Db, EventPublisher, Outbox } from "../../events/publisher.js";
 import type { Logger } from "../../observability/logger.js";
 import { roomNames } from "../../protocol/rooms.js";
+import { randomUUID } from "node:crypto";
 import { isTerminal } from "../../protocol/tasks.js";
 import { afterPageKey, decodePageCursor, PAGE_ORDER, PageQuerySchema, toPage } from "../pagination.js";
 import type { TaskRow, TaskService } from "../tasks/service.js";
@@ -56,10 +57,19 @@ function serializeStep(step: StepRow) {
   return { key: step.key, type: step.type, payload: step.payload, dependsOn: step.dependsOn, status: step.status, taskId: step.taskId };
 }
 
+/** What a workflow transaction leaves to do once it has committed: jobs to add, and jobs to stop. */
+interface AfterCommit {
+  started: TaskRow[];
+  cancelled: TaskRow[];
+}
+
 /**
  * Workflows: a DAG of steps, each run as a task on the tenant's default pool once every step it depends on
- * has completed. Orchestration is our own (not BullMQ flows): a step is claimed with a conditional update
- * (pending → queued) so that two dependencies finishing at once on two nodes start it only once.
+ * has completed. Orchestration is our own (not BullMQ flows). Every move is `advance()`: one transaction that
+ * locks the workflow row, brings the steps up to date with their tasks, publishes what changed, and either
+ * finishes the workflow or starts the steps that became ready (claiming the step and creating its task in the
+ * same transaction). It is idempotent, so the task-finished listener calls it, and so does the reconciler for
+ * any workflow a crash left behind.
  */
 export class WorkflowService {
   constructor(
@@ -68,7 +78,7 @@ export class WorkflowService {
     private readonly events: EventPublisher,
     private readonly logger: Logger,
   ) {
-    tasks.onTaskFinished((task) => this.onTaskFinished(task));
+    tasks.onTaskFinished((task) => (task.workflowId ? this.advance(task.tenantId, task.workflowId) : Promise.resolve()));
   }
 
   async create(principal: Principal, body: unknown) {
@@ -85,25 +95,30 @@ export class WorkflowService {
         throw error;
       }
     }
-    const workflow = await this.prisma.workflow.create({
-      data: {
-        tenantId: principal.tenantId,
-        name: input.name,
-        status: "running",
-        steps: {
-          create: input.steps.map((step, position) => ({
-            key: step.key,
-            position,
-            type: step.type,
-            payload: (step.payload ?? {}) as object,
-            dependsOn: step.dependsOn,
-          })),
+    const { workflow, after } = await this.events.transaction(async (tx, outbox) => {
+      const workflow = await tx.workflow.create({
+        data: {
+          tenantId: principal.tenantId,
+          name: input.name,
+          status: "running",
+          steps: {
+            create: input.steps.map((step, position) => ({
+              key: step.key,
+              position,
+              type: step.type,
+              payload: (step.payload ?? {}) as object,
+              dependsOn: step.dependsOn,
+            })),
+          },
         },
-      },
-      include: { steps: { orderBy: { position: "asc" } } },
+        include: { steps: { orderBy: { position: "asc" } } },
+      });
+      outbox.add(workflowEvent(workflow, "workflow.started", { steps: workflow.steps.map(serializeStep) }));
+      const after: AfterCommit = { started: [], cancelled: [] };
+      await this.startReadySteps(tx, outbox, workflow, workflow.steps, after);
+      return { workflow, after };
     });
-    await this.publish(workflow, "workflow.started", { steps: workflow.steps.map(serializeStep) });
-    await this.startReadySteps(workflow.tenantId, workflow.id);
+    await this.afterCommit(after);
     return this.view(principal.tenantId, workflow.id);
   }
 
@@ -122,12 +137,18 @@ export class WorkflowService {
   }
 
   async cancel(principal: Principal, workflowId: string) {
-    const workflow = await this.prisma.workflow.findFirst({ where: { id: workflowId, tenantId: principal.tenantId } });
-    if (!workflow) throw new NotFoundError("workflow");
-    const finished = await this.finish(workflow.tenantId, workflowId, "cancelled");
-    if (!finished) throw new ConflictError(`workflow is already ${(await this.prisma.workflow.findUnique({ where: { id: workflowId } }))?.status}`);
-    await this.stopRemainingSteps(workflow.tenantId, workflowId, "workflow cancelled");
-    await this.publish(finished, "workflow.cancelled", {});
+    const result = await this.events.transaction(async (tx, outbox) => {
+      const workflow = await lockWorkflow(tx, principal.tenantId, workflowId);
+      if (!workflow) throw new NotFoundError("workflow");
+      if (workflow.status !== "running") return { conflict: workflow.status };
+      const after: AfterCommit = { started: [], cancelled: [] };
+      const finished = await this.finish(tx, workflow, "cancelled");
+      await this.stopRemainingSteps(tx, outbox, workflow, "workflow cancelled", after);
+      outbox.add(workflowEvent(finished, "workflow.cancelled", {}));
+      return { after };
+    });
+    if ("conflict" in result) throw new ConflictError(`workflow is already ${result.conflict}`);
+    await this.afterCommit(result.after);
     return this.view(principal.tenantId, workflowId);
   }
 
@@ -149,82 +170,103 @@ export class WorkflowService {
     };
   }
 
-  /** Starts every pending step whose dependencies have all completed; each is claimed exactly once. */
-  private async startReadySteps(tenantId: string, workflowId: string): Promise<void> {
-    const steps = await this.prisma.workflowStep.findMany({ where: { workflowId }, orderBy: { position: "asc" } });
+  /**
+   * Brings a running workflow up to date with its steps' tasks, in one transaction under the workflow's row
+   * lock (so two nodes advancing at once take turns, and each change is published once).
+   */
+  async advance(tenantId: string, workflowId: string): Promise<void> {
+    const after = await this.events.transaction(async (tx, outbox) => {
+      const after: AfterCommit = { started: [], cancelled: [] };
+      const workflow = await lockWorkflow(tx, tenantId, workflowId);
+      if (!workflow || workflow.status !== "running") return after;
+      const steps = await tx.workflowStep.findMany({ where: { workflowId }, orderBy: { position: "asc" } });
+      const taskIds = steps.map((s) => s.taskId).filter((id): id is string => id !== null);
+      const tasks = new Map((await tx.task.findMany({ where: { id: { in: taskIds }, tenantId } })).map((t) => [t.id, t]));
+      let failedStep: { step: StepRow; task: TaskRow } | undefined;
+      for (const step of steps) {
+        const task = step.taskId ? tasks.get(step.taskId) : undefined;
+        if (step.status !== "running" || !task || !isTerminal(task.status)) continue;
+        await tx.workflowStep.update({ where: { workflowId_key: { workflowId, key: step.key } }, data: { status: task.status } });
+        step.status = task.status;
+        if (task.status === "completed") {
+          outbox.add(workflowEvent(workflow, "workflow.step_completed", { step: step.key, taskId: task.id, result: task.result ?? null }));
+        } else {
+          failedStep ??= { step, task };
+        }
+      }
+      if (failedStep) {
+        // A failed (or individually cancelled) step fails the workflow; what has not started never will.
+        const finished = await this.finish(tx, workflow, "failed");
+        await this.stopRemainingSteps(tx, outbox, workflow, `step ${failedStep.step.key} ${failedStep.task.status}`, after);
+        outbox.add(workflowEvent(finished, "workflow.failed", { step: failedStep.step.key, taskId: failedStep.task.id, error: failedStep.task.error ?? null }));
+      } else if (steps.every((s) => s.status === "completed")) {
+        outbox.add(workflowEvent(await this.finish(tx, workflow, "completed"), "workflow.completed", {}));
+      } else {
+        await this.startReadySteps(tx, outbox, workflow, steps, after);
+      }
+      return after;
+    });
+    await this.afterCommit(after);
+  }
+
+  /** Starts every pending step whose dependencies have all completed: the step and its task commit together. */
+  private async startReadySteps(tx: Db, outbox: Outbox, workflow: WorkflowRow, steps: StepRow[], after: AfterCommit): Promise<void> {
     const completed = new Set(steps.filter((s) => s.status === "completed").map((s) => s.key));
     for (const step of steps) {
       if (step.status !== "pending" || !step.dependsOn.every((dep) => completed.has(dep))) continue;
-      const claimed = await this.prisma.workflowStep.updateMany({
-        where: { workflowId, key: step.key, status: "pending", workflow: { status: "running" } },
-        data: { status: "queued" },
-      });
-      if (claimed.count === 0) continue;
-      const task = await this.tasks.submitInternal(tenantId, {
-        type: step.type,
-        payload: step.payload as z.infer<typeof StepSchema>["payload"],
-        poolId: DEFAULT_POOL_ID,
-        workflowId,
-        stepKey: step.key,
-      });
-      await this.prisma.workflowStep.updateMany({ where: { workflowId, key: step.key, status: "queued" }, data: { taskId: task.id, status: "running" } });
+      const taskId = randomUUID();
+      const { task, outboxIds } = await this.tasks.createQueued(
+        tx,
+        workflow.tenantId,
+        { type: step.type, payload: step.payload as z.infer<typeof StepSchema>["payload"], poolId: DEFAULT_POOL_ID, priority: 50, maxAttempts: 1, timeoutMs: undefined },
+        { idempotencyKey: null, requestHash: null, workflowId: workflow.id, stepKey: step.key, id: taskId },
+      );
+      if (!task) continue;
+      await tx.workflowStep.update({ where: { workflowId_key: { workflowId: workflow.id, key: step.key } }, data: { status: "running", taskId } });
+      step.status = "running";
+      outbox.staged(outboxIds);
+      after.started.push(task);
     }
   }
 
-  private async onTaskFinished(task: TaskRow): Promise<void> {
-    if (!task.workflowId || !task.stepKey) return;
-    const { workflowId, stepKey, tenantId } = task;
-    await this.prisma.workflowStep.updateMany({
-      where: { workflowId, key: stepKey, status: { in: ["queued", "running"] } },
-      data: { status: task.status, taskId: task.id },
-    });
-    const workflow = await this.prisma.workflow.findUnique({ where: { id: workflowId } });
-    if (!workflow || workflow.status !== "running") return;
-    if (task.status === "completed") {
-      await this.publish(workflow, "workflow.step_completed", { step: stepKey, taskId: task.id, result: task.result ?? null });
-      const open = await this.prisma.workflowStep.count({ where: { workflowId, status: { not: "completed" } } });
-      if (open === 0) {
-        const finished = await this.finish(tenantId, workflowId, "completed");
-        if (finished) await this.publish(finished, "workflow.completed", {});
-      } else {
-        await this.startReadySteps(tenantId, workflowId);
-      }
-      return;
-    }
-    // A failed (or individually cancelled) step fails the workflow; what has not started never will.
-    const finished = await this.finish(tenantId, workflowId, "failed");
-    if (!finished) return;
-    await this.stopRemainingSteps(tenantId, workflowId, `step ${stepKey} ${task.status}`);
-    await this.publish(finished, "workflow.failed", { step: stepKey, taskId: task.id, error: task.error ?? null });
+  /** Moves the workflow (locked by the caller, and running) to a final state. */
+  private async finish(tx: Db, workflow: WorkflowRow, status: "completed" | "failed" | "cancelled"): Promise<WorkflowRow> {
+    return tx.workflow.update({ where: { id: workflow.id }, data: { status, finishedAt: new Date() } });
   }
 
-  /** Moves a running workflow to a final state; null when it was not running (someone else finished it). */
-  private async finish(tenantId: string, workflowId: string, status: "completed" | "failed" | "cancelled"): Promise<WorkflowRow | null> {
-    const updated = await this.prisma.workflow.updateMany({
-      where: { id: workflowId, tenantId, status: "running" },
-      data: { status, finishedAt: new Date() },
-    });
-    return updated.count === 1 ? this.prisma.workflow.findUnique({ where: { id: workflowId } }) : null;
-  }
-
-  private async stopRemainingSteps(tenantId: string, workflowId: string, reason: string): Promise<void> {
-    await this.prisma.workflowStep.updateMany({ where: { workflowId, status: { in: ["pending", "queued"] } }, data: { status: "cancelled" } });
-    const running = await this.prisma.workflowStep.findMany({ where: { workflowId, status: "running", taskId: { not: null } } });
+  private async stopRemainingSteps(tx: Db, outbox: Outbox, workflow: WorkflowRow, reason: string, after: AfterCommit): Promise<void> {
+    await tx.workflowStep.updateMany({ where: { workflowId: workflow.id, status: { in: ["pending", "queued"] } }, data: { status: "cancelled" } });
+    const running = await tx.workflowStep.findMany({ where: { workflowId: workflow.id, status: "running", taskId: { not: null } } });
     for (const step of running) {
-      const task = await this.prisma.task.findFirst({ where: { id: step.taskId!, tenantId } });
-      if (task && !isTerminal(task.status)) {
-        await this.tasks.cancelRow(task, reason).catch((error: unknown) => this.logger.warn({ err: error, taskId: task.id }, "could not cancel step"));
-      }
+      const task = await tx.task.findFirst({ where: { id: step.taskId!, tenantId: workflow.tenantId } });
+      if (!task || isTerminal(task.status)) continue;
+      const { task: cancelled, outboxIds } = await this.tasks.cancelIn(tx, task, reason);
+      if (!cancelled) continue;
+      await tx.workflowStep.update({ where: { workflowId_key: { workflowId: workflow.id, key: step.key } }, data: { status: "cancelled" } });
+      outbox.staged(outboxIds);
+      after.cancelled.push(cancelled);
     }
   }
 
-  private async publish(workflow: WorkflowRow, type: string, extra: Record<string, unknown>): Promise<void> {
-    await this.events.publish({
-      tenantId: workflow.tenantId,
-      namespace: "workflows",
-      rooms: [roomNames.workflows(), roomNames.workflow(workflow.id)],
-      type,
-      data: { workflow: serializeWorkflow(workflow), ...extra },
-    });
+  /** Jobs for the steps that started, and stopping those of the tasks that were cancelled. */
+  private async afterCommit(after: AfterCommit): Promise<void> {
+    for (const task of after.started) await this.tasks.addJob(task);
+    await this.tasks.stopJobs(after.cancelled).catch((error: unknown) => this.logger.warn({ err: error }, "could not stop cancelled steps' jobs"));
   }
+}
+
+/** Reads and row-locks a workflow of the tenant for the rest of the transaction. */
+async function lockWorkflow(tx: Db, tenantId: string, workflowId: string): Promise<WorkflowRow | null> {
+  const rows = await tx.$queryRawUnsafe<WorkflowRow[]>(`SELECT * FROM "Workflow" WHERE "id" = $1 AND "tenantId" = $2 FOR UPDATE`, workflowId, tenantId);
+  return rows[0] ?? null;
+}
+
+function workflowEvent(workflow: WorkflowRow, type: string, extra: Record<string, unknown>) {
+  return {
+    tenantId: workflow.tenantId,
+    namespace: "workflows" as const,
+    rooms: [roomNames.workflows(), roomNames.workflow(workflow.id)],
+    type,
+    data: { workflow: serializeWorkflow(workflow), ...extra },
+  };
 }

@@ -1,0 +1,23 @@
+import assert from "node:assert/strict";
+import { freshTenant } from "./support/env.js";
+import { api } from "./support/http.js";
+import { sharedServer } from "./support/shared.js";
+import { submitTask, waitForTask } from "./support/tasks.js";
+import { mintToken } from "./support/tokens.js";
+
+// Task events are written by PostgreSQL in the statement that changes the task (taskViewSql), REST answers are
+// built in JavaScript (serializeTask): the two must describe a task identically.
+describe("task views", () => {
+  it("the task in a task event is exactly the task REST returns", async () => {
+    const server = await sharedServer();
+    const token = mintToken({ tenant: freshTenant() });
+    const submitted = await submitTask(server.url, token, { type: "echo", payload: { n: 1.5, s: "ü\"x", nested: [null, { a: true }] }, priority: 70, maxAttempts: 2, timeoutMs: 5000 });
+    const done = await waitForTask(server.url, token, submitted.id, ["completed"]);
+    const history = await api(server.url, "GET", `/api/v1/events?namespace=tasks&room=task:${submitted.id}`, { token });
+    const events = history.body.items as Array<{ type: string; data: { task: unknown } }>;
+    assert.deepEqual(events.map((e) => e.type), ["task.created", "task.queued", "task.assigned", "task.started", "task.completed"]);
+    assert.deepEqual(events.at(-1)!.data.task, done);
+    assert.deepEqual(events[1]!.data.task, { ...submitted, status: "queued" });
+    assert.equal((events[0]!.data.task as { status: string }).status, "created");
+  });
+});
