@@ -207,21 +207,21 @@ export class EventLog {
   }
 
   /**
-   * Numbers outbox rows older than `olderThan` that nobody numbered: their node died (or lost the database)
+   * Numbers outbox rows older than `olderThanMs` (by the database's clock, which also stamped them) that nobody numbered: their node died (or lost the database)
    * between committing a change and numbering its events. SKIP LOCKED: nodes relaying at once never wait for
    * each other, and a row its owner is numbering right now is left to the owner.
    */
-  async relayOrphans(olderThan: Date, limit: number): Promise<SequencedEvent[]> {
+  async relayOrphans(olderThanMs: number, limit: number): Promise<SequencedEvent[]> {
     const claim = `DELETE FROM "Outbox" o USING (
            SELECT "id", (row_number() OVER (ORDER BY "id"))::int AS ord FROM "Outbox"
-           WHERE "id" IN (SELECT "id" FROM "Outbox" WHERE "ts" < ($10::timestamptz AT TIME ZONE 'UTC') ORDER BY "id" LIMIT $11 FOR UPDATE SKIP LOCKED)
+           WHERE "id" IN (SELECT "id" FROM "Outbox" WHERE "ts" < (clock_timestamp() AT TIME ZONE 'UTC') - make_interval(secs => $10::int / 1000.0) ORDER BY "id" LIMIT $11 FOR UPDATE SKIP LOCKED)
          ) s WHERE o."id" = s."id"
          RETURNING s.ord, o."tenantId", o."eventId", o."type", o."targets", o."data", o."ts"`;
     const rows = await this.prisma.$queryRawUnsafe<NumberedRow[]>(
       numberingStatement(claim),
       [], [], [], [], [], [], [], [],
       newEpoch(),
-      olderThan.toISOString(),
+      olderThanMs,
       limit,
     );
     const data = stagedDataByOrd(rows);

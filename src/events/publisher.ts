@@ -145,7 +145,7 @@ export class EventPublisher {
     let total = 0;
     try {
       for (;;) {
-        const stored = await this.log.relayOrphans(new Date(Date.now() - this.options.relayAfterMs), 500);
+        const stored = await this.log.relayOrphans(this.options.relayAfterMs, 500);
         if (stored.length === 0) break;
         this.deliver(stored);
         const events = new Set(stored.map((e) => e.eventId)).size;
@@ -166,11 +166,10 @@ export class EventPublisher {
 /** Inserts drafted events into the outbox inside the caller's transaction; returns their row ids in order. */
 async function stageDrafts(tx: Db, drafts: PublishInput[]): Promise<string[]> {
   if (drafts.length === 0) return [];
-  const ts = new Date().toISOString();
   const eventIds = drafts.map(() => randomUUID());
   const rows = await tx.$queryRawUnsafe<Array<{ id: bigint | string; eventId: string }>>(
     `INSERT INTO "Outbox" ("tenantId", "eventId", "type", "targets", "data", "ts")
-     SELECT tenant, event_id, type, string_to_array(targets, chr(10)), data::jsonb, ($6::timestamptz AT TIME ZONE 'UTC')
+     SELECT tenant, event_id, type, string_to_array(targets, chr(10)), data::jsonb, (clock_timestamp() AT TIME ZONE 'UTC')
      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS t(tenant, event_id, type, targets, data)
      RETURNING "id", "eventId"`,
     drafts.map((d) => d.tenantId),
@@ -178,7 +177,6 @@ async function stageDrafts(tx: Db, drafts: PublishInput[]): Promise<string[]> {
     drafts.map((d) => d.type),
     drafts.map((d) => eventTargets(d).map(targetKey).join("\n")),
     drafts.map((d) => JSON.stringify(d.data ?? null)),
-    ts,
   );
   const byEvent = new Map(rows.map((row) => [row.eventId, String(row.id)]));
   return eventIds.map((id) => byEvent.get(id)!);

@@ -1,5 +1,6 @@
 import type { Redis } from "ioredis";
 import type { PrismaClient } from "../db/client.js";
+import { ClusterTimer } from "../jobs/cluster-timer.js";
 import type { Logger } from "../observability/logger.js";
 
 export interface RetentionOptions {
@@ -18,33 +19,26 @@ export interface RetentionOptions {
  * CURSOR_EXPIRED (sequences are gapless, so a missing first event is detected exactly).
  */
 export class EventRetention {
-  private timer: NodeJS.Timeout | undefined;
+  private readonly timer: ClusterTimer;
 
   constructor(
     private readonly prisma: PrismaClient,
-    private readonly redis: Redis,
-    private readonly logger: Logger,
+    redis: Redis,
+    logger: Logger,
     private readonly options: RetentionOptions,
-  ) {}
+  ) {
+    this.timer = new ClusterTimer(redis, `${options.redisPrefix}:retention-lock`, options.intervalMs, async () => {
+      const deleted = await this.trim();
+      if (deleted > 0) logger.info({ deleted }, "event retention trimmed the log");
+    }, logger, "event retention");
+  }
 
   start(): void {
-    this.timer = setInterval(() => void this.runIfLeader(), this.options.intervalMs);
-    this.timer.unref();
+    this.timer.start();
   }
 
   stop(): void {
-    clearInterval(this.timer);
-  }
-
-  private async runIfLeader(): Promise<void> {
-    try {
-      const lock = await this.redis.set(`${this.options.redisPrefix}:retention-lock`, "1", "PX", this.options.intervalMs, "NX");
-      if (lock !== "OK") return;
-      const deleted = await this.trim();
-      if (deleted > 0) this.logger.info({ deleted }, "event retention trimmed the log");
-    } catch (error) {
-      this.logger.warn({ err: (error as Error).message }, "event retention failed");
-    }
+    this.timer.stop();
   }
 
   /** Deletes what retention no longer keeps; returns how many events went. */

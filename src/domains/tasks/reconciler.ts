@@ -1,5 +1,6 @@
 import type { Redis } from "ioredis";
 import type { PrismaClient } from "../../db/client.js";
+import { ClusterTimer } from "../../jobs/cluster-timer.js";
 import type { JobState, TaskQueues } from "../../jobs/queues.js";
 import type { Logger } from "../../observability/logger.js";
 import type { Metrics } from "../../observability/metrics.js";
@@ -34,41 +35,27 @@ export type ReconcileAction = "requeued" | "job_added" | "settled_failed" | "set
  * the repair is refused and nothing happens.
  */
 export class TaskReconciler {
-  private timer: NodeJS.Timeout | undefined;
-  private running = false;
+  private readonly timer: ClusterTimer;
 
   constructor(
     private readonly prisma: PrismaClient,
-    private readonly redis: Redis,
+    redis: Redis,
     private readonly tasks: TaskService,
     private readonly workflows: WorkflowService,
     private readonly queues: TaskQueues,
     private readonly metrics: Metrics,
     private readonly logger: Logger,
     private readonly options: ReconcilerOptions,
-  ) {}
+  ) {
+    this.timer = new ClusterTimer(redis, `${options.redisPrefix}:reconcile-lock`, options.intervalMs, async () => void (await this.pass()), logger, "reconcile pass");
+  }
 
   start(): void {
-    this.timer = setInterval(() => void this.tick(), this.options.intervalMs);
-    this.timer.unref();
+    this.timer.start();
   }
 
   stop(): void {
-    clearInterval(this.timer);
-  }
-
-  private async tick(): Promise<void> {
-    if (this.running) return;
-    this.running = true;
-    try {
-      // The lock is never released: it expires after one interval, so one pass per interval runs cluster-wide.
-      const lock = await this.redis.set(`${this.options.redisPrefix}:reconcile-lock`, "1", "PX", this.options.intervalMs, "NX");
-      if (lock === "OK") await this.pass();
-    } catch (error) {
-      this.logger.warn({ err: (error as Error).message }, "reconcile pass failed; retrying next interval");
-    } finally {
-      this.running = false;
-    }
+    this.timer.stop();
   }
 
   /** One pass; returns what it did (tests and logs). */

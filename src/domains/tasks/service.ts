@@ -125,6 +125,8 @@ function taskTargetsSql(t: string, alsoInPools: boolean): string {
 }
 
 const NOW_UTC = `(now() AT TIME ZONE 'UTC')`;
+/** An event's time: the real current time, not the transaction's start (the outbox relay compares with it). */
+const EVENT_TS = `(clock_timestamp() AT TIME ZONE 'UTC')`;
 
 /** Called when a task reaches a terminal state, whoever drove it there (workflows chain on this). */
 export type TaskFinishedListener = (task: TaskRow) => Promise<void>;
@@ -278,7 +280,7 @@ export class TaskService {
        ), staged AS (
          INSERT INTO "Outbox" ("tenantId", "eventId", "type", "targets", "data", "ts")
          SELECT i."tenantId", e.event_id, e.type, ${taskTargetsSql("i", false)},
-                jsonb_build_object('task', ${taskViewSql("i")} || e.patch), ${NOW_UTC}
+                jsonb_build_object('task', ${taskViewSql("i")} || e.patch), ${EVENT_TS}
          FROM inserted i CROSS JOIN (VALUES
            (1, $13, 'task.created', '{"status":"created","queuedAt":null}'::jsonb),
            (2, $14, 'task.queued', '{}'::jsonb)) AS e(n, event_id, type, patch)
@@ -509,7 +511,7 @@ export class TaskService {
          UPDATE "Task" SET ${sets.join(", ")} WHERE ${conditions.join(" AND ")} RETURNING *
        ), staged AS (
          INSERT INTO "Outbox" ("tenantId", "eventId", "type", "targets", "data", "ts")
-         SELECT u."tenantId", ${eventId}, ${type}, ${taskTargetsSql("u", rule.event === "task.assigned")}, ${eventData}, ${NOW_UTC}
+         SELECT u."tenantId", ${eventId}, ${type}, ${taskTargetsSql("u", rule.event === "task.assigned")}, ${eventData}, ${EVENT_TS}
          FROM updated u
          RETURNING "id"
        )
