@@ -220,7 +220,7 @@ export class TaskService {
     const requestHash = idempotencyKey ? createHash("sha256").update(JSON.stringify(input)).digest("hex") : null;
     if (idempotencyKey) {
       const existing = await this.findByIdempotencyKey(principal.tenantId, idempotencyKey, requestHash!);
-      if (existing) return { task: serializeTask(existing), created: false };
+      if (existing) return { task: serializeTask(await this.ensureJob(existing)), created: false };
     }
     const poolId = input.poolId ?? DEFAULT_POOL_ID;
     await this.validateTarget(principal.tenantId, poolId, input.type);
@@ -230,7 +230,7 @@ export class TaskService {
     if (!task) {
       // A concurrent request with the same key won the insert: answer with its task.
       const existing = await this.findByIdempotencyKey(principal.tenantId, idempotencyKey!, requestHash!);
-      if (existing) return { task: serializeTask(existing), created: false };
+      if (existing) return { task: serializeTask(await this.ensureJob(existing)), created: false };
       throw new ConflictError("a concurrent request with this Idempotency-Key failed; try again");
     }
     await this.events.relay(outboxIds);
@@ -249,6 +249,16 @@ export class TaskService {
         { field: "type", message: `must be one of ${BUILTIN_TASK_TYPES.join(", ")} or a type a worker of the pool registered` },
       ]);
     }
+  }
+
+  /**
+   * A client resends a key when it did not get our answer, typically because the node that stored the task
+   * died before adding its job: add it now (idempotent: the job id is the task id) rather than leave it to
+   * the reconciler.
+   */
+  private async ensureJob(task: TaskRow): Promise<TaskRow> {
+    if (task.status === "queued") await this.addJob(task);
+    return task;
   }
 
   private async findByIdempotencyKey(tenantId: string, key: string, requestHash: string): Promise<TaskRow | null> {
