@@ -62,6 +62,8 @@ export class Submitter {
   serverErrors = 0;
   private turn = 0;
   private aborted = false;
+  private readonly inFlight = new Map<string, number>();
+  private readonly latencies: number[] = [];
 
   constructor(
     private readonly options: {
@@ -75,6 +77,18 @@ export class Submitter {
   /** Stops every submission still going (a failed test must not leave a submitter retrying in the background). */
   abort(): void {
     this.aborted = true;
+  }
+
+  /** Requests sent to `url` that have not been answered yet. */
+  inFlightTo(url: string): number {
+    return this.inFlight.get(url) ?? 0;
+  }
+
+  /** Median time of the answered requests so far (ms), or `fallback` before there are any. */
+  medianLatencyMs(fallback = 30): number {
+    if (this.latencies.length === 0) return fallback;
+    const sorted = [...this.latencies].sort((a, b) => a - b);
+    return sorted[Math.floor(sorted.length / 2)]!;
   }
 
   acceptedIds(): string[] {
@@ -104,6 +118,8 @@ export class Submitter {
       this.attempts++;
       let status: number;
       let text: string;
+      this.inFlight.set(url, (this.inFlight.get(url) ?? 0) + 1);
+      const sentAt = Date.now();
       try {
         const response = await fetch(`${url}/api/v1/tasks`, {
           method: "POST",
@@ -113,10 +129,13 @@ export class Submitter {
         });
         status = response.status;
         text = await response.text();
+        this.latencies.push(Date.now() - sentAt);
       } catch (error) {
         this.networkErrors++;
         lastError = `${url}: ${(error as Error).message}${(error as { cause?: Error }).cause ? ` (${(error as { cause: Error }).cause.message})` : ""}`;
         continue;
+      } finally {
+        this.inFlight.set(url, (this.inFlight.get(url) ?? 1) - 1);
       }
       if (status === 202) {
         let id: string | undefined;
@@ -147,17 +166,19 @@ export class Submitter {
   }
 
   /**
-   * Submits `jobs` with at most `concurrency` requests in flight; with `intervalMs`, job i is not sent before
-   * start + i × intervalMs (so a burst can be stretched over the time the chaos needs).
+   * Submits `jobs` with at most `concurrency` requests in flight. With `intervalMs`, the burst is stretched over
+   * jobs × intervalMs (so it lasts as long as the chaos needs) in waves: every concurrency × intervalMs, the next
+   * `concurrency` jobs are sent at once, so that `concurrency` requests really are in flight together.
    */
   async burst(jobs: SubmitJob[], options: { concurrency: number; intervalMs?: number }): Promise<void> {
     const started = Date.now();
+    const waveEveryMs = options.concurrency * (options.intervalMs ?? 0);
     let next = 0;
     await Promise.all(
       Array.from({ length: options.concurrency }, async () => {
         while (next < jobs.length && !this.aborted) {
           const index = next++;
-          const due = started + index * (options.intervalMs ?? 0);
+          const due = started + Math.floor(index / options.concurrency) * waveEveryMs;
           if (due > Date.now()) await sleep(due - Date.now());
           await this.submit(jobs[index]!);
         }
@@ -215,13 +236,30 @@ export class NodeFleet {
     return node;
   }
 
-  /** kill -9 of a random live node (it leaves the live list first, so no new request goes to it), then a replacement. */
-  async killRandomAndReplace(): Promise<void> {
+  /** Kills that landed while `busy` said the victim was in the middle of something (a request in flight). */
+  busyKills = 0;
+
+  /**
+   * kill -9 of a random live node, then a replacement. With `busy`, the kill waits (polling, at most `maxWaitMs`)
+   * for a moment the victim is in the middle of something, e.g. has submissions in flight, then `jitterMs` more:
+   * a kill between two requests tests much less. The victim leaves the live list at the kill, so no new request
+   * goes to it.
+   */
+  async killRandomAndReplace(options: { busy?: (url: string) => boolean; maxWaitMs?: number; jitterMs?: () => number } = {}): Promise<void> {
     if (this.live.length === 0) {
       await this.add();
       return;
     }
-    const victim = this.live.splice(Math.floor(Math.random() * this.live.length), 1)[0]!;
+    const candidate = this.live[Math.floor(Math.random() * this.live.length)]!;
+    if (options.busy) {
+      const deadline = Date.now() + (options.maxWaitMs ?? 1000);
+      while (!options.busy(candidate.url) && Date.now() < deadline) await sleep(1);
+      if (options.busy(candidate.url)) this.busyKills++;
+    }
+    // Seen busy the moment a request was sent; a random delay lands the kill anywhere in the server's handling.
+    const jitter = options.jitterMs?.() ?? 0;
+    if (jitter > 0) await sleep(jitter);
+    const victim = this.live.splice(this.live.indexOf(candidate), 1)[0]!;
     const entry = this.history.find((h) => h.nodeId === victim.nodeId);
     if (entry) entry.killedAt = Date.now();
     await victim.kill();
