@@ -1,0 +1,578 @@
+/**
+ * Private Redis and PostgreSQL servers for outage tests: each on a free port, in a temp dir of its own, so a
+ * test can stop, restart or wipe them without touching the machine's shared services (127.0.0.1:6379 and
+ * 127.0.0.1:5432 are never stopped, restarted or flushed by anything here).
+ *
+ *   const redis = await startPrivateRedis();   redis.url; await redis.stop(); await redis.start(); await redis.destroy();
+ *   const pg = await startPrivatePostgres();   pg.url (…/switchyard, migrated); await pg.stop(); await pg.start(); await pg.destroy();
+ *
+ * Every service is registered (on globalThis, like server.ts does for nodes) so that `destroyAllPrivateServices()`
+ * (call it from an after/afterEach hook) and, as a last resort, a synchronous process 'exit' handler stop what a
+ * failed test left running. Temp dirs carry the owning test process's pid: a later run reaps the services of a
+ * run that died before it could clean up (kill -9 of mocha).
+ */
+import { execFile, execFileSync, spawnSync } from "node:child_process";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chown, mkdtemp, rm } from "node:fs/promises";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import pg from "pg";
+import { setupDatabase } from "../../scripts/db-setup.js";
+
+const DIR_PREFIX = "switchyard-private-";
+
+interface Registered {
+  kind: "redis" | "postgres";
+  dir: string;
+  destroy(): Promise<void>;
+  /** Best effort, synchronous: for the process 'exit' handler, where nothing asynchronous runs any more. */
+  destroySync(): void;
+}
+
+const registry = globalThis as typeof globalThis & { __switchyardPrivateServices?: Set<Registered>; __switchyardPrivateExitHook?: boolean };
+const services = (registry.__switchyardPrivateServices ??= new Set<Registered>());
+if (!registry.__switchyardPrivateExitHook) {
+  registry.__switchyardPrivateExitHook = true;
+  process.on("exit", () => {
+    for (const service of services) {
+      try {
+        service.destroySync();
+      } catch {
+        // Nothing more can be done while exiting.
+      }
+    }
+  });
+}
+
+/** Stops and removes every private service still registered (what a failed test left behind). */
+export async function destroyAllPrivateServices(): Promise<void> {
+  await Promise.allSettled([...services].map((s) => s.destroy()));
+}
+
+// ---------------------------------------------------------------------------------------------- small tools
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a program without a shell; never rejects (the exit code says how it went). */
+function run(file: string, args: string[], timeoutMs = 60_000): Promise<RunResult> {
+  return new Promise((resolve) => {
+    execFile(file, args, { timeout: timeoutMs, encoding: "utf8" }, (error, stdout, stderr) => {
+      const code = error ? (typeof (error as { code?: unknown }).code === "number" ? ((error as { code: number }).code) : 1) : 0;
+      resolve({ code, stdout: stdout ?? "", stderr: stderr ?? (error ? String(error) : "") });
+    });
+  });
+}
+
+function shellQuote(value: string): string {
+  return `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+function which(program: string): string | undefined {
+  for (const dir of (process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin").split(":")) {
+    const candidate = path.join(dir, program);
+    if (existsSync(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+/** Whether a process exists and has not exited (a zombie waiting for its parent to reap it counts as exited). */
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EPERM") return false;
+  }
+  try {
+    // /proc/<pid>/stat: "pid (comm) S …": the state follows the last ')'.
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return true; // no /proc: trust kill(0)
+  }
+}
+
+function readPid(file: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(file, "utf8").split("\n")[0]!.trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function waitUntil(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+/** A port that was free a moment ago (the kernel hands out a fresh ephemeral one). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function makeDir(kind: Registered["kind"], port: number): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), `${DIR_PREFIX}${kind}-`));
+  writeFileSync(path.join(dir, "owner.json"), JSON.stringify({ pid: process.pid, kind, port }));
+  return dir;
+}
+
+// ------------------------------------------------------------------------------------- leftovers of dead runs
+
+let reaped = false;
+
+/**
+ * Stops the private services of test processes that no longer exist (a mocha killed -9 cannot clean up) and
+ * removes their dirs. Only dirs this module made (prefix + owner.json) are touched. Runs once per process.
+ */
+function reapOrphans(): void {
+  if (reaped) return;
+  reaped = true;
+  let entries: string[];
+  try {
+    entries = readdirSync(os.tmpdir()).filter((name) => name.startsWith(DIR_PREFIX));
+  } catch {
+    return;
+  }
+  for (const name of entries) {
+    const dir = path.join(os.tmpdir(), name);
+    let owner: { pid?: number; kind?: string };
+    try {
+      owner = JSON.parse(readFileSync(path.join(dir, "owner.json"), "utf8")) as typeof owner;
+    } catch {
+      continue;
+    }
+    if (typeof owner.pid !== "number" || isAlive(owner.pid)) continue;
+    try {
+      if (owner.kind === "redis") killRedisSync(dir);
+      else if (owner.kind === "postgres") stopPostgresSync(dir);
+      rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // Leave it for a later run.
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------- Redis
+
+export interface PrivateRedis {
+  readonly port: number;
+  readonly url: string;
+  readonly dir: string;
+  /** Whether the server is up (as far as this helper started and stopped it). */
+  readonly running: boolean;
+  /** Starts it again after stop(): with no data (no RDB, no AOF): the "Redis lost its data" fault. */
+  start(): Promise<void>;
+  /** `redis-cli shutdown nosave`, and waits until the process is gone. */
+  stop(): Promise<void>;
+  /** Stops it (if running) and removes its dir. */
+  destroy(): Promise<void>;
+  /** The server's log (for failure messages). */
+  log(): string;
+}
+
+/** Why private Redis servers cannot be started here, or undefined if they can. */
+export function privateRedisUnavailable(): string | undefined {
+  if (!which("redis-server")) return "redis-server is not installed (apt-get install redis-server)";
+  if (!which("redis-cli")) return "redis-cli is not installed";
+  return undefined;
+}
+
+function killRedisSync(dir: string): void {
+  const pid = readPid(path.join(dir, "r.pid"));
+  if (pid !== undefined && isAlive(pid) && readCmdline(pid).includes("redis-server")) process.kill(pid, "SIGKILL");
+}
+
+function readCmdline(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
+  } catch {
+    return "";
+  }
+}
+
+async function redisPing(port: number): Promise<boolean> {
+  const result = await run("redis-cli", ["-h", "127.0.0.1", "-p", String(port), "ping"], 5000);
+  return result.code === 0 && result.stdout.trim() === "PONG";
+}
+
+export async function startPrivateRedis(): Promise<PrivateRedis> {
+  const unavailable = privateRedisUnavailable();
+  if (unavailable) throw new Error(`cannot start a private Redis: ${unavailable}`);
+  reapOrphans();
+  const port = await freePort();
+  const dir = await makeDir("redis", port);
+  const pidFile = path.join(dir, "r.pid");
+  const logFile = path.join(dir, "r.log");
+  const args = [
+    "--port", String(port),
+    "--bind", "127.0.0.1",
+    "--save", "",
+    "--appendonly", "no",
+    "--daemonize", "yes",
+    "--dir", dir,
+    "--pidfile", pidFile,
+    "--logfile", logFile,
+  ];
+  let running = false;
+  let destroyed = false;
+
+  const start = async (): Promise<void> => {
+    if (destroyed) throw new Error("private Redis was destroyed");
+    if (running) return;
+    const result = await run("redis-server", args);
+    if (result.code !== 0) throw new Error(`redis-server on port ${port} did not start (${result.code}): ${result.stderr}${result.stdout}\n${readLog()}`);
+    running = true;
+    await waitUntil(() => redisPing(port), 10_000, `private Redis on port ${port} to answer PING`);
+  };
+
+  const stop = async (): Promise<void> => {
+    if (!running) return;
+    const pid = readPid(pidFile);
+    await run("redis-cli", ["-h", "127.0.0.1", "-p", String(port), "shutdown", "nosave"], 10_000);
+    if (pid !== undefined) {
+      try {
+        await waitUntil(() => !isAlive(pid), 10_000, `private Redis (pid ${pid}) to exit`);
+      } catch {
+        process.kill(pid, "SIGKILL");
+        await waitUntil(() => !isAlive(pid), 5000, `private Redis (pid ${pid}) to die`);
+      }
+    } else {
+      await waitUntil(async () => !(await redisPing(port)), 10_000, `private Redis on port ${port} to stop answering`);
+    }
+    running = false;
+  };
+
+  const readLog = (): string => {
+    try {
+      return readFileSync(logFile, "utf8");
+    } catch {
+      return "";
+    }
+  };
+
+  const registered: Registered = {
+    kind: "redis",
+    dir,
+    destroy: async () => {
+      if (destroyed) return;
+      try {
+        await stop();
+      } finally {
+        destroyed = true;
+        services.delete(registered);
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+    destroySync: () => {
+      killRedisSync(dir);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  services.add(registered);
+  try {
+    await start();
+  } catch (error) {
+    await registered.destroy().catch(() => {});
+    throw error;
+  }
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    dir,
+    get running() {
+      return running;
+    },
+    start,
+    stop,
+    destroy: registered.destroy,
+    log: readLog,
+  };
+}
+
+// ----------------------------------------------------------------------------------------------- PostgreSQL
+
+export interface PrivatePostgres {
+  readonly port: number;
+  /** postgresql://postgres@127.0.0.1:PORT/<database>, created and migrated. */
+  readonly url: string;
+  readonly dir: string;
+  readonly running: boolean;
+  /** `pg_ctl start` on the same data dir and port (the data survives). */
+  start(): Promise<void>;
+  /** `pg_ctl stop -m fast`: connections are cut, the server is down until start(). */
+  stop(): Promise<void>;
+  /** Stops it (if running) and removes its dir. */
+  destroy(): Promise<void>;
+  /** The server's log (for failure messages). */
+  log(): string;
+  /** How long the first start took (initdb, start, create + migrate), in ms. */
+  readonly setupMs: { initdb: number; migrate: number };
+}
+
+/** The bin dir of the installed PostgreSQL (PG_BIN overrides; otherwise the newest under /usr/lib/postgresql). */
+function postgresBin(): string | undefined {
+  if (process.env.PG_BIN) return existsSync(path.join(process.env.PG_BIN, "pg_ctl")) ? process.env.PG_BIN : undefined;
+  try {
+    const versions = readdirSync("/usr/lib/postgresql")
+      .filter((v) => /^\d+$/.test(v))
+      .sort((a, b) => Number(b) - Number(a));
+    for (const version of versions) {
+      const bin = `/usr/lib/postgresql/${version}/bin`;
+      if (existsSync(path.join(bin, "initdb")) && existsSync(path.join(bin, "pg_ctl"))) return bin;
+    }
+  } catch {
+    // Not installed there.
+  }
+  const initdb = which("initdb");
+  return initdb && which("pg_ctl") ? path.dirname(initdb) : undefined;
+}
+
+/** initdb refuses to run as root: as root, the server runs as this OS user (via su); otherwise as ourselves. */
+const POSTGRES_OS_USER = "postgres";
+const isRoot = (): boolean => process.getuid?.() === 0;
+
+function postgresUserIds(): { uid: number; gid: number } | undefined {
+  try {
+    const uid = Number(execFileSync("id", ["-u", POSTGRES_OS_USER], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim());
+    const gid = Number(execFileSync("id", ["-g", POSTGRES_OS_USER], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim());
+    return Number.isInteger(uid) && Number.isInteger(gid) ? { uid, gid } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Why private PostgreSQL servers cannot be started here, or undefined if they can. */
+export function privatePostgresUnavailable(): string | undefined {
+  if (!postgresBin()) return "PostgreSQL server binaries (initdb, pg_ctl) are not installed (apt-get install postgresql; or set PG_BIN)";
+  if (!which("pg_isready")) return "pg_isready is not installed";
+  if (isRoot()) {
+    if (!which("su")) return "running as root, and initdb refuses root, but there is no `su` to run it as the postgres user";
+    if (!postgresUserIds()) return `running as root, and initdb refuses root, but there is no "${POSTGRES_OS_USER}" OS user to run it as`;
+  }
+  return undefined;
+}
+
+/** Runs a PostgreSQL program as the user that owns the cluster. */
+function runAsPostgres(argv: string[], timeoutMs = 60_000): Promise<RunResult> {
+  if (!isRoot()) return run(argv[0]!, argv.slice(1), timeoutMs);
+  return run("su", [POSTGRES_OS_USER, "-s", "/bin/bash", "-c", argv.map(shellQuote).join(" ")], timeoutMs);
+}
+
+function runAsPostgresSync(argv: string[]): void {
+  if (!isRoot()) spawnSync(argv[0]!, argv.slice(1), { stdio: "ignore", timeout: 20_000 });
+  else spawnSync("su", [POSTGRES_OS_USER, "-s", "/bin/bash", "-c", argv.map(shellQuote).join(" ")], { stdio: "ignore", timeout: 20_000 });
+}
+
+function stopPostgresSync(dir: string): void {
+  const data = path.join(dir, "data");
+  const pid = readPid(path.join(data, "postmaster.pid"));
+  if (pid === undefined || !isAlive(pid)) return;
+  const bin = postgresBin();
+  if (bin) runAsPostgresSync([path.join(bin, "pg_ctl"), "-D", data, "stop", "-m", "immediate", "-w", "-t", "15"]);
+  if (isAlive(pid)) process.kill(pid, "SIGKILL");
+}
+
+export async function startPrivatePostgres(options: { database?: string } = {}): Promise<PrivatePostgres> {
+  const unavailable = privatePostgresUnavailable();
+  if (unavailable) throw new Error(`cannot start a private PostgreSQL: ${unavailable}`);
+  reapOrphans();
+  const bin = postgresBin()!;
+  const port = await freePort();
+  const dir = await makeDir("postgres", port);
+  if (isRoot()) {
+    const ids = postgresUserIds()!;
+    await chown(dir, ids.uid, ids.gid);
+  }
+  const data = path.join(dir, "data");
+  const logFile = path.join(dir, "log");
+  // fsync off: a clean (fast) stop loses nothing, and on a 2-core test machine it keeps checkpoints cheap.
+  const serverOptions = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200`;
+  const database = options.database ?? "switchyard";
+  const url = `postgresql://postgres@127.0.0.1:${port}/${database}`;
+  let running = false;
+  let destroyed = false;
+
+  const readLog = (): string => {
+    try {
+      return readFileSync(logFile, "utf8");
+    } catch {
+      return "";
+    }
+  };
+
+  const isReady = async (): Promise<boolean> => (await run("pg_isready", ["-q", "-h", "127.0.0.1", "-p", String(port), "-t", "2"], 5000)).code === 0;
+
+  const start = async (): Promise<void> => {
+    if (destroyed) throw new Error("private PostgreSQL was destroyed");
+    if (running) return;
+    const result = await runAsPostgres([path.join(bin, "pg_ctl"), "-D", data, "-o", serverOptions, "-l", logFile, "-w", "-t", "60", "start"], 70_000);
+    if (result.code !== 0) throw new Error(`pg_ctl start (port ${port}) failed (${result.code}): ${result.stderr}${result.stdout}\n${readLog().slice(-3000)}`);
+    running = true;
+    await waitUntil(isReady, 30_000, `private PostgreSQL on port ${port} to accept connections (pg_isready)`);
+  };
+
+  const stop = async (): Promise<void> => {
+    if (!running) return;
+    const result = await runAsPostgres([path.join(bin, "pg_ctl"), "-D", data, "stop", "-m", "fast", "-w", "-t", "30"], 40_000);
+    if (result.code !== 0) throw new Error(`pg_ctl stop (port ${port}) failed (${result.code}): ${result.stderr}${result.stdout}`);
+    running = false;
+  };
+
+  const registered: Registered = {
+    kind: "postgres",
+    dir,
+    destroy: async () => {
+      if (destroyed) return;
+      try {
+        await stop().catch(() => stopPostgresSync(dir));
+      } finally {
+        destroyed = true;
+        services.delete(registered);
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+    destroySync: () => {
+      stopPostgresSync(dir);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  services.add(registered);
+  const setupMs = { initdb: 0, migrate: 0 };
+  try {
+    let t = Date.now();
+    const init = await runAsPostgres([path.join(bin, "initdb"), "-D", data, "-U", "postgres", "--auth=trust", "--no-sync", "--encoding=UTF8", "--no-locale"], 120_000);
+    if (init.code !== 0) throw new Error(`initdb failed (${init.code}): ${init.stderr}${init.stdout}`);
+    await start();
+    setupMs.initdb = Date.now() - t;
+    t = Date.now();
+    await setupDatabase(url, { generate: false });
+    setupMs.migrate = Date.now() - t;
+  } catch (error) {
+    await registered.destroy().catch(() => {});
+    throw error;
+  }
+  return {
+    port,
+    url,
+    dir,
+    get running() {
+      return running;
+    },
+    start,
+    stop,
+    destroy: registered.destroy,
+    log: readLog,
+    setupMs,
+  };
+}
+
+// ------------------------------------------------------------------------------------------- DB inspection
+
+export interface TaskRowLite {
+  id: string;
+  status: string;
+  attempts: number;
+  type: string;
+  updatedAt: Date;
+}
+
+export interface EventRowLite {
+  room: string;
+  seq: number;
+  eventId: string;
+  type: string;
+}
+
+/**
+ * Read-only look into a Switchyard database with node-postgres (not the server's Prisma client): every session
+ * is `default_transaction_read_only`, so a test cannot write through it by mistake. A pool, so it reconnects by
+ * itself after the server was restarted (a query while it is down rejects).
+ */
+export class DbInspector {
+  private readonly pool: pg.Pool;
+
+  constructor(readonly url: string) {
+    this.pool = new pg.Pool({
+      connectionString: url,
+      max: 2,
+      connectionTimeoutMillis: 5000,
+      idleTimeoutMillis: 1000,
+      options: "-c default_transaction_read_only=on",
+    });
+    // An idle connection cut by a server stop must not crash the test process.
+    this.pool.on("error", () => {});
+  }
+
+  async query<T extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<T[]> {
+    return (await this.pool.query<T>(sql, params)).rows;
+  }
+
+  async tasks(tenantId: string): Promise<TaskRowLite[]> {
+    return this.query<TaskRowLite>(`SELECT id, status, attempts, type, "updatedAt" FROM "Task" WHERE "tenantId" = $1 ORDER BY "createdAt", id`, [tenantId]);
+  }
+
+  /** Number of tasks per status. */
+  async statusCounts(tenantId: string): Promise<Record<string, number>> {
+    const rows = await this.query<{ status: string; n: string }>(`SELECT status, count(*) AS n FROM "Task" WHERE "tenantId" = $1 GROUP BY status`, [tenantId]);
+    return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
+  }
+
+  /** Every stored event of one room, by sequence number. */
+  async roomEvents(tenantId: string, namespace: string, room: string): Promise<EventRowLite[]> {
+    return this.query<EventRowLite>(
+      `SELECT room, seq, "eventId", type FROM "Event" WHERE "tenantId" = $1 AND namespace = $2 AND room = $3 ORDER BY seq`,
+      [tenantId, namespace, room],
+    );
+  }
+
+  /** Every stored event of the tenant's per-task rooms (`task:<id>` in /tasks), by room and sequence number. */
+  async taskRoomEvents(tenantId: string): Promise<EventRowLite[]> {
+    return this.query<EventRowLite>(
+      `SELECT room, seq, "eventId", type FROM "Event" WHERE "tenantId" = $1 AND namespace = 'tasks' AND room LIKE 'task:%' ORDER BY room, seq`,
+      [tenantId],
+    );
+  }
+
+  /** Event rows (one per event and room) and distinct events of the tenant. */
+  async eventCounts(tenantId: string): Promise<{ rows: number; events: number }> {
+    const [row] = await this.query<{ rows: string; events: string }>(
+      `SELECT count(*) AS rows, count(DISTINCT "eventId") AS events FROM "Event" WHERE "tenantId" = $1`,
+      [tenantId],
+    );
+    return { rows: Number(row?.rows ?? 0), events: Number(row?.events ?? 0) };
+  }
+
+  /** The epoch of a room's log (part of every cursor), if the room has one. */
+  async roomEpoch(tenantId: string, namespace: string, room: string): Promise<string | undefined> {
+    const [row] = await this.query<{ epoch: string }>(
+      `SELECT epoch FROM "RoomSequence" WHERE "tenantId" = $1 AND namespace = $2 AND room = $3`,
+      [tenantId, namespace, room],
+    );
+    return row?.epoch;
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end().catch(() => {});
+  }
+}
