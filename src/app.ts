@@ -15,6 +15,7 @@ import { EventPublisher } from "./events/publisher.js";
 import { eventRoutes } from "./events/routes.js";
 import { EventRetention } from "./events/retention.js";
 import { TaskQueues, TaskTypeRegistry } from "./jobs/queues.js";
+import { RedisKeys } from "./jobs/redis-keys.js";
 import { taskRoutes } from "./domains/tasks/routes.js";
 import { TaskService } from "./domains/tasks/service.js";
 import { workflowRoutes } from "./domains/workflows/routes.js";
@@ -47,6 +48,7 @@ export class App {
   constructor(readonly config: Config) {
     this.logger = createLogger({ level: config.logLevel, nodeId: config.nodeId });
     const metrics = createMetrics(config.nodeId);
+    const keys = new RedisKeys(config.redisPrefix);
     // Commands fail fast instead of queueing while Redis is down, so /ready and requests answer at once.
     // The adapter's clients keep ioredis' offline queue: their SUBSCRIBE must survive a late Redis.
     const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectionName: `${config.nodeId}:cmd` });
@@ -73,7 +75,7 @@ export class App {
       verifyToken,
       pubClient,
       subClient,
-      redisPrefix: config.redisPrefix,
+      keys,
       corsOrigins: config.corsOrigins,
       maxPayloadBytes: config.limits.maxPayloadBytes,
       metrics,
@@ -95,15 +97,15 @@ export class App {
     // BullMQ workers block on their connection, so they get their own, with no per-request retry limit.
     const bullConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null, connectionName: `${config.nodeId}:bull` });
     bullConnection.on("error", (error: Error) => this.logger.warn({ err: error.message }, "redis connection error"));
-    const queues = new TaskQueues(redis, config.redisPrefix);
-    const taskTypes = new TaskTypeRegistry(redis, config.redisPrefix);
+    const queues = new TaskQueues(redis, keys);
+    const taskTypes = new TaskTypeRegistry(redis, keys);
     const tasks = new TaskService(prisma, redis, resources, queues, taskTypes, events, this.logger, {
       backoffMs: config.tasks.backoffMs,
-      redisPrefix: config.redisPrefix,
+      keys,
     });
     const workflows = new WorkflowService(prisma, tasks, events, this.logger);
     const reconciler = new TaskReconciler(prisma, redis, tasks, workflows, queues, metrics, this.logger, {
-      redisPrefix: config.redisPrefix,
+      keys,
       intervalMs: config.tasks.reconcileIntervalMs,
       minAgeMs: config.tasks.reconcileMinAgeMs,
       batchSize: 2000,
@@ -111,7 +113,7 @@ export class App {
     });
     this.startHooks.push(async () => reconciler.start());
     const workers = new WorkerService(prisma, redis, resources, events, queues, taskTypes, this.logger, {
-      redisPrefix: config.redisPrefix,
+      keys,
       nodeId: config.nodeId,
       heartbeatIntervalMs: config.workers.heartbeatIntervalMs,
       heartbeatTimeoutMs: config.workers.heartbeatTimeoutMs,
@@ -120,7 +122,7 @@ export class App {
       aggregateDelayMs: 500,
     });
     const retention = new EventRetention(prisma, redis, this.logger, {
-      redisPrefix: config.redisPrefix,
+      keys,
       maxAgeMs: config.events.retentionMs,
       maxPerRoom: config.events.retentionPerRoom,
       intervalMs: config.events.retentionIntervalMs,
@@ -149,13 +151,13 @@ export class App {
     if (config.embeddedWorker) {
       cancellations = new CancellationListener(
         new Redis(config.redisUrl, { connectionName: `${config.nodeId}:cancel` }),
-        config.redisPrefix,
+        keys,
         this.logger,
       );
       embedded = new EmbeddedWorkers({
         connection: bullConnection,
         redis,
-        redisPrefix: config.redisPrefix,
+        keys,
         nodeId: config.nodeId,
         reporter: {
           // In process: a database that cannot store the report now is "not delivered" (PoolWorker sends it

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
-import { bullPrefix, queueName } from "../src/jobs/queues.js";
+import { RedisKeys } from "../src/jobs/redis-keys.js";
 import { connect, EventRecorder, sleep, subscribe } from "./support/clients.js";
 import { freshTenant, TEST_REDIS_PREFIX, TEST_REDIS_URL } from "./support/env.js";
 import { api } from "./support/http.js";
@@ -137,7 +137,7 @@ describe("tasks", () => {
     assert.deepEqual(new Set(list.body.items.map((t: { id: string }) => t.id)), new Set([low.id, high.id]));
     // The order in which BullMQ will hand the jobs out is the proof.
     const connection = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
-    const queue = new Queue(queueName(tenantOf(token), pool.id), { connection, prefix: bullPrefix(TEST_REDIS_PREFIX) });
+    const queue = new Queue(RedisKeys.queueName(tenantOf(token), pool.id), { connection, prefix: new RedisKeys(TEST_REDIS_PREFIX).bull });
     try {
       const jobs = await queue.getJobs(["prioritized"], 0, 10, true);
       assert.deepEqual(jobs.map((j) => j.id), [high.id, low.id]);

@@ -2,9 +2,10 @@ import type { Redis } from "ioredis";
 import type { PrismaClient } from "../db/client.js";
 import { ClusterTimer } from "../jobs/cluster-timer.js";
 import type { Logger } from "../observability/logger.js";
+import type { RedisKeys } from "../jobs/redis-keys.js";
 
 export interface RetentionOptions {
-  redisPrefix: string;
+  keys: RedisKeys;
   /** Events older than this are deleted. */
   maxAgeMs: number;
   /** At most this many events are kept per room (the newest). */
@@ -27,7 +28,7 @@ export class EventRetention {
     logger: Logger,
     private readonly options: RetentionOptions,
   ) {
-    this.timer = new ClusterTimer(redis, `${options.redisPrefix}:retention-lock`, options.intervalMs, async () => {
+    this.timer = new ClusterTimer(redis, options.keys.retentionLock, options.intervalMs, async () => {
       const deleted = await this.trim();
       if (deleted > 0) logger.info({ deleted }, "event retention trimmed the log");
     }, logger, "event retention");

@@ -1,34 +1,7 @@
 import { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import type { TaskJobData } from "../protocol/tasks.js";
-
-/**
- * One BullMQ queue per (tenant, pool): pools never take each other's work and a worker's token decides which
- * queue it may serve. Neither tenant nor pool ids may contain '.', so names cannot collide.
- */
-export function queueName(tenantId: string, poolId: string): string {
-  return `pool.${tenantId}.${poolId}`;
-}
-
-/** BullMQ keys live under the deployment's Redis prefix, next to the adapter's channels. */
-export function bullPrefix(redisPrefix: string): string {
-  return `${redisPrefix}:bull`;
-}
-
-/** Redis pub/sub channel on which cancellations reach every worker process. */
-export function cancelChannel(redisPrefix: string): string {
-  return `${redisPrefix}:task-cancel`;
-}
-
-/** Redis set of tenants whose `default` pool has had work: every node's embedded worker serves them all. */
-export function defaultPoolTenantsKey(redisPrefix: string): string {
-  return `${redisPrefix}:default-pool-tenants`;
-}
-
-/** A job's hash in Redis (BullMQ keeps `<prefix>:<queue>:<jobId>`, and the lock at `…:lock`). */
-function jobKey(redisPrefix: string, tenantId: string, poolId: string, taskId: string): string {
-  return `${bullPrefix(redisPrefix)}:${queueName(tenantId, poolId)}:${taskId}`;
-}
+import { RedisKeys } from "./redis-keys.js";
 
 /** What BullMQ holds for a task's job, as the reconciler needs it. */
 export type JobState =
@@ -51,14 +24,14 @@ export class TaskQueues {
 
   constructor(
     private readonly connection: Redis,
-    private readonly redisPrefix: string,
+    private readonly keys: RedisKeys,
   ) {}
 
   private queue(tenantId: string, poolId: string): Queue<TaskJobData> {
-    const name = queueName(tenantId, poolId);
+    const name = RedisKeys.queueName(tenantId, poolId);
     let queue = this.queues.get(name);
     if (!queue) {
-      queue = new Queue<TaskJobData>(name, { connection: this.connection, prefix: bullPrefix(this.redisPrefix) });
+      queue = new Queue<TaskJobData>(name, { connection: this.connection, prefix: this.keys.bull });
       queue.on("error", () => undefined); // connection errors surface on the shared client's own listener
       this.queues.set(name, queue);
     }
@@ -67,7 +40,7 @@ export class TaskQueues {
 
   /** True when `token` holds the lock of the task's job: the worker presenting it really took the job. */
   async holdsLock(tenantId: string, poolId: string, taskId: string, token: string): Promise<boolean> {
-    return (await this.connection.get(`${jobKey(this.redisPrefix, tenantId, poolId, taskId)}:lock`)) === token;
+    return (await this.connection.get(`${this.keys.job(tenantId, poolId, taskId)}:lock`)) === token;
   }
 
   /** The state of many tasks' jobs in one round trip. */
@@ -75,11 +48,12 @@ export class TaskQueues {
     if (jobs.length === 0) return [];
     const pipeline = this.connection.pipeline();
     for (const job of jobs) {
-      const queueKey = `${bullPrefix(this.redisPrefix)}:${queueName(job.tenantId, job.poolId)}`;
-      pipeline.exists(jobKey(this.redisPrefix, job.tenantId, job.poolId, job.id));
+      const queueKey = this.keys.queue(job.tenantId, job.poolId);
+      const jobKey = this.keys.job(job.tenantId, job.poolId, job.id);
+      pipeline.exists(jobKey);
       pipeline.zscore(`${queueKey}:completed`, job.id);
       pipeline.zscore(`${queueKey}:failed`, job.id);
-      pipeline.hmget(jobKey(this.redisPrefix, job.tenantId, job.poolId, job.id), "returnvalue", "failedReason");
+      pipeline.hmget(jobKey, "returnvalue", "failedReason");
     }
     const replies = (await pipeline.exec()) ?? [];
     return jobs.map((_, i) => {
@@ -133,11 +107,11 @@ export class TaskQueues {
 export class TaskTypeRegistry {
   constructor(
     private readonly redis: Redis,
-    private readonly redisPrefix: string,
+    private readonly keys: RedisKeys,
   ) {}
 
   private key(tenantId: string, poolId: string): string {
-    return `${this.redisPrefix}:task-types:${tenantId}:${poolId}`;
+    return this.keys.taskTypes(tenantId, poolId);
   }
 
   async register(tenantId: string, poolId: string, types: readonly string[]): Promise<void> {

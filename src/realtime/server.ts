@@ -9,6 +9,7 @@ import type { Metrics } from "../observability/metrics.js";
 import { NAMESPACES, type NamespaceName } from "../protocol/namespaces.js";
 import { expireWithToken, handshakeAuth, type SocketData } from "./handshake.js";
 import { RoomSubscriptions, type SubscriptionDeps } from "./subscriptions.js";
+import type { RedisKeys } from "../jobs/redis-keys.js";
 
 /** Extra per-socket behaviour a domain adds to a namespace (e.g. worker reports on /pools). */
 export type ConnectionHandler = (socket: Socket) => void;
@@ -18,7 +19,7 @@ export interface RealtimeOptions {
   verifyToken: TokenVerifier;
   pubClient: Redis;
   subClient: Redis;
-  redisPrefix: string;
+  keys: RedisKeys;
   corsOrigins: string[] | undefined;
   maxPayloadBytes: number;
   metrics: Metrics;
@@ -58,7 +59,7 @@ export class Realtime {
       cors: options.corsOrigins
         ? { origin: options.corsOrigins.includes("*") ? true : options.corsOrigins, credentials: false }
         : undefined,
-      adapter: createAdapter(options.pubClient, options.subClient, { key: `${options.redisPrefix}:socket.io` }),
+      adapter: createAdapter(options.pubClient, options.subClient, { key: options.keys.adapter }),
     });
     const auth = handshakeAuth(options.verifyToken, metrics, logger);
     // The main namespace serves nothing; it still demands a token so it cannot be used anonymously.

@@ -1,6 +1,6 @@
 import type { Redis } from "ioredis";
-import { cancelChannel } from "../jobs/queues.js";
 import type { Logger } from "../observability/logger.js";
+import type { RedisKeys } from "../jobs/redis-keys.js";
 
 /**
  * Listens on the cancellation channel and aborts the named task wherever it runs in this process.
@@ -11,10 +11,10 @@ export class CancellationListener {
 
   constructor(
     private readonly subscriber: Redis,
-    redisPrefix: string,
+    keys: RedisKeys,
     logger: Logger,
   ) {
-    const channel = cancelChannel(redisPrefix);
+    const channel = keys.taskCancel;
     subscriber.subscribe(channel).catch((error: unknown) => logger.warn({ err: error }, "cannot subscribe to cancellations"));
     subscriber.on("message", (from: string, message: string) => {
       if (from !== channel) return;

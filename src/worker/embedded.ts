@@ -1,5 +1,4 @@
 import type { Redis } from "ioredis";
-import { defaultPoolTenantsKey } from "../jobs/queues.js";
 import type { Logger } from "../observability/logger.js";
 import { DEFAULT_POOL_ID } from "../domains/tenants.js";
 import type { CancellationListener } from "./cancellations.js";
@@ -7,7 +6,7 @@ import { builtinHandlers } from "./handlers.js";
 import { PoolWorker, type PoolWorkerOptions } from "./pool-worker.js";
 
 export interface EmbeddedWorkersOptions
-  extends Pick<PoolWorkerOptions, "connection" | "redisPrefix" | "reporter" | "logger" | "concurrency" | "backoffMs" | "lockDurationMs" | "stalledIntervalMs"> {
+  extends Pick<PoolWorkerOptions, "connection" | "keys" | "reporter" | "logger" | "concurrency" | "backoffMs" | "lockDurationMs" | "stalledIntervalMs"> {
   nodeId: string;
   /** Plain command client, for the tenant registry. */
   redis: Redis;
@@ -52,7 +51,7 @@ export class EmbeddedWorkers {
 
   private async sync(): Promise<void> {
     try {
-      const tenants = await this.options.redis.smembers(defaultPoolTenantsKey(this.options.redisPrefix));
+      const tenants = await this.options.redis.smembers(this.options.keys.defaultPoolTenants);
       for (const tenantId of tenants) this.ensure(tenantId);
     } catch (error) {
       this.logger.warn({ err: (error as Error).message }, "embedded worker cannot read the tenant registry");

@@ -17,6 +17,7 @@ import { loadWorkerConfig, WorkerConfigError, type WorkerConfig } from "./config
 import { builtinHandlers, type TaskHandler } from "./handlers.js";
 import { PoolWorker } from "./pool-worker.js";
 import { SocketTaskReporter } from "./socket-reporter.js";
+import { RedisKeys } from "../jobs/redis-keys.js";
 
 const VERSION = "0.1.0";
 
@@ -45,6 +46,7 @@ async function loadHandlers(modulePath: string | undefined): Promise<Record<stri
 }
 
 const config = readConfig();
+const keys = new RedisKeys(config.redisPrefix);
 const workerId = config.workerId ?? `${hostname().replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 60)}-${process.pid}-${randomBytes(3).toString("hex")}`;
 const logger = createLogger({ level: config.logLevel, nodeId: `worker:${workerId}` });
 const handlers = await loadHandlers(config.handlersModule);
@@ -123,10 +125,10 @@ connection.on("error", (error: Error) => {
 connection.on("ready", () => {
   if (status === "error") setStatus(worker.busy ? "busy" : "idle");
 });
-const cancellations = new CancellationListener(new Redis(config.redisUrl, { connectionName: `worker:${workerId}:cancel` }), config.redisPrefix, logger);
+const cancellations = new CancellationListener(new Redis(config.redisUrl, { connectionName: `worker:${workerId}:cancel` }), keys, logger);
 const worker = new PoolWorker({
   connection,
-  redisPrefix: config.redisPrefix,
+  keys,
   tenantId: config.tenantId,
   poolId: config.poolId,
   workerId,

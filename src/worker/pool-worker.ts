@@ -1,7 +1,7 @@
 import { EventEmitter } from "node:events";
 import { UnrecoverableError, Worker, type Job } from "bullmq";
 import type { Redis } from "ioredis";
-import { bullPrefix, queueName } from "../jobs/queues.js";
+import { RedisKeys } from "../jobs/redis-keys.js";
 import type { Logger } from "../observability/logger.js";
 import { formatLease, type TaskError, type TaskJobData, type TaskReport, type TaskReportReply } from "../protocol/tasks.js";
 import { NonRetryableError, type TaskHandler } from "./handlers.js";
@@ -28,7 +28,7 @@ export function reportRetryDelay(attempt: number): number {
 
 export interface PoolWorkerOptions {
   connection: Redis;
-  redisPrefix: string;
+  keys: RedisKeys;
   tenantId: string;
   poolId: string;
   workerId: string;
@@ -73,9 +73,9 @@ export class PoolWorker extends EventEmitter {
 
   constructor(private readonly options: PoolWorkerOptions) {
     super();
-    this.worker = new Worker<TaskJobData>(queueName(options.tenantId, options.poolId), (job, token, signal) => this.process(job, token, signal), {
+    this.worker = new Worker<TaskJobData>(RedisKeys.queueName(options.tenantId, options.poolId), (job, token, signal) => this.process(job, token, signal), {
       connection: options.connection,
-      prefix: bullPrefix(options.redisPrefix),
+      prefix: options.keys.bull,
       concurrency: options.concurrency,
       lockDuration: options.lockDurationMs,
       stalledInterval: options.stalledIntervalMs,

@@ -9,9 +9,10 @@ import type { ReportedWorkerStatus, WorkerHello, WorkerStatus, WorkerWelcome } f
 import { roomNames } from "../../protocol/rooms.js";
 import type { ResourceDirectory } from "../resources.js";
 import { serializeWorker } from "./service.js";
+import type { RedisKeys } from "../../jobs/redis-keys.js";
 
 export interface WorkerServiceOptions {
-  redisPrefix: string;
+  keys: RedisKeys;
   nodeId: string;
   heartbeatIntervalMs: number;
   heartbeatTimeoutMs: number;
@@ -58,7 +59,7 @@ export class WorkerService {
   ) {}
 
   private presenceKey(tenantId: string, workerId: string): string {
-    return `${this.options.redisPrefix}:presence:${tenantId}:${workerId}`;
+    return this.options.keys.presence(tenantId, workerId);
   }
 
   /** A pool worker connected (or reconnected, possibly to another node). */

@@ -6,9 +6,10 @@ import type { Logger } from "../../observability/logger.js";
 import type { Metrics } from "../../observability/metrics.js";
 import type { WorkflowService } from "../workflows/service.js";
 import type { TaskRow, TaskService } from "./service.js";
+import type { RedisKeys } from "../../jobs/redis-keys.js";
 
 export interface ReconcilerOptions {
-  redisPrefix: string;
+  keys: RedisKeys;
   /** How often one node (whichever takes the lock) runs a pass. */
   intervalMs: number;
   /** A task or workflow must have been unchanged this long before a pass touches it. */
@@ -47,7 +48,7 @@ export class TaskReconciler {
     private readonly logger: Logger,
     private readonly options: ReconcilerOptions,
   ) {
-    this.timer = new ClusterTimer(redis, `${options.redisPrefix}:reconcile-lock`, options.intervalMs, async () => void (await this.pass()), logger, "reconcile pass");
+    this.timer = new ClusterTimer(redis, options.keys.reconcileLock, options.intervalMs, async () => void (await this.pass()), logger, "reconcile pass");
   }
 
   start(): void {

@@ -7,7 +7,8 @@ import { randomUUID } from "node:crypto";
 import { AppError, BadRequestError, ConflictError, ForbiddenError, NotFoundError, UnavailableError } from "../../errors.js";
 import { targetKey } from "../../events/event-log.js";
 import type { Db, EventPublisher } from "../../events/publisher.js";
-import { cancelChannel, defaultPoolTenantsKey, type TaskQueues, type TaskTypeRegistry } from "../../jobs/queues.js";
+import type { TaskQueues, TaskTypeRegistry } from "../../jobs/queues.js";
+import type { RedisKeys } from "../../jobs/redis-keys.js";
 import type { Logger } from "../../observability/logger.js";
 import { ID_PATTERN, roomNames } from "../../protocol/rooms.js";
 import {
@@ -133,7 +134,7 @@ export type TaskFinishedListener = (task: TaskRow) => Promise<void>;
 
 export interface TaskServiceOptions {
   backoffMs: number;
-  redisPrefix: string;
+  keys: RedisKeys;
 }
 
 /** The columns a transition may set besides the status, and how each is passed to SQL. */
@@ -201,7 +202,7 @@ export class TaskService {
   /** Default pools are served by every node's embedded worker: record the tenant where they all look. */
   private async notePoolActive(tenantId: string, poolId: string): Promise<void> {
     if (poolId === DEFAULT_POOL_ID && !this.registeredDefaultTenants.has(tenantId)) {
-      await this.redis.sadd(defaultPoolTenantsKey(this.options.redisPrefix), tenantId);
+      await this.redis.sadd(this.options.keys.defaultPoolTenants, tenantId);
       this.registeredDefaultTenants.add(tenantId);
     }
     for (const listener of this.poolActiveListeners) listener(tenantId, poolId);
@@ -390,7 +391,7 @@ export class TaskService {
   async stopJobs(tasks: readonly TaskRow[]): Promise<void> {
     for (const task of tasks) {
       await this.queues.remove(task.tenantId, task.poolId, task.id);
-      await this.redis.publish(cancelChannel(this.options.redisPrefix), JSON.stringify({ taskId: task.id })).catch((error: unknown) => {
+      await this.redis.publish(this.options.keys.taskCancel, JSON.stringify({ taskId: task.id })).catch((error: unknown) => {
         this.logger.warn({ err: error, taskId: task.id }, "could not broadcast cancellation");
       });
     }
