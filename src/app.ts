@@ -6,19 +6,20 @@ import { Redis } from "ioredis";
 import { createTokenVerifier } from "./auth/verify.js";
 import type { Config } from "./config.js";
 import { createPrisma } from "./db/client.js";
-import { poolRoutes } from "./domains/pools/routes.js";
+import { poolRoutes } from "./http/routes/pools.js";
 import { PoolService } from "./domains/pools/service.js";
 import { ResourceDirectory } from "./domains/resources.js";
 import { TenantDirectory } from "./domains/tenants.js";
 import { EventLog } from "./events/event-log.js";
 import { EventPublisher } from "./events/publisher.js";
-import { eventRoutes } from "./events/routes.js";
+import { eventRoutes } from "./http/routes/events.js";
 import { EventRetention } from "./events/retention.js";
 import { TaskQueues, TaskTypeRegistry } from "./jobs/queues.js";
 import { RedisKeys } from "./jobs/redis-keys.js";
-import { taskRoutes } from "./domains/tasks/routes.js";
+import { taskRoutes } from "./http/routes/tasks.js";
 import { TaskService } from "./domains/tasks/service.js";
-import { workflowRoutes } from "./domains/workflows/routes.js";
+import { TaskJobs } from "./domains/tasks/jobs.js";
+import { workflowRoutes } from "./http/routes/workflows.js";
 import { WorkflowService } from "./domains/workflows/service.js";
 import { DEFAULT_POOL_ID } from "./domains/tenants.js";
 import { CancellationListener } from "./worker/cancellations.js";
@@ -99,10 +100,8 @@ export class App {
     bullConnection.on("error", (error: Error) => this.logger.warn({ err: error.message }, "redis connection error"));
     const queues = new TaskQueues(redis, keys);
     const taskTypes = new TaskTypeRegistry(redis, keys);
-    const tasks = new TaskService(prisma, redis, resources, queues, taskTypes, events, this.logger, {
-      backoffMs: config.tasks.backoffMs,
-      keys,
-    });
+    const taskJobs = new TaskJobs(prisma, redis, queues, keys, this.logger, { backoffMs: config.tasks.backoffMs });
+    const tasks = new TaskService(prisma, resources, taskJobs, taskTypes, events, this.logger);
     const workflows = new WorkflowService(prisma, tasks, events, this.logger);
     const reconciler = new TaskReconciler(prisma, redis, tasks, workflows, queues, metrics, this.logger, {
       keys,
@@ -181,7 +180,7 @@ export class App {
         syncIntervalMs: 2000,
       });
       const worker = embedded;
-      tasks.onPoolActive((tenantId, poolId) => {
+      taskJobs.onPoolActive((tenantId, poolId) => {
         if (poolId === DEFAULT_POOL_ID) worker.ensure(tenantId);
       });
       this.startHooks.push(() => worker.start());

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { attemptsLeft, jobData, type TaskRow } from "../src/domains/tasks/service.js";
+import { attemptsLeft, jobData } from "../src/domains/tasks/jobs.js";
+import type { TaskRow } from "../src/domains/tasks/view.js";
 import { canTransition, TRANSITIONS } from "../src/domains/tasks/state-machine.js";
 import { formatLease, leaseLockToken, TaskReportSchema } from "../src/protocol/tasks.js";
 

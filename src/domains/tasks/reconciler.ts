@@ -133,7 +133,7 @@ export class TaskReconciler {
         if (!queued) return null;
         task = queued;
       }
-      await this.tasks.addJob(task);
+      await this.tasks.jobs.add(task);
       return "job_added";
     }
     if (task.requeues >= this.options.maxRequeues) {
@@ -150,7 +150,7 @@ export class TaskReconciler {
       guard,
     );
     if (!requeued) return null;
-    await this.tasks.addJob(requeued);
+    await this.tasks.jobs.add(requeued);
     return "requeued";
   }
 }

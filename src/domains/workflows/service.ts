@@ -215,7 +215,7 @@ export class WorkflowService {
     for (const step of steps) {
       if (step.status !== "pending" || !step.dependsOn.every((dep) => completed.has(dep))) continue;
       const taskId = randomUUID();
-      const { task, outboxIds } = await this.tasks.createQueued(
+      const { task, outboxIds } = await this.tasks.createIn(
         tx,
         workflow.tenantId,
         { type: step.type, payload: step.payload as z.infer<typeof StepSchema>["payload"], poolId: DEFAULT_POOL_ID, priority: 50, maxAttempts: 1, timeoutMs: undefined },
@@ -250,8 +250,8 @@ export class WorkflowService {
 
   /** Jobs for the steps that started, and stopping those of the tasks that were cancelled. */
   private async afterCommit(after: AfterCommit): Promise<void> {
-    for (const task of after.started) await this.tasks.addJob(task);
-    await this.tasks.stopJobs(after.cancelled).catch((error: unknown) => this.logger.warn({ err: error }, "could not stop cancelled steps' jobs"));
+    for (const task of after.started) await this.tasks.jobs.add(task);
+    await this.tasks.jobs.stop(after.cancelled).catch((error: unknown) => this.logger.warn({ err: error }, "could not stop cancelled steps' jobs"));
   }
 }
 

@@ -1,6 +1,6 @@
 import { Router } from "express";
-import { requirePermission } from "../../http/authenticate.js";
-import type { TaskService } from "./service.js";
+import { requirePermission } from "../authenticate.js";
+import type { TaskService } from "../../domains/tasks/service.js";
 
 export function taskRoutes(tasks: TaskService): Router {
   const router = Router();

@@ -1,6 +1,6 @@
 import { Router } from "express";
-import { requirePermission } from "../../http/authenticate.js";
-import type { WorkflowService } from "./service.js";
+import { requirePermission } from "../authenticate.js";
+import type { WorkflowService } from "../../domains/workflows/service.js";
 
 export function workflowRoutes(workflows: WorkflowService): Router {
   const router = Router();

@@ -1,13 +1,13 @@
 import { Router } from "express";
 import { z } from "zod";
-import { authorizeRoom } from "../domains/room-access.js";
-import type { ResourceDirectory } from "../domains/resources.js";
-import { parseInput } from "../domains/validation.js";
-import { principalOf } from "../http/authenticate.js";
-import { NAMESPACES } from "../protocol/namespaces.js";
-import { encodeCursor } from "../protocol/cursor.js";
-import type { EventLog } from "./event-log.js";
-import { parseAfter, readHistory } from "./history.js";
+import { authorizeRoom } from "../../domains/room-access.js";
+import type { ResourceDirectory } from "../../domains/resources.js";
+import { parseInput } from "../../domains/validation.js";
+import { principalOf } from "../authenticate.js";
+import { NAMESPACES } from "../../protocol/namespaces.js";
+import { encodeCursor } from "../../protocol/cursor.js";
+import type { EventLog } from "../../events/event-log.js";
+import { parseAfter, readHistory } from "../../events/history.js";
 
 const HistoryQuery = z.object({
   namespace: z.enum(NAMESPACES),

@@ -1,6 +1,6 @@
 import { Router } from "express";
-import { requirePermission } from "../../http/authenticate.js";
-import type { PoolService } from "./service.js";
+import { requirePermission } from "../authenticate.js";
+import type { PoolService } from "../../domains/pools/service.js";
 
 export function poolRoutes(pools: PoolService): Router {
   const router = Router();

@@ -1,0 +1,163 @@
+import { randomUUID } from "node:crypto";
+import { targetKey } from "../../events/event-log.js";
+import type { Db } from "../../events/publisher.js";
+import { roomNames } from "../../protocol/rooms.js";
+import type { SubmitTaskInput } from "./service.js";
+import { TRANSITIONS, type TransitionName } from "./state-machine.js";
+import { taskViewSql, type TaskRow } from "./view.js";
+
+/*
+ * The task store: the only SQL that writes task state. Every write is ONE statement that also writes the
+ * event announcing it to the outbox, built by PostgreSQL from the row it just wrote, so the change and its event
+ * commit together (or not at all). Publishing the event afterwards is the caller's job (EventPublisher.relay).
+ */
+
+/** The rooms of a task's events, as outbox targets built from the row (task.assigned also goes to /pools). */
+function taskTargetsSql(t: string, alsoInPools: boolean): string {
+  const literal = (namespace: "tasks" | "pools", room: string) => `'${targetKey({ namespace, room })}'`;
+  const targets = [
+    literal("tasks", roomNames.tasks()),
+    `${literal("tasks", roomNames.task(""))} || ${t}."id"`,
+    `${literal("tasks", roomNames.pool(""))} || ${t}."poolId"`,
+  ];
+  // Pool dashboards watch assignments too: who took what.
+  if (alsoInPools) targets.push(`${literal("pools", roomNames.pool(""))} || ${t}."poolId"`);
+  return `ARRAY[${targets.join(", ")}]::text[]`;
+}
+
+const NOW_UTC = `(now() AT TIME ZONE 'UTC')`;
+/** An event's time: the real current time, not the transaction's start (the outbox relay compares with it). */
+const EVENT_TS = `(clock_timestamp() AT TIME ZONE 'UTC')`;
+
+
+/** The columns a transition may set besides the status, and how each is passed to SQL. */
+const COLUMN_KIND = {
+  workerId: "plain",
+  attempts: "plain",
+  lease: "plain",
+  requeues: "plain",
+  queuedAt: "time",
+  startedAt: "time",
+  finishedAt: "time",
+  result: "json",
+  error: "json",
+} as const;
+export type TaskChanges = Partial<Record<keyof typeof COLUMN_KIND, unknown>>;
+
+/** Conditions a transition needs besides the state machine's. */
+export interface TransitionGuard {
+  /** A pool worker may only touch its own pool's tasks (and the queue a report's lease belongs to). */
+  poolId?: string;
+  /** The attempt's lease, as bound by `assigned`: reports of any other attempt are refused. */
+  lease?: string;
+  /** Optimistic check for the reconciler: the row must still be exactly as it was read. */
+  updatedAt?: Date;
+}
+
+/** A committed transition: the new row and the outbox rows of its event, to be numbered and broadcast. */
+export interface TransitionResult {
+  task: TaskRow | null;
+  outboxIds: string[];
+}
+
+/**
+ * Inserts a task directly as `queued` together with its task.created and task.queued events, in one statement
+ * on `db` (a transaction's, for workflow steps). The row is the durable enqueue intent: the BullMQ job is
+ * added from it after the commit. `task` is null when the Idempotency-Key is already taken.
+ */
+export async function insertQueuedTask(
+  db: Db,
+  tenantId: string,
+  input: Omit<SubmitTaskInput, "poolId"> & { poolId: string },
+  extra: { idempotencyKey: string | null; requestHash: string | null; workflowId?: string; stepKey?: string; id?: string },
+): Promise<TransitionResult> {
+  const rows = await db.$queryRawUnsafe<Array<TaskRow & { outboxIds: string[] }>>(
+    `WITH inserted AS (
+       INSERT INTO "Task" ("id", "tenantId", "poolId", "type", "payload", "status", "priority", "maxAttempts", "timeoutMs",
+                           "idempotencyKey", "requestHash", "workflowId", "stepKey", "createdAt", "updatedAt", "queuedAt")
+       VALUES ($1, $2, $3, $4, $5::jsonb, 'queued', $6, $7, $8, $9, $10, $11, $12, ${NOW_UTC}, ${NOW_UTC}, ${NOW_UTC})
+       ON CONFLICT ("tenantId", "idempotencyKey") DO NOTHING
+       RETURNING *
+     ), staged AS (
+       INSERT INTO "Outbox" ("tenantId", "eventId", "type", "targets", "data", "ts")
+       SELECT i."tenantId", e.event_id, e.type, ${taskTargetsSql("i", false)},
+              jsonb_build_object('task', ${taskViewSql("i")} || e.patch), ${EVENT_TS}
+       FROM inserted i CROSS JOIN (VALUES
+         (1, $13, 'task.created', '{"status":"created","queuedAt":null}'::jsonb),
+         (2, $14, 'task.queued', '{}'::jsonb)) AS e(n, event_id, type, patch)
+       ORDER BY e.n
+       RETURNING "id"
+     )
+     SELECT i.*, ARRAY(SELECT "id"::text FROM staged ORDER BY "id") AS "outboxIds" FROM inserted i`,
+    extra.id ?? randomUUID(),
+    tenantId,
+    input.poolId,
+    input.type,
+    JSON.stringify(input.payload ?? {}),
+    input.priority,
+    input.maxAttempts,
+    input.timeoutMs ?? null,
+    extra.idempotencyKey,
+    extra.requestHash,
+    extra.workflowId ?? null,
+    extra.stepKey ?? null,
+    randomUUID(),
+    randomUUID(),
+  );
+  const row = rows[0];
+  if (!row) return { task: null, outboxIds: [] };
+  const { outboxIds, ...task } = row;
+  return { task, outboxIds };
+}
+
+
+/** One UPDATE … RETURNING that also writes the event to the outbox, on `db` (the client or a transaction). */
+export async function writeTransition(
+  db: Db,
+  tenantId: string,
+  taskId: string,
+  change: TransitionName,
+  data: TaskChanges,
+  guard: TransitionGuard,
+  eventExtra: Record<string, unknown> = {},
+): Promise<TransitionResult> {
+  const rule = TRANSITIONS[change];
+  const params: unknown[] = [taskId, tenantId, [...rule.from], rule.to];
+  const sets = [`"status" = $4`, `"updatedAt" = ${NOW_UTC}`];
+  for (const [column, value] of Object.entries(data) as Array<[keyof TaskChanges, unknown]>) {
+    params.push(value instanceof Date ? value.toISOString() : COLUMN_KIND[column] === "json" ? (value === null ? null : JSON.stringify(value)) : value);
+    const placeholder = `$${params.length}`;
+    const kind = COLUMN_KIND[column];
+    sets.push(`"${column}" = ${kind === "json" ? `${placeholder}::jsonb` : kind === "time" ? `(${placeholder}::timestamptz AT TIME ZONE 'UTC')` : placeholder}`);
+  }
+  const conditions = [`"id" = $1`, `"tenantId" = $2`, `"status" = ANY($3::text[])`];
+  const condition = (sql: (placeholder: string) => string, value: unknown): void => {
+    params.push(value);
+    conditions.push(sql(`$${params.length}`));
+  };
+  if (guard.poolId !== undefined) condition((p) => `"poolId" = ${p}`, guard.poolId);
+  if (guard.lease !== undefined) condition((p) => `"lease" = ${p}`, guard.lease);
+  if (guard.updatedAt !== undefined) condition((p) => `"updatedAt" = (${p}::timestamptz AT TIME ZONE 'UTC')`, guard.updatedAt.toISOString());
+  params.push(randomUUID(), rule.event, JSON.stringify(eventExtra));
+  const [eventId, type, extra] = [params.length - 2, params.length - 1, params.length].map((n) => `$${n}`);
+  const eventData =
+    change === "progress"
+      ? `jsonb_build_object('taskId', u."id", 'status', u."status") || ${extra}::jsonb`
+      : `jsonb_build_object('task', ${taskViewSql("u")}) || ${extra}::jsonb`;
+  const rows = await db.$queryRawUnsafe<Array<TaskRow & { outboxId: string }>>(
+    `WITH updated AS (
+       UPDATE "Task" SET ${sets.join(", ")} WHERE ${conditions.join(" AND ")} RETURNING *
+     ), staged AS (
+       INSERT INTO "Outbox" ("tenantId", "eventId", "type", "targets", "data", "ts")
+       SELECT u."tenantId", ${eventId}, ${type}, ${taskTargetsSql("u", rule.event === "task.assigned")}, ${eventData}, ${EVENT_TS}
+       FROM updated u
+       RETURNING "id"
+     )
+     SELECT u.*, (SELECT "id"::text FROM staged) AS "outboxId" FROM updated u`,
+    ...params,
+  );
+  const row = rows[0];
+  if (!row) return { task: null, outboxIds: [] };
+  const { outboxId, ...task } = row;
+  return { task, outboxIds: [outboxId] };
+}

@@ -1,0 +1,68 @@
+import type { TaskStatus } from "../../protocol/tasks.js";
+
+/** A task row as PostgreSQL returns it, and the task as clients see it (REST and every task event). */
+
+export interface TaskRow {
+  id: string;
+  tenantId: string;
+  poolId: string;
+  type: string;
+  payload: unknown;
+  status: string;
+  priority: number;
+  maxAttempts: number;
+  attempts: number;
+  timeoutMs: number | null;
+  result: unknown;
+  error: unknown;
+  workerId: string | null;
+  workflowId: string | null;
+  stepKey: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+  queuedAt: Date | null;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+  lease: string | null;
+  requeues: number;
+}
+
+export function serializeTask(task: TaskRow) {
+  return {
+    id: task.id,
+    type: task.type,
+    poolId: task.poolId,
+    status: task.status as TaskStatus,
+    payload: task.payload,
+    priority: task.priority,
+    maxAttempts: task.maxAttempts,
+    attempts: task.attempts,
+    timeoutMs: task.timeoutMs,
+    result: task.result ?? null,
+    error: task.error ?? null,
+    workerId: task.workerId,
+    workflowId: task.workflowId,
+    stepKey: task.stepKey,
+    createdAt: task.createdAt.toISOString(),
+    updatedAt: task.updatedAt.toISOString(),
+    queuedAt: task.queuedAt?.toISOString() ?? null,
+    startedAt: task.startedAt?.toISOString() ?? null,
+    finishedAt: task.finishedAt?.toISOString() ?? null,
+  };
+}
+export type TaskView = ReturnType<typeof serializeTask>;
+
+/**
+ * The same view as serializeTask, built by PostgreSQL from a row, so a state change's event is written in the
+ * statement that makes the change. Timestamps are stored as UTC `timestamp(3)`; to_char gives what
+ * Date#toISOString gives. Kept next to serializeTask, and test/task-view.test.ts checks the two agree.
+ */
+export function taskViewSql(t: string): string {
+  const iso = (column: string) => `to_char(${t}."${column}", 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+  return `jsonb_build_object(
+    'id', ${t}."id", 'type', ${t}."type", 'poolId', ${t}."poolId", 'status', ${t}."status", 'payload', ${t}."payload",
+    'priority', ${t}."priority", 'maxAttempts', ${t}."maxAttempts", 'attempts', ${t}."attempts", 'timeoutMs', ${t}."timeoutMs",
+    'result', ${t}."result", 'error', ${t}."error", 'workerId', ${t}."workerId", 'workflowId', ${t}."workflowId",
+    'stepKey', ${t}."stepKey", 'createdAt', ${iso("createdAt")}, 'updatedAt', ${iso("updatedAt")},
+    'queuedAt', ${iso("queuedAt")}, 'startedAt', ${iso("startedAt")}, 'finishedAt', ${iso("finishedAt")})`;
+}
