@@ -76,7 +76,7 @@ describe("faults: crashes", function () {
     const settle = await waitForSettled(db, tenant, { timeoutMs: 90_000, stallMs: 20_000 });
     console.log(`      settle: ${settle.settled ? "all terminal" : `not settled: ${settle.reason}`} after ${settle.waitedMs} ms`);
     console.log(`      ${await reconciledSummary(nodes.urls())}`);
-    const report = await checkTaskInvariants(db, tenant, submitter.acceptedIds(), "crash: kill -9 during a burst");
+    const report = await checkTaskInvariants(db, tenant, submitter.acceptedIds(), "crash: kill -9 during a burst", { graceMs: 6000 });
 
     const problems = [...report.problems, ...submitter.problems(), ...nodes.unexpectedExits().map((e) => `node died by itself: ${e}`)];
     if (nodes.kills < MIN_KILLS) problems.push(`only ${nodes.kills} kill(s)`);

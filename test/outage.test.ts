@@ -122,7 +122,7 @@ describe("faults: outages", function () {
     const settle = await waitForSettled(db, tenant, { timeoutMs: 60_000, stallMs: 20_000 });
     console.log(`      settle: ${settle.settled ? "all terminal" : `not settled: ${settle.reason}`} after ${settle.waitedMs} ms`);
     console.log(`      ${await reconciledSummary(nodes.map((n) => n.url))}`);
-    const report = await checkTaskInvariants(db, tenant, submitter.acceptedIds(), "outage: PostgreSQL stopped 5 s");
+    const report = await checkTaskInvariants(db, tenant, submitter.acceptedIds(), "outage: PostgreSQL stopped 5 s", { graceMs: 6000 });
     const stream = await compareWithLog(db, { tenantId: tenant, namespace: "tasks", room: "tasks", afterSeq: w.startSeq }, w.delivered, {
       label: "client on /tasks room tasks",
     });
@@ -177,7 +177,7 @@ describe("faults: outages", function () {
     const settle = await waitForSettled(db, tenant, { timeoutMs: 60_000, stallMs: 20_000 });
     console.log(`      settle: ${settle.settled ? "all terminal" : `not settled: ${settle.reason}`} after ${settle.waitedMs} ms`);
     console.log(`      ${await reconciledSummary(nodes.map((n) => n.url))}`);
-    const report = await checkTaskInvariants(db, tenant, submitter.acceptedIds(), "outage: Redis restarted empty");
+    const report = await checkTaskInvariants(db, tenant, submitter.acceptedIds(), "outage: Redis restarted empty", { graceMs: 6000 });
     const stream = await compareWithLog(db, { tenantId: tenant, namespace: "tasks", room: "tasks", afterSeq: w.startSeq }, w.delivered, {
       label: "client on /tasks room tasks",
     });

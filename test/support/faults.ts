@@ -348,6 +348,6 @@ export async function reconciledSummary(urls: string[]): Promise<string> {
   if (reachable === 0) return "switchyard_reconciled_total: no node reachable";
   const entries = Object.entries(sum);
   return entries.length === 0
-    ? `switchyard_reconciled_total: metric absent on ${reachable} node(s)`
+    ? `switchyard_reconciled_total: no series on ${reachable} live node(s) (nothing reconciled there, or no reconciler)`
     : `switchyard_reconciled_total (live nodes): ${entries.map(([a, n]) => `${a}=${n}`).join(", ")}`;
 }
