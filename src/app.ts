@@ -73,6 +73,7 @@ export class App {
       redisPrefix: config.redisPrefix,
       corsOrigins: config.corsOrigins,
       maxPayloadBytes: config.limits.maxPayloadBytes,
+      maxSocketBufferBytes: config.limits.maxSocketBufferBytes,
       metrics,
       logger: this.logger,
       subscriptions: {

@@ -8,6 +8,7 @@ import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import { NAMESPACES, type NamespaceName } from "../protocol/namespaces.js";
 import { expireWithToken, handshakeAuth, type SocketData } from "./handshake.js";
+import { OutboundGuard, type EngineConnection } from "./outbound.js";
 import { RoomSubscriptions, type SubscriptionDeps } from "./subscriptions.js";
 
 /** Extra per-socket behaviour a domain adds to a namespace (e.g. worker reports on /pools). */
@@ -21,6 +22,8 @@ export interface RealtimeOptions {
   redisPrefix: string;
   corsOrigins: string[] | undefined;
   maxPayloadBytes: number;
+  /** Unsent bytes a connection may hold before it is closed as a slow consumer. */
+  maxSocketBufferBytes: number;
   metrics: Metrics;
   logger: Logger;
   subscriptions: Omit<SubscriptionDeps, "namespace" | "metrics" | "logger">;
@@ -60,6 +63,10 @@ export class Realtime {
         : undefined,
       adapter: createAdapter(options.pubClient, options.subClient, { key: `${options.redisPrefix}:socket.io` }),
     });
+    // Every connection's outbound buffer is bounded, whatever writes to it (broadcasts, replays, acks, pings).
+    // Engine.IO connections, not namespace sockets: the namespaces of one client share its connection.
+    const outbound = new OutboundGuard(options.maxSocketBufferBytes, metrics, logger);
+    this.io.engine.on("connection", (conn: EngineConnection) => outbound.attach(conn));
     const auth = handshakeAuth(options.verifyToken, metrics, logger);
     // The main namespace serves nothing; it still demands a token so it cannot be used anonymously.
     this.io.use(auth);
