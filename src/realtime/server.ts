@@ -9,6 +9,7 @@ import type { Metrics } from "../observability/metrics.js";
 import { NAMESPACES, type NamespaceName } from "../protocol/namespaces.js";
 import { expireWithToken, handshakeAuth, type SocketData } from "./handshake.js";
 import { OutboundGuard, type EngineConnection } from "./outbound.js";
+import { Semaphore } from "./replay.js";
 import { RoomSubscriptions, type SubscriptionDeps } from "./subscriptions.js";
 
 /** Extra per-socket behaviour a domain adds to a namespace (e.g. worker reports on /pools). */
@@ -26,8 +27,11 @@ export interface RealtimeOptions {
   maxSocketBufferBytes: number;
   metrics: Metrics;
   logger: Logger;
-  subscriptions: Omit<SubscriptionDeps, "namespace" | "metrics" | "logger">;
+  subscriptions: Omit<SubscriptionDeps, "namespace" | "metrics" | "logger" | "outbound" | "replayPages">;
 }
+
+/** Replay pages (read from the database, not yet handed to a socket) held at once by this node, over all sockets. */
+const REPLAY_PAGES_IN_FLIGHT = 4;
 
 /** Events only pool worker processes may send; other sockets are told so rather than "unknown event". */
 const WORKER_EVENTS = new Set(["worker.status", "worker.heartbeat", "task.report"]);
@@ -67,6 +71,7 @@ export class Realtime {
     // Engine.IO connections, not namespace sockets: the namespaces of one client share its connection.
     const outbound = new OutboundGuard(options.maxSocketBufferBytes, metrics, logger);
     this.io.engine.on("connection", (conn: EngineConnection) => outbound.attach(conn));
+    const replayPages = new Semaphore(REPLAY_PAGES_IN_FLIGHT);
     const auth = handshakeAuth(options.verifyToken, metrics, logger);
     // The main namespace serves nothing; it still demands a token so it cannot be used anonymously.
     this.io.use(auth);
@@ -74,7 +79,7 @@ export class Realtime {
       const nsp = this.io.of(`/${name}`);
       nsp.use(auth);
       const connected = metrics.connectedSockets.labels({ namespace: name });
-      const rooms = new RoomSubscriptions({ ...options.subscriptions, namespace: name, metrics, logger });
+      const rooms = new RoomSubscriptions({ ...options.subscriptions, outbound, replayPages, namespace: name, metrics, logger });
       const onDisconnect = (): void => {
         connected.dec();
       };
