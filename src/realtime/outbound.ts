@@ -5,8 +5,10 @@ import type { Metrics } from "../observability/metrics.js";
 
 /**
  * The parts of an Engine.IO 6.6 socket (one per client connection, shared by the connection's namespaces) that
- * this module uses. `packetCreate` is emitted for every packet before it joins the socket's `writeBuffer`;
- * `flush` just before the whole `writeBuffer` is handed to the transport (which empties it).
+ * this module uses. The socket emits `packetCreate` for every packet before it joins its `writeBuffer`, and its
+ * server emits `flush` (socket, writeBuffer) just before the whole `writeBuffer` is handed to the transport,
+ * which empties it. (The socket's own `drain` comes right after that hand-over, not when the bytes are sent:
+ * the transport's `drain` is the one that means "written".)
  */
 export interface EngineConnection extends EventEmitter {
   readonly readyState: string;
@@ -71,13 +73,14 @@ export class SlowConsumerError extends AppError {
  * written is closed at once, and counted. One packet may therefore take it over the limit (a single event larger
  * than the limit is still delivered to a reader); the next write, at the latest the next heartbeat ping, closes it.
  *
- * The write buffer's size is kept incrementally (added on `packetCreate`, reset on `flush`) by two listener
- * functions shared by every connection, so an idle connection costs two listener slots and one number.
+ * The write buffer's size is kept incrementally: added on the connection's `packetCreate` by one listener function
+ * shared by every connection, reset by one listener on the server's `flush`. An idle connection costs one
+ * listener slot and one number.
  */
 export class OutboundGuard {
   private readonly counter;
   private readonly onPacketCreate: (this: Tracked, packet: EnginePacket) => void;
-  private readonly onFlush: (this: Tracked) => void;
+  private readonly onFlush: (conn: Tracked) => void;
 
   constructor(
     readonly maxBytes: number,
@@ -91,16 +94,18 @@ export class OutboundGuard {
       if (unsent + transportBuffered(this) > maxBytes) self.closeSlowConsumer(this, "buffer_limit");
       this[UNSENT] = unsent + packetBytes(packet);
     };
-    this.onFlush = function (this: Tracked): void {
-      this[UNSENT] = 0;
+    this.onFlush = (conn: Tracked): void => {
+      conn[UNSENT] = 0;
     };
   }
 
-  /** Starts tracking a new Engine.IO connection (its write buffer is empty then). */
-  attach(conn: EngineConnection): void {
-    (conn as Tracked)[UNSENT] = 0;
-    conn.on("packetCreate", this.onPacketCreate);
-    conn.on("flush", this.onFlush);
+  /** Tracks every connection of an Engine.IO server (`io.engine`) from its start, when its write buffer is empty. */
+  install(engine: EventEmitter): void {
+    engine.on("connection", (conn: EngineConnection) => {
+      (conn as Tracked)[UNSENT] = 0;
+      conn.on("packetCreate", this.onPacketCreate);
+    });
+    engine.on("flush", this.onFlush);
   }
 
   /** Bytes written to the connection that have not left the process yet. */

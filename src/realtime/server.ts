@@ -8,7 +8,7 @@ import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import { NAMESPACES, type NamespaceName } from "../protocol/namespaces.js";
 import { expireWithToken, handshakeAuth, type SocketData } from "./handshake.js";
-import { OutboundGuard, type EngineConnection } from "./outbound.js";
+import { OutboundGuard } from "./outbound.js";
 import { Semaphore } from "./replay.js";
 import { RoomSubscriptions, type SubscriptionDeps } from "./subscriptions.js";
 
@@ -70,7 +70,7 @@ export class Realtime {
     // Every connection's outbound buffer is bounded, whatever writes to it (broadcasts, replays, acks, pings).
     // Engine.IO connections, not namespace sockets: the namespaces of one client share its connection.
     const outbound = new OutboundGuard(options.maxSocketBufferBytes, metrics, logger);
-    this.io.engine.on("connection", (conn: EngineConnection) => outbound.attach(conn));
+    outbound.install(this.io.engine);
     const replayPages = new Semaphore(REPLAY_PAGES_IN_FLIGHT);
     const auth = handshakeAuth(options.verifyToken, metrics, logger);
     // The main namespace serves nothing; it still demands a token so it cannot be used anonymously.
