@@ -79,6 +79,7 @@ export class App {
       keys,
       corsOrigins: config.corsOrigins,
       maxPayloadBytes: config.limits.maxPayloadBytes,
+      maxSocketBufferBytes: config.limits.maxSocketBufferBytes,
       metrics,
       logger: this.logger,
       subscriptions: {

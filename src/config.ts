@@ -32,6 +32,11 @@ export interface Config {
     roomOpsPerSecond: number;
     /** Rooms one socket may be subscribed to at once. */
     maxRoomsPerSocket: number;
+    /**
+     * Unsent outbound bytes one connection may hold (Engine.IO write buffer + the WebSocket's bufferedAmount).
+     * A connection found over it when more is written is closed as a slow consumer; replays keep below it.
+     */
+    maxSocketBufferBytes: number;
   };
   shutdownTimeoutMs: number;
   tasks: {
@@ -99,6 +104,7 @@ const EnvSchema = z.object({
   MAX_PAYLOAD_BYTES: positiveInt.default(1_048_576),
   ROOM_OPS_PER_SECOND: positiveInt.default(50),
   MAX_ROOMS_PER_SOCKET: positiveInt.default(1000),
+  MAX_SOCKET_BUFFER_BYTES: positiveInt.min(4096, "must be at least 4096").default(1_048_576),
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(10_000),
   TASK_BACKOFF_MS: positiveInt.default(1_000),
   TASK_LOCK_MS: positiveInt.default(30_000),
@@ -196,6 +202,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxPayloadBytes: e.MAX_PAYLOAD_BYTES,
       roomOpsPerSecond: e.ROOM_OPS_PER_SECOND,
       maxRoomsPerSocket: e.MAX_ROOMS_PER_SOCKET,
+      maxSocketBufferBytes: e.MAX_SOCKET_BUFFER_BYTES,
     },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     tasks: {

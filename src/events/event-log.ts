@@ -256,20 +256,57 @@ export class EventLog {
     return { epoch: row.epoch, seq: Number(row.seq) };
   }
 
-  /** Stored events of one room strictly after `afterSeq`, oldest first. */
+  /**
+   * Stored events of one room strictly after `afterSeq`, oldest first, at most `limit` of them. With `maxBytes`,
+   * the page also ends before the event that would take the sum of `octet_length(data::text)` over the page past
+   * `maxBytes`; the first event is always returned, however large.
+   */
   async readAfter(
     tenantId: string,
     namespace: NamespaceName,
     room: string,
     afterSeq: number,
     limit: number,
+    maxBytes?: number,
   ): Promise<Array<{ seq: number; eventId: string; type: string; data: unknown; ts: Date }>> {
-    return this.prisma.event.findMany({
-      where: { tenantId, namespace, room, seq: { gt: afterSeq } },
-      orderBy: { seq: "asc" },
-      take: limit,
-      select: { seq: true, eventId: true, type: true, data: true, ts: true },
-    });
+    if (maxBytes === undefined) {
+      return this.prisma.event.findMany({
+        where: { tenantId, namespace, room, seq: { gt: afterSeq } },
+        orderBy: { seq: "asc" },
+        take: limit,
+        select: { seq: true, eventId: true, type: true, data: true, ts: true },
+      });
+    }
+    // The running sum walks the room one index lookup at a time and stops at the first event past the budget, so
+    // only the page (and that one event) is converted to text. A window sum over the next `limit` rows would
+    // convert all of them: with 50 KB events that is 500 events read to return 10 (80 ms instead of 1 ms a page).
+    const rows = await this.prisma.$queryRawUnsafe<Array<{ seq: number; eventId: string; type: string; data: unknown; ts: Date }>>(
+      `WITH RECURSIVE page ("seq", "bytes", "n") AS (
+         (SELECT "seq", octet_length("data"::text)::bigint, 1
+            FROM "Event"
+           WHERE "tenantId" = $1 AND "namespace" = $2 AND "room" = $3 AND "seq" > $4::int
+           ORDER BY "seq" LIMIT 1)
+         UNION ALL
+         SELECT next."seq", page."bytes" + octet_length(next."data"::text), page."n" + 1
+           FROM page CROSS JOIN LATERAL (
+             SELECT "seq", "data" FROM "Event"
+              WHERE "tenantId" = $1 AND "namespace" = $2 AND "room" = $3 AND "seq" > page."seq"
+              ORDER BY "seq" LIMIT 1
+           ) next
+          WHERE page."n" < $5::int AND page."bytes" <= $6::bigint
+       )
+       SELECT "seq", "eventId", "type", "data", "ts" FROM "Event"
+        WHERE "tenantId" = $1 AND "namespace" = $2 AND "room" = $3 AND "seq" > $4::int
+          AND "seq" <= (SELECT max("seq") FROM page WHERE "n" = 1 OR "bytes" <= $6::bigint)
+        ORDER BY "seq"`,
+      tenantId,
+      namespace,
+      room,
+      afterSeq,
+      limit,
+      maxBytes,
+    );
+    return rows.map((row) => ({ ...row, seq: Number(row.seq) }));
   }
 
   /** The oldest stored sequence number of a room (null when none is stored). */

@@ -12,7 +12,8 @@ export function parseAfter(after: string | undefined): CursorPosition | undefine
 }
 
 /**
- * Reads a room's stored events after a cursor, oldest first, up to `limit` and never beyond `head`.
+ * Reads a room's stored events after a cursor, oldest first, up to `limit` and never beyond `head`; with
+ * `maxBytes`, also no more event data than that (the first event always comes, see EventLog.readAfter).
  * A cursor from another epoch of the room, or older than what retention kept, is CURSOR_EXPIRED: the client
  * must reload its state instead of trusting a stream with a hole in it.
  */
@@ -22,11 +23,12 @@ export async function readHistory(
   head: CursorPosition,
   from: CursorPosition,
   limit: number,
+  maxBytes?: number,
 ): Promise<{ events: Envelope[]; cursor: string }> {
   if (from.epoch !== head.epoch) throw new CursorExpiredError("cursor is from an earlier life of this room's log; reload state");
   if (from.seq > head.seq) throw new AppError("BAD_REQUEST", "cursor is ahead of the room", 400, [{ field: "after", message: "ahead of the room" }]);
   if (from.seq === head.seq) return { events: [], cursor: encodeCursor(from) };
-  const rows = await log.readAfter(where.tenantId, where.namespace, where.room, from.seq, Math.min(limit, head.seq - from.seq));
+  const rows = await log.readAfter(where.tenantId, where.namespace, where.room, from.seq, Math.min(limit, head.seq - from.seq), maxBytes);
   // Sequences are gapless, so the first stored event must be the one right after the cursor.
   if (rows[0]?.seq !== from.seq + 1) throw new CursorExpiredError("events after this cursor are past retention; reload state");
   const events = rows.map((row) => toEnvelope(where.room, head.epoch, row));

@@ -19,6 +19,12 @@ export function createMetrics(nodeId: string) {
       labelNames: ["namespace"] as const,
       registers: [registry],
     }),
+    slowConsumerDisconnects: new Counter({
+      name: "switchyard_slow_consumer_disconnects_total",
+      help: "Connections this node closed because their unsent outbound data passed MAX_SOCKET_BUFFER_BYTES (buffer_limit) or a replay waited too long for it to drain (replay_drain_timeout)",
+      labelNames: ["reason"] as const,
+      registers: [registry],
+    }),
     handshakeFailures: new Counter({
       name: "switchyard_handshake_failures_total",
       help: "Socket.IO handshakes refused, by error code",

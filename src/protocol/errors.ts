@@ -13,6 +13,7 @@ export const ERROR_CODES = [
   "PAYLOAD_TOO_LARGE",
   "RATE_LIMITED",
   "CURSOR_EXPIRED",
+  "SUPERSEDED",
   "UNAVAILABLE",
   "INTERNAL",
 ] as const;

@@ -8,6 +8,8 @@ import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import { NAMESPACES, type NamespaceName } from "../protocol/namespaces.js";
 import { expireWithToken, handshakeAuth, type SocketData } from "./handshake.js";
+import { OutboundGuard } from "./outbound.js";
+import { Semaphore } from "./replay.js";
 import { RoomSubscriptions, type SubscriptionDeps } from "./subscriptions.js";
 import type { RedisKeys } from "../jobs/redis-keys.js";
 
@@ -22,10 +24,15 @@ export interface RealtimeOptions {
   keys: RedisKeys;
   corsOrigins: string[] | undefined;
   maxPayloadBytes: number;
+  /** Unsent bytes a connection may hold before it is closed as a slow consumer. */
+  maxSocketBufferBytes: number;
   metrics: Metrics;
   logger: Logger;
-  subscriptions: Omit<SubscriptionDeps, "namespace" | "metrics" | "logger">;
+  subscriptions: Omit<SubscriptionDeps, "namespace" | "metrics" | "logger" | "outbound" | "replayPages">;
 }
+
+/** Replay pages (read from the database, not yet handed to a socket) held at once by this node, over all sockets. */
+const REPLAY_PAGES_IN_FLIGHT = 4;
 
 /** Events only pool worker processes may send; other sockets are told so rather than "unknown event". */
 const WORKER_EVENTS = new Set(["worker.status", "worker.heartbeat", "task.report"]);
@@ -61,6 +68,11 @@ export class Realtime {
         : undefined,
       adapter: createAdapter(options.pubClient, options.subClient, { key: options.keys.adapter }),
     });
+    // Every connection's outbound buffer is bounded, whatever writes to it (broadcasts, replays, acks, pings).
+    // Engine.IO connections, not namespace sockets: the namespaces of one client share its connection.
+    const outbound = new OutboundGuard(options.maxSocketBufferBytes, metrics, logger);
+    outbound.install(this.io.engine);
+    const replayPages = new Semaphore(REPLAY_PAGES_IN_FLIGHT);
     const auth = handshakeAuth(options.verifyToken, metrics, logger);
     // The main namespace serves nothing; it still demands a token so it cannot be used anonymously.
     this.io.use(auth);
@@ -68,7 +80,7 @@ export class Realtime {
       const nsp = this.io.of(`/${name}`);
       nsp.use(auth);
       const connected = metrics.connectedSockets.labels({ namespace: name });
-      const rooms = new RoomSubscriptions({ ...options.subscriptions, namespace: name, metrics, logger });
+      const rooms = new RoomSubscriptions({ ...options.subscriptions, outbound, replayPages, namespace: name, metrics, logger });
       const onDisconnect = (): void => {
         connected.dec();
       };

@@ -14,6 +14,8 @@ import type { NamespaceName } from "../protocol/namespaces.js";
 import { parseRoom } from "../protocol/rooms.js";
 import type { SocketData } from "./handshake.js";
 import { acknowledge } from "./ack.js";
+import type { EngineConnection, OutboundGuard } from "./outbound.js";
+import { ReplayLane, type ReplayTicket, type Semaphore } from "./replay.js";
 import { TokenBucket } from "./token-bucket.js";
 
 const SubscribeSchema = z.object({ room: z.string(), after: z.string().max(64).optional() });
@@ -21,7 +23,31 @@ const UnsubscribeSchema = z.object({ room: z.string() });
 
 /** How many stored events one subscribe replays at most; a client further behind pages through /api/v1/events. */
 export const MAX_REPLAY = 10_000;
-const REPLAY_PAGE = 500;
+/** Rows per replay page, at most; pages are also bounded by bytes (see ReplaySizing). */
+const REPLAY_PAGE_ROWS = 500;
+/** Event data per replay page, at most (the first event of a page always fits). */
+const REPLAY_PAGE_MAX_BYTES = 1_048_576;
+/** How long a replay waits for its socket to read what was sent before it closes the socket as a slow consumer. */
+export const REPLAY_DRAIN_TIMEOUT_MS = 10_000;
+
+/**
+ * Replay page sizes and the watermark they wait for, from the connection's buffer limit: a page is sent only once
+ * at most a quarter of the limit is unsent, and holds at most half the limit of event data and a row count whose
+ * envelopes (id, type, room, cursor, ts: a few hundred bytes) fit in the last quarter. A replay alone therefore
+ * never takes a connection that reads over its limit, whatever the size of the events.
+ */
+export interface ReplaySizing {
+  lowWatermark: number;
+  pageBytes: number;
+  pageRows: number;
+}
+export function replaySizing(maxSocketBufferBytes: number): ReplaySizing {
+  return {
+    lowWatermark: Math.floor(maxSocketBufferBytes / 4),
+    pageBytes: Math.min(REPLAY_PAGE_MAX_BYTES, Math.floor(maxSocketBufferBytes / 2)),
+    pageRows: Math.max(1, Math.min(REPLAY_PAGE_ROWS, Math.floor(maxSocketBufferBytes / 2048))),
+  };
+}
 
 export interface SubscriptionDeps {
   namespace: NamespaceName;
@@ -31,12 +57,18 @@ export interface SubscriptionDeps {
   logger: Logger;
   roomOpsPerSecond: number;
   maxRoomsPerSocket: number;
+  /** Knows how much a connection has not sent yet; closes connections that do not read. */
+  outbound: OutboundGuard;
+  /** Node-wide: replay pages held in memory at once (read from the database, not yet handed to a socket). */
+  replayPages: Semaphore;
 }
 
 /** Per-socket room state, created on the socket's first room operation (idle sockets carry none). */
 interface RoomState {
   bucket: TokenBucket;
   rooms: Set<string>;
+  /** The socket's replays, one at a time; created by its first `subscribe { after }`. */
+  replays?: ReplayLane;
 }
 type RoomSocketData = SocketData & { roomState?: RoomState };
 
@@ -50,9 +82,11 @@ export class RoomSubscriptions {
   private readonly onSubscribe;
   private readonly onUnsubscribe;
   private readonly onDisconnect;
+  private readonly sizing: ReplaySizing;
 
   constructor(private readonly deps: SubscriptionDeps) {
     this.gauge = deps.metrics.subscriptions.labels({ namespace: deps.namespace });
+    this.sizing = replaySizing(deps.outbound.maxBytes);
     const self = this;
     this.onSubscribe = function (this: Socket, ...args: unknown[]): void {
       void self.handle(this, args, (state, payload) => self.subscribe(this, state, payload));
@@ -62,7 +96,9 @@ export class RoomSubscriptions {
     };
     this.onDisconnect = function (this: Socket): void {
       const state = (this.data as RoomSocketData).roomState;
-      if (state) self.gauge.dec(state.rooms.size);
+      if (!state) return;
+      self.gauge.dec(state.rooms.size);
+      state.replays?.abortAll(new AppError("BAD_REQUEST", "socket disconnected", 400));
     };
   }
 
@@ -111,43 +147,95 @@ export class RoomSubscriptions {
     // in the instant between the last head read and the join may arrive both ways (same id and cursor), which
     // clients drop by cursor (src/client does).
     const key = roomKey(principal.tenantId, room.name);
-    const wasSubscribed = subscribed.has(room.name);
     const where = { tenantId: principal.tenantId, namespace: deps.namespace, room: room.name };
-    let head: CursorPosition;
-    let replayed = 0;
-    const replay = async (start: CursorPosition, upTo: CursorPosition): Promise<CursorPosition> => {
-      let position = start;
-      do {
-        // readHistory also refuses a cursor of another epoch or ahead of the room, even with nothing to replay.
-        const page = await readHistory(deps.eventLog, where, upTo, position, REPLAY_PAGE);
-        for (const envelope of page.events) socket.emit(envelope.type, envelope);
-        replayed += page.events.length;
-        position = { epoch: upTo.epoch, seq: position.seq + page.events.length };
-      } while (position.seq < upTo.seq);
-      return position;
-    };
-    try {
-      if (from) {
+    if (!from) {
+      const wasSubscribed = subscribed.has(room.name);
+      let head: CursorPosition;
+      try {
+        await socket.join(key);
+        head = await deps.eventLog.head(where.tenantId, where.namespace, where.room);
+      } catch (error) {
+        // A refused subscribe must not leave the socket listening to the room.
+        if (!wasSubscribed) await socket.leave(key);
+        throw error;
+      }
+      this.subscribed(socket, state, room.name);
+      return { ok: true as const, room: room.name, cursor: encodeCursor(head), replayed: 0 };
+    }
+    // One replay at a time per socket; a later one for the same room supersedes this one (SUPERSEDED).
+    state.replays ??= new ReplayLane();
+    return state.replays.run(room.name, async (ticket) => {
+      // Read here, not before queueing: a replay of this room that ran before may have subscribed it.
+      const wasSubscribed = subscribed.has(room.name);
+      let head: CursorPosition;
+      let replayed = 0;
+      const counted = (n: number): void => {
+        replayed += n;
+      };
+      try {
         const before = await deps.eventLog.head(where.tenantId, where.namespace, where.room);
         if (before.seq - from.seq > MAX_REPLAY) throw new CursorExpiredError(`more than ${MAX_REPLAY} events behind; reload state`);
-        const caughtUp = await replay(from, before);
+        const caughtUp = await this.replay(socket, ticket, where, from, before, counted);
+        ticket.signal.throwIfAborted();
         await socket.join(key);
         head = await deps.eventLog.head(where.tenantId, where.namespace, where.room);
-        if (head.seq > caughtUp.seq) await replay(caughtUp, head);
-      } else {
-        await socket.join(key);
-        head = await deps.eventLog.head(where.tenantId, where.namespace, where.room);
+        if (head.seq > caughtUp.seq) await this.replay(socket, ticket, where, caughtUp, head, counted);
+        // Superseded after the last page: the later replay answers for the room, and joins it after its own bulk.
+        ticket.signal.throwIfAborted();
+      } catch (error) {
+        // A refused (or superseded) subscribe must not leave the socket listening to the room.
+        if (!wasSubscribed) await socket.leave(key);
+        throw error;
       }
-    } catch (error) {
-      // A refused subscribe must not leave the socket listening to the room.
-      if (!wasSubscribed) await socket.leave(key);
-      throw error;
-    }
-    if (!wasSubscribed) {
-      subscribed.add(room.name);
-      this.gauge.inc();
-    }
-    return { ok: true as const, room: room.name, cursor: encodeCursor(head), replayed };
+      this.subscribed(socket, state, room.name);
+      return { ok: true as const, room: room.name, cursor: encodeCursor(head), replayed };
+    });
+  }
+
+  private subscribed(socket: Socket, state: RoomState, room: string): void {
+    // After the disconnect the gauge has already been given back for this socket's rooms.
+    if (state.rooms.has(room) || socket.disconnected) return;
+    state.rooms.add(room);
+    this.gauge.inc();
+  }
+
+  /**
+   * Sends the room's stored events after `start` up to `upTo` to this one socket, in order, page by page. Before
+   * each page it waits until the connection has sent all but `lowWatermark` bytes (or closes it as a slow consumer
+   * after REPLAY_DRAIN_TIMEOUT_MS), and holds one of the node's replay-page permits from reading the page until
+   * it is handed to the socket. Stops as soon as the ticket is superseded. readHistory runs at least once, even
+   * with nothing to replay: it also refuses a cursor of another epoch or ahead of the room.
+   */
+  private async replay(
+    socket: Socket,
+    ticket: ReplayTicket,
+    where: { tenantId: string; namespace: NamespaceName; room: string },
+    start: CursorPosition,
+    upTo: CursorPosition,
+    counted: (n: number) => void,
+  ): Promise<CursorPosition> {
+    const { eventLog, outbound, replayPages } = this.deps;
+    const { lowWatermark, pageBytes, pageRows } = this.sizing;
+    const conn = socket.conn as unknown as EngineConnection;
+    let position = start;
+    do {
+      const reading = position.seq < upTo.seq;
+      if (reading && outbound.unsentBytes(conn) > lowWatermark) {
+        await outbound.waitForDrain(conn, lowWatermark, REPLAY_DRAIN_TIMEOUT_MS, ticket.signal);
+      }
+      const release = reading ? await replayPages.acquire(ticket.signal) : undefined;
+      try {
+        const page = await readHistory(eventLog, where, upTo, position, pageRows, pageBytes);
+        ticket.signal.throwIfAborted();
+        if (socket.disconnected) throw new AppError("BAD_REQUEST", "socket disconnected", 400);
+        for (const envelope of page.events) socket.emit(envelope.type, envelope);
+        counted(page.events.length);
+        position = { epoch: upTo.epoch, seq: position.seq + page.events.length };
+      } finally {
+        release?.();
+      }
+    } while (position.seq < upTo.seq);
+    return position;
   }
 
   private async unsubscribe(socket: Socket, state: RoomState, payload: unknown): Promise<UnsubscribeAck> {
@@ -157,6 +245,8 @@ export class RoomSubscriptions {
     if (!request.success) throw new AppError("BAD_REQUEST", "unsubscribe expects { room: string }", 400);
     const room = parseRoom(deps.namespace, request.data.room);
     if (!room) throw new InvalidRoomError(`"${request.data.room.slice(0, 64)}" is not a room of /${deps.namespace}`);
+    // A replay of the room still under way would join it afterwards: stop it (its ack answers SUPERSEDED).
+    state.replays?.supersede(room.name);
     await socket.leave(roomKey(principal.tenantId, room.name));
     if (state.rooms.delete(room.name)) this.gauge.dec();
     return { ok: true as const, room: room.name };

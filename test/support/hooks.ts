@@ -3,6 +3,7 @@ import { dropDatabase, setupDatabase } from "../../scripts/db-setup.js";
 import { TEST_DATABASE_URL, TEST_REDIS_PREFIX, TEST_REDIS_URL } from "./env.js";
 import { killAllServers, killAllWorkers, serverProblems } from "./server.js";
 import { closeAllClients } from "./clients.js";
+import { closeAllRawSockets } from "./raw-socket.js";
 
 /** One database per test run, migrated once; dropped with every row in it at the end. */
 export async function mochaGlobalSetup(): Promise<void> {
@@ -11,6 +12,7 @@ export async function mochaGlobalSetup(): Promise<void> {
 
 export async function mochaGlobalTeardown(): Promise<void> {
   closeAllClients();
+  closeAllRawSockets();
   await killAllServers();
   await dropDatabase(TEST_DATABASE_URL);
   // Every Redis key of this run (queues, presence, adapter) carries the run's prefix.
@@ -30,6 +32,7 @@ export async function mochaGlobalTeardown(): Promise<void> {
 export const mochaHooks = {
   async afterEach(this: Mocha.Context): Promise<void> {
     closeAllClients();
+    closeAllRawSockets();
     await killAllWorkers();
     if (this.currentTest?.state === "failed") {
       const problems = serverProblems();
