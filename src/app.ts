@@ -13,6 +13,7 @@ import { TenantDirectory } from "./domains/tenants.js";
 import { EventLog } from "./events/event-log.js";
 import { EventPublisher } from "./events/publisher.js";
 import { eventRoutes } from "./events/routes.js";
+import { publishRoutes } from "./events/publish-routes.js";
 import { EventRetention } from "./events/retention.js";
 import { TaskQueues, TaskTypeRegistry } from "./jobs/queues.js";
 import { taskRoutes } from "./domains/tasks/routes.js";
@@ -140,7 +141,7 @@ export class App {
         pools: poolRoutes(pools),
         tasks: taskRoutes(tasks),
         workflows: workflowRoutes(workflows),
-        events: eventRoutes(eventLog, resources),
+        events: [eventRoutes(eventLog, resources), publishRoutes(events, resources)],
       },
     });
 
