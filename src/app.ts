@@ -13,6 +13,7 @@ import { TenantDirectory } from "./domains/tenants.js";
 import { EventLog } from "./events/event-log.js";
 import { EventPublisher } from "./events/publisher.js";
 import { eventRoutes } from "./http/routes/events.js";
+import { publishRoutes } from "./http/routes/publish.js";
 import { EventRetention } from "./events/retention.js";
 import { TaskQueues, TaskTypeRegistry } from "./jobs/queues.js";
 import { RedisKeys } from "./jobs/redis-keys.js";
@@ -142,7 +143,7 @@ export class App {
         pools: poolRoutes(pools),
         tasks: taskRoutes(tasks),
         workflows: workflowRoutes(workflows),
-        events: eventRoutes(eventLog, resources),
+        events: [eventRoutes(eventLog, resources), publishRoutes(events, resources)],
       },
     });
 

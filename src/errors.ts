@@ -28,8 +28,8 @@ export class BadRequestError extends AppError {
   }
 }
 export class InvalidRoomError extends AppError {
-  constructor(message: string) {
-    super("INVALID_ROOM", message, 400);
+  constructor(message: string, details?: unknown) {
+    super("INVALID_ROOM", message, 400, details);
   }
 }
 export class ForbiddenError extends AppError {
@@ -39,13 +39,18 @@ export class ForbiddenError extends AppError {
 }
 /** Also used for another tenant's ids: the response never reveals that they exist. */
 export class NotFoundError extends AppError {
-  constructor(what: string) {
-    super("NOT_FOUND", `${what} not found`, 404);
+  constructor(what: string, details?: unknown) {
+    super("NOT_FOUND", `${what} not found`, 404, details);
   }
 }
 export class ConflictError extends AppError {
   constructor(message: string, details?: unknown) {
     super("CONFLICT", message, 409, details);
+  }
+}
+export class PayloadTooLargeError extends AppError {
+  constructor(message: string, details?: unknown) {
+    super("PAYLOAD_TOO_LARGE", message, 413, details);
   }
 }
 export class RateLimitedError extends AppError {

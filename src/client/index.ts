@@ -10,8 +10,25 @@ import { io, type ManagerOptions, type Socket, type SocketOptions } from "socket
 import { decodeCursor, encodeCursor } from "../protocol/cursor.js";
 import type { Envelope, SubscribeAck } from "../protocol/events.js";
 import type { NamespaceName } from "../protocol/namespaces.js";
+import type { PublishedEvent, PublishEvent, PublishRequest, PublishResponse } from "../protocol/publish.js";
 
-export type { Envelope };
+export type { Envelope, PublishedEvent };
+
+/** An event for `publish()`: `namespace` defaults to the client's own. */
+export type ClientPublishEvent<T = unknown> = Omit<PublishEvent<T>, "namespace"> & { namespace?: NamespaceName };
+
+/** A refused or failed `publish()`: the server's error code (or UNAVAILABLE without an answer), HTTP status and details. */
+export class PublishError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+    readonly status: number | undefined,
+    readonly details?: unknown,
+  ) {
+    super(message);
+    this.name = "PublishError";
+  }
+}
 
 export interface SwitchyardClientOptions {
   /** One or more server base URLs; each reconnection attempt moves to the next, so a dead node is left behind. */
@@ -146,6 +163,41 @@ export class SwitchyardClient {
       throw Object.assign(new Error(`subscribe ${room}: ${ack.error.code} ${ack.error.message}`), { code: ack.error.code });
     }
     return { cursor: this.cursor(room) ?? ack.cursor };
+  }
+
+  /**
+   * Publishes events into rooms of the token's tenant (`POST /api/v1/events` on the URL in use; the token needs
+   * `events:publish`). One event, or an array of 1 to 500 stored together or not at all. Resolves with where each
+   * event was stored, in input order. Rejects with a PublishError; a request that got no answer is not sent
+   * again (it may have been stored), so retry only if a duplicate event is acceptable.
+   * @example
+   * const [item] = await client.publish({ room: "tasks", type: "billing.invoice_paid", data: { invoice: "in_42" } });
+   */
+  async publish(events: ClientPublishEvent | readonly ClientPublishEvent[]): Promise<PublishedEvent[]> {
+    const withNamespace = (event: ClientPublishEvent): PublishEvent => ({ ...event, namespace: event.namespace ?? this.options.namespace });
+    const body: PublishRequest = isEventList(events) ? { events: events.map(withNamespace) } : withNamespace(events);
+    const doFetch = this.options.fetch ?? fetch;
+    let response: Response;
+    try {
+      response = await doFetch(`${this.baseUrl}/api/v1/events`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${await this.token()}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    } catch (error) {
+      throw new PublishError(`publish: ${(error as Error).message}`, "UNAVAILABLE", undefined);
+    }
+    let answer: Partial<PublishResponse> & { error?: { code: string; message: string; details?: unknown } };
+    try {
+      answer = (await response.json()) as typeof answer;
+    } catch {
+      answer = {};
+    }
+    if (!response.ok || !Array.isArray(answer.items)) {
+      const error = answer.error ?? { code: response.ok ? "INTERNAL" : "UNAVAILABLE", message: response.statusText };
+      throw new PublishError(`publish: ${response.status} ${error.code} ${error.message}`, error.code, response.status, error.details);
+    }
+    return answer.items;
   }
 
   async unsubscribe(room: string): Promise<void> {
@@ -291,6 +343,10 @@ export class SwitchyardClient {
     const err = error instanceof Error ? error : new Error(String(error));
     for (const handler of this.errorHandlers) handler(err);
   }
+}
+
+function isEventList(value: ClientPublishEvent | readonly ClientPublishEvent[]): value is readonly ClientPublishEvent[] {
+  return Array.isArray(value);
 }
 
 function isEnvelope(value: unknown): value is Envelope {

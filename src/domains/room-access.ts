@@ -19,8 +19,15 @@ export async function authorizeRoom(
   const room = parseRoom(namespace, name);
   if (!room) throw new InvalidRoomError(`"${name.slice(0, 64)}" is not a room of /${namespace}`);
   if (!canRead(principal, namespace)) throw new ForbiddenError(`missing permission ${namespace}:read`);
-  if (room.kind !== "collection" && !(await resources.exists(principal.tenantId, room.kind, room.id))) {
-    throw new NotFoundError(room.kind);
-  }
+  if (!(await roomExists(principal.tenantId, room, resources))) throw new NotFoundError(room.kind);
   return room;
+}
+
+/**
+ * Whether a parsed room exists inside a tenant: a collection room always does, a resource room when the tenant
+ * owns the resource (another tenant's id is simply absent). No permission is checked here: callers do that
+ * (subscribers need the namespace's `:read`, publishers `events:publish`).
+ */
+export async function roomExists(tenantId: string, room: Room, resources: ResourceDirectory): Promise<boolean> {
+  return room.kind === "collection" || resources.exists(tenantId, room.kind, room.id);
 }

@@ -45,8 +45,21 @@ function newEpoch(): string {
 type PendingItem =
   | { kind: "direct"; input: StoredEventInput }
   /** An event already committed to the Outbox together with its state change; identified by its row id. */
-  | { kind: "staged"; outboxId: string };
-type PendingAppend = PendingItem & { resolve: (rows: SequencedEvent[]) => void; reject: (error: unknown) => void };
+  | { kind: "staged"; outboxId: string }
+  /** Several direct events that are stored together or not at all: never split across statements. */
+  | { kind: "group"; inputs: readonly StoredEventInput[] };
+/** Resolves with the stored copies of each event of the item, in the item's order (one entry unless a group). */
+type PendingAppend = PendingItem & { resolve: (rows: SequencedEvent[][]) => void; reject: (error: unknown) => void };
+
+/** The direct events an item carries, in order (none for a staged one). */
+function directInputs(item: PendingItem): readonly StoredEventInput[] {
+  return item.kind === "direct" ? [item.input] : item.kind === "group" ? item.inputs : [];
+}
+
+/** Event × room rows an item adds to a statement (a staged row's rooms are unknown here: a typical task event). */
+function rowsOf(item: PendingItem): number {
+  return item.kind === "staged" ? 4 : directInputs(item).reduce((sum, input) => sum + input.targets.length, 0);
+}
 
 /** Rows (event × room) per statement: large enough to amortise a round trip, small enough to keep it short. */
 const MAX_BATCH_ROWS = 2000;
@@ -92,19 +105,30 @@ export class EventLog {
   constructor(private readonly prisma: PrismaClient) {}
 
   /** Stores one event in every room it belongs to and returns each stored copy. */
-  append(input: StoredEventInput): Promise<SequencedEvent[]> {
-    return this.enqueue({ kind: "direct", input });
+  async append(input: StoredEventInput): Promise<SequencedEvent[]> {
+    return (await this.enqueue({ kind: "direct", input }))[0]!;
+  }
+
+  /**
+   * Stores several events as one unit: all of them, in one statement, or none (the promise rejects). Returns the
+   * stored copies of each event, in input order. Within a room, the events get consecutive numbers in input
+   * order. The group still queues with every other append (group commit), but is never split, and when its
+   * statement fails it is retried alone, as a whole.
+   */
+  async appendGroup(inputs: readonly StoredEventInput[]): Promise<SequencedEvent[][]> {
+    if (inputs.length === 0) return [];
+    return this.enqueue({ kind: "group", inputs });
   }
 
   /**
    * Numbers an event its state change already committed to the outbox. Resolves with nothing when another node
    * numbered it first (the orphan relay), or when numbering failed: the row stays in the outbox for the relay.
    */
-  number(outboxId: string): Promise<SequencedEvent[]> {
-    return this.enqueue({ kind: "staged", outboxId });
+  async number(outboxId: string): Promise<SequencedEvent[]> {
+    return (await this.enqueue({ kind: "staged", outboxId }))[0]!;
   }
 
-  private enqueue(item: PendingItem): Promise<SequencedEvent[]> {
+  private enqueue(item: PendingItem): Promise<SequencedEvent[][]> {
     return new Promise((resolve, reject) => {
       this.queue.push({ ...item, resolve, reject });
       if (!this.flushing) void this.flush();
@@ -119,7 +143,7 @@ export class EventLog {
       let staged = 0;
       while (this.queue.length > 0) {
         const next = this.queue[0]!;
-        const size = next.kind === "direct" ? next.input.targets.length : 4;
+        const size = rowsOf(next);
         if (batch.length > 0 && (rows + size > MAX_BATCH_ROWS || (next.kind === "staged" && staged >= MAX_BATCH_STAGED))) break;
         this.queue.shift();
         rows += size;
@@ -135,7 +159,7 @@ export class EventLog {
           continue;
         }
         // One event PostgreSQL refuses (e.g. a \u0000 in its data) must not take its batch-mates with it:
-        // retry each alone, so only the bad one fails.
+        // retry each alone, so only the bad one fails (a group is one item: it fails or succeeds as a whole).
         for (const pending of batch) {
           try {
             pending.resolve((await this.appendBatch([pending]))[0]!);
@@ -148,39 +172,46 @@ export class EventLog {
     this.flushing = false;
   }
 
-  /** A direct append fails its caller; a staged one is still safe in the outbox, where the relay finds it. */
+  /** A direct append (or group) fails its caller; a staged one is still safe in the outbox, where the relay finds it. */
   private settleFailed(pending: PendingAppend, error: unknown): void {
-    if (pending.kind === "direct") pending.reject(error);
-    else pending.resolve([]);
+    if (pending.kind === "staged") pending.resolve([[]]);
+    else pending.reject(error);
   }
 
   /**
    * Numbers and stores a batch in one statement: per room, numbers are handed out in batch order. Direct events
    * come in as arrays; staged ones are deleted from the outbox in the same statement (exactly once across nodes).
+   * Every event of the batch gets its own position (`ord`), a group's events consecutive ones, in input order.
    */
-  private async appendBatch(batch: PendingAppend[]): Promise<SequencedEvent[][]> {
+  private async appendBatch(batch: PendingAppend[]): Promise<SequencedEvent[][][]> {
     const direct = { tenant: [] as string[], ns: [] as string[], room: [] as string[], eventId: [] as string[], type: [] as string[], data: [] as string[], ts: [] as string[], ord: [] as number[] };
     const staged = { id: [] as string[], ord: [] as number[] };
-    batch.forEach((pending, ord) => {
+    /** ord → the batch item and the index of the event within it; `input` for direct events (their data). */
+    const owners: Array<{ item: number; index: number; input: StoredEventInput | undefined }> = [];
+    batch.forEach((pending, item) => {
       if (pending.kind === "staged") {
         staged.id.push(pending.outboxId);
-        staged.ord.push(ord);
+        staged.ord.push(owners.length);
+        owners.push({ item, index: 0, input: undefined });
         return;
       }
-      const { input } = pending;
-      const data = JSON.stringify(input.data ?? null);
-      const ts = input.ts.toISOString();
-      const unique = new Map(input.targets.map((t) => [targetKey(t), t]));
-      for (const { namespace, room } of unique.values()) {
-        direct.tenant.push(input.tenantId);
-        direct.ns.push(namespace);
-        direct.room.push(room);
-        direct.eventId.push(input.eventId);
-        direct.type.push(input.type);
-        direct.data.push(data);
-        direct.ts.push(ts);
-        direct.ord.push(ord);
-      }
+      directInputs(pending).forEach((input, index) => {
+        const ord = owners.length;
+        owners.push({ item, index, input });
+        const data = JSON.stringify(input.data ?? null);
+        const ts = input.ts.toISOString();
+        const unique = new Map(input.targets.map((t) => [targetKey(t), t]));
+        for (const { namespace, room } of unique.values()) {
+          direct.tenant.push(input.tenantId);
+          direct.ns.push(namespace);
+          direct.room.push(room);
+          direct.eventId.push(input.eventId);
+          direct.type.push(input.type);
+          direct.data.push(data);
+          direct.ts.push(ts);
+          direct.ord.push(ord);
+        }
+      });
     });
     const claim = staged.id.length === 0 ? null : `DELETE FROM "Outbox" o USING unnest($10::bigint[], $11::int[]) AS s(id, ord) WHERE o."id" = s.id
          RETURNING s.ord, o."tenantId", o."eventId", o."type", o."targets", o."data", o."ts"`;
@@ -198,10 +229,10 @@ export class EventLog {
       ...(claim ? [staged.id, staged.ord] : []),
     );
     const stagedData = stagedDataByOrd(rows);
-    const results: SequencedEvent[][] = batch.map(() => []);
+    const results: SequencedEvent[][][] = batch.map((pending) => Array.from({ length: Math.max(1, directInputs(pending).length) }, () => []));
     for (const row of rows) {
-      const pending = batch[row.ord]!;
-      results[row.ord]!.push(toSequenced(row, pending.kind === "direct" ? pending.input.data : stagedData.get(row.ord)));
+      const owner = owners[row.ord]!;
+      results[owner.item]![owner.index]!.push(toSequenced(row, owner.input ? owner.input.data : stagedData.get(row.ord)));
     }
     return results;
   }

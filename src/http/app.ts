@@ -14,8 +14,8 @@ export interface HttpAppDeps {
   metrics: Metrics;
   maxPayloadBytes: number;
   corsOrigins: string[] | undefined;
-  /** Domain routers mounted under /api/v1/<path>, all behind authentication. */
-  api: Record<string, Router>;
+  /** Domain routers mounted under /api/v1/<path>, all behind authentication (several routers may share a path). */
+  api: Record<string, Router | Router[]>;
 }
 
 export function createHttpApp(deps: HttpAppDeps): Express {
@@ -40,7 +40,7 @@ export function createHttpApp(deps: HttpAppDeps): Express {
   const api = express.Router();
   api.use(express.json({ limit: deps.maxPayloadBytes, strict: false, type: ["application/json", "application/*+json"] }));
   api.use(authenticate(deps.verifyToken));
-  for (const [path, router] of Object.entries(deps.api)) api.use(`/${path}`, router);
+  for (const [path, routers] of Object.entries(deps.api)) api.use(`/${path}`, ...[routers].flat());
   app.use("/api/v1", api);
   app.use(notFoundHandler);
   app.use(errorHandler(deps.logger, deps.metrics));

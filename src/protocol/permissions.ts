@@ -6,6 +6,8 @@ export const PERMISSIONS = [
   "tasks:write",
   "workflows:read",
   "workflows:write",
+  /** Publish a backend's own events into the tenant's rooms (POST /api/v1/events). */
+  "events:publish",
   "admin",
 ] as const;
 export type Permission = (typeof PERMISSIONS)[number];

@@ -1,0 +1,63 @@
+import { z } from "zod";
+import { NAMESPACES, type NamespaceName } from "./namespaces.js";
+
+/**
+ * Events a backend publishes into a tenant's rooms (`POST /api/v1/events`, permission `events:publish`).
+ * They are stored, numbered, delivered and replayed like Switchyard's own events.
+ */
+
+/** Dotted lowercase names with at least two parts, e.g. `billing.invoice_paid`. */
+export const PUBLISHED_TYPE_PATTERN = /^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)+$/;
+export const MAX_PUBLISHED_TYPE_LENGTH = 64;
+/** Switchyard's own event types and system events: a backend cannot publish under these prefixes. */
+export const BUILTIN_EVENT_PREFIXES = ["pool.", "worker.", "task.", "workflow.", "session.", "server."] as const;
+/** Events per request (the batch form). */
+export const MAX_PUBLISH_BATCH = 500;
+/** `data` of one event, serialized as JSON, in bytes. */
+export const MAX_PUBLISHED_DATA_BYTES = 64 * 1024;
+/**
+ * Nesting of arrays and objects in `data`. Serializers on the way to clients (JSON, the Redis adapter's
+ * msgpack) recurse, and fail on the deepest values a 64 KiB body can hold.
+ */
+export const MAX_PUBLISHED_DATA_DEPTH = 100;
+
+export function isBuiltinEventType(type: string): boolean {
+  return BUILTIN_EVENT_PREFIXES.some((prefix) => type.startsWith(prefix));
+}
+
+/** One event to publish. The room is named as clients name it; the tenant is always the token's. */
+export interface PublishEvent<T = unknown> {
+  namespace: NamespaceName;
+  room: string;
+  type: string;
+  /** Any JSON value; `null` when left out. */
+  data?: T;
+}
+
+/** The body: one event, or a batch of 1 to MAX_PUBLISH_BATCH events stored together or not at all. */
+export type PublishRequest = PublishEvent | { events: PublishEvent[] };
+
+/** Where one published event was stored: `cursor` is its position in `room`. */
+export interface PublishedEvent {
+  id: string;
+  namespace: NamespaceName;
+  room: string;
+  cursor: string;
+}
+
+/** 202 answer: one item per event, in request order. */
+export interface PublishResponse {
+  items: PublishedEvent[];
+}
+
+/** The shape of one event; the room grammar, `data`'s size and the room's existence are checked after it. */
+export const PublishEventSchema = z.strictObject({
+  namespace: z.enum(NAMESPACES),
+  room: z.string(),
+  type: z
+    .string()
+    .max(MAX_PUBLISHED_TYPE_LENGTH)
+    .regex(PUBLISHED_TYPE_PATTERN, "must be dotted lowercase words, e.g. billing.invoice_paid")
+    .refine((type) => !isBuiltinEventType(type), `must not start with a built-in prefix (${BUILTIN_EVENT_PREFIXES.join(", ")})`),
+  data: z.unknown().optional(),
+});
