@@ -5,17 +5,9 @@ import { api } from "./support/http.js";
 import { sharedServer } from "./support/shared.js";
 import { mintToken } from "./support/tokens.js";
 import type { ServerProcess } from "./support/server.js";
+import type { WorkflowWithStepsView } from "../src/protocol/views.js";
 
-interface StepView {
-  key: string;
-  status: string;
-  task: { id: string; status: string; result: unknown } | null;
-}
-interface WorkflowView {
-  id: string;
-  status: string;
-  steps: StepView[];
-}
+type WorkflowView = WorkflowWithStepsView;
 
 describe("workflows", () => {
   let server: ServerProcess;

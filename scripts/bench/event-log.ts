@@ -16,6 +16,7 @@ import { createPrisma } from "../../src/db/client.js";
 import { EventLog } from "../../src/events/event-log.js";
 import { EventPublisher } from "../../src/events/publisher.js";
 import { roomKey } from "../../src/events/room-key.js";
+import type { Envelope } from "../../src/protocol/events.js";
 import { createLogger } from "../../src/observability/logger.js";
 import { createMetrics } from "../../src/observability/metrics.js";
 
@@ -61,7 +62,7 @@ for (let i = 0; i < SUBSCRIBERS; i++) {
 await new Promise((resolve) => setTimeout(resolve, 300));
 
 const metrics = createMetrics("bench");
-const broadcast = (namespace: string, key: string, type: string, envelope: unknown) => io.of(`/${namespace}`).to(key).emit(type, envelope);
+const broadcast = (namespace: string, key: string, envelope: Envelope) => io.of(`/${namespace}`).to(key).emit(envelope.type, envelope);
 const logged = new EventPublisher(prisma, new EventLog(prisma), broadcast, metrics, createLogger({ level: "warn", nodeId: "bench" }), { relayAfterMs: 5000, relayIntervalMs: 1000 });
 /** The same envelope and broadcast, with sequence numbers from memory and nothing stored. */
 const memorySeq = new Map<string, number>();
@@ -70,7 +71,7 @@ const unlogged = {
     for (const room of input.rooms) {
       const seq = (memorySeq.get(room) ?? 0) + 1;
       memorySeq.set(room, seq);
-      broadcast("tasks", roomKey(tenant, room), input.type, { id: crypto.randomUUID(), type: input.type, room, cursor: `mem-${seq}`, ts: new Date().toISOString(), data: input.data });
+      broadcast("tasks", roomKey(tenant, room), { id: crypto.randomUUID(), type: input.type, room, cursor: `mem-${seq}`, ts: new Date().toISOString(), data: input.data });
     }
   },
 };
@@ -91,10 +92,10 @@ async function run(label: string, publish: (i: number) => Promise<unknown>): Pro
   return { label, publishedPerSec: Math.round((EVENTS / publishedMs) * 1000), deliveredPerSec: Math.round((delivered / deliveredMs) * 1000) };
 }
 
-const input = (i: number) => ({ tenantId: tenant, namespace: "tasks" as const, rooms: [`task:r${i % ROOMS}`], type: "task.progress", data: { i, progress: i % 100 } });
-await run("warm-up", (i) => logged.publish(input(i)));
-const off = await run("log off", (i) => unlogged.publish(input(i)));
-const on = await run("log on", (i) => logged.publish(input(i)));
+const input = (i: number) => ({ tenantId: tenant, namespace: "tasks" as const, room: `task:r${i % ROOMS}`, type: "bench.progress", data: { i, progress: i % 100 } });
+await run("warm-up", (i) => logged.publishBatch([input(i)]));
+const off = await run("log off", (i) => unlogged.publish({ ...input(i), rooms: [input(i).room] }));
+const on = await run("log on", (i) => logged.publishBatch([input(i)]));
 const rows = [off, on];
 console.log(`event log bench: ${EVENTS} events over ${ROOMS} rooms, ${CONCURRENCY} concurrent publishers, ${SUBSCRIBERS} subscribers each in every room`);
 console.table(rows);

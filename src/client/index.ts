@@ -8,11 +8,24 @@
  */
 import { io, type ManagerOptions, type Socket, type SocketOptions } from "socket.io-client";
 import { decodeCursor, encodeCursor } from "../protocol/cursor.js";
-import type { Envelope, SubscribeAck } from "../protocol/events.js";
+import {
+  isEvent,
+  type Envelope,
+  type EventEnvelope,
+  type EventName,
+  type PoolsServerEvents,
+  type RoomClientEvents,
+  type RoomEvent,
+  type SubscribeAck,
+  type TasksServerEvents,
+  type WorkflowsServerEvents,
+} from "../protocol/events.js";
 import type { NamespaceName } from "../protocol/namespaces.js";
 import type { PublishedEvent, PublishEvent, PublishRequest, PublishResponse } from "../protocol/publish.js";
 
-export type { Envelope, PublishedEvent };
+export { isEvent };
+export type { Envelope, EventEnvelope, EventName, PublishedEvent, RoomEvent };
+export type * from "../protocol/views.js";
 
 /** An event for `publish()`: `namespace` defaults to the client's own. */
 export type ClientPublishEvent<T = unknown> = Omit<PublishEvent<T>, "namespace"> & { namespace?: NamespaceName };
@@ -30,10 +43,10 @@ export class PublishError extends Error {
   }
 }
 
-export interface SwitchyardClientOptions {
+export interface SwitchyardClientOptions<N extends NamespaceName = NamespaceName> {
   /** One or more server base URLs; each reconnection attempt moves to the next, so a dead node is left behind. */
   urls: string | string[];
-  namespace: NamespaceName;
+  namespace: N;
   /** The JWT, or a function returning a fresh one (called on every (re)connection and history request). */
   token: string | (() => string | Promise<string>);
   /** How long an out-of-order event waits for the ones before it before they are fetched from history. */
@@ -42,7 +55,10 @@ export interface SwitchyardClientOptions {
   socketOptions?: Partial<ManagerOptions & SocketOptions>;
 }
 
-export type EventHandler = (event: Envelope) => void;
+/** Gets a room's events; narrow one to a built-in event's shape with `isEvent(event, "task.completed")`. */
+export type EventHandler<N extends NamespaceName = NamespaceName> = (event: RoomEvent<N>) => void;
+/** The client's socket: the server's events of every namespace, the room operations. */
+export type ClientSocket = Socket<PoolsServerEvents & TasksServerEvents & WorkflowsServerEvents, RoomClientEvents>;
 /** The room's log moved past what the client can recover (new epoch or beyond retention): reload state. */
 export type ResetHandler = (room: string, reason: string) => void;
 
@@ -61,15 +77,15 @@ interface RoomState {
   filling: Promise<void> | undefined;
 }
 
-export class SwitchyardClient {
-  readonly socket: Socket;
+export class SwitchyardClient<N extends NamespaceName = NamespaceName> {
+  readonly socket: ClientSocket;
   private readonly rooms = new Map<string, RoomState>();
   private readonly urls: string[];
   private urlIndex = 0;
   private readonly resetHandlers: ResetHandler[] = [];
   private readonly errorHandlers: Array<(error: Error) => void> = [];
 
-  constructor(private readonly options: SwitchyardClientOptions) {
+  constructor(private readonly options: SwitchyardClientOptions<N>) {
     this.urls = Array.isArray(options.urls) ? options.urls : [options.urls];
     if (this.urls.length === 0) throw new Error("SwitchyardClient needs at least one URL");
     this.socket = io(`${this.urls[0]}/${options.namespace}`, {
@@ -119,7 +135,7 @@ export class SwitchyardClient {
    * Subscribes to a room; `handler` gets its events in cursor order, each once. With `after`, events after that
    * cursor are delivered first.
    */
-  async subscribe(room: string, handler: EventHandler, options: { after?: string } = {}): Promise<{ cursor: string }> {
+  async subscribe(room: string, handler: EventHandler<N>, options: { after?: string } = {}): Promise<{ cursor: string }> {
     const from = options.after === undefined ? undefined : decodeCursor(options.after);
     this.rooms.set(room, {
       handler,

@@ -3,22 +3,40 @@ import type { Prisma, PrismaClient } from "../db/client.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { NamespaceName } from "../protocol/namespaces.js";
-import type { Envelope } from "../protocol/events.js";
+import type { Envelope, EventData, EventName, EventNamespaces } from "../protocol/events.js";
 import { targetKey, toEnvelope, type EventLog, type EventTarget, type SequencedEvent } from "./event-log.js";
 import { roomKey } from "./room-key.js";
 
 /** Delivers one envelope to every socket of a room key, on every node (Socket.IO + Redis adapter). */
-export type Broadcast = (namespace: NamespaceName, roomKey: string, type: string, envelope: Envelope) => void;
+export type Broadcast = (namespace: NamespaceName, roomKey: string, envelope: Envelope) => void;
 
-export interface PublishInput<T = unknown> {
+/**
+ * A built-in event to publish. The catalogue (src/protocol/events.ts) decides which namespaces it goes to, so
+ * `rooms` names rooms (as clients name them) for exactly those namespaces, and the shape of `data`. The event is
+ * stored and delivered once per room, with one id.
+ */
+export interface EventDraft<K extends EventName> {
+  tenantId: string;
+  type: K;
+  rooms: { readonly [N in EventNamespaces<K>]: readonly string[] };
+  data: EventData<K>;
+}
+
+/** An event a backend publishes (`POST /api/v1/events`): its own type, outside the catalogue, into one room. */
+export interface CustomEventInput {
   tenantId: string;
   namespace: NamespaceName;
-  /** Rooms as clients name them; the event is stored and delivered once per room. */
-  rooms: readonly string[];
-  /** The same event (same id) in rooms of other namespaces, e.g. task.assigned in /pools too. */
-  alsoIn?: ReadonlyArray<{ namespace: NamespaceName; rooms: readonly string[] }>;
+  room: string;
   type: string;
-  data: T;
+  data: unknown;
+}
+
+/** The stored form of an event: its type, data and every (namespace, room) it is delivered in. */
+interface StoredDraft {
+  tenantId: string;
+  type: string;
+  targets: EventTarget[];
+  data: unknown;
 }
 
 /** A database handle inside a transaction (or the client itself, for single statements). */
@@ -27,7 +45,7 @@ export type Db = Prisma.TransactionClient;
 /** What a state change's transaction uses to commit its events with it. */
 export interface Outbox {
   /** Commits this event with the transaction (written to the outbox when the work returns). */
-  add<T>(input: PublishInput<T>): void;
+  add<K extends EventName>(draft: EventDraft<K>): void;
   /** Outbox rows the work inserted itself, in one statement with its state change (see TaskService). */
   staged(ids: readonly string[]): void;
 }
@@ -39,8 +57,11 @@ export interface EventPublisherOptions {
   relayIntervalMs: number;
 }
 
-export function eventTargets(input: Pick<PublishInput, "namespace" | "rooms" | "alsoIn">): EventTarget[] {
-  return [input, ...(input.alsoIn ?? [])].flatMap(({ namespace, rooms }) => rooms.map((room) => ({ namespace, room })));
+function stored<K extends EventName>(draft: EventDraft<K>): StoredDraft {
+  const targets = (Object.entries(draft.rooms) as Array<[NamespaceName, readonly string[]]>).flatMap(([namespace, rooms]) =>
+    rooms.map((room) => ({ namespace, room })),
+  );
+  return { tenantId: draft.tenantId, type: draft.type, targets, data: draft.data };
 }
 
 /**
@@ -65,18 +86,11 @@ export class EventPublisher {
     private readonly options: EventPublisherOptions,
   ) {}
 
-  /** Publishes an event that announces no stored state change (aggregates, backend events). */
-  async publish<T>(input: PublishInput<T>): Promise<Envelope<T>[]> {
+  /** Publishes a built-in event that announces no stored state change (pool aggregates). */
+  async publish<K extends EventName>(draft: EventDraft<K>): Promise<Array<Envelope<EventData<K>>>> {
     const stopTimer = this.metrics.publishDuration.startTimer();
-    const stored = await this.log.append({
-      tenantId: input.tenantId,
-      targets: eventTargets(input),
-      eventId: randomUUID(),
-      type: input.type,
-      data: input.data,
-      ts: new Date(),
-    });
-    const envelopes = this.deliver(stored) as Envelope<T>[];
+    const copies = await this.log.append({ ...stored(draft), eventId: randomUUID(), ts: new Date() });
+    const envelopes = this.deliver(copies) as Array<Envelope<EventData<K>>>;
     stopTimer();
     return envelopes;
   }
@@ -86,21 +100,21 @@ export class EventPublisher {
    * statement) and then broadcast, or none is and the promise rejects. Returns the envelopes of each input, in
    * input order; within a room the events get consecutive cursors in input order, and are broadcast in that order.
    */
-  async publishBatch<T>(inputs: ReadonlyArray<PublishInput<T>>): Promise<Envelope<T>[][]> {
+  async publishBatch(inputs: readonly CustomEventInput[]): Promise<Envelope[][]> {
     if (inputs.length === 0) return [];
     const stopTimer = this.metrics.publishDuration.startTimer();
     const ts = new Date();
-    const stored = await this.log.appendGroup(
+    const copies = await this.log.appendGroup(
       inputs.map((input) => ({
         tenantId: input.tenantId,
-        targets: eventTargets(input),
+        targets: [{ namespace: input.namespace, room: input.room }],
         eventId: randomUUID(),
         type: input.type,
         data: input.data,
         ts,
       })),
     );
-    const envelopes = stored.map((copies) => this.deliver(copies) as Envelope<T>[]);
+    const envelopes = copies.map((event) => this.deliver(event));
     stopTimer();
     return envelopes;
   }
@@ -113,11 +127,11 @@ export class EventPublisher {
     let staged: string[] = [];
     const result = await this.prisma.$transaction(async (tx) => {
       staged = [];
-      const drafts: PublishInput[] = [];
+      const drafts: StoredDraft[] = [];
       const ids: string[] = [];
       const outbox: Outbox = {
-        add: (input) => {
-          drafts.push(input);
+        add: (draft) => {
+          drafts.push(stored(draft));
           ids.push(""); // placeholder, keeps drafts and externally staged rows in the order they were added
         },
         staged: (rows) => ids.push(...rows),
@@ -146,7 +160,7 @@ export class EventPublisher {
     const envelopes: Envelope[] = [];
     for (const event of stored) {
       const envelope = toEnvelope(event.room, event.epoch, event);
-      this.broadcast(event.namespace, roomKey(event.tenantId, event.room), event.type, envelope);
+      this.broadcast(event.namespace, roomKey(event.tenantId, event.room), envelope);
       this.metrics.eventsPublished.inc({ namespace: event.namespace });
       envelopes.push(envelope);
     }
@@ -188,7 +202,7 @@ export class EventPublisher {
 }
 
 /** Inserts drafted events into the outbox inside the caller's transaction; returns their row ids in order. */
-async function stageDrafts(tx: Db, drafts: PublishInput[]): Promise<string[]> {
+async function stageDrafts(tx: Db, drafts: StoredDraft[]): Promise<string[]> {
   if (drafts.length === 0) return [];
   const eventIds = drafts.map(() => randomUUID());
   const rows = await tx.$queryRawUnsafe<Array<{ id: bigint | string; eventId: string }>>(
@@ -199,7 +213,7 @@ async function stageDrafts(tx: Db, drafts: PublishInput[]): Promise<string[]> {
     drafts.map((d) => d.tenantId),
     eventIds,
     drafts.map((d) => d.type),
-    drafts.map((d) => eventTargets(d).map(targetKey).join("\n")),
+    drafts.map((d) => d.targets.map(targetKey).join("\n")),
     drafts.map((d) => JSON.stringify(d.data ?? null)),
   );
   const byEvent = new Map(rows.map((row) => [row.eventId, String(row.id)]));

@@ -1,5 +1,7 @@
 import type { ErrorBody } from "./errors.js";
-import type { TaskReport, TaskReportReply } from "./tasks.js";
+import { NAMESPACES, type NamespaceName } from "./namespaces.js";
+import type { TaskError, TaskReport, TaskReportReply, TaskStatus } from "./tasks.js";
+import type { PoolStatusView, PoolView, TaskView, WorkerView, WorkflowStepView, WorkflowView } from "./views.js";
 
 /** What every server → client event carries. `room` is the room as the client named it. */
 export interface Envelope<T = unknown> {
@@ -11,39 +13,81 @@ export interface Envelope<T = unknown> {
   data: T;
 }
 
-export const EVENT_TYPES = {
-  pools: [
-    "pool.created",
-    "pool.updated",
-    "pool.status_changed",
-    "pool.scaling",
-    "worker.status_changed",
-    "task.assigned",
-  ],
-  tasks: [
-    "task.created",
-    "task.queued",
-    "task.assigned",
-    "task.started",
-    "task.progress",
-    "task.retrying",
-    "task.completed",
-    "task.failed",
-    "task.cancelled",
-  ],
-  workflows: [
-    "workflow.started",
-    "workflow.step_completed",
-    "workflow.completed",
-    "workflow.failed",
-    "workflow.cancelled",
-  ],
-} as const;
+/**
+ * The event catalogue: every event type the server sends, the namespaces it is delivered in, and the shape of
+ * its `data`. Declared once, here. The publisher is generic over these names (a misspelt name or a wrongly
+ * shaped payload does not compile), and the Socket.IO maps below, the server, the worker and the client helper
+ * are typed from it. Backends may publish their own types besides these (`POST /api/v1/events`), outside the
+ * built-in prefixes.
+ */
+export interface EventCatalogue {
+  "pool.created": { namespaces: "pools"; data: { pool: PoolView } };
+  /** `PATCH /api/v1/pools/:id`: the pool after the change, and which fields changed. */
+  "pool.updated": { namespaces: "pools"; data: { pool: PoolView; changed: Array<"name" | "description" | "desiredWorkers"> } };
+  "pool.scaling": { namespaces: "pools"; data: { poolId: string; from: number; to: number; pool: PoolView } };
+  "pool.status_changed": { namespaces: "pools"; data: PoolStatusView };
+  "worker.status_changed": { namespaces: "pools"; data: { poolId: string; worker: WorkerView; previous: WorkerStatus | null } };
+  "task.created": { namespaces: "tasks"; data: { task: TaskView } };
+  /** `requeued` when the reconciler put the task back on its queue because its job was lost. */
+  "task.queued": { namespaces: "tasks"; data: { task: TaskView; requeued?: true; reason?: string } };
+  /** Also delivered to `pool:<poolId>` in /pools, with the same id: who took what. */
+  "task.assigned": { namespaces: "tasks" | "pools"; data: { task: TaskView } };
+  "task.started": { namespaces: "tasks"; data: { task: TaskView } };
+  "task.progress": { namespaces: "tasks"; data: { taskId: string; status: TaskStatus; progress: number; detail: string | null } };
+  "task.retrying": { namespaces: "tasks"; data: { task: TaskView; nextAttemptInMs: number } };
+  "task.completed": { namespaces: "tasks"; data: { task: TaskView } };
+  "task.failed": { namespaces: "tasks"; data: { task: TaskView } };
+  "task.cancelled": { namespaces: "tasks"; data: { task: TaskView } };
+  "workflow.started": { namespaces: "workflows"; data: { workflow: WorkflowView; steps: WorkflowStepView[] } };
+  "workflow.step_completed": { namespaces: "workflows"; data: { workflow: WorkflowView; step: string; taskId: string; result: unknown } };
+  "workflow.completed": { namespaces: "workflows"; data: { workflow: WorkflowView } };
+  "workflow.failed": { namespaces: "workflows"; data: { workflow: WorkflowView; step: string; taskId: string; error: TaskError | null } };
+  "workflow.cancelled": { namespaces: "workflows"; data: { workflow: WorkflowView } };
+}
 
-export type PoolsEventType = (typeof EVENT_TYPES.pools)[number];
-export type TasksEventType = (typeof EVENT_TYPES.tasks)[number];
-export type WorkflowsEventType = (typeof EVENT_TYPES.workflows)[number];
-export type EventTypeOf<N extends keyof typeof EVENT_TYPES> = (typeof EVENT_TYPES)[N][number];
+export type EventName = keyof EventCatalogue;
+export type EventData<K extends EventName> = EventCatalogue[K]["data"];
+export type EventNamespaces<K extends EventName> = EventCatalogue[K]["namespaces"];
+/** The built-in events delivered in one namespace. */
+export type EventsOf<N extends NamespaceName> = { [K in EventName]: N extends EventNamespaces<K> ? K : never }[EventName];
+/** A built-in event's envelope, `type` narrowed to its name. */
+export type EventEnvelope<K extends EventName> = Envelope<EventData<K>> & { type: K };
+
+/** An envelope of a room of namespace N: one of its built-in events, or an event a backend published. */
+export type RoomEvent<N extends NamespaceName = NamespaceName> = { [K in EventsOf<N>]: EventEnvelope<K> }[EventsOf<N>] | Envelope;
+
+/** Narrows an envelope to a built-in event: `if (isEvent(e, "task.completed")) e.data.task.result`. */
+export function isEvent<K extends EventName>(envelope: Envelope, type: K): envelope is EventEnvelope<K> {
+  return envelope.type === type;
+}
+
+/** The catalogue at run time (a mapped type: adding an event to the interface without it here does not compile). */
+export const EVENT_NAMESPACES: { readonly [K in EventName]: ReadonlyArray<EventNamespaces<K>> } = {
+  "pool.created": ["pools"],
+  "pool.updated": ["pools"],
+  "pool.scaling": ["pools"],
+  "pool.status_changed": ["pools"],
+  "worker.status_changed": ["pools"],
+  "task.created": ["tasks"],
+  "task.queued": ["tasks"],
+  "task.assigned": ["tasks", "pools"],
+  "task.started": ["tasks"],
+  "task.progress": ["tasks"],
+  "task.retrying": ["tasks"],
+  "task.completed": ["tasks"],
+  "task.failed": ["tasks"],
+  "task.cancelled": ["tasks"],
+  "workflow.started": ["workflows"],
+  "workflow.step_completed": ["workflows"],
+  "workflow.completed": ["workflows"],
+  "workflow.failed": ["workflows"],
+  "workflow.cancelled": ["workflows"],
+};
+
+/** Built-in event names by namespace. */
+export const EVENT_TYPES = Object.fromEntries(
+  NAMESPACES.map((ns) => [ns, (Object.keys(EVENT_NAMESPACES) as EventName[]).filter((k) => (EVENT_NAMESPACES[k] as readonly string[]).includes(ns))]),
+) as { [N in NamespaceName]: Array<EventsOf<N>> };
 
 export interface SubscribeRequest {
   room: string;
@@ -74,20 +118,21 @@ export interface ServerShutdown {
   reconnect: true;
 }
 
-type EnvelopeListeners<E extends string> = { [K in E]: (envelope: Envelope) => void };
+/** One listener per built-in event of a namespace, each receiving its typed envelope. */
+type EnvelopeListeners<N extends NamespaceName> = { [K in EventsOf<N>]: (envelope: EventEnvelope<K>) => void };
 interface SystemEvents {
   "session.expired": (info: SessionExpired) => void;
   "server.shutdown": (info: ServerShutdown) => void;
 }
 
-export type PoolsServerEvents = EnvelopeListeners<PoolsEventType> &
+export type PoolsServerEvents = EnvelopeListeners<"pools"> &
   SystemEvents & {
     "worker.welcome": (welcome: WorkerWelcome) => void;
     /** The worker's registration was refused (e.g. its pool does not exist); the server disconnects it. */
     "worker.rejected": (error: ErrorBody) => void;
   };
-export type TasksServerEvents = EnvelopeListeners<TasksEventType> & SystemEvents;
-export type WorkflowsServerEvents = EnvelopeListeners<WorkflowsEventType> & SystemEvents;
+export type TasksServerEvents = EnvelopeListeners<"tasks"> & SystemEvents;
+export type WorkflowsServerEvents = EnvelopeListeners<"workflows"> & SystemEvents;
 
 export interface RoomClientEvents {
   subscribe: (request: SubscribeRequest, ack: (result: SubscribeAck) => void) => void;

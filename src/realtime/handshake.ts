@@ -1,13 +1,11 @@
-import type { Socket } from "socket.io";
 import type { Principal } from "../auth/principal.js";
 import { bearerToken, type TokenVerifier } from "../auth/verify.js";
 import { AuthError } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
+import type { SwitchyardSocket } from "./types.js";
 
-export interface SocketData {
-  principal: Principal;
-}
+export type { SocketData } from "./types.js";
 
 /** Error sent as `connect_error`: message "unauthorized", `data.code` one of the contract's token codes. */
 class HandshakeError extends Error {
@@ -20,13 +18,13 @@ class HandshakeError extends Error {
 
 /** Namespace middleware: a socket is admitted only with a valid token, from `auth.token` or the header. */
 export function handshakeAuth(verify: TokenVerifier, metrics: Metrics, logger: Logger) {
-  return (socket: Socket, next: (error?: Error) => void): void => {
+  return (socket: SwitchyardSocket, next: (error?: Error) => void): void => {
     const auth: unknown = socket.handshake.auth;
     const fromAuth = typeof auth === "object" && auth !== null ? (auth as { token?: unknown }).token : undefined;
     const token =
       typeof fromAuth === "string" && fromAuth.length > 0 ? fromAuth : bearerToken(socket.handshake.headers.authorization);
     try {
-      (socket.data as SocketData).principal = verify(token);
+      socket.data.principal = verify(token);
       next();
     } catch (error) {
       const code = error instanceof AuthError ? error.code : "TOKEN_INVALID";
@@ -42,7 +40,7 @@ export function handshakeAuth(verify: TokenVerifier, metrics: Metrics, logger: L
  * Disconnects the socket when its token expires, after telling it why. Timers beyond setTimeout's range
  * (about 24.8 days) are clamped; such a socket is simply re-checked then.
  */
-export function expireWithToken(socket: Socket, principal: Principal): void {
+export function expireWithToken(socket: SwitchyardSocket, principal: Principal): void {
   const MAX_DELAY = 2_147_483_647;
   const arm = (): void => {
     const remaining = principal.expiresAt * 1000 - Date.now();

@@ -1,4 +1,3 @@
-import type { Socket } from "socket.io";
 import { z } from "zod";
 import type { WorkerService } from "../domains/pools/workers.js";
 import type { TaskService } from "../domains/tasks/service.js";
@@ -8,7 +7,7 @@ import type { Metrics } from "../observability/metrics.js";
 import { WORKER_STATUSES, type WorkerHello } from "../protocol/events.js";
 import { ID_PATTERN } from "../protocol/rooms.js";
 import { storableText, TaskReportSchema } from "../protocol/tasks.js";
-import type { SocketData } from "./handshake.js";
+import type { SwitchyardSocket } from "./types.js";
 import { acknowledge } from "./ack.js";
 
 const HelloSchema = z.object({
@@ -33,8 +32,8 @@ export interface PoolWorkerDeps {
  * The `/pools` side of pool worker processes: registration on connect, `worker.status`, `worker.heartbeat`
  * and `task.report`. Only `pools:work` tokens may speak, and only for the pool and tenant their token names.
  */
-export function attachPoolWorker(socket: Socket, deps: PoolWorkerDeps): void {
-  const { principal } = socket.data as SocketData;
+export function attachPoolWorker(socket: SwitchyardSocket, deps: PoolWorkerDeps): void {
+  const { principal } = socket.data;
   // Explicitly pools:work: an admin token that happens to carry pool_id is a dashboard, not a worker.
   const isWorker = principal.permissions.has("pools:work") && principal.poolId !== undefined;
   // Dashboards get no worker listeners at all (their worker events are refused by the namespace's catch-all).
@@ -67,7 +66,7 @@ export function attachPoolWorker(socket: Socket, deps: PoolWorkerDeps): void {
   }
 
   /** Runs a worker request: waits for the registration, acks the result. */
-  const workerOnly = (event: string, run: (payload: unknown, worker: WorkerHello) => Promise<object>) => {
+  const workerOnly = (event: "worker.status" | "worker.heartbeat" | "task.report", run: (payload: unknown, worker: WorkerHello) => Promise<object>) => {
     socket.on(event, (...args: unknown[]) =>
       acknowledge(
         args,
@@ -111,7 +110,7 @@ export function attachPoolWorker(socket: Socket, deps: PoolWorkerDeps): void {
   });
 }
 
-function reject(socket: Socket, error: AppError): void {
+function reject(socket: SwitchyardSocket, error: AppError): void {
   socket.emit("worker.rejected", error.toBody());
   socket.disconnect(true);
 }

@@ -1,20 +1,21 @@
 import type { Server as HttpServer } from "node:http";
 import { createAdapter } from "@socket.io/redis-adapter";
 import type { Redis } from "ioredis";
-import { Server, type Socket } from "socket.io";
+import { Server } from "socket.io";
 import type { TokenVerifier } from "../auth/verify.js";
 import type { Broadcast } from "../events/publisher.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import { NAMESPACES, type NamespaceName } from "../protocol/namespaces.js";
-import { expireWithToken, handshakeAuth, type SocketData } from "./handshake.js";
+import { expireWithToken, handshakeAuth } from "./handshake.js";
+import { emitStored, type ClientToServerEvents, type InterServerEvents, type ServerToClientEvents, type SocketData, type SwitchyardServer, type SwitchyardSocket } from "./types.js";
 import { OutboundGuard } from "./outbound.js";
 import { Semaphore } from "./replay.js";
 import { RoomSubscriptions, type SubscriptionDeps } from "./subscriptions.js";
 import type { RedisKeys } from "../jobs/redis-keys.js";
 
 /** Extra per-socket behaviour a domain adds to a namespace (e.g. worker reports on /pools). */
-export type ConnectionHandler = (socket: Socket) => void;
+export type ConnectionHandler = (socket: SwitchyardSocket) => void;
 
 export interface RealtimeOptions {
   httpServer: HttpServer;
@@ -41,8 +42,8 @@ const WORKER_EVENTS = new Set(["worker.status", "worker.heartbeat", "task.report
  * Shared by every socket (the socket is `this`): answers an acknowledged event that no handler on this socket
  * takes, so a client never waits on a silent server.
  */
-function answerUnhandled(this: Socket, event: string, ...args: unknown[]): void {
-  if (this.listeners(event).length > 0) return;
+function answerUnhandled(this: SwitchyardSocket, event: string, ...args: unknown[]): void {
+  if (this.listeners(event as keyof ClientToServerEvents).length > 0) return;
   const ack = args[args.length - 1];
   if (typeof ack !== "function") return;
   const name = String(event).slice(0, 64);
@@ -54,12 +55,12 @@ function answerUnhandled(this: Socket, event: string, ...args: unknown[]): void 
 }
 
 export class Realtime {
-  readonly io: Server;
+  readonly io: SwitchyardServer;
   private readonly handlers = new Map<NamespaceName, ConnectionHandler[]>();
 
   constructor(private readonly options: RealtimeOptions) {
     const { metrics, logger } = options;
-    this.io = new Server(options.httpServer, {
+    this.io = new Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>(options.httpServer, {
       // Both transports, as the contract says; the same limit as REST bodies for one message.
       transports: ["polling", "websocket"],
       maxHttpBufferSize: options.maxPayloadBytes,
@@ -87,7 +88,7 @@ export class Realtime {
       nsp.on("connection", (socket) => {
         connected.inc();
         socket.once("disconnect", onDisconnect);
-        expireWithToken(socket, (socket.data as SocketData).principal);
+        expireWithToken(socket, socket.data.principal);
         rooms.attach(socket);
         socket.onAny(answerUnhandled);
         for (const handler of this.handlers.get(name) ?? []) handler(socket);
@@ -100,8 +101,8 @@ export class Realtime {
     this.handlers.set(namespace, [...(this.handlers.get(namespace) ?? []), handler]);
   }
 
-  readonly broadcast: Broadcast = (namespace, key, type, envelope) => {
-    this.io.of(`/${namespace}`).to(key).emit(type, envelope);
+  readonly broadcast: Broadcast = (namespace, key, envelope) => {
+    emitStored(this.io.of(`/${namespace}`).to(key), envelope);
   };
 
   /** Tells every client to reconnect elsewhere and closes their connections (clients reconnect by themselves). */

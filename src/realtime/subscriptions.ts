@@ -1,4 +1,3 @@
-import type { Socket } from "socket.io";
 import { z } from "zod";
 import type { ResourceDirectory } from "../domains/resources.js";
 import { authorizeRoom } from "../domains/room-access.js";
@@ -12,7 +11,7 @@ import { encodeCursor, type CursorPosition } from "../protocol/cursor.js";
 import type { SubscribeAck, UnsubscribeAck } from "../protocol/events.js";
 import type { NamespaceName } from "../protocol/namespaces.js";
 import { parseRoom } from "../protocol/rooms.js";
-import type { SocketData } from "./handshake.js";
+import { emitStored, type SwitchyardSocket } from "./types.js";
 import { acknowledge } from "./ack.js";
 import type { EngineConnection, OutboundGuard } from "./outbound.js";
 import { ReplayLane, type ReplayTicket, type Semaphore } from "./replay.js";
@@ -64,13 +63,12 @@ export interface SubscriptionDeps {
 }
 
 /** Per-socket room state, created on the socket's first room operation (idle sockets carry none). */
-interface RoomState {
+export interface RoomState {
   bucket: TokenBucket;
   rooms: Set<string>;
   /** The socket's replays, one at a time; created by its first `subscribe { after }`. */
   replays?: ReplayLane;
 }
-type RoomSocketData = SocketData & { roomState?: RoomState };
 
 /**
  * `subscribe` / `unsubscribe` for one namespace: the client names a room, the tenant comes from its token.
@@ -88,33 +86,33 @@ export class RoomSubscriptions {
     this.gauge = deps.metrics.subscriptions.labels({ namespace: deps.namespace });
     this.sizing = replaySizing(deps.outbound.maxBytes);
     const self = this;
-    this.onSubscribe = function (this: Socket, ...args: unknown[]): void {
+    this.onSubscribe = function (this: SwitchyardSocket, ...args: unknown[]): void {
       void self.handle(this, args, (state, payload) => self.subscribe(this, state, payload));
     };
-    this.onUnsubscribe = function (this: Socket, ...args: unknown[]): void {
+    this.onUnsubscribe = function (this: SwitchyardSocket, ...args: unknown[]): void {
       void self.handle(this, args, (state, payload) => self.unsubscribe(this, state, payload));
     };
-    this.onDisconnect = function (this: Socket): void {
-      const state = (this.data as RoomSocketData).roomState;
+    this.onDisconnect = function (this: SwitchyardSocket): void {
+      const state = this.data.roomState;
       if (!state) return;
       self.gauge.dec(state.rooms.size);
       state.replays?.abortAll(new AppError("BAD_REQUEST", "socket disconnected", 400));
     };
   }
 
-  attach(socket: Socket): void {
+  attach(socket: SwitchyardSocket): void {
     socket.on("subscribe", this.onSubscribe);
     socket.on("unsubscribe", this.onUnsubscribe);
     socket.once("disconnect", this.onDisconnect);
   }
 
-  private state(socket: Socket): RoomState {
-    const data = socket.data as RoomSocketData;
+  private state(socket: SwitchyardSocket): RoomState {
+    const data = socket.data;
     data.roomState ??= { bucket: new TokenBucket(this.deps.roomOpsPerSecond, this.deps.roomOpsPerSecond), rooms: new Set() };
     return data.roomState;
   }
 
-  private handle(socket: Socket, args: unknown[], run: (state: RoomState, payload: unknown) => Promise<object>): Promise<void> {
+  private handle(socket: SwitchyardSocket, args: unknown[], run: (state: RoomState, payload: unknown) => Promise<object>): Promise<void> {
     const { logger, metrics, namespace } = this.deps;
     return acknowledge(
       args,
@@ -127,9 +125,9 @@ export class RoomSubscriptions {
     );
   }
 
-  private async subscribe(socket: Socket, state: RoomState, payload: unknown): Promise<SubscribeAck> {
+  private async subscribe(socket: SwitchyardSocket, state: RoomState, payload: unknown): Promise<SubscribeAck> {
     const { deps } = this;
-    const { principal } = socket.data as SocketData;
+    const { principal } = socket.data;
     const subscribed = state.rooms;
     const request = SubscribeSchema.safeParse(payload);
     if (!request.success) throw new AppError("BAD_REQUEST", "subscribe expects { room: string, after?: string }", 400);
@@ -192,7 +190,7 @@ export class RoomSubscriptions {
     });
   }
 
-  private subscribed(socket: Socket, state: RoomState, room: string): void {
+  private subscribed(socket: SwitchyardSocket, state: RoomState, room: string): void {
     // After the disconnect the gauge has already been given back for this socket's rooms.
     if (state.rooms.has(room) || socket.disconnected) return;
     state.rooms.add(room);
@@ -207,7 +205,7 @@ export class RoomSubscriptions {
    * with nothing to replay: it also refuses a cursor of another epoch or ahead of the room.
    */
   private async replay(
-    socket: Socket,
+    socket: SwitchyardSocket,
     ticket: ReplayTicket,
     where: { tenantId: string; namespace: NamespaceName; room: string },
     start: CursorPosition,
@@ -228,7 +226,7 @@ export class RoomSubscriptions {
         const page = await readHistory(eventLog, where, upTo, position, pageRows, pageBytes);
         ticket.signal.throwIfAborted();
         if (socket.disconnected) throw new AppError("BAD_REQUEST", "socket disconnected", 400);
-        for (const envelope of page.events) socket.emit(envelope.type, envelope);
+        for (const envelope of page.events) emitStored(socket, envelope);
         counted(page.events.length);
         position = { epoch: upTo.epoch, seq: position.seq + page.events.length };
       } finally {
@@ -238,9 +236,9 @@ export class RoomSubscriptions {
     return position;
   }
 
-  private async unsubscribe(socket: Socket, state: RoomState, payload: unknown): Promise<UnsubscribeAck> {
+  private async unsubscribe(socket: SwitchyardSocket, state: RoomState, payload: unknown): Promise<UnsubscribeAck> {
     const { deps } = this;
-    const { principal } = socket.data as SocketData;
+    const { principal } = socket.data;
     const request = UnsubscribeSchema.safeParse(payload);
     if (!request.success) throw new AppError("BAD_REQUEST", "unsubscribe expects { room: string }", 400);
     const room = parseRoom(deps.namespace, request.data.room);

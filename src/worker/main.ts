@@ -9,9 +9,10 @@ import { hostname } from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { Redis } from "ioredis";
-import { io, type Socket } from "socket.io-client";
+import { io } from "socket.io-client";
 import { createLogger } from "../observability/logger.js";
 import type { ReportedWorkerStatus, WorkerWelcome } from "../protocol/events.js";
+import type { WorkerSocket } from "./socket-reporter.js";
 import { CancellationListener } from "./cancellations.js";
 import { loadWorkerConfig, WorkerConfigError, type WorkerConfig } from "./config.js";
 import { builtinHandlers, type TaskHandler } from "./handlers.js";
@@ -53,7 +54,7 @@ const handlers = await loadHandlers(config.handlersModule);
 const customTypes = Object.keys(handlers).filter((t) => !(t in builtinHandlers));
 
 let urlIndex = 0;
-const socket: Socket = io(`${config.serverUrls[0]}/pools`, {
+const socket: WorkerSocket = io(`${config.serverUrls[0]}/pools`, {
   auth: { token: config.token, worker: { id: workerId, version: VERSION, types: customTypes } },
   reconnection: true,
   reconnectionDelay: 250,

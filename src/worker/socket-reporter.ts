@@ -1,8 +1,12 @@
 import type { Socket } from "socket.io-client";
+import type { PoolsClientEvents, PoolsServerEvents } from "../protocol/events.js";
 import type { TaskReport, TaskReportReply } from "../protocol/tasks.js";
+import type { Ack } from "../protocol/events.js";
 import { ReportNotDelivered, type ReportScope, type TaskReporter } from "./pool-worker.js";
 
-type AckResult = ({ ok: true } & TaskReportReply) | { ok: false; error: { code: string; message: string } };
+
+/** A pool worker's connection to /pools, typed with the protocol's maps (socket.io-client: listen, then emit). */
+export type WorkerSocket = Socket<PoolsServerEvents, PoolsClientEvents>;
 
 /** Error codes with which the server says "not now" rather than "no": the report is sent again. */
 const RETRYABLE_CODES = new Set(["UNAVAILABLE", "INTERNAL", "RATE_LIMITED"]);
@@ -15,7 +19,7 @@ const RETRYABLE_CODES = new Set(["UNAVAILABLE", "INTERNAL", "RATE_LIMITED"]);
  */
 export class SocketTaskReporter implements TaskReporter {
   constructor(
-    private readonly socket: Socket,
+    private readonly socket: WorkerSocket,
     private readonly options: { ackTimeoutMs: number },
   ) {}
 
@@ -34,9 +38,9 @@ export class SocketTaskReporter implements TaskReporter {
       });
       if (!connected) throw new ReportNotDelivered("not connected to a Switchyard node");
     }
-    let result: AckResult;
+    let result: Ack<TaskReportReply>;
     try {
-      result = (await this.socket.timeout(this.options.ackTimeoutMs).emitWithAck("task.report", report)) as AckResult;
+      result = await this.socket.timeout(this.options.ackTimeoutMs).emitWithAck("task.report", report);
     } catch (error) {
       throw new ReportNotDelivered(`no acknowledgement: ${(error as Error).message}`);
     }

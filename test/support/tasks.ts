@@ -1,16 +1,9 @@
 import assert from "node:assert/strict";
 import { api } from "./http.js";
 import { sleep } from "./clients.js";
+import type { TaskView } from "../../src/protocol/views.js";
 
-export interface TaskView {
-  id: string;
-  status: string;
-  attempts: number;
-  result: unknown;
-  error: { code: string; message: string; retryable: boolean } | null;
-  workerId: string | null;
-  poolId: string;
-}
+export type { TaskView };
 
 export async function submitTask(url: string, token: string, body: Record<string, unknown>, headers: Record<string, string> = {}): Promise<TaskView> {
   const response = await api(url, "POST", "/api/v1/tasks", { token, body, headers });

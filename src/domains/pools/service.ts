@@ -3,15 +3,26 @@ import type { Principal } from "../../auth/principal.js";
 import type { PrismaClient } from "../../db/client.js";
 import { ConflictError, NotFoundError } from "../../errors.js";
 import type { EventPublisher } from "../../events/publisher.js";
+import type { WorkerStatus } from "../../protocol/events.js";
 import { roomNames } from "../../protocol/rooms.js";
+import { storableText } from "../../protocol/tasks.js";
+import type { PoolView, WorkerView } from "../../protocol/views.js";
 import { parseInput } from "../validation.js";
 import { PageQuerySchema, PAGE_ORDER, afterPageKey, decodePageCursor, toPage } from "../pagination.js";
 import type { TenantDirectory } from "../tenants.js";
 
 export const CreatePoolSchema = z.strictObject({
   name: z.string().trim().min(1).max(128),
+  description: storableText(1000).nullable().optional(),
   desiredWorkers: z.number().int().min(0).max(10_000).default(0),
 });
+export const UpdatePoolSchema = z
+  .strictObject({
+    name: z.string().trim().min(1).max(128).optional(),
+    description: storableText(1000).nullable().optional(),
+    desiredWorkers: z.number().int().min(0).max(10_000).optional(),
+  })
+  .refine((body) => Object.keys(body).length > 0, "give at least one of name, description, desiredWorkers");
 export const ScalePoolSchema = z.strictObject({
   desiredWorkers: z.number().int().min(0).max(10_000),
 });
@@ -19,6 +30,7 @@ export const ScalePoolSchema = z.strictObject({
 interface PoolRow {
   id: string;
   name: string;
+  description: string | null;
   desiredWorkers: number;
   status: string;
   createdAt: Date;
@@ -33,10 +45,11 @@ interface WorkerRow {
   lastHeartbeatAt: Date;
 }
 
-export function serializePool(pool: PoolRow) {
+export function serializePool(pool: PoolRow): PoolView {
   return {
     id: pool.id,
     name: pool.name,
+    description: pool.description,
     desiredWorkers: pool.desiredWorkers,
     status: pool.status,
     createdAt: pool.createdAt.toISOString(),
@@ -44,10 +57,10 @@ export function serializePool(pool: PoolRow) {
   };
 }
 
-export function serializeWorker(worker: WorkerRow) {
+export function serializeWorker(worker: WorkerRow): WorkerView {
   return {
     id: worker.id,
-    status: worker.status,
+    status: worker.status as WorkerStatus,
     detail: worker.detail,
     node: worker.nodeId,
     version: worker.version,
@@ -69,10 +82,10 @@ export class PoolService {
     try {
       return await this.events.transaction(async (tx, outbox) => {
         const pool = await tx.pool.create({
-          data: { tenantId: principal.tenantId, id: crypto.randomUUID(), name: input.name, desiredWorkers: input.desiredWorkers },
+          data: { tenantId: principal.tenantId, id: crypto.randomUUID(), name: input.name, description: input.description ?? null, desiredWorkers: input.desiredWorkers },
         });
         const view = serializePool(pool);
-        outbox.add({ tenantId: principal.tenantId, namespace: "pools", rooms: [roomNames.pools(), roomNames.pool(pool.id)], type: "pool.created", data: { pool: view } });
+        outbox.add({ tenantId: principal.tenantId, type: "pool.created", rooms: { pools: [roomNames.pools(), roomNames.pool(pool.id)] }, data: { pool: view } });
         return view;
       });
     } catch (error) {
@@ -102,6 +115,38 @@ export class PoolService {
     return { ...serializePool(pool), workers: pool.workers.map(serializeWorker) };
   }
 
+  /** `PATCH /api/v1/pools/:id`: rename, describe or resize a pool; `pool.updated` names what changed. */
+  async update(principal: Principal, poolId: string, body: unknown): Promise<PoolView> {
+    const input = parseInput(UpdatePoolSchema, body);
+    await this.tenants.ensure(principal.tenantId);
+    try {
+      return await this.events.transaction(async (tx, outbox) => {
+        const [before] = await tx.$queryRawUnsafe<Array<{ name: string; description: string | null; desiredWorkers: number }>>(
+          `SELECT "name", "description", "desiredWorkers" FROM "Pool" WHERE "tenantId" = $1 AND "id" = $2 FOR UPDATE`,
+          principal.tenantId,
+          poolId,
+        );
+        if (!before) throw new NotFoundError("pool");
+        const changed = (["name", "description", "desiredWorkers"] as const).filter((field) => input[field] !== undefined && input[field] !== before[field]);
+        const pool = changed.length === 0
+          ? await tx.pool.findUniqueOrThrow({ where: { tenantId_id: { tenantId: principal.tenantId, id: poolId } } })
+          : await tx.pool.update({
+              where: { tenantId_id: { tenantId: principal.tenantId, id: poolId } },
+              data: Object.fromEntries(changed.map((field) => [field, input[field]])),
+            });
+        const view = serializePool(pool);
+        // Nothing changed, nothing to announce: a repeated PATCH is idempotent.
+        if (changed.length > 0) {
+          outbox.add({ tenantId: principal.tenantId, type: "pool.updated", rooms: { pools: [roomNames.pools(), roomNames.pool(pool.id)] }, data: { pool: view, changed } });
+        }
+        return view;
+      });
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new ConflictError(`a pool named "${input.name}" already exists`);
+      throw error;
+    }
+  }
+
   async scale(principal: Principal, poolId: string, body: unknown) {
     const { desiredWorkers } = parseInput(ScalePoolSchema, body);
     await this.tenants.ensure(principal.tenantId);
@@ -120,9 +165,8 @@ export class PoolService {
       const view = serializePool(pool);
       outbox.add({
         tenantId: principal.tenantId,
-        namespace: "pools",
-        rooms: [roomNames.pools(), roomNames.pool(pool.id)],
         type: "pool.scaling",
+        rooms: { pools: [roomNames.pools(), roomNames.pool(pool.id)] },
         data: { poolId: pool.id, from: before.desiredWorkers, to: desiredWorkers, pool: view },
       });
       return view;

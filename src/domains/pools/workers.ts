@@ -2,7 +2,7 @@ import type { Redis } from "ioredis";
 import type { Principal } from "../../auth/principal.js";
 import type { PrismaClient } from "../../db/client.js";
 import { ForbiddenError, NotFoundError } from "../../errors.js";
-import type { EventPublisher } from "../../events/publisher.js";
+import type { EventDraft, EventPublisher } from "../../events/publisher.js";
 import type { TaskQueues, TaskTypeRegistry } from "../../jobs/queues.js";
 import type { Logger } from "../../observability/logger.js";
 import type { ReportedWorkerStatus, WorkerHello, WorkerStatus, WorkerWelcome } from "../../protocol/events.js";
@@ -24,13 +24,12 @@ export interface WorkerServiceOptions {
 }
 
 /** worker.status_changed for one worker row: to the tenant's `pools` room and the worker's pool. */
-function statusEvent(tenantId: string, row: Parameters<typeof serializeWorker>[0] & { poolId: string }, previous: string | null) {
+function statusEvent(tenantId: string, row: Parameters<typeof serializeWorker>[0] & { poolId: string }, previous: string | null): EventDraft<"worker.status_changed"> {
   return {
     tenantId,
-    namespace: "pools" as const,
-    rooms: [roomNames.pools(), roomNames.pool(row.poolId)],
     type: "worker.status_changed",
-    data: { poolId: row.poolId, worker: serializeWorker(row), previous },
+    rooms: { pools: [roomNames.pools(), roomNames.pool(row.poolId)] },
+    data: { poolId: row.poolId, worker: serializeWorker(row), previous: previous as WorkerStatus | null },
   };
 }
 
@@ -233,14 +232,13 @@ export class WorkerService {
 
   private async publishAggregate(tenantId: string, poolId: string): Promise<void> {
     const groups = await this.prisma.worker.groupBy({ by: ["status"], where: { tenantId, poolId }, _count: { _all: true } });
-    const workers: Record<string, number> = { idle: 0, busy: 0, error: 0, draining: 0, offline: 0 };
-    for (const group of groups) workers[group.status] = group._count._all;
+    const workers: Record<WorkerStatus, number> = { idle: 0, busy: 0, error: 0, draining: 0, offline: 0 };
+    for (const group of groups) if (group.status in workers) workers[group.status as WorkerStatus] = group._count._all;
     const queueDepth = await this.queues.waitingCount(tenantId, poolId).catch(() => null);
     await this.events.publish({
       tenantId,
-      namespace: "pools",
-      rooms: [roomNames.pools(), roomNames.pool(poolId)],
       type: "pool.status_changed",
+      rooms: { pools: [roomNames.pools(), roomNames.pool(poolId)] },
       data: { poolId, workers, queueDepth },
     });
   }

@@ -1,3 +1,4 @@
+import type { EventsOf } from "../../protocol/events.js";
 import type { TaskReportKind, TaskStatus } from "../../protocol/tasks.js";
 
 const OPEN: readonly TaskStatus[] = ["created", "queued", "assigned", "started", "retrying"];
@@ -9,7 +10,7 @@ const OPEN: readonly TaskStatus[] = ["created", "queued", "assigned", "started",
  * `requeued` and `settled` are the reconciler's: a task whose job Redis lost goes back on its queue, and a task
  * whose job BullMQ finished without the worker's report getting through takes the job's outcome.
  */
-export const TRANSITIONS: Record<"queued" | "requeued" | "settled" | TaskReportKind, { from: readonly TaskStatus[]; to: TaskStatus; event: string }> = {
+export const TRANSITIONS: Record<"queued" | "requeued" | "settled" | TaskReportKind, { from: readonly TaskStatus[]; to: TaskStatus; event: EventsOf<"tasks"> }> = {
   queued: { from: ["created"], to: "queued", event: "task.queued" },
   requeued: { from: ["queued", "assigned", "started", "retrying"], to: "queued", event: "task.queued" },
   assigned: { from: ["queued", "retrying", "assigned", "started"], to: "assigned", event: "task.assigned" },

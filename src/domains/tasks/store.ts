@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { targetKey } from "../../events/event-log.js";
 import type { Db } from "../../events/publisher.js";
+import type { EventName } from "../../protocol/events.js";
 import { roomNames } from "../../protocol/rooms.js";
 import type { SubmitTaskInput } from "./service.js";
 import { TRANSITIONS, type TransitionName } from "./state-machine.js";
@@ -83,8 +84,8 @@ export async function insertQueuedTask(
        SELECT i."tenantId", e.event_id, e.type, ${taskTargetsSql("i", false)},
               jsonb_build_object('task', ${taskViewSql("i")} || e.patch), ${EVENT_TS}
        FROM inserted i CROSS JOIN (VALUES
-         (1, $13, 'task.created', '{"status":"created","queuedAt":null}'::jsonb),
-         (2, $14, 'task.queued', '{}'::jsonb)) AS e(n, event_id, type, patch)
+         (1, $13, $15, '{"status":"created","queuedAt":null}'::jsonb),
+         (2, $14, $16, '{}'::jsonb)) AS e(n, event_id, type, patch)
        ORDER BY e.n
        RETURNING "id"
      )
@@ -103,6 +104,8 @@ export async function insertQueuedTask(
     extra.stepKey ?? null,
     randomUUID(),
     randomUUID(),
+    "task.created" satisfies EventName,
+    "task.queued" satisfies EventName,
   );
   const row = rows[0];
   if (!row) return { task: null, outboxIds: [] };

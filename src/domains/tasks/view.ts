@@ -1,4 +1,5 @@
-import type { TaskStatus } from "../../protocol/tasks.js";
+import type { TaskError, TaskStatus } from "../../protocol/tasks.js";
+import type { TaskView } from "../../protocol/views.js";
 
 /** A task row as PostgreSQL returns it, and the task as clients see it (REST and every task event). */
 
@@ -27,7 +28,7 @@ export interface TaskRow {
   requeues: number;
 }
 
-export function serializeTask(task: TaskRow) {
+export function serializeTask(task: TaskRow): TaskView {
   return {
     id: task.id,
     type: task.type,
@@ -39,7 +40,7 @@ export function serializeTask(task: TaskRow) {
     attempts: task.attempts,
     timeoutMs: task.timeoutMs,
     result: task.result ?? null,
-    error: task.error ?? null,
+    error: (task.error ?? null) as TaskError | null,
     workerId: task.workerId,
     workflowId: task.workflowId,
     stepKey: task.stepKey,
@@ -50,7 +51,7 @@ export function serializeTask(task: TaskRow) {
     finishedAt: task.finishedAt?.toISOString() ?? null,
   };
 }
-export type TaskView = ReturnType<typeof serializeTask>;
+export type { TaskView };
 
 /**
  * The same view as serializeTask, built by PostgreSQL from a row, so a state change's event is written in the

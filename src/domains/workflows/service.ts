@@ -2,11 +2,13 @@ import { z } from "zod";
 import type { Principal } from "../../auth/principal.js";
 import type { PrismaClient } from "../../db/client.js";
 import { BadRequestError, ConflictError, NotFoundError } from "../../errors.js";
-import type { Db, EventPublisher, Outbox } from "../../events/publisher.js";
+import type { Db, EventDraft, EventPublisher, Outbox } from "../../events/publisher.js";
+import type { EventData, EventsOf } from "../../protocol/events.js";
+import type { WorkflowStatus, WorkflowStepStatus, WorkflowStepView, WorkflowView, WorkflowWithStepsView } from "../../protocol/views.js";
 import type { Logger } from "../../observability/logger.js";
 import { roomNames } from "../../protocol/rooms.js";
 import { randomUUID } from "node:crypto";
-import { isTerminal } from "../../protocol/tasks.js";
+import { isTerminal, type TaskError, type TaskStatus } from "../../protocol/tasks.js";
 import { afterPageKey, decodePageCursor, PAGE_ORDER, PageQuerySchema, toPage } from "../pagination.js";
 import type { TaskRow, TaskService } from "../tasks/service.js";
 import { DEFAULT_POOL_ID } from "../tenants.js";
@@ -43,18 +45,18 @@ interface StepRow {
   taskId: string | null;
 }
 
-function serializeWorkflow(workflow: WorkflowRow) {
+function serializeWorkflow(workflow: WorkflowRow): WorkflowView {
   return {
     id: workflow.id,
     name: workflow.name,
-    status: workflow.status,
+    status: workflow.status as WorkflowStatus,
     createdAt: workflow.createdAt.toISOString(),
     updatedAt: workflow.updatedAt.toISOString(),
     finishedAt: workflow.finishedAt?.toISOString() ?? null,
   };
 }
-function serializeStep(step: StepRow) {
-  return { key: step.key, type: step.type, payload: step.payload, dependsOn: step.dependsOn, status: step.status, taskId: step.taskId };
+function serializeStep(step: StepRow): WorkflowStepView {
+  return { key: step.key, type: step.type, payload: step.payload, dependsOn: step.dependsOn, status: step.status as WorkflowStepStatus, taskId: step.taskId };
 }
 
 /** What a workflow transaction leaves to do once it has committed: jobs to add, and jobs to stop. */
@@ -152,7 +154,7 @@ export class WorkflowService {
     return this.view(principal.tenantId, workflowId);
   }
 
-  private async view(tenantId: string, workflowId: string) {
+  private async view(tenantId: string, workflowId: string): Promise<WorkflowWithStepsView> {
     const workflow = await this.prisma.workflow.findFirst({
       where: { id: workflowId, tenantId },
       include: { steps: { orderBy: { position: "asc" } } },
@@ -165,7 +167,10 @@ export class WorkflowService {
       ...serializeWorkflow(workflow),
       steps: workflow.steps.map((step) => {
         const task = step.taskId ? byId.get(step.taskId) : undefined;
-        return { ...serializeStep(step), task: task ? { id: task.id, status: task.status, attempts: task.attempts, result: task.result, error: task.error } : null };
+        return {
+          ...serializeStep(step),
+          task: task ? { id: task.id, status: task.status as TaskStatus, attempts: task.attempts, result: task.result, error: task.error as TaskError | null } : null,
+        };
       }),
     };
   }
@@ -198,7 +203,7 @@ export class WorkflowService {
         // A failed (or individually cancelled) step fails the workflow; what has not started never will.
         const finished = await this.finish(tx, workflow, "failed");
         await this.stopRemainingSteps(tx, outbox, workflow, `step ${failedStep.step.key} ${failedStep.task.status}`, after);
-        outbox.add(workflowEvent(finished, "workflow.failed", { step: failedStep.step.key, taskId: failedStep.task.id, error: failedStep.task.error ?? null }));
+        outbox.add(workflowEvent(finished, "workflow.failed", { step: failedStep.step.key, taskId: failedStep.task.id, error: (failedStep.task.error ?? null) as TaskError | null }));
       } else if (steps.every((s) => s.status === "completed")) {
         outbox.add(workflowEvent(await this.finish(tx, workflow, "completed"), "workflow.completed", {}));
       } else {
@@ -261,12 +266,13 @@ async function lockWorkflow(tx: Db, tenantId: string, workflowId: string): Promi
   return rows[0] ?? null;
 }
 
-function workflowEvent(workflow: WorkflowRow, type: string, extra: Record<string, unknown>) {
+type WorkflowEventName = EventsOf<"workflows">;
+
+function workflowEvent<K extends WorkflowEventName>(workflow: WorkflowRow, type: K, extra: Omit<EventData<K>, "workflow">): EventDraft<K> {
   return {
     tenantId: workflow.tenantId,
-    namespace: "workflows" as const,
-    rooms: [roomNames.workflows(), roomNames.workflow(workflow.id)],
     type,
-    data: { workflow: serializeWorkflow(workflow), ...extra },
+    rooms: { workflows: [roomNames.workflows(), roomNames.workflow(workflow.id)] } as EventDraft<K>["rooms"],
+    data: { workflow: serializeWorkflow(workflow), ...extra } as EventData<K>,
   };
 }

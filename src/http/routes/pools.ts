@@ -16,6 +16,10 @@ export function poolRoutes(pools: PoolService): Router {
     const principal = requirePermission(res, "pools:read");
     res.json({ pool: await pools.get(principal, req.params.id) });
   });
+  router.patch("/:id", async (req, res) => {
+    const principal = requirePermission(res, "pools:write");
+    res.json({ pool: await pools.update(principal, req.params.id, req.body) });
+  });
   router.post("/:id/scale", async (req, res) => {
     const principal = requirePermission(res, "pools:write");
     res.status(202).json({ pool: await pools.scale(principal, req.params.id, req.body) });

@@ -15,7 +15,7 @@ import {
   type PublishResponse,
 } from "../../protocol/publish.js";
 import { parseRoom, type Room } from "../../protocol/rooms.js";
-import type { EventPublisher, PublishInput } from "../../events/publisher.js";
+import type { CustomEventInput, EventPublisher } from "../../events/publisher.js";
 
 const BatchSchema = z.strictObject({
   events: z.array(z.unknown()).min(1).max(MAX_PUBLISH_BATCH, `at most ${MAX_PUBLISH_BATCH} events per request`),
@@ -46,7 +46,7 @@ export function publishRoutes(publisher: EventPublisher, resources: ResourceDire
 }
 
 interface Checked {
-  input: PublishInput;
+  input: CustomEventInput;
   room: Room;
 }
 
@@ -55,7 +55,7 @@ interface Checked {
  * its shape and type (400 BAD_REQUEST), its room's grammar (400 INVALID_ROOM), its data (413 beyond 64 KiB,
  * 400 for text PostgreSQL cannot store or deep nesting), or a resource room the tenant does not have (404).
  */
-async function parsePublishRequest(principal: Principal, body: unknown, resources: ResourceDirectory): Promise<PublishInput[]> {
+async function parsePublishRequest(principal: Principal, body: unknown, resources: ResourceDirectory): Promise<CustomEventInput[]> {
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
     throw new BadRequestError("invalid body: expected an event or { events: [...] }", [{ field: "body", message: "expected an object" }]);
   }
@@ -110,7 +110,7 @@ function checkEvent(tenantId: string, raw: unknown, field: (path: string) => str
     const message = `${bytes} bytes serialized, more than ${MAX_PUBLISHED_DATA_BYTES}`;
     return { error: new PayloadTooLargeError(`${field("data")} is too large`, [{ field: field("data"), message }]) };
   }
-  return { input: { tenantId, namespace, rooms: [room.name], type, data }, room };
+  return { input: { tenantId, namespace, room: room.name, type, data }, room };
 }
 
 /**

@@ -1,0 +1,3 @@
+-- AlterTable
+ALTER TABLE "Pool" ADD COLUMN     "description" TEXT;
+

@@ -1,0 +1,89 @@
+import type { TaskError, TaskStatus } from "./tasks.js";
+import type { WorkerStatus } from "./events.js";
+
+/*
+ * Resources as clients see them: REST answers (`{ task }`, `{ pool }`, `{ workflow }`, lists) and the
+ * payloads of events. Declared here once; the server's serializers are typed with them, and tests and the
+ * client helper import them instead of re-declaring them. Timestamps are ISO-8601 strings.
+ */
+
+export interface TaskView {
+  id: string;
+  type: string;
+  poolId: string;
+  status: TaskStatus;
+  payload: unknown;
+  priority: number;
+  maxAttempts: number;
+  /** Runs started (a run cut short by a dead worker counts, but not against maxAttempts). */
+  attempts: number;
+  timeoutMs: number | null;
+  result: unknown;
+  error: TaskError | null;
+  workerId: string | null;
+  workflowId: string | null;
+  stepKey: string | null;
+  createdAt: string;
+  updatedAt: string;
+  queuedAt: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+export interface PoolView {
+  id: string;
+  name: string;
+  description: string | null;
+  desiredWorkers: number;
+  status: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface WorkerView {
+  id: string;
+  status: WorkerStatus;
+  detail: string | null;
+  /** The node the worker last spoke to. */
+  node: string | null;
+  version: string | null;
+  lastHeartbeatAt: string;
+}
+
+/** `GET /api/v1/pools/:id`. */
+export interface PoolWithWorkersView extends PoolView {
+  workers: WorkerView[];
+}
+
+export type WorkflowStatus = "running" | "completed" | "failed" | "cancelled";
+export type WorkflowStepStatus = "pending" | "queued" | "running" | "completed" | "failed" | "cancelled";
+
+export interface WorkflowView {
+  id: string;
+  name: string;
+  status: WorkflowStatus;
+  createdAt: string;
+  updatedAt: string;
+  finishedAt: string | null;
+}
+
+export interface WorkflowStepView {
+  key: string;
+  type: string;
+  payload: unknown;
+  dependsOn: string[];
+  status: WorkflowStepStatus;
+  taskId: string | null;
+}
+
+/** `GET /api/v1/workflows/:id`: the steps with a summary of each one's task. */
+export interface WorkflowWithStepsView extends WorkflowView {
+  steps: Array<WorkflowStepView & { task: Pick<TaskView, "id" | "status" | "attempts" | "result" | "error"> | null }>;
+}
+
+/** Counts of a pool's workers by status, and its waiting jobs (`null` when Redis could not say). */
+export interface PoolStatusView {
+  poolId: string;
+  workers: Record<WorkerStatus, number>;
+  queueDepth: number | null;
+}
