@@ -165,7 +165,7 @@ export class App {
           // again); a refusal (4xx) is final, as it is for a standalone worker.
           report: async ({ tenantId, poolId }, report) => {
             try {
-              return await tasks.applyReport(tenantId, poolId, report);
+              return await tasks.applyReport(tenantId, poolId, report, { trusted: true });
             } catch (error) {
               const appError = toAppError(error);
               if (appError.status >= 500) throw new ReportNotDelivered(`${appError.code}: ${(error as Error).message}`);

@@ -19,5 +19,8 @@ describe("task views", () => {
     assert.deepEqual(events.at(-1)!.data.task, done);
     assert.deepEqual(events[1]!.data.task, { ...submitted, status: "queued" });
     assert.equal((events[0]!.data.task as { status: string }).status, "created");
+    // Assignment and start are one statement (a claim); task.assigned still shows the task as it was assigned.
+    assert.deepEqual(events[2]!.data.task, { ...events[3]!.data.task as object, status: "assigned", attempts: 0, startedAt: null });
+    assert.equal((events[3]!.data.task as { workerId: string }).workerId, done.workerId);
   });
 });

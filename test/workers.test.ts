@@ -175,6 +175,7 @@ describe("pool workers", () => {
       // No worker of P runs, so the job waits in the queue: nobody holds its lock.
       assert.deepEqual(await forged({ kind: "assigned", attempt: 1, workerId: "w-forger" }), { ok: true, accepted: false, status: "queued" });
       assert.deepEqual(await forged({ kind: "started", attempt: 1 }), { ok: true, accepted: false, status: "queued" });
+      assert.deepEqual(await forged({ kind: "started", attempt: 1, workerId: "w-forger" }), { ok: true, accepted: false, status: "queued" }, "a claim needs the job's lock too");
       assert.deepEqual(await forged({ kind: "completed", result: { forged: true } }), { ok: true, accepted: false, status: "queued" });
       assert.deepEqual(await forged({ kind: "failed", attempt: 1, error: { code: "X", message: "forged", retryable: false } }), { ok: true, accepted: false, status: "queued" });
       const stored = await waitForTask(shared.url, token, task.id, ["queued"]);

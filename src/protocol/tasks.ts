@@ -27,7 +27,8 @@ export interface TaskError {
  */
 export type TaskReport = { taskId: string; lease: string } & (
   | { kind: "assigned"; attempt: number; workerId: string }
-  | { kind: "started"; attempt: number }
+  /** With `workerId`: the attempt's first report, assignment and start at once (a claim; binds the lease). */
+  | { kind: "started"; attempt: number; workerId?: string }
   | { kind: "progress"; progress: number; detail?: string }
   | { kind: "retrying"; attempt: number; error: TaskError; nextAttemptInMs: number }
   | { kind: "completed"; result: unknown }
@@ -78,7 +79,7 @@ const lease = z.string().min(3).max(300).refine((value) => leaseLockToken(value)
 /** Validates a report arriving over the wire from a standalone pool worker. */
 export const TaskReportSchema: z.ZodType<TaskReport> = z.discriminatedUnion("kind", [
   z.object({ taskId, lease, kind: z.literal("assigned"), attempt, workerId: z.string().min(1).max(200) }),
-  z.object({ taskId, lease, kind: z.literal("started"), attempt }),
+  z.object({ taskId, lease, kind: z.literal("started"), attempt, workerId: z.string().min(1).max(200).optional() }),
   z.object({ taskId, lease, kind: z.literal("progress"), progress: z.number().min(0).max(100), detail: storableText(1000).optional() }),
   z.object({ taskId, lease, kind: z.literal("retrying"), attempt, error: TaskErrorSchema, nextAttemptInMs: z.number().int().min(0) }),
   z.object({ taskId, lease, kind: z.literal("completed"), result: z.json() }),

@@ -137,10 +137,9 @@ export class PoolWorker extends EventEmitter {
     const report = (r: DistributiveOmit<TaskReport, "lease">) => this.deliver({ ...r, lease } as TaskReport);
     this.setActive(1);
     try {
-      const assigned = await report({ taskId, kind: "assigned", attempt, workerId: this.options.workerId });
+      // One report claims the attempt: assigned and started at once (one statement on the server).
+      const started = await report({ taskId, kind: "started", attempt, workerId: this.options.workerId });
       // Cancelled, finished by a worker that died before BullMQ heard of it, or re-queued: nothing to run.
-      if (!assigned.accepted) return { skipped: assigned.status };
-      const started = await report({ taskId, kind: "started", attempt });
       if (!started.accepted) return { skipped: started.status };
 
       const handler = this.options.handlers[type];

@@ -187,21 +187,33 @@ export class TaskService {
    * and only when the lease's token holds the job's lock in Redis; every other report must carry the bound
    * lease. So a report of an attempt that lost its job, or of a worker that never took it, changes nothing.
    */
-  async applyReport(tenantId: string, poolId: string, report: TaskReport): Promise<TaskReportReply> {
+  async applyReport(tenantId: string, poolId: string, report: TaskReport, options: { trusted?: boolean } = {}): Promise<TaskReportReply> {
     const now = new Date();
     const guard: TransitionGuard = { poolId, lease: report.lease };
+    // A report that binds a lease must prove the worker took the job. The embedded worker is this process: it
+    // got the token from BullMQ itself, so its word needs no Redis round trip.
+    const holdsJob = async (workerId: string): Promise<boolean> => {
+      if (options.trusted) return true;
+      const token = leaseLockToken(report.lease);
+      if (token && (await this.jobs.queues.holdsLock(tenantId, poolId, report.taskId, token))) return true;
+      this.logger.warn({ tenantId, poolId, taskId: report.taskId, workerId }, "assignment refused: the lease does not hold the job's lock");
+      return false;
+    };
     let changed: { task: TaskRow | null };
     switch (report.kind) {
       case "assigned": {
-        const token = leaseLockToken(report.lease);
-        if (!token || !(await this.jobs.queues.holdsLock(tenantId, poolId, report.taskId, token))) {
-          this.logger.warn({ tenantId, poolId, taskId: report.taskId, workerId: report.workerId }, "assignment refused: the lease does not hold the job's lock");
-          return this.refusal(tenantId, poolId, report.taskId);
-        }
+        if (!(await holdsJob(report.workerId))) return this.refusal(tenantId, poolId, report.taskId);
         changed = await this.transition(tenantId, report.taskId, "assigned", { workerId: report.workerId, lease: report.lease }, {}, { poolId });
         break;
       }
       case "started":
+        if (report.workerId !== undefined) {
+          // A claim: assigned and started in one statement, both events stored.
+          if (!(await holdsJob(report.workerId))) return this.refusal(tenantId, poolId, report.taskId);
+          const claim = { workerId: report.workerId, lease: report.lease, attempts: report.attempt, startedAt: now };
+          changed = await this.transition(tenantId, report.taskId, "claimed", claim, {}, { poolId });
+          break;
+        }
         changed = await this.transition(tenantId, report.taskId, "started", { attempts: report.attempt, startedAt: now }, {}, guard);
         break;
       case "progress":
@@ -225,7 +237,7 @@ export class TaskService {
     if (changed.task) return { accepted: true, status: changed.task.status as TaskStatus };
     const reply = await this.refusal(tenantId, poolId, report.taskId);
     const current = await this.prisma.task.findUnique({ where: { id: report.taskId }, select: { lease: true } });
-    if (current?.lease !== report.lease && report.kind !== "assigned") {
+    if (current?.lease !== report.lease && report.kind !== "assigned" && !(report.kind === "started" && report.workerId !== undefined)) {
       this.logger.warn({ tenantId, poolId, taskId: report.taskId, kind: report.kind }, "report refused: its lease is not the task's current lease");
     }
     return reply;

@@ -7,14 +7,20 @@ const OPEN: readonly TaskStatus[] = ["created", "queued", "assigned", "started",
  * The task state machine, in one place. For each change, the states it may start from, the state it leads to
  * and the event that announces it; anything else is refused. `assigned` may follow `started` or `assigned`
  * because BullMQ hands a stalled job (its worker died) to another worker; `progress` leaves the state as it is.
+ * `claimed` is `assigned` and `started` at once (a worker's first report of an attempt).
  * `requeued` and `settled` are the reconciler's: a task whose job Redis lost goes back on its queue, and a task
  * whose job BullMQ finished without the worker's report getting through takes the job's outcome.
  */
-export const TRANSITIONS: Record<"queued" | "requeued" | "settled" | TaskReportKind, { from: readonly TaskStatus[]; to: TaskStatus; event: EventsOf<"tasks"> }> = {
+export const TRANSITIONS: Record<
+  "queued" | "requeued" | "settled" | "claimed" | TaskReportKind,
+  { from: readonly TaskStatus[]; to: TaskStatus; event: EventsOf<"tasks">; first?: "task.assigned" }
+> = {
   queued: { from: ["created"], to: "queued", event: "task.queued" },
   requeued: { from: ["queued", "assigned", "started", "retrying"], to: "queued", event: "task.queued" },
   assigned: { from: ["queued", "retrying", "assigned", "started"], to: "assigned", event: "task.assigned" },
   started: { from: ["assigned"], to: "started", event: "task.started" },
+  /** Assigned and started in one report (and one statement): both events are stored, task.assigned first. */
+  claimed: { from: ["queued", "retrying", "assigned", "started"], to: "started", event: "task.started", first: "task.assigned" },
   progress: { from: ["started"], to: "started", event: "task.progress" },
   retrying: { from: ["assigned", "started"], to: "retrying", event: "task.retrying" },
   completed: { from: ["started"], to: "completed", event: "task.completed" },

@@ -5,7 +5,7 @@ import type { EventName } from "../../protocol/events.js";
 import { roomNames } from "../../protocol/rooms.js";
 import type { SubmitTaskInput } from "./service.js";
 import { TRANSITIONS, type TransitionName } from "./state-machine.js";
-import { taskViewSql, type TaskRow } from "./view.js";
+import { isoSql, taskViewSql, type TaskRow } from "./view.js";
 
 /*
  * The task store: the only SQL that writes task state. Every write is ONE statement that also writes the
@@ -141,26 +141,41 @@ export async function writeTransition(
   if (guard.poolId !== undefined) condition((p) => `"poolId" = ${p}`, guard.poolId);
   if (guard.lease !== undefined) condition((p) => `"lease" = ${p}`, guard.lease);
   if (guard.updatedAt !== undefined) condition((p) => `"updatedAt" = (${p}::timestamptz AT TIME ZONE 'UTC')`, guard.updatedAt.toISOString());
-  params.push(randomUUID(), rule.event, JSON.stringify(eventExtra));
-  const [eventId, type, extra] = [params.length - 2, params.length - 1, params.length].map((n) => `$${n}`);
+  params.push(JSON.stringify(eventExtra));
+  const extra = `$${params.length}::jsonb`;
+  // The events of this change, in order; `patch` rewrites the new row's view for an event that describes an
+  // earlier moment of the same change (a claim is assignment and start at once: its task.assigned shows the
+  // task as it was assigned, before the start set attempts and startedAt).
+  const events: Array<{ type: string; patch: string }> = [];
+  if (rule.first) {
+    events.push({ type: rule.first, patch: `jsonb_build_object('status', 'assigned', 'attempts', o."attempts", 'startedAt', ${isoSql(`o."startedAt"`)})` });
+  }
+  events.push({ type: rule.event, patch: `'{}'::jsonb` });
+  const rowsSql = events.map((event, i) => {
+    params.push(randomUUID(), event.type);
+    return `(${i + 1}, $${params.length - 1}, $${params.length}, ${event.patch})`;
+  });
   const eventData =
     change === "progress"
-      ? `jsonb_build_object('taskId', u."id", 'status', u."status") || ${extra}::jsonb`
-      : `jsonb_build_object('task', ${taskViewSql("u")}) || ${extra}::jsonb`;
-  const rows = await db.$queryRawUnsafe<Array<TaskRow & { outboxId: string }>>(
-    `WITH updated AS (
+      ? `jsonb_build_object('taskId', u."id", 'status', u."status") || ${extra}`
+      : `jsonb_build_object('task', ${taskViewSql("u")} || e.patch) || ${extra}`;
+  const rows = await db.$queryRawUnsafe<Array<TaskRow & { outboxIds: string[] }>>(
+    `WITH ${rule.first ? `old AS (SELECT "attempts", "startedAt" FROM "Task" WHERE "id" = $1 AND "tenantId" = $2), ` : ""}updated AS (
        UPDATE "Task" SET ${sets.join(", ")} WHERE ${conditions.join(" AND ")} RETURNING *
      ), staged AS (
        INSERT INTO "Outbox" ("tenantId", "eventId", "type", "targets", "data", "ts")
-       SELECT u."tenantId", ${eventId}, ${type}, ${taskTargetsSql("u", rule.event === "task.assigned")}, ${eventData}, ${EVENT_TS}
-       FROM updated u
+       SELECT u."tenantId", e.event_id, e.type,
+              CASE WHEN e.type = 'task.assigned' THEN ${taskTargetsSql("u", true)} ELSE ${taskTargetsSql("u", false)} END,
+              ${eventData}, ${EVENT_TS}
+       FROM updated u${rule.first ? " CROSS JOIN old o" : ""} CROSS JOIN LATERAL (VALUES ${rowsSql.join(", ")}) AS e(n, event_id, type, patch)
+       ORDER BY e.n
        RETURNING "id"
      )
-     SELECT u.*, (SELECT "id"::text FROM staged) AS "outboxId" FROM updated u`,
+     SELECT u.*, ARRAY(SELECT "id"::text FROM staged ORDER BY "id") AS "outboxIds" FROM updated u`,
     ...params,
   );
   const row = rows[0];
   if (!row) return { task: null, outboxIds: [] };
-  const { outboxId, ...task } = row;
-  return { task, outboxIds: [outboxId] };
+  const { outboxIds, ...task } = row;
+  return { task, outboxIds };
 }

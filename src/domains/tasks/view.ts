@@ -58,8 +58,13 @@ export type { TaskView };
  * statement that makes the change. Timestamps are stored as UTC `timestamp(3)`; to_char gives what
  * Date#toISOString gives. Kept next to serializeTask, and test/task-view.test.ts checks the two agree.
  */
+/** A `timestamp(3)` column (stored as UTC) as Date#toISOString would print it; NULL stays NULL. */
+export function isoSql(column: string): string {
+  return `to_char(${column}, 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+}
+
 export function taskViewSql(t: string): string {
-  const iso = (column: string) => `to_char(${t}."${column}", 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+  const iso = (column: string) => isoSql(`${t}."${column}"`);
   return `jsonb_build_object(
     'id', ${t}."id", 'type', ${t}."type", 'poolId', ${t}."poolId", 'status', ${t}."status", 'payload', ${t}."payload",
     'priority', ${t}."priority", 'maxAttempts', ${t}."maxAttempts", 'attempts', ${t}."attempts", 'timeoutMs', ${t}."timeoutMs",
