@@ -5,7 +5,7 @@ import type { Express } from "express";
 import { Redis } from "ioredis";
 import { createTokenVerifier } from "./auth/verify.js";
 import type { Config } from "./config.js";
-import { createPrisma } from "./db/client.js";
+import { createDatabase } from "./db/client.js";
 import { poolRoutes } from "./http/routes/pools.js";
 import { PoolService } from "./domains/pools/service.js";
 import { ResourceDirectory } from "./domains/resources.js";
@@ -60,11 +60,12 @@ export class App {
     for (const client of [redis, pubClient, subClient]) {
       client.on("error", (error: Error) => this.logger.warn({ err: error.message }, "redis connection error"));
     }
-    const prisma = createPrisma(config.databaseUrl);
+    const database = createDatabase(config.databaseUrl, (error) => this.logger.warn({ err: error.message }, "postgres connection error"));
+    const { prisma, sql } = database;
 
     const verifyToken = createTokenVerifier(config.jwt);
     const tenants = new TenantDirectory(prisma);
-    const eventLog = new EventLog(prisma);
+    const eventLog = new EventLog(prisma, sql);
     const resources = new ResourceDirectory(prisma, tenants);
 
     this.httpServer = config.tls ? createHttpsServer({ cert: config.tls.cert, key: config.tls.key }) : createHttpServer();
@@ -103,7 +104,7 @@ export class App {
     const queues = new TaskQueues(redis, keys);
     const taskTypes = new TaskTypeRegistry(redis, keys);
     const taskJobs = new TaskJobs(prisma, redis, queues, keys, this.logger, { backoffMs: config.tasks.backoffMs });
-    const tasks = new TaskService(prisma, resources, taskJobs, taskTypes, events, this.logger);
+    const tasks = new TaskService(prisma, sql, resources, taskJobs, taskTypes, events, this.logger);
     const workflows = new WorkflowService(prisma, tasks, events, this.logger);
     const reconciler = new TaskReconciler(prisma, redis, tasks, workflows, queues, metrics, this.logger, {
       keys,
@@ -199,7 +200,7 @@ export class App {
       async () => cancellations?.close(),
       () => queues.close(),
       async () => events.stopRelay(),
-      () => prisma.$disconnect(),
+      () => database.close(),
       () => Promise.allSettled([redis.quit(), pubClient.quit(), subClient.quit(), bullConnection.quit()]),
     );
   }

@@ -12,6 +12,7 @@ import { api, type ApiResponse } from "./support/http.js";
 import { startServer, type ServerProcess } from "./support/server.js";
 import { submitTask, waitForTask } from "./support/tasks.js";
 import { mintToken } from "./support/tokens.js";
+import { prismaSql } from "../src/db/sql.js";
 
 interface Item {
   namespace: string;
@@ -424,7 +425,7 @@ describe("EventLog.appendGroup (on the test database)", () => {
   let log: EventLog;
   before(() => {
     prisma = createPrisma(TEST_DATABASE_URL);
-    log = new EventLog(prisma);
+    log = new EventLog(prisma, prismaSql(prisma));
   });
   after(async () => {
     await prisma.$disconnect();

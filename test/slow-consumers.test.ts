@@ -13,6 +13,7 @@ import { startServer, type ServerProcess } from "./support/server.js";
 import { sharedServer } from "./support/shared.js";
 import { submitTask } from "./support/tasks.js";
 import { mintToken } from "./support/tokens.js";
+import { prismaSql } from "../src/db/sql.js";
 
 const MiB = 1024 * 1024;
 
@@ -117,7 +118,7 @@ describe("slow consumers and bounded replay", function () {
     const size = rows.map((r) => Number(r.size));
     const prisma = createPrisma(TEST_DATABASE_URL);
     try {
-      const log = new EventLog(prisma);
+      const log = new EventLog(prisma, prismaSql(prisma));
       const seqs = async (after: number, limit: number, maxBytes?: number): Promise<number[]> =>
         (await log.readAfter(tenant, "tasks", "tasks", after, limit, maxBytes)).map((e) => e.seq);
       assert.deepEqual(await seqs(0, 500), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);

@@ -19,6 +19,7 @@ import { roomKey } from "../../src/events/room-key.js";
 import type { Envelope } from "../../src/protocol/events.js";
 import { createLogger } from "../../src/observability/logger.js";
 import { createMetrics } from "../../src/observability/metrics.js";
+import { prismaSql } from "../../src/db/sql.js";
 
 const { values } = parseArgs({
   options: {
@@ -63,7 +64,7 @@ await new Promise((resolve) => setTimeout(resolve, 300));
 
 const metrics = createMetrics("bench");
 const broadcast = (namespace: string, key: string, envelope: Envelope) => io.of(`/${namespace}`).to(key).emit(envelope.type, envelope);
-const logged = new EventPublisher(prisma, new EventLog(prisma), broadcast, metrics, createLogger({ level: "warn", nodeId: "bench" }), { relayAfterMs: 5000, relayIntervalMs: 1000 });
+const logged = new EventPublisher(prisma, new EventLog(prisma, prismaSql(prisma)), broadcast, metrics, createLogger({ level: "warn", nodeId: "bench" }), { relayAfterMs: 5000, relayIntervalMs: 1000 });
 /** The same envelope and broadcast, with sequence numbers from memory and nothing stored. */
 const memorySeq = new Map<string, number>();
 const unlogged = {

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { PrismaClient } from "../db/client.js";
+import type { Sql } from "../db/sql.js";
 import type { NamespaceName } from "../protocol/namespaces.js";
 import { encodeCursor, type CursorPosition } from "../protocol/cursor.js";
 import type { Envelope } from "../protocol/events.js";
@@ -102,7 +103,10 @@ export class EventLog {
   private queue: PendingAppend[] = [];
   private flushing = false;
 
-  constructor(private readonly prisma: PrismaClient) {}
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly sql: Sql,
+  ) {}
 
   /** Stores one event in every room it belongs to and returns each stored copy. */
   async append(input: StoredEventInput): Promise<SequencedEvent[]> {
@@ -215,8 +219,8 @@ export class EventLog {
     });
     const claim = staged.id.length === 0 ? null : `DELETE FROM "Outbox" o USING unnest($10::bigint[], $11::int[]) AS s(id, ord) WHERE o."id" = s.id
          RETURNING s.ord, o."tenantId", o."eventId", o."type", o."targets", o."data", o."ts"`;
-    const rows = await this.prisma.$queryRawUnsafe<NumberedRow[]>(
-      numberingStatement(claim),
+    const rows = await this.sql.query<NumberedRow[]>(
+      numberingStatement(claim), [
       direct.tenant,
       direct.ns,
       direct.room,
@@ -226,8 +230,8 @@ export class EventLog {
       direct.ts,
       direct.ord,
       newEpoch(),
-      ...(claim ? [staged.id, staged.ord] : []),
-    );
+      ...(claim ? [staged.id, staged.ord] : [])
+    ]);
     const stagedData = stagedDataByOrd(rows);
     const results: SequencedEvent[][][] = batch.map((pending) => Array.from({ length: Math.max(1, directInputs(pending).length) }, () => []));
     for (const row of rows) {
@@ -248,13 +252,13 @@ export class EventLog {
            WHERE "id" IN (SELECT "id" FROM "Outbox" WHERE "ts" < (clock_timestamp() AT TIME ZONE 'UTC') - make_interval(secs => $10::int / 1000.0) ORDER BY "id" LIMIT $11 FOR UPDATE SKIP LOCKED)
          ) s WHERE o."id" = s."id"
          RETURNING s.ord, o."tenantId", o."eventId", o."type", o."targets", o."data", o."ts"`;
-    const rows = await this.prisma.$queryRawUnsafe<NumberedRow[]>(
-      numberingStatement(claim),
+    const rows = await this.sql.query<NumberedRow[]>(
+      numberingStatement(claim), [
       [], [], [], [], [], [], [], [],
       newEpoch(),
       olderThanMs,
-      limit,
-    );
+      limit
+    ]);
     const data = stagedDataByOrd(rows);
     return rows.map((row) => toSequenced(row, data.get(row.ord)));
   }
@@ -263,25 +267,25 @@ export class EventLog {
   async head(tenantId: string, namespace: NamespaceName, room: string): Promise<CursorPosition> {
     // A plain read first: every subscribe asks, and almost every room exists already. Writing (and locking
     // the room's row, which publishers need) only for a room's very first subscriber.
-    const existing = await this.prisma.$queryRawUnsafe<Array<{ seq: number; epoch: string }>>(
-      `SELECT "seq", "epoch" FROM "RoomSequence" WHERE "tenantId" = $1 AND "namespace" = $2 AND "room" = $3`,
+    const existing = await this.sql.query<Array<{ seq: number; epoch: string }>>(
+      `SELECT "seq", "epoch" FROM "RoomSequence" WHERE "tenantId" = $1 AND "namespace" = $2 AND "room" = $3`, [
       tenantId,
       namespace,
-      room,
-    );
+      room
+    ]);
     if (existing[0]) return { epoch: existing[0].epoch, seq: Number(existing[0].seq) };
     // DO UPDATE (a no-op) rather than DO NOTHING: it waits for a concurrent creator and then returns the row,
     // where DO NOTHING would return nothing and the statement's snapshot could not see the new row either.
-    const rows = await this.prisma.$queryRawUnsafe<Array<{ seq: number; epoch: string }>>(
+    const rows = await this.sql.query<Array<{ seq: number; epoch: string }>>(
       `INSERT INTO "RoomSequence" ("tenantId", "namespace", "room", "seq", "epoch")
        VALUES ($1, $2, $3, 0, $4)
        ON CONFLICT ("tenantId", "namespace", "room") DO UPDATE SET "seq" = "RoomSequence"."seq"
-       RETURNING "seq", "epoch"`,
+       RETURNING "seq", "epoch"`, [
       tenantId,
       namespace,
       room,
-      newEpoch(),
-    );
+      newEpoch()
+    ]);
     const row = rows[0];
     if (!row) throw new Error(`room sequence missing for ${namespace}/${room}`);
     return { epoch: row.epoch, seq: Number(row.seq) };
@@ -311,7 +315,7 @@ export class EventLog {
     // The running sum walks the room one index lookup at a time and stops at the first event past the budget, so
     // only the page (and that one event) is converted to text. A window sum over the next `limit` rows would
     // convert all of them: with 50 KB events that is 500 events read to return 10 (80 ms instead of 1 ms a page).
-    const rows = await this.prisma.$queryRawUnsafe<Array<{ seq: number; eventId: string; type: string; data: unknown; ts: Date }>>(
+    const rows = await this.sql.query<Array<{ seq: number; eventId: string; type: string; data: unknown; ts: Date }>>(
       `WITH RECURSIVE page ("seq", "bytes", "n") AS (
          (SELECT "seq", octet_length("data"::text)::bigint, 1
             FROM "Event"
@@ -329,14 +333,14 @@ export class EventLog {
        SELECT "seq", "eventId", "type", "data", "ts" FROM "Event"
         WHERE "tenantId" = $1 AND "namespace" = $2 AND "room" = $3 AND "seq" > $4::int
           AND "seq" <= (SELECT max("seq") FROM page WHERE "n" = 1 OR "bytes" <= $6::bigint)
-        ORDER BY "seq"`,
+        ORDER BY "seq"`, [
       tenantId,
       namespace,
       room,
       afterSeq,
       limit,
-      maxBytes,
-    );
+      maxBytes
+    ]);
     return rows.map((row) => ({ ...row, seq: Number(row.seq) }));
   }
 

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { z } from "zod";
 import type { Principal } from "../../auth/principal.js";
 import type { PrismaClient } from "../../db/client.js";
+import { prismaSql, type Sql } from "../../db/sql.js";
 import { AppError, BadRequestError, ConflictError, ForbiddenError, NotFoundError, UnavailableError } from "../../errors.js";
 import type { Db, EventPublisher } from "../../events/publisher.js";
 import type { TaskTypeRegistry } from "../../jobs/queues.js";
@@ -61,6 +62,7 @@ export class TaskService {
 
   constructor(
     private readonly prisma: PrismaClient,
+    private readonly sql: Sql,
     private readonly resources: ResourceDirectory,
     readonly jobs: TaskJobs,
     private readonly types: TaskTypeRegistry,
@@ -91,7 +93,7 @@ export class TaskService {
     await this.validateTarget(principal.tenantId, poolId, input.type);
     // Refuse while the queue is unreachable, before anything is stored: a 202 must mean the task will run soon.
     if (!this.jobs.ready) throw new UnavailableError("the task queue is unavailable; try again");
-    const { task, outboxIds } = await insertQueuedTask(this.prisma, principal.tenantId, { ...input, poolId }, { idempotencyKey: idempotencyKey ?? null, requestHash });
+    const { task, outboxIds } = await insertQueuedTask(this.sql, principal.tenantId, { ...input, poolId }, { idempotencyKey: idempotencyKey ?? null, requestHash });
     if (!task) {
       // A concurrent request with the same key won the insert: answer with its task.
       const existing = await this.findByIdempotencyKey(principal.tenantId, idempotencyKey!, requestHash!);
@@ -170,12 +172,12 @@ export class TaskService {
 
   /** Cancellation inside a caller's transaction (workflows); stop the tasks' jobs after the commit. */
   async cancelIn(db: Db, task: TaskRow, reason: string): Promise<TransitionResult> {
-    return writeTransition(db, task.tenantId, task.id, "cancelled", cancelChanges(reason), {});
+    return writeTransition(prismaSql(db), task.tenantId, task.id, "cancelled", cancelChanges(reason), {});
   }
 
   /** A new task inside a caller's transaction (workflow steps); add its job after the commit. */
   async createIn(db: Db, tenantId: string, input: Parameters<typeof insertQueuedTask>[2], extra: Parameters<typeof insertQueuedTask>[3]): Promise<TransitionResult> {
-    return insertQueuedTask(db, tenantId, input, extra);
+    return insertQueuedTask(prismaSql(db), tenantId, input, extra);
   }
 
   private async currentStatus(taskId: string): Promise<string | undefined> {
@@ -263,7 +265,7 @@ export class TaskService {
     eventExtra: Record<string, unknown> = {},
     guard: TransitionGuard = {},
   ): Promise<{ task: TaskRow | null }> {
-    const { task, outboxIds } = await writeTransition(this.prisma, tenantId, taskId, change, data, guard, eventExtra);
+    const { task, outboxIds } = await writeTransition(this.sql, tenantId, taskId, change, data, guard, eventExtra);
     if (!task) return { task: null };
     await this.events.relay(outboxIds);
     if (isTerminal(task.status)) await this.finished(task);

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { targetKey } from "../../events/event-log.js";
-import type { Db } from "../../events/publisher.js";
+import type { Sql } from "../../db/sql.js";
 import type { EventName } from "../../protocol/events.js";
 import { roomNames } from "../../protocol/rooms.js";
 import type { SubmitTaskInput } from "./service.js";
@@ -63,16 +63,16 @@ export interface TransitionResult {
 
 /**
  * Inserts a task directly as `queued` together with its task.created and task.queued events, in one statement
- * on `db` (a transaction's, for workflow steps). The row is the durable enqueue intent: the BullMQ job is
+ * on `db` (the pool, or a Prisma transaction for workflow steps). The row is the durable enqueue intent: the BullMQ job is
  * added from it after the commit. `task` is null when the Idempotency-Key is already taken.
  */
 export async function insertQueuedTask(
-  db: Db,
+  db: Sql,
   tenantId: string,
   input: Omit<SubmitTaskInput, "poolId"> & { poolId: string },
   extra: { idempotencyKey: string | null; requestHash: string | null; workflowId?: string; stepKey?: string; id?: string },
 ): Promise<TransitionResult> {
-  const rows = await db.$queryRawUnsafe<Array<TaskRow & { outboxIds: string[] }>>(
+  const rows = await db.query<Array<TaskRow & { outboxIds: string[] }>>(
     `WITH inserted AS (
        INSERT INTO "Task" ("id", "tenantId", "poolId", "type", "payload", "status", "priority", "maxAttempts", "timeoutMs",
                            "idempotencyKey", "requestHash", "workflowId", "stepKey", "createdAt", "updatedAt", "queuedAt")
@@ -90,6 +90,7 @@ export async function insertQueuedTask(
        RETURNING "id"
      )
      SELECT i.*, ARRAY(SELECT "id"::text FROM staged ORDER BY "id") AS "outboxIds" FROM inserted i`,
+    [
     extra.id ?? randomUUID(),
     tenantId,
     input.poolId,
@@ -106,6 +107,7 @@ export async function insertQueuedTask(
     randomUUID(),
     "task.created" satisfies EventName,
     "task.queued" satisfies EventName,
+    ],
   );
   const row = rows[0];
   if (!row) return { task: null, outboxIds: [] };
@@ -116,7 +118,7 @@ export async function insertQueuedTask(
 
 /** One UPDATE … RETURNING that also writes the event to the outbox, on `db` (the client or a transaction). */
 export async function writeTransition(
-  db: Db,
+  db: Sql,
   tenantId: string,
   taskId: string,
   change: TransitionName,
@@ -159,7 +161,7 @@ export async function writeTransition(
     change === "progress"
       ? `jsonb_build_object('taskId', u."id", 'status', u."status") || ${extra}`
       : `jsonb_build_object('task', ${taskViewSql("u")} || e.patch) || ${extra}`;
-  const rows = await db.$queryRawUnsafe<Array<TaskRow & { outboxIds: string[] }>>(
+  const rows = await db.query<Array<TaskRow & { outboxIds: string[] }>>(
     `WITH ${rule.first ? `old AS (SELECT "attempts", "startedAt" FROM "Task" WHERE "id" = $1 AND "tenantId" = $2), ` : ""}updated AS (
        UPDATE "Task" SET ${sets.join(", ")} WHERE ${conditions.join(" AND ")} RETURNING *
      ), staged AS (
@@ -172,7 +174,7 @@ export async function writeTransition(
        RETURNING "id"
      )
      SELECT u.*, ARRAY(SELECT "id"::text FROM staged ORDER BY "id") AS "outboxIds" FROM updated u`,
-    ...params,
+    params,
   );
   const row = rows[0];
   if (!row) return { task: null, outboxIds: [] };
