@@ -8,6 +8,11 @@ import { sharedServer } from "./support/shared.js";
 import { submitTask, waitForTask } from "./support/tasks.js";
 import { mintToken } from "./support/tokens.js";
 import type { Envelope } from "../src/protocol/events.js";
+import { Worker } from "bullmq";
+import { Redis } from "ioredis";
+import { RedisKeys } from "../src/jobs/redis-keys.js";
+import { formatLease } from "../src/protocol/tasks.js";
+import { TEST_REDIS_PREFIX, TEST_REDIS_URL } from "./support/env.js";
 
 interface WorkerChange {
   poolId: string;
@@ -183,6 +188,36 @@ describe("pool workers", () => {
       assert.equal(stored.workerId, null);
       const history = await api(shared.url, "GET", `/api/v1/events?namespace=tasks&room=task:${task.id}`, { token });
       assert.deepEqual(history.body.items.map((e: { type: string }) => e.type), ["task.created", "task.queued"]);
+    });
+
+    it("a worker holding the job's lock claims it once: a re-sent claim is acknowledged and stores nothing twice", async () => {
+      const tenant = freshTenant();
+      const token = mintToken({ tenant });
+      const p = await createPool(shared.url, token, "P");
+      const task = await submitTask(shared.url, token, { type: "echo", poolId: p });
+      // Take the job from the queue the way a worker does, with a lock token of our own.
+      const connection = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+      const bull = new Worker(RedisKeys.queueName(tenant, p), null, { connection, prefix: new RedisKeys(TEST_REDIS_PREFIX).bull, autorun: false, lockDuration: 30_000 });
+      try {
+        const lockToken = "test-worker:1";
+        const job = await bull.getNextJob(lockToken);
+        assert.equal(job?.id, task.id);
+        const socket = await workerSocket(tenant, p, "w-claims");
+        const lease = formatLease(lockToken, job!.attemptsStarted);
+        const claim = () => request<{ ok: boolean; accepted: boolean; status: string }>(socket, "task.report", { taskId: task.id, lease, kind: "started", attempt: 1, workerId: "w-claims" });
+        assert.deepEqual(await claim(), { ok: true, accepted: true, status: "started" });
+        assert.deepEqual(await claim(), { ok: true, accepted: true, status: "started" }, "the same claim again: still ours");
+        const other = await request<{ ok: boolean; accepted: boolean }>(socket, "task.report", { taskId: task.id, lease: "someone-else:1#1", kind: "completed", result: 1 });
+        assert.equal(other.accepted, false, "another lease cannot complete it");
+        const done = await request<{ ok: boolean; accepted: boolean; status: string }>(socket, "task.report", { taskId: task.id, lease, kind: "completed", result: { ok: 1 } });
+        assert.deepEqual(done, { ok: true, accepted: true, status: "completed" });
+        const history = await api(shared.url, "GET", `/api/v1/events?namespace=tasks&room=task:${task.id}`, { token });
+        assert.deepEqual(history.body.items.map((e: { type: string }) => e.type), ["task.created", "task.queued", "task.assigned", "task.started", "task.completed"]);
+        await job!.moveToCompleted({ ok: 1 }, lockToken, false);
+      } finally {
+        await bull.close();
+        connection.disconnect();
+      }
     });
 
     it("a dashboard token cannot send worker.status, heartbeats or task reports, even an admin one naming a pool", async () => {

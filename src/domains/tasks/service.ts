@@ -204,16 +204,16 @@ export class TaskService {
     let changed: { task: TaskRow | null };
     switch (report.kind) {
       case "assigned": {
-        if (!(await holdsJob(report.workerId))) return this.refusal(tenantId, poolId, report.taskId);
-        changed = await this.transition(tenantId, report.taskId, "assigned", { workerId: report.workerId, lease: report.lease }, {}, { poolId });
+        if (!(await holdsJob(report.workerId))) return withoutLease(await this.refusal(tenantId, poolId, report.taskId));
+        changed = await this.transition(tenantId, report.taskId, "assigned", { workerId: report.workerId, lease: report.lease }, {}, { poolId, newLease: report.lease });
         break;
       }
       case "started":
         if (report.workerId !== undefined) {
           // A claim: assigned and started in one statement, both events stored.
-          if (!(await holdsJob(report.workerId))) return this.refusal(tenantId, poolId, report.taskId);
+          if (!(await holdsJob(report.workerId))) return withoutLease(await this.refusal(tenantId, poolId, report.taskId));
           const claim = { workerId: report.workerId, lease: report.lease, attempts: report.attempt, startedAt: now };
-          changed = await this.transition(tenantId, report.taskId, "claimed", claim, {}, { poolId });
+          changed = await this.transition(tenantId, report.taskId, "claimed", claim, {}, { poolId, newLease: report.lease });
           break;
         }
         changed = await this.transition(tenantId, report.taskId, "started", { attempts: report.attempt, startedAt: now }, {}, guard);
@@ -238,19 +238,23 @@ export class TaskService {
     }
     if (changed.task) return { accepted: true, status: changed.task.status as TaskStatus };
     const reply = await this.refusal(tenantId, poolId, report.taskId);
-    const current = await this.prisma.task.findUnique({ where: { id: report.taskId }, select: { lease: true } });
-    if (current?.lease !== report.lease && report.kind !== "assigned" && !(report.kind === "started" && report.workerId !== undefined)) {
+    const binds = report.kind === "assigned" || (report.kind === "started" && report.workerId !== undefined);
+    if (binds && reply.lease === report.lease && (reply.status === "assigned" || reply.status === "started")) {
+      // The same claim again (its first ack was lost): it already holds, and nothing is published twice.
+      return { accepted: true, status: reply.status };
+    }
+    if (reply.lease !== report.lease && !binds) {
       this.logger.warn({ tenantId, poolId, taskId: report.taskId, kind: report.kind }, "report refused: its lease is not the task's current lease");
     }
-    return reply;
+    return withoutLease(reply);
   }
 
   /** Why a report was refused: no such task (for this tenant), another pool's task, or a state or lease that no longer allows it. */
-  private async refusal(tenantId: string, poolId: string, taskId: string): Promise<TaskReportReply> {
-    const current = await this.prisma.task.findFirst({ where: { id: taskId, tenantId }, select: { poolId: true, status: true } });
+  private async refusal(tenantId: string, poolId: string, taskId: string): Promise<TaskReportReply & { lease: string | null }> {
+    const current = await this.prisma.task.findFirst({ where: { id: taskId, tenantId }, select: { poolId: true, status: true, lease: true } });
     if (!current) throw new NotFoundError("task");
     if (current.poolId !== poolId) throw new ForbiddenError("the task belongs to another pool");
-    return { accepted: false, status: current.status as TaskStatus };
+    return { accepted: false, status: current.status as TaskStatus, lease: current.lease };
   }
 
   /**
@@ -278,6 +282,11 @@ export class TaskService {
       await listener(task).catch((error: unknown) => this.logger.error({ err: error, taskId: task.id }, "task-finished listener failed"));
     }
   }
+}
+
+/** A reply never shows the worker the task's lease. */
+function withoutLease(reply: TaskReportReply): TaskReportReply {
+  return { accepted: reply.accepted, status: reply.status };
 }
 
 function cancelChanges(reason: string): TaskChanges {

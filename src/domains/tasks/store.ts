@@ -51,6 +51,8 @@ export interface TransitionGuard {
   poolId?: string;
   /** The attempt's lease, as bound by `assigned`: reports of any other attempt are refused. */
   lease?: string;
+  /** The change binds this lease: refused when the task already has it (a re-sent claim changes nothing). */
+  newLease?: string;
   /** Optimistic check for the reconciler: the row must still be exactly as it was read. */
   updatedAt?: Date;
 }
@@ -142,6 +144,7 @@ export async function writeTransition(
   };
   if (guard.poolId !== undefined) condition((p) => `"poolId" = ${p}`, guard.poolId);
   if (guard.lease !== undefined) condition((p) => `"lease" = ${p}`, guard.lease);
+  if (guard.newLease !== undefined) condition((p) => `"lease" IS DISTINCT FROM ${p}`, guard.newLease);
   if (guard.updatedAt !== undefined) condition((p) => `"updatedAt" = (${p}::timestamptz AT TIME ZONE 'UTC')`, guard.updatedAt.toISOString());
   params.push(JSON.stringify(eventExtra));
   const extra = `$${params.length}::jsonb`;
