@@ -39,7 +39,7 @@ export function killAllNow(): void {
 }
 
 export interface ServerHandle {
-  kind: "switchyard" | "baseline";
+  kind: "switchyard" | "baseline" | "bullmq-worker";
   name: string;
   url: string;
   port: number;
@@ -56,7 +56,7 @@ export interface ServerHandle {
  * alike, so that per-socket figures measure retained memory rather than garbage not yet collected.
  */
 async function startNode(options: {
-  kind: "switchyard" | "baseline";
+  kind: ServerHandle["kind"];
   name: string;
   entry: string;
   env: Record<string, string>;
@@ -83,7 +83,7 @@ async function startNode(options: {
       const match = options.listening.exec(output);
       if (match) {
         clearTimeout(timer);
-        resolve(Number(match[1]));
+        resolve(Number(match[1] ?? 0)); // a process without a port (the bare BullMQ worker) matches without a group
       }
     };
     child.stdout!.on("data", onData);
@@ -130,6 +130,21 @@ export function startBaseline(name: string, env: Record<string, string>, logFile
     entry: path.relative(repoRoot, path.join(benchDir, "baseline-server.ts")),
     env: { PORT: "0", HOST: "127.0.0.1", NODE_ID: name, ...env },
     listening: /"msg":"baseline listening","port":(\d+)/,
+    logFile,
+  });
+}
+
+/**
+ * The bare-BullMQ worker of the tasks scenario (scripts/bench/bullmq-worker.ts), started like the servers
+ * (inspector on, so --profile works on it too); it has no port: `url` is meaningless.
+ */
+export function startBullmqWorker(name: string, env: Record<string, string>, logFile: string): Promise<ServerHandle> {
+  return startNode({
+    kind: "bullmq-worker",
+    name,
+    entry: path.relative(repoRoot, path.join(benchDir, "bullmq-worker.ts")),
+    env,
+    listening: /"msg":"bullmq worker ready"/,
     logFile,
   });
 }

@@ -1,7 +1,8 @@
 // `npm run bench [-- --quick] [-- --scenarios idle,fanout,latency,tasks,replay]`
 //
 // Starts Switchyard nodes (`node --import tsx src/main.ts`), a bare Socket.IO + @socket.io/redis-adapter
-// baseline (scripts/bench/baseline-server.ts) with the same transport settings, and separate load-generator
+// baseline (scripts/bench/baseline-server.ts) with the same transport settings, a bare BullMQ worker for the
+// tasks scenario (scripts/bench/bullmq-worker.ts), and separate load-generator
 // processes (scripts/bench/load-client.ts: raw Engine.IO/WebSocket clients that authenticate and subscribe
 // exactly like dashboards), measures both in the same run, prints one table, and writes one JSON file per
 // scenario to bench/results/<scenario>-<quick|full>.json. Everything it creates (processes, the database
@@ -15,7 +16,21 @@ import path from "node:path";
 import { Redis } from "ioredis";
 import { dropDatabase } from "../db-setup.js";
 import { formatTable, human, machineInfo, mintToken, now, sleep, summarize, type Summary } from "./lib.js";
-import { CpuMeter, killAllNow, LoadClient, repoRoot, sampleMemory, startProfile, summarizeProfile, startBaseline, startSwitchyard, stopAll, type MemorySample, type ServerHandle } from "./procs.js";
+import {
+  CpuMeter,
+  killAllNow,
+  LoadClient,
+  repoRoot,
+  sampleMemory,
+  startProfile,
+  summarizeProfile,
+  startBaseline,
+  startBullmqWorker,
+  startSwitchyard,
+  stopAll,
+  type MemorySample,
+  type ServerHandle,
+} from "./procs.js";
 import type { PublisherSpec } from "./publishers.js";
 
 // ---------------------------------------------------------------------------------------------- options
@@ -55,9 +70,10 @@ const SIZES = {
     latencyPerRoom: 2,
     latencyRates: [100],
     latencyMs: 4000,
-    tasksConcurrency: [1, 16],
+    tasksConcurrency: [1, 16, 64],
     tasksWarmupMs: 1000,
     tasksMs: 3000,
+    bareWorkerConcurrency: 32,
     replayEvents: 1000,
     replayClients: 10,
   },
@@ -78,6 +94,7 @@ const SIZES = {
     tasksConcurrency: [1, 16, 64],
     tasksWarmupMs: 2000,
     tasksMs: 15_000,
+    bareWorkerConcurrency: 32,
     replayEvents: 10_000,
     replayClients: 50,
   },
@@ -120,6 +137,7 @@ let nodeA: ServerHandle | undefined;
 let nodeB: ServerHandle | undefined;
 let baseA: ServerHandle | undefined;
 let baseB: ServerHandle | undefined;
+let bareWorker: ServerHandle | undefined;
 let clients: LoadClient[] = [];
 let publisher: LoadClient | undefined;
 let benchPools: string[] = [];
@@ -168,6 +186,9 @@ function writeResult(scenario: Scenario, results: unknown): void {
         "node --inspect=127.0.0.1:0 --import tsx scripts/bench/baseline-server.ts: socket.io 4.8 + @socket.io/redis-adapter, " +
         "transports polling+websocket, HS256 JWT (jsonwebtoken, string secret as in Switchyard) checked in the handshake, no database",
       clients: "raw Engine.IO v4 / Socket.IO v5 over ws (scripts/bench/raw-socket.ts), websocket transport",
+      bullmqWorker:
+        "node --inspect=127.0.0.1:0 --import tsx scripts/bench/bullmq-worker.ts: one BullMQ Worker returning the payload, " +
+        "concurrency and lock settings of Switchyard's embedded worker (tasks scenario)",
     },
     results,
   };
@@ -636,40 +657,71 @@ interface TasksRun {
   errors: string[];
   tasksPerSecond: number;
   latency: Summary;
-  taskEventsSeen: number;
+  /** Switchyard: every event the `tasks` subscriber saw; bare BullMQ: every `completed` QueueEvents saw. */
+  taskEventsSeen?: number;
+  completedEventsSeen?: number;
   cpuPercent: Record<string, number>;
   profile?: ReturnType<typeof summarizeProfile>;
 }
 
+const BARE_QUEUE = "pool.tasks.default";
+const BARE_PREFIX = `bench-${RUN}-bare:bull`;
+
 async function tasksScenario(): Promise<void> {
-  const runs: TasksRun[] = [];
-  for (const concurrency of SIZES.tasksConcurrency) {
-    log(`tasks: echo tasks, closed loop with ${concurrency} in flight, ${SIZES.tasksMs / 1000} s (+${SIZES.tasksWarmupMs / 1000} s warm-up)`);
-    const meter = cpuMeter({ server: nodeA! });
+  log(`tasks: starting the bare BullMQ worker (concurrency ${SIZES.bareWorkerConcurrency})`);
+  bareWorker = await startBullmqWorker(
+    `bullmq-${RUN}`,
+    { REDIS_URL, BULL_PREFIX: BARE_PREFIX, QUEUE: BARE_QUEUE, WORKER_CONCURRENCY: String(SIZES.bareWorkerConcurrency) },
+    path.join(LOG_DIR, "bullmq-worker.log"),
+  );
+  const runs: Array<{ concurrency: number; switchyard: TasksRun; bullmq: TasksRun }> = [];
+  const one = async (kind: "switchyard" | "bullmq", concurrency: number): Promise<TasksRun> => {
+    const server = kind === "switchyard" ? nodeA! : bareWorker!;
+    const meter = cpuMeter(kind === "switchyard" ? { server } : { worker: server });
     meter.start();
-    const [result, profile] = await profiled(nodeA!, `tasks ${concurrency}`, () =>
-      publisher!.call<Omit<TasksRun, "concurrency" | "cpuPercent" | "profile">>("tasks", {
-        url: nodeA!.url,
-        token: tokens.tasks,
-        concurrency,
-        durationMs: SIZES.tasksMs,
-        warmupMs: SIZES.tasksWarmupMs,
-      }),
+    const loop = { concurrency, durationMs: SIZES.tasksMs, warmupMs: SIZES.tasksWarmupMs };
+    const [result, profile] = await profiled(server, `tasks ${concurrency}`, () =>
+      kind === "switchyard"
+        ? publisher!.call<Omit<TasksRun, "concurrency" | "cpuPercent" | "profile">>("tasks", { url: nodeA!.url, token: tokens.tasks, ...loop })
+        : publisher!.call<Omit<TasksRun, "concurrency" | "cpuPercent" | "profile">>("bullmqTasks", { redisUrl: REDIS_URL, prefix: BARE_PREFIX, queue: BARE_QUEUE, ...loop }),
     );
     const cpuPercent = meter.stop();
-    if (result.failed > 0) log(`  ${result.failed} tasks failed: ${result.errors.slice(0, 2).join("; ")}`);
-    log(`  ${human(result.tasksPerSecond)} tasks/s, submit -> task.completed p50/p99/max ${lat(result.latency)} ms; cpu ${cpuText(cpuPercent)}`);
-    runs.push({ concurrency, ...result, cpuPercent, profile });
+    if (result.failed > 0) log(`  ${kind}: ${result.failed} tasks failed: ${result.errors.slice(0, 2).join("; ")}`);
+    log(`  ${kind}: ${human(result.tasksPerSecond)} tasks/s, p50/p99/max ${lat(result.latency)} ms; cpu ${cpuText(cpuPercent)}`);
+    return { concurrency, ...result, cpuPercent, profile };
+  };
+  for (const concurrency of SIZES.tasksConcurrency) {
+    log(`tasks: echo tasks, closed loop with ${concurrency} in flight, ${SIZES.tasksMs / 1000} s (+${SIZES.tasksWarmupMs / 1000} s warm-up) each, Switchyard then bare BullMQ`);
+    const sw = await one("switchyard", concurrency);
+    const bare = await one("bullmq", concurrency);
+    runs.push({ concurrency, switchyard: sw, bullmq: bare });
+    const failed = sw.failed + bare.failed > 0 ? `; failed: sw ${sw.failed}, bullmq ${bare.failed}` : "";
     rows.push({
       scenario: `tasks, ${concurrency} in flight`,
-      metric: "tasks/s; p50/p99/max ms",
-      switchyard: `${human(result.tasksPerSecond)}; ${lat(result.latency)}`,
-      baseline: "n/a",
-      ratio: "n/a",
-      notes: `echo, persisted; POST /api/v1/tasks -> task.completed on a \`tasks\` subscriber${result.failed > 0 ? `; ${result.failed} failed` : ""}`,
+      metric: "tasks/s",
+      switchyard: human(sw.tasksPerSecond),
+      baseline: human(bare.tasksPerSecond),
+      ratio: ratio(sw.tasksPerSecond, bare.tasksPerSecond, 3),
+      notes: `base = bare BullMQ (Queue.add -> Worker in its own process -> QueueEvents completed)${failed}`,
+    });
+    rows.push({
+      scenario: `tasks, ${concurrency} in flight`,
+      metric: "p50/p99/max ms",
+      switchyard: lat(sw.latency),
+      baseline: lat(bare.latency),
+      ratio: `p99 ${ratio(sw.latency.p99, bare.latency.p99, 1)}`,
+      notes: "sw: POST /api/v1/tasks (echo) -> task.completed on a `tasks` subscriber",
     });
   }
-  writeResult("tasks", { durationMs: SIZES.tasksMs, warmupMs: SIZES.tasksWarmupMs, runs });
+  await bareWorker.stop();
+  bareWorker = undefined;
+  notes.push(
+    "tasks: the same closed loop (N in flight, submit -> completion seen by the submitting process) through Switchyard " +
+      "(REST submit, persisted task and its events, embedded worker in the server process, task.completed on a `tasks` " +
+      "socket) and through bare BullMQ on the same Redis (Queue.add with the job options Switchyard uses for an echo task, " +
+      `a Worker with concurrency ${SIZES.bareWorkerConcurrency} in its own process returning the payload, completion from QueueEvents).`,
+  );
+  writeResult("tasks", { durationMs: SIZES.tasksMs, warmupMs: SIZES.tasksWarmupMs, bareWorkerConcurrency: SIZES.bareWorkerConcurrency, runs });
 }
 
 // ---------------------------------------------------------------------------------------------- replay
@@ -770,7 +822,7 @@ function runCommand(command: string, args: string[], logFile: string): Promise<v
 async function cleanup(): Promise<void> {
   log("cleaning up");
   await Promise.allSettled([...clients, ...(publisher ? [publisher] : [])].map((c) => c.stop()));
-  await Promise.allSettled([nodeA, nodeB, baseA, baseB].filter((s): s is ServerHandle => s !== undefined).map((s) => s.stop()));
+  await Promise.allSettled([nodeA, nodeB, baseA, baseB, bareWorker].filter((s): s is ServerHandle => s !== undefined).map((s) => s.stop()));
   await stopAll();
   if (dbCreated) {
     await dropDatabase(DATABASE_URL).catch((error: unknown) => log(`could not drop the bench database: ${(error as Error).message}`));
@@ -851,8 +903,8 @@ async function main(): Promise<void> {
       log(`scenario ${name} FAILED: ${(error as Error).stack ?? error}`);
       rows.push({ scenario: name, metric: "FAILED", switchyard: "-", baseline: "-", ratio: "-", notes: (error as Error).message.split("\n")[0]!.slice(0, 120) });
       await closeSockets().catch(() => undefined);
-      await Promise.allSettled([nodeB?.stop(), baseB?.stop()]);
-      nodeB = baseB = undefined;
+      await Promise.allSettled([nodeB?.stop(), baseB?.stop(), bareWorker?.stop()]);
+      nodeB = baseB = bareWorker = undefined;
     }
     log(`=== ${name} done in ${((now() - t0) / 1000).toFixed(1)} s`);
   }
