@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick] [-- --scenarios idle,fanout,latency,tasks,replay]`
+// `npm run bench [-- --quick] [-- --scenarios idle,fanout,latency,publish,tasks,replay]`
 //
 // Starts Switchyard nodes (`node --import tsx src/main.ts`), a bare Socket.IO + @socket.io/redis-adapter
 // baseline (scripts/bench/baseline-server.ts) with the same transport settings, a bare BullMQ worker for the
@@ -38,7 +38,7 @@ import type { PublisherSpec } from "./publishers.js";
 const argv = process.argv.slice(2);
 const QUICK = argv.includes("--quick");
 const SIZE = QUICK ? "quick" : "full";
-const ALL_SCENARIOS = ["idle", "fanout", "latency", "tasks", "replay"] as const;
+const ALL_SCENARIOS = ["idle", "fanout", "latency", "publish", "tasks", "replay"] as const;
 type Scenario = (typeof ALL_SCENARIOS)[number];
 const scenariosArg = argv.find((a) => a.startsWith("--scenarios="))?.slice("--scenarios=".length) ?? argv[argv.indexOf("--scenarios") + 1];
 const SCENARIOS: Scenario[] =
@@ -48,8 +48,8 @@ const SCENARIOS: Scenario[] =
 const PROFILE = argv.includes("--profile");
 if (argv.includes("--help")) {
   process.stdout.write(
-    "usage: npm run bench -- [--quick] [--scenarios idle,fanout,latency,tasks,replay] [--profile]\n" +
-      "  --profile  CPU-profile the server under test during fan-out, latency, tasks and replay seeding\n" +
+    "usage: npm run bench -- [--quick] [--scenarios idle,fanout,latency,publish,tasks,replay] [--profile]\n" +
+      "  --profile  CPU-profile the server under test during fan-out, latency, publish, tasks and replay seeding\n" +
       "             (V8 profiler through the inspector); .cpuprofile files go to bench/results/tmp/profiles-<run>/\n",
   );
   process.exit(0);
@@ -74,6 +74,13 @@ const SIZES = {
     tasksWarmupMs: 1000,
     tasksMs: 3000,
     bareWorkerConcurrency: 32,
+    publishRooms: 100,
+    publishPerRoom: 10,
+    publishBatch: 50,
+    publishConcurrencyBatches: 8,
+    publishMs: 3000,
+    publishLatencyRate: 1000,
+    publishLatencyMs: 4000,
     replayEvents: 1000,
     replayClients: 10,
   },
@@ -95,6 +102,13 @@ const SIZES = {
     tasksWarmupMs: 2000,
     tasksMs: 15_000,
     bareWorkerConcurrency: 32,
+    publishRooms: 100,
+    publishPerRoom: 10,
+    publishBatch: 50,
+    publishConcurrencyBatches: 8,
+    publishMs: 10_000,
+    publishLatencyRate: 1000,
+    publishLatencyMs: 10_000,
     replayEvents: 10_000,
     replayClients: 50,
   },
@@ -416,20 +430,36 @@ interface DeliveryRun {
   profile?: ReturnType<typeof summarizeProfile>;
 }
 
-async function deliveryRun(label: string, server: ServerHandle, spec: PublisherSpec, pools: string[], subscribersPerEvent: number, concurrency: number): Promise<DeliveryRun> {
+/** Events one call of `spec` publishes. */
+const perCall = (spec: PublisherSpec): number => (spec.kind === "switchyard-events" || spec.kind === "baseline-batch" ? spec.batch : 1);
+
+/**
+ * Closed-loop publishing to `server` (`concurrency` calls in flight) for `durationMs`, counting what the
+ * subscribers (already connected, to `subscribeTo`) receive. `scenario` names the profile.
+ */
+async function deliveryRun(
+  label: string,
+  server: ServerHandle,
+  spec: PublisherSpec,
+  pools: string[],
+  subscribersPerEvent: number,
+  concurrency: number,
+  { subscribeTo = server, durationMs = SIZES.fanoutMs, scenario = "fanout" }: { subscribeTo?: ServerHandle; durationMs?: number; scenario?: string } = {},
+): Promise<DeliveryRun> {
   await record("count");
-  const meter = cpuMeter({ server });
+  const meter = cpuMeter(subscribeTo === server ? { server } : { subNode: subscribeTo, pubNode: server });
   meter.start();
-  const [{ loop, roomEvents, expected, t }, profile] = await profiled(server, `fanout ${label} ${subscribersPerEvent}`, async () => {
+  const [{ loop, roomEvents, expected, t }, profile] = await profiled(server, `${scenario} ${label} ${subscribersPerEvent}`, async () => {
     const loop = await publisher!.call<{ calls: number; events: number; failed: number; errors: string[]; startTs: number; endTs: number }>("publish", {
       url: server.url,
       spec,
       pools,
       concurrency,
-      durationMs: SIZES.fanoutMs,
+      durationMs,
     });
-    // Events that reach the subscribed room: one per Switchyard call, one per logical baseline event.
-    const roomEvents = spec.kind === "switchyard-scale" ? loop.calls - loop.failed : loop.events;
+    // Events that reach the subscribed room(s) (successful calls only): one per Switchyard scale call, one per
+    // logical baseline event, `batch` per publish-API call.
+    const roomEvents = loop.events;
     const expected = roomEvents * subscribersPerEvent;
     const t = await drain(expected);
     return { loop, roomEvents, expected, t };
@@ -542,12 +572,37 @@ interface LatencyRun {
 async function latencyRun(topology: string, rate: number, publishTo: ServerHandle, subscribeTo: ServerHandle, spec: PublisherSpec, pools: string[]): Promise<LatencyRun> {
   const rooms = pools.map((id) => `pool:${id}`);
   await connectSockets(subscribeTo, "/pools", tokens.bench, rooms, rooms.length * SIZES.latencyPerRoom);
+  const run = await latencyMeasure(topology, rate, publishTo, subscribeTo, spec, pools, SIZES.latencyPerRoom, SIZES.latencyMs, {
+    serverA: publishTo,
+    serverB: subscribeTo,
+  });
+  await closeSockets();
+  return run;
+}
+
+/**
+ * Open loop at `rate` events/s (calls of perCall(spec) events each) to `publishTo` for `durationMs`, with
+ * `perRoom` subscribers per room already connected to `subscribeTo`: publish -> receive latency of every receipt.
+ */
+async function latencyMeasure(
+  topology: string,
+  rate: number,
+  publishTo: ServerHandle,
+  subscribeTo: ServerHandle,
+  spec: PublisherSpec,
+  pools: string[],
+  perRoom: number,
+  durationMs: number,
+  cpuGroups: Record<string, ServerHandle>,
+  scenario = "latency",
+): Promise<LatencyRun> {
   await record("latency");
-  const meter = cpuMeter(publishTo === subscribeTo ? { server: publishTo } : { serverA: publishTo, serverB: subscribeTo });
+  const meter = cpuMeter(publishTo === subscribeTo ? { server: publishTo } : cpuGroups);
   meter.start();
-  const [loop, profile] = await profiled(publishTo, `latency ${topology} ${rate}`, () =>
+  const [loop, profile] = await profiled(publishTo, `${scenario} ${topology} ${rate}`, () =>
     publisher!.call<{
       calls: number;
+      events: number;
       failed: number;
       late: number;
       skipped: number;
@@ -555,14 +610,13 @@ async function latencyRun(topology: string, rate: number, publishTo: ServerHandl
       startTs: number;
       endTs: number;
       callLatency?: Summary;
-    }>("publish", { url: publishTo.url, spec, pools, rate, durationMs: SIZES.latencyMs, maxInFlight: 256 }),
+    }>("publish", { url: publishTo.url, spec, pools, rate: rate / perCall(spec), durationMs, maxInFlight: 256 }),
   );
-  const expected = (loop.calls - loop.failed) * SIZES.latencyPerRoom;
+  const expected = loop.events * perRoom;
   await drain(expected, 1000, 10_000);
   const cpuPercent = meter.stop();
   await record("none");
   const samples = await Promise.all(clients.map((c) => c.call<{ keys: string[]; ts: number[] }>("stats", { samples: true })));
-  await closeSockets();
   const sentAt = new Map(loop.sends);
   const latencies: number[] = [];
   let received = 0;
@@ -576,7 +630,7 @@ async function latencyRun(topology: string, rate: number, publishTo: ServerHandl
   const run: LatencyRun = {
     topology,
     offeredRate: rate,
-    achievedRate: ((loop.calls - loop.failed) * 1000) / (loop.endTs - loop.startTs),
+    achievedRate: (loop.events * 1000) / (loop.endTs - loop.startTs),
     calls: loop.calls,
     failed: loop.failed,
     late: loop.late,
@@ -722,6 +776,103 @@ async function tasksScenario(): Promise<void> {
       `a Worker with concurrency ${SIZES.bareWorkerConcurrency} in its own process returning the payload, completion from QueueEvents).`,
   );
   writeResult("tasks", { durationMs: SIZES.tasksMs, warmupMs: SIZES.tasksWarmupMs, bareWorkerConcurrency: SIZES.bareWorkerConcurrency, runs });
+}
+
+// ---------------------------------------------------------------------------------------------- publish API
+
+async function publishScenario(): Promise<void> {
+  const pools = await ensureBenchPools(SIZES.publishRooms);
+  const rooms = pools.map((id) => `pool:${id}`);
+  const B = SIZES.publishBatch;
+  const C = SIZES.publishConcurrencyBatches;
+  const perRoom = SIZES.publishPerRoom;
+  log("publish: starting second nodes");
+  [nodeB, baseB] = await Promise.all([
+    startSwitchyard(`bench-${RUN}-b`, switchyardEnv(), path.join(LOG_DIR, "switchyard-b.log")),
+    startBaseline(`baseline-${RUN}-b`, baselineEnv(), path.join(LOG_DIR, "baseline-b.log")),
+  ]);
+  const sides = [
+    { kind: "switchyard" as const, label: "switchyard POST /api/v1/events", subscribeTo: nodeA!, publishTo: nodeB, spec: { kind: "switchyard-events", token: tokens.bench, batch: B } as PublisherSpec },
+    { kind: "baseline" as const, label: "baseline POST /publish-batch", subscribeTo: baseA!, publishTo: baseB, spec: { kind: "baseline-batch", tenant: "bench", batch: B } as PublisherSpec },
+  ];
+  const results: Record<string, { warmupMs: number; throughput: DeliveryRun; latency: LatencyRun }> = {};
+  for (const side of sides) {
+    log(`publish ${side.kind}: ${rooms.length} rooms x ${perRoom} subscribers on A, batches of ${B} posted to B`);
+    await connectSockets(side.subscribeTo, "/pools", tokens.bench, rooms, rooms.length * perRoom);
+    // Warm-up, not measured: one call at a time until every room got two events (a node that has not seen a
+    // room yet looks it up in PostgreSQL; the JIT warms up on both sides).
+    const warm = await publisher!.call<{ calls: number; failed: number; errors: string[]; startTs: number; endTs: number }>("publish", {
+      url: side.publishTo.url,
+      spec: side.spec,
+      pools,
+      concurrency: 1,
+      durationMs: 30_000,
+      limit: Math.ceil((2 * rooms.length) / B),
+    });
+    if (warm.failed > 0) throw new Error(`publish warm-up failed: ${warm.errors.join("; ")}`);
+    const warmupMs = warm.endTs - warm.startTs;
+    log(`  warm-up: ${warm.calls} calls one at a time in ${ms(warmupMs)} ms`);
+    await sleep(300);
+    const throughput = await deliveryRun(side.label, side.publishTo, side.spec, pools, perRoom, C, { subscribeTo: side.subscribeTo, durationMs: SIZES.publishMs, scenario: "publish" });
+    const latency = await latencyMeasure("2 nodes", SIZES.publishLatencyRate, side.publishTo, side.subscribeTo, side.spec, pools, perRoom, SIZES.publishLatencyMs, { subNode: side.subscribeTo, pubNode: side.publishTo }, "publish");
+    await closeSockets();
+    results[side.kind] = { warmupMs, throughput, latency };
+  }
+  await Promise.all([nodeB.stop(), baseB.stop()]);
+  nodeB = baseB = undefined;
+  const sw = results.switchyard!;
+  const base = results.baseline!;
+  const scenario = `publish API ${human(rooms.length, 0)} rooms x ${perRoom}`;
+  rows.push({
+    scenario,
+    metric: "deliveries/s",
+    switchyard: human(sw.throughput.deliveredPerSecond),
+    baseline: human(base.throughput.deliveredPerSecond),
+    ratio: ratio(sw.throughput.deliveredPerSecond, base.throughput.deliveredPerSecond, 3),
+    notes:
+      `${C} batches of ${B} in flight, posted to node B, subscribers on node A` +
+      (Math.min(sw.throughput.completeness, base.throughput.completeness) < 1
+        ? `; delivered only ${(sw.throughput.completeness * 100).toFixed(0)}%/${(base.throughput.completeness * 100).toFixed(0)}%`
+        : "") +
+      (sw.throughput.failed + base.throughput.failed > 0 ? `; failed calls ${sw.throughput.failed}/${base.throughput.failed}` : ""),
+  });
+  rows.push({
+    scenario,
+    metric: "events published/s",
+    switchyard: human(sw.throughput.publishPerSecond),
+    baseline: human(base.throughput.publishPerSecond),
+    ratio: ratio(sw.throughput.publishPerSecond, base.throughput.publishPerSecond, 3),
+    notes: `sw: stored + numbered (one batch = one unit); base: emit each, no auth/storage`,
+  });
+  const loss = sw.latency.matched < sw.latency.expected || base.latency.matched < base.latency.expected;
+  const behind = sw.latency.skipped > 0 || base.latency.skipped > 0;
+  rows.push({
+    scenario: `publish API @${human(SIZES.publishLatencyRate, 0)}/s, 2 nodes`,
+    metric: "p50/p99/max ms",
+    switchyard: lat(sw.latency.latencyMs),
+    baseline: lat(base.latency.latencyMs),
+    ratio: `p99 ${ratio(sw.latency.latencyMs.p99, base.latency.latencyMs.p99, 1)}`,
+    notes:
+      `${human(SIZES.publishLatencyRate / B, 0)} batches of ${B}/s; achieved ${human(sw.latency.achievedRate)}/${human(base.latency.achievedRate)} events/s` +
+      (behind ? " (overloaded: publishes skipped)" : "") +
+      (loss ? `; receipts ${sw.latency.matched}/${sw.latency.expected}, ${base.latency.matched}/${base.latency.expected}` : ""),
+  });
+  notes.push(
+    `publish API: Switchyard's POST /api/v1/events (admin token; ${B} custom events per call, each to one \`pool:<id>\` room, ` +
+      "checked, stored and numbered as one unit, then broadcast) on node B, with the subscribers on node A (through Redis); " +
+      "the baseline pair driven the same way: POST /publish-batch to baseline B emits each event once (no auth, no storage), " +
+      "subscribers on baseline A. Latency: open loop at the offered rate, from each batch's scheduled time to each receipt.",
+  );
+  writeResult("publish", {
+    rooms: rooms.length,
+    subscribersPerRoom: perRoom,
+    batch: B,
+    batchesInFlight: C,
+    durationMs: SIZES.publishMs,
+    latency: { offeredEventsPerSecond: SIZES.publishLatencyRate, durationMs: SIZES.publishLatencyMs },
+    switchyard: sw,
+    baseline: base,
+  });
 }
 
 // ---------------------------------------------------------------------------------------------- replay
@@ -889,6 +1040,7 @@ async function main(): Promise<void> {
     idle: idleScenario,
     fanout: fanoutScenario,
     latency: latencyScenario,
+    publish: publishScenario,
     tasks: tasksScenario,
     replay: replayScenario,
   };
