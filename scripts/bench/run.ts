@@ -314,28 +314,41 @@ async function ensureBenchPools(n: number): Promise<string[]> {
   return benchPools.slice(0, n);
 }
 
+type ProfileSummary = ReturnType<typeof summarizeProfile>;
+
 /**
- * With --profile, runs `fn` under V8's CPU profiler in `server`, saves the .cpuprofile and
- * returns where the time went (self time by package and by function); without it, just runs `fn`.
+ * With --profile, runs `fn` under V8's CPU profiler in `server` (and in `alsoServer`, the node holding the
+ * subscribers in two-node runs), saves the .cpuprofile files and returns where the time went (self time by
+ * package, by function and by calling package); without it, just runs `fn`.
  */
-async function profiled<T>(server: ServerHandle, label: string, fn: () => Promise<T>): Promise<[T, ReturnType<typeof summarizeProfile> | undefined]> {
-  const session = PROFILE ? await startProfile(server) : undefined;
-  if (!session) return [await fn(), undefined];
+async function profiled<T>(
+  server: ServerHandle,
+  label: string,
+  fn: () => Promise<T>,
+  alsoServer?: ServerHandle,
+): Promise<[T, ProfileSummary | undefined, ProfileSummary | undefined]> {
+  const targets = PROFILE ? [server, ...(alsoServer && alsoServer !== server ? [alsoServer] : [])] : [];
+  const sessions = await Promise.all(targets.map((t) => startProfile(t)));
+  if (!sessions.some((s) => s)) return [await fn(), undefined, undefined];
   let result: T;
   try {
     result = await fn();
   } catch (error) {
-    await session.stop();
+    await Promise.all(sessions.map((s) => s?.stop()));
     throw error;
   }
-  const profile = await session.stop();
-  if (!profile) return [result, undefined];
-  mkdirSync(PROFILE_DIR, { recursive: true });
-  const file = path.join(PROFILE_DIR, `${server.kind}-${label.replace(/[^A-Za-z0-9_.-]+/g, "-")}.cpuprofile`);
-  writeFileSync(file, JSON.stringify(profile));
-  const summary = summarizeProfile(profile);
-  log(`  profile ${path.relative(repoRoot, file)}: ${summary.byPackage.slice(0, 8).map(([k, v]) => `${k} ${v}%`).join(", ")}`);
-  return [result, summary];
+  const profiles = await Promise.all(sessions.map((s) => s?.stop()));
+  const summaries = profiles.map((profile, i) => {
+    if (!profile) return undefined;
+    mkdirSync(PROFILE_DIR, { recursive: true });
+    const role = i === 0 ? "" : "subscribers-";
+    const file = path.join(PROFILE_DIR, `${targets[i]!.kind}-${role}${label.replace(/[^A-Za-z0-9_.-]+/g, "-")}.cpuprofile`);
+    writeFileSync(file, JSON.stringify(profile));
+    const summary = summarizeProfile(profile);
+    log(`  profile ${path.relative(repoRoot, file)} (by calling package): ${summary.byCaller.slice(0, 8).map(([k, v]) => `${k} ${v}%`).join(", ")}`);
+    return summary;
+  });
+  return [result, summaries[0], summaries[1]];
 }
 
 /** CPU use (% of one core) of the given servers, the load generators, the publisher, PostgreSQL and Redis. */
@@ -427,7 +440,11 @@ interface DeliveryRun {
   deliveredPerSecond: number;
   completeness: number;
   cpuPercent: Record<string, number>;
-  profile?: ReturnType<typeof summarizeProfile>;
+  /** Wall time the CPU figures cover (publishing and draining). */
+  cpuWallMs: number;
+  profile?: ProfileSummary;
+  /** Two-node runs: the profile of the node holding the subscribers. */
+  subscriberProfile?: ProfileSummary;
 }
 
 /** Events one call of `spec` publishes. */
@@ -448,8 +465,9 @@ async function deliveryRun(
 ): Promise<DeliveryRun> {
   await record("count");
   const meter = cpuMeter(subscribeTo === server ? { server } : { subNode: subscribeTo, pubNode: server });
+  const meterStart = now();
   meter.start();
-  const [{ loop, roomEvents, expected, t }, profile] = await profiled(server, `${scenario} ${label} ${subscribersPerEvent}`, async () => {
+  const [{ loop, roomEvents, expected, t }, profile, subscriberProfile] = await profiled(server, `${scenario} ${label} ${subscribersPerEvent}`, async () => {
     const loop = await publisher!.call<{ calls: number; events: number; failed: number; errors: string[]; startTs: number; endTs: number }>("publish", {
       url: server.url,
       spec,
@@ -463,8 +481,9 @@ async function deliveryRun(
     const expected = roomEvents * subscribersPerEvent;
     const t = await drain(expected);
     return { loop, roomEvents, expected, t };
-  });
+  }, subscribeTo);
   const cpuPercent = meter.stop();
+  const cpuWallMs = now() - meterStart;
   await record("none");
   const deliverMs = Math.max(t.lastTs, loop.endTs) - loop.startTs;
   const run: DeliveryRun = {
@@ -481,7 +500,9 @@ async function deliveryRun(
     deliveredPerSecond: (t.received * 1000) / deliverMs,
     completeness: expected > 0 ? t.received / expected : NaN,
     cpuPercent,
+    cpuWallMs,
     profile,
+    subscriberProfile,
   };
   if (loop.failed > 0) log(`  ${label}: ${loop.failed} publish calls failed: ${loop.errors.slice(0, 2).join("; ")}`);
   log(
@@ -566,7 +587,9 @@ interface LatencyRun {
   latencyMs: Summary;
   callMs: Summary | undefined;
   cpuPercent: Record<string, number>;
-  profile?: ReturnType<typeof summarizeProfile>;
+  profile?: ProfileSummary;
+  /** Two-node runs: the profile of the node holding the subscribers. */
+  subscriberProfile?: ProfileSummary;
 }
 
 async function latencyRun(topology: string, rate: number, publishTo: ServerHandle, subscribeTo: ServerHandle, spec: PublisherSpec, pools: string[]): Promise<LatencyRun> {
@@ -599,7 +622,7 @@ async function latencyMeasure(
   await record("latency");
   const meter = cpuMeter(publishTo === subscribeTo ? { server: publishTo } : cpuGroups);
   meter.start();
-  const [loop, profile] = await profiled(publishTo, `${scenario} ${topology} ${rate}`, () =>
+  const [loop, profile, subscriberProfile] = await profiled(publishTo, `${scenario} ${topology} ${rate}`, () =>
     publisher!.call<{
       calls: number;
       events: number;
@@ -611,6 +634,7 @@ async function latencyMeasure(
       endTs: number;
       callLatency?: Summary;
     }>("publish", { url: publishTo.url, spec, pools, rate: rate / perCall(spec), durationMs, maxInFlight: 256 }),
+    subscribeTo,
   );
   const expected = loop.events * perRoom;
   await drain(expected, 1000, 10_000);
@@ -642,6 +666,7 @@ async function latencyMeasure(
     callMs: loop.callLatency,
     cpuPercent,
     profile,
+    subscriberProfile,
   };
   log(
     `  ${topology} ${spec.kind}: p50/p99/max ${lat(run.latencyMs)} ms, ${human(run.achievedRate)}/s of ${run.offeredRate}/s offered, ` +
@@ -715,8 +740,12 @@ interface TasksRun {
   taskEventsSeen?: number;
   completedEventsSeen?: number;
   cpuPercent: Record<string, number>;
-  profile?: ReturnType<typeof summarizeProfile>;
+  /** CPU time per completed task (warm-up included, like the CPU window), ms, by process group. */
+  cpuMsPerTask: Record<string, number>;
+  profile?: ProfileSummary;
 }
+
+const cpuMs = (value: number | undefined): string => (value === undefined ? "n/a" : value >= 1 ? value.toFixed(1) : value.toFixed(2));
 
 const BARE_QUEUE = "pool.tasks.default";
 const BARE_PREFIX = `bench-${RUN}-bare:bull`;
@@ -732,17 +761,24 @@ async function tasksScenario(): Promise<void> {
   const one = async (kind: "switchyard" | "bullmq", concurrency: number): Promise<TasksRun> => {
     const server = kind === "switchyard" ? nodeA! : bareWorker!;
     const meter = cpuMeter(kind === "switchyard" ? { server } : { worker: server });
+    const meterStart = now();
     meter.start();
     const loop = { concurrency, durationMs: SIZES.tasksMs, warmupMs: SIZES.tasksWarmupMs };
     const [result, profile] = await profiled(server, `tasks ${concurrency}`, () =>
       kind === "switchyard"
-        ? publisher!.call<Omit<TasksRun, "concurrency" | "cpuPercent" | "profile">>("tasks", { url: nodeA!.url, token: tokens.tasks, ...loop })
-        : publisher!.call<Omit<TasksRun, "concurrency" | "cpuPercent" | "profile">>("bullmqTasks", { redisUrl: REDIS_URL, prefix: BARE_PREFIX, queue: BARE_QUEUE, ...loop }),
+        ? publisher!.call<Omit<TasksRun, "concurrency" | "cpuPercent" | "cpuMsPerTask" | "profile">>("tasks", { url: nodeA!.url, token: tokens.tasks, ...loop })
+        : publisher!.call<Omit<TasksRun, "concurrency" | "cpuPercent" | "cpuMsPerTask" | "profile">>("bullmqTasks", { redisUrl: REDIS_URL, prefix: BARE_PREFIX, queue: BARE_QUEUE, ...loop }),
     );
     const cpuPercent = meter.stop();
+    const cpuWallMs = now() - meterStart;
     if (result.failed > 0) log(`  ${kind}: ${result.failed} tasks failed: ${result.errors.slice(0, 2).join("; ")}`);
     log(`  ${kind}: ${human(result.tasksPerSecond)} tasks/s, p50/p99/max ${lat(result.latency)} ms; cpu ${cpuText(cpuPercent)}`);
-    return { concurrency, ...result, cpuPercent, profile };
+    const cpuMsPerTask = Object.fromEntries(
+      Object.entries(cpuPercent)
+        .filter(([k]) => k !== "machine" && k !== "loadClients")
+        .map(([k, v]) => [k, Math.round(((v / 100) * cpuWallMs * 1000) / Math.max(1, result.completed)) / 1000]),
+    );
+    return { concurrency, ...result, cpuPercent, cpuMsPerTask, profile };
   };
   for (const concurrency of SIZES.tasksConcurrency) {
     log(`tasks: echo tasks, closed loop with ${concurrency} in flight, ${SIZES.tasksMs / 1000} s (+${SIZES.tasksWarmupMs / 1000} s warm-up) each, Switchyard then bare BullMQ`);
@@ -756,7 +792,9 @@ async function tasksScenario(): Promise<void> {
       switchyard: human(sw.tasksPerSecond),
       baseline: human(bare.tasksPerSecond),
       ratio: ratio(sw.tasksPerSecond, bare.tasksPerSecond, 3),
-      notes: `base = bare BullMQ (Queue.add -> Worker in its own process -> QueueEvents completed)${failed}`,
+      notes:
+        `base = bare BullMQ; CPU ms/task: sw server ${cpuMs(sw.cpuMsPerTask.server)} + pg ${cpuMs(sw.cpuMsPerTask.postgres)} + redis ${cpuMs(sw.cpuMsPerTask.redis)}, ` +
+        `bullmq worker ${cpuMs(bare.cpuMsPerTask.worker)} + producer ${cpuMs(bare.cpuMsPerTask.publisher)} + redis ${cpuMs(bare.cpuMsPerTask.redis)}${failed}`,
     });
     rows.push({
       scenario: `tasks, ${concurrency} in flight`,
@@ -779,6 +817,13 @@ async function tasksScenario(): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------------- publish API
+
+/** CPU microseconds of one process group per unit (delivery, event) over a delivery run. */
+function cpuUs(run: DeliveryRun, group: string, units: number): string {
+  const percent = run.cpuPercent[group];
+  if (percent === undefined || units <= 0) return "n/a";
+  return ((percent / 100) * run.cpuWallMs * 1000 / units).toFixed(1);
+}
 
 async function publishScenario(): Promise<void> {
   const pools = await ensureBenchPools(SIZES.publishRooms);
@@ -830,7 +875,7 @@ async function publishScenario(): Promise<void> {
     baseline: human(base.throughput.deliveredPerSecond),
     ratio: ratio(sw.throughput.deliveredPerSecond, base.throughput.deliveredPerSecond, 3),
     notes:
-      `${C} batches of ${B} in flight, posted to node B, subscribers on node A` +
+      `${C} batches of ${B} in flight; node A CPU/delivery sw ${cpuUs(sw.throughput, "subNode", sw.throughput.received)} µs, base ${cpuUs(base.throughput, "subNode", base.throughput.received)} µs` +
       (Math.min(sw.throughput.completeness, base.throughput.completeness) < 1
         ? `; delivered only ${(sw.throughput.completeness * 100).toFixed(0)}%/${(base.throughput.completeness * 100).toFixed(0)}%`
         : "") +
@@ -842,7 +887,9 @@ async function publishScenario(): Promise<void> {
     switchyard: human(sw.throughput.publishPerSecond),
     baseline: human(base.throughput.publishPerSecond),
     ratio: ratio(sw.throughput.publishPerSecond, base.throughput.publishPerSecond, 3),
-    notes: `sw: stored + numbered (one batch = one unit); base: emit each, no auth/storage`,
+    notes:
+      `CPU/event: node B sw ${cpuUs(sw.throughput, "pubNode", sw.throughput.events)} µs + PostgreSQL ${cpuUs(sw.throughput, "postgres", sw.throughput.events)} µs, ` +
+      `base ${cpuUs(base.throughput, "pubNode", base.throughput.events)} µs`,
   });
   const loss = sw.latency.matched < sw.latency.expected || base.latency.matched < base.latency.expected;
   const behind = sw.latency.skipped > 0 || base.latency.skipped > 0;
