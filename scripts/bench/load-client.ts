@@ -55,6 +55,8 @@ function httpFor(url: string, maxSockets = 256): HttpClient {
   return client;
 }
 const seqSources = new Map<string, SeqSource>();
+/** Gated closed loops: how many events may have been started in all (raised by the `allow` command). */
+let allowance = Infinity;
 
 /**
  * The closed loop of both task scenarios: `concurrency` lanes each `submit` task k and wait until its
@@ -179,9 +181,12 @@ const commands: Record<string, (args: any) => Promise<unknown>> = {
     durationMs: number;
     maxInFlight?: number;
     limit?: number;
+    /** Closed loop only: start gated at this many events; `allow` raises the gate as deliveries come in. */
+    gateEvents?: number;
   }) {
     const client = httpFor(args.url);
     const publish = createPublisher(args.spec, client);
+    allowance = args.gateEvents ?? Infinity;
     const key = `${args.url}|${args.pools.join(",")}`;
     let seqs = seqSources.get(key);
     if (!seqs) {
@@ -191,9 +196,15 @@ const commands: Record<string, (args: any) => Promise<unknown>> = {
     const result =
       args.rate !== undefined
         ? await openLoop(publish, seqs, args.rate, args.durationMs, args.maxInFlight ?? 512)
-        : await closedLoop(publish, seqs, args.concurrency ?? 16, args.durationMs, args.limit);
+        : await closedLoop(publish, seqs, args.concurrency ?? 16, args.durationMs, args.limit, args.gateEvents === undefined ? undefined : () => allowance);
     const callLatency = result.callLatency ? summarize(result.callLatency) : undefined;
     return { ...result, callLatency };
+  },
+
+  /** Raises the gate of a running gated publish loop: at most `events` events started in all. */
+  async allow(args: { events: number }) {
+    allowance = Math.max(allowance, args.events);
+    return {};
   },
 
   /** Generic JSON HTTP call (setup work: creating pools and the like), run `count` times with `concurrency`. */

@@ -139,19 +139,32 @@ export interface LoopResult {
   callLatency?: number[];
 }
 
-/** As many calls as `concurrency` allows, back to back, for `durationMs` (or until `limit` calls were made). */
+/**
+ * As many calls as `concurrency` allows, back to back, for `durationMs` (or until `limit` calls were made).
+ * With `gate`, a call starts only while the events of all calls started so far stay within `gate()` (the caller
+ * raises it as deliveries come in, which bounds the backlog between publishers and subscribers).
+ */
 export async function closedLoop(
   publisher: Publisher,
   seqs: SeqSource,
   concurrency: number,
   durationMs: number,
   limit = Infinity,
-): Promise<LoopResult> {
-  const result: LoopResult = { calls: 0, events: 0, failed: 0, errors: [], startTs: now(), endTs: 0 };
+  gate?: () => number,
+): Promise<LoopResult & { gatedMs: number }> {
+  const result: LoopResult & { gatedMs: number } = { calls: 0, events: 0, failed: 0, errors: [], startTs: now(), endTs: 0, gatedMs: 0 };
   const deadline = result.startTs + durationMs;
+  let started = 0;
   const lane = async (): Promise<void> => {
     while (now() < deadline && result.calls < limit) {
+      if (gate && started + publisher.perCall > gate()) {
+        const t = now();
+        while (started + publisher.perCall > gate() && now() < deadline) await new Promise((resolve) => setTimeout(resolve, 2));
+        result.gatedMs += now() - t;
+        continue;
+      }
       const slots = Array.from({ length: publisher.perCall }, () => seqs.next());
+      started += publisher.perCall;
       result.calls++;
       try {
         const produced = await publisher.publish(slots); // not `events += await ...`: that reads `events` before the await
@@ -169,9 +182,9 @@ export async function closedLoop(
 }
 
 /**
- * A fixed offered rate of calls (`rate` calls/s, each of `perCall` events): call k is due at start + k/rate. Latency is measured from the due time, so a
- * publisher that falls behind shows up in the latency instead of silently lowering the rate (no coordinated
- * omission). At most `maxInFlight` calls are pending; publishes still not started when the window ends are
+ * A fixed offered rate of calls (`rate` calls/s, each of `perCall` events): call k is due at start + k/rate.
+ * Latency is measured from the due time, so a publisher that falls behind shows up in the latency instead of
+ * silently lowering the rate (no coordinated omission). At most `maxInFlight` calls are pending; publishes still not started when the window ends are
  * skipped (counted in `skipped`), so an overloaded server cannot stretch the run.
  */
 export async function openLoop(publisher: Publisher, seqs: SeqSource, rate: number, durationMs: number, maxInFlight: number): Promise<LoopResult> {

@@ -78,6 +78,8 @@ const SIZES = {
     publishPerRoom: 10,
     publishBatch: 50,
     publishConcurrencyBatches: 8,
+    publishMaxBacklog: 2500,
+    publishCapacityMs: 3000,
     publishMs: 3000,
     publishLatencyRate: 1000,
     publishLatencyMs: 4000,
@@ -106,6 +108,8 @@ const SIZES = {
     publishPerRoom: 10,
     publishBatch: 50,
     publishConcurrencyBatches: 8,
+    publishMaxBacklog: 2500,
+    publishCapacityMs: 10_000,
     publishMs: 10_000,
     publishLatencyRate: 1000,
     publishLatencyMs: 10_000,
@@ -442,6 +446,8 @@ interface DeliveryRun {
   cpuPercent: Record<string, number>;
   /** Wall time the CPU figures cover (publishing and draining). */
   cpuWallMs: number;
+  /** Gated runs: total time the publisher's lanes waited for the deliveries to catch up. */
+  gatedMs: number;
   profile?: ProfileSummary;
   /** Two-node runs: the profile of the node holding the subscribers. */
   subscriberProfile?: ProfileSummary;
@@ -461,20 +467,44 @@ async function deliveryRun(
   pools: string[],
   subscribersPerEvent: number,
   concurrency: number,
-  { subscribeTo = server, durationMs = SIZES.fanoutMs, scenario = "fanout" }: { subscribeTo?: ServerHandle; durationMs?: number; scenario?: string } = {},
+  {
+    subscribeTo = server,
+    durationMs = SIZES.fanoutMs,
+    scenario = "fanout",
+    maxBacklog,
+  }: {
+    subscribeTo?: ServerHandle;
+    durationMs?: number;
+    scenario?: string;
+    /** Events the publisher may be ahead of the deliveries (published events x subscribersPerEvent - received). */
+    maxBacklog?: number;
+  } = {},
 ): Promise<DeliveryRun> {
   await record("count");
   const meter = cpuMeter(subscribeTo === server ? { server } : { subNode: subscribeTo, pubNode: server });
   const meterStart = now();
   meter.start();
   const [{ loop, roomEvents, expected, t }, profile, subscriberProfile] = await profiled(server, `${scenario} ${label} ${subscribersPerEvent}`, async () => {
-    const loop = await publisher!.call<{ calls: number; events: number; failed: number; errors: string[]; startTs: number; endTs: number }>("publish", {
+    const running = publisher!.call<{ calls: number; events: number; failed: number; errors: string[]; startTs: number; endTs: number; gatedMs: number }>("publish", {
       url: server.url,
       spec,
       pools,
       concurrency,
       durationMs,
+      gateEvents: maxBacklog,
     });
+    if (maxBacklog !== undefined) {
+      // Feeds the publisher's gate from the subscribers' counts while it runs.
+      let done = false;
+      void running.finally(() => (done = true)).catch(() => undefined);
+      while (!done) {
+        await sleep(50);
+        const { received } = await totals();
+        await publisher!.call("allow", { events: Math.floor(received / subscribersPerEvent) + maxBacklog });
+      }
+    }
+    const loop = await running;
+    if (loop.gatedMs > 0) log(`  ${label}: lanes waited ${(loop.gatedMs / concurrency / 1000).toFixed(1)} s each for deliveries to catch up`);
     // Events that reach the subscribed room(s) (successful calls only): one per Switchyard scale call, one per
     // logical baseline event, `batch` per publish-API call.
     const roomEvents = loop.events;
@@ -501,6 +531,7 @@ async function deliveryRun(
     completeness: expected > 0 ? t.received / expected : NaN,
     cpuPercent,
     cpuWallMs,
+    gatedMs: loop.gatedMs,
     profile,
     subscriberProfile,
   };
@@ -819,10 +850,45 @@ async function tasksScenario(): Promise<void> {
 // ---------------------------------------------------------------------------------------------- publish API
 
 /** CPU microseconds of one process group per unit (delivery, event) over a delivery run. */
-function cpuUs(run: DeliveryRun, group: string, units: number): string {
+function cpuUs(run: { cpuPercent: Record<string, number>; cpuWallMs: number }, group: string, units: number): string {
   const percent = run.cpuPercent[group];
   if (percent === undefined || units <= 0) return "n/a";
   return ((percent / 100) * run.cpuWallMs * 1000 / units).toFixed(1);
+}
+
+interface CapacityRun {
+  calls: number;
+  events: number;
+  failed: number;
+  errors: string[];
+  publishMs: number;
+  publishPerSecond: number;
+  cpuPercent: Record<string, number>;
+  cpuWallMs: number;
+  profile?: ProfileSummary;
+}
+
+/** The publish path alone: a closed loop to `server` with no subscribers connected anywhere. */
+async function capacityRun(label: string, server: ServerHandle, other: ServerHandle, spec: PublisherSpec, pools: string[], concurrency: number): Promise<CapacityRun> {
+  const meter = cpuMeter({ subNode: other, pubNode: server });
+  const meterStart = now();
+  meter.start();
+  const [loop, profile] = await profiled(server, `publish-capacity ${label}`, () =>
+    publisher!.call<{ calls: number; events: number; failed: number; errors: string[]; startTs: number; endTs: number }>("publish", {
+      url: server.url,
+      spec,
+      pools,
+      concurrency,
+      durationMs: SIZES.publishCapacityMs,
+    }),
+  );
+  const cpuPercent = meter.stop();
+  const cpuWallMs = now() - meterStart;
+  const publishMs = loop.endTs - loop.startTs;
+  const run: CapacityRun = { ...loop, publishMs, publishPerSecond: (loop.events * 1000) / publishMs, cpuPercent, cpuWallMs, profile };
+  if (loop.failed > 0) log(`  ${label}: ${loop.failed} publish calls failed: ${loop.errors.slice(0, 2).join("; ")}`);
+  log(`  ${label}, no subscribers: ${human(run.publishPerSecond)} events/s published; cpu ${cpuText(cpuPercent)}`);
+  return run;
 }
 
 async function publishScenario(): Promise<void> {
@@ -840,10 +906,9 @@ async function publishScenario(): Promise<void> {
     { kind: "switchyard" as const, label: "switchyard POST /api/v1/events", subscribeTo: nodeA!, publishTo: nodeB, spec: { kind: "switchyard-events", token: tokens.bench, batch: B } as PublisherSpec },
     { kind: "baseline" as const, label: "baseline POST /publish-batch", subscribeTo: baseA!, publishTo: baseB, spec: { kind: "baseline-batch", tenant: "bench", batch: B } as PublisherSpec },
   ];
-  const results: Record<string, { warmupMs: number; throughput: DeliveryRun; latency: LatencyRun }> = {};
+  const results: Record<string, { warmupMs: number; capacity: CapacityRun; throughput: DeliveryRun; latency: LatencyRun }> = {};
   for (const side of sides) {
-    log(`publish ${side.kind}: ${rooms.length} rooms x ${perRoom} subscribers on A, batches of ${B} posted to B`);
-    await connectSockets(side.subscribeTo, "/pools", tokens.bench, rooms, rooms.length * perRoom);
+    log(`publish ${side.kind}: batches of ${B} posted to B, ${rooms.length} rooms`);
     // Warm-up, not measured: one call at a time until every room got two events (a node that has not seen a
     // room yet looks it up in PostgreSQL; the JIT warms up on both sides).
     const warm = await publisher!.call<{ calls: number; failed: number; errors: string[]; startTs: number; endTs: number }>("publish", {
@@ -858,38 +923,47 @@ async function publishScenario(): Promise<void> {
     const warmupMs = warm.endTs - warm.startTs;
     log(`  warm-up: ${warm.calls} calls one at a time in ${ms(warmupMs)} ms`);
     await sleep(300);
-    const throughput = await deliveryRun(side.label, side.publishTo, side.spec, pools, perRoom, C, { subscribeTo: side.subscribeTo, durationMs: SIZES.publishMs, scenario: "publish" });
+    const capacity = await capacityRun(side.label, side.publishTo, side.subscribeTo, side.spec, pools, C);
+    log(`  ${rooms.length} rooms x ${perRoom} subscribers on A`);
+    await connectSockets(side.subscribeTo, "/pools", tokens.bench, rooms, rooms.length * perRoom);
+    const throughput = await deliveryRun(side.label, side.publishTo, side.spec, pools, perRoom, C, {
+      subscribeTo: side.subscribeTo,
+      durationMs: SIZES.publishMs,
+      scenario: "publish",
+      maxBacklog: SIZES.publishMaxBacklog,
+    });
     const latency = await latencyMeasure("2 nodes", SIZES.publishLatencyRate, side.publishTo, side.subscribeTo, side.spec, pools, perRoom, SIZES.publishLatencyMs, { subNode: side.subscribeTo, pubNode: side.publishTo }, "publish");
     await closeSockets();
-    results[side.kind] = { warmupMs, throughput, latency };
+    results[side.kind] = { warmupMs, capacity, throughput, latency };
   }
   await Promise.all([nodeB.stop(), baseB.stop()]);
   nodeB = baseB = undefined;
   const sw = results.switchyard!;
   const base = results.baseline!;
-  const scenario = `publish API ${human(rooms.length, 0)} rooms x ${perRoom}`;
   rows.push({
-    scenario,
+    scenario: `publish API ${human(rooms.length, 0)} rooms x ${perRoom}`,
     metric: "deliveries/s",
     switchyard: human(sw.throughput.deliveredPerSecond),
     baseline: human(base.throughput.deliveredPerSecond),
     ratio: ratio(sw.throughput.deliveredPerSecond, base.throughput.deliveredPerSecond, 3),
     notes:
-      `${C} batches of ${B} in flight; node A CPU/delivery sw ${cpuUs(sw.throughput, "subNode", sw.throughput.received)} µs, base ${cpuUs(base.throughput, "subNode", base.throughput.received)} µs` +
+      `${C} batches of ${B} in flight, <= ${human(SIZES.publishMaxBacklog, 0)} events ahead; node A CPU/delivery sw ${cpuUs(sw.throughput, "subNode", sw.throughput.received)} µs, ` +
+      `base ${cpuUs(base.throughput, "subNode", base.throughput.received)} µs` +
       (Math.min(sw.throughput.completeness, base.throughput.completeness) < 1
         ? `; delivered only ${(sw.throughput.completeness * 100).toFixed(0)}%/${(base.throughput.completeness * 100).toFixed(0)}%`
         : "") +
       (sw.throughput.failed + base.throughput.failed > 0 ? `; failed calls ${sw.throughput.failed}/${base.throughput.failed}` : ""),
   });
   rows.push({
-    scenario,
+    scenario: "publish API, no subscribers",
     metric: "events published/s",
-    switchyard: human(sw.throughput.publishPerSecond),
-    baseline: human(base.throughput.publishPerSecond),
-    ratio: ratio(sw.throughput.publishPerSecond, base.throughput.publishPerSecond, 3),
+    switchyard: human(sw.capacity.publishPerSecond),
+    baseline: human(base.capacity.publishPerSecond),
+    ratio: ratio(sw.capacity.publishPerSecond, base.capacity.publishPerSecond, 3),
     notes:
-      `CPU/event: node B sw ${cpuUs(sw.throughput, "pubNode", sw.throughput.events)} µs + PostgreSQL ${cpuUs(sw.throughput, "postgres", sw.throughput.events)} µs, ` +
-      `base ${cpuUs(base.throughput, "pubNode", base.throughput.events)} µs`,
+      `${C} batches of ${B} in flight; CPU/event: node B sw ${cpuUs(sw.capacity, "pubNode", sw.capacity.events)} µs + PostgreSQL ${cpuUs(sw.capacity, "postgres", sw.capacity.events)} µs, ` +
+      `base ${cpuUs(base.capacity, "pubNode", base.capacity.events)} µs` +
+      (sw.capacity.failed + base.capacity.failed > 0 ? `; failed calls ${sw.capacity.failed}/${base.capacity.failed}` : ""),
   });
   const loss = sw.latency.matched < sw.latency.expected || base.latency.matched < base.latency.expected;
   const behind = sw.latency.skipped > 0 || base.latency.skipped > 0;
@@ -908,13 +982,18 @@ async function publishScenario(): Promise<void> {
     `publish API: Switchyard's POST /api/v1/events (admin token; ${B} custom events per call, each to one \`pool:<id>\` room, ` +
       "checked, stored and numbered as one unit, then broadcast) on node B, with the subscribers on node A (through Redis); " +
       "the baseline pair driven the same way: POST /publish-batch to baseline B emits each event once (no auth, no storage), " +
-      "subscribers on baseline A. Latency: open loop at the offered rate, from each batch's scheduled time to each receipt.",
+      "subscribers on baseline A. 'no subscribers': the publish path alone (node A only gets the Redis messages). " +
+      `'deliveries/s': the publisher stays at most ${human(SIZES.publishMaxBacklog, 0)} events ahead of the deliveries, so both ` +
+      "are measured at node A's delivery capacity without piling up in Redis (unbounded, the bare pair outran its " +
+      "subscriber node until Redis cut the adapter's subscription at its 32 MB pub/sub output limit and events were lost). " +
+      "Latency: open loop at the offered rate, from each batch's scheduled time to each receipt.",
   );
   writeResult("publish", {
     rooms: rooms.length,
     subscribersPerRoom: perRoom,
     batch: B,
     batchesInFlight: C,
+    maxBacklogEvents: SIZES.publishMaxBacklog,
     durationMs: SIZES.publishMs,
     latency: { offeredEventsPerSecond: SIZES.publishLatencyRate, durationMs: SIZES.publishLatencyMs },
     switchyard: sw,
