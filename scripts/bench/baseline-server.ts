@@ -7,6 +7,9 @@
 //   - `subscribe` { room } joins `<tenant>|<room>` and acks { ok, room, cursor }; `unsubscribe` leaves.
 //   - POST /publish { namespace, tenant?, room? | rooms?, type, data, count } emits an envelope of
 //     Switchyard's shape to each room, `count` times (yielding to I/O every few ms): the baseline's publish path.
+//   - POST /publish-batch { namespace, tenant?, events: [{ room, type, data }] } emits each event once to its room
+//     and answers 202 { items: [{ id, namespace, room, cursor }] }: the equivalent of Switchyard's
+//     POST /api/v1/events batch form, without auth, validation or storage.
 //   - GET /mem -> process.memoryUsage(); GET /health.
 //
 // Env: PORT (0 = any), HOST, REDIS_URL, ADAPTER_KEY, JWT_SECRET, NODE_ID. Prints one JSON line
@@ -131,6 +134,29 @@ async function publish(body: PublishBody): Promise<number> {
   return emitted;
 }
 
+interface BatchBody {
+  namespace?: string;
+  tenant?: string;
+  events?: Array<{ room?: string; type?: string; data?: unknown }>;
+}
+
+function publishBatch(body: BatchBody): Array<{ id: string; namespace: string; room: string; cursor: string }> {
+  const namespace = body.namespace ?? "pools";
+  const nsp = io.of(`/${namespace}`);
+  const tenant = body.tenant ?? "bench";
+  if (!Array.isArray(body.events)) throw new Error("events must be an array");
+  const ts = new Date().toISOString();
+  return body.events.map((event) => {
+    const room = String(event.room ?? "");
+    const type = event.type ?? "bench.event";
+    const key = `${tenant}|${room}`;
+    const id = randomUUID();
+    const cursor = nextCursor(key);
+    nsp.to(key).emit(type, { id, type, room, cursor, ts, data: event.data ?? null });
+    return { id, namespace, room, cursor };
+  });
+}
+
 function readBody(req: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -151,6 +177,9 @@ async function handleHttp(req: IncomingMessage, res: ServerResponse): Promise<vo
     if (req.method === "POST" && req.url === "/publish") {
       const body = JSON.parse(await readBody(req)) as PublishBody;
       send(res, 200, { emitted: await publish(body) });
+    } else if (req.method === "POST" && req.url === "/publish-batch") {
+      const body = JSON.parse(await readBody(req)) as BatchBody;
+      send(res, 202, { items: publishBatch(body) });
     } else if (req.method === "GET" && req.url === "/mem") {
       send(res, 200, process.memoryUsage());
     } else if (req.method === "GET" && req.url === "/health") {

@@ -1,8 +1,12 @@
 // A load-generator process, forked by run.ts (`child_process.fork` with `--import tsx`). It holds up to a few
 // thousand raw Socket.IO connections (one process may hold at most 20,000 files), counts or timestamps the
-// events they receive, and can also act as the publisher (REST calls) or drive the tasks/replay scenarios.
+// events they receive, and can also act as the publisher (REST calls) or drive the tasks/replay scenarios
+// (including the bare-BullMQ producer of the tasks scenario).
 // It is told what to do over IPC: { id, cmd, ...args } -> { id, ok, result | error }.
 
+import { randomUUID } from "node:crypto";
+import { Queue, QueueEvents } from "bullmq";
+import { Redis } from "ioredis";
 import { HttpClient, now, sleep, summarize } from "./lib.js";
 import { closedLoop, createPublisher, openLoop, SeqSource, type PublisherSpec } from "./publishers.js";
 import { eventName, openMany, parseEvent, RawSocket } from "./raw-socket.js";
@@ -51,6 +55,71 @@ function httpFor(url: string, maxSockets = 256): HttpClient {
   return client;
 }
 const seqSources = new Map<string, SeqSource>();
+/** Gated closed loops: how many events may have been started in all (raised by the `allow` command). */
+let allowance = Infinity;
+
+/**
+ * The closed loop of both task scenarios: `concurrency` lanes each `submit` task k and wait until its
+ * completion is seen (`waiting.get(k)(ts)`, called by the caller's listener), then submit the next. Tasks
+ * submitted after the warm-up and completed before the deadline are measured.
+ */
+async function taskLoop(
+  args: { concurrency: number; durationMs: number; warmupMs: number },
+  waiting: Map<number, (ts: number) => void>,
+  submit: (k: number, t: number) => Promise<void>,
+) {
+  let nextK = 0;
+  const latencies: number[] = [];
+  let completed = 0;
+  let failed = 0;
+  const errors: string[] = [];
+  const start = now();
+  const measureFrom = start + args.warmupMs;
+  const deadline = measureFrom + args.durationMs;
+  let measuredCompleted = 0;
+  const lane = async (): Promise<void> => {
+    while (now() < deadline) {
+      const k = nextK++;
+      const t = now();
+      const done = new Promise<number>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiting.delete(k);
+          reject(new Error(`task ${k}: no completion within 30 s`));
+        }, 30_000);
+        waiting.set(k, (ts) => {
+          clearTimeout(timer);
+          waiting.delete(k);
+          resolve(ts);
+        });
+      });
+      done.catch(() => undefined);
+      try {
+        await submit(k, t);
+        const ts = await done;
+        completed++;
+        if (t >= measureFrom && ts <= deadline) {
+          measuredCompleted++;
+          latencies.push(ts - t);
+        }
+      } catch (error) {
+        waiting.delete(k);
+        failed++;
+        if (errors.length < 5) errors.push((error as Error).message);
+        if (failed > 100) return;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: args.concurrency }, lane));
+  return {
+    completed,
+    failed,
+    errors,
+    measuredCompleted,
+    measuredMs: args.durationMs,
+    tasksPerSecond: (measuredCompleted * 1000) / args.durationMs,
+    latency: summarize(latencies),
+  };
+}
 
 const commands: Record<string, (args: any) => Promise<unknown>> = {
   async connect(args: { url: string; nsp: string; token: string; rooms: string[]; count: number; offset: number; concurrency: number }) {
@@ -112,9 +181,12 @@ const commands: Record<string, (args: any) => Promise<unknown>> = {
     durationMs: number;
     maxInFlight?: number;
     limit?: number;
+    /** Closed loop only: start gated at this many events; `allow` raises the gate as deliveries come in. */
+    gateEvents?: number;
   }) {
     const client = httpFor(args.url);
     const publish = createPublisher(args.spec, client);
+    allowance = args.gateEvents ?? Infinity;
     const key = `${args.url}|${args.pools.join(",")}`;
     let seqs = seqSources.get(key);
     if (!seqs) {
@@ -124,9 +196,15 @@ const commands: Record<string, (args: any) => Promise<unknown>> = {
     const result =
       args.rate !== undefined
         ? await openLoop(publish, seqs, args.rate, args.durationMs, args.maxInFlight ?? 512)
-        : await closedLoop(publish, seqs, args.concurrency ?? 16, args.durationMs, args.limit);
+        : await closedLoop(publish, seqs, args.concurrency ?? 16, args.durationMs, args.limit, args.gateEvents === undefined ? undefined : () => allowance);
     const callLatency = result.callLatency ? summarize(result.callLatency) : undefined;
     return { ...result, callLatency };
+  },
+
+  /** Raises the gate of a running gated publish loop: at most `events` events started in all. */
+  async allow(args: { events: number }) {
+    allowance = Math.max(allowance, args.events);
+    return {};
   },
 
   /** Generic JSON HTTP call (setup work: creating pools and the like), run `count` times with `concurrency`. */
@@ -176,60 +254,65 @@ const commands: Record<string, (args: any) => Promise<unknown>> = {
     if (!ack?.ok) throw new Error(`subscribe tasks refused: ${JSON.stringify(ack)}`);
     const client = httpFor(args.url);
     const headers = { authorization: `Bearer ${args.token}` };
-    let nextK = 0;
-    const latencies: number[] = [];
-    let completed = 0;
-    let failed = 0;
-    const errors: string[] = [];
-    const start = now();
-    const measureFrom = start + args.warmupMs;
-    const deadline = measureFrom + args.durationMs;
-    let measuredCompleted = 0;
-    const lane = async (): Promise<void> => {
-      while (now() < deadline) {
-        const k = nextK++;
-        const t = now();
-        const done = new Promise<number>((resolve, reject) => {
-          const timer = setTimeout(() => {
-            waiting.delete(k);
-            reject(new Error(`task ${k}: no task.completed within 30 s`));
-          }, 30_000);
-          waiting.set(k, (ts) => {
-            clearTimeout(timer);
-            waiting.delete(k);
-            resolve(ts);
-          });
+    try {
+      const result = await taskLoop(args, waiting, async (k, t) => {
+        const res = await client.request("POST", "/api/v1/tasks", { type: "echo", payload: { k, t } }, headers);
+        if (res.status !== 202) throw new Error(`submit: HTTP ${res.status} ${res.body.slice(0, 200)}`);
+      });
+      return { ...result, taskEventsSeen: taskEvents };
+    } finally {
+      subscriber.terminate();
+    }
+  },
+
+  /**
+   * The same closed loop through bare BullMQ: each lane adds an echo job (Queue.add, with the job options
+   * Switchyard's TaskQueues.enqueue gives an echo task) and waits until QueueEvents reports it completed; the
+   * Worker runs in its own process (bullmq-worker.ts).
+   */
+  async bullmqTasks(args: { redisUrl: string; prefix: string; queue: string; concurrency: number; durationMs: number; warmupMs: number }) {
+    const connection = new Redis(args.redisUrl, { maxRetriesPerRequest: null, connectionName: `bench-bullmq-producer-${process.pid}` });
+    // QueueEvents blocks on XREAD: it needs a connection of its own.
+    const eventsConnection = new Redis(args.redisUrl, { maxRetriesPerRequest: null, connectionName: `bench-bullmq-events-${process.pid}` });
+    for (const c of [connection, eventsConnection]) c.on("error", () => undefined);
+    const queue = new Queue(args.queue, { connection, prefix: args.prefix });
+    // QueueEvents reads from "$" by default: the newest entry when its first XREAD reaches Redis, which may be
+    // after the first jobs completed. Start from the stream's last entry as of now instead.
+    const [last] = await connection.xrevrange(`${args.prefix}:${args.queue}:events`, "+", "-", "COUNT", 1);
+    const events = new QueueEvents(args.queue, { connection: eventsConnection, prefix: args.prefix, lastEventId: last?.[0] ?? "0-0" });
+    queue.on("error", () => undefined);
+    events.on("error", () => undefined);
+    const waiting = new Map<number, (ts: number) => void>();
+    let completedEvents = 0;
+    events.on("completed", ({ jobId }) => {
+      const ts = now();
+      completedEvents++;
+      const k = Number(jobId.slice(jobId.lastIndexOf("-") + 1));
+      waiting.get(k)?.(ts);
+    });
+    try {
+      await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
+      const runId = randomUUID().slice(0, 8);
+      const result = await taskLoop(args, waiting, async (k, t) => {
+        const jobId = `${runId}-${k}`;
+        // Switchyard's job for an echo task: TaskJobData, and the options of TaskQueues.enqueue with the
+        // defaults of a submitted task (priority 50 -> BullMQ priority 51, maxAttempts 1).
+        const data = { tenantId: "tasks", taskId: jobId, poolId: "default", type: "echo", payload: { k, t }, timeoutMs: null, maxAttempts: 1 };
+        await queue.add("echo", data, {
+          jobId,
+          attempts: 1,
+          backoff: { type: "exponential", delay: 1000 },
+          priority: 51,
+          removeOnComplete: { age: 3600, count: 10_000 },
+          removeOnFail: { age: 24 * 3600, count: 10_000 },
         });
-        done.catch(() => undefined);
-        try {
-          const res = await client.request("POST", "/api/v1/tasks", { type: "echo", payload: { k, t } }, headers);
-          if (res.status !== 202) throw new Error(`submit: HTTP ${res.status} ${res.body.slice(0, 200)}`);
-          const ts = await done;
-          completed++;
-          if (t >= measureFrom && ts <= deadline) {
-            measuredCompleted++;
-            latencies.push(ts - t);
-          }
-        } catch (error) {
-          waiting.delete(k);
-          failed++;
-          if (errors.length < 5) errors.push((error as Error).message);
-          if (failed > 100) return;
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: args.concurrency }, lane));
-    subscriber.terminate();
-    return {
-      completed,
-      failed,
-      errors,
-      measuredCompleted,
-      measuredMs: args.durationMs,
-      tasksPerSecond: (measuredCompleted * 1000) / args.durationMs,
-      latency: summarize(latencies),
-      taskEventsSeen: taskEvents,
-    };
+      });
+      return { ...result, completedEventsSeen: completedEvents };
+    } finally {
+      await Promise.allSettled([events.close(), queue.close()]);
+      connection.disconnect();
+      eventsConnection.disconnect();
+    }
   },
 
   /** Subscribes one socket to `room` and returns the room's head cursor (the starting point of a replay). */

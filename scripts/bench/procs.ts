@@ -39,7 +39,7 @@ export function killAllNow(): void {
 }
 
 export interface ServerHandle {
-  kind: "switchyard" | "baseline";
+  kind: "switchyard" | "baseline" | "bullmq-worker";
   name: string;
   url: string;
   port: number;
@@ -56,7 +56,7 @@ export interface ServerHandle {
  * alike, so that per-socket figures measure retained memory rather than garbage not yet collected.
  */
 async function startNode(options: {
-  kind: "switchyard" | "baseline";
+  kind: ServerHandle["kind"];
   name: string;
   entry: string;
   env: Record<string, string>;
@@ -83,7 +83,7 @@ async function startNode(options: {
       const match = options.listening.exec(output);
       if (match) {
         clearTimeout(timer);
-        resolve(Number(match[1]));
+        resolve(Number(match[1] ?? 0)); // a process without a port (the bare BullMQ worker) matches without a group
       }
     };
     child.stdout!.on("data", onData);
@@ -130,6 +130,21 @@ export function startBaseline(name: string, env: Record<string, string>, logFile
     entry: path.relative(repoRoot, path.join(benchDir, "baseline-server.ts")),
     env: { PORT: "0", HOST: "127.0.0.1", NODE_ID: name, ...env },
     listening: /"msg":"baseline listening","port":(\d+)/,
+    logFile,
+  });
+}
+
+/**
+ * The bare-BullMQ worker of the tasks scenario (scripts/bench/bullmq-worker.ts), started like the servers
+ * (inspector on, so --profile works on it too); it has no port: `url` is meaningless.
+ */
+export function startBullmqWorker(name: string, env: Record<string, string>, logFile: string): Promise<ServerHandle> {
+  return startNode({
+    kind: "bullmq-worker",
+    name,
+    entry: path.relative(repoRoot, path.join(benchDir, "bullmq-worker.ts")),
+    env,
+    listening: /"msg":"bullmq worker ready"/,
     logFile,
   });
 }
@@ -341,7 +356,7 @@ export class CpuMeter {
 }
 
 interface CpuProfile {
-  nodes: Array<{ id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number }>;
+  nodes: Array<{ id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number; children?: number[] }>;
   startTime: number;
   endTime: number;
   samples?: number[];
@@ -386,36 +401,61 @@ export async function startProfile(server: ServerHandle): Promise<{ stop(): Prom
   };
 }
 
-/** Self time of a CPU profile grouped by package (node_modules/<pkg>, src/<dir>, node internals) and by function. */
-export function summarizeProfile(profile: CpuProfile, top = 15): { byPackage: Array<[string, number]>; byFunction: Array<[string, number]> } {
+/** The package (node_modules/<pkg>) or source directory (src/<dir>, scripts/bench) a script URL belongs to. */
+function packageOf(url: string): string | undefined {
+  const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)?.[1];
+  if (pkg) return pkg;
+  const srcDir = /\/src\/([^/]+)/.exec(url)?.[1];
+  if (srcDir) return `src/${srcDir}`;
+  if (url.includes("/scripts/bench/")) return url.replace(/^.*\//, "");
+  return undefined;
+}
+
+/**
+ * Self time of a CPU profile grouped by package (node_modules/<pkg>, src/<dir>, node internals) and by function,
+ * and `byCaller`: every sample charged to the innermost package or source directory on its stack, so that native
+ * work (socket writes, JSON) counts for the package that asked for it (e.g. `writev` under pg's query submit is pg).
+ */
+export function summarizeProfile(
+  profile: CpuProfile,
+  top = 15,
+): { byPackage: Array<[string, number]>; byFunction: Array<[string, number]>; byCaller: Array<[string, number]> } {
   const counts = new Map<number, number>();
   for (const sample of profile.samples ?? []) counts.set(sample, (counts.get(sample) ?? 0) + 1);
   const total = (profile.samples ?? []).length || 1;
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const parent = new Map<number, number>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
   const byPackage = new Map<string, number>();
   const byFunction = new Map<string, number>();
+  const byCaller = new Map<string, number>();
   for (const node of profile.nodes) {
     const hits = counts.get(node.id) ?? node.hitCount ?? 0;
     if (hits === 0) continue;
     const { functionName, url, lineNumber } = node.callFrame;
-    const srcDir = /\/src\/([^/]+)/.exec(url)?.[1];
     const pkg =
-      /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)?.[1] ??
-      (srcDir
-        ? `src/${srcDir}`
-        : url.startsWith("node:")
-          ? "node internals"
-          : url.startsWith("wasm://")
-            ? "wasm (Prisma's query compiler)" // the only WebAssembly module in either server
-            : url
-              ? url.replace(/^.*\//, "")
-              : functionName.startsWith("(")
-                ? functionName
-                : `native ${functionName || "code"}`);
+      packageOf(url) ??
+      (url.startsWith("node:")
+        ? "node internals"
+        : url.startsWith("wasm://")
+          ? "wasm (Prisma's query compiler)" // the only WebAssembly module in either server
+          : url
+            ? url.replace(/^.*\//, "")
+            : functionName.startsWith("(")
+              ? functionName
+              : `native ${functionName || "code"}`);
     byPackage.set(pkg, (byPackage.get(pkg) ?? 0) + hits);
     const fn = `${functionName || "(anonymous)"} ${url.replace(/^.*node_modules\//, "").replace(/^file:\/\/.*\/src\//, "src/")}:${lineNumber + 1}`;
     byFunction.set(fn, (byFunction.get(fn) ?? 0) + hits);
+    let caller: string | undefined;
+    for (let id: number | undefined = node.id; id !== undefined && caller === undefined; id = parent.get(id)) {
+      const frame = byId.get(id)!.callFrame;
+      caller = packageOf(frame.url) ?? (frame.url.startsWith("wasm://") ? "wasm (Prisma's query compiler)" : undefined);
+    }
+    const callerKey = caller ?? (functionName.startsWith("(") ? functionName : url.startsWith("node:") ? "node internals" : `native ${functionName || "code"}`);
+    byCaller.set(callerKey, (byCaller.get(callerKey) ?? 0) + hits);
   }
   const pct = (m: Map<string, number>): Array<[string, number]> =>
     [...m.entries()].sort((a, b) => b[1] - a[1]).slice(0, top).map(([k, v]) => [k, Math.round((v / total) * 1000) / 10]);
-  return { byPackage: pct(byPackage), byFunction: pct(byFunction) };
+  return { byPackage: pct(byPackage), byFunction: pct(byFunction), byCaller: pct(byCaller) };
 }

@@ -1,22 +1,37 @@
-// How the bench makes events happen. A Publisher produces events for one pool (a room pair `pools` +
-// `pool:<id>`), tagged with a per-pool sequence number `seq` that subscribers read back from the event
-// (`data.to`) to match a receipt with its publish. Swapping the publish path (e.g. a future bench-only
-// publish endpoint in Switchyard) means writing one more Publisher here; the loops below stay the same.
+// How the bench makes events happen. A Publisher produces events for pools (a room pair `pools` +
+// `pool:<id>`, or the room `pool:<id>` alone), each tagged with a per-pool sequence number `seq` that
+// subscribers read back from the event (`data.to`) to match a receipt with its publish. One call publishes
+// `perCall` such events (a batch for the publish API, one for the others). Swapping the publish path means
+// writing one more Publisher here; the loops below stay the same.
 
 import { randomUUID } from "node:crypto";
 import type { HttpClient } from "./lib.js";
 import { now } from "./lib.js";
 
-/** Publishes one logical event (or a batch) for `poolId`; resolves with how many events it produced. */
-export type Publisher = (poolId: string, seq: number) => Promise<number>;
+/** One event of a call: the pool it is about and its per-pool sequence number. */
+export type Slot = [poolId: string, seq: number];
+
+export interface Publisher {
+  /** Events (slots) one call publishes. */
+  perCall: number;
+  /** Publishes one call's events; resolves with how many events reached a room (per room pair, one). */
+  publish(slots: Slot[]): Promise<number>;
+}
+
+/** The custom event type both publish-API paths use (not under Switchyard's built-in prefixes). */
+export const BENCH_EVENT_TYPE = "bench.tick";
 
 export type PublisherSpec =
   /** Switchyard's real REST path: POST /api/v1/pools/:id/scale → `pool.scaling` to `pools` and `pool:<id>` (stored, then broadcast). */
   | { kind: "switchyard-scale"; token: string }
+  /** Switchyard's publish API: POST /api/v1/events { events: [batch × { namespace: "pools", room: "pool:<id>", type, data }] }. */
+  | { kind: "switchyard-events"; token: string; batch: number }
   /** Baseline, one HTTP call per event, emitting to the same two rooms: the baseline's equivalent of the call above. */
   | { kind: "baseline-http"; tenant: string; rooms: "pools" | "pool" | "both" }
   /** Baseline emit loop: one HTTP call makes the server emit `batch` events back to back (broadcast capacity). */
-  | { kind: "baseline-loop"; tenant: string; rooms: "pools" | "pool" | "both"; batch: number };
+  | { kind: "baseline-loop"; tenant: string; rooms: "pools" | "pool" | "both"; batch: number }
+  /** Baseline, a batch of distinct events per HTTP call (POST /publish-batch), each emitted once: the publish API's equivalent. */
+  | { kind: "baseline-batch"; tenant: string; batch: number };
 
 /** A pool as Switchyard serializes it, so baseline events carry a payload of the same shape and size. */
 function poolView(poolId: string, seq: number) {
@@ -30,30 +45,66 @@ function baselineRooms(mode: "pools" | "pool" | "both", poolId: string): string[
   return ["pools", `pool:${poolId}`];
 }
 
+/** The `data` of a published bench event: the same for Switchyard's publish API and the baseline's batch. */
+function tickData(poolId: string, seq: number) {
+  return { poolId, to: seq, at: new Date().toISOString() };
+}
+
 export function createPublisher(spec: PublisherSpec, http: HttpClient): Publisher {
   switch (spec.kind) {
     case "switchyard-scale": {
       const headers = { authorization: `Bearer ${spec.token}` };
-      return async (poolId, seq) => {
-        const res = await http.request("POST", `/api/v1/pools/${encodeURIComponent(poolId)}/scale`, { desiredWorkers: seq }, headers);
-        if (res.status !== 202) throw new Error(`scale ${poolId}: HTTP ${res.status} ${res.body.slice(0, 200)}`);
-        return 1;
+      return {
+        perCall: 1,
+        async publish(slots) {
+          const [poolId, seq] = slots[0]!;
+          const res = await http.request("POST", `/api/v1/pools/${encodeURIComponent(poolId)}/scale`, { desiredWorkers: seq }, headers);
+          if (res.status !== 202) throw new Error(`scale ${poolId}: HTTP ${res.status} ${res.body.slice(0, 200)}`);
+          return 1;
+        },
+      };
+    }
+    case "switchyard-events": {
+      const headers = { authorization: `Bearer ${spec.token}` };
+      return {
+        perCall: spec.batch,
+        async publish(slots) {
+          const events = slots.map(([poolId, seq]) => ({ namespace: "pools", room: `pool:${poolId}`, type: BENCH_EVENT_TYPE, data: tickData(poolId, seq) }));
+          const res = await http.request("POST", "/api/v1/events", { events }, headers);
+          if (res.status !== 202) throw new Error(`events: HTTP ${res.status} ${res.body.slice(0, 200)}`);
+          return events.length;
+        },
+      };
+    }
+    case "baseline-batch": {
+      return {
+        perCall: spec.batch,
+        async publish(slots) {
+          const events = slots.map(([poolId, seq]) => ({ room: `pool:${poolId}`, type: BENCH_EVENT_TYPE, data: tickData(poolId, seq) }));
+          const res = await http.request("POST", "/publish-batch", { namespace: "pools", tenant: spec.tenant, events });
+          if (res.status !== 202) throw new Error(`publish-batch: HTTP ${res.status} ${res.body.slice(0, 200)}`);
+          return events.length;
+        },
       };
     }
     case "baseline-http":
     case "baseline-loop": {
       const count = spec.kind === "baseline-loop" ? spec.batch : 1;
-      return async (poolId, seq) => {
-        const res = await http.request("POST", "/publish", {
-          namespace: "pools",
-          tenant: spec.tenant,
-          rooms: baselineRooms(spec.rooms, poolId),
-          type: "pool.scaling",
-          data: { poolId, from: seq - 1, to: seq, pool: poolView(poolId, seq), id: randomUUID() },
-          count,
-        });
-        if (res.status !== 200) throw new Error(`publish: HTTP ${res.status} ${res.body.slice(0, 200)}`);
-        return count;
+      return {
+        perCall: 1,
+        async publish(slots) {
+          const [poolId, seq] = slots[0]!;
+          const res = await http.request("POST", "/publish", {
+            namespace: "pools",
+            tenant: spec.tenant,
+            rooms: baselineRooms(spec.rooms, poolId),
+            type: "pool.scaling",
+            data: { poolId, from: seq - 1, to: seq, pool: poolView(poolId, seq), id: randomUUID() },
+            count,
+          });
+          if (res.status !== 200) throw new Error(`publish: HTTP ${res.status} ${res.body.slice(0, 200)}`);
+          return count;
+        },
       };
     }
   }
@@ -64,7 +115,7 @@ export class SeqSource {
   private readonly seqs = new Map<string, number>();
   private index = 0;
   constructor(private readonly pools: string[]) {}
-  next(): [string, number] {
+  next(): Slot {
     const poolId = this.pools[this.index++ % this.pools.length]!;
     const seq = ((this.seqs.get(poolId) ?? 0) % 10_000) + 1;
     this.seqs.set(poolId, seq);
@@ -79,7 +130,7 @@ export interface LoopResult {
   errors: string[];
   startTs: number;
   endTs: number;
-  /** Open loop only: the intended send time of each publish, keyed `${poolId}:${seq}`. */
+  /** Open loop only: the intended send time of each published event, keyed `${poolId}:${seq}`. */
   sends?: Array<[string, number]>;
   /** Open loop only: publishes that could not start on time because maxInFlight calls were pending. */
   late?: number;
@@ -88,22 +139,35 @@ export interface LoopResult {
   callLatency?: number[];
 }
 
-/** As many calls as `concurrency` allows, back to back, for `durationMs` (or until `limit` calls were made). */
+/**
+ * As many calls as `concurrency` allows, back to back, for `durationMs` (or until `limit` calls were made).
+ * With `gate`, a call starts only while the events of all calls started so far stay within `gate()` (the caller
+ * raises it as deliveries come in, which bounds the backlog between publishers and subscribers).
+ */
 export async function closedLoop(
-  publish: Publisher,
+  publisher: Publisher,
   seqs: SeqSource,
   concurrency: number,
   durationMs: number,
   limit = Infinity,
-): Promise<LoopResult> {
-  const result: LoopResult = { calls: 0, events: 0, failed: 0, errors: [], startTs: now(), endTs: 0 };
+  gate?: () => number,
+): Promise<LoopResult & { gatedMs: number }> {
+  const result: LoopResult & { gatedMs: number } = { calls: 0, events: 0, failed: 0, errors: [], startTs: now(), endTs: 0, gatedMs: 0 };
   const deadline = result.startTs + durationMs;
+  let started = 0;
   const lane = async (): Promise<void> => {
     while (now() < deadline && result.calls < limit) {
-      const [poolId, seq] = seqs.next();
+      if (gate && started + publisher.perCall > gate()) {
+        const t = now();
+        while (started + publisher.perCall > gate() && now() < deadline) await new Promise((resolve) => setTimeout(resolve, 2));
+        result.gatedMs += now() - t;
+        continue;
+      }
+      const slots = Array.from({ length: publisher.perCall }, () => seqs.next());
+      started += publisher.perCall;
       result.calls++;
       try {
-        const produced = await publish(poolId, seq); // not `events += await ...`: that reads `events` before the await
+        const produced = await publisher.publish(slots); // not `events += await ...`: that reads `events` before the await
         result.events += produced;
       } catch (error) {
         result.failed++;
@@ -118,12 +182,12 @@ export async function closedLoop(
 }
 
 /**
- * A fixed offered rate: publish k is due at start + k/rate. Latency is measured from the due time, so a
- * publisher that falls behind shows up in the latency instead of silently lowering the rate (no coordinated
- * omission). At most `maxInFlight` calls are pending; publishes still not started when the window ends are
+ * A fixed offered rate of calls (`rate` calls/s, each of `perCall` events): call k is due at start + k/rate.
+ * Latency is measured from the due time, so a publisher that falls behind shows up in the latency instead of
+ * silently lowering the rate (no coordinated omission). At most `maxInFlight` calls are pending; publishes still not started when the window ends are
  * skipped (counted in `skipped`), so an overloaded server cannot stretch the run.
  */
-export async function openLoop(publish: Publisher, seqs: SeqSource, rate: number, durationMs: number, maxInFlight: number): Promise<LoopResult> {
+export async function openLoop(publisher: Publisher, seqs: SeqSource, rate: number, durationMs: number, maxInFlight: number): Promise<LoopResult> {
   const result: LoopResult = { calls: 0, events: 0, failed: 0, errors: [], startTs: now(), endTs: 0, sends: [], late: 0, skipped: 0, callLatency: [] };
   const total = Math.floor((rate * durationMs) / 1000);
   const windowEnd = result.startTs + durationMs;
@@ -140,10 +204,10 @@ export async function openLoop(publish: Publisher, seqs: SeqSource, rate: number
       result.skipped = total - k;
       break;
     }
-    const [poolId, seq] = seqs.next();
-    result.sends!.push([`${poolId}:${seq}`, due]);
+    const slots = Array.from({ length: publisher.perCall }, () => seqs.next());
+    for (const [poolId, seq] of slots) result.sends!.push([`${poolId}:${seq}`, due]);
     result.calls++;
-    const call = publish(poolId, seq).then(
+    const call = publisher.publish(slots).then(
       (n) => {
         result.events += n;
         result.callLatency!.push(now() - due);

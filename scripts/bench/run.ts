@@ -1,7 +1,8 @@
-// `npm run bench [-- --quick] [-- --scenarios idle,fanout,latency,tasks,replay]`
+// `npm run bench [-- --quick] [-- --scenarios idle,fanout,latency,publish,tasks,replay]`
 //
 // Starts Switchyard nodes (`node --import tsx src/main.ts`), a bare Socket.IO + @socket.io/redis-adapter
-// baseline (scripts/bench/baseline-server.ts) with the same transport settings, and separate load-generator
+// baseline (scripts/bench/baseline-server.ts) with the same transport settings, a bare BullMQ worker for the
+// tasks scenario (scripts/bench/bullmq-worker.ts), and separate load-generator
 // processes (scripts/bench/load-client.ts: raw Engine.IO/WebSocket clients that authenticate and subscribe
 // exactly like dashboards), measures both in the same run, prints one table, and writes one JSON file per
 // scenario to bench/results/<scenario>-<quick|full>.json. Everything it creates (processes, the database
@@ -15,7 +16,21 @@ import path from "node:path";
 import { Redis } from "ioredis";
 import { dropDatabase } from "../db-setup.js";
 import { formatTable, human, machineInfo, mintToken, now, sleep, summarize, type Summary } from "./lib.js";
-import { CpuMeter, killAllNow, LoadClient, repoRoot, sampleMemory, startProfile, summarizeProfile, startBaseline, startSwitchyard, stopAll, type MemorySample, type ServerHandle } from "./procs.js";
+import {
+  CpuMeter,
+  killAllNow,
+  LoadClient,
+  repoRoot,
+  sampleMemory,
+  startProfile,
+  summarizeProfile,
+  startBaseline,
+  startBullmqWorker,
+  startSwitchyard,
+  stopAll,
+  type MemorySample,
+  type ServerHandle,
+} from "./procs.js";
 import type { PublisherSpec } from "./publishers.js";
 
 // ---------------------------------------------------------------------------------------------- options
@@ -23,7 +38,7 @@ import type { PublisherSpec } from "./publishers.js";
 const argv = process.argv.slice(2);
 const QUICK = argv.includes("--quick");
 const SIZE = QUICK ? "quick" : "full";
-const ALL_SCENARIOS = ["idle", "fanout", "latency", "tasks", "replay"] as const;
+const ALL_SCENARIOS = ["idle", "fanout", "latency", "publish", "tasks", "replay"] as const;
 type Scenario = (typeof ALL_SCENARIOS)[number];
 const scenariosArg = argv.find((a) => a.startsWith("--scenarios="))?.slice("--scenarios=".length) ?? argv[argv.indexOf("--scenarios") + 1];
 const SCENARIOS: Scenario[] =
@@ -33,8 +48,8 @@ const SCENARIOS: Scenario[] =
 const PROFILE = argv.includes("--profile");
 if (argv.includes("--help")) {
   process.stdout.write(
-    "usage: npm run bench -- [--quick] [--scenarios idle,fanout,latency,tasks,replay] [--profile]\n" +
-      "  --profile  CPU-profile the server under test during fan-out, latency, tasks and replay seeding\n" +
+    "usage: npm run bench -- [--quick] [--scenarios idle,fanout,latency,publish,tasks,replay] [--profile]\n" +
+      "  --profile  CPU-profile the server under test during fan-out, latency, publish, tasks and replay seeding\n" +
       "             (V8 profiler through the inspector); .cpuprofile files go to bench/results/tmp/profiles-<run>/\n",
   );
   process.exit(0);
@@ -55,9 +70,19 @@ const SIZES = {
     latencyPerRoom: 2,
     latencyRates: [100],
     latencyMs: 4000,
-    tasksConcurrency: [1, 16],
+    tasksConcurrency: [1, 16, 64],
     tasksWarmupMs: 1000,
     tasksMs: 3000,
+    bareWorkerConcurrency: 32,
+    publishRooms: 100,
+    publishPerRoom: 10,
+    publishBatch: 50,
+    publishConcurrencyBatches: 8,
+    publishMaxBacklog: 2500,
+    publishCapacityMs: 3000,
+    publishMs: 3000,
+    publishLatencyRate: 1000,
+    publishLatencyMs: 4000,
     replayEvents: 1000,
     replayClients: 10,
   },
@@ -78,6 +103,16 @@ const SIZES = {
     tasksConcurrency: [1, 16, 64],
     tasksWarmupMs: 2000,
     tasksMs: 15_000,
+    bareWorkerConcurrency: 32,
+    publishRooms: 100,
+    publishPerRoom: 10,
+    publishBatch: 50,
+    publishConcurrencyBatches: 8,
+    publishMaxBacklog: 2500,
+    publishCapacityMs: 10_000,
+    publishMs: 10_000,
+    publishLatencyRate: 1000,
+    publishLatencyMs: 10_000,
     replayEvents: 10_000,
     replayClients: 50,
   },
@@ -120,6 +155,7 @@ let nodeA: ServerHandle | undefined;
 let nodeB: ServerHandle | undefined;
 let baseA: ServerHandle | undefined;
 let baseB: ServerHandle | undefined;
+let bareWorker: ServerHandle | undefined;
 let clients: LoadClient[] = [];
 let publisher: LoadClient | undefined;
 let benchPools: string[] = [];
@@ -168,6 +204,9 @@ function writeResult(scenario: Scenario, results: unknown): void {
         "node --inspect=127.0.0.1:0 --import tsx scripts/bench/baseline-server.ts: socket.io 4.8 + @socket.io/redis-adapter, " +
         "transports polling+websocket, HS256 JWT (jsonwebtoken, string secret as in Switchyard) checked in the handshake, no database",
       clients: "raw Engine.IO v4 / Socket.IO v5 over ws (scripts/bench/raw-socket.ts), websocket transport",
+      bullmqWorker:
+        "node --inspect=127.0.0.1:0 --import tsx scripts/bench/bullmq-worker.ts: one BullMQ Worker returning the payload, " +
+        "concurrency and lock settings of Switchyard's embedded worker (tasks scenario)",
     },
     results,
   };
@@ -279,28 +318,41 @@ async function ensureBenchPools(n: number): Promise<string[]> {
   return benchPools.slice(0, n);
 }
 
+type ProfileSummary = ReturnType<typeof summarizeProfile>;
+
 /**
- * With --profile, runs `fn` under V8's CPU profiler in `server`, saves the .cpuprofile and
- * returns where the time went (self time by package and by function); without it, just runs `fn`.
+ * With --profile, runs `fn` under V8's CPU profiler in `server` (and in `alsoServer`, the node holding the
+ * subscribers in two-node runs), saves the .cpuprofile files and returns where the time went (self time by
+ * package, by function and by calling package); without it, just runs `fn`.
  */
-async function profiled<T>(server: ServerHandle, label: string, fn: () => Promise<T>): Promise<[T, ReturnType<typeof summarizeProfile> | undefined]> {
-  const session = PROFILE ? await startProfile(server) : undefined;
-  if (!session) return [await fn(), undefined];
+async function profiled<T>(
+  server: ServerHandle,
+  label: string,
+  fn: () => Promise<T>,
+  alsoServer?: ServerHandle,
+): Promise<[T, ProfileSummary | undefined, ProfileSummary | undefined]> {
+  const targets = PROFILE ? [server, ...(alsoServer && alsoServer !== server ? [alsoServer] : [])] : [];
+  const sessions = await Promise.all(targets.map((t) => startProfile(t)));
+  if (!sessions.some((s) => s)) return [await fn(), undefined, undefined];
   let result: T;
   try {
     result = await fn();
   } catch (error) {
-    await session.stop();
+    await Promise.all(sessions.map((s) => s?.stop()));
     throw error;
   }
-  const profile = await session.stop();
-  if (!profile) return [result, undefined];
-  mkdirSync(PROFILE_DIR, { recursive: true });
-  const file = path.join(PROFILE_DIR, `${server.kind}-${label.replace(/[^A-Za-z0-9_.-]+/g, "-")}.cpuprofile`);
-  writeFileSync(file, JSON.stringify(profile));
-  const summary = summarizeProfile(profile);
-  log(`  profile ${path.relative(repoRoot, file)}: ${summary.byPackage.slice(0, 8).map(([k, v]) => `${k} ${v}%`).join(", ")}`);
-  return [result, summary];
+  const profiles = await Promise.all(sessions.map((s) => s?.stop()));
+  const summaries = profiles.map((profile, i) => {
+    if (!profile) return undefined;
+    mkdirSync(PROFILE_DIR, { recursive: true });
+    const role = i === 0 ? "" : "subscribers-";
+    const file = path.join(PROFILE_DIR, `${targets[i]!.kind}-${role}${label.replace(/[^A-Za-z0-9_.-]+/g, "-")}.cpuprofile`);
+    writeFileSync(file, JSON.stringify(profile));
+    const summary = summarizeProfile(profile);
+    log(`  profile ${path.relative(repoRoot, file)} (by calling package): ${summary.byCaller.slice(0, 8).map(([k, v]) => `${k} ${v}%`).join(", ")}`);
+    return summary;
+  });
+  return [result, summaries[0], summaries[1]];
 }
 
 /** CPU use (% of one core) of the given servers, the load generators, the publisher, PostgreSQL and Redis. */
@@ -392,28 +444,76 @@ interface DeliveryRun {
   deliveredPerSecond: number;
   completeness: number;
   cpuPercent: Record<string, number>;
-  profile?: ReturnType<typeof summarizeProfile>;
+  /** Wall time the CPU figures cover (publishing and draining). */
+  cpuWallMs: number;
+  /** Gated runs: total time the publisher's lanes waited for the deliveries to catch up. */
+  gatedMs: number;
+  profile?: ProfileSummary;
+  /** Two-node runs: the profile of the node holding the subscribers. */
+  subscriberProfile?: ProfileSummary;
 }
 
-async function deliveryRun(label: string, server: ServerHandle, spec: PublisherSpec, pools: string[], subscribersPerEvent: number, concurrency: number): Promise<DeliveryRun> {
+/** Events one call of `spec` publishes. */
+const perCall = (spec: PublisherSpec): number => (spec.kind === "switchyard-events" || spec.kind === "baseline-batch" ? spec.batch : 1);
+
+/**
+ * Closed-loop publishing to `server` (`concurrency` calls in flight) for `durationMs`, counting what the
+ * subscribers (already connected, to `subscribeTo`) receive. `scenario` names the profile.
+ */
+async function deliveryRun(
+  label: string,
+  server: ServerHandle,
+  spec: PublisherSpec,
+  pools: string[],
+  subscribersPerEvent: number,
+  concurrency: number,
+  {
+    subscribeTo = server,
+    durationMs = SIZES.fanoutMs,
+    scenario = "fanout",
+    maxBacklog,
+  }: {
+    subscribeTo?: ServerHandle;
+    durationMs?: number;
+    scenario?: string;
+    /** Events the publisher may be ahead of the deliveries (published events x subscribersPerEvent - received). */
+    maxBacklog?: number;
+  } = {},
+): Promise<DeliveryRun> {
   await record("count");
-  const meter = cpuMeter({ server });
+  const meter = cpuMeter(subscribeTo === server ? { server } : { subNode: subscribeTo, pubNode: server });
+  const meterStart = now();
   meter.start();
-  const [{ loop, roomEvents, expected, t }, profile] = await profiled(server, `fanout ${label} ${subscribersPerEvent}`, async () => {
-    const loop = await publisher!.call<{ calls: number; events: number; failed: number; errors: string[]; startTs: number; endTs: number }>("publish", {
+  const [{ loop, roomEvents, expected, t }, profile, subscriberProfile] = await profiled(server, `${scenario} ${label} ${subscribersPerEvent}`, async () => {
+    const running = publisher!.call<{ calls: number; events: number; failed: number; errors: string[]; startTs: number; endTs: number; gatedMs: number }>("publish", {
       url: server.url,
       spec,
       pools,
       concurrency,
-      durationMs: SIZES.fanoutMs,
+      durationMs,
+      gateEvents: maxBacklog,
     });
-    // Events that reach the subscribed room: one per Switchyard call, one per logical baseline event.
-    const roomEvents = spec.kind === "switchyard-scale" ? loop.calls - loop.failed : loop.events;
+    if (maxBacklog !== undefined) {
+      // Feeds the publisher's gate from the subscribers' counts while it runs.
+      let done = false;
+      void running.finally(() => (done = true)).catch(() => undefined);
+      while (!done) {
+        await sleep(50);
+        const { received } = await totals();
+        await publisher!.call("allow", { events: Math.floor(received / subscribersPerEvent) + maxBacklog });
+      }
+    }
+    const loop = await running;
+    if (loop.gatedMs > 0) log(`  ${label}: lanes waited ${(loop.gatedMs / concurrency / 1000).toFixed(1)} s each for deliveries to catch up`);
+    // Events that reach the subscribed room(s) (successful calls only): one per Switchyard scale call, one per
+    // logical baseline event, `batch` per publish-API call.
+    const roomEvents = loop.events;
     const expected = roomEvents * subscribersPerEvent;
     const t = await drain(expected);
     return { loop, roomEvents, expected, t };
-  });
+  }, subscribeTo);
   const cpuPercent = meter.stop();
+  const cpuWallMs = now() - meterStart;
   await record("none");
   const deliverMs = Math.max(t.lastTs, loop.endTs) - loop.startTs;
   const run: DeliveryRun = {
@@ -430,7 +530,10 @@ async function deliveryRun(label: string, server: ServerHandle, spec: PublisherS
     deliveredPerSecond: (t.received * 1000) / deliverMs,
     completeness: expected > 0 ? t.received / expected : NaN,
     cpuPercent,
+    cpuWallMs,
+    gatedMs: loop.gatedMs,
     profile,
+    subscriberProfile,
   };
   if (loop.failed > 0) log(`  ${label}: ${loop.failed} publish calls failed: ${loop.errors.slice(0, 2).join("; ")}`);
   log(
@@ -515,18 +618,45 @@ interface LatencyRun {
   latencyMs: Summary;
   callMs: Summary | undefined;
   cpuPercent: Record<string, number>;
-  profile?: ReturnType<typeof summarizeProfile>;
+  profile?: ProfileSummary;
+  /** Two-node runs: the profile of the node holding the subscribers. */
+  subscriberProfile?: ProfileSummary;
 }
 
 async function latencyRun(topology: string, rate: number, publishTo: ServerHandle, subscribeTo: ServerHandle, spec: PublisherSpec, pools: string[]): Promise<LatencyRun> {
   const rooms = pools.map((id) => `pool:${id}`);
   await connectSockets(subscribeTo, "/pools", tokens.bench, rooms, rooms.length * SIZES.latencyPerRoom);
+  const run = await latencyMeasure(topology, rate, publishTo, subscribeTo, spec, pools, SIZES.latencyPerRoom, SIZES.latencyMs, {
+    serverA: publishTo,
+    serverB: subscribeTo,
+  });
+  await closeSockets();
+  return run;
+}
+
+/**
+ * Open loop at `rate` events/s (calls of perCall(spec) events each) to `publishTo` for `durationMs`, with
+ * `perRoom` subscribers per room already connected to `subscribeTo`: publish -> receive latency of every receipt.
+ */
+async function latencyMeasure(
+  topology: string,
+  rate: number,
+  publishTo: ServerHandle,
+  subscribeTo: ServerHandle,
+  spec: PublisherSpec,
+  pools: string[],
+  perRoom: number,
+  durationMs: number,
+  cpuGroups: Record<string, ServerHandle>,
+  scenario = "latency",
+): Promise<LatencyRun> {
   await record("latency");
-  const meter = cpuMeter(publishTo === subscribeTo ? { server: publishTo } : { serverA: publishTo, serverB: subscribeTo });
+  const meter = cpuMeter(publishTo === subscribeTo ? { server: publishTo } : cpuGroups);
   meter.start();
-  const [loop, profile] = await profiled(publishTo, `latency ${topology} ${rate}`, () =>
+  const [loop, profile, subscriberProfile] = await profiled(publishTo, `${scenario} ${topology} ${rate}`, () =>
     publisher!.call<{
       calls: number;
+      events: number;
       failed: number;
       late: number;
       skipped: number;
@@ -534,14 +664,14 @@ async function latencyRun(topology: string, rate: number, publishTo: ServerHandl
       startTs: number;
       endTs: number;
       callLatency?: Summary;
-    }>("publish", { url: publishTo.url, spec, pools, rate, durationMs: SIZES.latencyMs, maxInFlight: 256 }),
+    }>("publish", { url: publishTo.url, spec, pools, rate: rate / perCall(spec), durationMs, maxInFlight: 256 }),
+    subscribeTo,
   );
-  const expected = (loop.calls - loop.failed) * SIZES.latencyPerRoom;
+  const expected = loop.events * perRoom;
   await drain(expected, 1000, 10_000);
   const cpuPercent = meter.stop();
   await record("none");
   const samples = await Promise.all(clients.map((c) => c.call<{ keys: string[]; ts: number[] }>("stats", { samples: true })));
-  await closeSockets();
   const sentAt = new Map(loop.sends);
   const latencies: number[] = [];
   let received = 0;
@@ -555,7 +685,7 @@ async function latencyRun(topology: string, rate: number, publishTo: ServerHandl
   const run: LatencyRun = {
     topology,
     offeredRate: rate,
-    achievedRate: ((loop.calls - loop.failed) * 1000) / (loop.endTs - loop.startTs),
+    achievedRate: (loop.events * 1000) / (loop.endTs - loop.startTs),
     calls: loop.calls,
     failed: loop.failed,
     late: loop.late,
@@ -567,6 +697,7 @@ async function latencyRun(topology: string, rate: number, publishTo: ServerHandl
     callMs: loop.callLatency,
     cpuPercent,
     profile,
+    subscriberProfile,
   };
   log(
     `  ${topology} ${spec.kind}: p50/p99/max ${lat(run.latencyMs)} ms, ${human(run.achievedRate)}/s of ${run.offeredRate}/s offered, ` +
@@ -636,40 +767,238 @@ interface TasksRun {
   errors: string[];
   tasksPerSecond: number;
   latency: Summary;
-  taskEventsSeen: number;
+  /** Switchyard: every event the `tasks` subscriber saw; bare BullMQ: every `completed` QueueEvents saw. */
+  taskEventsSeen?: number;
+  completedEventsSeen?: number;
   cpuPercent: Record<string, number>;
-  profile?: ReturnType<typeof summarizeProfile>;
+  /** CPU time per completed task (warm-up included, like the CPU window), ms, by process group. */
+  cpuMsPerTask: Record<string, number>;
+  profile?: ProfileSummary;
 }
 
+const cpuMs = (value: number | undefined): string => (value === undefined ? "n/a" : value >= 1 ? value.toFixed(1) : value.toFixed(2));
+
+const BARE_QUEUE = "pool.tasks.default";
+const BARE_PREFIX = `bench-${RUN}-bare:bull`;
+
 async function tasksScenario(): Promise<void> {
-  const runs: TasksRun[] = [];
-  for (const concurrency of SIZES.tasksConcurrency) {
-    log(`tasks: echo tasks, closed loop with ${concurrency} in flight, ${SIZES.tasksMs / 1000} s (+${SIZES.tasksWarmupMs / 1000} s warm-up)`);
-    const meter = cpuMeter({ server: nodeA! });
+  log(`tasks: starting the bare BullMQ worker (concurrency ${SIZES.bareWorkerConcurrency})`);
+  bareWorker = await startBullmqWorker(
+    `bullmq-${RUN}`,
+    { REDIS_URL, BULL_PREFIX: BARE_PREFIX, QUEUE: BARE_QUEUE, WORKER_CONCURRENCY: String(SIZES.bareWorkerConcurrency) },
+    path.join(LOG_DIR, "bullmq-worker.log"),
+  );
+  const runs: Array<{ concurrency: number; switchyard: TasksRun; bullmq: TasksRun }> = [];
+  const one = async (kind: "switchyard" | "bullmq", concurrency: number): Promise<TasksRun> => {
+    const server = kind === "switchyard" ? nodeA! : bareWorker!;
+    const meter = cpuMeter(kind === "switchyard" ? { server } : { worker: server });
+    const meterStart = now();
     meter.start();
-    const [result, profile] = await profiled(nodeA!, `tasks ${concurrency}`, () =>
-      publisher!.call<Omit<TasksRun, "concurrency" | "cpuPercent" | "profile">>("tasks", {
-        url: nodeA!.url,
-        token: tokens.tasks,
-        concurrency,
-        durationMs: SIZES.tasksMs,
-        warmupMs: SIZES.tasksWarmupMs,
-      }),
+    const loop = { concurrency, durationMs: SIZES.tasksMs, warmupMs: SIZES.tasksWarmupMs };
+    const [result, profile] = await profiled(server, `tasks ${concurrency}`, () =>
+      kind === "switchyard"
+        ? publisher!.call<Omit<TasksRun, "concurrency" | "cpuPercent" | "cpuMsPerTask" | "profile">>("tasks", { url: nodeA!.url, token: tokens.tasks, ...loop })
+        : publisher!.call<Omit<TasksRun, "concurrency" | "cpuPercent" | "cpuMsPerTask" | "profile">>("bullmqTasks", { redisUrl: REDIS_URL, prefix: BARE_PREFIX, queue: BARE_QUEUE, ...loop }),
     );
     const cpuPercent = meter.stop();
-    if (result.failed > 0) log(`  ${result.failed} tasks failed: ${result.errors.slice(0, 2).join("; ")}`);
-    log(`  ${human(result.tasksPerSecond)} tasks/s, submit -> task.completed p50/p99/max ${lat(result.latency)} ms; cpu ${cpuText(cpuPercent)}`);
-    runs.push({ concurrency, ...result, cpuPercent, profile });
+    const cpuWallMs = now() - meterStart;
+    if (result.failed > 0) log(`  ${kind}: ${result.failed} tasks failed: ${result.errors.slice(0, 2).join("; ")}`);
+    log(`  ${kind}: ${human(result.tasksPerSecond)} tasks/s, p50/p99/max ${lat(result.latency)} ms; cpu ${cpuText(cpuPercent)}`);
+    const cpuMsPerTask = Object.fromEntries(
+      Object.entries(cpuPercent)
+        .filter(([k]) => k !== "machine" && k !== "loadClients")
+        .map(([k, v]) => [k, Math.round(((v / 100) * cpuWallMs * 1000) / Math.max(1, result.completed)) / 1000]),
+    );
+    return { concurrency, ...result, cpuPercent, cpuMsPerTask, profile };
+  };
+  for (const concurrency of SIZES.tasksConcurrency) {
+    log(`tasks: echo tasks, closed loop with ${concurrency} in flight, ${SIZES.tasksMs / 1000} s (+${SIZES.tasksWarmupMs / 1000} s warm-up) each, Switchyard then bare BullMQ`);
+    const sw = await one("switchyard", concurrency);
+    const bare = await one("bullmq", concurrency);
+    runs.push({ concurrency, switchyard: sw, bullmq: bare });
+    const failed = sw.failed + bare.failed > 0 ? `; failed: sw ${sw.failed}, bullmq ${bare.failed}` : "";
     rows.push({
       scenario: `tasks, ${concurrency} in flight`,
-      metric: "tasks/s; p50/p99/max ms",
-      switchyard: `${human(result.tasksPerSecond)}; ${lat(result.latency)}`,
-      baseline: "n/a",
-      ratio: "n/a",
-      notes: `echo, persisted; POST /api/v1/tasks -> task.completed on a \`tasks\` subscriber${result.failed > 0 ? `; ${result.failed} failed` : ""}`,
+      metric: "tasks/s",
+      switchyard: human(sw.tasksPerSecond),
+      baseline: human(bare.tasksPerSecond),
+      ratio: ratio(sw.tasksPerSecond, bare.tasksPerSecond, 3),
+      notes:
+        `base = bare BullMQ; CPU ms/task: sw server ${cpuMs(sw.cpuMsPerTask.server)} + pg ${cpuMs(sw.cpuMsPerTask.postgres)} + redis ${cpuMs(sw.cpuMsPerTask.redis)}, ` +
+        `bullmq worker ${cpuMs(bare.cpuMsPerTask.worker)} + producer ${cpuMs(bare.cpuMsPerTask.publisher)} + redis ${cpuMs(bare.cpuMsPerTask.redis)}${failed}`,
+    });
+    rows.push({
+      scenario: `tasks, ${concurrency} in flight`,
+      metric: "p50/p99/max ms",
+      switchyard: lat(sw.latency),
+      baseline: lat(bare.latency),
+      ratio: `p99 ${ratio(sw.latency.p99, bare.latency.p99, 1)}`,
+      notes: "sw: POST /api/v1/tasks (echo) -> task.completed on a `tasks` subscriber",
     });
   }
-  writeResult("tasks", { durationMs: SIZES.tasksMs, warmupMs: SIZES.tasksWarmupMs, runs });
+  await bareWorker.stop();
+  bareWorker = undefined;
+  notes.push(
+    "tasks: the same closed loop (N in flight, submit -> completion seen by the submitting process) through Switchyard " +
+      "(REST submit, persisted task and its events, embedded worker in the server process, task.completed on a `tasks` " +
+      "socket) and through bare BullMQ on the same Redis (Queue.add with the job options Switchyard uses for an echo task, " +
+      `a Worker with concurrency ${SIZES.bareWorkerConcurrency} in its own process returning the payload, completion from QueueEvents).`,
+  );
+  writeResult("tasks", { durationMs: SIZES.tasksMs, warmupMs: SIZES.tasksWarmupMs, bareWorkerConcurrency: SIZES.bareWorkerConcurrency, runs });
+}
+
+// ---------------------------------------------------------------------------------------------- publish API
+
+/** CPU microseconds of one process group per unit (delivery, event) over a delivery run. */
+function cpuUs(run: { cpuPercent: Record<string, number>; cpuWallMs: number }, group: string, units: number): string {
+  const percent = run.cpuPercent[group];
+  if (percent === undefined || units <= 0) return "n/a";
+  return ((percent / 100) * run.cpuWallMs * 1000 / units).toFixed(1);
+}
+
+interface CapacityRun {
+  calls: number;
+  events: number;
+  failed: number;
+  errors: string[];
+  publishMs: number;
+  publishPerSecond: number;
+  cpuPercent: Record<string, number>;
+  cpuWallMs: number;
+  profile?: ProfileSummary;
+}
+
+/** The publish path alone: a closed loop to `server` with no subscribers connected anywhere. */
+async function capacityRun(label: string, server: ServerHandle, other: ServerHandle, spec: PublisherSpec, pools: string[], concurrency: number): Promise<CapacityRun> {
+  const meter = cpuMeter({ subNode: other, pubNode: server });
+  const meterStart = now();
+  meter.start();
+  const [loop, profile] = await profiled(server, `publish-capacity ${label}`, () =>
+    publisher!.call<{ calls: number; events: number; failed: number; errors: string[]; startTs: number; endTs: number }>("publish", {
+      url: server.url,
+      spec,
+      pools,
+      concurrency,
+      durationMs: SIZES.publishCapacityMs,
+    }),
+  );
+  const cpuPercent = meter.stop();
+  const cpuWallMs = now() - meterStart;
+  const publishMs = loop.endTs - loop.startTs;
+  const run: CapacityRun = { ...loop, publishMs, publishPerSecond: (loop.events * 1000) / publishMs, cpuPercent, cpuWallMs, profile };
+  if (loop.failed > 0) log(`  ${label}: ${loop.failed} publish calls failed: ${loop.errors.slice(0, 2).join("; ")}`);
+  log(`  ${label}, no subscribers: ${human(run.publishPerSecond)} events/s published; cpu ${cpuText(cpuPercent)}`);
+  return run;
+}
+
+async function publishScenario(): Promise<void> {
+  const pools = await ensureBenchPools(SIZES.publishRooms);
+  const rooms = pools.map((id) => `pool:${id}`);
+  const B = SIZES.publishBatch;
+  const C = SIZES.publishConcurrencyBatches;
+  const perRoom = SIZES.publishPerRoom;
+  log("publish: starting second nodes");
+  [nodeB, baseB] = await Promise.all([
+    startSwitchyard(`bench-${RUN}-b`, switchyardEnv(), path.join(LOG_DIR, "switchyard-b.log")),
+    startBaseline(`baseline-${RUN}-b`, baselineEnv(), path.join(LOG_DIR, "baseline-b.log")),
+  ]);
+  const sides = [
+    { kind: "switchyard" as const, label: "switchyard POST /api/v1/events", subscribeTo: nodeA!, publishTo: nodeB, spec: { kind: "switchyard-events", token: tokens.bench, batch: B } as PublisherSpec },
+    { kind: "baseline" as const, label: "baseline POST /publish-batch", subscribeTo: baseA!, publishTo: baseB, spec: { kind: "baseline-batch", tenant: "bench", batch: B } as PublisherSpec },
+  ];
+  const results: Record<string, { warmupMs: number; capacity: CapacityRun; throughput: DeliveryRun; latency: LatencyRun }> = {};
+  for (const side of sides) {
+    log(`publish ${side.kind}: batches of ${B} posted to B, ${rooms.length} rooms`);
+    // Warm-up, not measured: one call at a time until every room got two events (a node that has not seen a
+    // room yet looks it up in PostgreSQL; the JIT warms up on both sides).
+    const warm = await publisher!.call<{ calls: number; failed: number; errors: string[]; startTs: number; endTs: number }>("publish", {
+      url: side.publishTo.url,
+      spec: side.spec,
+      pools,
+      concurrency: 1,
+      durationMs: 30_000,
+      limit: Math.ceil((2 * rooms.length) / B),
+    });
+    if (warm.failed > 0) throw new Error(`publish warm-up failed: ${warm.errors.join("; ")}`);
+    const warmupMs = warm.endTs - warm.startTs;
+    log(`  warm-up: ${warm.calls} calls one at a time in ${ms(warmupMs)} ms`);
+    await sleep(300);
+    const capacity = await capacityRun(side.label, side.publishTo, side.subscribeTo, side.spec, pools, C);
+    log(`  ${rooms.length} rooms x ${perRoom} subscribers on A`);
+    await connectSockets(side.subscribeTo, "/pools", tokens.bench, rooms, rooms.length * perRoom);
+    const throughput = await deliveryRun(side.label, side.publishTo, side.spec, pools, perRoom, C, {
+      subscribeTo: side.subscribeTo,
+      durationMs: SIZES.publishMs,
+      scenario: "publish",
+      maxBacklog: SIZES.publishMaxBacklog,
+    });
+    const latency = await latencyMeasure("2 nodes", SIZES.publishLatencyRate, side.publishTo, side.subscribeTo, side.spec, pools, perRoom, SIZES.publishLatencyMs, { subNode: side.subscribeTo, pubNode: side.publishTo }, "publish");
+    await closeSockets();
+    results[side.kind] = { warmupMs, capacity, throughput, latency };
+  }
+  await Promise.all([nodeB.stop(), baseB.stop()]);
+  nodeB = baseB = undefined;
+  const sw = results.switchyard!;
+  const base = results.baseline!;
+  rows.push({
+    scenario: `publish API ${human(rooms.length, 0)} rooms x ${perRoom}`,
+    metric: "deliveries/s",
+    switchyard: human(sw.throughput.deliveredPerSecond),
+    baseline: human(base.throughput.deliveredPerSecond),
+    ratio: ratio(sw.throughput.deliveredPerSecond, base.throughput.deliveredPerSecond, 3),
+    notes:
+      `${C} batches of ${B} in flight, <= ${human(SIZES.publishMaxBacklog, 0)} events ahead; node A CPU/delivery sw ${cpuUs(sw.throughput, "subNode", sw.throughput.received)} µs, ` +
+      `base ${cpuUs(base.throughput, "subNode", base.throughput.received)} µs` +
+      (Math.min(sw.throughput.completeness, base.throughput.completeness) < 1
+        ? `; delivered only ${(sw.throughput.completeness * 100).toFixed(0)}%/${(base.throughput.completeness * 100).toFixed(0)}%`
+        : "") +
+      (sw.throughput.failed + base.throughput.failed > 0 ? `; failed calls ${sw.throughput.failed}/${base.throughput.failed}` : ""),
+  });
+  rows.push({
+    scenario: "publish API, no subscribers",
+    metric: "events published/s",
+    switchyard: human(sw.capacity.publishPerSecond),
+    baseline: human(base.capacity.publishPerSecond),
+    ratio: ratio(sw.capacity.publishPerSecond, base.capacity.publishPerSecond, 3),
+    notes:
+      `${C} batches of ${B} in flight; CPU/event: node B sw ${cpuUs(sw.capacity, "pubNode", sw.capacity.events)} µs + PostgreSQL ${cpuUs(sw.capacity, "postgres", sw.capacity.events)} µs, ` +
+      `base ${cpuUs(base.capacity, "pubNode", base.capacity.events)} µs` +
+      (sw.capacity.failed + base.capacity.failed > 0 ? `; failed calls ${sw.capacity.failed}/${base.capacity.failed}` : ""),
+  });
+  const loss = sw.latency.matched < sw.latency.expected || base.latency.matched < base.latency.expected;
+  const behind = sw.latency.skipped > 0 || base.latency.skipped > 0;
+  rows.push({
+    scenario: `publish API @${human(SIZES.publishLatencyRate, 0)}/s, 2 nodes`,
+    metric: "p50/p99/max ms",
+    switchyard: lat(sw.latency.latencyMs),
+    baseline: lat(base.latency.latencyMs),
+    ratio: `p99 ${ratio(sw.latency.latencyMs.p99, base.latency.latencyMs.p99, 1)}`,
+    notes:
+      `${human(SIZES.publishLatencyRate / B, 0)} batches of ${B}/s; achieved ${human(sw.latency.achievedRate)}/${human(base.latency.achievedRate)} events/s` +
+      (behind ? " (overloaded: publishes skipped)" : "") +
+      (loss ? `; receipts ${sw.latency.matched}/${sw.latency.expected}, ${base.latency.matched}/${base.latency.expected}` : ""),
+  });
+  notes.push(
+    `publish API: Switchyard's POST /api/v1/events (admin token; ${B} custom events per call, each to one \`pool:<id>\` room, ` +
+      "checked, stored and numbered as one unit, then broadcast) on node B, with the subscribers on node A (through Redis); " +
+      "the baseline pair driven the same way: POST /publish-batch to baseline B emits each event once (no auth, no storage), " +
+      "subscribers on baseline A. 'no subscribers': the publish path alone (node A only gets the Redis messages). " +
+      `'deliveries/s': the publisher stays at most ${human(SIZES.publishMaxBacklog, 0)} events ahead of the deliveries, so both ` +
+      "are measured at node A's delivery capacity without piling up in Redis (unbounded, the bare pair outran its " +
+      "subscriber node until Redis cut the adapter's subscription at its 32 MB pub/sub output limit and events were lost). " +
+      "Latency: open loop at the offered rate, from each batch's scheduled time to each receipt.",
+  );
+  writeResult("publish", {
+    rooms: rooms.length,
+    subscribersPerRoom: perRoom,
+    batch: B,
+    batchesInFlight: C,
+    maxBacklogEvents: SIZES.publishMaxBacklog,
+    durationMs: SIZES.publishMs,
+    latency: { offeredEventsPerSecond: SIZES.publishLatencyRate, durationMs: SIZES.publishLatencyMs },
+    switchyard: sw,
+    baseline: base,
+  });
 }
 
 // ---------------------------------------------------------------------------------------------- replay
@@ -770,7 +1099,7 @@ function runCommand(command: string, args: string[], logFile: string): Promise<v
 async function cleanup(): Promise<void> {
   log("cleaning up");
   await Promise.allSettled([...clients, ...(publisher ? [publisher] : [])].map((c) => c.stop()));
-  await Promise.allSettled([nodeA, nodeB, baseA, baseB].filter((s): s is ServerHandle => s !== undefined).map((s) => s.stop()));
+  await Promise.allSettled([nodeA, nodeB, baseA, baseB, bareWorker].filter((s): s is ServerHandle => s !== undefined).map((s) => s.stop()));
   await stopAll();
   if (dbCreated) {
     await dropDatabase(DATABASE_URL).catch((error: unknown) => log(`could not drop the bench database: ${(error as Error).message}`));
@@ -837,6 +1166,7 @@ async function main(): Promise<void> {
     idle: idleScenario,
     fanout: fanoutScenario,
     latency: latencyScenario,
+    publish: publishScenario,
     tasks: tasksScenario,
     replay: replayScenario,
   };
@@ -851,8 +1181,8 @@ async function main(): Promise<void> {
       log(`scenario ${name} FAILED: ${(error as Error).stack ?? error}`);
       rows.push({ scenario: name, metric: "FAILED", switchyard: "-", baseline: "-", ratio: "-", notes: (error as Error).message.split("\n")[0]!.slice(0, 120) });
       await closeSockets().catch(() => undefined);
-      await Promise.allSettled([nodeB?.stop(), baseB?.stop()]);
-      nodeB = baseB = undefined;
+      await Promise.allSettled([nodeB?.stop(), baseB?.stop(), bareWorker?.stop()]);
+      nodeB = baseB = bareWorker = undefined;
     }
     log(`=== ${name} done in ${((now() - t0) / 1000).toFixed(1)} s`);
   }
