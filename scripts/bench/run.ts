@@ -363,10 +363,18 @@ function cpuMeter(servers: Record<string, ServerHandle>): CpuMeter {
     publisher: [publisher!.child.pid!],
   }));
 }
+/** CPU (% of one core) the machine spent outside the measured process groups: other work sharing the cores. */
+const otherCpu = (cpu: Record<string, number>): number =>
+  (cpu.machine ?? 0) - Object.entries(cpu).reduce((sum, [k, v]) => (k === "machine" ? sum : sum + v), 0);
 const cpuText = (cpu: Record<string, number>): string =>
   Object.entries(cpu)
     .map(([k, v]) => `${k} ${v}%`)
-    .join(", ");
+    .join(", ") + `, other ${otherCpu(cpu)}%`;
+/** Row note when something outside the bench used a noticeable share of the cores during any of `cpus`. */
+const busyNote = (...cpus: Array<Record<string, number>>): string => {
+  const worst = Math.max(...cpus.map(otherCpu));
+  return worst >= 25 ? `; machine busy: up to ${worst}% CPU outside the bench` : "";
+};
 
 const ratio = (a: number, b: number, digits = 2): string => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? `${(a / b).toFixed(digits)}x` : "n/a");
 const kib = (bytes: number): string => (Number.isFinite(bytes) ? `${(bytes / 1024).toFixed(1)} KiB` : "n/a");
@@ -825,7 +833,8 @@ async function tasksScenario(): Promise<void> {
       ratio: ratio(sw.tasksPerSecond, bare.tasksPerSecond, 3),
       notes:
         `base = bare BullMQ; CPU ms/task: sw server ${cpuMs(sw.cpuMsPerTask.server)} + pg ${cpuMs(sw.cpuMsPerTask.postgres)} + redis ${cpuMs(sw.cpuMsPerTask.redis)}, ` +
-        `bullmq worker ${cpuMs(bare.cpuMsPerTask.worker)} + producer ${cpuMs(bare.cpuMsPerTask.publisher)} + redis ${cpuMs(bare.cpuMsPerTask.redis)}${failed}`,
+        `bullmq worker ${cpuMs(bare.cpuMsPerTask.worker)} + producer ${cpuMs(bare.cpuMsPerTask.publisher)} + redis ${cpuMs(bare.cpuMsPerTask.redis)}${failed}` +
+        busyNote(sw.cpuPercent, bare.cpuPercent),
     });
     rows.push({
       scenario: `tasks, ${concurrency} in flight`,
@@ -952,7 +961,8 @@ async function publishScenario(): Promise<void> {
       (Math.min(sw.throughput.completeness, base.throughput.completeness) < 1
         ? `; delivered only ${(sw.throughput.completeness * 100).toFixed(0)}%/${(base.throughput.completeness * 100).toFixed(0)}%`
         : "") +
-      (sw.throughput.failed + base.throughput.failed > 0 ? `; failed calls ${sw.throughput.failed}/${base.throughput.failed}` : ""),
+      (sw.throughput.failed + base.throughput.failed > 0 ? `; failed calls ${sw.throughput.failed}/${base.throughput.failed}` : "") +
+      busyNote(sw.throughput.cpuPercent, base.throughput.cpuPercent),
   });
   rows.push({
     scenario: "publish API, no subscribers",
@@ -963,7 +973,8 @@ async function publishScenario(): Promise<void> {
     notes:
       `${C} batches of ${B} in flight; CPU/event: node B sw ${cpuUs(sw.capacity, "pubNode", sw.capacity.events)} µs + PostgreSQL ${cpuUs(sw.capacity, "postgres", sw.capacity.events)} µs, ` +
       `base ${cpuUs(base.capacity, "pubNode", base.capacity.events)} µs` +
-      (sw.capacity.failed + base.capacity.failed > 0 ? `; failed calls ${sw.capacity.failed}/${base.capacity.failed}` : ""),
+      (sw.capacity.failed + base.capacity.failed > 0 ? `; failed calls ${sw.capacity.failed}/${base.capacity.failed}` : "") +
+      busyNote(sw.capacity.cpuPercent, base.capacity.cpuPercent),
   });
   const loss = sw.latency.matched < sw.latency.expected || base.latency.matched < base.latency.expected;
   const behind = sw.latency.skipped > 0 || base.latency.skipped > 0;
@@ -976,7 +987,8 @@ async function publishScenario(): Promise<void> {
     notes:
       `${human(SIZES.publishLatencyRate / B, 0)} batches of ${B}/s; achieved ${human(sw.latency.achievedRate)}/${human(base.latency.achievedRate)} events/s` +
       (behind ? " (overloaded: publishes skipped)" : "") +
-      (loss ? `; receipts ${sw.latency.matched}/${sw.latency.expected}, ${base.latency.matched}/${base.latency.expected}` : ""),
+      (loss ? `; receipts ${sw.latency.matched}/${sw.latency.expected}, ${base.latency.matched}/${base.latency.expected}` : "") +
+      busyNote(sw.latency.cpuPercent, base.latency.cpuPercent),
   });
   notes.push(
     `publish API: Switchyard's POST /api/v1/events (admin token; ${B} custom events per call, each to one \`pool:<id>\` room, ` +
