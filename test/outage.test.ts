@@ -58,6 +58,46 @@ async function allReady(nodes: ServerProcess[], timeoutMs: number): Promise<stri
   return late;
 }
 
+/**
+ * What both outage rows check once the service is back: both nodes ready and taking a new task, every task
+ * settled and its log whole, every accepted task completed, and the client's stream equal to the room's log.
+ */
+async function checkAfterRestart(run: {
+  nodes: ServerProcess[];
+  submitter: Submitter;
+  tenant: string;
+  db: DbInspector;
+  watch: RoomWatch;
+  probeKey: string;
+  label: string;
+  accepted: number;
+}): Promise<void> {
+  const { nodes, submitter, tenant, db, watch: w } = run;
+  const notReady = await allReady(nodes, 15_000);
+  const probe = await submitter.submit({ key: run.probeKey, body: { type: "echo", payload: { probe: true } } });
+  console.log(`      after the restart: ${notReady.length ? notReady.join("; ") : "both nodes ready"}; probe task ${probe ? "accepted" : "NOT accepted"}`);
+
+  const settle = await waitForSettled(db, tenant, { timeoutMs: 60_000, stallMs: 20_000 });
+  console.log(`      settle: ${settle.settled ? "all terminal" : `not settled: ${settle.reason}`} after ${settle.waitedMs} ms`);
+  console.log(`      ${await reconciledSummary(nodes.map((n) => n.url))}`);
+  const report = await checkTaskInvariants(db, tenant, submitter.acceptedIds(), run.label, { graceMs: 6000 });
+  const stream = await compareWithLog(db, { tenantId: tenant, namespace: "tasks", room: "tasks", afterSeq: w.startSeq }, w.delivered, {
+    label: "client on /tasks room tasks",
+  });
+  const problems = [
+    ...report.problems,
+    ...(await notCompleted(db, tenant, submitter.acceptedIds())),
+    ...stream.problems,
+    ...submitter.problems(),
+    ...w.resets.map((r) => `client reset: ${r}`),
+    ...deadNodes(nodes).map((d) => `node died: ${d}`),
+    ...notReady,
+  ];
+  if (w.errors.length) console.log(`      client errors (${w.errors.length}): ${[...new Set(w.errors)].slice(0, 3).join(" | ")}`);
+  if (problems.length > 0) assert.fail(`${report.summary}\n${stream.summary}\n${problems.join("\n")}`);
+  assert.equal(report.accepted, run.accepted);
+}
+
 describe("faults: outages", function () {
   this.timeout(150_000);
   let nodes: ServerProcess[] = [];
@@ -115,29 +155,7 @@ describe("faults: outages", function () {
     await postgres.start();
     console.log(`      PostgreSQL back after ${Date.now() - down} ms`);
     // Do the nodes use the database again (does their pool reconnect)? A task submitted now must complete too.
-    const notReady = await allReady(nodes, 15_000);
-    const probe = await submitter.submit({ key: `pgout-probe-${tenant}`, body: { type: "echo", payload: { probe: true } } });
-    console.log(`      after the restart: ${notReady.length ? notReady.join("; ") : "both nodes ready"}; probe task ${probe ? "accepted" : "NOT accepted"}`);
-
-    const settle = await waitForSettled(db, tenant, { timeoutMs: 60_000, stallMs: 20_000 });
-    console.log(`      settle: ${settle.settled ? "all terminal" : `not settled: ${settle.reason}`} after ${settle.waitedMs} ms`);
-    console.log(`      ${await reconciledSummary(nodes.map((n) => n.url))}`);
-    const report = await checkTaskInvariants(db, tenant, submitter.acceptedIds(), "outage: PostgreSQL stopped 5 s", { graceMs: 6000 });
-    const stream = await compareWithLog(db, { tenantId: tenant, namespace: "tasks", room: "tasks", afterSeq: w.startSeq }, w.delivered, {
-      label: "client on /tasks room tasks",
-    });
-    const problems = [
-      ...report.problems,
-      ...(await notCompleted(db, tenant, submitter.acceptedIds())),
-      ...stream.problems,
-      ...submitter.problems(),
-      ...w.resets.map((r) => `client reset: ${r}`),
-      ...deadNodes(nodes).map((d) => `node died: ${d}`),
-      ...notReady,
-    ];
-    if (w.errors.length) console.log(`      client errors (${w.errors.length}): ${[...new Set(w.errors)].slice(0, 3).join(" | ")}`);
-    if (problems.length > 0) assert.fail(`${report.summary}\n${stream.summary}\n${problems.join("\n")}`);
-    assert.equal(report.accepted, 61);
+    await checkAfterRestart({ nodes, submitter, tenant, db, watch: w, probeKey: `pgout-probe-${tenant}`, label: "outage: PostgreSQL stopped 5 s", accepted: 61 });
   });
 
   it("Redis restarted without its data with tasks queued: every task completes, the client has every event", async function () {
@@ -170,28 +188,6 @@ describe("faults: outages", function () {
     await sleep(1000);
     await redis.start();
     console.log(`      Redis back, empty, after ${Date.now() - down} ms`);
-    const notReady = await allReady(nodes, 15_000);
-    const probe = await submitter.submit({ key: `redisout-probe-${tenant}`, body: { type: "echo", payload: { probe: true } } });
-    console.log(`      after the restart: ${notReady.length ? notReady.join("; ") : "both nodes ready"}; probe task ${probe ? "accepted" : "NOT accepted"}`);
-
-    const settle = await waitForSettled(db, tenant, { timeoutMs: 60_000, stallMs: 20_000 });
-    console.log(`      settle: ${settle.settled ? "all terminal" : `not settled: ${settle.reason}`} after ${settle.waitedMs} ms`);
-    console.log(`      ${await reconciledSummary(nodes.map((n) => n.url))}`);
-    const report = await checkTaskInvariants(db, tenant, submitter.acceptedIds(), "outage: Redis restarted empty", { graceMs: 6000 });
-    const stream = await compareWithLog(db, { tenantId: tenant, namespace: "tasks", room: "tasks", afterSeq: w.startSeq }, w.delivered, {
-      label: "client on /tasks room tasks",
-    });
-    const problems = [
-      ...report.problems,
-      ...(await notCompleted(db, tenant, submitter.acceptedIds())),
-      ...stream.problems,
-      ...submitter.problems(),
-      ...w.resets.map((r) => `client reset: ${r}`),
-      ...deadNodes(nodes).map((d) => `node died: ${d}`),
-      ...notReady,
-    ];
-    if (w.errors.length) console.log(`      client errors (${w.errors.length}): ${[...new Set(w.errors)].slice(0, 3).join(" | ")}`);
-    if (problems.length > 0) assert.fail(`${report.summary}\n${stream.summary}\n${problems.join("\n")}`);
-    assert.equal(report.accepted, 151);
+    await checkAfterRestart({ nodes, submitter, tenant, db, watch: w, probeKey: `redisout-probe-${tenant}`, label: "outage: Redis restarted empty", accepted: 151 });
   });
 });
