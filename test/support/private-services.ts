@@ -175,21 +175,26 @@ function reapOrphans(): void {
 
 // ---------------------------------------------------------------------------------------------------- Redis
 
-export interface PrivateRedis {
+/** A server a test starts on a free port in a temp dir, stops and starts again to inject a fault, and removes. */
+export interface PrivateService {
   readonly port: number;
   readonly url: string;
   readonly dir: string;
   /** Whether the server is up (as far as this helper started and stopped it). */
   readonly running: boolean;
-  /** Starts it again after stop(): with no data (no RDB, no AOF): the "Redis lost its data" fault. */
   start(): Promise<void>;
-  /** `redis-cli shutdown nosave`, and waits until the process is gone. */
   stop(): Promise<void>;
   /** Stops it (if running) and removes its dir. */
   destroy(): Promise<void>;
   /** The server's log (for failure messages). */
   log(): string;
 }
+
+/**
+ * `start()` after `stop()` comes back with no data (no RDB, no AOF): the "Redis lost its data" fault.
+ * `stop()` is `redis-cli shutdown nosave`, and waits until the process is gone.
+ */
+export type PrivateRedis = PrivateService;
 
 /** Why private Redis servers cannot be started here, or undefined if they can. */
 export function privateRedisUnavailable(): string | undefined {
@@ -312,20 +317,11 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
 
 // ----------------------------------------------------------------------------------------------- PostgreSQL
 
-export interface PrivatePostgres {
-  readonly port: number;
-  /** postgresql://postgres@127.0.0.1:PORT/<database>, created and migrated. */
-  readonly url: string;
-  readonly dir: string;
-  readonly running: boolean;
-  /** `pg_ctl start` on the same data dir and port (the data survives). */
-  start(): Promise<void>;
-  /** `pg_ctl stop -m fast`: connections are cut, the server is down until start(). */
-  stop(): Promise<void>;
-  /** Stops it (if running) and removes its dir. */
-  destroy(): Promise<void>;
-  /** The server's log (for failure messages). */
-  log(): string;
+/**
+ * `url` is postgresql://postgres@127.0.0.1:PORT/<database>, created and migrated. `start()` is `pg_ctl start`
+ * on the same data dir and port (the data survives); `stop()` is `pg_ctl stop -m fast` (connections are cut).
+ */
+export interface PrivatePostgres extends PrivateService {
   /** How long the first start took (initdb, start, create + migrate), in ms. */
   readonly setupMs: { initdb: number; migrate: number };
 }
