@@ -102,11 +102,26 @@ interface NumberedRow {
 export class EventLog {
   private queue: PendingAppend[] = [];
   private flushing = false;
+  private stored: (copies: SequencedEvent[]) => void = () => undefined;
 
   constructor(
     private readonly prisma: PrismaClient,
     private readonly sql: Sql,
   ) {}
+
+  /**
+   * Called with each event's stored copies as soon as its statement returns, synchronously and in numbering
+   * order, before whoever appended it hears back. The publisher broadcasts here, so a node's events leave in
+   * the order they were numbered, however many callers wait on them and however their promises interleave.
+   */
+  onStored(listener: (copies: SequencedEvent[]) => void): void {
+    this.stored = listener;
+  }
+
+  private settle(pending: PendingAppend, result: SequencedEvent[][]): void {
+    for (const copies of result) this.stored(copies);
+    pending.resolve(result);
+  }
 
   /** Stores one event in every room it belongs to and returns each stored copy. */
   async append(input: StoredEventInput): Promise<SequencedEvent[]> {
@@ -156,7 +171,7 @@ export class EventLog {
       }
       try {
         const results = await this.appendBatch(batch);
-        batch.forEach((pending, i) => pending.resolve(results[i]!));
+        batch.forEach((pending, i) => this.settle(pending, results[i]!));
       } catch (error) {
         if (batch.length === 1) {
           this.settleFailed(batch[0]!, error);
@@ -166,7 +181,7 @@ export class EventLog {
         // retry each alone, so only the bad one fails (a group is one item: it fails or succeeds as a whole).
         for (const pending of batch) {
           try {
-            pending.resolve((await this.appendBatch([pending]))[0]!);
+            this.settle(pending, (await this.appendBatch([pending]))[0]!);
           } catch (single) {
             this.settleFailed(pending, single);
           }

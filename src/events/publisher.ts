@@ -84,13 +84,19 @@ export class EventPublisher {
     private readonly metrics: Metrics,
     private readonly logger: Logger,
     private readonly options: EventPublisherOptions,
-  ) {}
+  ) {
+    // Broadcast in the event log's own flush, in numbering order (see EventLog.onStored); callers only wait.
+    log.onStored((copies) => this.sent.set(copies, this.deliver(copies)));
+  }
+
+  /** The envelopes each stored event was broadcast as, for callers that answer with them (the publish API). */
+  private readonly sent = new WeakMap<SequencedEvent[], Envelope[]>();
 
   /** Publishes a built-in event that announces no stored state change (pool aggregates). */
   async publish<K extends EventName>(draft: EventDraft<K>): Promise<Array<Envelope<EventData<K>>>> {
     const stopTimer = this.metrics.publishDuration.startTimer();
     const copies = await this.log.append({ ...stored(draft), eventId: randomUUID(), ts: new Date() });
-    const envelopes = this.deliver(copies) as Array<Envelope<EventData<K>>>;
+    const envelopes = (this.sent.get(copies) ?? []) as Array<Envelope<EventData<K>>>;
     stopTimer();
     return envelopes;
   }
@@ -114,7 +120,7 @@ export class EventPublisher {
         ts,
       })),
     );
-    const envelopes = copies.map((event) => this.deliver(event));
+    const envelopes = copies.map((event) => this.sent.get(event) ?? []);
     stopTimer();
     return envelopes;
   }
@@ -147,12 +153,11 @@ export class EventPublisher {
     return result;
   }
 
-  /** Numbers and broadcasts committed outbox rows, in order. Never throws: what fails stays for the relay. */
+  /** Numbers (and so broadcasts) committed outbox rows, in order. Never throws: what fails stays for the relay. */
   async relay(outboxIds: readonly string[]): Promise<void> {
     if (outboxIds.length === 0) return;
     const stopTimer = this.metrics.publishDuration.startTimer();
-    const results = await Promise.all(outboxIds.map((id) => this.log.number(id)));
-    for (const stored of results) this.deliver(stored);
+    await Promise.all(outboxIds.map((id) => this.log.number(id)));
     stopTimer();
   }
 
