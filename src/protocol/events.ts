@@ -1,5 +1,5 @@
 import type { ErrorBody } from "./errors.js";
-import { NAMESPACES, type NamespaceName } from "./namespaces.js";
+import type { NamespaceName } from "./namespaces.js";
 import type { TaskError, TaskReport, TaskReportReply, TaskStatus } from "./tasks.js";
 import type { PoolStatusView, PoolView, TaskView, WorkerView, WorkflowStepView, WorkflowView } from "./views.js";
 
@@ -60,34 +60,6 @@ export type RoomEvent<N extends NamespaceName = NamespaceName> = { [K in EventsO
 export function isEvent<K extends EventName>(envelope: Envelope, type: K): envelope is EventEnvelope<K> {
   return envelope.type === type;
 }
-
-/** The catalogue at run time (a mapped type: adding an event to the interface without it here does not compile). */
-export const EVENT_NAMESPACES: { readonly [K in EventName]: ReadonlyArray<EventNamespaces<K>> } = {
-  "pool.created": ["pools"],
-  "pool.updated": ["pools"],
-  "pool.scaling": ["pools"],
-  "pool.status_changed": ["pools"],
-  "worker.status_changed": ["pools"],
-  "task.created": ["tasks"],
-  "task.queued": ["tasks"],
-  "task.assigned": ["tasks", "pools"],
-  "task.started": ["tasks"],
-  "task.progress": ["tasks"],
-  "task.retrying": ["tasks"],
-  "task.completed": ["tasks"],
-  "task.failed": ["tasks"],
-  "task.cancelled": ["tasks"],
-  "workflow.started": ["workflows"],
-  "workflow.step_completed": ["workflows"],
-  "workflow.completed": ["workflows"],
-  "workflow.failed": ["workflows"],
-  "workflow.cancelled": ["workflows"],
-};
-
-/** Built-in event names by namespace. */
-export const EVENT_TYPES = Object.fromEntries(
-  NAMESPACES.map((ns) => [ns, (Object.keys(EVENT_NAMESPACES) as EventName[]).filter((k) => (EVENT_NAMESPACES[k] as readonly string[]).includes(ns))]),
-) as { [N in NamespaceName]: Array<EventsOf<N>> };
 
 export interface SubscribeRequest {
   room: string;
