@@ -10,7 +10,7 @@ import { defineConfig } from "prisma/config";
 import { PrismaPg } from "@prisma/adapter-pg";
 import { CatalogTypesPool } from "./scripts/prisma-cli-pool.js";
 
-// Same default as scripts/db-setup.ts. Set in process.env (not just used locally) so that the
+// Same default as src/db/setup.ts. Set in process.env (not just used locally) so that the
 // schema's `url = env("DATABASE_URL")` resolves too.
 process.env.DATABASE_URL ??= "postgresql://postgres@127.0.0.1:5432/switchyard";
 const databaseUrl = process.env.DATABASE_URL;

@@ -3,16 +3,24 @@
 #
 #   DATABASE_URL  default postgresql://postgres@127.0.0.1:5432/switchyard
 #   REDIS_URL     default redis://127.0.0.1:6379
+#   REDIS_CLUSTER_NODES  host:port,...: a Redis Cluster instead (REDIS_URL is then unused); never started here,
+#                 only waited for until its first node answers and reports cluster_state:ok
 #   ENSURE_SERVICES_TIMEOUT  seconds to wait for the services (default 30)
 #
-# A service on a local host (127.0.0.1, localhost, ::1) that is installed but down is
-# started with the same commands the machines use; a remote one is only waited for.
-# Quiet on success apart from one summary line; exits 1 with one line per service that
-# is still missing, saying what to do about it.
+# Only this machine's own services, on their default addresses (PostgreSQL on 127.0.0.1:5432, Redis on
+# 127.0.0.1:6379; localhost and ::1 count too), are started when they are installed but down. A URL that
+# names anything else (another port, another host) is only waited for: nothing is started for it, because
+# a new, empty server there would cut the node off from the data and the cluster it is meant to join.
+#
+# Says what it did, one line per service ("redis: started redis-server on 127.0.0.1:6379",
+# "redis: running at 127.0.0.1:6379"); exits 1 with one line per service that is still missing, saying
+# what to do about it.
 set -euo pipefail
 
 readonly DEFAULT_DATABASE_URL='postgresql://postgres@127.0.0.1:5432/switchyard'
 readonly DEFAULT_REDIS_URL='redis://127.0.0.1:6379'
+readonly PG_DEFAULT_PORT=5432
+readonly REDIS_DEFAULT_PORT=6379
 readonly INSTALL_HINT='apt-get install -y postgresql redis-server'
 
 timeout_s=${ENSURE_SERVICES_TIMEOUT:-30}
@@ -48,6 +56,16 @@ parse_url() {
   printf '%s %s %s\n' "${scheme:-none}" "$host" "$port"
 }
 
+# The URL as it may be printed: a password becomes ***.
+redact_url() {
+  local url=$1
+  if [[ $url =~ ^([a-z]+://[^:/@]*):[^@/]*@(.*)$ ]]; then
+    printf '%s:***@%s\n' "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"
+  else
+    printf '%s\n' "$url"
+  fi
+}
+
 is_local() {
   case $1 in
     127.0.0.1 | localhost | ::1) return 0 ;;
@@ -68,8 +86,16 @@ run_limited() {
   fi
 }
 
-read -r _ pg_host pg_port <<<"$(parse_url "${DATABASE_URL:-$DEFAULT_DATABASE_URL}" 5432)"
-read -r redis_scheme redis_host redis_port <<<"$(parse_url "${REDIS_URL:-$DEFAULT_REDIS_URL}" 6379)"
+pg_url=${DATABASE_URL:-$DEFAULT_DATABASE_URL}
+redis_url=${REDIS_URL:-$DEFAULT_REDIS_URL}
+cluster_nodes=${REDIS_CLUSTER_NODES:-}
+if [[ -n $cluster_nodes ]]; then
+  # The cluster's first seed node stands for it: it answers for the cluster's state.
+  first_node=${cluster_nodes%%,*}
+  redis_url="redis://${first_node// /}"
+fi
+read -r _ pg_host pg_port <<<"$(parse_url "$pg_url" "$PG_DEFAULT_PORT")"
+read -r redis_scheme redis_host redis_port <<<"$(parse_url "$redis_url" "$REDIS_DEFAULT_PORT")"
 
 if ! [[ $pg_port =~ ^[0-9]+$ ]]; then
   echo "ensure-services: cannot read a port from DATABASE_URL (got '$pg_port')" >&2
@@ -79,6 +105,12 @@ if ! [[ $redis_port =~ ^[0-9]+$ ]]; then
   echo "ensure-services: cannot read a port from REDIS_URL (got '$redis_port')" >&2
   exit 2
 fi
+
+# This machine's own service on its default address: the only kind this script ever starts.
+pg_own=0
+redis_own=0
+is_local "$pg_host" && [[ $pg_port == "$PG_DEFAULT_PORT" ]] && pg_own=1
+is_local "$redis_host" && [[ $redis_port == "$REDIS_DEFAULT_PORT" ]] && [[ -z $cluster_nodes ]] && redis_own=1
 
 # Probes without the client tools: PostgreSQL answers an SSLRequest with one byte ('S' or 'N'),
 # Redis answers PING with +PONG (or -NOAUTH when it wants a password: still up).
@@ -119,6 +151,9 @@ redis_up() {
   local reply
   if [[ $redis_scheme == rediss ]]; then
     tcp_connect "$redis_host" "$redis_port"   # TLS: a plain PING cannot be spoken here
+  elif have redis-cli && [[ -n $cluster_nodes ]]; then
+    reply=$(run_limited 5 redis-cli -h "$redis_host" -p "$redis_port" cluster info 2>&1 </dev/null) || true
+    [[ $reply == *cluster_state:ok* || $reply == *NOAUTH* ]]
   elif have redis-cli; then
     reply=$(run_limited 5 redis-cli -h "$redis_host" -p "$redis_port" ping 2>&1 </dev/null) || true
     [[ $reply == PONG* || $reply == *NOAUTH* ]]
@@ -127,33 +162,35 @@ redis_up() {
   fi
 }
 
+# What was done about each service, for the report: "started …", or why it could not be.
 pg_note=''
 redis_note=''
 
+# The machine's PostgreSQL clusters that listen on the default port (pg_lsclusters: version, name, port, …).
 start_postgres() {
-  local versions ver out started=0
-  if ! have pg_ctlcluster || ! [[ -d /etc/postgresql ]]; then
-    pg_note='not installed (no pg_ctlcluster or /etc/postgresql)'
+  local ver cluster port _rest out started=''
+  if ! have pg_ctlcluster || ! have pg_lsclusters; then
+    pg_note='not installed (no pg_ctlcluster/pg_lsclusters)'
     return 1
   fi
-  versions=$(ls /etc/postgresql 2>/dev/null || true)
-  if [[ -z $versions ]]; then
-    pg_note='not installed (no cluster under /etc/postgresql)'
-    return 1
-  fi
-  for ver in $versions; do
-    [[ -d /etc/postgresql/$ver/main ]] || continue
-    if out=$(pg_ctlcluster --skip-systemctl-redirect "$ver" main start 2>&1); then
-      started=1
-    else
-      # "already running" is fine; anything else is kept for the failure message.
-      [[ $out == *already\ running* ]] || pg_note="pg_ctlcluster $ver main start: ${out//$'\n'/ }"
+  while read -r ver cluster port _rest; do
+    [[ $port == "$PG_DEFAULT_PORT" ]] || continue
+    if out=$(pg_ctlcluster --skip-systemctl-redirect "$ver" "$cluster" start 2>&1); then
+      started+="${started:+, }$ver/$cluster"
+    elif [[ $out != *already\ running* ]]; then
+      pg_note="pg_ctlcluster $ver $cluster start: ${out//$'\n'/ }"
     fi
-  done
-  ((started)) && pg_note='started'
+  done < <(pg_lsclusters -h 2>/dev/null || true)
+  if [[ -n $started ]]; then
+    pg_note="started cluster $started on port $PG_DEFAULT_PORT"
+  elif [[ -z $pg_note ]]; then
+    pg_note="not installed (no cluster on port $PG_DEFAULT_PORT in pg_lsclusters)"
+    return 1
+  fi
   return 0
 }
 
+# The machine's Redis, on the default address only, with the settings the machines run it with.
 start_redis() {
   local dir=/var/lib/redis logdir=/var/log/redis out
   if ! have redis-server; then
@@ -165,9 +202,9 @@ start_redis() {
     logdir=$dir
     mkdir -p "$dir"
   fi
-  if out=$(redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$redis_port" --save "" \
+  if out=$(redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_DEFAULT_PORT" --save "" \
     --appendonly no --dir "$dir" --logfile "$logdir/ci.log" 2>&1 </dev/null); then
-    redis_note='started'
+    redis_note="started redis-server on 127.0.0.1:$REDIS_DEFAULT_PORT"
   else
     redis_note="redis-server failed: ${out//$'\n'/ } (log: $logdir/ci.log)"
   fi
@@ -182,15 +219,11 @@ redis_can_wait=1
 pg_up && pg_ok=1
 redis_up && redis_ok=1
 
-if ((!pg_ok)); then
-  if is_local "$pg_host"; then
-    start_postgres || pg_can_wait=0
-  fi
+if ((!pg_ok && pg_own)); then
+  start_postgres || pg_can_wait=0
 fi
-if ((!redis_ok)); then
-  if is_local "$redis_host"; then
-    start_redis || redis_can_wait=0
-  fi
+if ((!redis_ok && redis_own)); then
+  start_redis || redis_can_wait=0
 fi
 
 deadline=$((SECONDS + timeout_s))
@@ -204,38 +237,30 @@ while true; do
   sleep 1
 done
 
-if ((pg_ok && redis_ok)); then
-  summary="services: postgresql ok"
-  [[ $pg_note == started ]] && summary+=" (started)"
-  summary+=", redis ok"
-  [[ $redis_note == started ]] && summary+=" (started)"
-  echo "$summary"
-  exit 0
-fi
-
-if ((!pg_ok)); then
-  where="$pg_host:$pg_port"
-  if ! is_local "$pg_host"; then
-    echo "postgresql: not reachable at $where after ${timeout_s}s (remote host from DATABASE_URL; not started here)" >&2
-  elif ((!pg_can_wait)); then
-    echo "postgresql: not running at $where and $pg_note; install it with: $INSTALL_HINT" >&2
-  elif [[ -n $pg_note && $pg_note != started ]]; then
-    echo "postgresql: not running at $where and could not be started ($pg_note); if it is missing: $INSTALL_HINT" >&2
+# report NAME OK OWN NOTE WHERE URL INSTALL_PACKAGE: one line saying what was found and done.
+report() {
+  local name=$1 ok=$2 own=$3 note=$4 where=$5 url=$6 package=$7
+  if ((ok)); then
+    if [[ $note == started* ]]; then
+      echo "$name: $note"
+    else
+      echo "$name: running at $where"
+    fi
+  elif ((!own)); then
+    echo "$name at $(redact_url "$url") is not reachable after ${timeout_s}s; not starting anything: start it yourself" >&2
+  elif [[ $note == not\ installed* ]]; then
+    echo "$name: not running at $where and $note; install it with: apt-get install -y $package" >&2
+  elif [[ -n $note && $note != started* ]]; then
+    echo "$name: not running at $where and could not be started ($note); if it is missing: $INSTALL_HINT" >&2
   else
-    echo "postgresql: not accepting connections at $where after ${timeout_s}s (a local cluster may listen on another port); if it is missing: $INSTALL_HINT" >&2
+    echo "$name: not answering at $where after ${timeout_s}s${note:+ ($note)}; if it is missing: $INSTALL_HINT" >&2
   fi
-fi
+}
 
-if ((!redis_ok)); then
-  where="$redis_host:$redis_port"
-  if ! is_local "$redis_host"; then
-    echo "redis: not reachable at $where after ${timeout_s}s (remote host from REDIS_URL; not started here)" >&2
-  elif ((!redis_can_wait)); then
-    echo "redis: not running at $where and $redis_note; install it with: $INSTALL_HINT" >&2
-  elif [[ -n $redis_note && $redis_note != started ]]; then
-    echo "redis: not running at $where and could not be started ($redis_note); if it is missing: $INSTALL_HINT" >&2
-  else
-    echo "redis: not answering PING at $where after ${timeout_s}s; if it is missing: $INSTALL_HINT" >&2
-  fi
+report postgresql "$pg_ok" "$pg_own" "$pg_note" "$pg_host:$pg_port" "$pg_url" postgresql
+if [[ -n $cluster_nodes ]]; then
+  report "redis cluster" "$redis_ok" 0 "$redis_note" "$redis_host:$redis_port (first of REDIS_CLUSTER_NODES)" "$redis_url" redis-server
+else
+  report redis "$redis_ok" "$redis_own" "$redis_note" "$redis_host:$redis_port" "$redis_url" redis-server
 fi
-exit 1
+((pg_ok && redis_ok)) || exit 1

@@ -1,16 +1,19 @@
 /**
  * Mints a development token.
- *   npm run token -- --tenant acme --permissions tasks:read,pools:read [--sub alice] [--ttl 3600] [--pool default]
- * Signs with JWT_SECRET (HS256), or with the PEM in JWT_PRIVATE_KEY (RS256) when that is set.
+ *   npm run token -- --tenant acme --permissions tasks:read,pools:read [--sub alice] [--ttl 3600] [--pool default] [--jti id]
+ * Signs with JWT_SECRET (HS256), or with the PEM in JWT_PRIVATE_KEY (RS256) when that is set. Every token gets a
+ * `jti` (random unless given), so that it can be revoked on its own (POST /api/v1/tokens/revoke).
  */
+import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import jwt from "jsonwebtoken";
 import { isPermission, TENANT_ID_PATTERN } from "../src/protocol/permissions.js";
 
 const usage =
-  "usage: npm run token -- --tenant <id> [--permissions p1,p2] [--sub <id>] [--ttl <seconds>] [--pool <poolId>]\n" +
-  "       (signs with JWT_SECRET, or JWT_PRIVATE_KEY for RS256; JWT_ISSUER/JWT_AUDIENCE are added when set)";
+  "usage: npm run token -- --tenant <id> [--permissions p1,p2] [--sub <id>] [--ttl <seconds>] [--pool <poolId>] [--jti <id>]\n" +
+  "       (signs with JWT_SECRET, or JWT_PRIVATE_KEY for RS256; JWT_ISSUER/JWT_AUDIENCE are added when set;\n" +
+  "        --ttl at most JWT_MAX_LIFETIME_S, default 2592000 = 30 days: the server refuses longer-lived tokens)";
 
 function die(message: string): never {
   process.stderr.write(`${message}\n${usage}\n`);
@@ -24,6 +27,7 @@ const { values } = parseArgs({
     sub: { type: "string" },
     ttl: { type: "string", default: "3600" },
     pool: { type: "string" },
+    jti: { type: "string" },
     help: { type: "boolean", short: "h" },
   },
 });
@@ -38,6 +42,11 @@ const unknown = permissions.filter((p) => !isPermission(p));
 if (unknown.length > 0) die(`unknown permission(s): ${unknown.join(", ")}`);
 const ttl = Number(values.ttl);
 if (!Number.isInteger(ttl) || ttl <= 0) die("--ttl must be a positive number of seconds");
+// The same default as the server's: a token it would refuse with CLAIMS_INVALID is better not minted at all.
+const maxLifetime = Number(process.env.JWT_MAX_LIFETIME_S || 30 * 24 * 3600);
+if (Number.isInteger(maxLifetime) && maxLifetime > 0 && ttl > maxLifetime) die(`--ttl must be at most JWT_MAX_LIFETIME_S (${maxLifetime} s)`);
+const jti = values.jti ?? randomUUID();
+if (jti.length === 0 || jti.length > 256) die("--jti must be 1-256 characters");
 if (permissions.includes("pools:work") && !values.pool) die("a pools:work token needs --pool <poolId>");
 
 const privateKey = process.env.JWT_PRIVATE_KEY;
@@ -54,6 +63,7 @@ const token = jwt.sign(claims, key, {
   algorithm: privateKey ? "RS256" : "HS256",
   subject: values.sub ?? (values.pool ? `worker-${values.pool}` : "dev-user"),
   expiresIn: ttl,
+  jwtid: jti,
   ...(process.env.JWT_ISSUER ? { issuer: process.env.JWT_ISSUER } : {}),
   ...(process.env.JWT_AUDIENCE ? { audience: process.env.JWT_AUDIENCE } : {}),
 });

@@ -2,10 +2,12 @@ import { createServer as createHttpServer, type Server as HttpServer } from "nod
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import type { Express } from "express";
-import { Redis } from "ioredis";
 import { createTokenVerifier } from "./auth/verify.js";
 import type { Config } from "./config.js";
 import { createDatabase } from "./db/client.js";
+import { withDeadline } from "./dependencies/deadline.js";
+import { closeRedis, createRedisClient, type RedisRole } from "./dependencies/redis-clients.js";
+import { DependencyStatus } from "./dependencies/status.js";
 import { poolRoutes } from "./http/routes/pools.js";
 import { PoolService } from "./domains/pools/service.js";
 import { ResourceDirectory } from "./domains/resources.js";
@@ -17,6 +19,7 @@ import { publishRoutes } from "./http/routes/publish.js";
 import { EventRetention } from "./events/retention.js";
 import { TaskQueues, TaskTypeRegistry } from "./jobs/queues.js";
 import { RedisKeys } from "./jobs/redis-keys.js";
+import { describeRedis, type RedisClient } from "./jobs/redis-connection.js";
 import { taskRoutes } from "./http/routes/tasks.js";
 import { TaskService } from "./domains/tasks/service.js";
 import { TaskJobs } from "./domains/tasks/jobs.js";
@@ -29,11 +32,18 @@ import { TaskReconciler } from "./domains/tasks/reconciler.js";
 import { toAppError } from "./errors.js";
 import { EmbeddedWorkers } from "./worker/embedded.js";
 import { createHttpApp } from "./http/app.js";
+import { dependencyChecks } from "./http/health.js";
+import { clusterReadings } from "./observability/cluster-readings.js";
 import { createLogger, type Logger } from "./observability/logger.js";
+import { redactUrl } from "./observability/redact.js";
 import { createMetrics } from "./observability/metrics.js";
 import { Realtime } from "./realtime/server.js";
 import { attachPoolWorker } from "./realtime/pool-workers.js";
 import { WorkerService } from "./domains/pools/workers.js";
+import { TokenRevocations } from "./domains/token-revocations.js";
+import { tokenRoutes } from "./http/routes/tokens.js";
+import { TenantConnections } from "./limits/tenant-connections.js";
+import { TenantRequestRate } from "./limits/tenant-request-rate.js";
 
 /**
  * The composition root: builds every part from the Config and owns their lifecycle.
@@ -45,27 +55,44 @@ export class App {
   private readonly stopHooks: Array<() => Promise<unknown>> = [];
   private readonly startHooks: Array<() => Promise<unknown>> = [];
   private shuttingDown = false;
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
 
   constructor(readonly config: Config) {
-    this.logger = createLogger({ level: config.logLevel, nodeId: config.nodeId });
-    const metrics = createMetrics(config.nodeId);
-    const keys = new RedisKeys(config.redisPrefix);
-    // Commands fail fast instead of queueing while Redis is down, so /ready and requests answer at once.
-    // The adapter's clients keep ioredis' offline queue: their SUBSCRIBE must survive a late Redis.
-    const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectionName: `${config.nodeId}:cmd` });
+    this.logger = createLogger({ level: config.logLevel, nodeId: config.nodeId, format: config.logFormat });
+    const metrics = createMetrics(config.nodeId, { tenantLabels: config.metrics.tenantLabels });
+    const cluster = config.redis.clusterNodes !== undefined;
+    const keys = new RedisKeys(config.redisPrefix, { cluster });
+    const deadlineMs = config.dependencyTimeoutMs;
+    const status = new DependencyStatus(this.logger, { deadlineMs, probeIntervalMs: 1000 });
+    const redisClients: RedisClient[] = [];
+    // Every connection to REDIS_URL, or to the Redis Cluster of REDIS_CLUSTER_NODES (jobs/redis-connection.ts).
+    const redisClient = (role: RedisRole): RedisClient => {
+      const client = createRedisClient(config.redis, role, { owner: config.nodeId, deadlineMs, status });
+      redisClients.push(client);
+      return client;
+    };
+    // Commands of request paths (and BullMQ's producer side): they fail fast while Redis is away, so /ready and
+    // requests answer at once. How each connection behaves is in dependencies/redis-clients.ts.
+    const redis = redisClient("commands");
     this.redis = redis;
-    const pubClient = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, connectionName: `${config.nodeId}:pub` });
-    const subClient = new Redis(config.redisUrl, { connectionName: `${config.nodeId}:sub` });
-    for (const client of [redis, pubClient, subClient]) {
-      client.on("error", (error: Error) => this.logger.warn({ err: error.message }, "redis connection error"));
-    }
-    const database = createDatabase(config.databaseUrl, (error) => this.logger.warn({ err: error.message }, "postgres connection error"));
+    const pubClient = redisClient("adapter-pub");
+    const subClient = redisClient("adapter-sub");
+    const revocationSubscriber = redisClient("revocations");
+    // Limits get their own connection, so that their deadline-bound commands never queue behind others'.
+    const limitsRedis = redisClient("limits");
+    const database = createDatabase(config.databaseUrl, { deadlineMs, status });
     const { prisma, sql } = database;
 
-    const verifyToken = createTokenVerifier(config.jwt);
+    const revocations = new TokenRevocations(redis, revocationSubscriber, keys, this.logger, {
+      retentionMs: (config.jwt.maxLifetimeS + config.jwt.clockToleranceS) * 1000,
+      reloadIntervalMs: 5000,
+      subscribeTimeoutMs: 3000,
+    });
+    // Revocations are known before the node listens: no token revoked earlier is admitted after a start.
+    this.startHooks.push(() => revocations.start());
+    const verifyToken = createTokenVerifier(config.jwt, revocations.list);
     const tenants = new TenantDirectory(prisma);
-    const eventLog = new EventLog(prisma, sql);
+    const eventLog = new EventLog(prisma, sql, { timeQuery: metrics.timeQuery, batchRows: (rows) => metrics.eventLogBatchRows.observe(rows) });
     const resources = new ResourceDirectory(prisma, tenants);
 
     this.httpServer = config.tls ? createHttpsServer({ cert: config.tls.cert, key: config.tls.key }) : createHttpServer();
@@ -73,41 +100,60 @@ export class App {
     // listeners so that /socket.io/ requests never reach Express. The app itself is built below.
     let http: Express | undefined;
     this.httpServer.on("request", (req, res) => http?.(req, res));
+    const connections = new TenantConnections(limitsRedis, keys, this.logger, {
+      nodeId: config.nodeId,
+      limit: config.limits.maxConnectionsPerTenant,
+      // A dead node's sockets stop counting as fast as a dead worker goes offline.
+      liveForMs: config.workers.heartbeatTimeoutMs,
+    });
+    this.startHooks.push(async () => connections.start());
     const realtime = new Realtime({
       httpServer: this.httpServer,
       verifyToken,
       pubClient,
       subClient,
+      sharded: cluster,
       keys,
       corsOrigins: config.corsOrigins,
+      clockToleranceS: config.jwt.clockToleranceS,
       maxPayloadBytes: config.limits.maxPayloadBytes,
+      connections,
+      socketEventsPerSecond: config.limits.socketEventsPerSecond,
+      workerEventsPerSecond: config.limits.workerEventsPerSecond,
+      connectTimeoutMs: config.limits.connectTimeoutMs,
       maxSocketBufferBytes: config.limits.maxSocketBufferBytes,
       metrics,
       logger: this.logger,
       subscriptions: {
         resources,
         eventLog,
-        roomOpsPerSecond: config.limits.roomOpsPerSecond,
         maxRoomsPerSocket: config.limits.maxRoomsPerSocket,
+        failures: status,
       },
+    });
+    revocations.onRevoked((revocation) => {
+      const ended = realtime.endRevokedSessions(revocation);
+      if (ended > 0) this.logger.info({ tenant: revocation.tenantId, kind: revocation.kind, sockets: ended }, "sessions of a revoked token ended");
     });
     const events = new EventPublisher(prisma, eventLog, realtime.broadcast, metrics, this.logger, {
       relayAfterMs: config.events.outboxRelayAfterMs,
       relayIntervalMs: Math.max(250, Math.min(1000, Math.floor(config.events.outboxRelayAfterMs / 2))),
+      failures: status,
     });
     this.startHooks.push(async () => events.startRelay());
     const pools = new PoolService(prisma, tenants, events);
 
-    // BullMQ workers block on their connection, so they get their own, with no per-request retry limit.
-    const bullConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null, connectionName: `${config.nodeId}:bull` });
-    bullConnection.on("error", (error: Error) => this.logger.warn({ err: error.message }, "redis connection error"));
-    const queues = new TaskQueues(redis, keys);
+    // BullMQ workers block on their connection, so they get their own.
+    const bullConnection = redisClient("bullmq");
+    const queues = new TaskQueues(redis, keys, deadlineMs);
     const taskTypes = new TaskTypeRegistry(redis, keys);
-    const taskJobs = new TaskJobs(prisma, redis, queues, keys, this.logger, { backoffMs: config.tasks.backoffMs });
-    const tasks = new TaskService(prisma, sql, resources, taskJobs, taskTypes, events, this.logger);
+    const taskJobs = new TaskJobs(prisma, redis, queues, keys, status, { backoffMs: config.tasks.backoffMs });
+    const tasks = new TaskService(prisma, sql, resources, taskJobs, taskTypes, events, this.logger, metrics);
+    metrics.readAtScrape(clusterReadings({ checks: dependencyChecks(redis, prisma, deadlineMs, status), prisma, sql, queues, deadlineMs, logger: this.logger }));
     const workflows = new WorkflowService(prisma, tasks, events, this.logger);
     const reconciler = new TaskReconciler(prisma, redis, tasks, workflows, queues, metrics, this.logger, {
       keys,
+      failures: status,
       intervalMs: config.tasks.reconcileIntervalMs,
       minAgeMs: config.tasks.reconcileMinAgeMs,
       batchSize: 2000,
@@ -122,40 +168,52 @@ export class App {
       disconnectGraceMs: config.workers.disconnectGraceMs,
       sweepIntervalMs: Math.min(1000, config.workers.heartbeatTimeoutMs),
       aggregateDelayMs: 500,
+      failures: status,
     });
-    const retention = new EventRetention(prisma, redis, this.logger, {
+    const retention = new EventRetention(sql, redis, this.logger, {
       keys,
+      failures: status,
       maxAgeMs: config.events.retentionMs,
       maxPerRoom: config.events.retentionPerRoom,
       intervalMs: config.events.retentionIntervalMs,
+      // Up to one interval (the cluster lock's lifetime), and never less than a request gets.
+      statementTimeoutMs: Math.max(config.events.retentionIntervalMs, deadlineMs),
     });
     this.startHooks.push(async () => retention.start());
-    realtime.onConnection("pools", (socket) => attachPoolWorker(socket, { workers, tasks, logger: this.logger, metrics }));
+    realtime.onConnection("pools", (socket) => attachPoolWorker(socket, { workers, tasks, logger: this.logger, metrics, failures: status }));
     this.startHooks.push(async () => workers.start());
 
     http = createHttpApp({
-      health: { nodeId: config.nodeId, redis, prisma, metrics, isShuttingDown: () => this.shuttingDown },
+      health: {
+        nodeId: config.nodeId,
+        redis,
+        prisma,
+        metrics,
+        deadlineMs,
+        failures: status,
+        presence: () => workers.presence,
+        isShuttingDown: () => this.shuttingDown,
+      },
       verifyToken,
       logger: this.logger,
       metrics,
+      failures: status,
       maxPayloadBytes: config.limits.maxPayloadBytes,
       corsOrigins: config.corsOrigins,
+      requestRate: new TenantRequestRate(limitsRedis, keys, config.limits.restRatePerTenant, this.logger),
       api: {
         pools: poolRoutes(pools),
         tasks: taskRoutes(tasks),
         workflows: workflowRoutes(workflows),
         events: [eventRoutes(eventLog, resources), publishRoutes(events, resources)],
+        tokens: tokenRoutes(revocations),
       },
     });
 
     let embedded: EmbeddedWorkers | undefined;
     let cancellations: CancellationListener | undefined;
     if (config.embeddedWorker) {
-      cancellations = new CancellationListener(
-        new Redis(config.redisUrl, { connectionName: `${config.nodeId}:cancel` }),
-        keys,
-        this.logger,
-      );
+      cancellations = new CancellationListener(redisClient("cancellations"), keys, this.logger);
       embedded = new EmbeddedWorkers({
         connection: bullConnection,
         redis,
@@ -169,13 +227,14 @@ export class App {
               return await tasks.applyReport(tenantId, poolId, report, { trusted: true });
             } catch (error) {
               const appError = toAppError(error);
-              if (appError.status >= 500) throw new ReportNotDelivered(`${appError.code}: ${(error as Error).message}`);
+              if (appError.status >= 500) throw new ReportNotDelivered(`${appError.code}: ${appError.message}`, { cause: error });
               throw appError;
             }
           },
         },
         cancellations,
         logger: this.logger,
+        failures: status,
         concurrency: config.tasks.concurrency,
         backoffMs: config.tasks.backoffMs,
         lockDurationMs: config.tasks.lockDurationMs,
@@ -190,18 +249,29 @@ export class App {
     }
 
     // Order matters: clients are told first, then running tasks finish (their events still reach other
-    // nodes through the adapter's Redis client), then connections close.
+    // nodes through the adapter's Redis client), then connections close. The whole stop fits in
+    // SHUTDOWN_TIMEOUT_MS: running tasks get what is left once one dependency deadline is kept for closing.
+    const drainBudgetMs = Math.max(config.shutdownTimeoutMs - deadlineMs, config.shutdownTimeoutMs / 2);
     this.stopHooks.push(
       async () => workers.stop(),
       async () => reconciler.stop(),
       async () => retention.stop(),
       () => realtime.close(config.nodeId),
-      () => this.withinShutdownBudget(embedded?.close()),
-      async () => cancellations?.close(),
-      () => queues.close(),
+      () => connections.stop(),
+      // While Redis is away BullMQ could not record the end of a running job anyway: not worth waiting for.
+      () => this.withinBudget(embedded?.close(!status.isUp("redis")), drainBudgetMs),
+      async () => cancellations?.stop(),
+      () => revocations.stop(),
       async () => events.stopRelay(),
-      () => database.close(),
-      () => Promise.allSettled([redis.quit(), pubClient.quit(), subClient.quit(), bullConnection.quit()]),
+      // From here on connections close on purpose, which is no outage to log.
+      async () => status.stop(),
+      // All at once, each within the deadline: a server that is down or frozen delays the exit by one deadline.
+      () =>
+        Promise.allSettled([
+          queues.close(),
+          withDeadline(database.close(), deadlineMs, "postgresql"),
+          ...redisClients.map((client) => closeRedis(client, deadlineMs)),
+        ]),
     );
   }
 
@@ -218,7 +288,19 @@ export class App {
       });
     });
     const address = this.httpServer.address() as AddressInfo;
-    this.logger.info({ port: address.port, host: address.address }, "switchyard listening");
+    // The one line an operator looks for: where to point a browser or a client, and what this node is wired to.
+    const shownHost = ["0.0.0.0", "::"].includes(address.address) ? "localhost" : address.address.includes(":") ? `[${address.address}]` : address.address;
+    this.logger.info(
+      {
+        port: address.port,
+        host: address.address,
+        url: `${this.config.tls ? "https" : "http"}://${shownHost}:${address.port}/`,
+        nodeId: this.config.nodeId,
+        redis: describeRedis(this.config.redis),
+        postgres: redactUrl(this.config.databaseUrl),
+      },
+      "switchyard listening",
+    );
     return address;
   }
 
@@ -233,17 +315,17 @@ export class App {
       const timer = setTimeout(done, timeoutMs);
       this.redis.once("ready", done);
     });
-    if ((this.redis.status as string) !== "ready") this.logger.warn({ url: this.config.redisUrl.replace(/\/\/[^@]*@/, "//***@") }, "redis not reachable yet");
+    if ((this.redis.status as string) !== "ready") this.logger.warn({ url: describeRedis(this.config.redis) }, "redis not reachable yet");
   }
 
-  private async withinShutdownBudget(work: Promise<unknown> | undefined): Promise<void> {
+  private async withinBudget(work: Promise<unknown> | undefined, budgetMs: number): Promise<void> {
     if (!work) return;
     let timer: NodeJS.Timeout | undefined;
     const budget = new Promise<void>((resolve) => {
       timer = setTimeout(() => {
         this.logger.warn("in-flight tasks did not finish in time; BullMQ will hand them to another worker");
         resolve();
-      }, this.config.shutdownTimeoutMs);
+      }, budgetMs);
     });
     await Promise.race([work, budget]);
     clearTimeout(timer);

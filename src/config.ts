@@ -2,12 +2,15 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { z } from "zod";
+import { parseClusterNodes, type RedisTarget } from "./jobs/redis-connection.js";
 
 /** The only reader of process.env for the server: everything else receives a validated Config. */
 export interface Config {
   port: number;
   host: string;
   redisUrl: string;
+  /** Every Redis connection is made from this: REDIS_URL, or the Redis Cluster of REDIS_CLUSTER_NODES. */
+  redis: RedisTarget;
   /** Prefix for every Redis key and channel this deployment uses (adapter, queues, presence). */
   redisPrefix: string;
   databaseUrl: string;
@@ -18,6 +21,10 @@ export interface Config {
     audience: string | undefined;
     /** True when no JWT_SECRET was given and a throwaway one was generated (development only). */
     generatedSecret: boolean;
+    /** Leeway for exp, nbf and iat, in seconds (clocks of token issuers and nodes drift). */
+    clockToleranceS: number;
+    /** Longest accepted token lifetime (exp - iat, or exp - now without iat), in seconds; also how long revocations are kept. */
+    maxLifetimeS: number;
   };
   nodeId: string;
   corsOrigins: string[] | undefined;
@@ -25,11 +32,11 @@ export interface Config {
   embeddedWorker: boolean;
   production: boolean;
   logLevel: string;
+  /** "pretty" (a person reading a terminal) or "json" (a log collector). */
+  logFormat: "json" | "pretty";
   limits: {
     /** Largest accepted REST body and Socket.IO message, in bytes. */
     maxPayloadBytes: number;
-    /** Socket.IO subscribe/unsubscribe requests a socket may make per second (token bucket refill). */
-    roomOpsPerSecond: number;
     /** Rooms one socket may be subscribed to at once. */
     maxRoomsPerSocket: number;
     /**
@@ -37,6 +44,22 @@ export interface Config {
      * A connection found over it when more is written is closed as a slow consumer; replays keep below it.
      */
     maxSocketBufferBytes: number;
+    /** A tenant's connected namespace sockets across all nodes. */
+    maxConnectionsPerTenant: number;
+    /** Sustained /api/v1 requests per second per tenant (burst: twice that). */
+    restRatePerTenant: number;
+    /** Client → server events per second of one dashboard socket. */
+    socketEventsPerSecond: number;
+    /** Client → server events per second of one pool worker socket. */
+    workerEventsPerSecond: number;
+    /** An Engine.IO session that has not completed an authenticated namespace connect by then is closed. */
+    connectTimeoutMs: number;
+  };
+  /** Deadline of each Redis or PostgreSQL call on a request path: past it the caller gets 503 UNAVAILABLE. */
+  dependencyTimeoutMs: number;
+  metrics: {
+    /** Adds a `tenant` label to the task and event counters: per-tenant figures, at one series per tenant. */
+    tenantLabels: boolean;
   };
   shutdownTimeoutMs: number;
   tasks: {
@@ -85,6 +108,7 @@ const EnvSchema = z.object({
   PORT: port.default(3000),
   HOST: z.string().min(1).default("0.0.0.0"),
   REDIS_URL: url(["redis:", "rediss:"]).default("redis://127.0.0.1:6379"),
+  REDIS_CLUSTER_NODES: z.string().optional(),
   REDIS_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be 1-64 letters, digits, '_', '.' or '-'")
@@ -101,10 +125,19 @@ const EnvSchema = z.object({
   EMBEDDED_WORKER: booleanString.default(true),
   NODE_ENV: z.string().optional(),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  LOG_FORMAT: z.enum(["json", "pretty"]).optional(),
   MAX_PAYLOAD_BYTES: positiveInt.default(1_048_576),
-  ROOM_OPS_PER_SECOND: positiveInt.default(50),
   MAX_ROOMS_PER_SOCKET: positiveInt.default(1000),
   MAX_SOCKET_BUFFER_BYTES: positiveInt.min(4096, "must be at least 4096").default(1_048_576),
+  MAX_CONNECTIONS_PER_TENANT: positiveInt.default(10_000),
+  REST_RATE_PER_TENANT: positiveInt.default(200),
+  SOCKET_EVENTS_PER_SECOND: positiveInt.default(50),
+  WORKER_EVENTS_PER_SECOND: positiveInt.default(5_000),
+  CONNECT_TIMEOUT_MS: positiveInt.default(5_000),
+  JWT_CLOCK_TOLERANCE_S: z.coerce.number({ message: "must be a number" }).int().min(0).max(3600).default(5),
+  JWT_MAX_LIFETIME_S: positiveInt.default(30 * 24 * 3600),
+  DEPENDENCY_TIMEOUT_MS: positiveInt.default(2_000),
+  METRICS_TENANT_LABELS: booleanString.default(false),
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(10_000),
   TASK_BACKOFF_MS: positiveInt.default(1_000),
   TASK_LOCK_MS: positiveInt.default(30_000),
@@ -176,6 +209,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (e.WORKER_HEARTBEAT_INTERVAL_MS >= e.WORKER_HEARTBEAT_TIMEOUT_MS) {
     problems.push("WORKER_HEARTBEAT_TIMEOUT_MS: must be larger than WORKER_HEARTBEAT_INTERVAL_MS, or workers flap offline");
   }
+  let clusterNodes: RedisTarget["clusterNodes"];
+  try {
+    clusterNodes = parseClusterNodes(e.REDIS_CLUSTER_NODES);
+  } catch (error) {
+    problems.push(`REDIS_CLUSTER_NODES: ${(error as Error).message} (expected host:port,host:port,...)`);
+  }
   if (problems.length > 0) throw new ConfigError(problems);
 
   const generatedSecret = !e.JWT_SECRET && !publicKey;
@@ -183,6 +222,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: e.PORT,
     host: e.HOST,
     redisUrl: e.REDIS_URL,
+    redis: { url: e.REDIS_URL, clusterNodes },
     redisPrefix: e.REDIS_PREFIX,
     databaseUrl: e.DATABASE_URL,
     jwt: {
@@ -191,6 +231,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       issuer: e.JWT_ISSUER,
       audience: e.JWT_AUDIENCE,
       generatedSecret,
+      clockToleranceS: e.JWT_CLOCK_TOLERANCE_S,
+      maxLifetimeS: e.JWT_MAX_LIFETIME_S,
     },
     nodeId: e.NODE_ID ?? `${hostname()}-${process.pid}`,
     corsOrigins: corsOrigins && corsOrigins.length > 0 ? corsOrigins : undefined,
@@ -198,12 +240,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     embeddedWorker: e.EMBEDDED_WORKER,
     production,
     logLevel: e.LOG_LEVEL,
+    // Readable lines for a person at a terminal in development; JSON for production and for anything piped.
+    logFormat: e.LOG_FORMAT ?? (production || !process.stdout.isTTY ? "json" : "pretty"),
     limits: {
       maxPayloadBytes: e.MAX_PAYLOAD_BYTES,
-      roomOpsPerSecond: e.ROOM_OPS_PER_SECOND,
       maxRoomsPerSocket: e.MAX_ROOMS_PER_SOCKET,
       maxSocketBufferBytes: e.MAX_SOCKET_BUFFER_BYTES,
+      maxConnectionsPerTenant: e.MAX_CONNECTIONS_PER_TENANT,
+      restRatePerTenant: e.REST_RATE_PER_TENANT,
+      socketEventsPerSecond: e.SOCKET_EVENTS_PER_SECOND,
+      workerEventsPerSecond: e.WORKER_EVENTS_PER_SECOND,
+      connectTimeoutMs: e.CONNECT_TIMEOUT_MS,
     },
+    dependencyTimeoutMs: e.DEPENDENCY_TIMEOUT_MS,
+    metrics: { tenantLabels: e.METRICS_TENANT_LABELS },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     tasks: {
       backoffMs: e.TASK_BACKOFF_MS,

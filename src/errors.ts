@@ -69,30 +69,75 @@ export class UnavailableError extends AppError {
   }
 }
 
-export type AuthErrorCode = "TOKEN_MISSING" | "TOKEN_INVALID" | "TOKEN_EXPIRED" | "CLAIMS_INVALID";
+export type AuthErrorCode = "TOKEN_MISSING" | "TOKEN_INVALID" | "TOKEN_EXPIRED" | "CLAIMS_INVALID" | "TOKEN_REVOKED";
 export class AuthError extends AppError {
+  declare readonly code: AuthErrorCode;
   constructor(code: AuthErrorCode, message: string) {
     super(code, message, 401);
   }
 }
 
-/** Prisma's codes for "the database cannot be reached" (P1xxx) and driver-adapter connection failures. */
-function isDatabaseUnavailable(error: unknown): boolean {
-  if (typeof error !== "object" || error === null) return false;
-  const { code, name, meta } = error as { code?: unknown; name?: unknown; meta?: { driverAdapterError?: { cause?: { kind?: unknown; code?: unknown } } } };
-  if (name === "PrismaClientInitializationError") return true;
-  if (typeof code === "string" && /^P10\d\d$/.test(code)) return true;
-  const cause = meta?.driverAdapterError?.cause;
-  // PostgreSQL's own codes for a server going away or refusing: admin shutdown, crash, connection failures.
-  if (cause?.kind === "postgres" && typeof cause.code === "string" && /^(57P0[1-3]|08\d{3}|53300)$/.test(cause.code)) return true;
-  return typeof cause?.kind === "string" && /NotReachable|ConnectionClosed|DatabaseDoesNotExist|TooManyConnections|SocketTimeout/.test(cause.kind);
+/** The services a node depends on, as they are named to callers ("redis unavailable") and in /ready. */
+export type Dependency = "redis" | "postgresql";
+
+/**
+ * A Redis or PostgreSQL call failed because the service is down, unreachable or did not answer within
+ * DEPENDENCY_TIMEOUT_MS. The message names the dependency and nothing else: driver text stays in the logs.
+ */
+export class DependencyUnavailableError extends UnavailableError {
+  constructor(readonly dependency: Dependency) {
+    super(`${dependency} unavailable`);
+  }
+}
+
+// ioredis: a command refused while disconnected, timed out (commandTimeout), or dropped after its retries; BullMQ
+// reports a closed connection with the same text as ioredis. A Redis still loading its data set refuses too.
+const REDIS_UNAVAILABLE = /^(Command timed out|Stream isn't writeable|Connection is closed|Reached the max retries per request|LOADING )/;
+// node-postgres: the pool's connectionTimeoutMillis, the client's query_timeout, a connection cut under a query.
+const POSTGRES_UNAVAILABLE = /^(Query read timeout|timeout exceeded when trying to connect|Connection terminated|the database system is (starting up|shutting down|in recovery)|terminating connection)/;
+// Socket errors. ioredis never hands these to a command (it answers with the messages above), so on a request path
+// they come from node-postgres, which reports a refused or reset connection as it is. Elsewhere the caller knows
+// which connection failed (BullMQ forwards its connections' socket errors).
+const SOCKET_ERROR = /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|EPIPE)$/;
+// PostgreSQL's own codes for a server going away or refusing: admin shutdown, crash, cannot connect now,
+// connection exceptions, too many connections.
+const POSTGRES_CODE = /^(57P0[1-3]|08\d{3}|53300)$/;
+
+interface DriverErrorShape {
+  name?: unknown;
+  code?: unknown;
+  message?: unknown;
+  cause?: unknown;
+  meta?: { driverAdapterError?: { cause?: { kind?: unknown; code?: unknown } } };
+}
+
+/**
+ * Which dependency an error says is unavailable, if it says so: Prisma's codes and driver-adapter kinds,
+ * node-postgres and ioredis messages, socket error codes (those are charged to `socketErrorsFrom`). Looks into
+ * `cause` too (node-postgres wraps the socket error of a connection timeout).
+ */
+export function unavailableDependency(error: unknown, socketErrorsFrom: Dependency = "postgresql", depth = 0): Dependency | undefined {
+  if (error instanceof DependencyUnavailableError) return error.dependency;
+  if (typeof error !== "object" || error === null) return undefined;
+  const { name, code, message, cause, meta } = error as DriverErrorShape;
+  const text = typeof message === "string" ? message : "";
+  if (name === "MaxRetriesPerRequestError" || REDIS_UNAVAILABLE.test(text)) return "redis";
+  if (name === "PrismaClientInitializationError") return "postgresql";
+  // P1001 cannot reach, P1002 timed out, P1008 operation timed out, P1017 server closed the connection, P2024 no
+  // connection from the pool in time.
+  if (typeof code === "string" && SOCKET_ERROR.test(code)) return socketErrorsFrom;
+  if (typeof code === "string" && (/^P10\d\d$/.test(code) || code === "P2024" || POSTGRES_CODE.test(code))) return "postgresql";
+  const adapterCause = meta?.driverAdapterError?.cause;
+  if (adapterCause?.kind === "postgres" && typeof adapterCause.code === "string" && POSTGRES_CODE.test(adapterCause.code)) return "postgresql";
+  if (typeof adapterCause?.kind === "string" && /NotReachable|ConnectionClosed|DatabaseDoesNotExist|TooManyConnections|SocketTimeout/.test(adapterCause.kind)) return "postgresql";
+  if (POSTGRES_UNAVAILABLE.test(text) || /Can't reach database server/.test(text)) return "postgresql";
+  return depth < 2 && cause !== undefined ? unavailableDependency(cause, socketErrorsFrom, depth + 1) : undefined;
 }
 
 /** Turns an unknown thrown value into an AppError, hiding internals of unexpected ones. */
 export function toAppError(error: unknown): AppError {
   if (error instanceof AppError) return error;
-  if (isDatabaseUnavailable(error) || (error instanceof Error && /ECONNREFUSED|ECONNRESET|Connection terminated|terminating connection|the database system is (starting up|shutting down|in recovery)/.test(error.message))) {
-    return new UnavailableError("the database is unavailable; try again");
-  }
+  const dependency = unavailableDependency(error);
+  if (dependency) return new DependencyUnavailableError(dependency);
   return new AppError("INTERNAL", "internal error", 500);
 }

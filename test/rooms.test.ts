@@ -88,7 +88,7 @@ describe("rooms", () => {
   });
 
   it("rate-limits room operations per socket with RATE_LIMITED, and recovers", async () => {
-    const node = await startServer({ ROOM_OPS_PER_SECOND: "5" });
+    const node = await startServer({ SOCKET_EVENTS_PER_SECOND: "5" });
     try {
       const socket = await connect(node.url, "tasks", { token: mintToken({ tenant: freshTenant() }) });
       const acks = await Promise.all(Array.from({ length: 20 }, () => subscribe(socket, "tasks")));

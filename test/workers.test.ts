@@ -5,14 +5,9 @@ import { freshTenant } from "./support/env.js";
 import { api } from "./support/http.js";
 import { startServer, startWorker, type ServerProcess } from "./support/server.js";
 import { sharedServer } from "./support/shared.js";
-import { submitTask, waitForTask } from "./support/tasks.js";
+import { submitTask, takeJob, waitForTask } from "./support/tasks.js";
 import { mintToken } from "./support/tokens.js";
 import type { Envelope } from "../src/protocol/events.js";
-import { Worker } from "bullmq";
-import { Redis } from "ioredis";
-import { RedisKeys } from "../src/jobs/redis-keys.js";
-import { formatLease } from "../src/protocol/tasks.js";
-import { TEST_REDIS_PREFIX, TEST_REDIS_URL } from "./support/env.js";
 
 interface WorkerChange {
   poolId: string;
@@ -195,15 +190,11 @@ describe("pool workers", () => {
       const token = mintToken({ tenant });
       const p = await createPool(shared.url, token, "P");
       const task = await submitTask(shared.url, token, { type: "echo", poolId: p });
-      // Take the job from the queue the way a worker does, with a lock token of our own.
-      const connection = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
-      const bull = new Worker(RedisKeys.queueName(tenant, p), null, { connection, prefix: new RedisKeys(TEST_REDIS_PREFIX).bull, autorun: false, lockDuration: 30_000 });
+      const taken = await takeJob(tenant, p, "test-worker:1");
       try {
-        const lockToken = "test-worker:1";
-        const job = await bull.getNextJob(lockToken);
-        assert.equal(job?.id, task.id);
+        assert.equal(taken.job.id, task.id);
+        const { lease } = taken;
         const socket = await workerSocket(tenant, p, "w-claims");
-        const lease = formatLease(lockToken, job!.attemptsStarted);
         const claim = () => request<{ ok: boolean; accepted: boolean; status: string }>(socket, "task.report", { taskId: task.id, lease, kind: "started", attempt: 1, workerId: "w-claims" });
         assert.deepEqual(await claim(), { ok: true, accepted: true, status: "started" });
         assert.deepEqual(await claim(), { ok: true, accepted: true, status: "started" }, "the same claim again: still ours");
@@ -213,10 +204,9 @@ describe("pool workers", () => {
         assert.deepEqual(done, { ok: true, accepted: true, status: "completed" });
         const history = await api(shared.url, "GET", `/api/v1/events?namespace=tasks&room=task:${task.id}`, { token });
         assert.deepEqual(history.body.items.map((e: { type: string }) => e.type), ["task.created", "task.queued", "task.assigned", "task.started", "task.completed"]);
-        await job!.moveToCompleted({ ok: 1 }, lockToken, false);
+        await taken.job.moveToCompleted({ ok: 1 }, taken.lockToken, false);
       } finally {
-        await bull.close();
-        connection.disconnect();
+        await taken.close();
       }
     });
 

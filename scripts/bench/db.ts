@@ -1,9 +1,9 @@
-// Runs scripts/db-setup.ts' setupDatabase for the bench's own database in a child process, so that the
+// Runs src/db/setup.ts' setupDatabase for the bench's own database in a child process, so that the
 // Prisma CLI's output goes to the bench log instead of the bench's stdout (which carries only the table).
 //
 //   tsx scripts/bench/db.ts <DATABASE_URL> [--generate]
 
-import { setupDatabase } from "../db-setup.js";
+import { setupDatabase } from "../../src/db/setup.js";
 
 const url = process.argv[2];
 if (!url) {

@@ -11,13 +11,14 @@ import { createAdapter } from "@socket.io/redis-adapter";
 import { Redis } from "ioredis";
 import { Server } from "socket.io";
 import { io as connectClient, type Socket } from "socket.io-client";
-import { dropDatabase, setupDatabase } from "../db-setup.js";
+import { dropDatabase, setupDatabase } from "../../src/db/setup.js";
 import { createPrisma } from "../../src/db/client.js";
 import { EventLog } from "../../src/events/event-log.js";
 import { EventPublisher } from "../../src/events/publisher.js";
 import { roomKey } from "../../src/events/room-key.js";
 import type { Envelope } from "../../src/protocol/events.js";
 import { createLogger } from "../../src/observability/logger.js";
+import { DependencyStatus } from "../../src/dependencies/status.js";
 import { createMetrics } from "../../src/observability/metrics.js";
 import { prismaSql } from "../../src/db/sql.js";
 
@@ -64,7 +65,9 @@ await new Promise((resolve) => setTimeout(resolve, 300));
 
 const metrics = createMetrics("bench");
 const broadcast = (namespace: string, key: string, envelope: Envelope) => io.of(`/${namespace}`).to(key).emit(envelope.type, envelope);
-const logged = new EventPublisher(prisma, new EventLog(prisma, prismaSql(prisma)), broadcast, metrics, createLogger({ level: "warn", nodeId: "bench" }), { relayAfterMs: 5000, relayIntervalMs: 1000 });
+const benchLogger = createLogger({ level: "warn", nodeId: "bench", format: "json" });
+const failures = new DependencyStatus(benchLogger, { deadlineMs: 2000, probeIntervalMs: 1000 });
+const logged = new EventPublisher(prisma, new EventLog(prisma, prismaSql(prisma)), broadcast, metrics, benchLogger, { relayAfterMs: 5000, relayIntervalMs: 1000, failures });
 /** The same envelope and broadcast, with sequence numbers from memory and nothing stored. */
 const memorySeq = new Map<string, number>();
 const unlogged = {

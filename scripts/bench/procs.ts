@@ -2,7 +2,7 @@
 // so that run.ts can stop them all, whatever happens.
 
 import { fork, spawn, type ChildProcess } from "node:child_process";
-import { createWriteStream, readdirSync, readFileSync, type WriteStream } from "node:fs";
+import { createWriteStream, readdirSync, readFileSync, writeFileSync, type WriteStream } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
@@ -37,6 +37,24 @@ export function killAllNow(): void {
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
   }
 }
+
+/** Runs a command to completion in the repository, its output to `logFile`; rejects with the output's end on failure. */
+export function runCommand(command: string, args: string[], logFile: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd: repoRoot, env: process.env, stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    child.stdout.on("data", (c: Buffer) => (output += c.toString()));
+    child.stderr.on("data", (c: Buffer) => (output += c.toString()));
+    child.on("error", reject);
+    child.on("exit", (code) => {
+      writeFileSync(logFile, output);
+      if (code === 0) resolve();
+      else reject(new Error(`${command} ${args.join(" ")} exited with ${code}:\n${output.slice(-2000)}`));
+    });
+  });
+}
+
+export { deleteRedisKeys } from "../../test/support/redis-cleanup.js";
 
 export interface ServerHandle {
   kind: "switchyard" | "baseline" | "bullmq-worker";

@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick] [-- --scenarios idle,fanout,latency,publish,tasks,replay]`
+// `npm run bench [-- --quick] [-- --scenarios idle,fanout,latency,publish,sharding,tasks,replay]`
 //
 // Starts Switchyard nodes (`node --import tsx src/main.ts`), a bare Socket.IO + @socket.io/redis-adapter
 // baseline (scripts/bench/baseline-server.ts) with the same transport settings, a bare BullMQ worker for the
@@ -9,18 +9,20 @@
 // switchyard_bench_<rand>, Redis keys under bench-<rand>) is removed at the end. Progress goes to stderr,
 // the table to stdout. No thresholds are asserted: exit 0 when every scenario ran.
 
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { Redis } from "ioredis";
-import { dropDatabase } from "../db-setup.js";
+import { dropDatabase } from "../../src/db/setup.js";
+import { startPrivateRedisCluster } from "../../test/support/private-services.js";
 import { formatTable, human, machineInfo, mintToken, now, sleep, summarize, type Summary } from "./lib.js";
 import {
   CpuMeter,
+  deleteRedisKeys,
   killAllNow,
   LoadClient,
   repoRoot,
+  runCommand,
   sampleMemory,
   startProfile,
   summarizeProfile,
@@ -38,7 +40,7 @@ import type { PublisherSpec } from "./publishers.js";
 const argv = process.argv.slice(2);
 const QUICK = argv.includes("--quick");
 const SIZE = QUICK ? "quick" : "full";
-const ALL_SCENARIOS = ["idle", "fanout", "latency", "publish", "tasks", "replay"] as const;
+const ALL_SCENARIOS = ["idle", "fanout", "latency", "publish", "sharding", "tasks", "replay"] as const;
 type Scenario = (typeof ALL_SCENARIOS)[number];
 const scenariosArg = argv.find((a) => a.startsWith("--scenarios="))?.slice("--scenarios=".length) ?? argv[argv.indexOf("--scenarios") + 1];
 const SCENARIOS: Scenario[] =
@@ -48,7 +50,7 @@ const SCENARIOS: Scenario[] =
 const PROFILE = argv.includes("--profile");
 if (argv.includes("--help")) {
   process.stdout.write(
-    "usage: npm run bench -- [--quick] [--scenarios idle,fanout,latency,publish,tasks,replay] [--profile]\n" +
+    "usage: npm run bench -- [--quick] [--scenarios idle,fanout,latency,publish,sharding,tasks,replay] [--profile]\n" +
       "  --profile  CPU-profile the server under test during fan-out, latency, publish, tasks and replay seeding\n" +
       "             (V8 profiler through the inspector); .cpuprofile files go to bench/results/tmp/profiles-<run>/\n",
   );
@@ -177,8 +179,11 @@ function switchyardEnv(): Record<string, string> {
     EMBEDDED_WORKER: "true",
     // info, not warn: the port is read from the "switchyard listening" line; nothing logs per request at info.
     LOG_LEVEL: "info",
-    // Bench sockets subscribe once, but thousands reconnecting at once must not be throttled as a group.
-    ROOM_OPS_PER_SECOND: "1000",
+    // Bench sockets subscribe once, but thousands reconnecting at once must not be throttled as a group; and the
+    // bench measures capacity, so one tenant's sockets and requests must not meet the per-tenant limits.
+    SOCKET_EVENTS_PER_SECOND: "1000",
+    MAX_CONNECTIONS_PER_TENANT: "1000000",
+    REST_RATE_PER_TENANT: "1000000",
     SHUTDOWN_TIMEOUT_MS: "5000",
   };
 }
@@ -198,7 +203,7 @@ function writeResult(scenario: Scenario, results: unknown): void {
     sizes: SIZES,
     servers: {
       switchyard:
-        "node --inspect=127.0.0.1:0 --import tsx src/main.ts (EMBEDDED_WORKER=true, LOG_LEVEL=info, ROOM_OPS_PER_SECOND=1000); " +
+        "node --inspect=127.0.0.1:0 --import tsx src/main.ts (EMBEDDED_WORKER=true, LOG_LEVEL=info, SOCKET_EVENTS_PER_SECOND=1000, per-tenant limits out of reach); " +
         "the inspector only forces GC before memory samples and records --profile",
       baseline:
         "node --inspect=127.0.0.1:0 --import tsx scripts/bench/baseline-server.ts: socket.io 4.8 + @socket.io/redis-adapter, " +
@@ -900,6 +905,69 @@ async function capacityRun(label: string, server: ServerHandle, other: ServerHan
   return run;
 }
 
+/**
+ * Classic vs sharded pub/sub, two Switchyard nodes each: node B publishes (publish API, batches) into the rooms,
+ * and node A holds no subscriber. With classic pub/sub (`REDIS_URL`) every node receives every broadcast and
+ * throws away what it has no socket for; with sharded pub/sub on a Redis Cluster (`REDIS_CLUSTER_NODES`, three
+ * masters started here) a node subscribes only to the rooms it has sockets in, so node A receives nothing. The
+ * figure is node A's CPU per published event: what each node pays for the whole cluster's traffic.
+ */
+async function shardingScenario(): Promise<void> {
+  const pools = await ensureBenchPools(SIZES.publishRooms);
+  const B = SIZES.publishBatch;
+  const C = SIZES.publishConcurrencyBatches;
+  log("sharding: starting a 3-master Redis Cluster and two nodes on it, and a second classic node");
+  const cluster = await startPrivateRedisCluster(3, 0);
+  // The bench database is shared with the classic nodes: the cluster nodes must not reconcile its tasks against
+  // their (empty) queues.
+  const clusterEnv = { ...switchyardEnv(), REDIS_CLUSTER_NODES: cluster.spec, RECONCILE_INTERVAL_MS: "3600000", EMBEDDED_WORKER: "false" };
+  const started: ServerHandle[] = [];
+  try {
+    const [classicB, shardedA, shardedB] = await Promise.all([
+      startSwitchyard(`bench-${RUN}-b`, switchyardEnv(), path.join(LOG_DIR, "switchyard-b.log")),
+      startSwitchyard(`bench-${RUN}-cluster-a`, clusterEnv, path.join(LOG_DIR, "switchyard-cluster-a.log")),
+      startSwitchyard(`bench-${RUN}-cluster-b`, clusterEnv, path.join(LOG_DIR, "switchyard-cluster-b.log")),
+    ]);
+    started.push(classicB, shardedA, shardedB);
+    const spec: PublisherSpec = { kind: "switchyard-events", token: tokens.bench, batch: B };
+    const sides = [
+      { kind: "classic" as const, a: nodeA!, b: classicB },
+      { kind: "sharded" as const, a: shardedA, b: shardedB },
+    ];
+    const results: Record<string, CapacityRun> = {};
+    for (const side of sides) {
+      const warm = await publisher!.call<{ failed: number; errors: string[] }>("publish", {
+        url: side.b.url,
+        spec,
+        pools,
+        concurrency: 1,
+        durationMs: 30_000,
+        limit: Math.ceil((2 * pools.length) / B),
+      });
+      if (warm.failed > 0) throw new Error(`sharding warm-up failed: ${warm.errors.join("; ")}`);
+      await sleep(300);
+      results[side.kind] = await capacityRun(`${side.kind} pub/sub`, side.b, side.a, spec, pools, C);
+    }
+    const classic = results.classic!;
+    const sharded = results.sharded!;
+    const perEvent = (run: CapacityRun): number => ((run.cpuPercent.subNode ?? 0) / 100) * run.cpuWallMs * 1000 / Math.max(1, run.events);
+    rows.push({
+      scenario: "classic vs sharded pub/sub, 2 nodes",
+      metric: "node A CPU per event",
+      switchyard: `${perEvent(sharded).toFixed(1)} µs`,
+      baseline: `${perEvent(classic).toFixed(1)} µs`,
+      ratio: ratio(perEvent(sharded), perEvent(classic), 3),
+      notes:
+        `switchyard = sharded (3-master cluster), baseline = classic (one Redis); node A has no subscriber; ${C} batches of ${B} posted to node B; ` +
+        `published/s sharded ${human(sharded.publishPerSecond)} vs classic ${human(classic.publishPerSecond)}; node B CPU/event ${cpuUs(sharded, "pubNode", sharded.events)} vs ${cpuUs(classic, "pubNode", classic.events)} µs`,
+    });
+    writeResult("sharding", { classic, sharded, nodeACpuPerEventUs: { classic: perEvent(classic), sharded: perEvent(sharded) } });
+  } finally {
+    await Promise.all(started.map((server) => server.stop()));
+    await cluster.destroy();
+  }
+}
+
 async function publishScenario(): Promise<void> {
   const pools = await ensureBenchPools(SIZES.publishRooms);
   const rooms = pools.map((id) => `pool:${id}`);
@@ -1093,21 +1161,6 @@ async function replayScenario(): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------- main
 
-function runCommand(command: string, args: string[], logFile: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: repoRoot, env: process.env, stdio: ["ignore", "pipe", "pipe"] });
-    let output = "";
-    child.stdout.on("data", (c: Buffer) => (output += c.toString()));
-    child.stderr.on("data", (c: Buffer) => (output += c.toString()));
-    child.on("error", reject);
-    child.on("exit", (code) => {
-      writeFileSync(logFile, output);
-      if (code === 0) resolve();
-      else reject(new Error(`${command} ${args.join(" ")} exited with ${code}:\n${output.slice(-2000)}`));
-    });
-  });
-}
-
 async function cleanup(): Promise<void> {
   log("cleaning up");
   await Promise.allSettled([...clients, ...(publisher ? [publisher] : [])].map((c) => c.stop()));
@@ -1116,22 +1169,10 @@ async function cleanup(): Promise<void> {
   if (dbCreated) {
     await dropDatabase(DATABASE_URL).catch((error: unknown) => log(`could not drop the bench database: ${(error as Error).message}`));
   }
-  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1, lazyConnect: true });
-  redis.on("error", () => undefined);
   try {
-    await redis.connect();
-    let cursor = "0";
-    let deleted = 0;
-    do {
-      const [next, keys] = await redis.scan(cursor, "MATCH", `bench-${RUN}*`, "COUNT", 1000);
-      cursor = next;
-      if (keys.length > 0) deleted += await redis.del(...keys);
-    } while (cursor !== "0");
-    log(`deleted ${deleted} Redis keys under bench-${RUN}`);
+    log(`deleted ${await deleteRedisKeys(REDIS_URL, `bench-${RUN}`)} Redis keys under bench-${RUN}`);
   } catch (error) {
     log(`could not delete Redis keys: ${(error as Error).message}`);
-  } finally {
-    redis.disconnect();
   }
 }
 
@@ -1175,6 +1216,7 @@ async function main(): Promise<void> {
   log(`switchyard ${nodeA!.url} (pid ${nodeA!.pid}), baseline ${baseA!.url} (pid ${baseA!.pid}), ${clients.length} load clients + 1 publisher`);
 
   const scenarios: Record<Scenario, () => Promise<void>> = {
+    sharding: shardingScenario,
     idle: idleScenario,
     fanout: fanoutScenario,
     latency: latencyScenario,

@@ -10,6 +10,10 @@ export interface Principal {
   poolId: string | undefined;
   /** Seconds since the epoch. */
   expiresAt: number;
+  /** The token's `iat` (seconds since the epoch), if it has one: revoking a subject refuses tokens issued before. */
+  issuedAt: number | undefined;
+  /** The token's `jti`, if it has one: what revokes this one token. */
+  tokenId: string | undefined;
 }
 
 /** `admin` grants every permission of the principal's own tenant, never another tenant's. */

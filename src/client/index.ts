@@ -4,7 +4,8 @@
  *
  * @example
  * const client = new SwitchyardClient({ urls: ["https://a.example", "https://b.example"], namespace: "tasks", token });
- * await client.subscribe("tasks", (event) => console.log(event.type, event.data));
+ * client.on("task.completed", (event) => console.log(event.data.task.id, event.data.task.result));
+ * await client.subscribe("tasks");
  */
 import { io, type ManagerOptions, type Socket, type SocketOptions } from "socket.io-client";
 import { decodeCursor, encodeCursor } from "../protocol/cursor.js";
@@ -13,18 +14,21 @@ import {
   type Envelope,
   type EventEnvelope,
   type EventName,
+  type EventsOf,
   type PoolsServerEvents,
   type RoomClientEvents,
   type RoomEvent,
+  type SessionExpired,
+  type SessionRevoked,
   type SubscribeAck,
   type TasksServerEvents,
   type WorkflowsServerEvents,
 } from "../protocol/events.js";
 import type { NamespaceName } from "../protocol/namespaces.js";
-import type { PublishedEvent, PublishEvent, PublishRequest, PublishResponse } from "../protocol/publish.js";
+import type { BUILTIN_EVENT_PREFIXES, PublishedEvent, PublishEvent, PublishRequest, PublishResponse } from "../protocol/publish.js";
 
 export { isEvent };
-export type { Envelope, EventEnvelope, EventName, PublishedEvent, RoomEvent };
+export type { Envelope, EventEnvelope, EventName, EventsOf, NamespaceName, PublishedEvent, RoomEvent };
 export type * from "../protocol/views.js";
 
 /** An event for `publish()`: `namespace` defaults to the client's own. */
@@ -57,13 +61,50 @@ export interface SwitchyardClientOptions<N extends NamespaceName = NamespaceName
 
 /** Gets a room's events; narrow one to a built-in event's shape with `isEvent(event, "task.completed")`. */
 export type EventHandler<N extends NamespaceName = NamespaceName> = (event: RoomEvent<N>) => void;
+/**
+ * An event name `on()` accepts in namespace N: a built-in event delivered in N, or a backend's own type (one
+ * outside the built-in prefixes, e.g. `billing.invoice_paid`). Any other built-in-looking name, such as a
+ * misspelt `task.complete` or `pool.created` on a /tasks client, resolves to N's event names, so passing it is
+ * a compile error that lists them.
+ */
+export type ListenableEvent<N extends NamespaceName, K extends string> = K extends EventsOf<N>
+  ? K
+  : K extends `${(typeof BUILTIN_EVENT_PREFIXES)[number]}${string}`
+    ? EventsOf<N>
+    : K;
+/** What an `on(type)` listener gets: a built-in event's typed envelope, or an envelope with `data: unknown`. */
+export type ListenerEnvelope<K extends string> = K extends EventName ? EventEnvelope<K> : Envelope;
+export interface SubscribeOptions {
+  /** Deliver the events after this cursor of the room first (one you saved from `cursor(room)` or an envelope). */
+  after?: string;
+}
+/** Where a room stands once the server acknowledged it, and how many missed events it replayed first. */
+export interface Subscribed {
+  cursor: string;
+  replayed: number;
+}
+/** A room was (re)subscribed: on `subscribe()` and after every reconnect. */
+export type SubscribedHandler = (room: string, subscribed: Subscribed) => void;
 /** The client's socket: the server's events of every namespace, the room operations. */
 export type ClientSocket = Socket<PoolsServerEvents & TasksServerEvents & WorkflowsServerEvents, RoomClientEvents>;
 /** The room's log moved past what the client can recover (new epoch or beyond retention): reload state. */
 export type ResetHandler = (room: string, reason: string) => void;
+/**
+ * Where the client stands, for a connection indicator:
+ * - `connecting`: the first connection is not made yet;
+ * - `catching-up`: connected, and a room's (re)subscribe is not acknowledged yet (missed events are being
+ *   replayed) or a gap is being filled from history;
+ * - `live`: connected, every room acknowledged, nothing missing;
+ * - `reconnecting`: the connection was lost and socket.io-client is trying again;
+ * - `disconnected`: not trying any more (the server refused the token or ended the session, or `close()`).
+ */
+export type ConnectionState = "connecting" | "catching-up" | "live" | "reconnecting" | "disconnected";
+/** The server ended the session because its token expired or was revoked; it disconnects the socket next. */
+export type SessionEndHandler = (reason: SessionExpired["reason"] | SessionRevoked["reason"]) => void;
 
 interface RoomState {
-  handler: EventHandler;
+  /** The room's own handler, if subscribe() was given one; `on()` listeners get the room's events as well. */
+  handler: EventHandler | undefined;
   epoch: string | undefined;
   /** Sequence number of the last event delivered to the handler. */
   lastSeq: number;
@@ -77,13 +118,26 @@ interface RoomState {
   filling: Promise<void> | undefined;
 }
 
-export class SwitchyardClient<N extends NamespaceName = NamespaceName> {
+// `out`: a client of one namespace may be kept where any client is expected (a list of the console's clients, a
+// test helper); the conditional types of `on()` would otherwise make N invariant. Such a holder can only name
+// events of every namespace, which is harmless: a listener for another namespace's event never fires.
+export class SwitchyardClient<out N extends NamespaceName = NamespaceName> {
   readonly socket: ClientSocket;
   private readonly rooms = new Map<string, RoomState>();
   private readonly urls: string[];
   private urlIndex = 0;
   private readonly resetHandlers: ResetHandler[] = [];
   private readonly errorHandlers: Array<(error: Error) => void> = [];
+  private readonly sessionEndHandlers: SessionEndHandler[] = [];
+  private readonly stateHandlers: Array<(state: ConnectionState) => void> = [];
+  private lastState: ConnectionState = "connecting";
+  private everConnected = false;
+  private closed = false;
+  /** Subscribe acks and gap fills under way: while there are any, the client is catching up. */
+  private catchingUp = 0;
+  private readonly subscribedHandlers: SubscribedHandler[] = [];
+  /** `on()` listeners by event type. */
+  private readonly listeners = new Map<string, Set<(event: Envelope) => void>>();
 
   constructor(private readonly options: SwitchyardClientOptions<N>) {
     this.urls = Array.isArray(options.urls) ? options.urls : [options.urls];
@@ -98,22 +152,40 @@ export class SwitchyardClient<N extends NamespaceName = NamespaceName> {
       },
     });
     this.socket.io.on("reconnect_attempt", () => {
+      this.updateState();
       if (this.urls.length < 2) return;
       this.urlIndex = (this.urlIndex + 1) % this.urls.length;
       (this.socket.io as unknown as { uri: string }).uri = this.urls[this.urlIndex]!;
     });
     this.socket.on("connect", () => {
+      this.everConnected = true;
       for (const [room, state] of this.rooms) if (!state.subscribing) void this.resubscribe(room);
+      this.updateState();
     });
-    this.socket.on("connect_error", (error) => this.fail(error));
+    this.socket.on("connect_error", (error) => {
+      this.fail(error);
+      this.updateState();
+    });
+    this.socket.on("session.expired", ({ reason }) => this.endSession(reason));
+    this.socket.on("session.revoked", ({ reason }) => this.endSession(reason));
     this.socket.on("disconnect", (reason) => {
       // The server ended the session (e.g. the token expired): socket.io-client does not reconnect by itself
       // then. With a token function there is a fresh token to come back with.
       if (reason === "io server disconnect" && typeof this.options.token === "function") this.socket.connect();
+      this.updateState();
     });
     this.socket.onAny((_type: string, payload: unknown) => {
       if (isEnvelope(payload)) this.receive(payload);
     });
+  }
+
+  /** Called with the new state whenever it changes (see ConnectionState); `state` is the current one. */
+  onStateChange(handler: (state: ConnectionState) => void): void {
+    this.stateHandlers.push(handler);
+  }
+
+  get state(): ConnectionState {
+    return this.lastState;
   }
 
   /** Called when a room had to restart from its current head because its history could not be recovered. */
@@ -125,6 +197,44 @@ export class SwitchyardClient<N extends NamespaceName = NamespaceName> {
     this.errorHandlers.push(handler);
   }
 
+  /**
+   * Called when the server ends the session: `token_expired`, or `token_revoked` (an admin revoked the token or
+   * its subject). With a `token` function the helper reconnects at once with the token it returns next; a revoked
+   * token is refused again (`connect_error` `TOKEN_REVOKED`, reported to onError) and not retried.
+   */
+  onSessionEnd(handler: SessionEndHandler): void {
+    this.sessionEndHandlers.push(handler);
+  }
+
+  /** Called when a room's subscribe was acknowledged: the first time and after every reconnect (`replayed` missed events). */
+  onSubscribed(handler: SubscribedHandler): void {
+    this.subscribedHandlers.push(handler);
+  }
+
+  /**
+   * Listens to one event type in every room this client subscribes, with the same guarantee as a room handler:
+   * each room's events in cursor order, each once (an event of two subscribed rooms comes once per room).
+   * The name is checked against the namespace's events at compile time. Returns a function that stops listening.
+   * @example
+   * client.on("task.completed", (event) => console.log(event.data.task.result));
+   */
+  on<K extends string>(type: ListenableEvent<N, K>, listener: (event: ListenerEnvelope<K>) => void): () => void {
+    const listeners = this.listeners.get(type) ?? new Set();
+    this.listeners.set(type, listeners);
+    // The type parameter is erased at run time: the listener gets exactly the envelopes whose `type` is `type`.
+    const untyped = listener as (event: Envelope) => void;
+    listeners.add(untyped);
+    return () => {
+      listeners.delete(untyped);
+      if (listeners.size === 0 && this.listeners.get(type) === listeners) this.listeners.delete(type);
+    };
+  }
+
+  /** The base URL in use, or being tried while (re)connecting; history requests and `publish()` go there. */
+  get url(): string {
+    return this.urls[this.urlIndex]!;
+  }
+
   /** The cursor of the last event delivered for a room. */
   cursor(room: string): string | undefined {
     const state = this.rooms.get(room);
@@ -132,11 +242,17 @@ export class SwitchyardClient<N extends NamespaceName = NamespaceName> {
   }
 
   /**
-   * Subscribes to a room; `handler` gets its events in cursor order, each once. With `after`, events after that
-   * cursor are delivered first.
+   * Subscribes to a room; `handler` (and the `on()` listeners) get its events in cursor order, each once. With
+   * `after`, events after that cursor are delivered first.
    */
-  async subscribe(room: string, handler: EventHandler<N>, options: { after?: string } = {}): Promise<{ cursor: string }> {
+  subscribe(room: string, options?: SubscribeOptions): Promise<Subscribed>;
+  subscribe(room: string, handler: EventHandler<N>, options?: SubscribeOptions): Promise<Subscribed>;
+  async subscribe(room: string, handlerOrOptions?: EventHandler<N> | SubscribeOptions, maybeOptions: SubscribeOptions = {}): Promise<Subscribed> {
+    const handler = typeof handlerOrOptions === "function" ? handlerOrOptions : undefined;
+    const options = typeof handlerOrOptions === "object" ? handlerOrOptions : maybeOptions;
     const from = options.after === undefined ? undefined : decodeCursor(options.after);
+    // Refused here as the server would refuse it: ignoring it would silently start from the head instead.
+    if (options.after !== undefined && !from) throw Object.assign(new Error(`subscribe ${room}: BAD_REQUEST after is not a cursor`), { code: "BAD_REQUEST" });
     this.rooms.set(room, {
       handler,
       epoch: from?.epoch,
@@ -173,12 +289,13 @@ export class SwitchyardClient<N extends NamespaceName = NamespaceName> {
     } finally {
       const state = this.rooms.get(room);
       if (state) state.subscribing = false;
+      this.updateState();
     }
     if (!ack.ok) {
       this.rooms.delete(room);
       throw Object.assign(new Error(`subscribe ${room}: ${ack.error.code} ${ack.error.message}`), { code: ack.error.code });
     }
-    return { cursor: this.cursor(room) ?? ack.cursor };
+    return { cursor: this.cursor(room) ?? ack.cursor, replayed: ack.replayed ?? 0 };
   }
 
   /**
@@ -195,7 +312,7 @@ export class SwitchyardClient<N extends NamespaceName = NamespaceName> {
     const doFetch = this.options.fetch ?? fetch;
     let response: Response;
     try {
-      response = await doFetch(`${this.baseUrl}/api/v1/events`, {
+      response = await doFetch(`${this.url}/api/v1/events`, {
         method: "POST",
         headers: { authorization: `Bearer ${await this.token()}`, "content-type": "application/json" },
         body: JSON.stringify(body),
@@ -226,19 +343,22 @@ export class SwitchyardClient<N extends NamespaceName = NamespaceName> {
   close(): void {
     for (const state of this.rooms.values()) clearTimeout(state.gapTimer);
     this.rooms.clear();
+    this.closed = true;
     this.socket.close();
+    this.updateState();
   }
 
   private async token(): Promise<string> {
     return typeof this.options.token === "function" ? this.options.token() : this.options.token;
   }
 
-  private get baseUrl(): string {
-    return this.urls[this.urlIndex]!;
+  /** (Re)subscribes a room from the last delivered cursor; on an unrecoverable cursor, starts over and says so. */
+  private resubscribe(room: string, attempt = 0): Promise<SubscribeAck> {
+    // Until the ack, the server is replaying what the room missed: the client is catching up.
+    return this.catchingUpWhile(() => this.subscribeRoom(room, attempt));
   }
 
-  /** (Re)subscribes a room from the last delivered cursor; on an unrecoverable cursor, starts over and says so. */
-  private async resubscribe(room: string, attempt = 0): Promise<SubscribeAck> {
+  private async subscribeRoom(room: string, attempt: number): Promise<SubscribeAck> {
     const state = this.rooms.get(room);
     if (!state) return { ok: true, room, cursor: "" };
     const after = this.cursor(room);
@@ -270,6 +390,7 @@ export class SwitchyardClient<N extends NamespaceName = NamespaceName> {
       }
       this.drain(room, state);
     }
+    if (ack.ok) for (const handler of this.subscribedHandlers) handler(room, { cursor: this.cursor(room) ?? ack.cursor, replayed: ack.replayed ?? 0 });
     return ack;
   }
 
@@ -303,7 +424,7 @@ export class SwitchyardClient<N extends NamespaceName = NamespaceName> {
     } else if (!state.gapTimer && !state.filling) {
       state.gapTimer = setTimeout(() => {
         state.gapTimer = undefined;
-        state.filling = this.fillGap(room, state).finally(() => {
+        state.filling = this.catchingUpWhile(() => this.fillGap(room, state)).finally(() => {
           state.filling = undefined;
           if (this.rooms.get(room) === state) this.drain(room, state);
         });
@@ -317,7 +438,7 @@ export class SwitchyardClient<N extends NamespaceName = NamespaceName> {
     try {
       while (state.pending.size > 0 && !state.pending.has(state.lastSeq + 1)) {
         const after = encodeCursor({ epoch: state.epoch!, seq: state.lastSeq });
-        const url = `${this.baseUrl}/api/v1/events?namespace=${this.options.namespace}&room=${encodeURIComponent(room)}&after=${after}&limit=500`;
+        const url = `${this.url}/api/v1/events?namespace=${this.options.namespace}&room=${encodeURIComponent(room)}&after=${after}&limit=500`;
         const response = await doFetch(url, { headers: { authorization: `Bearer ${await this.token()}` } });
         const body = (await response.json()) as { items?: Envelope[]; error?: { code: string; message: string } };
         if (!response.ok || !body.items) {
@@ -346,12 +467,62 @@ export class SwitchyardClient<N extends NamespaceName = NamespaceName> {
     while (next) {
       state.pending.delete(state.lastSeq + 1);
       state.lastSeq += 1;
+      this.deliver(state, next);
+      next = state.pending.get(state.lastSeq + 1);
+    }
+  }
+
+  /** Hands one event to the room's handler and to the listeners of its type; their exceptions go to onError. */
+  private deliver(state: RoomState, event: Envelope): void {
+    const listeners = this.listeners.get(event.type);
+    for (const receive of [state.handler, ...(listeners ?? [])]) {
+      if (!receive) continue;
       try {
-        state.handler(next);
+        receive(event);
       } catch (error) {
         this.fail(error);
       }
-      next = state.pending.get(state.lastSeq + 1);
+    }
+  }
+
+  private endSession(reason: Parameters<SessionEndHandler>[0]): void {
+    for (const handler of this.sessionEndHandlers) {
+      try {
+        handler(reason);
+      } catch (error) {
+        this.fail(error);
+      }
+    }
+  }
+
+  /** Counts `work` as catching up (a subscribe ack or a gap fill outstanding) while it runs. */
+  private async catchingUpWhile<T>(work: () => Promise<T>): Promise<T> {
+    this.catchingUp++;
+    this.updateState();
+    try {
+      return await work();
+    } finally {
+      this.catchingUp--;
+      this.updateState();
+    }
+  }
+
+  private updateState(): void {
+    let state: ConnectionState;
+    if (this.closed) state = "disconnected";
+    // A room whose first subscribe waits for the connection is about to catch up too (no "live" blip between).
+    else if (this.socket.connected) state = this.catchingUp > 0 || [...this.rooms.values()].some((r) => r.subscribing) ? "catching-up" : "live";
+    // socket.io-client stays active while it retries; a refused handshake or a server disconnect ends that.
+    else if (!this.socket.active) state = "disconnected";
+    else state = this.everConnected ? "reconnecting" : "connecting";
+    if (state === this.lastState) return;
+    this.lastState = state;
+    for (const handler of this.stateHandlers) {
+      try {
+        handler(state);
+      } catch (error) {
+        this.fail(error);
+      }
     }
   }
 

@@ -1,5 +1,6 @@
 import { PrismaPg } from "@prisma/adapter-pg";
 import pg from "pg";
+import type { DependencyStatus } from "../dependencies/status.js";
 import { PrismaClient } from "../generated/prisma/client.js";
 import { pgSql, type Sql } from "./sql.js";
 
@@ -17,11 +18,16 @@ export interface Database {
 /**
  * One node-postgres pool shared by Prisma (through its driver adapter: no native engine is needed) and the
  * plain SQL of the hot paths, so both use the same connections.
+ *
+ * Every statement has a deadline: waiting for a connection (a free one from the pool, or a new one) and waiting
+ * for a statement's answer each give up after `deadlineMs`, so a caller gets "postgresql unavailable" instead of
+ * hanging on a server that is down, unreachable or frozen. The pool drops a connection whose statement timed out.
  */
-export function createDatabase(databaseUrl: string, onPoolError: (error: Error) => void = () => undefined): Database {
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 10 });
-  // An idle connection that PostgreSQL drops (restart, admin shutdown) errors here: log it, the pool replaces it.
-  pool.on("error", onPoolError);
+export function createDatabase(databaseUrl: string, options: { deadlineMs: number; status: DependencyStatus }): Database {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 10, connectionTimeoutMillis: options.deadlineMs, query_timeout: options.deadlineMs });
+  // Also the pool's `error` listener: an idle connection that PostgreSQL drops (restart, admin shutdown) errors
+  // there, and the pool replaces it.
+  options.status.watchPool(pool);
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
   return {
     prisma,

@@ -4,6 +4,17 @@ import type { Sql } from "../db/sql.js";
 import type { NamespaceName } from "../protocol/namespaces.js";
 import { encodeCursor, type CursorPosition } from "../protocol/cursor.js";
 import type { Envelope } from "../protocol/events.js";
+import { outsideRequest } from "../observability/request-context.js";
+import { untimedQuery, type QueryTimer } from "../observability/metrics.js";
+
+/** How the event log reports on its statements (the node's metrics; nothing for tests and scripts). */
+export interface EventLogObserver {
+  timeQuery: QueryTimer;
+  /** Event rows (event x room) one numbering statement stored. */
+  batchRows(rows: number): void;
+}
+
+const UNOBSERVED: EventLogObserver = { timeQuery: untimedQuery, batchRows: () => undefined };
 
 /** One room of one namespace an event is stored (and delivered) in. */
 export interface EventTarget {
@@ -107,6 +118,7 @@ export class EventLog {
   constructor(
     private readonly prisma: PrismaClient,
     private readonly sql: Sql,
+    private readonly observer: EventLogObserver = UNOBSERVED,
   ) {}
 
   /**
@@ -150,7 +162,8 @@ export class EventLog {
   private enqueue(item: PendingItem): Promise<SequencedEvent[][]> {
     return new Promise((resolve, reject) => {
       this.queue.push({ ...item, resolve, reject });
-      if (!this.flushing) void this.flush();
+      // The flush loop serves every caller's appends: it must not run (and log) as the request that started it.
+      if (!this.flushing) outsideRequest(() => void this.flush());
     });
   }
 
@@ -234,8 +247,7 @@ export class EventLog {
     });
     const claim = staged.id.length === 0 ? null : `DELETE FROM "Outbox" o USING unnest($10::bigint[], $11::int[]) AS s(id, ord) WHERE o."id" = s.id
          RETURNING s.ord, o."tenantId", o."eventId", o."type", o."targets", o."data", o."ts"`;
-    const rows = await this.sql.query<NumberedRow[]>(
-      numberingStatement(claim), [
+    const rows = await this.numbering(numberingStatement(claim), [
       direct.tenant,
       direct.ns,
       direct.room,
@@ -267,8 +279,7 @@ export class EventLog {
            WHERE "id" IN (SELECT "id" FROM "Outbox" WHERE "ts" < (clock_timestamp() AT TIME ZONE 'UTC') - make_interval(secs => $10::int / 1000.0) ORDER BY "id" LIMIT $11 FOR UPDATE SKIP LOCKED)
          ) s WHERE o."id" = s."id"
          RETURNING s.ord, o."tenantId", o."eventId", o."type", o."targets", o."data", o."ts"`;
-    const rows = await this.sql.query<NumberedRow[]>(
-      numberingStatement(claim), [
+    const rows = await this.numbering(numberingStatement(claim), [
       [], [], [], [], [], [], [], [],
       newEpoch(),
       olderThanMs,
@@ -278,8 +289,19 @@ export class EventLog {
     return rows.map((row) => toSequenced(row, data.get(row.ord)));
   }
 
+  /** Runs a numbering statement: timed, and its size recorded (how much group commit gathered). */
+  private async numbering(text: string, values: readonly unknown[]): Promise<NumberedRow[]> {
+    const rows = await this.observer.timeQuery("event_numbering", () => this.sql.query<NumberedRow[]>(text, values));
+    if (rows.length > 0) this.observer.batchRows(rows.length);
+    return rows;
+  }
+
   /** The room's current position; creates the room's sequence (position 0) when it has none yet. */
   async head(tenantId: string, namespace: NamespaceName, room: string): Promise<CursorPosition> {
+    return this.observer.timeQuery("head", () => this.readOrCreateHead(tenantId, namespace, room));
+  }
+
+  private async readOrCreateHead(tenantId: string, namespace: NamespaceName, room: string): Promise<CursorPosition> {
     // A plain read first: every subscribe asks, and almost every room exists already. Writing (and locking
     // the room's row, which publishers need) only for a room's very first subscriber.
     const existing = await this.sql.query<Array<{ seq: number; epoch: string }>>(
@@ -318,6 +340,17 @@ export class EventLog {
     afterSeq: number,
     limit: number,
     maxBytes?: number,
+  ): Promise<Array<{ seq: number; eventId: string; type: string; data: unknown; ts: Date }>> {
+    return this.observer.timeQuery("replay_read", () => this.readPage(tenantId, namespace, room, afterSeq, limit, maxBytes));
+  }
+
+  private async readPage(
+    tenantId: string,
+    namespace: NamespaceName,
+    room: string,
+    afterSeq: number,
+    limit: number,
+    maxBytes: number | undefined,
   ): Promise<Array<{ seq: number; eventId: string; type: string; data: unknown; ts: Date }>> {
     if (maxBytes === undefined) {
       return this.prisma.event.findMany({

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Prisma, PrismaClient } from "../db/client.js";
+import type { FailureReporter } from "../dependencies/status.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { NamespaceName } from "../protocol/namespaces.js";
@@ -55,6 +56,8 @@ export interface EventPublisherOptions {
   relayAfterMs: number;
   /** How often each node looks for such rows. */
   relayIntervalMs: number;
+  /** Where a failed relay is reported (an outage is logged once, not once per interval). */
+  failures: FailureReporter;
 }
 
 function stored<K extends EventName>(draft: EventDraft<K>): StoredDraft {
@@ -166,7 +169,7 @@ export class EventPublisher {
     for (const event of stored) {
       const envelope = toEnvelope(event.room, event.epoch, event);
       this.broadcast(event.namespace, roomKey(event.tenantId, event.room), envelope);
-      this.metrics.eventsPublished.inc({ namespace: event.namespace });
+      this.metrics.eventPublished(event.namespace, event.tenantId);
       envelopes.push(envelope);
     }
     return envelopes;
@@ -198,7 +201,7 @@ export class EventPublisher {
       }
       if (total > 0) this.logger.warn({ events: total }, "relayed events a node had committed but not numbered");
     } catch (error) {
-      this.logger.warn({ err: (error as Error).message }, "outbox relay failed; retrying next interval");
+      this.options.failures.report(error, "outbox relay failed; retrying next interval");
     } finally {
       this.relaying = false;
     }

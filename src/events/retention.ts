@@ -1,16 +1,21 @@
-import type { Redis } from "ioredis";
-import type { PrismaClient } from "../db/client.js";
+import type { RedisClient } from "../jobs/redis-connection.js";
+import type { Sql } from "../db/sql.js";
+import type { FailureReporter } from "../dependencies/status.js";
 import { ClusterTimer } from "../jobs/cluster-timer.js";
 import type { Logger } from "../observability/logger.js";
 import type { RedisKeys } from "../jobs/redis-keys.js";
 
 export interface RetentionOptions {
   keys: RedisKeys;
+  /** Where a failed trim is reported (an outage is logged once, not once per interval). */
+  failures: FailureReporter;
   /** Events older than this are deleted. */
   maxAgeMs: number;
   /** At most this many events are kept per room (the newest). */
   maxPerRoom: number;
   intervalMs: number;
+  /** How long one trim statement may take: a large log takes longer than a request's deadline. */
+  statementTimeoutMs: number;
 }
 
 /**
@@ -23,15 +28,15 @@ export class EventRetention {
   private readonly timer: ClusterTimer;
 
   constructor(
-    private readonly prisma: PrismaClient,
-    redis: Redis,
+    private readonly sql: Sql,
+    redis: RedisClient,
     logger: Logger,
     private readonly options: RetentionOptions,
   ) {
     this.timer = new ClusterTimer(redis, options.keys.retentionLock, options.intervalMs, async () => {
       const deleted = await this.trim();
       if (deleted > 0) logger.info({ deleted }, "event retention trimmed the log");
-    }, logger, "event retention");
+    }, options.failures, "event retention");
   }
 
   start(): void {
@@ -42,18 +47,66 @@ export class EventRetention {
     this.timer.stop();
   }
 
-  /** Deletes what retention no longer keeps; returns how many events went. */
+  /**
+   * Deletes what retention no longer keeps; returns how many events went.
+   *
+   * Why in batches: one DELETE of everything past the age limit (900,000 of 3 million events after a pause)
+   * was one long transaction whose WAL and dead rows landed at once; batches of BATCH rows are short
+   * transactions that publishing interleaves with. Why per room through the primary key: the count limit used
+   * to join every stored event with its room's sequence, a full scan of the log each pass (1.3 s at 3 million
+   * events with nothing to delete); now each room past the limit costs one index probe, and only rows that go
+   * are read. docs/performance.md has the figures (scripts/bench/retention.ts).
+   */
   async trim(): Promise<number> {
-    const byAge = await this.prisma.$executeRawUnsafe(
-      `DELETE FROM "Event" WHERE "ts" < ($1::timestamptz AT TIME ZONE 'UTC')`,
-      new Date(Date.now() - this.options.maxAgeMs).toISOString(),
-    );
-    const byCount = await this.prisma.$executeRawUnsafe(
-      `DELETE FROM "Event" e USING "RoomSequence" r
-       WHERE e."tenantId" = r."tenantId" AND e."namespace" = r."namespace" AND e."room" = r."room"
-         AND e."seq" <= r."seq" - $1`,
-      this.options.maxPerRoom,
-    );
-    return byAge + byCount;
+    const deadline = { timeoutMs: this.options.statementTimeoutMs };
+    const cutoff = new Date(Date.now() - this.options.maxAgeMs).toISOString();
+    let deleted = 0;
+    for (;;) {
+      const [row] = await this.sql.query<Array<{ n: number }>>(
+        `WITH gone AS (
+           DELETE FROM "Event" e USING (
+             SELECT "tenantId", "namespace", "room", "seq" FROM "Event"
+             WHERE "ts" < ($1::timestamptz AT TIME ZONE 'UTC') ORDER BY "ts" LIMIT $2
+           ) old
+           WHERE e."tenantId" = old."tenantId" AND e."namespace" = old."namespace" AND e."room" = old."room" AND e."seq" = old."seq"
+           RETURNING 1
+         )
+         SELECT count(*)::int AS n FROM gone`,
+        [cutoff, BATCH],
+        deadline,
+      );
+      const n = row?.n ?? 0;
+      deleted += n;
+      if (n < BATCH) break;
+    }
+    for (;;) {
+      const [row] = await this.sql.query<Array<{ n: number }>>(
+        `WITH gone AS (
+           DELETE FROM "Event" e USING (
+             SELECT r."tenantId", r."namespace", r."room", old."seq"
+             FROM "RoomSequence" r CROSS JOIN LATERAL (
+               SELECT "seq" FROM "Event" ev
+               WHERE ev."tenantId" = r."tenantId" AND ev."namespace" = r."namespace" AND ev."room" = r."room"
+                 AND ev."seq" <= r."seq" - $1
+               ORDER BY ev."seq" LIMIT $2
+             ) old
+             WHERE r."seq" > $1
+             LIMIT $2
+           ) old
+           WHERE e."tenantId" = old."tenantId" AND e."namespace" = old."namespace" AND e."room" = old."room" AND e."seq" = old."seq"
+           RETURNING 1
+         )
+         SELECT count(*)::int AS n FROM gone`,
+        [this.options.maxPerRoom, BATCH],
+        deadline,
+      );
+      const n = row?.n ?? 0;
+      deleted += n;
+      if (n < BATCH) break;
+    }
+    return deleted;
   }
 }
+
+/** Events deleted per statement. */
+const BATCH = 10_000;

@@ -1,5 +1,5 @@
-import type { Redis } from "ioredis";
-import type { Logger } from "../observability/logger.js";
+import type { RedisClient } from "./redis-connection.js";
+import type { FailureReporter } from "../dependencies/status.js";
 
 /**
  * Runs `work` about once per interval across the whole cluster: every node ticks, and the node that takes the
@@ -11,11 +11,11 @@ export class ClusterTimer {
   private running = false;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly lockKey: string,
     private readonly intervalMs: number,
     private readonly work: () => Promise<void>,
-    private readonly logger: Logger,
+    private readonly failures: FailureReporter,
     private readonly what: string,
   ) {}
 
@@ -34,7 +34,7 @@ export class ClusterTimer {
     try {
       if ((await this.redis.set(this.lockKey, "1", "PX", this.intervalMs, "NX")) === "OK") await this.work();
     } catch (error) {
-      this.logger.warn({ err: (error as Error).message }, `${this.what} failed; retrying next interval`);
+      this.failures.report(error, `${this.what} failed; retrying next interval`);
     } finally {
       this.running = false;
     }

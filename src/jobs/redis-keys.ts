@@ -4,7 +4,22 @@
  * so deployments sharing a Redis never meet, and a test run can delete exactly what it made.
  */
 export class RedisKeys {
-  constructor(readonly prefix: string) {}
+  /**
+   * `cluster`: on a Redis Cluster, keys that are used together (in one script, transaction or pipeline) must live
+   * in one hash slot, so each such group gets a hash tag: `{<prefix>:bull}` for every BullMQ key (BullMQ needs a
+   * queue's keys on one slot; one tag for all queues also keeps the reconciler's pipelines and the queue-depth
+   * script on one node), `{<prefix>:presence}` and `{<prefix>:limits}`. Other keys are used one at a time and
+   * spread over the cluster. Names on a single Redis are unchanged, so an existing deployment keeps its keys.
+   */
+  constructor(
+    readonly prefix: string,
+    private readonly options: { cluster?: boolean } = {},
+  ) {}
+
+  /** The start of the keys of one group used together: hash-tagged on a cluster. */
+  private group(name: string): string {
+    return this.options.cluster ? `{${this.prefix}:${name}}` : `${this.prefix}:${name}`;
+  }
 
   /** Socket.IO redis-adapter channels. */
   get adapter(): string {
@@ -13,7 +28,7 @@ export class RedisKeys {
 
   /** BullMQ's own prefix: its keys are `<bull>:<queue>:…`. */
   get bull(): string {
-    return `${this.prefix}:bull`;
+    return this.group("bull");
   }
 
   /**
@@ -51,7 +66,43 @@ export class RedisKeys {
 
   /** A worker's presence: its value is the id of the connection that owns it, its TTL the heartbeat timeout. */
   presence(tenantId: string, workerId: string): string {
-    return `${this.prefix}:presence:${tenantId}:${workerId}`;
+    return `${this.group("presence")}:${tenantId}:${workerId}`;
+  }
+
+  /**
+   * Token revocations still in force: a sorted set, member `<jti|sub>:<tenant>:<id>`, score the revocation time
+   * (ms). One key rather than a key per revocation, so that a node loads them all with one range read, never a
+   * SCAN over the keyspace.
+   */
+  get revokedTokens(): string {
+    return `${this.prefix}:revoked-tokens`;
+  }
+
+  /** Pub/sub channel on which a revocation reaches every node at once. */
+  get tokenRevoked(): string {
+    return `${this.prefix}:token-revoked`;
+  }
+
+  /**
+   * A tenant's connected sockets: a hash of node id → that node's count. Only the node itself writes its field;
+   * a field counts only while the node is live in `connectionNodes`.
+   */
+  connections(tenantId: string): string {
+    return `${this.group("limits")}:connections:${tenantId}`;
+  }
+
+  /** Sorted set of node id → the time (Redis clock, ms) until which the node's connection counts are valid. */
+  get connectionNodes(): string {
+    return `${this.group("limits")}:connection-nodes`;
+  }
+
+  /** rate-limiter-flexible key prefixes of the per-tenant REST limit (the library appends `:<tenant>`). */
+  get restRate(): string {
+    return `${this.prefix}:rate:rest`;
+  }
+
+  get restRateBurst(): string {
+    return `${this.prefix}:rate:rest-burst`;
   }
 
   get retentionLock(): string {

@@ -7,6 +7,8 @@ export const ERROR_CODES = [
   "TOKEN_INVALID",
   "TOKEN_EXPIRED",
   "CLAIMS_INVALID",
+  "TOKEN_REVOKED",
+  "CONNECTION_LIMIT",
   "FORBIDDEN",
   "NOT_FOUND",
   "CONFLICT",
@@ -25,4 +27,4 @@ export interface ErrorBody {
   details?: unknown;
 }
 
-export type HandshakeErrorCode = "TOKEN_MISSING" | "TOKEN_INVALID" | "TOKEN_EXPIRED" | "CLAIMS_INVALID";
+export type HandshakeErrorCode = "TOKEN_MISSING" | "TOKEN_INVALID" | "TOKEN_EXPIRED" | "CLAIMS_INVALID" | "TOKEN_REVOKED" | "CONNECTION_LIMIT";

@@ -85,6 +85,10 @@ export interface WorkerStatusReport {
 export interface SessionExpired {
   reason: "token_expired";
 }
+/** Sent before the server disconnects a socket whose token was revoked (`POST /api/v1/tokens/revoke`). */
+export interface SessionRevoked {
+  reason: "token_revoked";
+}
 export interface ServerShutdown {
   node: string;
   reconnect: true;
@@ -94,6 +98,7 @@ export interface ServerShutdown {
 type EnvelopeListeners<N extends NamespaceName> = { [K in EventsOf<N>]: (envelope: EventEnvelope<K>) => void };
 interface SystemEvents {
   "session.expired": (info: SessionExpired) => void;
+  "session.revoked": (info: SessionRevoked) => void;
   "server.shutdown": (info: ServerShutdown) => void;
 }
 

@@ -1,5 +1,4 @@
-import { z } from "zod";
-import { NAMESPACES, type NamespaceName } from "./namespaces.js";
+import type { NamespaceName } from "./namespaces.js";
 
 /**
  * Events a backend publishes into a tenant's rooms (`POST /api/v1/events`, permission `events:publish`).
@@ -13,13 +12,8 @@ export const MAX_PUBLISHED_TYPE_LENGTH = 64;
 export const BUILTIN_EVENT_PREFIXES = ["pool.", "worker.", "task.", "workflow.", "session.", "server."] as const;
 /** Events per request (the batch form). */
 export const MAX_PUBLISH_BATCH = 500;
-/** `data` of one event, serialized as JSON, in bytes. */
+/** `data` of one event, serialized as JSON, in bytes. Its depth and text follow the JSON input rules (json-safety.ts). */
 export const MAX_PUBLISHED_DATA_BYTES = 64 * 1024;
-/**
- * Nesting of arrays and objects in `data`. Serializers on the way to clients (JSON, the Redis adapter's
- * msgpack) recurse, and fail on the deepest values a 64 KiB body can hold.
- */
-export const MAX_PUBLISHED_DATA_DEPTH = 100;
 
 export function isBuiltinEventType(type: string): boolean {
   return BUILTIN_EVENT_PREFIXES.some((prefix) => type.startsWith(prefix));
@@ -49,15 +43,3 @@ export interface PublishedEvent {
 export interface PublishResponse {
   items: PublishedEvent[];
 }
-
-/** The shape of one event; the room grammar, `data`'s size and the room's existence are checked after it. */
-export const PublishEventSchema = z.strictObject({
-  namespace: z.enum(NAMESPACES),
-  room: z.string(),
-  type: z
-    .string()
-    .max(MAX_PUBLISHED_TYPE_LENGTH)
-    .regex(PUBLISHED_TYPE_PATTERN, "must be dotted lowercase words, e.g. billing.invoice_paid")
-    .refine((type) => !isBuiltinEventType(type), `must not start with a built-in prefix (${BUILTIN_EVENT_PREFIXES.join(", ")})`),
-  data: z.unknown().optional(),
-});

@@ -1,5 +1,3 @@
-import { z } from "zod";
-
 /** Task states, shared by the server, the pool workers and clients. */
 export const TASK_STATUSES = ["created", "queued", "assigned", "started", "retrying", "completed", "failed", "cancelled"] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
@@ -67,22 +65,3 @@ export interface TaskJobData {
   /** Runs the task had already started before this job (a job re-added after Redis lost the first one). */
   attemptOffset?: number;
 }
-
-/** Text PostgreSQL can store: it refuses NUL characters in text and jsonb. */
-export const storableText = (max: number) => z.string().max(max).refine((text) => !text.includes("\u0000"), "must not contain NUL characters");
-
-const TaskErrorSchema = z.object({ message: storableText(4000), code: storableText(64), retryable: z.boolean() });
-const taskId = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/);
-const attempt = z.number().int().min(1).max(1000);
-const lease = z.string().min(3).max(300).refine((value) => leaseLockToken(value) !== null, "must be <lock token>#<attempt>");
-
-/** Validates a report arriving over the wire from a standalone pool worker. */
-export const TaskReportSchema: z.ZodType<TaskReport> = z.discriminatedUnion("kind", [
-  z.object({ taskId, lease, kind: z.literal("assigned"), attempt, workerId: z.string().min(1).max(200) }),
-  z.object({ taskId, lease, kind: z.literal("started"), attempt, workerId: z.string().min(1).max(200).optional() }),
-  z.object({ taskId, lease, kind: z.literal("progress"), progress: z.number().min(0).max(100), detail: storableText(1000).optional() }),
-  z.object({ taskId, lease, kind: z.literal("retrying"), attempt, error: TaskErrorSchema, nextAttemptInMs: z.number().int().min(0) }),
-  z.object({ taskId, lease, kind: z.literal("completed"), result: z.json() }),
-  z.object({ taskId, lease, kind: z.literal("failed"), attempt, error: TaskErrorSchema }),
-  z.object({ taskId, lease, kind: z.literal("cancelled") }),
-]) as z.ZodType<TaskReport>;

@@ -1,16 +1,17 @@
 import type { Principal } from "../auth/principal.js";
 import { bearerToken, type TokenVerifier } from "../auth/verify.js";
 import { AuthError } from "../errors.js";
+import type { HandshakeErrorCode } from "../protocol/errors.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { SwitchyardSocket } from "./types.js";
 
 export type { SocketData } from "./types.js";
 
-/** Error sent as `connect_error`: message "unauthorized", `data.code` one of the contract's token codes. */
-class HandshakeError extends Error {
-  readonly data: { code: string; message: string };
-  constructor(code: string, message: string) {
+/** Error sent as `connect_error`: message "unauthorized", `data.code` one of the contract's handshake codes. */
+export class HandshakeError extends Error {
+  readonly data: { code: HandshakeErrorCode; message: string };
+  constructor(code: HandshakeErrorCode, message: string) {
     super("unauthorized");
     this.data = { code, message };
   }
@@ -37,13 +38,15 @@ export function handshakeAuth(verify: TokenVerifier, metrics: Metrics, logger: L
 }
 
 /**
- * Disconnects the socket when its token expires, after telling it why. Timers beyond setTimeout's range
- * (about 24.8 days) are clamped; such a socket is simply re-checked then.
+ * Disconnects the socket when its token expires, after telling it why. The token counts as expired where the
+ * verifier would refuse it: `toleranceS` (JWT_CLOCK_TOLERANCE_S) after `exp`, or a token admitted within the
+ * tolerance would be dropped at once. Timers beyond setTimeout's range (about 24.8 days) are clamped; such a
+ * socket is simply re-checked then.
  */
-export function expireWithToken(socket: SwitchyardSocket, principal: Principal): void {
+export function expireWithToken(socket: SwitchyardSocket, principal: Principal, toleranceS: number): void {
   const MAX_DELAY = 2_147_483_647;
   const arm = (): void => {
-    const remaining = principal.expiresAt * 1000 - Date.now();
+    const remaining = (principal.expiresAt + toleranceS) * 1000 - Date.now();
     if (remaining > MAX_DELAY) {
       timer = setTimeout(arm, MAX_DELAY);
       return;

@@ -1,12 +1,16 @@
 import { z } from "zod";
+import type { Principal } from "../auth/principal.js";
+import type { FailureReporter } from "../dependencies/status.js";
 import type { WorkerService } from "../domains/pools/workers.js";
 import type { TaskService } from "../domains/tasks/service.js";
+import { jsonProblemError } from "../domains/validation.js";
 import { AppError, ForbiddenError, toAppError } from "../errors.js";
+import { findJsonProblem } from "../protocol/json-safety.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import { WORKER_STATUSES, type WorkerHello } from "../protocol/events.js";
 import { ID_PATTERN } from "../protocol/rooms.js";
-import { storableText, TaskReportSchema } from "../protocol/tasks.js";
+import { storableText, TaskReportSchema } from "../protocol/schemas.js";
 import type { SwitchyardSocket } from "./types.js";
 import { acknowledge } from "./ack.js";
 
@@ -26,6 +30,15 @@ export interface PoolWorkerDeps {
   tasks: TaskService;
   logger: Logger;
   metrics: Metrics;
+  failures: FailureReporter;
+}
+
+/**
+ * Whether a `/pools` socket with this token is a pool worker process. Explicitly `pools:work`: an admin token that
+ * happens to carry pool_id is a dashboard, not a worker.
+ */
+export function isPoolWorker(principal: Principal): boolean {
+  return principal.permissions.has("pools:work") && principal.poolId !== undefined;
 }
 
 /**
@@ -34,14 +47,18 @@ export interface PoolWorkerDeps {
  */
 export function attachPoolWorker(socket: SwitchyardSocket, deps: PoolWorkerDeps): void {
   const { principal } = socket.data;
-  // Explicitly pools:work: an admin token that happens to carry pool_id is a dashboard, not a worker.
-  const isWorker = principal.permissions.has("pools:work") && principal.poolId !== undefined;
   // Dashboards get no worker listeners at all (their worker events are refused by the namespace's catch-all).
-  if (!isWorker) return;
+  if (!isPoolWorker(principal)) return;
   let hello: WorkerHello | undefined;
   let ready: Promise<void> = Promise.resolve();
   {
     const auth = socket.handshake.auth as { worker?: unknown };
+    // The hello is stored (version) like any other payload, so it meets the same input rules first.
+    const unsafe = findJsonProblem(auth.worker);
+    if (unsafe) {
+      reject(socket, jsonProblemError(unsafe, "auth.worker"));
+      return;
+    }
     const parsed = HelloSchema.safeParse(auth.worker ?? { id: principal.subject.replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 128) });
     if (!parsed.success) {
       reject(socket, new AppError("BAD_REQUEST", "auth.worker must be { id, version?, types? }", 400));
@@ -52,7 +69,7 @@ export function attachPoolWorker(socket: SwitchyardSocket, deps: PoolWorkerDeps)
     ready = deps.workers.connect(principal, workerHello, socket.id).then(
       (welcome) => void socket.emit("worker.welcome", welcome),
       (error: unknown) => {
-        deps.logger.warn({ tenantId: principal.tenantId, pool: principal.poolId, err: (error as Error).message }, "worker refused");
+        if (!deps.failures.failed(error)) deps.logger.warn({ tenantId: principal.tenantId, pool: principal.poolId, err: (error as Error).message }, "worker refused");
         reject(socket, toAppError(error));
         throw error;
       },
@@ -60,7 +77,7 @@ export function attachPoolWorker(socket: SwitchyardSocket, deps: PoolWorkerDeps)
     ready.catch(() => undefined); // refusal is handled above; requests awaiting `ready` report it themselves
     socket.once("disconnect", () => {
       void deps.workers.disconnected(principal.tenantId, workerHello.id, socket.id).catch((error: unknown) =>
-        deps.logger.warn({ err: (error as Error).message }, "could not release worker presence"),
+        deps.failures.report(error, "could not release worker presence"),
       );
     });
   }
@@ -75,7 +92,7 @@ export function attachPoolWorker(socket: SwitchyardSocket, deps: PoolWorkerDeps)
           await ready;
           return run(payload, hello);
         },
-        { logger: deps.logger, metrics: deps.metrics, context: { event } },
+        { logger: deps.logger, metrics: deps.metrics, failures: deps.failures, context: { event } },
       ),
     );
   };

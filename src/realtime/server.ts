@@ -1,6 +1,6 @@
 import type { Server as HttpServer } from "node:http";
-import { createAdapter } from "@socket.io/redis-adapter";
-import type { Redis } from "ioredis";
+import { createAdapter, createShardedAdapter } from "@socket.io/redis-adapter";
+import type { RedisClient } from "../jobs/redis-connection.js";
 import { Server } from "socket.io";
 import type { TokenVerifier } from "../auth/verify.js";
 import type { Broadcast } from "../events/publisher.js";
@@ -8,7 +8,12 @@ import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import { NAMESPACES, type NamespaceName } from "../protocol/namespaces.js";
 import { expireWithToken, handshakeAuth } from "./handshake.js";
+import { originCheck } from "./origin-check.js";
+import { revokes, type Revocation } from "../auth/revocation-list.js";
 import { emitStored, type ClientToServerEvents, type InterServerEvents, type ServerToClientEvents, type SocketData, type SwitchyardServer, type SwitchyardSocket } from "./types.js";
+import type { TenantConnections } from "../limits/tenant-connections.js";
+import { connectionQuota } from "./connection-quota.js";
+import { gateInboundEvents } from "./event-gate.js";
 import { OutboundGuard } from "./outbound.js";
 import { Semaphore } from "./replay.js";
 import { RoomSubscriptions, type SubscriptionDeps } from "./subscriptions.js";
@@ -20,11 +25,26 @@ export type ConnectionHandler = (socket: SwitchyardSocket) => void;
 export interface RealtimeOptions {
   httpServer: HttpServer;
   verifyToken: TokenVerifier;
-  pubClient: Redis;
-  subClient: Redis;
+  pubClient: RedisClient;
+  subClient: RedisClient;
+  /**
+   * On a Redis Cluster: the sharded adapter (SPUBLISH/SSUBSCRIBE, one channel per room), so a node receives only
+   * the broadcasts of rooms it has sockets in, and each room's traffic stays on the shard that owns its channel.
+   * On a single Redis, classic pub/sub, where every node receives every broadcast.
+   */
+  sharded: boolean;
   keys: RedisKeys;
   corsOrigins: string[] | undefined;
+  /** JWT_CLOCK_TOLERANCE_S: a connected socket's token expires this long after its `exp`, as the verifier sees it. */
+  clockToleranceS: number;
   maxPayloadBytes: number;
+  /** Cluster-wide connection counts per tenant (MAX_CONNECTIONS_PER_TENANT). */
+  connections: TenantConnections;
+  /** Client → server events per second of one socket: dashboards, and pool workers' /pools sockets. */
+  socketEventsPerSecond: number;
+  workerEventsPerSecond: number;
+  /** An Engine.IO session that has joined no namespace by then is closed (CONNECT_TIMEOUT_MS). */
+  connectTimeoutMs: number;
   /** Unsent bytes a connection may hold before it is closed as a slow consumer. */
   maxSocketBufferBytes: number;
   metrics: Metrics;
@@ -35,39 +55,30 @@ export interface RealtimeOptions {
 /** Replay pages (read from the database, not yet handed to a socket) held at once by this node, over all sockets. */
 const REPLAY_PAGES_IN_FLIGHT = 4;
 
-/** Events only pool worker processes may send; other sockets are told so rather than "unknown event". */
-const WORKER_EVENTS = new Set(["worker.status", "worker.heartbeat", "task.report"]);
-
-/**
- * Shared by every socket (the socket is `this`): answers an acknowledged event that no handler on this socket
- * takes, so a client never waits on a silent server.
- */
-function answerUnhandled(this: SwitchyardSocket, event: string, ...args: unknown[]): void {
-  if (this.listeners(event as keyof ClientToServerEvents).length > 0) return;
-  const ack = args[args.length - 1];
-  if (typeof ack !== "function") return;
-  const name = String(event).slice(0, 64);
-  ack(
-    WORKER_EVENTS.has(event) && this.nsp.name === "/pools"
-      ? { ok: false, error: { code: "FORBIDDEN", message: `${name} needs a pools:work token` } }
-      : { ok: false, error: { code: "BAD_REQUEST", message: `unknown event "${name}"` } },
-  );
-}
-
 export class Realtime {
   readonly io: SwitchyardServer;
   private readonly handlers = new Map<NamespaceName, ConnectionHandler[]>();
 
-  constructor(private readonly options: RealtimeOptions) {
+  constructor(options: RealtimeOptions) {
     const { metrics, logger } = options;
     this.io = new Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>(options.httpServer, {
       // Both transports, as the contract says; the same limit as REST bodies for one message.
       transports: ["polling", "websocket"],
       maxHttpBufferSize: options.maxPayloadBytes,
+      // Socket.IO closes a connection that has not joined a namespace by then; a refused handshake joins none, so
+      // unauthenticated sessions cannot sit on a node's memory and file descriptors.
+      connectTimeout: options.connectTimeoutMs,
       cors: options.corsOrigins
         ? { origin: options.corsOrigins.includes("*") ? true : options.corsOrigins, credentials: false }
         : undefined,
-      adapter: createAdapter(options.pubClient, options.subClient, { key: options.keys.adapter }),
+      // CORS headers only tell browsers what they may read; this refuses other origins' handshakes outright (403).
+      allowRequest: originCheck(options.corsOrigins, (origin) => {
+        metrics.handshakeFailures.inc({ code: "FORBIDDEN" });
+        logger.debug({ origin: origin.slice(0, 200) }, "handshake refused: origin not allowed");
+      }),
+      adapter: options.sharded
+        ? createShardedAdapter(options.pubClient, options.subClient, { channelPrefix: options.keys.adapter, subscriptionMode: "dynamic" })
+        : createAdapter(options.pubClient, options.subClient, { key: options.keys.adapter }),
     });
     // Every connection's outbound buffer is bounded, whatever writes to it (broadcasts, replays, acks, pings).
     // Engine.IO connections, not namespace sockets: the namespaces of one client share its connection.
@@ -75,22 +86,35 @@ export class Realtime {
     outbound.install(this.io.engine);
     const replayPages = new Semaphore(REPLAY_PAGES_IN_FLIGHT);
     const auth = handshakeAuth(options.verifyToken, metrics, logger);
-    // The main namespace serves nothing; it still demands a token so it cannot be used anonymously.
-    this.io.use(auth);
+    const quota = connectionQuota(options.connections, metrics);
+    const gate = { socketEventsPerSecond: options.socketEventsPerSecond, workerEventsPerSecond: options.workerEventsPerSecond, metrics, logger };
+    // The main namespace serves nothing; it still demands a token so it cannot be used anonymously, and its sockets
+    // count against the tenant's connections like any other.
+    this.io.use(auth).use(quota);
+    this.io.on("connection", (socket) => gateInboundEvents(socket, gate));
     for (const name of NAMESPACES) {
       const nsp = this.io.of(`/${name}`);
-      nsp.use(auth);
+      nsp.use(auth).use(quota);
       const connected = metrics.connectedSockets.labels({ namespace: name });
+      const connections = metrics.connections.labels({ namespace: name });
       const rooms = new RoomSubscriptions({ ...options.subscriptions, outbound, replayPages, namespace: name, metrics, logger });
       const onDisconnect = (): void => {
         connected.dec();
       };
       nsp.on("connection", (socket) => {
         connected.inc();
+        connections.inc();
         socket.once("disconnect", onDisconnect);
-        expireWithToken(socket, socket.data.principal);
+        // Debug: one line per socket is too many at info on a node with 10K of them, but is what answers
+        // "why did this dashboard drop?" when turned on.
+        if (logger.isLevelEnabled("debug")) {
+          const who = { tenant: socket.data.principal.tenantId, sub: socket.data.principal.subject, nsp: name, sid: socket.id, transport: socket.conn.transport.name };
+          logger.debug(who, "socket connected");
+          socket.once("disconnect", (reason) => logger.debug({ ...who, reason }, "socket disconnected"));
+        }
+        expireWithToken(socket, socket.data.principal, options.clockToleranceS);
+        gateInboundEvents(socket, gate);
         rooms.attach(socket);
-        socket.onAny(answerUnhandled);
         for (const handler of this.handlers.get(name) ?? []) handler(socket);
       });
     }
@@ -104,6 +128,24 @@ export class Realtime {
   readonly broadcast: Broadcast = (namespace, key, envelope) => {
     emitStored(this.io.of(`/${namespace}`).to(key), envelope);
   };
+
+  /**
+   * Ends this node's sessions whose token the revocation refuses: each socket, in every namespace, is told
+   * `session.revoked` and disconnected (`"io server disconnect"`: socket.io-client does not come back by itself).
+   * All are told before any is disconnected, because disconnecting one socket closes its connection, and with it
+   * that client's sockets in the other namespaces.
+   */
+  endRevokedSessions(revocation: Revocation): number {
+    const ended: SwitchyardSocket[] = [];
+    for (const name of ["", ...NAMESPACES]) {
+      for (const socket of this.io.of(`/${name}`).sockets.values()) {
+        if (revokes(revocation, socket.data.principal)) ended.push(socket);
+      }
+    }
+    for (const socket of ended) socket.emit("session.revoked", { reason: "token_revoked" });
+    for (const socket of ended) socket.disconnect(true);
+    return ended.length;
+  }
 
   /** Tells every client to reconnect elsewhere and closes their connections (clients reconnect by themselves). */
   async close(nodeId: string): Promise<void> {

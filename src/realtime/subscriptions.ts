@@ -1,7 +1,8 @@
 import { z } from "zod";
+import type { FailureReporter } from "../dependencies/status.js";
 import type { ResourceDirectory } from "../domains/resources.js";
 import { authorizeRoom } from "../domains/room-access.js";
-import { AppError, CursorExpiredError, InvalidRoomError, RateLimitedError } from "../errors.js";
+import { AppError, CursorExpiredError, InvalidRoomError } from "../errors.js";
 import type { EventLog } from "../events/event-log.js";
 import { parseAfter, readHistory } from "../events/history.js";
 import { roomKey } from "../events/room-key.js";
@@ -15,7 +16,6 @@ import { emitStored, type SwitchyardSocket } from "./types.js";
 import { acknowledge } from "./ack.js";
 import type { EngineConnection, OutboundGuard } from "./outbound.js";
 import { ReplayLane, type ReplayTicket, type Semaphore } from "./replay.js";
-import { TokenBucket } from "./token-bucket.js";
 
 const SubscribeSchema = z.object({ room: z.string(), after: z.string().max(64).optional() });
 const UnsubscribeSchema = z.object({ room: z.string() });
@@ -54,7 +54,8 @@ export interface SubscriptionDeps {
   eventLog: EventLog;
   metrics: Metrics;
   logger: Logger;
-  roomOpsPerSecond: number;
+  /** Where an unavailable database is recorded (logged once per outage, not once per failed subscribe). */
+  failures: FailureReporter;
   maxRoomsPerSocket: number;
   /** Knows how much a connection has not sent yet; closes connections that do not read. */
   outbound: OutboundGuard;
@@ -64,7 +65,6 @@ export interface SubscriptionDeps {
 
 /** Per-socket room state, created on the socket's first room operation (idle sockets carry none). */
 export interface RoomState {
-  bucket: TokenBucket;
   rooms: Set<string>;
   /** The socket's replays, one at a time; created by its first `subscribe { after }`. */
   replays?: ReplayLane;
@@ -108,20 +108,17 @@ export class RoomSubscriptions {
 
   private state(socket: SwitchyardSocket): RoomState {
     const data = socket.data;
-    data.roomState ??= { bucket: new TokenBucket(this.deps.roomOpsPerSecond, this.deps.roomOpsPerSecond), rooms: new Set() };
+    data.roomState ??= { rooms: new Set() };
     return data.roomState;
   }
 
   private handle(socket: SwitchyardSocket, args: unknown[], run: (state: RoomState, payload: unknown) => Promise<object>): Promise<void> {
-    const { logger, metrics, namespace } = this.deps;
+    const { logger, metrics, failures, namespace } = this.deps;
     return acknowledge(
       args,
-      async (payload) => {
-        const state = this.state(socket);
-        if (!state.bucket.take()) throw new RateLimitedError("too many room operations, slow down");
-        return run(state, payload);
-      },
-      { logger, metrics, context: { nsp: namespace } },
+      // The socket's event rate was checked before this handler ran (event-gate.ts).
+      async (payload) => run(this.state(socket), payload),
+      { logger, metrics, failures, context: { nsp: namespace } },
     );
   }
 

@@ -1,16 +1,17 @@
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../jobs/redis-connection.js";
 import type { Logger } from "../observability/logger.js";
 import type { RedisKeys } from "../jobs/redis-keys.js";
 
 /**
  * Listens on the cancellation channel and aborts the named task wherever it runs in this process.
- * One subscription per process, whatever the number of pool workers.
+ * One subscription per process, whatever the number of pool workers. The subscriber connection belongs to
+ * whoever created it, who also closes it.
  */
 export class CancellationListener {
   private readonly targets = new Set<{ cancel(taskId: string): boolean }>();
 
   constructor(
-    private readonly subscriber: Redis,
+    subscriber: RedisClient,
     keys: RedisKeys,
     logger: Logger,
   ) {
@@ -35,8 +36,8 @@ export class CancellationListener {
     this.targets.delete(target);
   }
 
-  async close(): Promise<void> {
+  /** Stops aborting anything (the subscription ends when its owner closes the connection). */
+  stop(): void {
     this.targets.clear();
-    await this.subscriber.quit().catch(() => undefined);
   }
 }

@@ -1,6 +1,7 @@
 import { parseArgs } from "node:util";
 import jwt from "jsonwebtoken";
 import { z } from "zod";
+import { parseClusterNodes, type RedisTarget } from "../jobs/redis-connection.js";
 
 /** The standalone pool worker's configuration: the only reader of process.env and argv in the worker process. */
 export interface WorkerConfig {
@@ -10,6 +11,8 @@ export interface WorkerConfig {
   /** One or more server URLs; on a lost connection the worker tries the next one. */
   serverUrls: string[];
   redisUrl: string;
+  /** REDIS_URL, or the Redis Cluster of REDIS_CLUSTER_NODES (as the server's). */
+  redis: RedisTarget;
   redisPrefix: string;
   handlersModule: string | undefined;
   concurrency: number;
@@ -17,7 +20,10 @@ export interface WorkerConfig {
   backoffMs: number;
   workerId: string | undefined;
   logLevel: string;
+  logFormat: "json" | "pretty";
   shutdownTimeoutMs: number;
+  /** How long a Redis call may take before it counts as failed (probing a silent Redis, closing at shutdown). */
+  dependencyTimeoutMs: number;
 }
 
 const positiveInt = z.coerce.number({ message: "must be a number" }).int().positive();
@@ -26,6 +32,7 @@ const EnvSchema = z.object({
   WORKER_TOKEN: z.string({ message: "required: a pools:work token for the pool (npm run token -- --tenant T --permissions pools:work --pool P)" }).min(1),
   SWITCHYARD_URL: z.string().default("http://127.0.0.1:3000"),
   REDIS_URL: z.string().default("redis://127.0.0.1:6379"),
+  REDIS_CLUSTER_NODES: z.string().optional(),
   REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/).default("switchyard"),
   WORKER_HANDLERS: z.string().optional(),
   WORKER_CONCURRENCY: positiveInt.default(4),
@@ -33,7 +40,10 @@ const EnvSchema = z.object({
   TASK_BACKOFF_MS: positiveInt.default(1_000),
   WORKER_ID: z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, "must be 1-128 letters, digits, '_' or '-'").optional(),
   LOG_LEVEL: z.string().default("info"),
+  LOG_FORMAT: z.enum(["json", "pretty"]).optional(),
+  NODE_ENV: z.string().optional(),
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(30_000),
+  DEPENDENCY_TIMEOUT_MS: positiveInt.default(2_000),
 });
 
 export class WorkerConfigError extends Error {
@@ -54,6 +64,12 @@ export function loadWorkerConfig(argv: string[] = process.argv.slice(2), env: No
   if (!parsed.success) throw new WorkerConfigError(parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`));
   const e = parsed.data;
 
+  let clusterNodes: RedisTarget["clusterNodes"];
+  try {
+    clusterNodes = parseClusterNodes(e.REDIS_CLUSTER_NODES);
+  } catch (error) {
+    problems.push(`REDIS_CLUSTER_NODES: ${(error as Error).message} (expected host:port,host:port,...)`);
+  }
   // The worker does not verify its own token (the server does); it reads the claims to know its queue.
   const claims = jwt.decode(e.WORKER_TOKEN) as { tenant_id?: unknown; pool_id?: unknown; permissions?: unknown } | null;
   const tenantId = typeof claims?.tenant_id === "string" ? claims.tenant_id : undefined;
@@ -82,6 +98,7 @@ export function loadWorkerConfig(argv: string[] = process.argv.slice(2), env: No
     tenantId: tenantId!,
     serverUrls,
     redisUrl: e.REDIS_URL,
+    redis: { url: e.REDIS_URL, clusterNodes },
     redisPrefix: e.REDIS_PREFIX,
     handlersModule: handlers,
     concurrency: e.WORKER_CONCURRENCY,
@@ -89,6 +106,8 @@ export function loadWorkerConfig(argv: string[] = process.argv.slice(2), env: No
     backoffMs: e.TASK_BACKOFF_MS,
     workerId: id,
     logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT ?? (e.NODE_ENV === "production" || !process.stdout.isTTY ? "json" : "pretty"),
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    dependencyTimeoutMs: e.DEPENDENCY_TIMEOUT_MS,
   };
 }

@@ -1,15 +1,14 @@
-import type { Redis } from "ioredis";
-import type { Logger } from "../observability/logger.js";
+import type { RedisClient } from "../jobs/redis-connection.js";
 import { DEFAULT_POOL_ID } from "../domains/tenants.js";
 import type { CancellationListener } from "./cancellations.js";
 import { builtinHandlers } from "./handlers.js";
 import { PoolWorker, type PoolWorkerOptions } from "./pool-worker.js";
 
 export interface EmbeddedWorkersOptions
-  extends Pick<PoolWorkerOptions, "connection" | "keys" | "reporter" | "logger" | "concurrency" | "backoffMs" | "lockDurationMs" | "stalledIntervalMs"> {
+  extends Pick<PoolWorkerOptions, "connection" | "keys" | "reporter" | "logger" | "failures" | "concurrency" | "backoffMs" | "lockDurationMs" | "stalledIntervalMs"> {
   nodeId: string;
   /** Plain command client, for the tenant registry. */
-  redis: Redis;
+  redis: RedisClient;
   cancellations: CancellationListener;
   syncIntervalMs: number;
 }
@@ -23,11 +22,8 @@ export class EmbeddedWorkers {
   private readonly workers = new Map<string, PoolWorker>();
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
-  private readonly logger: Logger;
 
-  constructor(private readonly options: EmbeddedWorkersOptions) {
-    this.logger = options.logger;
-  }
+  constructor(private readonly options: EmbeddedWorkersOptions) {}
 
   async start(): Promise<void> {
     await this.sync();
@@ -54,17 +50,21 @@ export class EmbeddedWorkers {
       const tenants = await this.options.redis.smembers(this.options.keys.defaultPoolTenants);
       for (const tenantId of tenants) this.ensure(tenantId);
     } catch (error) {
-      this.logger.warn({ err: (error as Error).message }, "embedded worker cannot read the tenant registry");
+      this.options.failures.report(error, "embedded worker cannot read the tenant registry");
     }
   }
 
-  /** Stops taking jobs and lets running ones finish (graceful shutdown). */
-  async close(): Promise<void> {
+  /**
+   * Stops taking jobs and lets running ones finish (graceful shutdown). With `force`, running jobs are not waited
+   * for (while Redis is away BullMQ could not record their end anyway): their locks expire and BullMQ hands them
+   * to another worker.
+   */
+  async close(force = false): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
     const workers = [...this.workers.values()];
     this.workers.clear();
     for (const worker of workers) this.options.cancellations.delete(worker);
-    await Promise.allSettled(workers.map((w) => w.close()));
+    await Promise.allSettled(workers.map((w) => w.close(force)));
   }
 }

@@ -8,8 +8,9 @@ import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
-import { Redis } from "ioredis";
 import { io } from "socket.io-client";
+import { closeRedis, createRedisClient } from "../dependencies/redis-clients.js";
+import { DependencyStatus } from "../dependencies/status.js";
 import { createLogger } from "../observability/logger.js";
 import type { ReportedWorkerStatus, WorkerWelcome } from "../protocol/events.js";
 import type { WorkerSocket } from "./socket-reporter.js";
@@ -34,9 +35,24 @@ function readConfig(): WorkerConfig {
   }
 }
 
+/**
+ * The worker runs compiled (node dist/worker/main.js), but handler modules written in TypeScript are common in
+ * development (examples/handlers.ts): they load through tsx's loader when tsx is installed (a development
+ * dependency). A production image ships handlers compiled to JavaScript.
+ */
+async function registerTypeScript(modulePath: string): Promise<void> {
+  try {
+    const tsx = (await import("tsx/esm/api")) as { register: () => unknown };
+    tsx.register();
+  } catch {
+    throw new Error(`${modulePath} is TypeScript and tsx is not installed here: compile the handlers to JavaScript, or install tsx`);
+  }
+}
+
 /** Custom handlers: a module exporting `handlers` (or a default export) mapping task types to functions. */
 async function loadHandlers(modulePath: string | undefined): Promise<Record<string, TaskHandler>> {
   if (!modulePath) return builtinHandlers;
+  if (/\.[cm]?tsx?$/.test(modulePath)) await registerTypeScript(modulePath);
   const module = (await import(pathToFileURL(path.resolve(modulePath)).href)) as { handlers?: unknown; default?: unknown };
   const custom = (module.handlers ?? module.default) as Record<string, unknown> | undefined;
   if (!custom || typeof custom !== "object") throw new Error(`${modulePath} must export "handlers": { [type]: async (payload, ctx) => result }`);
@@ -47,9 +63,9 @@ async function loadHandlers(modulePath: string | undefined): Promise<Record<stri
 }
 
 const config = readConfig();
-const keys = new RedisKeys(config.redisPrefix);
+const keys = new RedisKeys(config.redisPrefix, { cluster: config.redis.clusterNodes !== undefined });
 const workerId = config.workerId ?? `${hostname().replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 60)}-${process.pid}-${randomBytes(3).toString("hex")}`;
-const logger = createLogger({ level: config.logLevel, nodeId: `worker:${workerId}` });
+const logger = createLogger({ level: config.logLevel, nodeId: `worker:${workerId}`, format: config.logFormat });
 const handlers = await loadHandlers(config.handlersModule);
 const customTypes = Object.keys(handlers).filter((t) => !(t in builtinHandlers));
 
@@ -72,13 +88,22 @@ let status: ReportedWorkerStatus = "idle";
 let detail: string | undefined;
 let heartbeat: NodeJS.Timeout | undefined;
 
+/** How long a status the server refused for now (RATE_LIMITED) waits before it is sent again. */
+const STATUS_RETRY_MS = 1000;
+
 function sendStatus(): void {
   if (!socket.connected) return; // sent again on the next connect
+  const sent = { status, detail };
   socket
     .timeout(5000)
     .emitWithAck("worker.status", detail === undefined ? { status } : { status, detail })
-    .then((ack: { ok: boolean; error?: { message: string } }) => {
-      if (!ack.ok) logger.warn({ error: ack.error }, "status refused");
+    .then((ack: { ok: boolean; error?: { code: string; message: string } }) => {
+      if (ack.ok) return;
+      if (ack.error?.code !== "RATE_LIMITED") return logger.warn({ error: ack.error }, "status refused");
+      // Over this socket's event rate: the server dropped it. Send it again unless a newer status went out since.
+      setTimeout(() => {
+        if (status === sent.status && detail === sent.detail) sendStatus();
+      }, STATUS_RETRY_MS).unref();
     })
     .catch(() => undefined);
 }
@@ -105,28 +130,44 @@ socket.on("worker.rejected", (error: { code: string; message: string }) => {
   logger.fatal({ error }, "the server refused this worker");
   process.exit(1);
 });
+/** Handshake refusals that the same token will meet on every node, every time. */
+const FINAL_TOKEN_CODES = new Set(["TOKEN_EXPIRED", "TOKEN_INVALID", "CLAIMS_INVALID", "TOKEN_REVOKED"]);
 socket.on("connect_error", (error: Error & { data?: { code?: string } }) => {
   logger.warn({ err: error.message, code: error.data?.code }, "cannot connect");
-  if (error.data?.code === "TOKEN_EXPIRED" || error.data?.code === "TOKEN_INVALID" || error.data?.code === "CLAIMS_INVALID") {
+  if (FINAL_TOKEN_CODES.has(error.data?.code ?? "")) {
     logger.fatal("the token is not accepted; mint a new one");
     process.exit(1);
   }
 });
-socket.on("disconnect", (reason) => logger.warn({ reason }, "disconnected; reconnecting"));
+socket.on("disconnect", (reason) => {
+  logger.warn({ reason }, "disconnected; reconnecting");
+  // The server closed this connection (it kept sending over its event rate): socket.io-client does not come back by
+  // itself after that, so reconnect after a pause. Token expiry and refusal also end in this reason, but they have
+  // made the process exit already.
+  if (reason === "io server disconnect") setTimeout(() => socket.connect(), 2000).unref();
+});
 socket.on("session.expired", () => {
   logger.fatal("token expired; mint a new one");
   process.exit(1);
 });
-
-const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null, connectionName: `worker:${workerId}` });
-connection.on("error", (error: Error) => {
-  logger.warn({ err: error.message }, "redis error");
-  setStatus("error", `redis: ${error.message}`);
+// Revoked (an admin's POST /api/v1/tokens/revoke): this token will never be accepted again, so there is no point
+// in reconnecting. Running tasks are not reported any more; BullMQ hands them on once their lock expires.
+socket.on("session.revoked", () => {
+  logger.fatal("token revoked; mint a new one");
+  process.exit(1);
 });
+
+// Redis outages are logged once per connection when they start and once when they end, not per retry.
+const dependencies = new DependencyStatus(logger, { deadlineMs: config.dependencyTimeoutMs, probeIntervalMs: 1000 });
+const redisOptions = { owner: `worker:${workerId}`, deadlineMs: config.dependencyTimeoutMs, status: dependencies };
+const connection = createRedisClient(config.redis, "bullmq", redisOptions);
+// The server hears about it too: the worker shows `error` while it cannot reach its queue.
+connection.on("error", () => setStatus("error", "redis unavailable"));
 connection.on("ready", () => {
   if (status === "error") setStatus(worker.busy ? "busy" : "idle");
 });
-const cancellations = new CancellationListener(new Redis(config.redisUrl, { connectionName: `worker:${workerId}:cancel` }), keys, logger);
+const cancelConnection = createRedisClient(config.redis, "cancellations", redisOptions);
+const cancellations = new CancellationListener(cancelConnection, keys, logger);
 const worker = new PoolWorker({
   connection,
   keys,
@@ -136,6 +177,7 @@ const worker = new PoolWorker({
   handlers,
   reporter: new SocketTaskReporter(socket, { ackTimeoutMs: 5000 }),
   logger,
+  failures: dependencies,
   concurrency: config.concurrency,
   backoffMs: config.backoffMs,
   lockDurationMs: config.lockDurationMs,
@@ -156,13 +198,16 @@ async function shutdown(signal: string): Promise<void> {
     process.exit(1);
   }, config.shutdownTimeoutMs);
   deadline.unref();
-  await worker.close();
-  await cancellations.close();
+  // While Redis is away BullMQ could not record the end of a running job anyway: not worth waiting for (its lock
+  // expires and BullMQ hands it to another worker).
+  await worker.close(!dependencies.isUp("redis"));
+  cancellations.stop();
   clearInterval(heartbeat);
   // Give the last reports a moment to be acknowledged before the connection goes.
   await new Promise((resolve) => setTimeout(resolve, 100));
   socket.close();
-  await connection.quit().catch(() => undefined);
+  dependencies.stop();
+  await Promise.all([closeRedis(connection, config.dependencyTimeoutMs), closeRedis(cancelConnection, config.dependencyTimeoutMs)]);
   process.exit(0);
 }
 process.on("SIGTERM", () => void shutdown("SIGTERM"));

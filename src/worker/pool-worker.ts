@@ -1,6 +1,7 @@
 import { EventEmitter } from "node:events";
 import { UnrecoverableError, Worker, type Job } from "bullmq";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../jobs/redis-connection.js";
+import type { FailureReporter } from "../dependencies/status.js";
 import { RedisKeys } from "../jobs/redis-keys.js";
 import type { Logger } from "../observability/logger.js";
 import { formatLease, type TaskError, type TaskJobData, type TaskReport, type TaskReportReply } from "../protocol/tasks.js";
@@ -27,7 +28,7 @@ export function reportRetryDelay(attempt: number): number {
 }
 
 export interface PoolWorkerOptions {
-  connection: Redis;
+  connection: RedisClient;
   keys: RedisKeys;
   tenantId: string;
   poolId: string;
@@ -35,6 +36,8 @@ export interface PoolWorkerOptions {
   handlers: Record<string, TaskHandler>;
   reporter: TaskReporter;
   logger: Logger;
+  /** BullMQ reports every failed retry of its connections: an outage is logged once there. */
+  failures: FailureReporter;
   concurrency: number;
   backoffMs: number;
   lockDurationMs: number;
@@ -81,7 +84,7 @@ export class PoolWorker extends EventEmitter {
       stalledInterval: options.stalledIntervalMs,
       maxStalledCount: 2,
     });
-    this.worker.on("error", (error) => options.logger.warn({ err: error.message, pool: options.poolId }, "pool worker error"));
+    this.worker.on("error", (error) => options.failures.report(error, "pool worker error", { pool: options.poolId }, "bullmq"));
     // A job BullMQ fails on its own (stalled past maxStalledCount) has no live lease to report with: the
     // reconciler sees the job failed while the task is open, and settles the task.
   }
@@ -117,7 +120,8 @@ export class PoolWorker extends EventEmitter {
         return await this.options.reporter.report(scope, report);
       } catch (error) {
         if (!(error instanceof ReportNotDelivered)) throw error;
-        if (attempt === 0 || attempt % 10 === 0) {
+        // An outage of this process's own dependency is logged once by its state; anything else now and then.
+        if ((attempt === 0 || attempt % 10 === 0) && !this.options.failures.failed(error.cause)) {
           this.options.logger.warn({ err: error.message, taskId: report.taskId, kind: report.kind, attempt }, "report not delivered yet; retrying");
         }
         await new Promise((resolve) => setTimeout(resolve, reportRetryDelay(attempt)));
@@ -200,29 +204,44 @@ export class PoolWorker extends EventEmitter {
     return new UnrecoverableError(taskError.message);
   }
 
-  /** Throttles progress reports: at most one per interval, and the latest value is never lost. */
+  /**
+   * Throttles progress reports: at most one per interval, and the latest value is never lost. A value the server did
+   * not take (over the socket's event rate, or not delivered) is sent again after the interval unless a newer one
+   * replaced it; the final flush sends once.
+   */
   private progressReporter(taskId: string, report: (r: DistributiveOmit<TaskReport, "lease">) => Promise<TaskReportReply>) {
     const interval = this.options.progressIntervalMs ?? 250;
     let last = 0;
     let pending: { progress: number; detail?: string } | undefined;
     let timer: NodeJS.Timeout | undefined;
     let inFlight: Promise<unknown> = Promise.resolve();
+    let flushed = false;
+    const schedule = (): void => {
+      const wait = interval - (Date.now() - last);
+      if (wait <= 0) send();
+      else timer ??= setTimeout(send, wait);
+    };
     const send = (): void => {
       timer = undefined;
       if (!pending) return;
       const value = pending;
       pending = undefined;
       last = Date.now();
-      inFlight = inFlight.then(() => report({ taskId, kind: "progress", ...value }).catch(() => undefined));
+      inFlight = inFlight.then(() =>
+        report({ taskId, kind: "progress", ...value }).catch((error: unknown) => {
+          if (!(error instanceof ReportNotDelivered) || flushed || pending) return;
+          pending = value;
+          schedule();
+        }),
+      );
     };
     return {
       push: (percent: number, detail?: string): void => {
         pending = { progress: Math.max(0, Math.min(100, percent)), ...(detail === undefined ? {} : { detail }) };
-        const wait = interval - (Date.now() - last);
-        if (wait <= 0) send();
-        else timer ??= setTimeout(send, wait);
+        schedule();
       },
       flush: async (): Promise<void> => {
+        flushed = true;
         clearTimeout(timer);
         send();
         await inFlight;

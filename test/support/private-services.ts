@@ -18,7 +18,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import pg from "pg";
-import { setupDatabase } from "../../scripts/db-setup.js";
+import { setupDatabase } from "../../src/db/setup.js";
 
 const DIR_PREFIX = "switchyard-private-";
 
@@ -109,6 +109,52 @@ function readPid(file: string): number | undefined {
   }
 }
 
+/** Processes whose parent is `pid` (from /proc: PostgreSQL's backends and helpers are the postmaster's children). */
+function childPids(pid: number): number[] {
+  const children: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === pid) children.push(Number(entry));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return children;
+}
+
+/** pause()/resume() for a server whose main process's pid `pidOf` reads (from its pid file). */
+function freezer(pidOf: () => number | undefined): { pause(): void; resume(): void; readonly paused: boolean } {
+  let paused = false;
+  const signal = (name: NodeJS.Signals): void => {
+    const main = pidOf();
+    if (main === undefined) return;
+    for (const pid of [main, ...childPids(main)]) {
+      try {
+        process.kill(pid, name);
+      } catch {
+        // Exited meanwhile.
+      }
+    }
+  };
+  return {
+    pause() {
+      signal("SIGSTOP");
+      paused = true;
+    },
+    resume() {
+      if (!paused) return;
+      signal("SIGCONT");
+      paused = false;
+    },
+    get paused() {
+      return paused;
+    },
+  };
+}
+
 async function waitUntil(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -184,6 +230,12 @@ export interface PrivateService {
   readonly running: boolean;
   start(): Promise<void>;
   stop(): Promise<void>;
+  /**
+   * Freezes the server (SIGSTOP to it and its child processes): connections stay open and nothing answers, the
+   * way a hung host or a long GC pause looks from a client. `resume()` thaws it; `stop()` and `destroy()` do too.
+   */
+  pause(): void;
+  resume(): void;
   /** Stops it (if running) and removes its dir. */
   destroy(): Promise<void>;
   /** The server's log (for failure messages). */
@@ -221,7 +273,7 @@ async function redisPing(port: number): Promise<boolean> {
   return result.code === 0 && result.stdout.trim() === "PONG";
 }
 
-export async function startPrivateRedis(): Promise<PrivateRedis> {
+export async function startPrivateRedis(extraArgs: readonly string[] = []): Promise<PrivateRedis> {
   const unavailable = privateRedisUnavailable();
   if (unavailable) throw new Error(`cannot start a private Redis: ${unavailable}`);
   reapOrphans();
@@ -238,6 +290,7 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
     "--dir", dir,
     "--pidfile", pidFile,
     "--logfile", logFile,
+    ...extraArgs,
   ];
   let running = false;
   let destroyed = false;
@@ -251,8 +304,10 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
     await waitUntil(() => redisPing(port), 10_000, `private Redis on port ${port} to answer PING`);
   };
 
+  const frozen = freezer(() => readPid(pidFile));
   const stop = async (): Promise<void> => {
     if (!running) return;
+    frozen.resume();
     const pid = readPid(pidFile);
     await run("redis-cli", ["-h", "127.0.0.1", "-p", String(port), "shutdown", "nosave"], 10_000);
     if (pid !== undefined) {
@@ -290,6 +345,7 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
       }
     },
     destroySync: () => {
+      frozen.resume();
       killRedisSync(dir);
       rmSync(dir, { recursive: true, force: true });
     },
@@ -310,8 +366,117 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
     },
     start,
     stop,
+    pause: frozen.pause,
+    resume: frozen.resume,
     destroy: registered.destroy,
     log: readLog,
+  };
+}
+
+// ------------------------------------------------------------------------------------------- Redis Cluster
+
+/** A Redis Cluster of private servers (Redis 7: sharded pub/sub), for the cluster tests. */
+export interface PrivateRedisCluster {
+  /** Every server, masters first (in slot order), then replicas. */
+  readonly nodes: readonly PrivateRedis[];
+  /** "127.0.0.1:p1,127.0.0.1:p2,...": the masters, as REDIS_CLUSTER_NODES takes them. */
+  readonly spec: string;
+  /** The server that is master of `key`'s slot now. */
+  masterOf(key: string): Promise<PrivateRedis>;
+  /** Makes a replica of `master` take over (CLUSTER FAILOVER on the replica) and waits until the cluster agrees. */
+  failover(master: PrivateRedis): Promise<PrivateRedis>;
+  destroy(): Promise<void>;
+}
+
+async function cli(port: number, ...args: string[]): Promise<string> {
+  const result = await run("redis-cli", ["-h", "127.0.0.1", "-p", String(port), ...args], 30_000);
+  if (result.code !== 0) throw new Error(`redis-cli -p ${port} ${args.join(" ")}: ${result.stderr}${result.stdout}`);
+  return result.stdout;
+}
+
+/** Starts `masters` masters, each with `replicasPerMaster` replicas, joined with `redis-cli --cluster create`. */
+export async function startPrivateRedisCluster(masters = 3, replicasPerMaster = 0): Promise<PrivateRedisCluster> {
+  const nodes: PrivateRedis[] = [];
+  const destroy = async (): Promise<void> => {
+    await Promise.allSettled(nodes.map((node) => node.destroy()));
+  };
+  try {
+    for (let i = 0; i < masters * (1 + replicasPerMaster); i++) {
+      // Short node timeout: a failover in a test should take seconds, not the default 15.
+      nodes.push(await startPrivateRedis(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"]));
+    }
+    const create = await run(
+      "redis-cli",
+      ["--cluster", "create", ...nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", String(replicasPerMaster), "--cluster-yes"],
+      60_000,
+    );
+    if (create.code !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`);
+    await waitUntil(
+      async () => {
+        for (const node of nodes) if (!(await cli(node.port, "cluster", "info")).includes("cluster_state:ok")) return false;
+        return true;
+      },
+      30_000,
+      "the Redis Cluster to report cluster_state:ok on every node",
+    );
+    if (replicasPerMaster > 0) {
+      // Replicas must have synced before a failover can promote them.
+      await waitUntil(
+        async () => {
+          for (const node of nodes) {
+            const info = await cli(node.port, "info", "replication");
+            if (info.includes("role:slave") && !info.includes("master_link_status:up")) return false;
+          }
+          return true;
+        },
+        30_000,
+        "the replicas to sync",
+      );
+    }
+  } catch (error) {
+    await destroy();
+    throw error;
+  }
+  const byPort = (port: number): PrivateRedis => {
+    const node = nodes.find((n) => n.port === port);
+    if (!node) throw new Error(`no cluster node on port ${port}`);
+    return node;
+  };
+  const live = nodes.filter((n) => n.running);
+  const masterOf = async (key: string): Promise<PrivateRedis> => {
+    const slot = Number((await cli(live[0]!.port, "cluster", "keyslot", key)).trim());
+    const shards = (await cli(live[0]!.port, "cluster", "slots")).split("\n").map((l) => l.trim());
+    // `cluster slots` prints, per range: start, end, then the master's ip and port, then replicas'.
+    for (let i = 0; i + 3 < shards.length; i++) {
+      const start = Number(shards[i]);
+      const end = Number(shards[i + 1]);
+      if (Number.isInteger(start) && Number.isInteger(end) && shards[i + 2] === "127.0.0.1" && slot >= start && slot <= end) {
+        return byPort(Number(shards[i + 3]));
+      }
+    }
+    throw new Error(`no master found for slot ${slot}`);
+  };
+  const failover = async (master: PrivateRedis): Promise<PrivateRedis> => {
+    const myId = (await cli(master.port, "cluster", "myid")).trim();
+    const lines = (await cli(master.port, "cluster", "nodes")).split("\n");
+    const replicaLine = lines.find((line) => line.includes(` slave ${myId} `) || line.includes(`slave ${myId}`));
+    if (!replicaLine) throw new Error(`master on port ${master.port} has no replica`);
+    const replica = byPort(Number(/:(\d+)@/.exec(replicaLine)![1]));
+    await cli(replica.port, "cluster", "failover");
+    await waitUntil(
+      async () => (await cli(replica.port, "info", "replication")).includes("role:master") && (await cli(master.port, "info", "replication")).includes("role:slave"),
+      30_000,
+      `the replica on port ${replica.port} to take over from ${master.port}`,
+    );
+    await waitUntil(async () => (await cli(replica.port, "cluster", "info")).includes("cluster_state:ok"), 30_000, "cluster_state:ok after the failover");
+    return replica;
+  };
+  return {
+    nodes,
+    spec: nodes.slice(0, masters).map((n) => `127.0.0.1:${n.port}`).join(","),
+    masterOf,
+    failover,
+    destroy,
   };
 }
 
@@ -428,8 +593,10 @@ export async function startPrivatePostgres(options: { database?: string } = {}):
     await waitUntil(isReady, 30_000, `private PostgreSQL on port ${port} to accept connections (pg_isready)`);
   };
 
+  const frozen = freezer(() => readPid(path.join(data, "postmaster.pid")));
   const stop = async (): Promise<void> => {
     if (!running) return;
+    frozen.resume();
     const result = await runAsPostgres([path.join(bin, "pg_ctl"), "-D", data, "stop", "-m", "fast", "-w", "-t", "30"], 40_000);
     if (result.code !== 0) throw new Error(`pg_ctl stop (port ${port}) failed (${result.code}): ${result.stderr}${result.stdout}`);
     running = false;
@@ -449,6 +616,7 @@ export async function startPrivatePostgres(options: { database?: string } = {}):
       }
     },
     destroySync: () => {
+      frozen.resume();
       stopPostgresSync(dir);
       rmSync(dir, { recursive: true, force: true });
     },
@@ -477,6 +645,8 @@ export async function startPrivatePostgres(options: { database?: string } = {}):
     },
     start,
     stop,
+    pause: frozen.pause,
+    resume: frozen.resume,
     destroy: registered.destroy,
     log: readLog,
     setupMs,

@@ -1,8 +1,8 @@
 import WebSocket from "ws";
 
 // On globalThis because mocha may load support modules twice (the --require hooks and the specs).
-const registry = globalThis as typeof globalThis & { __switchyardRawSockets?: Set<RawSocket> };
-const open = (registry.__switchyardRawSockets ??= new Set<RawSocket>());
+const registry = globalThis as typeof globalThis & { __switchyardRawSockets?: Set<{ terminate(): void }> };
+const open = (registry.__switchyardRawSockets ??= new Set<{ terminate(): void }>());
 
 /**
  * A Socket.IO client written by hand on one `ws` WebSocket (Engine.IO v4 / Socket.IO v5 text frames), so a test
@@ -99,4 +99,89 @@ export class RawSocket {
 export function closeAllRawSockets(): void {
   for (const socket of open) socket.terminate();
   open.clear();
+}
+
+/** What `RawConnection.waitFor` saw first. */
+export type RawOutcome = "frame" | "closed" | "timeout";
+
+/**
+ * A bare Engine.IO WebSocket connection, nothing on top: it sends any frame, text or binary, well formed or not,
+ * records every frame the server sends, and answers pings so that only what a test sends can end it.
+ */
+export class RawConnection {
+  readonly ws: WebSocket;
+  /** Every frame received after the Engine.IO open packet, in order (text as strings, binary as Buffers). */
+  readonly frames: Array<string | Buffer> = [];
+  readonly closed: Promise<void>;
+  isClosed = false;
+  private readonly changed = new Set<() => void>();
+
+  private constructor(url: string) {
+    this.ws = new WebSocket(`${url.replace(/^http/, "ws")}/socket.io/?EIO=4&transport=websocket`, { perMessageDeflate: false });
+    this.closed = new Promise((resolve) =>
+      this.ws.once("close", () => {
+        this.isClosed = true;
+        this.notify();
+        resolve();
+      }),
+    );
+    // A server that closes while a large frame is still being written makes the write fail: that is a close too.
+    this.ws.on("error", () => undefined);
+    open.add(this);
+    void this.closed.then(() => open.delete(this));
+  }
+
+  /** Opens the WebSocket and waits for the Engine.IO open packet (`0{"sid":…}`). */
+  static async open(url: string): Promise<RawConnection> {
+    const connection = new RawConnection(url);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("raw connection: no Engine.IO open packet within 10 s")), 10_000);
+      connection.ws.on("message", (data: Buffer, isBinary: boolean) => {
+        const frame = isBinary ? data : data.toString();
+        if (typeof frame === "string" && frame.startsWith("0{")) {
+          clearTimeout(timer);
+          resolve();
+        } else if (frame === "2") connection.send("3");
+        else {
+          connection.frames.push(frame);
+          connection.notify();
+        }
+      });
+      void connection.closed.then(() => reject(new Error("raw connection closed before the Engine.IO open packet")));
+    });
+    return connection;
+  }
+
+  /** Sends a frame as it is (a Buffer as a binary frame unless `asText`: invalid UTF-8 in a text frame). Nothing once closed. */
+  send(frame: string | Buffer, options: { asText?: boolean } = {}): void {
+    if (this.isClosed || this.ws.readyState !== WebSocket.OPEN) return;
+    this.ws.send(frame, { binary: typeof frame !== "string" && !options.asText }, () => undefined);
+  }
+
+  /** Resolves once a received frame (from index `from` on) matches, the connection is closed, or the time is up. */
+  waitFor(match: (frame: string | Buffer) => boolean, timeoutMs: number, from = 0): Promise<RawOutcome> {
+    return new Promise((resolve) => {
+      const check = (): void => {
+        const outcome: RawOutcome | undefined = this.frames.slice(from).some(match) ? "frame" : this.isClosed ? "closed" : undefined;
+        if (!outcome) return;
+        clearTimeout(timer);
+        this.changed.delete(check);
+        resolve(outcome);
+      };
+      const timer = setTimeout(() => {
+        this.changed.delete(check);
+        resolve("timeout");
+      }, timeoutMs);
+      this.changed.add(check);
+      check();
+    });
+  }
+
+  terminate(): void {
+    this.ws.terminate();
+  }
+
+  private notify(): void {
+    for (const check of [...this.changed]) check();
+  }
 }

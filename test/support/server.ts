@@ -86,7 +86,8 @@ export async function startServer(env: Record<string, string> = {}): Promise<Ser
     });
   });
   const server: ServerProcess = {
-    url: `http://127.0.0.1:${port}`,
+    // With a certificate the node serves HTTPS only.
+    url: `${env.TLS_CERT_FILE ? "https" : "http"}://127.0.0.1:${port}`,
     port,
     nodeId,
     process: child,

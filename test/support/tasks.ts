@@ -1,4 +1,9 @@
 import assert from "node:assert/strict";
+import { Worker, type Job } from "bullmq";
+import { Redis } from "ioredis";
+import { RedisKeys } from "../../src/jobs/redis-keys.js";
+import { formatLease } from "../../src/protocol/tasks.js";
+import { TEST_REDIS_PREFIX, TEST_REDIS_URL } from "./env.js";
 import { api } from "./http.js";
 import { sleep } from "./clients.js";
 import type { TaskView } from "../../src/protocol/views.js";
@@ -21,4 +26,31 @@ export async function waitForTask(url: string, token: string, taskId: string, st
     await sleep(100);
   }
   throw new Error(`task ${taskId} did not reach ${statuses.join("/")}; last: ${JSON.stringify(last)}`);
+}
+
+export interface TakenJob {
+  job: Job;
+  /** The lease a worker holding this job reports with. */
+  lease: string;
+  lockToken: string;
+  /** Closes the BullMQ worker and its connection (the job keeps its lock until it expires or is moved). */
+  close(): Promise<void>;
+}
+
+/** Takes a pool's next job from BullMQ the way a worker does, under a lock token of our own, so reports carry a real lease. */
+export async function takeJob(tenantId: string, poolId: string, lockToken: string): Promise<TakenJob> {
+  const connection = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+  const bull = new Worker(RedisKeys.queueName(tenantId, poolId), null, { connection, prefix: new RedisKeys(TEST_REDIS_PREFIX).bull, autorun: false, lockDuration: 30_000 });
+  const close = async (): Promise<void> => {
+    await bull.close();
+    connection.disconnect();
+  };
+  try {
+    const job = await bull.getNextJob(lockToken);
+    if (!job) throw new Error(`no job waiting in pool ${poolId}`);
+    return { job, lease: formatLease(lockToken, job.attemptsStarted), lockToken, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
 }

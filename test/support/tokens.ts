@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import jwt from "jsonwebtoken";
 import type { Permission } from "../../src/protocol/permissions.js";
 import { TEST_JWT_SECRET } from "./env.js";
@@ -9,6 +10,8 @@ export interface TokenOptions {
   poolId?: string;
   /** Seconds until expiry; negative for an already expired token. */
   ttl?: number;
+  /** The token's `jti` (what revokes it alone); random by default, like `npm run token`. */
+  jti?: string;
   secret?: string;
   extra?: Record<string, unknown>;
 }
@@ -23,6 +26,7 @@ export function mintToken(options: TokenOptions): string {
       ...(options.poolId ? { pool_id: options.poolId } : {}),
       iat: now,
       exp: now + (options.ttl ?? 3600),
+      jti: options.jti ?? randomUUID(),
       ...options.extra,
     },
     options.secret ?? TEST_JWT_SECRET,

@@ -35,6 +35,9 @@ export function publishing(): void {
 
 export function sockets(): void {
   socket.emit("session.expired", { reason: "token_expired" });
+  socket.emit("session.revoked", { reason: "token_revoked" });
+  // @ts-expect-error a revoked session is not an expired one
+  socket.emit("session.revoked", { reason: "token_expired" });
   // @ts-expect-error a misspelt server → client event
   socket.emit("session.expird", { reason: "token_expired" });
   // @ts-expect-error a payload of the wrong shape
@@ -58,4 +61,24 @@ export function clientHandlers(): void {
     // @ts-expect-error a misspelt event name
     if (isEvent(event, "task.complete")) return;
   });
+}
+
+export function clientListeners(): void {
+  client.on("task.completed", (event) => {
+    const result: unknown = event.data.task.result;
+    void result;
+    // @ts-expect-error task.completed carries a task, not a pool
+    void event.data.pool;
+  });
+  client.on("task.progress", (event) => void (event.data.progress satisfies number));
+  // A backend's own event type: any name outside the built-in prefixes, its data unknown.
+  client.on("billing.invoice_paid", (event) => {
+    // @ts-expect-error the data of a backend's event is unknown until checked
+    void event.data.invoice;
+  });
+  // @ts-expect-error a misspelt event name does not compile
+  client.on("task.complete", () => undefined);
+  // @ts-expect-error pool.created is not delivered in /tasks
+  client.on("pool.created", () => undefined);
+  void client.subscribe("tasks", { after: "abc-000000000001" }).then(({ cursor, replayed }) => void [cursor, replayed]);
 }

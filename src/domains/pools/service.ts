@@ -5,7 +5,7 @@ import { ConflictError, NotFoundError } from "../../errors.js";
 import type { EventPublisher } from "../../events/publisher.js";
 import type { WorkerStatus } from "../../protocol/events.js";
 import { roomNames } from "../../protocol/rooms.js";
-import { storableText } from "../../protocol/tasks.js";
+import { storableText } from "../../protocol/schemas.js";
 import type { PoolView, WorkerView } from "../../protocol/views.js";
 import { parseInput } from "../validation.js";
 import { PageQuerySchema, PAGE_ORDER, afterPageKey, decodePageCursor, toPage } from "../pagination.js";

@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../../jobs/redis-connection.js";
 import type { Principal } from "../../auth/principal.js";
 import type { PrismaClient } from "../../db/client.js";
 import { ForbiddenError, NotFoundError } from "../../errors.js";
@@ -10,6 +10,8 @@ import { roomNames } from "../../protocol/rooms.js";
 import type { ResourceDirectory } from "../resources.js";
 import { serializeWorker } from "./service.js";
 import type { RedisKeys } from "../../jobs/redis-keys.js";
+import type { FailureReporter } from "../../dependencies/status.js";
+import { PresenceAgreement, type PresenceState } from "./presence-agreement.js";
 
 export interface WorkerServiceOptions {
   keys: RedisKeys;
@@ -21,6 +23,8 @@ export interface WorkerServiceOptions {
   sweepIntervalMs: number;
   /** Pool aggregates are published at most this often per pool and node. */
   aggregateDelayMs: number;
+  /** Where failed sweeps and aggregates are reported (an outage is logged once, not once per sweep). */
+  failures: FailureReporter;
 }
 
 /** worker.status_changed for one worker row: to the tenant's `pools` room and the worker's pool. */
@@ -41,21 +45,40 @@ const RELEASE_PRESENCE = `if redis.call("GET", KEYS[1]) == ARGV[1] then return r
  * expiry is pushed forward by every heartbeat, cut to the grace period when its connection closes, and taken
  * over by whichever node the worker reconnects to. Every node sweeps for workers whose key expired; the move
  * to `offline` is a conditional update, so exactly one node makes it and publishes it.
+ *
+ * A worker is marked offline only when two witnesses agree: its key is gone from this node's Redis, and the
+ * shared database has heard no heartbeat from it (through any node) for `silenceMs`. A node whose Redis is not
+ * the cluster's (an empty one, a wrong REDIS_URL) cannot see the keys other nodes keep, but it sees their
+ * heartbeats in the database, so it never announces a live worker offline (see PresenceAgreement).
  */
 export class WorkerService {
   private sweeper: NodeJS.Timeout | undefined;
   private readonly aggregateTimers = new Map<string, NodeJS.Timeout>();
+  private readonly agreement: PresenceAgreement;
+  /**
+   * A live worker's heartbeats renew `lastHeartbeatAt` every heartbeat interval; twice that without one means no
+   * node has heard from it (node clocks are assumed to agree to well within an interval).
+   */
+  private readonly silenceMs: number;
 
   constructor(
     private readonly prisma: PrismaClient,
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly resources: ResourceDirectory,
     private readonly events: EventPublisher,
     private readonly queues: TaskQueues,
     private readonly taskTypes: TaskTypeRegistry,
     private readonly logger: Logger,
     private readonly options: WorkerServiceOptions,
-  ) {}
+  ) {
+    this.agreement = new PresenceAgreement(logger, options.heartbeatTimeoutMs);
+    this.silenceMs = 2 * options.heartbeatIntervalMs;
+  }
+
+  /** Whether this node's Redis holds the presence other nodes keep (for /ready). */
+  get presence(): PresenceState {
+    return this.agreement.current;
+  }
 
   private presenceKey(tenantId: string, workerId: string): string {
     return this.options.keys.presence(tenantId, workerId);
@@ -158,25 +181,41 @@ export class WorkerService {
     this.aggregateTimers.clear();
   }
 
-  /** Marks offline, exactly once across nodes, every worker whose presence expired. */
+  /**
+   * Marks offline, exactly once across nodes, every worker whose presence expired and that no node heard from
+   * lately; notes whether this node's Redis sees the presence of the workers other nodes hear from.
+   */
   private async sweep(): Promise<void> {
     try {
       const candidates = await this.prisma.worker.findMany({
         where: { status: { not: "offline" } },
-        select: { tenantId: true, id: true },
+        select: { tenantId: true, id: true, nodeId: true, lastHeartbeatAt: true },
         take: 5000,
       });
-      if (candidates.length === 0) return;
+      if (candidates.length === 0) {
+        this.agreement.observe(0, 0);
+        return;
+      }
       const pipeline = this.redis.pipeline();
       for (const c of candidates) pipeline.exists(this.presenceKey(c.tenantId, c.id));
       const results = (await pipeline.exec()) ?? [];
+      const heardSince = Date.now() - this.silenceMs;
+      let heardElsewhere = 0;
+      let visibleHere = 0;
       for (const [i, c] of candidates.entries()) {
         const [error, exists] = results[i] ?? [null, 1];
-        if (error || exists === 1) continue;
+        if (error) continue;
+        const heard = c.lastHeartbeatAt.getTime() > heardSince;
+        if (heard && c.nodeId !== this.options.nodeId) {
+          heardElsewhere++;
+          if (exists === 1) visibleHere++;
+        }
+        if (exists === 1 || heard) continue;
         await this.markOffline(c.tenantId, c.id);
       }
+      this.agreement.observe(heardElsewhere, visibleHere);
     } catch (error) {
-      this.logger.warn({ err: (error as Error).message }, "worker presence sweep failed");
+      this.options.failures.report(error, "worker presence sweep failed");
     }
   }
 
@@ -185,28 +224,34 @@ export class WorkerService {
     if (!before || before.status === "offline") return;
     // Re-check presence right before the conditional update: the worker may have come back meanwhile.
     if ((await this.redis.exists(this.presenceKey(tenantId, workerId))) === 1) return;
-    if (await this.changeIf(tenantId, workerId, { not: "offline" }, { status: "offline" })) {
+    const silentSince = new Date(Date.now() - this.silenceMs);
+    if (await this.changeIf(tenantId, workerId, { not: "offline" }, { status: "offline" }, silentSince)) {
       this.logger.info({ tenantId, workerId, pool: before.poolId }, "worker offline");
     }
   }
 
   /**
-   * Changes a worker's row only while its status matches `from`, and commits the worker.status_changed event
-   * with the change: with every node sweeping, exactly one of them makes (and announces) it.
+   * Changes a worker's row only while its status matches `from` (and, with `silentSince`, while its last heartbeat
+   * is older than that), and commits the worker.status_changed event with the change: with every node sweeping,
+   * exactly one of them makes (and announces) it.
    */
   private async changeIf(
     tenantId: string,
     workerId: string,
     from: string | { not: string },
     data: { status: string; detail?: null; nodeId?: string },
+    silentSince?: Date,
   ): Promise<boolean> {
     const row = await this.events.transaction(async (tx, outbox) => {
-      const [before] = await tx.$queryRawUnsafe<Array<{ status: string }>>(
-        `SELECT "status" FROM "Worker" WHERE "tenantId" = $1 AND "id" = $2 FOR UPDATE`,
+      const [before] = await tx.$queryRawUnsafe<Array<{ status: string; silent: boolean }>>(
+        `SELECT "status", ($3::timestamptz IS NULL OR "lastHeartbeatAt" < ($3::timestamptz AT TIME ZONE 'UTC')) AS "silent"
+         FROM "Worker" WHERE "tenantId" = $1 AND "id" = $2 FOR UPDATE`,
         tenantId,
         workerId,
+        silentSince?.toISOString() ?? null,
       );
-      const matches = before !== undefined && (typeof from === "string" ? before.status === from : before.status !== from.not);
+      const matches =
+        before !== undefined && before.silent && (typeof from === "string" ? before.status === from : before.status !== from.not);
       if (!matches) return null;
       const row = await tx.worker.update({ where: { tenantId_id: { tenantId, id: workerId } }, data });
       outbox.add(statusEvent(tenantId, row, before.status));
@@ -223,7 +268,7 @@ export class WorkerService {
     const timer = setTimeout(() => {
       this.aggregateTimers.delete(key);
       void this.publishAggregate(tenantId, poolId).catch((error: unknown) =>
-        this.logger.warn({ err: (error as Error).message, poolId }, "pool aggregate failed"),
+        this.options.failures.report(error, "pool aggregate failed", { poolId }),
       );
     }, this.options.aggregateDelayMs);
     timer.unref();
@@ -231,9 +276,7 @@ export class WorkerService {
   }
 
   private async publishAggregate(tenantId: string, poolId: string): Promise<void> {
-    const groups = await this.prisma.worker.groupBy({ by: ["status"], where: { tenantId, poolId }, _count: { _all: true } });
-    const workers: Record<WorkerStatus, number> = { idle: 0, busy: 0, error: 0, draining: 0, offline: 0 };
-    for (const group of groups) if (group.status in workers) workers[group.status as WorkerStatus] = group._count._all;
+    const workers = await countWorkers(this.prisma, { tenantId, poolId });
     const queueDepth = await this.queues.waitingCount(tenantId, poolId).catch(() => null);
     await this.events.publish({
       tenantId,
@@ -242,4 +285,12 @@ export class WorkerService {
       data: { poolId, workers, queueDepth },
     });
   }
+}
+
+/** Workers by status, every status present: of one pool (its aggregate event) or of the whole deployment (metrics). */
+export async function countWorkers(prisma: PrismaClient, where: { tenantId: string; poolId: string } | Record<string, never> = {}): Promise<Record<WorkerStatus, number>> {
+  const groups = await prisma.worker.groupBy({ by: ["status"], where, _count: { _all: true } });
+  const workers: Record<WorkerStatus, number> = { idle: 0, busy: 0, error: 0, draining: 0, offline: 0 };
+  for (const group of groups) if (group.status in workers) workers[group.status as WorkerStatus] = group._count._all;
+  return workers;
 }

@@ -1,8 +1,8 @@
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../../jobs/redis-connection.js";
 import type { PrismaClient } from "../../db/client.js";
 import type { TaskQueues } from "../../jobs/queues.js";
 import type { RedisKeys } from "../../jobs/redis-keys.js";
-import type { Logger } from "../../observability/logger.js";
+import type { DependencyStatus } from "../../dependencies/status.js";
 import type { TaskJobData } from "../../protocol/tasks.js";
 import { DEFAULT_POOL_ID } from "../tenants.js";
 import type { TaskRow } from "./view.js";
@@ -21,10 +21,10 @@ export class TaskJobs {
 
   constructor(
     private readonly prisma: PrismaClient,
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     readonly queues: TaskQueues,
     private readonly keys: RedisKeys,
-    private readonly logger: Logger,
+    private readonly status: DependencyStatus,
     private readonly options: { backoffMs: number },
   ) {}
 
@@ -32,9 +32,12 @@ export class TaskJobs {
     this.poolActiveListeners.push(listener);
   }
 
-  /** False while this node's Redis command connection is down: new work is refused rather than stored. */
+  /**
+   * False while this node's Redis command connection is down, or known not to answer: new work is refused at once
+   * rather than stored.
+   */
   get ready(): boolean {
-    return this.redis.status === "ready";
+    return this.redis.status === "ready" && this.status.isUp("redis", "commands");
   }
 
   /**
@@ -45,14 +48,14 @@ export class TaskJobs {
     try {
       await this.queues.enqueue(jobData(task), { maxAttempts: attemptsLeft(task), priority: task.priority, backoffMs: this.options.backoffMs });
     } catch (error) {
-      this.logger.warn({ err: (error as Error).message, taskId: task.id, attempt }, "could not add the task's job yet; retrying");
+      this.status.report(error, "could not add the task's job yet; retrying", { taskId: task.id, attempt });
       if (attempt < 30) setTimeout(() => void this.retry(task, attempt + 1), Math.min(5000, 200 * 2 ** attempt)).unref();
       return;
     }
     // The job exists now. If the tenant could not be noted, embedded workers of other nodes learn of it at the
     // tenant's next submission (the note is retried then).
     await this.notePoolActive(task.tenantId, task.poolId).catch((error: unknown) =>
-      this.logger.warn({ err: (error as Error).message, taskId: task.id }, "could not register the pool for embedded workers"),
+      this.status.report(error, "could not register the pool for embedded workers", { taskId: task.id }),
     );
   }
 
@@ -61,14 +64,23 @@ export class TaskJobs {
     if (current?.status === "queued") await this.add(task, attempt);
   }
 
-  /** After cancelling: remove queued jobs, and tell whichever process runs the others to abort them. */
+  /**
+   * After cancelling: remove queued jobs, and tell whichever process runs the others to abort them. Best effort,
+   * and skipped while Redis is down: the cancellation is stored, so a job left behind is refused when a worker
+   * claims it, and a running one has its reports refused.
+   */
   async stop(tasks: readonly TaskRow[]): Promise<void> {
-    for (const task of tasks) {
-      await this.queues.remove(task.tenantId, task.poolId, task.id);
-      await this.redis.publish(this.keys.taskCancel, JSON.stringify({ taskId: task.id })).catch((error: unknown) => {
-        this.logger.warn({ err: error, taskId: task.id }, "could not broadcast cancellation");
-      });
-    }
+    if (!this.ready) return;
+    await Promise.all(
+      tasks.map(async (task) => {
+        await Promise.all([
+          this.queues.remove(task.tenantId, task.poolId, task.id),
+          this.redis.publish(this.keys.taskCancel, JSON.stringify({ taskId: task.id })).catch((error: unknown) => {
+            this.status.report(error, "could not broadcast cancellation", { taskId: task.id });
+          }),
+        ]);
+      }),
+    );
   }
 
   /** Default pools are served by every node's embedded worker: record the tenant where they all look. */

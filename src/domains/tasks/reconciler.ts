@@ -1,5 +1,6 @@
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../../jobs/redis-connection.js";
 import type { PrismaClient } from "../../db/client.js";
+import type { FailureReporter } from "../../dependencies/status.js";
 import { ClusterTimer } from "../../jobs/cluster-timer.js";
 import type { JobState, TaskQueues } from "../../jobs/queues.js";
 import type { Logger } from "../../observability/logger.js";
@@ -10,6 +11,8 @@ import type { RedisKeys } from "../../jobs/redis-keys.js";
 
 export interface ReconcilerOptions {
   keys: RedisKeys;
+  /** Where a failed pass is reported (an outage is logged once, not once per pass). */
+  failures: FailureReporter;
   /** How often one node (whichever takes the lock) runs a pass. */
   intervalMs: number;
   /** A task or workflow must have been unchanged this long before a pass touches it. */
@@ -40,7 +43,7 @@ export class TaskReconciler {
 
   constructor(
     private readonly prisma: PrismaClient,
-    redis: Redis,
+    redis: RedisClient,
     private readonly tasks: TaskService,
     private readonly workflows: WorkflowService,
     private readonly queues: TaskQueues,
@@ -48,7 +51,7 @@ export class TaskReconciler {
     private readonly logger: Logger,
     private readonly options: ReconcilerOptions,
   ) {
-    this.timer = new ClusterTimer(redis, options.keys.reconcileLock, options.intervalMs, async () => void (await this.pass()), logger, "reconcile pass");
+    this.timer = new ClusterTimer(redis, options.keys.reconcileLock, options.intervalMs, async () => void (await this.pass()), options.failures, "reconcile pass");
   }
 
   start(): void {
@@ -73,7 +76,7 @@ export class TaskReconciler {
     const states = await this.queues.jobStates(open);
     for (const [i, task] of open.entries()) {
       const action = await this.repair(task, states[i]!).catch((error: unknown) => {
-        this.logger.warn({ err: (error as Error).message, taskId: task.id }, "could not reconcile task");
+        this.options.failures.report(error, "could not reconcile task", { taskId: task.id });
         return null;
       });
       if (action) done[action]++;
@@ -86,7 +89,7 @@ export class TaskReconciler {
     );
     for (const workflow of stuck) {
       await this.workflows.advance(workflow.tenantId, workflow.id).catch((error: unknown) =>
-        this.logger.warn({ err: (error as Error).message, workflowId: workflow.id }, "could not advance workflow"),
+        this.options.failures.report(error, "could not advance workflow", { workflowId: workflow.id }),
       );
       done.workflow_advanced++;
     }

@@ -3,28 +3,28 @@ import { z } from "zod";
 import type { Principal } from "../../auth/principal.js";
 import type { PrismaClient } from "../../db/client.js";
 import { prismaSql, type Sql } from "../../db/sql.js";
-import { AppError, BadRequestError, ConflictError, ForbiddenError, NotFoundError, UnavailableError } from "../../errors.js";
+import { AppError, BadRequestError, ConflictError, DependencyUnavailableError, ForbiddenError, NotFoundError } from "../../errors.js";
 import type { Db, EventPublisher } from "../../events/publisher.js";
 import type { TaskTypeRegistry } from "../../jobs/queues.js";
 import type { Logger } from "../../observability/logger.js";
+import type { Metrics } from "../../observability/metrics.js";
 import { ID_PATTERN } from "../../protocol/rooms.js";
 import {
   BUILTIN_TASK_TYPES,
   isTerminal,
   leaseLockToken,
   TASK_STATUSES,
-  type TaskJobData,
   type TaskReport,
   type TaskReportReply,
   type TaskStatus,
 } from "../../protocol/tasks.js";
 import { afterPageKey, decodePageCursor, PAGE_ORDER, PageQuerySchema, toPage } from "../pagination.js";
-import { isUniqueViolation } from "../pools/service.js";
 import type { ResourceDirectory } from "../resources.js";
 import { DEFAULT_POOL_ID } from "../tenants.js";
 import { parseInput } from "../validation.js";
 import type { TaskJobs } from "./jobs.js";
-import type { TransitionName } from "./state-machine.js";
+import { statusesEntered, type TransitionName } from "./state-machine.js";
+import { ProgressCoalescer } from "./progress-coalescer.js";
 import { insertQueuedTask, writeTransition, type TaskChanges, type TransitionGuard, type TransitionResult } from "./store.js";
 import { serializeTask, type TaskRow, type TaskView } from "./view.js";
 
@@ -59,6 +59,8 @@ export type TaskFinishedListener = (task: TaskRow) => Promise<void>;
  */
 export class TaskService {
   private readonly finishedListeners: TaskFinishedListener[] = [];
+  /** A flood of progress reports stores at most one progress event per attempt per interval (the newest wins). */
+  private readonly progress = new ProgressCoalescer<TaskReportReply>();
 
   constructor(
     private readonly prisma: PrismaClient,
@@ -68,6 +70,7 @@ export class TaskService {
     private readonly types: TaskTypeRegistry,
     private readonly events: EventPublisher,
     private readonly logger: Logger,
+    private readonly metrics: Metrics,
   ) {}
 
   onTaskFinished(listener: TaskFinishedListener): void {
@@ -92,14 +95,17 @@ export class TaskService {
     const poolId = input.poolId ?? DEFAULT_POOL_ID;
     await this.validateTarget(principal.tenantId, poolId, input.type);
     // Refuse while the queue is unreachable, before anything is stored: a 202 must mean the task will run soon.
-    if (!this.jobs.ready) throw new UnavailableError("the task queue is unavailable; try again");
-    const { task, outboxIds } = await insertQueuedTask(this.sql, principal.tenantId, { ...input, poolId }, { idempotencyKey: idempotencyKey ?? null, requestHash });
+    if (!this.jobs.ready) throw new DependencyUnavailableError("redis");
+    const { task, outboxIds } = await this.metrics.timeQuery("task_write", () =>
+      insertQueuedTask(this.sql, principal.tenantId, { ...input, poolId }, { idempotencyKey: idempotencyKey ?? null, requestHash }),
+    );
     if (!task) {
       // A concurrent request with the same key won the insert: answer with its task.
       const existing = await this.findByIdempotencyKey(principal.tenantId, idempotencyKey!, requestHash!);
       if (existing) return { task: serializeTask(await this.ensureJob(existing)), created: false };
       throw new ConflictError("a concurrent request with this Idempotency-Key failed; try again");
     }
+    this.recordCommitted(task, "inserted");
     await this.events.relay(outboxIds);
     await this.jobs.add(task);
     return { task: serializeTask(task), created: true };
@@ -170,14 +176,27 @@ export class TaskService {
     return serializeTask(task);
   }
 
-  /** Cancellation inside a caller's transaction (workflows); stop the tasks' jobs after the commit. */
+  /** Cancellation inside a caller's transaction (workflows); after the commit, record it and stop the tasks' jobs. */
   async cancelIn(db: Db, task: TaskRow, reason: string): Promise<TransitionResult> {
-    return writeTransition(prismaSql(db), task.tenantId, task.id, "cancelled", cancelChanges(reason), {});
+    return this.metrics.timeQuery("task_write", () => writeTransition(prismaSql(db), task.tenantId, task.id, "cancelled", cancelChanges(reason), {}));
   }
 
-  /** A new task inside a caller's transaction (workflow steps); add its job after the commit. */
+  /** A new task inside a caller's transaction (workflow steps); after the commit, record it and add its job. */
   async createIn(db: Db, tenantId: string, input: Parameters<typeof insertQueuedTask>[2], extra: Parameters<typeof insertQueuedTask>[3]): Promise<TransitionResult> {
-    return insertQueuedTask(prismaSql(db), tenantId, input, extra);
+    return this.metrics.timeQuery("task_write", () => insertQueuedTask(prismaSql(db), tenantId, input, extra));
+  }
+
+  /**
+   * Counts a committed change of `task`: each state it entered, and, when it finished, its time from creation.
+   * Only after the commit, so a rolled-back transaction (a workflow's) counts nothing.
+   */
+  recordCommitted(task: TaskRow, change: TransitionName | "inserted"): void {
+    const entered = statusesEntered(change);
+    for (const status of entered) this.metrics.taskEntered(status, task.tenantId);
+    if (entered.some(isTerminal)) {
+      const finishedAt = task.finishedAt ?? task.updatedAt;
+      this.metrics.taskDuration.observe(Math.max(0, finishedAt.getTime() - task.createdAt.getTime()) / 1000);
+    }
   }
 
   private async currentStatus(taskId: string): Promise<string | undefined> {
@@ -190,6 +209,14 @@ export class TaskService {
    * lease. So a report of an attempt that lost its job, or of a worker that never took it, changes nothing.
    */
   async applyReport(tenantId: string, poolId: string, report: TaskReport, options: { trusted?: boolean } = {}): Promise<TaskReportReply> {
+    const attempt = `${tenantId}|${report.taskId}|${report.lease}`;
+    if (report.kind === "progress") return this.progress.submit(attempt, () => this.applyOne(tenantId, poolId, report, options));
+    // The attempt's progress still waiting for its interval is stored first: an outcome is never followed by progress.
+    await this.progress.settle(attempt);
+    return this.applyOne(tenantId, poolId, report, options);
+  }
+
+  private async applyOne(tenantId: string, poolId: string, report: TaskReport, options: { trusted?: boolean }): Promise<TaskReportReply> {
     const now = new Date();
     const guard: TransitionGuard = { poolId, lease: report.lease };
     // A report that binds a lease must prove the worker took the job. The embedded worker is this process: it
@@ -269,8 +296,9 @@ export class TaskService {
     eventExtra: Record<string, unknown> = {},
     guard: TransitionGuard = {},
   ): Promise<{ task: TaskRow | null }> {
-    const { task, outboxIds } = await writeTransition(this.sql, tenantId, taskId, change, data, guard, eventExtra);
+    const { task, outboxIds } = await this.metrics.timeQuery("task_write", () => writeTransition(this.sql, tenantId, taskId, change, data, guard, eventExtra));
     if (!task) return { task: null };
+    this.recordCommitted(task, change);
     await this.events.relay(outboxIds);
     if (isTerminal(task.status)) await this.finished(task);
     return { task };

@@ -31,6 +31,17 @@ export const TRANSITIONS: Record<
 
 export type TransitionName = keyof typeof TRANSITIONS;
 
+/**
+ * The states a committed change moved its task into, in order (a claim is assignment and start at once); none
+ * for progress, which leaves the state as it is. `inserted` is a new task: created and queued in one statement.
+ */
+export function statusesEntered(change: TransitionName | "inserted"): TaskStatus[] {
+  if (change === "inserted") return ["created", "queued"];
+  const rule = TRANSITIONS[change];
+  if (rule.event === "task.progress") return [];
+  return rule.first ? ["assigned", rule.to] : [rule.to];
+}
+
 export function canTransition(from: TaskStatus, change: TransitionName): boolean {
   return TRANSITIONS[change].from.includes(from);
 }

@@ -253,8 +253,10 @@ export class WorkflowService {
     }
   }
 
-  /** Jobs for the steps that started, and stopping those of the tasks that were cancelled. */
+  /** Counts the steps' task changes; jobs for the steps that started, and stopping those of the tasks that were cancelled. */
   private async afterCommit(after: AfterCommit): Promise<void> {
+    for (const task of after.started) this.tasks.recordCommitted(task, "inserted");
+    for (const task of after.cancelled) this.tasks.recordCommitted(task, "cancelled");
     for (const task of after.started) await this.tasks.jobs.add(task);
     await this.tasks.jobs.stop(after.cancelled).catch((error: unknown) => this.logger.warn({ err: error }, "could not stop cancelled steps' jobs"));
   }

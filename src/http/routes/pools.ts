@@ -1,9 +1,11 @@
 import { Router } from "express";
 import { requirePermission } from "../authenticate.js";
+import { resourceId } from "./resource-id.js";
 import type { PoolService } from "../../domains/pools/service.js";
 
 export function poolRoutes(pools: PoolService): Router {
   const router = Router();
+  router.param("id", resourceId("pool"));
   router.post("/", async (req, res) => {
     const principal = requirePermission(res, "pools:write");
     res.status(201).json({ pool: await pools.create(principal, req.body) });

@@ -9,11 +9,10 @@ import { requirePermission } from "../authenticate.js";
 import {
   MAX_PUBLISH_BATCH,
   MAX_PUBLISHED_DATA_BYTES,
-  MAX_PUBLISHED_DATA_DEPTH,
-  PublishEventSchema,
   type PublishedEvent,
   type PublishResponse,
 } from "../../protocol/publish.js";
+import { PublishEventSchema } from "../../protocol/schemas.js";
 import { parseRoom, type Room } from "../../protocol/rooms.js";
 import type { CustomEventInput, EventPublisher } from "../../events/publisher.js";
 
@@ -52,8 +51,9 @@ interface Checked {
 
 /**
  * Turns the body into publish inputs for the principal's tenant, or throws the error of the first bad event:
- * its shape and type (400 BAD_REQUEST), its room's grammar (400 INVALID_ROOM), its data (413 beyond 64 KiB,
- * 400 for text PostgreSQL cannot store or deep nesting), or a resource room the tenant does not have (404).
+ * its shape and type (400 BAD_REQUEST), its room's grammar (400 INVALID_ROOM), its data (413 beyond 64 KiB), or
+ * a resource room the tenant does not have (404). Text PostgreSQL cannot store and deep nesting never get here:
+ * every JSON body meets the input rules first (src/http/json-body.ts).
  */
 async function parsePublishRequest(principal: Principal, body: unknown, resources: ResourceDirectory): Promise<CustomEventInput[]> {
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
@@ -103,52 +103,12 @@ function checkEvent(tenantId: string, raw: unknown, field: (path: string) => str
     const message = `"${name.slice(0, 64)}" is not a room of /${namespace}`;
     return { error: new InvalidRoomError(message, [{ field: field("room"), message }]) };
   }
-  const problem = unstorable(data);
-  if (problem) return { error: new BadRequestError(`invalid body: ${field("data")}`, [{ field: field("data"), message: problem }]) };
   const bytes = Buffer.byteLength(JSON.stringify(data));
   if (bytes > MAX_PUBLISHED_DATA_BYTES) {
     const message = `${bytes} bytes serialized, more than ${MAX_PUBLISHED_DATA_BYTES}`;
     return { error: new PayloadTooLargeError(`${field("data")} is too large`, [{ field: field("data"), message }]) };
   }
   return { input: { tenantId, namespace, room: room.name, type, data }, room };
-}
-
-/**
- * Why PostgreSQL or the way to clients would refuse this JSON value, if they would: text jsonb cannot hold (NUL
- * characters, lone UTF-16 surrogates such as "\ud800", which JSON.parse accepts) or nesting deeper than
- * MAX_PUBLISHED_DATA_DEPTH. Walks without recursion, so any depth is safe.
- */
-function unstorable(data: unknown): string | undefined {
-  const stack: Array<{ value: unknown; depth: number }> = [{ value: data, depth: 1 }];
-  while (stack.length > 0) {
-    const { value, depth } = stack.pop()!;
-    if (typeof value === "string") {
-      const problem = unstorableText(value);
-      if (problem) return problem;
-      continue;
-    }
-    if (typeof value !== "object" || value === null) continue;
-    if (depth > MAX_PUBLISHED_DATA_DEPTH) return `must not nest arrays and objects more than ${MAX_PUBLISHED_DATA_DEPTH} levels deep`;
-    if (Array.isArray(value)) {
-      for (const item of value) stack.push({ value: item, depth: depth + 1 });
-    } else {
-      for (const [key, item] of Object.entries(value)) {
-        const problem = unstorableText(key);
-        if (problem) return problem;
-        stack.push({ value: item, depth: depth + 1 });
-      }
-    }
-  }
-  return undefined;
-}
-
-/** In `u` mode a paired surrogate is one code point, so \p{Cs} only matches a lone one. */
-const LONE_SURROGATE = /\p{Cs}/u;
-
-function unstorableText(text: string): string | undefined {
-  if (text.includes("\u0000")) return "must not contain NUL characters";
-  if (LONE_SURROGATE.test(text)) return "must not contain lone UTF-16 surrogates";
-  return undefined;
 }
 
 /** Maps with at most `limit` calls in flight; results in input order. */

@@ -1,9 +1,11 @@
 import { Router } from "express";
 import { requirePermission } from "../authenticate.js";
+import { resourceId } from "./resource-id.js";
 import type { TaskService } from "../../domains/tasks/service.js";
 
 export function taskRoutes(tasks: TaskService): Router {
   const router = Router();
+  router.param("id", resourceId("task"));
   router.post("/", async (req, res) => {
     const principal = requirePermission(res, "tasks:write");
     const { task } = await tasks.submit(principal, req.body, req.get("idempotency-key"));

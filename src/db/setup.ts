@@ -1,22 +1,24 @@
-// Creates the database named by DATABASE_URL if it is missing, then runs `prisma generate` and
-// `prisma migrate deploy` (the CLI uses prisma.config.ts and its JS schema engine).
-//
-//   tsx scripts/db-setup.ts                # whole setup for DATABASE_URL
-//
-// Also a module for test harnesses:
-//   await setupDatabase(url, { generate: false });   // fresh per-run database
-//   await dropDatabase(url);                          // cleanup
-
+/*
+ * Database setup: creates the database named by DATABASE_URL when it is missing and applies the migrations that
+ * are pending (only those: `prisma migrate deploy` costs seconds even with nothing to do, so it runs only when a
+ * migration in prisma/migrations is not yet recorded as applied). Used by `npm run migrate` (dist/migrate.js),
+ * by `npm start`'s preparation, and by the test and bench harnesses (setupDatabase/dropDatabase).
+ */
 import { spawn } from "node:child_process";
-import { realpathSync } from "node:fs";
+import { readdirSync, existsSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 import pg from "pg";
+import { redactUrl } from "../observability/redact.js";
+
+export { redactUrl };
 
 /** Same default as prisma.config.ts. */
 export const DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/switchyard";
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+// src/db/setup.ts and dist/db/setup.js both sit two levels below the repository (or image) root.
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+const migrationsDir = path.join(repoRoot, "prisma", "migrations");
 const prismaBin = path.join(
   repoRoot,
   "node_modules",
@@ -32,17 +34,6 @@ export class DbSetupError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = "DbSetupError";
-  }
-}
-
-/** The URL without its password, for messages. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = "***";
-    return u.toString();
-  } catch {
-    return "<unparseable DATABASE_URL>";
   }
 }
 
@@ -195,39 +186,52 @@ function runPrisma(args: string[], url: string): Promise<void> {
   });
 }
 
+/** Migrations in prisma/migrations that the database has not applied yet, oldest first. */
+export async function pendingMigrations(url: string): Promise<string[]> {
+  const available = readdirSync(migrationsDir, { withFileTypes: true })
+    .filter((entry) => entry.isDirectory() && existsSync(path.join(migrationsDir, entry.name, "migration.sql")))
+    .map((entry) => entry.name)
+    .sort();
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
+  client.on("error", () => {});
+  try {
+    await client.connect();
+  } catch (err) {
+    throw new DbSetupError(`PostgreSQL is not reachable at ${redactUrl(url)} (${errorMessage(err)})`, { cause: err });
+  }
+  try {
+    const applied = await client.query<{ migration_name: string }>(
+      `SELECT migration_name FROM _prisma_migrations WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL`,
+    );
+    const done = new Set(applied.rows.map((row) => row.migration_name));
+    return available.filter((name) => !done.has(name));
+  } catch (err) {
+    // 42P01 undefined_table: a database no migration has touched yet.
+    if (errorCode(err) === "42P01") return available;
+    throw new DbSetupError(`PostgreSQL error at ${redactUrl(url)}: ${errorMessage(err)}`, { cause: err });
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
 export interface SetupOptions {
-  /** Run `prisma generate` first (default true). A test harness that generates once can skip it. */
+  /** Run `prisma generate` first (default false). A checkout needs it once, and again after schema changes. */
   generate?: boolean;
 }
 
-/** Creates the database if missing, optionally generates the client, and applies all migrations. */
-export async function setupDatabase(url: string, opts: SetupOptions = {}): Promise<void> {
-  await createDatabaseIfMissing(url);
-  if (opts.generate ?? true) await runPrisma(["generate"], url);
-  await runPrisma(["migrate", "deploy"], url);
+export interface SetupResult {
+  created: boolean;
+  /** Migrations applied by this call (none when the database was up to date). */
+  applied: string[];
 }
 
-function isMainModule(): boolean {
-  const argv1 = process.argv[1];
-  if (!argv1) return false;
-  const toPath = (p: string): string => {
-    try {
-      return realpathSync(p);
-    } catch {
-      return p;
-    }
-  };
-  return toPath(fileURLToPath(import.meta.url)) === toPath(path.resolve(argv1)) ||
-    import.meta.url === pathToFileURL(path.resolve(argv1)).href;
+/** Creates the database if missing, optionally generates the client, and applies the pending migrations. */
+export async function setupDatabase(url: string, opts: SetupOptions = {}): Promise<SetupResult> {
+  const created = await createDatabaseIfMissing(url);
+  if (opts.generate ?? false) await runPrisma(["generate"], url);
+  const pending = await pendingMigrations(url);
+  if (pending.length > 0) await runPrisma(["migrate", "deploy"], url);
+  return { created, applied: pending };
 }
 
-if (isMainModule()) {
-  const url = process.env.DATABASE_URL || DEFAULT_DATABASE_URL;
-  try {
-    await setupDatabase(url);
-    console.log(`db-setup: database ready at ${redactUrl(url)}`);
-  } catch (err) {
-    console.error(`db-setup: ${errorMessage(err)}`);
-    process.exitCode = 1;
-  }
-}
+export { errorMessage };

@@ -1,0 +1,137 @@
+import { useEffect, useState } from "preact/hooks";
+import { Api, ApiError, SIGN_IN_CODES } from "./api.js";
+import { FeedView } from "./feed-view.js";
+import { useObservable } from "./observable.js";
+import { PoolsView } from "./pools-view.js";
+import { Session, type SessionEnd } from "./session.js";
+import { SignIn } from "./sign-in.js";
+import { TasksView } from "./tasks-view.js";
+import { can, decodeIdentity, forgetToken, storedToken, storeToken, takeTokenFromFragment, type Identity } from "./token.js";
+import { ConnectionIndicator } from "./ui.js";
+import { WorkflowsView } from "./workflows-view.js";
+
+type View = "pools" | "tasks" | "workflows" | "events";
+const VIEWS: Array<{ view: View; label: string; needs: (identity: Identity) => boolean }> = [
+  { view: "pools", label: "Pools & workers", needs: (i) => can(i, "pools:read") },
+  { view: "tasks", label: "Tasks", needs: (i) => can(i, "tasks:read") },
+  { view: "workflows", label: "Workflows", needs: (i) => can(i, "workflows:read") },
+  { view: "events", label: "Event feed", needs: (i) => can(i, "pools:read") || can(i, "tasks:read") || can(i, "workflows:read") },
+];
+
+function viewFromHash(): View | undefined {
+  const name = location.hash.slice(1);
+  return VIEWS.find((v) => v.view === name)?.view;
+}
+
+/**
+ * Asks the node whether it takes the token before anything opens: a 401 carries the reason (TOKEN_EXPIRED, …).
+ * Any route does; a 403 (the token lacks tasks:read) still means the token itself is good.
+ */
+async function verify(token: string): Promise<SessionEnd | undefined> {
+  try {
+    await new Api(token).get("/api/v1/tasks?limit=1");
+  } catch (error) {
+    if (error instanceof ApiError && (error.status === 401 || SIGN_IN_CODES.has(error.code))) return { code: error.code, message: error.message };
+    if (error instanceof ApiError && error.status === 403) return undefined;
+    return { code: error instanceof ApiError ? error.code : "UNAVAILABLE", message: (error as Error).message };
+  }
+  return undefined;
+}
+
+export function App() {
+  const [session, setSession] = useState<Session>();
+  const [error, setError] = useState<SessionEnd>();
+  const [busy, setBusy] = useState(false);
+
+  const signIn = async (token: string): Promise<void> => {
+    setBusy(true);
+    const refused = await verify(token);
+    setBusy(false);
+    if (refused) {
+      forgetToken();
+      setError(refused);
+      return;
+    }
+    storeToken(token);
+    const identity = decodeIdentity(token) ?? { tenant: "?", sub: "?", permissions: [], expiresAt: undefined };
+    const next = new Session(token, identity, (end) => {
+      forgetToken();
+      setSession(undefined);
+      setError(end);
+    });
+    next.start();
+    setError(undefined);
+    setSession(next);
+  };
+
+  useEffect(() => {
+    const token = takeTokenFromFragment() ?? storedToken();
+    if (token) void signIn(token);
+  }, []);
+
+  if (!session) return <SignIn error={error} busy={busy} onSubmit={(token) => void signIn(token)} />;
+  return (
+    <Shell
+      session={session}
+      onSignOut={() => {
+        session.close();
+        forgetToken();
+        setSession(undefined);
+      }}
+    />
+  );
+}
+
+function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void }) {
+  useObservable(session.connection, session.notices);
+  const offered = VIEWS.filter((v) => v.needs(session.identity));
+  const [view, setView] = useState<View | undefined>(() => viewFromHash());
+  useEffect(() => {
+    const onHash = (): void => setView(viewFromHash());
+    addEventListener("hashchange", onHash);
+    return () => removeEventListener("hashchange", onHash);
+  }, []);
+  const current = offered.find((v) => v.view === view) ?? offered[0];
+  const { identity } = session;
+  return (
+    <div class="shell">
+      <header class="top">
+        <span class="brand">Switchyard</span>
+        <span class="identity" data-tenant={identity.tenant}>
+          tenant <strong>{identity.tenant}</strong> · {identity.sub}
+        </span>
+        <span class="permissions">
+          {identity.permissions.map((p) => (
+            <span class="chip" key={p}>
+              {p}
+            </span>
+          ))}
+        </span>
+        <span class="spacer" />
+        <ConnectionIndicator state={session.connection.state} />
+        <button class="link" type="button" onClick={onSignOut}>
+          Sign out
+        </button>
+      </header>
+      <nav class="tabs">
+        {offered.map((v) => (
+          <a key={v.view} href={`#${v.view}`} class={v === current ? "tab active" : "tab"} data-view={v.view}>
+            {v.label}
+          </a>
+        ))}
+      </nav>
+      {session.notices.message && (
+        <p class="notice" role="alert">
+          {session.notices.message}
+        </p>
+      )}
+      <main class="view" data-current-view={current?.view}>
+        {!current && <p class="empty">This token may not read pools, tasks or workflows.</p>}
+        {current?.view === "pools" && <PoolsView session={session} />}
+        {current?.view === "tasks" && <TasksView session={session} />}
+        {current?.view === "workflows" && <WorkflowsView session={session} />}
+        {current?.view === "events" && <FeedView session={session} />}
+      </main>
+    </div>
+  );
+}

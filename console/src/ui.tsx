@@ -1,0 +1,58 @@
+import type { ComponentChildren } from "preact";
+import { useEffect, useState } from "preact/hooks";
+import type { ConnectionState } from "../../src/client/index.js";
+
+/** The current time, ticking every second: ages ("heartbeat 3 s ago") move on their own. */
+export function useNow(): number {
+  const [now, setNow] = useState(Date.now());
+  useEffect(() => {
+    const timer = setInterval(() => setNow(Date.now()), 1000);
+    return () => clearInterval(timer);
+  }, []);
+  return now;
+}
+
+export function Badge({ status }: { status: string }) {
+  return <span class={`badge badge-${status}`}>{status}</span>;
+}
+
+/** `value` null: no progress reported yet for this attempt. */
+export function ProgressBar({ value, detail }: { value: number | null; detail?: string | null }) {
+  const percent = value === null ? 0 : Math.max(0, Math.min(100, value));
+  return (
+    <div class="progress" title={detail ?? undefined} data-progress={value === null ? "" : String(percent)}>
+      <div class="progress-fill" style={{ width: `${percent}%` }} />
+      <span class="progress-text">{value === null ? "—" : `${Math.round(percent)}%`}</span>
+    </div>
+  );
+}
+
+const CONNECTION_LABELS: Record<ConnectionState, string> = {
+  connecting: "connecting",
+  "catching-up": "catching up",
+  live: "live",
+  reconnecting: "reconnecting",
+  disconnected: "offline",
+};
+
+export function ConnectionIndicator({ state }: { state: ConnectionState }) {
+  return (
+    <span class={`connection connection-${state}`} data-connection={state} role="status" aria-live="polite">
+      <span class="connection-dot" />
+      {CONNECTION_LABELS[state]}
+    </span>
+  );
+}
+
+export function Empty({ children }: { children: ComponentChildren }) {
+  return <p class="empty">{children}</p>;
+}
+
+/** A one-line error under a form or an action. */
+export function ErrorLine({ error }: { error: string | undefined }) {
+  return error ? (
+    <p class="error-line" role="alert">
+      {error}
+    </p>
+  ) : null;
+}

@@ -1,0 +1,164 @@
+import type { RedisClient } from "../jobs/redis-connection.js";
+import { z } from "zod";
+import type { Principal } from "../auth/principal.js";
+import { parseRevocationMember, revocationMember, RevocationList, type Revocation } from "../auth/revocation-list.js";
+import { UnavailableError } from "../errors.js";
+import type { RedisKeys } from "../jobs/redis-keys.js";
+import type { Logger } from "../observability/logger.js";
+import { RevokeRequestSchema } from "../protocol/revocations.js";
+import { parseInput } from "./validation.js";
+
+export interface TokenRevocationOptions {
+  /**
+   * How long a revocation is kept: JWT_MAX_LIFETIME_S + JWT_CLOCK_TOLERANCE_S. By then every token it can refuse
+   * has expired, because no token is accepted for longer than that after its `iat` (or after any moment, without one).
+   */
+  retentionMs: number;
+  /** Every node reads all revocations back this often, in case it missed a message (its subscription was down). */
+  reloadIntervalMs: number;
+  /** How long start() waits for the channel subscription before it carries on (Redis may be down at start). */
+  subscribeTimeoutMs: number;
+}
+
+/** What a node publishes on the revocation channel: the revocation itself. */
+const MessageSchema = z.object({
+  kind: z.enum(["jti", "sub"]),
+  tenantId: z.string().min(1),
+  id: z.string().min(1),
+  at: z.number().finite(),
+});
+
+/**
+ * Token revocations across the cluster. Redis holds them (one sorted set, see RedisKeys.revokedTokens) and
+ * announces each new one on a channel; every node keeps all of them in `list`, loaded at start, kept current by
+ * the channel and read back in full every `reloadIntervalMs`, so that verifying a token never waits on Redis.
+ * Listeners hear of every revocation this node learns, whichever way, once.
+ */
+export class TokenRevocations {
+  readonly list = new RevocationList();
+  private readonly listeners: Array<(revocation: Revocation) => void> = [];
+  private timer: NodeJS.Timeout | undefined;
+  private reloadFailing = false;
+
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly subscriber: RedisClient,
+    private readonly keys: RedisKeys,
+    private readonly logger: Logger,
+    private readonly options: TokenRevocationOptions,
+  ) {}
+
+  onRevoked(listener: (revocation: Revocation) => void): void {
+    this.listeners.push(listener);
+  }
+
+  /**
+   * Revokes `{ jti }` or `{ sub }` in the principal's tenant. Stored, trimmed and announced in one transaction, so
+   * a revocation is never announced without being stored; once this resolves, this node refuses the token too.
+   */
+  async revoke(principal: Principal, body: unknown): Promise<Revocation> {
+    const request = parseInput(RevokeRequestSchema, body);
+    const revocation: Revocation =
+      request.jti !== undefined
+        ? { kind: "jti", tenantId: principal.tenantId, id: request.jti, at: Date.now() }
+        : { kind: "sub", tenantId: principal.tenantId, id: request.sub!, at: Date.now() };
+    const key = this.keys.revokedTokens;
+    let results: Array<[Error | null, unknown]> | null;
+    try {
+      results = await this.redis
+        .multi()
+        // GT: revoking a subject again only ever moves its time forward (nodes' clocks differ a little).
+        .zadd(key, "GT", revocation.at, revocationMember(revocation))
+        .zremrangebyscore(key, "-inf", `(${revocation.at - this.options.retentionMs}`)
+        .pexpire(key, this.options.retentionMs)
+        .publish(this.keys.tokenRevoked, JSON.stringify(revocation))
+        .exec();
+    } catch (error) {
+      this.logger.warn({ err: (error as Error).message }, "cannot store a token revocation");
+      throw new UnavailableError("the revocation cannot be stored now (Redis is unavailable); try again");
+    }
+    const failed = results?.find(([error]) => error !== null)?.[0];
+    if (!results || failed) {
+      this.logger.warn({ err: failed?.message }, "cannot store a token revocation");
+      throw new UnavailableError("the revocation cannot be stored now; try again");
+    }
+    this.apply(revocation);
+    return revocation;
+  }
+
+  /** Subscribes to the channel, then loads every stored revocation (in this order, so that none falls between). */
+  async start(): Promise<void> {
+    const channel = this.keys.tokenRevoked;
+    this.subscriber.on("message", (from: string, message: string) => {
+      if (from === channel) this.receive(message);
+    });
+    // After a reconnection the subscription comes back, but what was announced meanwhile did not arrive: read it back.
+    this.subscriber.on("ready", () => void this.reload());
+    let waiting: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.subscribe(channel).catch((error: unknown) => this.logger.warn({ err: error }, "cannot subscribe to token revocations")),
+      new Promise<void>((resolve) => (waiting = setTimeout(resolve, this.options.subscribeTimeoutMs))),
+    ]);
+    clearTimeout(waiting);
+    await this.reload();
+    this.timer = setInterval(() => void this.reload(), this.options.reloadIntervalMs);
+    this.timer.unref();
+  }
+
+  /**
+   * ioredis writes SUBSCRIBE on a connection that is still running its ready check (SUBSCRIBE is allowed while
+   * Redis loads), and the check's INFO then fails in subscriber mode, leaving the connection deaf. So it waits
+   * for `ready`; ioredis itself subscribes again after every reconnection.
+   */
+  private async subscribe(channel: string): Promise<void> {
+    // Not events.once(): it rejects on the first "error", and a Redis that is down at start emits those until it is up.
+    if (this.subscriber.status !== "ready") await new Promise((resolve) => this.subscriber.once("ready", resolve));
+    await this.subscriber.subscribe(channel);
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.subscriber.quit().catch(() => undefined);
+  }
+
+  private receive(message: string): void {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(message);
+    } catch {
+      parsed = undefined;
+    }
+    const revocation = MessageSchema.safeParse(parsed);
+    if (revocation.success) this.apply(revocation.data);
+    else this.logger.warn({ message: message.slice(0, 200) }, "malformed token revocation message");
+  }
+
+  private apply(revocation: Revocation): void {
+    if (!this.list.add(revocation)) return;
+    for (const listener of this.listeners) {
+      try {
+        listener(revocation);
+      } catch (error) {
+        this.logger.error({ err: error }, "token revocation listener failed");
+      }
+    }
+  }
+
+  /** Reads back every revocation still in force, and forgets the ones past retention. Never throws. */
+  private async reload(): Promise<void> {
+    const cutoff = Date.now() - this.options.retentionMs;
+    try {
+      const flat = await this.redis.zrangebyscore(this.keys.revokedTokens, cutoff, "+inf", "WITHSCORES");
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        const revocation = parseRevocationMember(flat[i]!, Number(flat[i + 1]));
+        if (revocation) this.apply(revocation);
+      }
+      this.reloadFailing = false;
+    } catch (error) {
+      // Once per outage: the reload runs every few seconds, and Redis being down is reported elsewhere too.
+      if (!this.reloadFailing) this.logger.warn({ err: (error as Error).message }, "cannot read token revocations; retrying");
+      this.reloadFailing = true;
+    }
+    this.list.forgetBefore(cutoff);
+  }
+}

@@ -1,0 +1,55 @@
+import assert from "node:assert/strict";
+import { SwitchyardClient, type ConnectionState } from "../src/client/index.js";
+import { freshTenant } from "./support/env.js";
+import { eventually } from "./support/faults.js";
+import { startServer, type ServerProcess } from "./support/server.js";
+import { mintToken } from "./support/tokens.js";
+
+/** The client helper's connection state (what the console's indicator shows), against a real node. */
+
+function watch(client: SwitchyardClient): ConnectionState[] {
+  const states: ConnectionState[] = [client.state];
+  client.onStateChange((state) => states.push(state));
+  return states;
+}
+
+describe("client helper: connection state", () => {
+  let node: ServerProcess;
+  before(async () => {
+    node = await startServer({ NODE_ID: "client-state" });
+  });
+  after(async () => {
+    await node.stop();
+  });
+
+  it("connecting → catching-up → live; a dropped connection: reconnecting → catching-up → live; close(): disconnected", async () => {
+    const client = new SwitchyardClient({ urls: node.url, namespace: "tasks", token: mintToken({ tenant: freshTenant() }), socketOptions: { transports: ["websocket"] } });
+    const states = watch(client);
+    await client.subscribe("tasks", () => undefined);
+    assert.deepEqual(states, ["connecting", "catching-up", "live"]);
+    client.socket.io.engine.close();
+    assert.ok(await eventually(() => states.length >= 6, 20_000, 20), `the reconnect's states: ${states.join(", ")}`);
+    assert.deepEqual(states.slice(3), ["reconnecting", "catching-up", "live"]);
+    assert.equal(client.state, "live");
+    client.close();
+    assert.equal(client.state, "disconnected");
+    assert.equal(states.at(-1), "disconnected");
+  });
+
+  it("a refused token ends in disconnected (socket.io-client does not retry it)", async () => {
+    const client = new SwitchyardClient({ urls: node.url, namespace: "tasks", token: mintToken({ tenant: freshTenant(), ttl: -60 }), socketOptions: { transports: ["websocket"] } });
+    client.onError(() => undefined);
+    const states = watch(client);
+    await assert.rejects(client.subscribe("tasks", () => undefined), (error: Error & { data?: { code?: string } }) => error.data?.code === "TOKEN_EXPIRED");
+    assert.deepEqual(states, ["connecting", "disconnected"]);
+    client.close();
+  });
+
+  it("subscribe with an after that is not a cursor rejects at once with BAD_REQUEST", async () => {
+    const client = new SwitchyardClient({ urls: node.url, namespace: "tasks", token: mintToken({ tenant: freshTenant() }), socketOptions: { transports: ["websocket"] } });
+    await assert.rejects(client.subscribe("tasks", () => undefined, { after: "not-a-cursor" }), (error: Error & { code?: string }) => error.code === "BAD_REQUEST");
+    await client.subscribe("tasks", () => undefined);
+    assert.equal(client.state, "live");
+    client.close();
+  });
+});
