@@ -22,8 +22,13 @@ export class Observable {
 /** Re-renders the calling component whenever one of the observables changes. */
 export function useObservable(...observables: Observable[]): void {
   const [, setTick] = useState(0);
+  const rendered = observables.map((o) => o.version);
   useEffect(() => {
-    const unsubscribe = observables.map((o) => o.subscribe(() => setTick((n) => n + 1)));
+    const rerender = (): void => setTick((n) => n + 1);
+    const unsubscribe = observables.map((o) => o.subscribe(rerender));
+    // Effects run after the browser paints: a change in between (a socket connecting, an ack) reached no
+    // listener, and the view would show the stale state until the next change, possibly forever.
+    if (observables.some((o, i) => o.version !== rendered[i])) rerender();
     return () => unsubscribe.forEach((u) => u());
     // The observables of a session never change while it is shown.
   }, observables);
