@@ -30,10 +30,10 @@ async function cli(port: number, ...args: string[]): Promise<string> {
   return (await run("redis-cli", ["-h", "127.0.0.1", "-p", String(port), ...args])).stdout;
 }
 
-async function until(predicate: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+async function until(predicate: () => boolean | Promise<boolean>, timeoutMs: number, what: string | (() => string)): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === "string" ? what : what()}`);
     await sleep(50);
   }
 }
@@ -136,16 +136,18 @@ describe("Redis Cluster (REDIS_CLUSTER_NODES): sharded pub/sub, tasks, presence,
   });
 
   it("replays the events a client missed, from its cursor", async () => {
-    const socket = await connect(nodeA.url, "pools", { token: admin });
+    // A tenant of its own: the earlier tests' worker may still report into this tenant's `pools` room meanwhile.
+    const owner = mintToken({ tenant: freshTenant("clr"), permissions: ["admin"] });
+    const socket = await connect(nodeA.url, "pools", { token: owner });
     clients.push(socket);
     const first = await subscribe(socket, "pools");
     socket.disconnect();
-    for (let i = 0; i < 5; i++) assert.equal((await api(nodeB.url, "POST", "/api/v1/pools", { token: admin, body: { name: `replay-${i}` } })).status, 201);
-    const again = await connect(nodeB.url, "pools", { token: admin });
+    for (let i = 0; i < 5; i++) assert.equal((await api(nodeB.url, "POST", "/api/v1/pools", { token: owner, body: { name: `replay-${i}` } })).status, 201);
+    const again = await connect(nodeB.url, "pools", { token: owner });
     clients.push(again);
     const recorder = new EventRecorder(again);
     const ack = await subscribe(again, "pools", first.cursor);
-    assert.equal(ack.replayed, 5);
+    assert.equal(ack.replayed, 5, `replayed: ${recorder.events.map((e) => `${e.type}@${e.cursor}`).join(", ")}`);
     assert.deepEqual(recorder.of("pool.created").map((e) => (e.data as { pool: { name: string } }).pool.name), [0, 1, 2, 3, 4].map((i) => `replay-${i}`));
   });
 
@@ -163,24 +165,42 @@ describe("Redis Cluster (REDIS_CLUSTER_NODES): sharded pub/sub, tasks, presence,
 
     let published = 0;
     let publishing = true;
+    // What the publisher got back, by status (or error): a timeout below says whether publishing or delivery stalled.
+    const outcomes = new Map<string, number>();
     const publisher = (async () => {
       while (publishing) {
-        const response = await api(nodeB.url, "POST", "/api/v1/events", { token: admin, body: { type: "deploy.step", namespace: "pools", room, data: { n: published + 1 } } });
-        if (response.status === 202) published++;
+        let outcome: string;
+        try {
+          const response = await api(nodeB.url, "POST", "/api/v1/events", {
+            token: admin,
+            body: { type: "deploy.step", namespace: "pools", room, data: { n: published + 1 } },
+            timeoutMs: 20_000,
+          });
+          if (response.status === 202) published++;
+          outcome = response.status === 202 ? "202" : `${response.status} ${JSON.stringify(response.body).slice(0, 120)}`;
+        } catch (error) {
+          outcome = `error ${(error as Error).message}`;
+        }
+        outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
         await sleep(50);
       }
     })();
-    await until(() => delivered.length >= 10, 20_000, "events before the failover");
+    const diagnosis = (): string => {
+      const seen = live.of("deploy.step").map((e) => (e.data as { n: number }).n);
+      const problems = [nodeA, nodeB].flatMap((node) => node.logs().split("\n").filter((line) => /"level":(40|50|60)/.test(line)).slice(-8));
+      return `published ${published} (${[...outcomes].map(([o, n]) => `${o} ×${n}`).join(", ")}); raw socket saw up to n=${Math.max(0, ...seen)}; client ${delivered.length}; node warnings:\n${problems.join("\n")}`;
+    };
+    await until(() => delivered.length >= 10, 20_000, () => `events before the failover: ${diagnosis()}`);
 
     const owner = await cluster.masterOf(`${PREFIX}:socket.io#/pools#${roomKey(tenant, room)}#`);
     const promoted = await cluster.failover(owner);
     assert.notEqual(promoted.port, owner.port);
     const afterFailover = published;
     // Live delivery resumes: the plain socket sees events published well after the failover.
-    await until(() => live.of("deploy.step").some((e) => (e.data as { n: number }).n > afterFailover + 10), 30_000, "live delivery after the failover");
+    await until(() => live.of("deploy.step").some((e) => (e.data as { n: number }).n > afterFailover + 10), 30_000, () => `live delivery after the failover: ${diagnosis()}`);
     publishing = false;
     await publisher;
-    await until(() => delivered.filter((e) => e.type === "deploy.step").length >= published, 30_000, `all ${published} events through the client`);
+    await until(() => delivered.filter((e) => e.type === "deploy.step").length >= published, 30_000, () => `all ${published} events through the client: ${diagnosis()}`);
 
     const steps = delivered.filter((e) => e.type === "deploy.step");
     assert.deepEqual(steps.map((e) => (e.data as { n: number }).n), Array.from({ length: published }, (_, i) => i + 1), "every event once, in order");
