@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
+import pg from "pg";
 import { RedisKeys } from "../src/jobs/redis-keys.js";
 import { connect, EventRecorder, sleep, subscribe } from "./support/clients.js";
-import { freshTenant, TEST_REDIS_PREFIX, TEST_REDIS_URL } from "./support/env.js";
+import { freshTenant, TEST_DATABASE_URL, TEST_REDIS_PREFIX, TEST_REDIS_URL } from "./support/env.js";
 import { api } from "./support/http.js";
 import { sharedServer } from "./support/shared.js";
 import { submitTask, waitForTask } from "./support/tasks.js";
@@ -43,6 +44,27 @@ describe("tasks", () => {
     assert.equal(stored.attempts, 1);
     assert.match(stored.workerId, /^embedded@/);
     assert.deepEqual(final, stored);
+  });
+
+  it("numbers a task's events in order where the outbox ids gain a digit (999 → 1000)", async () => {
+    // The outbox ids of task.created and task.queued straddle the next power of ten: ordered as text, they swapped.
+    const db = new pg.Client({ connectionString: TEST_DATABASE_URL });
+    await db.connect();
+    try {
+      const { rows } = await db.query<{ last: string }>(`SELECT last_value::text AS last FROM "Outbox_id_seq"`);
+      const next = 10n ** BigInt(rows[0]!.last.length);
+      await db.query(`SELECT setval('"Outbox_id_seq"', $1::bigint)`, [String(next - 2n)]);
+    } finally {
+      await db.end();
+    }
+    const token = mintToken({ tenant: freshTenant() });
+    const task = await submitTask(server.url, token, { type: "echo" });
+    await waitForTask(server.url, token, task.id, ["completed"]);
+    const history = await api(server.url, "GET", `/api/v1/events?namespace=tasks&room=task:${task.id}`, { token });
+    assert.deepEqual(
+      history.body.items.map((e: { type: string }) => e.type),
+      ["task.created", "task.queued", "task.assigned", "task.started", "task.completed"],
+    );
   });
 
   it("delivers a task's events to task:<id> and pool:<poolId> too, and task.assigned to /pools", async () => {

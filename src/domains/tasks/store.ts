@@ -91,7 +91,9 @@ export async function insertQueuedTask(
        ORDER BY e.n
        RETURNING "id"
      )
-     SELECT i.*, ARRAY(SELECT "id"::text FROM staged ORDER BY "id") AS "outboxIds" FROM inserted i`,
+     -- Ordered as numbers, then cast: "id"::text in the select list would make ORDER BY "id" sort the text, and
+     -- at 999 → 1000 a task's events would be numbered in reverse.
+     SELECT i.*, ARRAY(SELECT "id" FROM staged ORDER BY "id")::text[] AS "outboxIds" FROM inserted i`,
     [
     extra.id ?? randomUUID(),
     tenantId,
@@ -176,7 +178,7 @@ export async function writeTransition(
        ORDER BY e.n
        RETURNING "id"
      )
-     SELECT u.*, ARRAY(SELECT "id"::text FROM staged ORDER BY "id") AS "outboxIds" FROM updated u`,
+     SELECT u.*, ARRAY(SELECT "id" FROM staged ORDER BY "id")::text[] AS "outboxIds" FROM updated u`,
     params,
   );
   const row = rows[0];
