@@ -165,6 +165,7 @@ export class App {
       nodeId: config.nodeId,
       heartbeatIntervalMs: config.workers.heartbeatIntervalMs,
       heartbeatTimeoutMs: config.workers.heartbeatTimeoutMs,
+      maxPayloadBytes: config.limits.maxPayloadBytes,
       disconnectGraceMs: config.workers.disconnectGraceMs,
       sweepIntervalMs: Math.min(1000, config.workers.heartbeatTimeoutMs),
       aggregateDelayMs: 500,
@@ -239,6 +240,8 @@ export class App {
         backoffMs: config.tasks.backoffMs,
         lockDurationMs: config.tasks.lockDurationMs,
         stalledIntervalMs: Math.max(1000, Math.floor(config.tasks.lockDurationMs / 2)),
+        // A result is stored and sent to every subscriber: the same bound as what the node accepts from a socket.
+        maxPayloadBytes: () => config.limits.maxPayloadBytes,
         syncIntervalMs: 2000,
       });
       const worker = embedded;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { findJsonProblem, findJsonTextDepthProblem, isStorableText, MAX_JSON_DEPTH } from "../src/protocol/json-safety.js";
+import { findJsonProblem, findJsonTextDepthProblem, isStorableText, MAX_JSON_DEPTH, toStorableText } from "../src/protocol/json-safety.js";
 
 // The JSON input rules on their own: no server, no I/O. The seed is printed so that a failure can be replayed
 // with FUZZ_SEED (fast-check also prints the counterexample and its seed).
@@ -143,5 +143,28 @@ describe("JSON input rules (src/protocol/json-safety.ts)", () => {
 
   it("does not walk binary attachments key by key", () => {
     assert.equal(findJsonProblem({ file: Buffer.alloc(1_000_000) }), undefined);
+  });
+
+  it("toStorableText makes any UTF-16 text storable and short enough, and leaves storable short text alone", () => {
+    const anyUtf16 = fc.array(fc.integer({ min: 0, max: 0xffff }), { maxLength: 80 }).map((units) => String.fromCharCode(...units));
+    fc.assert(
+      fc.property(anyUtf16, fc.integer({ min: 1, max: 60 }), (text, max) => {
+        const out = toStorableText(text, max);
+        assert.ok(isStorableText(out), JSON.stringify(out));
+        assert.ok(out.length <= max, `${out.length} > ${max}`);
+        if (isStorableText(text) && text.length <= max) assert.equal(out, text);
+        // Only replaced, or cut at the end: what is kept is the cleaned text's beginning.
+        const cleaned = toStorableText(text, Infinity);
+        assert.equal(cleaned.length, text.length);
+        if (cleaned.length <= max) assert.equal(out, cleaned);
+        else assert.ok(out.endsWith("…") && cleaned.startsWith(out.slice(0, -1)), JSON.stringify({ text, out }));
+      }),
+      { seed, numRuns },
+    );
+    assert.equal(toStorableText("a\u0000b\ud800c\udc00", 100), "a\ufffdb\ufffdc\ufffd");
+    assert.equal(toStorableText("abcdef", 4), "abc…");
+    // A cut never leaves half of a surrogate pair behind.
+    assert.equal(toStorableText("ab\ud83d\ude00cd", 4), "ab…");
+    assert.equal(toStorableText("\ud83d\ude00", 2), "\ud83d\ude00");
   });
 });

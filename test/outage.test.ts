@@ -21,7 +21,8 @@ import {
   startPrivateRedis,
 } from "./support/private-services.js";
 import { api } from "./support/http.js";
-import { serverProblems, startServer, type ServerProcess } from "./support/server.js";
+import { serverProblems, startServer, startWorker, type ServerProcess } from "./support/server.js";
+import { submitTask, waitForTask } from "./support/tasks.js";
 import { mintToken } from "./support/tokens.js";
 
 /** Tasks that did not complete, by status (every accepted task must end `completed` after an outage). */
@@ -189,5 +190,46 @@ describe("faults: outages", function () {
     await redis.start();
     console.log(`      Redis back, empty, after ${Date.now() - down} ms`);
     await checkAfterRestart({ nodes, submitter, tenant, db, watch: w, probeKey: `redisout-probe-${tenant}`, label: "outage: Redis restarted empty", accepted: 151 });
+  });
+
+  it("a standalone worker that connects while PostgreSQL is down waits, and registers when it is back", async function () {
+    const unavailable = privatePostgresUnavailable();
+    if (unavailable) {
+      console.log(`      skipped: ${unavailable}`);
+      this.skip();
+    }
+    const postgres = await startPrivatePostgres();
+    const prefix = `${TEST_REDIS_PREFIX}-pgreg`;
+    nodes = [await startServer({ DATABASE_URL: postgres.url, REDIS_PREFIX: prefix, NODE_ID: "pgreg-a", DEPENDENCY_TIMEOUT_MS: "1000" })];
+    const [node] = nodes;
+    const tenant = freshTenant("pgreg");
+    const token = mintToken({ tenant });
+    const created = await api(node!.url, "POST", "/api/v1/pools", { token, body: { name: "night-shift" } });
+    assert.equal(created.status, 201);
+    const poolId = created.body.pool.id as string;
+
+    await postgres.stop();
+    const worker = startWorker({
+      token: mintToken({ tenant, permissions: ["pools:work"], poolId }),
+      poolId,
+      urls: [node!.url],
+      env: { REDIS_PREFIX: prefix, WORKER_ID: "w-patient" },
+    });
+    const refusedNow = (): number => (worker.logs().match(/cannot register this worker now/g) ?? []).length;
+    assert.ok(await eventually(() => refusedNow() >= 2, 20_000), `refused for now, twice:\n${worker.logs()}`);
+    assert.equal(worker.process.exitCode, null, "still running");
+    assert.match(worker.logs(), /"code":"UNAVAILABLE"/);
+
+    await postgres.start();
+    assert.ok(await eventually(() => /"msg":"registered"/.test(worker.logs()), 30_000), `registered once PostgreSQL is back:\n${worker.logs()}`);
+    const pool = await api(node!.url, "GET", `/api/v1/pools/${poolId}`, { token });
+    assert.deepEqual(
+      (pool.body.pool.workers as Array<{ id: string; status: string }>).map((w) => [w.id, w.status]),
+      [["w-patient", "idle"]],
+    );
+    const task = await submitTask(node!.url, token, { type: "echo", poolId, payload: { after: "outage" } });
+    const done = await waitForTask(node!.url, token, task.id, ["completed", "failed"], 20_000);
+    assert.equal(done.workerId, "w-patient");
+    await worker.stop();
   });
 });

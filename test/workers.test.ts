@@ -87,6 +87,41 @@ describe("pool workers", () => {
     assert.equal(elsewhere.status, 400, "registered for its own pool only");
   });
 
+  it("a result it cannot send fails the task with RESULT_INVALID, and messy errors and progress are cleaned, on one connection", async () => {
+    const tenant = freshTenant();
+    const token = mintToken({ tenant });
+    const poolId = await createPool(server.url, token, "awkward");
+    const worker = startWorker({ token: mintToken({ tenant, permissions: ["pools:work"], poolId }), poolId, urls: [server.url], args: ["--handlers", "test/fixtures/awkward-handlers.ts"] });
+    await worker.connected();
+    await sleep(300);
+    const run = async (type: string) => waitForTask(server.url, token, (await submitTask(server.url, token, { type, poolId, maxAttempts: 3 })).id, ["completed", "failed"], 20_000);
+    const [surrogate, bigint, huge, messy, progress] = await Promise.all(["lone-surrogate-result", "bigint-result", "huge-result", "messy-error", "messy-progress"].map(run));
+    for (const [task, problem] of [
+      [surrogate, /the handler's result at text must not contain lone UTF-16 surrogates/],
+      [bigint, /the handler's result is not JSON: .*BigInt/],
+      [huge, /the handler's result is 2097154 bytes of JSON; the server takes at most 1044480/],
+    ] as const) {
+      assert.equal(task!.status, "failed", JSON.stringify(task));
+      assert.equal(task!.error?.code, "RESULT_INVALID");
+      assert.match(task!.error!.message, problem);
+      assert.equal(task!.attempts, 1, "not retried: the same handler would return the same");
+    }
+    assert.equal(messy!.status, "failed");
+    assert.equal(messy!.error?.code, "HANDLER_ERROR");
+    assert.equal(messy!.attempts, 3, "a handler error is retried as usual");
+    assert.ok(messy!.error!.message.startsWith("bad\ufffdnews \ufffd yyy") && messy!.error!.message.endsWith("…"), messy!.error!.message.slice(0, 40));
+    assert.equal(messy!.error!.message.length, 4000);
+    assert.equal(progress!.status, "completed");
+    assert.equal(progress!.result, "done");
+    const events = await api(server.url, "GET", `/api/v1/events?namespace=tasks&room=task:${progress!.id}`, { token });
+    const reported = (events.body.items as Array<{ type: string; data: { progress?: number; detail?: string } }>).find((e) => e.type === "task.progress");
+    assert.equal(reported?.data.progress, 0);
+    assert.match(reported?.data.detail ?? "", /^half\ufffddone z+…$/);
+    // All of it on the connection it started with: nothing was refused, nothing cut the connection.
+    assert.equal((worker.logs().match(/"msg":"connected"/g) ?? []).length, 1, worker.logs());
+    assert.equal(worker.process.exitCode, null);
+  });
+
   it("kill -9: the worker becomes offline exactly once, and its in-flight task is retried by another worker", async () => {
     const tenant = freshTenant();
     const token = mintToken({ tenant });

@@ -131,6 +131,8 @@ export interface WorkerWelcome {
   poolId: string;
   heartbeatIntervalMs: number;
   heartbeatTimeoutMs: number;
+  /** The largest message the node takes (MAX_PAYLOAD_BYTES): a bigger report would cut the connection. */
+  maxPayloadBytes: number;
 }
 
 export interface PoolsClientEvents extends RoomClientEvents {

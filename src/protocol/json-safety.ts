@@ -54,6 +54,21 @@ export function isStorableText(text: string): boolean {
   return textProblem(text) === undefined;
 }
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/**
+ * `text` made storable and at most `max` UTF-16 units long: NUL and lone surrogates become U+FFFD, and a cut
+ * ends in "…" without splitting a surrogate pair. For text a program produced (an exception's message) that must
+ * reach the server whatever it holds; text a person sent is refused instead (findJsonProblem).
+ */
+export function toStorableText(text: string, max: number): string {
+  const clean = text.replaceAll("\u0000", "\uFFFD").replace(LONE_SURROGATE, "\uFFFD");
+  if (clean.length <= max) return clean;
+  let cut = clean.slice(0, Math.max(0, max - 1));
+  if (/[\uD800-\uDBFF]$/.test(cut)) cut = cut.slice(0, -1);
+  return `${cut}…`;
+}
+
 function depthMessage(maxDepth: number): string {
   return `must not nest arrays and objects more than ${maxDepth} levels deep`;
 }

@@ -5,7 +5,7 @@ import { builtinHandlers } from "./handlers.js";
 import { PoolWorker, type PoolWorkerOptions } from "./pool-worker.js";
 
 export interface EmbeddedWorkersOptions
-  extends Pick<PoolWorkerOptions, "connection" | "keys" | "reporter" | "logger" | "failures" | "concurrency" | "backoffMs" | "lockDurationMs" | "stalledIntervalMs"> {
+  extends Pick<PoolWorkerOptions, "connection" | "keys" | "reporter" | "logger" | "failures" | "concurrency" | "backoffMs" | "lockDurationMs" | "stalledIntervalMs" | "maxPayloadBytes"> {
   nodeId: string;
   /** Plain command client, for the tenant registry. */
   redis: RedisClient;

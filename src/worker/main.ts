@@ -18,7 +18,7 @@ import { CancellationListener } from "./cancellations.js";
 import { loadWorkerConfig, WorkerConfigError, type WorkerConfig } from "./config.js";
 import { builtinHandlers, type TaskHandler } from "./handlers.js";
 import { PoolWorker } from "./pool-worker.js";
-import { SocketTaskReporter } from "./socket-reporter.js";
+import { RETRYABLE_CODES, SocketTaskReporter } from "./socket-reporter.js";
 import { RedisKeys } from "../jobs/redis-keys.js";
 
 const VERSION = "0.1.0";
@@ -90,6 +90,16 @@ let heartbeat: NodeJS.Timeout | undefined;
 
 /** How long a status the server refused for now (RATE_LIMITED) waits before it is sent again. */
 const STATUS_RETRY_MS = 1000;
+/** The server's default MAX_PAYLOAD_BYTES, until its `worker.welcome` says what the node takes. */
+let maxPayloadBytes = 1_048_576;
+/** Registrations refused for now in a row (PostgreSQL down on the server): the wait before the next grows. */
+let refusalsForNow = 0;
+/** After the server closed the connection: how long to wait before coming back. */
+function reconnectDelayMs(): number {
+  if (refusalsForNow === 0) return 2000;
+  const base = Math.min(15_000, 1000 * 2 ** (refusalsForNow - 1));
+  return Math.round(base * (0.8 + Math.random() * 0.4)); // jitter: a fleet of workers does not come back in step
+}
 
 function sendStatus(): void {
   if (!socket.connected) return; // sent again on the next connect
@@ -121,12 +131,22 @@ socket.on("connect", () => {
   sendStatus();
 });
 socket.on("worker.welcome", (welcome: WorkerWelcome) => {
+  if (refusalsForNow > 0) logger.info({ pool: config.poolId }, "registered");
+  refusalsForNow = 0;
+  // Older servers do not say: keep the default.
+  if (typeof welcome.maxPayloadBytes === "number" && welcome.maxPayloadBytes > 0) maxPayloadBytes = welcome.maxPayloadBytes;
   clearInterval(heartbeat);
   heartbeat = setInterval(() => {
     if (socket.connected) socket.timeout(5000).emitWithAck("worker.heartbeat", {}).catch(() => undefined);
   }, welcome.heartbeatIntervalMs);
 });
 socket.on("worker.rejected", (error: { code: string; message: string }) => {
+  // "Not now" (the server's PostgreSQL is down, say): the same registration will be welcome later, as reports are.
+  if (RETRYABLE_CODES.has(error.code)) {
+    refusalsForNow++;
+    logger.warn({ error, attempt: refusalsForNow }, "the server cannot register this worker now; trying again");
+    return; // the server closes the connection; the disconnect handler comes back after reconnectDelayMs()
+  }
   logger.fatal({ error }, "the server refused this worker");
   process.exit(1);
 });
@@ -141,10 +161,10 @@ socket.on("connect_error", (error: Error & { data?: { code?: string } }) => {
 });
 socket.on("disconnect", (reason) => {
   logger.warn({ reason }, "disconnected; reconnecting");
-  // The server closed this connection (it kept sending over its event rate): socket.io-client does not come back by
-  // itself after that, so reconnect after a pause. Token expiry and refusal also end in this reason, but they have
-  // made the process exit already.
-  if (reason === "io server disconnect") setTimeout(() => socket.connect(), 2000).unref();
+  // The server closed this connection (it kept sending over its event rate, or could not register the worker now):
+  // socket.io-client does not come back by itself after that, so reconnect after a pause. Token expiry and final
+  // refusals also end in this reason, but they have made the process exit already.
+  if (reason === "io server disconnect") setTimeout(() => socket.connect(), reconnectDelayMs()).unref();
 });
 socket.on("session.expired", () => {
   logger.fatal("token expired; mint a new one");
@@ -182,6 +202,7 @@ const worker = new PoolWorker({
   backoffMs: config.backoffMs,
   lockDurationMs: config.lockDurationMs,
   stalledIntervalMs: Math.max(1000, Math.floor(config.lockDurationMs / 2)),
+  maxPayloadBytes: () => maxPayloadBytes,
 });
 cancellations.add(worker);
 worker.on("status", (next: "idle" | "busy") => setStatus(next));

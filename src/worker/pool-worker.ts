@@ -4,8 +4,10 @@ import type { RedisClient } from "../jobs/redis-connection.js";
 import type { FailureReporter } from "../dependencies/status.js";
 import { RedisKeys } from "../jobs/redis-keys.js";
 import type { Logger } from "../observability/logger.js";
+import { toStorableText } from "../protocol/json-safety.js";
 import { formatLease, type TaskError, type TaskJobData, type TaskReport, type TaskReportReply } from "../protocol/tasks.js";
 import { NonRetryableError, type TaskHandler } from "./handlers.js";
+import { sendableResult } from "./sendable-result.js";
 
 /** The queue a report is about: the server applies it only to that tenant's pool. */
 export interface ReportScope {
@@ -44,7 +46,13 @@ export interface PoolWorkerOptions {
   stalledIntervalMs: number;
   /** Minimum time between two progress reports of one task. */
   progressIntervalMs?: number;
+  /** The largest message the server takes (its MAX_PAYLOAD_BYTES, told in `worker.welcome`): bounds a result. */
+  maxPayloadBytes: () => number;
 }
+
+/** The longest texts a report may carry (the server's task report schema): longer ones are cut, not refused. */
+const MAX_ERROR_MESSAGE = 4000;
+const MAX_PROGRESS_DETAIL = 1000;
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
@@ -58,6 +66,8 @@ class TaskCancelledError extends Error {
     super("cancelled");
   }
 }
+/** The handler's result cannot be sent (see sendableResult): the attempt fails, and another would do the same. */
+class InvalidResultError extends Error {}
 
 function rejectOnAbort(signal: AbortSignal): Promise<never> {
   return new Promise((_, reject) => {
@@ -163,8 +173,10 @@ export class PoolWorker extends EventEmitter {
         const context = { taskId, attempt, signal: controller.signal, progress: progress.push };
         const result = await Promise.race([handler(payload, context), rejectOnAbort(controller.signal)]);
         await progress.flush();
-        await report({ taskId, kind: "completed", result: result ?? null });
-        return result;
+        const sendable = sendableResult(result, this.options.maxPayloadBytes());
+        if (!sendable.ok) throw new InvalidResultError(`the handler's result ${sendable.problem}`);
+        await report({ taskId, kind: "completed", result: sendable.value });
+        return sendable.value;
       } catch (error) {
         await progress.flush();
         throw await this.reportFailure(error, { taskId, attempt, retriesLeft, report });
@@ -187,14 +199,19 @@ export class PoolWorker extends EventEmitter {
       await report({ taskId, kind: "cancelled" });
       return new UnrecoverableError("cancelled");
     }
+    // A handler's message may hold anything (a NUL, half of a surrogate pair, a whole stack): the report must be
+    // storable, or the server would refuse it for good and the task would wait for the reconciler.
+    const message = toStorableText(error instanceof Error ? error.message : String(error), MAX_ERROR_MESSAGE);
     const taskError: TaskError =
       error instanceof TaskTimeoutError
-        ? { code: "TIMEOUT", message: error.message, retryable: true }
-        : {
-            code: "HANDLER_ERROR",
-            message: error instanceof Error ? error.message : String(error),
-            retryable: !(error instanceof NonRetryableError || error instanceof UnrecoverableError),
-          };
+        ? { code: "TIMEOUT", message, retryable: true }
+        : error instanceof InvalidResultError
+          ? { code: "RESULT_INVALID", message, retryable: false }
+          : {
+              code: "HANDLER_ERROR",
+              message,
+              retryable: !(error instanceof NonRetryableError || error instanceof UnrecoverableError),
+            };
     if (taskError.retryable && retriesLeft) {
       const nextAttemptInMs = this.options.backoffMs * 2 ** (attempt - 1);
       await report({ taskId, kind: "retrying", attempt, error: taskError, nextAttemptInMs });
@@ -237,7 +254,9 @@ export class PoolWorker extends EventEmitter {
     };
     return {
       push: (percent: number, detail?: string): void => {
-        pending = { progress: Math.max(0, Math.min(100, percent)), ...(detail === undefined ? {} : { detail }) };
+        // NaN is not a percentage (the server would refuse the report): 0 says "started" at least.
+        const progress = Number.isFinite(percent) ? Math.max(0, Math.min(100, percent)) : 0;
+        pending = { progress, ...(detail === undefined ? {} : { detail: toStorableText(String(detail), MAX_PROGRESS_DETAIL) }) };
         schedule();
       },
       flush: async (): Promise<void> => {

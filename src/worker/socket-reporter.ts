@@ -4,12 +4,11 @@ import type { TaskReport, TaskReportReply } from "../protocol/tasks.js";
 import type { Ack } from "../protocol/events.js";
 import { ReportNotDelivered, type ReportScope, type TaskReporter } from "./pool-worker.js";
 
-
 /** A pool worker's connection to /pools, typed with the protocol's maps (socket.io-client: listen, then emit). */
 export type WorkerSocket = Socket<PoolsServerEvents, PoolsClientEvents>;
 
-/** Error codes with which the server says "not now" rather than "no": the report is sent again. */
-const RETRYABLE_CODES = new Set(["UNAVAILABLE", "INTERNAL", "RATE_LIMITED"]);
+/** Error codes with which the server says "not now" rather than "no": the report (or registration) is sent again. */
+export const RETRYABLE_CODES = new Set(["UNAVAILABLE", "INTERNAL", "RATE_LIMITED"]);
 
 /**
  * Reports tasks to the server over the worker's Socket.IO connection, one delivery per call. A delivery that

@@ -18,6 +18,8 @@ export interface WorkerServiceOptions {
   nodeId: string;
   heartbeatIntervalMs: number;
   heartbeatTimeoutMs: number;
+  /** Told to workers in `worker.welcome`, so that they never send a report the node would drop them for. */
+  maxPayloadBytes: number;
   disconnectGraceMs: number;
   /** How often each node looks for workers whose presence expired. */
   sweepIntervalMs: number;
@@ -119,6 +121,7 @@ export class WorkerService {
       poolId,
       heartbeatIntervalMs: this.options.heartbeatIntervalMs,
       heartbeatTimeoutMs: this.options.heartbeatTimeoutMs,
+      maxPayloadBytes: this.options.maxPayloadBytes,
     };
   }
 
