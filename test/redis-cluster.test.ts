@@ -207,4 +207,38 @@ describe("Redis Cluster (REDIS_CLUSTER_NODES): sharded pub/sub, tasks, presence,
     const seqs = delivered.map(seqOf);
     for (let i = 1; i < seqs.length; i++) assert.equal(seqs[i], seqs[i - 1]! + 1, "consecutive cursors");
   });
+  it("fails the same shard over back and forth; live delivery resumes each time", async () => {
+    const room = "pool:default";
+    const raw = await connect(nodeA.url, "pools", { token: admin });
+    clients.push(raw);
+    const live = new EventRecorder(raw);
+    await subscribe(raw, room);
+    let published = 0;
+    let publishing = true;
+    const publisher = (async () => {
+      while (publishing) {
+        try {
+          const response = await api(nodeB.url, "POST", "/api/v1/events", { token: admin, body: { type: "flip.step", namespace: "pools", room, data: { n: published + 1 } }, timeoutMs: 20_000 });
+          if (response.status === 202) published++;
+        } catch {
+          // counted by what the socket sees
+        }
+        await sleep(50);
+      }
+    })();
+    const maxSeen = (): number => Math.max(0, ...live.of("flip.step").map((e) => (e.data as { n: number }).n));
+    try {
+      for (let round = 1; round <= 3; round++) {
+        const owner = await cluster.masterOf(`${PREFIX}:socket.io#/pools#${roomKey(tenant, room)}#`);
+        await cluster.failover(owner);
+        const at = published;
+        await until(() => maxSeen() > at + 5, 30_000, () => `delivery after failover ${round}: published ${published}, the socket saw up to ${maxSeen()}`);
+        // The masters refuse to vote for another failover of this shard within twice the node timeout.
+        await sleep(4500);
+      }
+    } finally {
+      publishing = false;
+      await publisher;
+    }
+  });
 });

@@ -462,12 +462,28 @@ export async function startPrivateRedisCluster(masters = 3, replicasPerMaster = 
     const replicaLine = lines.find((line) => line.includes(` slave ${myId} `) || line.includes(`slave ${myId}`));
     if (!replicaLine) throw new Error(`master on port ${master.port} has no replica`);
     const replica = byPort(Number(/:(\d+)@/.exec(replicaLine)![1]));
-    await cli(replica.port, "cluster", "failover");
+    // A replica still syncing (a master demoted a moment ago re-syncs) does not take over: wait for its link.
     await waitUntil(
-      async () => (await cli(replica.port, "info", "replication")).includes("role:master") && (await cli(master.port, "info", "replication")).includes("role:slave"),
+      async () => {
+        const info = await cli(replica.port, "info", "replication");
+        return info.includes("master_link_status:up") && info.includes("master_sync_in_progress:0");
+      },
       30_000,
-      `the replica on port ${replica.port} to take over from ${master.port}`,
+      `the replica on port ${replica.port} to be in sync`,
     );
+    const tookOver = async (): Promise<boolean> =>
+      (await cli(replica.port, "info", "replication")).includes("role:master") && (await cli(master.port, "info", "replication")).includes("role:slave");
+    // A manual failover gives up after a few seconds when the masters will not vote yet (they refuse a second
+    // failover of the same shard within twice the node timeout): ask again.
+    for (let attempt = 1; ; attempt++) {
+      await cli(replica.port, "cluster", "failover");
+      try {
+        await waitUntil(tookOver, 10_000, `the replica on port ${replica.port} to take over from ${master.port} (attempt ${attempt})`);
+        break;
+      } catch (error) {
+        if (attempt === 3) throw error;
+      }
+    }
     await waitUntil(async () => (await cli(replica.port, "cluster", "info")).includes("cluster_state:ok"), 30_000, "cluster_state:ok after the failover");
     return replica;
   };
