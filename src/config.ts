@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { z } from "zod";
 import { parseClusterNodes, type RedisTarget } from "./jobs/redis-connection.js";
+import { DEFAULT_MAX_PAYLOAD_BYTES } from "./protocol/tasks.js";
 
 /** The only reader of process.env for the server: everything else receives a validated Config. */
 export interface Config {
@@ -126,7 +127,7 @@ const EnvSchema = z.object({
   NODE_ENV: z.string().optional(),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   LOG_FORMAT: z.enum(["json", "pretty"]).optional(),
-  MAX_PAYLOAD_BYTES: positiveInt.default(1_048_576),
+  MAX_PAYLOAD_BYTES: positiveInt.default(DEFAULT_MAX_PAYLOAD_BYTES),
   MAX_ROOMS_PER_SOCKET: positiveInt.default(1000),
   MAX_SOCKET_BUFFER_BYTES: positiveInt.min(4096, "must be at least 4096").default(1_048_576),
   MAX_CONNECTIONS_PER_TENANT: positiveInt.default(10_000),

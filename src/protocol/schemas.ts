@@ -6,7 +6,7 @@ import { z } from "zod";
 import { isStorableText } from "./json-safety.js";
 import { NAMESPACES } from "./namespaces.js";
 import { BUILTIN_EVENT_PREFIXES, isBuiltinEventType, MAX_PUBLISHED_TYPE_LENGTH, PUBLISHED_TYPE_PATTERN } from "./publish.js";
-import { leaseLockToken, type TaskReport } from "./tasks.js";
+import { leaseLockToken, MAX_PROGRESS_DETAIL, MAX_TASK_ERROR_MESSAGE, type TaskReport } from "./tasks.js";
 
 /**
  * Text PostgreSQL can store (no NUL, no lone surrogate). Payloads from the wire have met these rules already
@@ -14,7 +14,7 @@ import { leaseLockToken, type TaskReport } from "./tasks.js";
  */
 export const storableText = (max: number) => z.string().max(max).refine(isStorableText, "must not contain NUL characters or lone UTF-16 surrogates");
 
-const TaskErrorSchema = z.object({ message: storableText(4000), code: storableText(64), retryable: z.boolean() });
+const TaskErrorSchema = z.object({ message: storableText(MAX_TASK_ERROR_MESSAGE), code: storableText(64), retryable: z.boolean() });
 const taskId = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/);
 const attempt = z.number().int().min(1).max(1000);
 const lease = z.string().min(3).max(300).refine((value) => leaseLockToken(value) !== null, "must be <lock token>#<attempt>");
@@ -23,7 +23,7 @@ const lease = z.string().min(3).max(300).refine((value) => leaseLockToken(value)
 export const TaskReportSchema: z.ZodType<TaskReport> = z.discriminatedUnion("kind", [
   z.object({ taskId, lease, kind: z.literal("assigned"), attempt, workerId: z.string().min(1).max(200) }),
   z.object({ taskId, lease, kind: z.literal("started"), attempt, workerId: z.string().min(1).max(200).optional() }),
-  z.object({ taskId, lease, kind: z.literal("progress"), progress: z.number().min(0).max(100), detail: storableText(1000).optional() }),
+  z.object({ taskId, lease, kind: z.literal("progress"), progress: z.number().min(0).max(100), detail: storableText(MAX_PROGRESS_DETAIL).optional() }),
   z.object({ taskId, lease, kind: z.literal("retrying"), attempt, error: TaskErrorSchema, nextAttemptInMs: z.number().int().min(0) }),
   z.object({ taskId, lease, kind: z.literal("completed"), result: z.json() }),
   z.object({ taskId, lease, kind: z.literal("failed"), attempt, error: TaskErrorSchema }),

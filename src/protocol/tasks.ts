@@ -9,6 +9,12 @@ export function isTerminal(status: string): boolean {
 
 export const BUILTIN_TASK_TYPES = ["echo", "sleep", "fail"] as const;
 
+/** The longest texts a task report may carry: the server refuses longer ones, and workers cut theirs to fit. */
+export const MAX_TASK_ERROR_MESSAGE = 4000;
+export const MAX_PROGRESS_DETAIL = 1000;
+/** MAX_PAYLOAD_BYTES when a node does not set it: the largest message it takes from a socket. */
+export const DEFAULT_MAX_PAYLOAD_BYTES = 1_048_576;
+
 export interface TaskError {
   message: string;
   /** TIMEOUT, CANCELLED, HANDLER_ERROR, UNKNOWN_TYPE, WORKER_LOST … */

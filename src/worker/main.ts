@@ -13,6 +13,7 @@ import { closeRedis, createRedisClient } from "../dependencies/redis-clients.js"
 import { DependencyStatus } from "../dependencies/status.js";
 import { createLogger } from "../observability/logger.js";
 import type { ReportedWorkerStatus, WorkerWelcome } from "../protocol/events.js";
+import { DEFAULT_MAX_PAYLOAD_BYTES } from "../protocol/tasks.js";
 import type { WorkerSocket } from "./socket-reporter.js";
 import { CancellationListener } from "./cancellations.js";
 import { loadWorkerConfig, WorkerConfigError, type WorkerConfig } from "./config.js";
@@ -90,8 +91,8 @@ let heartbeat: NodeJS.Timeout | undefined;
 
 /** How long a status the server refused for now (RATE_LIMITED) waits before it is sent again. */
 const STATUS_RETRY_MS = 1000;
-/** The server's default MAX_PAYLOAD_BYTES, until its `worker.welcome` says what the node takes. */
-let maxPayloadBytes = 1_048_576;
+/** The server's default, until its `worker.welcome` says what the node takes. */
+let maxPayloadBytes = DEFAULT_MAX_PAYLOAD_BYTES;
 /** Registrations refused for now in a row (PostgreSQL down on the server): the wait before the next grows. */
 let refusalsForNow = 0;
 /** After the server closed the connection: how long to wait before coming back. */

@@ -5,7 +5,15 @@ import type { FailureReporter } from "../dependencies/status.js";
 import { RedisKeys } from "../jobs/redis-keys.js";
 import type { Logger } from "../observability/logger.js";
 import { toStorableText } from "../protocol/json-safety.js";
-import { formatLease, type TaskError, type TaskJobData, type TaskReport, type TaskReportReply } from "../protocol/tasks.js";
+import {
+  formatLease,
+  MAX_PROGRESS_DETAIL,
+  MAX_TASK_ERROR_MESSAGE,
+  type TaskError,
+  type TaskJobData,
+  type TaskReport,
+  type TaskReportReply,
+} from "../protocol/tasks.js";
 import { NonRetryableError, type TaskHandler } from "./handlers.js";
 import { sendableResult } from "./sendable-result.js";
 
@@ -49,10 +57,6 @@ export interface PoolWorkerOptions {
   /** The largest message the server takes (its MAX_PAYLOAD_BYTES, told in `worker.welcome`): bounds a result. */
   maxPayloadBytes: () => number;
 }
-
-/** The longest texts a report may carry (the server's task report schema): longer ones are cut, not refused. */
-const MAX_ERROR_MESSAGE = 4000;
-const MAX_PROGRESS_DETAIL = 1000;
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
@@ -201,7 +205,7 @@ export class PoolWorker extends EventEmitter {
     }
     // A handler's message may hold anything (a NUL, half of a surrogate pair, a whole stack): the report must be
     // storable, or the server would refuse it for good and the task would wait for the reconciler.
-    const message = toStorableText(error instanceof Error ? error.message : String(error), MAX_ERROR_MESSAGE);
+    const message = toStorableText(error instanceof Error ? error.message : String(error), MAX_TASK_ERROR_MESSAGE);
     const taskError: TaskError =
       error instanceof TaskTimeoutError
         ? { code: "TIMEOUT", message, retryable: true }
@@ -255,7 +259,8 @@ export class PoolWorker extends EventEmitter {
     return {
       push: (percent: number, detail?: string): void => {
         // NaN is not a percentage (the server would refuse the report): 0 says "started" at least.
-        const progress = Number.isFinite(percent) ? Math.max(0, Math.min(100, percent)) : 0;
+        const value = Number(percent);
+        const progress = Number.isNaN(value) ? 0 : Math.max(0, Math.min(100, value));
         pending = { progress, ...(detail === undefined ? {} : { detail: toStorableText(String(detail), MAX_PROGRESS_DETAIL) }) };
         schedule();
       },
