@@ -4,7 +4,7 @@
  * or a built-in one added to the catalogue later) shows its `data` as truncated JSON.
  */
 import type { Envelope, EventData, EventName } from "../src/protocol/events.js";
-import type { TaskView, WorkflowView } from "../src/protocol/views.js";
+import type { TaskEventView, WorkflowView } from "../src/protocol/views.js";
 
 const SUMMARY_WIDTH = 120;
 
@@ -39,7 +39,7 @@ function json(value: unknown, width = 40): string {
   return truncate(JSON.stringify(value) ?? "undefined", width);
 }
 
-function task(view: TaskView): string {
+function task(view: TaskEventView): string {
   const parts = [`task ${shortId(view.id)} ${view.type} ${view.status} attempts=${view.attempts}`];
   if (view.workerId) parts.push(`worker=${view.workerId}`);
   if (view.status === "completed") parts.push(`result=${json(view.result)}`);

@@ -181,7 +181,7 @@ describe("cluster-wide limits (two nodes sharing Redis)", () => {
       assert.ok(statuses.every((s) => s.ok));
 
       const rows = await db.query<{ type: string; data: { progress?: number; detail?: string } }>(
-        `SELECT type, data FROM "Event" WHERE "tenantId" = $1 AND namespace = 'tasks' AND room = $2 ORDER BY seq`,
+        `SELECT e.type, e.data FROM "RoomEvent" r JOIN "Event" e ON e.id = r."eventId" WHERE r."tenantId" = $1 AND r.namespace = 'tasks' AND r.room = $2 ORDER BY r.seq`,
         [tenant, `task:${task.id}`],
       );
       const progress = rows.filter((r) => r.type === "task.progress");
@@ -192,7 +192,7 @@ describe("cluster-wide limits (two nodes sharing Redis)", () => {
       assert.equal(rows.at(-1)!.type, "task.completed", "and no progress after the outcome");
 
       const changes = await db.query<{ n: string }>(
-        `SELECT count(*) AS n FROM "Event" WHERE "tenantId" = $1 AND namespace = 'pools' AND room = 'pools' AND type = 'worker.status_changed' AND data->'worker'->>'status' = 'busy'`,
+        `SELECT count(*) AS n FROM "RoomEvent" r JOIN "Event" e ON e.id = r."eventId" WHERE r."tenantId" = $1 AND r.namespace = 'pools' AND r.room = 'pools' AND e.type = 'worker.status_changed' AND e.data->'worker'->>'status' = 'busy'`,
         [tenant],
       );
       assert.equal(Number(changes[0]!.n), 1, "300 identical statuses store one change");

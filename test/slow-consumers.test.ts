@@ -76,6 +76,7 @@ describe("slow consumers and bounded replay", function () {
   afterEach(async () => {
     // Rows written straight into the log (the per-run database is dropped at the end as well).
     for (const tenant of tenants.splice(0)) {
+      await db.query(`DELETE FROM "RoomEvent" WHERE "tenantId" = $1`, [tenant]);
       await db.query(`DELETE FROM "Event" WHERE "tenantId" = $1`, [tenant]);
       await db.query(`DELETE FROM "RoomSequence" WHERE "tenantId" = $1`, [tenant]);
     }
@@ -99,10 +100,14 @@ describe("slow consumers and bounded replay", function () {
       epoch,
     ]);
     await db.query(
-      `INSERT INTO "Event" ("tenantId", "namespace", "room", "seq", "eventId", "type", "data", "ts")
-       SELECT $1, $2, $3, g, gen_random_uuid()::text, 'task.progress',
-              jsonb_build_object('n', g, 'blob', repeat(md5(g::text), greatest(1, $5::int / 32))), now()
-         FROM generate_series(1, $4::int) AS g`,
+      `WITH events AS (
+         INSERT INTO "Event" ("id", "tenantId", "type", "data", "ts", "targets", "seqs")
+         SELECT gen_random_uuid()::text, $1, 'task.progress',
+                jsonb_build_object('n', g, 'blob', repeat(md5(g::text), greatest(1, $5::int / 32))), now(), ARRAY[$2 || '|' || $3], ARRAY[g]
+           FROM generate_series(1, $4::int) AS g
+         RETURNING "id", "seqs"[1] AS seq
+       )
+       INSERT INTO "RoomEvent" ("tenantId", "namespace", "room", "seq", "eventId") SELECT $1, $2, $3, seq, "id" FROM events`,
       [tenant, namespace, room, count, bytes],
     );
     return `${epoch}-000000000000`;
@@ -112,7 +117,7 @@ describe("slow consumers and bounded replay", function () {
     const tenant = freshTenant("bytes");
     await seedRoom(tenant, "tasks", "tasks", 10, 10_000);
     const { rows } = await db.query<{ size: number }>(
-      `SELECT octet_length("data"::text) AS size FROM "Event" WHERE "tenantId" = $1 ORDER BY "seq"`,
+      `SELECT octet_length("data"::text) AS size FROM "Event" WHERE "tenantId" = $1 ORDER BY "seqs"[1]`,
       [tenant],
     );
     const size = rows.map((r) => Number(r.size));
@@ -322,7 +327,7 @@ describe("slow consumers and bounded replay", function () {
     // pool:default exists once the tenant does: the first subscribe to it creates both.
     assert.equal((await subscribeSlowly(socket, "pool:default")).ok, true);
     socket.close();
-    await db.query(`DELETE FROM "Event" WHERE "tenantId" = $1 AND "namespace" = 'tasks'`, [tenant]);
+    await db.query(`DELETE FROM "RoomEvent" WHERE "tenantId" = $1 AND "namespace" = 'tasks'`, [tenant]);
     await db.query(`DELETE FROM "RoomSequence" WHERE "tenantId" = $1 AND "namespace" = 'tasks'`, [tenant]);
     const afterTasks = await seedRoom(tenant, "tasks", "tasks", 200, 10_000);
     const afterPool = await seedRoom(tenant, "tasks", "pool:default", 200, 10_000);

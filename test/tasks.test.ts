@@ -43,7 +43,14 @@ describe("tasks", () => {
     assert.deepEqual(stored.result, { hello: "world" });
     assert.equal(stored.attempts, 1);
     assert.match(stored.workerId, /^embedded@/);
-    assert.deepEqual(final, stored);
+    // An event carries the task without its big fields, except the one it is about: the result in task.completed.
+    const { payload, ...slim } = stored;
+    assert.deepEqual(final, slim);
+    const created = (events[0]!.data as { task: Record<string, unknown> }).task;
+    assert.deepEqual(created.payload, payload, "task.created carries the payload");
+    for (const event of events.slice(1)) {
+      assert.ok(!("payload" in (event.data as { task: object }).task), `${event.type} carries no payload`);
+    }
   });
 
   it("numbers a task's events in order where the outbox ids gain a digit (999 → 1000)", async () => {

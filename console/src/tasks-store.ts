@@ -1,4 +1,4 @@
-import { isEvent, type RoomEvent, type TaskView } from "../../src/client/index.js";
+import { applyTaskEvent, isEvent, type RoomEvent, type TaskEventView, type TaskView } from "../../src/client/index.js";
 import type { TaskStatus } from "../../src/protocol/tasks.js";
 import { Observable } from "./observable.js";
 
@@ -54,10 +54,12 @@ export class TaskStore extends Observable {
       this.changed();
       return;
     }
-    // Every other built-in task event carries the task as stored by the change it announces.
-    const task = event.type.startsWith("task.") ? (event.data as { task?: TaskView }).task : undefined;
-    if (!task) return;
-    const previous = this.byId.get(task.id);
+    // Every other built-in task event carries the task as stored by the change it announces (payload and result
+    // only in the events about them: the rest is kept from what the store knew).
+    const update = event.type.startsWith("task.") ? (event.data as { task?: TaskEventView }).task : undefined;
+    if (!update) return;
+    const previous = this.byId.get(update.id);
+    const task = applyTaskEvent(previous?.task, update);
     const progress = task.status === "completed" ? 100 : RESETS_PROGRESS.has(event.type) ? null : (previous?.progress ?? null);
     this.put(task, progress, progress === null ? null : (previous?.progressDetail ?? null));
     this.trimAndNotify();

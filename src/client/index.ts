@@ -28,6 +28,7 @@ import type { NamespaceName } from "../protocol/namespaces.js";
 import type { BUILTIN_EVENT_PREFIXES, PublishedEvent, PublishEvent, PublishRequest, PublishResponse } from "../protocol/publish.js";
 
 export { isEvent };
+export { applyTaskEvent } from "../protocol/views.js";
 export type { Envelope, EventEnvelope, EventName, EventsOf, NamespaceName, PublishedEvent, RoomEvent };
 export type * from "../protocol/views.js";
 

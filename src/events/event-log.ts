@@ -6,6 +6,7 @@ import { encodeCursor, type CursorPosition } from "../protocol/cursor.js";
 import type { Envelope } from "../protocol/events.js";
 import { outsideRequest } from "../observability/request-context.js";
 import { untimedQuery, type QueryTimer } from "../observability/metrics.js";
+import { MAX_EVENTS_PER_CHANGE, type StateChangeKind } from "./state-change.js";
 
 /** How the event log reports on its statements (the node's metrics; nothing for tests and scripts). */
 export interface EventLogObserver {
@@ -59,26 +60,42 @@ type PendingItem =
   /** An event already committed to the Outbox together with its state change; identified by its row id. */
   | { kind: "staged"; outboxId: string }
   /** Several direct events that are stored together or not at all: never split across statements. */
-  | { kind: "group"; inputs: readonly StoredEventInput[] };
-/** Resolves with the stored copies of each event of the item, in the item's order (one entry unless a group). */
-type PendingAppend = PendingItem & { resolve: (rows: SequencedEvent[][]) => void; reject: (error: unknown) => void };
+  | { kind: "group"; inputs: readonly StoredEventInput[] }
+  /** A state change written in the numbering statement itself, with its events (see StateChangeKind). */
+  | { kind: "change"; changeKind: StateChangeKind<unknown, unknown>; change: unknown };
+/** What an item's statement gave back: the stored copies of each of its events, and a change's new state. */
+interface ItemResult {
+  events: SequencedEvent[][];
+  row?: unknown;
+}
+type PendingAppend = PendingItem & { resolve: (result: ItemResult) => void; reject: (error: unknown) => void };
+
+/** The result of `EventLog.write`: the change's new state (null when refused) and the stored copies of its events. */
+export interface WriteResult<R> {
+  row: R | null;
+  events: SequencedEvent[][];
+}
 
 /** The direct events an item carries, in order (none for a staged one). */
 function directInputs(item: PendingItem): readonly StoredEventInput[] {
   return item.kind === "direct" ? [item.input] : item.kind === "group" ? item.inputs : [];
 }
 
-/** Event × room rows an item adds to a statement (a staged row's rooms are unknown here: a typical task event). */
+/** Event × room rows an item adds to a statement (a staged row's or change's rooms are unknown here: a typical task event). */
 function rowsOf(item: PendingItem): number {
-  return item.kind === "staged" ? 4 : directInputs(item).reduce((sum, input) => sum + input.targets.length, 0);
+  if (item.kind === "staged") return 4;
+  if (item.kind === "change") return 8;
+  return directInputs(item).reduce((sum, input) => sum + input.targets.length, 0);
 }
 
 /** Rows (event × room) per statement: large enough to amortise a round trip, small enough to keep it short. */
 const MAX_BATCH_ROWS = 2000;
-/** Outbox rows per statement; an outbox row names its own rooms, which are only known inside the statement. */
+/** Outbox rows or state changes per statement; their rooms are only known inside the statement. */
 const MAX_BATCH_STAGED = 500;
 
 interface NumberedRow {
+  /** "e": one stored copy of an event; "r": a state change's new row (in `data`, `ns` naming its kind). */
+  k: "e" | "r";
   ord: number;
   tenant: string;
   ns: NamespaceName;
@@ -92,23 +109,35 @@ interface NumberedRow {
   copy: number;
 }
 
+/** Collects a statement's parameters; `add` returns the placeholder of the value it was given. */
+class Params {
+  readonly values: unknown[] = [];
+  add = (value: unknown): string => {
+    this.values.push(value);
+    return `$${this.values.length}`;
+  };
+}
+
 /**
- * The event log: each room has its own gapless sequence, kept in PostgreSQL.
+ * The event log: each room has its own gapless sequence, kept in PostgreSQL. An event is stored once ("Event",
+ * its data and its position in each room) and each of its rooms refers to it ("RoomEvent", narrow rows keyed by
+ * room and sequence number).
  *
  * Why gapless: numbers are taken (`seq + n` under the row lock of the room's RoomSequence row) in the same
  * statement that stores the events, so a number is consumed if and only if its event is stored, whichever
  * node publishes. Rooms are locked in sorted order, so concurrent publishers on several nodes cannot deadlock.
  *
- * Why an outbox: a state change and the events announcing it must commit together, but numbering inside the
- * state change's transaction would hold the hot per-room sequence rows (every task event goes to `tasks`) for
- * the whole transaction. So the change commits its events to "Outbox" (no shared row touched), and numbering
- * moves them into "Event" afterwards: the DELETE of the outbox rows and the INSERT of the numbered events are
- * one statement, so an event is numbered exactly once, by whichever node gets there first.
+ * State changes and their events: the hot one (a task's) is written by the numbering statement itself
+ * (`write`), so the change, its events and their numbers commit together with nothing in between. Changes that
+ * need a multi-statement transaction (pools, workers, workflows) commit their events to "Outbox" (no shared
+ * row touched, so they commit in parallel), and numbering moves them into the log afterwards: the DELETE of the
+ * outbox rows and the INSERT of the numbered events are one statement, so an event is numbered exactly once, by
+ * whichever node gets there first.
  *
- * Why batched: one statement per event capped publishing at about a thousand events per second. Appends that
- * arrive while a statement is in flight wait and go together in the next one (group commit), so a burst costs
- * one round trip; a lone event still goes at once. One statement in flight per node also means this node's
- * events leave in the order they were appended.
+ * Why batched: one statement per event capped publishing at about a thousand events per second. Appends and
+ * changes that arrive while a statement is in flight wait and go together in the next one (group commit), so a
+ * burst costs one round trip; a lone one still goes at once. One statement in flight per node also means this
+ * node's events leave in the order they were numbered.
  */
 export class EventLog {
   private queue: PendingAppend[] = [];
@@ -130,14 +159,14 @@ export class EventLog {
     this.stored = listener;
   }
 
-  private settle(pending: PendingAppend, result: SequencedEvent[][]): void {
-    for (const copies of result) this.stored(copies);
+  private settle(pending: PendingAppend, result: ItemResult): void {
+    for (const copies of result.events) this.stored(copies);
     pending.resolve(result);
   }
 
   /** Stores one event in every room it belongs to and returns each stored copy. */
   async append(input: StoredEventInput): Promise<SequencedEvent[]> {
-    return (await this.enqueue({ kind: "direct", input }))[0]!;
+    return (await this.enqueue({ kind: "direct", input })).events[0]!;
   }
 
   /**
@@ -148,7 +177,7 @@ export class EventLog {
    */
   async appendGroup(inputs: readonly StoredEventInput[]): Promise<SequencedEvent[][]> {
     if (inputs.length === 0) return [];
-    return this.enqueue({ kind: "group", inputs });
+    return (await this.enqueue({ kind: "group", inputs })).events;
   }
 
   /**
@@ -156,10 +185,20 @@ export class EventLog {
    * numbered it first (the orphan relay), or when numbering failed: the row stays in the outbox for the relay.
    */
   async number(outboxId: string): Promise<SequencedEvent[]> {
-    return (await this.enqueue({ kind: "staged", outboxId }))[0]!;
+    return (await this.enqueue({ kind: "staged", outboxId })).events[0] ?? [];
   }
 
-  private enqueue(item: PendingItem): Promise<SequencedEvent[][]> {
+  /**
+   * Makes a state change and stores its events in one statement, group-committed with everything else waiting.
+   * Rejects when the statement fails (then nothing of the change was stored); `row` is null when the change's
+   * own conditions refused it.
+   */
+  async write<C, R>(changeKind: StateChangeKind<C, R>, change: C): Promise<WriteResult<R>> {
+    const result = await this.enqueue({ kind: "change", changeKind: changeKind as StateChangeKind<unknown, unknown>, change });
+    return { row: result.row === undefined ? null : (result.row as R), events: result.events };
+  }
+
+  private enqueue(item: PendingItem): Promise<ItemResult> {
     return new Promise((resolve, reject) => {
       this.queue.push({ ...item, resolve, reject });
       // The flush loop serves every caller's appends: it must not run (and log) as the request that started it.
@@ -167,21 +206,31 @@ export class EventLog {
     });
   }
 
+  /** The next batch: everything waiting, up to the row budget, never two changes of one row (see StateChangeKind.key). */
+  private takeBatch(): PendingAppend[] {
+    const batch: PendingAppend[] = [];
+    const keys = new Set<string>();
+    let rows = 0;
+    let staged = 0;
+    while (this.queue.length > 0) {
+      const next = this.queue[0]!;
+      const size = rowsOf(next);
+      const counted = next.kind === "staged" || next.kind === "change";
+      const key = next.kind === "change" ? `${next.changeKind.name}|${next.changeKind.key(next.change)}` : undefined;
+      if (batch.length > 0 && (rows + size > MAX_BATCH_ROWS || (counted && staged >= MAX_BATCH_STAGED) || (key && keys.has(key)))) break;
+      this.queue.shift();
+      rows += size;
+      if (counted) staged++;
+      if (key) keys.add(key);
+      batch.push(next);
+    }
+    return batch;
+  }
+
   private async flush(): Promise<void> {
     this.flushing = true;
     while (this.queue.length > 0) {
-      const batch: PendingAppend[] = [];
-      let rows = 0;
-      let staged = 0;
-      while (this.queue.length > 0) {
-        const next = this.queue[0]!;
-        const size = rowsOf(next);
-        if (batch.length > 0 && (rows + size > MAX_BATCH_ROWS || (next.kind === "staged" && staged >= MAX_BATCH_STAGED))) break;
-        this.queue.shift();
-        rows += size;
-        if (next.kind === "staged") staged++;
-        batch.push(next);
-      }
+      const batch = this.takeBatch();
       try {
         const results = await this.appendBatch(batch);
         batch.forEach((pending, i) => this.settle(pending, results[i]!));
@@ -204,20 +253,23 @@ export class EventLog {
     this.flushing = false;
   }
 
-  /** A direct append (or group) fails its caller; a staged one is still safe in the outbox, where the relay finds it. */
+  /** A direct append, group or change fails its caller; a staged one is still safe in the outbox, where the relay finds it. */
   private settleFailed(pending: PendingAppend, error: unknown): void {
-    if (pending.kind === "staged") pending.resolve([[]]);
+    if (pending.kind === "staged") pending.resolve({ events: [] });
     else pending.reject(error);
   }
 
   /**
    * Numbers and stores a batch in one statement: per room, numbers are handed out in batch order. Direct events
-   * come in as arrays; staged ones are deleted from the outbox in the same statement (exactly once across nodes).
-   * Every event of the batch gets its own position (`ord`), a group's events consecutive ones, in input order.
+   * come in as arrays; staged ones are deleted from the outbox in the same statement (exactly once across nodes);
+   * changes are made by their kind's SQL, and their events come from the rows they wrote. Every event of the batch
+   * gets its own position (`ord`), a group's or change's events consecutive ones, in order.
    */
-  private async appendBatch(batch: PendingAppend[]): Promise<SequencedEvent[][][]> {
-    const direct = { tenant: [] as string[], ns: [] as string[], room: [] as string[], eventId: [] as string[], type: [] as string[], data: [] as string[], ts: [] as string[], ord: [] as number[] };
+  private async appendBatch(batch: PendingAppend[]): Promise<ItemResult[]> {
+    const params = new Params();
+    const direct = { ord: [] as number[], tenant: [] as string[], eventId: [] as string[], type: [] as string[], data: [] as string[], ts: [] as string[], targets: [] as string[] };
     const staged = { id: [] as string[], ord: [] as number[] };
+    const changes = new Map<StateChangeKind<unknown, unknown>, { items: unknown[]; ords: number[] }>();
     /** ord → the batch item and the index of the event within it; `input` for direct events (their data). */
     const owners: Array<{ item: number; index: number; input: StoredEventInput | undefined }> = [];
     batch.forEach((pending, item) => {
@@ -227,44 +279,76 @@ export class EventLog {
         owners.push({ item, index: 0, input: undefined });
         return;
       }
+      if (pending.kind === "change") {
+        let group = changes.get(pending.changeKind);
+        if (!group) changes.set(pending.changeKind, (group = { items: [], ords: [] }));
+        group.items.push(pending.change);
+        group.ords.push(owners.length);
+        for (let index = 0; index < MAX_EVENTS_PER_CHANGE; index++) owners.push({ item, index, input: undefined });
+        return;
+      }
       directInputs(pending).forEach((input, index) => {
-        const ord = owners.length;
+        direct.ord.push(owners.length);
         owners.push({ item, index, input });
-        const data = JSON.stringify(input.data ?? null);
-        const ts = input.ts.toISOString();
-        const unique = new Map(input.targets.map((t) => [targetKey(t), t]));
-        for (const { namespace, room } of unique.values()) {
-          direct.tenant.push(input.tenantId);
-          direct.ns.push(namespace);
-          direct.room.push(room);
-          direct.eventId.push(input.eventId);
-          direct.type.push(input.type);
-          direct.data.push(data);
-          direct.ts.push(ts);
-          direct.ord.push(ord);
-        }
+        direct.tenant.push(input.tenantId);
+        direct.eventId.push(input.eventId);
+        direct.type.push(input.type);
+        direct.data.push(JSON.stringify(input.data ?? null));
+        direct.ts.push(input.ts.toISOString());
+        direct.targets.push([...new Set(input.targets.map(targetKey))].join("\n"));
       });
     });
-    const claim = staged.id.length === 0 ? null : `DELETE FROM "Outbox" o USING unnest($10::bigint[], $11::int[]) AS s(id, ord) WHERE o."id" = s.id
-         RETURNING s.ord, o."tenantId", o."eventId", o."type", o."targets", o."data", o."ts"`;
-    const rows = await this.numbering(numberingStatement(claim), [
-      direct.tenant,
-      direct.ns,
-      direct.room,
-      direct.eventId,
-      direct.type,
-      direct.data,
-      direct.ts,
-      direct.ord,
-      newEpoch(),
-      ...(claim ? [staged.id, staged.ord] : [])
-    ]);
-    const stagedData = stagedDataByOrd(rows);
-    const results: SequencedEvent[][][] = batch.map((pending) => Array.from({ length: Math.max(1, directInputs(pending).length) }, () => []));
+    const sources: string[] = [];
+    const ctes: string[] = [];
+    if (direct.ord.length > 0) {
+      const p = params.add;
+      ctes.push(`direct AS (
+         SELECT ord, tenant, event_id, type, data::jsonb AS data, (ts::timestamptz AT TIME ZONE 'UTC') AS ts,
+                string_to_array(targets, chr(10)) AS targets, false AS returned
+         FROM unnest(${p(direct.ord)}::int[], ${p(direct.tenant)}::text[], ${p(direct.eventId)}::text[], ${p(direct.type)}::text[],
+                     ${p(direct.data)}::text[], ${p(direct.ts)}::text[], ${p(direct.targets)}::text[])
+           AS t(ord, tenant, event_id, type, data, ts, targets)
+       )`);
+      sources.push("direct");
+    }
+    if (staged.id.length > 0) {
+      ctes.push(`claimed AS (
+         DELETE FROM "Outbox" o USING unnest(${params.add(staged.id)}::bigint[], ${params.add(staged.ord)}::int[]) AS s(id, ord) WHERE o."id" = s.id
+         RETURNING s.ord, o."tenantId", o."eventId", o."type", o."targets", o."data", o."ts"
+       )`);
+      ctes.push(STAGED_INPUT);
+      sources.push("staged");
+    }
+    for (const [changeKind, group] of changes) {
+      const name = changeKind.name;
+      ctes.push(changeKind.build(group.items, params.add));
+      ctes.push(`${name}_in AS (
+         SELECT (${params.add(group.ords)}::int[])[e.item + 1] + e.sub AS ord, e.tenant, e.event_id, e.type, e.data, e.ts, e.targets, true AS returned
+         FROM ${name}_events e
+       )`);
+      sources.push(`${name}_in`);
+    }
+    const changeRows = [...changes.entries()].map(
+      ([changeKind, group]) => `SELECT 'r'::text, (${params.add(group.ords)}::int[])[r.item + 1], NULL, ${params.add(changeKind.name)}::text, NULL, NULL::int, NULL, NULL, NULL, r.row, NULL::timestamp, NULL::int FROM ${changeKind.name}_rows r`,
+    );
+    const epoch = params.add(newEpoch());
+    const rows = await this.numbering(numberingStatement(ctes, sources, epoch, changeRows), params.values);
+    const results: ItemResult[] = batch.map((pending) => ({
+      events: Array.from({ length: pending.kind === "change" ? MAX_EVENTS_PER_CHANGE : Math.max(1, directInputs(pending).length) }, () => []),
+    }));
+    const returnedData = returnedDataByOrd(rows);
+    const kinds = new Map([...changes.keys()].map((kind) => [kind.name, kind]));
     for (const row of rows) {
       const owner = owners[row.ord]!;
-      results[owner.item]![owner.index]!.push(toSequenced(row, owner.input ? owner.input.data : stagedData.get(row.ord)));
+      if (row.k === "r") {
+        results[owner.item]!.row = kinds.get(row.ns)!.parse(row.data);
+        continue;
+      }
+      results[owner.item]!.events[owner.index]!.push(toSequenced(row, owner.input ? owner.input.data : returnedData.get(row.ord)));
     }
+    batch.forEach((pending, i) => {
+      if (pending.kind === "change") results[i]!.events = results[i]!.events.filter((copies) => copies.length > 0);
+    });
     return results;
   }
 
@@ -274,25 +358,26 @@ export class EventLog {
    * each other, and a row its owner is numbering right now is left to the owner.
    */
   async relayOrphans(olderThanMs: number, limit: number): Promise<SequencedEvent[]> {
-    const claim = `DELETE FROM "Outbox" o USING (
+    const params = new Params();
+    const claim = `claimed AS (
+         DELETE FROM "Outbox" o USING (
            SELECT "id", (row_number() OVER (ORDER BY "id"))::int AS ord FROM "Outbox"
-           WHERE "id" IN (SELECT "id" FROM "Outbox" WHERE "ts" < (clock_timestamp() AT TIME ZONE 'UTC') - make_interval(secs => $10::int / 1000.0) ORDER BY "id" LIMIT $11 FOR UPDATE SKIP LOCKED)
+           WHERE "id" IN (SELECT "id" FROM "Outbox" WHERE "ts" < (clock_timestamp() AT TIME ZONE 'UTC') - make_interval(secs => ${params.add(olderThanMs)}::int / 1000.0)
+                          ORDER BY "id" LIMIT ${params.add(limit)} FOR UPDATE SKIP LOCKED)
          ) s WHERE o."id" = s."id"
-         RETURNING s.ord, o."tenantId", o."eventId", o."type", o."targets", o."data", o."ts"`;
-    const rows = await this.numbering(numberingStatement(claim), [
-      [], [], [], [], [], [], [], [],
-      newEpoch(),
-      olderThanMs,
-      limit
-    ]);
-    const data = stagedDataByOrd(rows);
+         RETURNING s.ord, o."tenantId", o."eventId", o."type", o."targets", o."data", o."ts"
+       )`;
+    const epoch = params.add(newEpoch());
+    const rows = await this.numbering(numberingStatement([claim, STAGED_INPUT], ["staged"], epoch, []), params.values);
+    const data = returnedDataByOrd(rows);
     return rows.map((row) => toSequenced(row, data.get(row.ord)));
   }
 
   /** Runs a numbering statement: timed, and its size recorded (how much group commit gathered). */
   private async numbering(text: string, values: readonly unknown[]): Promise<NumberedRow[]> {
     const rows = await this.observer.timeQuery("event_numbering", () => this.sql.query<NumberedRow[]>(text, values));
-    if (rows.length > 0) this.observer.batchRows(rows.length);
+    const copies = rows.reduce((n, row) => n + (row.k === "e" ? 1 : 0), 0);
+    if (copies > 0) this.observer.batchRows(copies);
     return rows;
   }
 
@@ -353,35 +438,38 @@ export class EventLog {
     maxBytes: number | undefined,
   ): Promise<Array<{ seq: number; eventId: string; type: string; data: unknown; ts: Date }>> {
     if (maxBytes === undefined) {
-      return this.prisma.event.findMany({
-        where: { tenantId, namespace, room, seq: { gt: afterSeq } },
-        orderBy: { seq: "asc" },
-        take: limit,
-        select: { seq: true, eventId: true, type: true, data: true, ts: true },
-      });
+      const rows = await this.sql.query<Array<{ seq: number; eventId: string; type: string; data: unknown; ts: Date }>>(
+        `SELECT r."seq", e."id" AS "eventId", e."type", e."data", e."ts"
+           FROM "RoomEvent" r JOIN "Event" e ON e."id" = r."eventId"
+          WHERE r."tenantId" = $1 AND r."namespace" = $2 AND r."room" = $3 AND r."seq" > $4::int
+          ORDER BY r."seq" LIMIT $5::int`,
+        [tenantId, namespace, room, afterSeq, limit],
+      );
+      return rows.map((row) => ({ ...row, seq: Number(row.seq) }));
     }
     // The running sum walks the room one index lookup at a time and stops at the first event past the budget, so
     // only the page (and that one event) is converted to text. A window sum over the next `limit` rows would
     // convert all of them: with 50 KB events that is 500 events read to return 10 (80 ms instead of 1 ms a page).
     const rows = await this.sql.query<Array<{ seq: number; eventId: string; type: string; data: unknown; ts: Date }>>(
       `WITH RECURSIVE page ("seq", "bytes", "n") AS (
-         (SELECT "seq", octet_length("data"::text)::bigint, 1
-            FROM "Event"
-           WHERE "tenantId" = $1 AND "namespace" = $2 AND "room" = $3 AND "seq" > $4::int
-           ORDER BY "seq" LIMIT 1)
+         (SELECT r."seq", octet_length(e."data"::text)::bigint, 1
+            FROM "RoomEvent" r JOIN "Event" e ON e."id" = r."eventId"
+           WHERE r."tenantId" = $1 AND r."namespace" = $2 AND r."room" = $3 AND r."seq" > $4::int
+           ORDER BY r."seq" LIMIT 1)
          UNION ALL
          SELECT next."seq", page."bytes" + octet_length(next."data"::text), page."n" + 1
            FROM page CROSS JOIN LATERAL (
-             SELECT "seq", "data" FROM "Event"
-              WHERE "tenantId" = $1 AND "namespace" = $2 AND "room" = $3 AND "seq" > page."seq"
-              ORDER BY "seq" LIMIT 1
+             SELECT r."seq", e."data" FROM "RoomEvent" r JOIN "Event" e ON e."id" = r."eventId"
+              WHERE r."tenantId" = $1 AND r."namespace" = $2 AND r."room" = $3 AND r."seq" > page."seq"
+              ORDER BY r."seq" LIMIT 1
            ) next
           WHERE page."n" < $5::int AND page."bytes" <= $6::bigint
        )
-       SELECT "seq", "eventId", "type", "data", "ts" FROM "Event"
-        WHERE "tenantId" = $1 AND "namespace" = $2 AND "room" = $3 AND "seq" > $4::int
-          AND "seq" <= (SELECT max("seq") FROM page WHERE "n" = 1 OR "bytes" <= $6::bigint)
-        ORDER BY "seq"`, [
+       SELECT r."seq", e."id" AS "eventId", e."type", e."data", e."ts"
+         FROM "RoomEvent" r JOIN "Event" e ON e."id" = r."eventId"
+        WHERE r."tenantId" = $1 AND r."namespace" = $2 AND r."room" = $3 AND r."seq" > $4::int
+          AND r."seq" <= (SELECT max("seq") FROM page WHERE "n" = 1 OR "bytes" <= $6::bigint)
+        ORDER BY r."seq"`, [
       tenantId,
       namespace,
       room,
@@ -394,7 +482,7 @@ export class EventLog {
 
   /** The oldest stored sequence number of a room (null when none is stored). */
   async oldestSeq(tenantId: string, namespace: NamespaceName, room: string): Promise<number | null> {
-    const first = await this.prisma.event.findFirst({
+    const first = await this.prisma.roomEvent.findFirst({
       where: { tenantId, namespace, room },
       orderBy: { seq: "asc" },
       select: { seq: true },
@@ -403,10 +491,10 @@ export class EventLog {
   }
 }
 
-/** A staged event's data comes back once, on its first copy; every copy of the event shares it. */
-function stagedDataByOrd(rows: NumberedRow[]): Map<number, unknown> {
+/** A staged event's or change's event data comes back once, on its first copy; every copy of the event shares it. */
+function returnedDataByOrd(rows: NumberedRow[]): Map<number, unknown> {
   const data = new Map<number, unknown>();
-  for (const row of rows) if (row.copy === 1) data.set(row.ord, row.data);
+  for (const row of rows) if (row.k === "e" && row.copy === 1) data.set(row.ord, row.data);
   return data;
 }
 
@@ -424,48 +512,57 @@ function toSequenced(row: NumberedRow, data: unknown): SequencedEvent {
   };
 }
 
+/** Outbox rows claimed by `claimed`, as numbering input: one row per event, its rooms as `<namespace>|<room>`. */
+const STAGED_INPUT = `staged AS (
+   SELECT c.ord, c."tenantId" AS tenant, c."eventId" AS event_id, c."type" AS type, c."data" AS data, c."ts" AS ts, c."targets" AS targets, true AS returned
+   FROM claimed c
+ )`;
+
 /**
- * The one numbering statement. `claim` (optional) deletes outbox rows and returns them with their batch order;
- * their rooms come from the rows' targets. Each room's block of numbers is reserved under its RoomSequence row
- * lock (rows upserted in sorted order: no deadlocks), and the Event rows are inserted in the same statement.
- * Staged events return their data once (on their first room), direct ones not at all: the caller has it.
+ * The one numbering statement. `ctes` define the inputs named in `sources`, each one row per event
+ * (ord, tenant, event_id, type, data, ts, targets, returned). Each room's block of numbers is reserved under its
+ * RoomSequence row lock (rows upserted in sorted order: no deadlocks); the event is stored once in "Event" with
+ * its positions, and once per room in "RoomEvent", all in the same statement. Events whose data the caller does
+ * not hold (staged, changes) return it once, on their first room; `changeRows` add the changes' new rows.
  */
-function numberingStatement(claim: string | null): string {
-  const stagedInput = claim
-    ? `, claimed AS (${claim}),
-       staged AS (
-         SELECT DISTINCT c."tenantId" AS tenant, split_part(t.target, '|', 1) AS ns, substr(t.target, strpos(t.target, '|') + 1) AS room,
-                c."eventId" AS event_id, c."type" AS type, c."data" AS data, c."ts" AS ts, c.ord AS ord, true AS staged
-         FROM claimed c CROSS JOIN LATERAL unnest(c."targets") AS t(target)
-       )`
-    : "";
-  return `WITH direct AS (
-       SELECT tenant, ns, room, event_id, type, data::jsonb AS data, (ts::timestamptz AT TIME ZONE 'UTC') AS ts, ord, false AS staged
-       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[])
-         AS t(tenant, ns, room, event_id, type, data, ts, ord)
-     )${stagedInput}, input AS (
-       SELECT * FROM direct${claim ? " UNION ALL SELECT * FROM staged" : ""}
+function numberingStatement(ctes: readonly string[], sources: readonly string[], epoch: string, changeRows: readonly string[]): string {
+  return `WITH ${ctes.join(",\n")},
+     events_in AS (
+       ${sources.map((source) => `SELECT ord, tenant, event_id, type, data, ts, targets, returned FROM ${source}`).join(" UNION ALL ")}
+     ), input AS (
+       SELECT DISTINCT e.ord, e.tenant, split_part(t.target, '|', 1) AS ns, substr(t.target, strpos(t.target, '|') + 1) AS room
+       FROM events_in e CROSS JOIN LATERAL unnest(e.targets) AS t(target)
      ), counts AS (
        SELECT tenant, ns, room, count(*)::int AS n FROM input GROUP BY tenant, ns, room
      ), seqs AS (
        INSERT INTO "RoomSequence" ("tenantId", "namespace", "room", "seq", "epoch")
-       SELECT tenant, ns, room, n, $9 FROM counts ORDER BY tenant, ns, room
+       SELECT tenant, ns, room, n, ${epoch} FROM counts ORDER BY tenant, ns, room
        ON CONFLICT ("tenantId", "namespace", "room") DO UPDATE SET "seq" = "RoomSequence"."seq" + EXCLUDED."seq"
        RETURNING "tenantId", "namespace", "room", "seq", "epoch"
      ), numbered AS (
-       SELECT i.*, s."epoch",
+       SELECT i.ord, i.tenant, i.ns, i.room, s."epoch",
               (s."seq" - c.n + row_number() OVER (PARTITION BY i.tenant, i.ns, i.room ORDER BY i.ord))::int AS seq,
               row_number() OVER (PARTITION BY i.ord ORDER BY i.ns, i.room) AS copy
        FROM input i
        JOIN counts c ON c.tenant = i.tenant AND c.ns = i.ns AND c.room = i.room
        JOIN seqs s ON s."tenantId" = i.tenant AND s."namespace" = i.ns AND s."room" = i.room
-     ), stored AS (
-       INSERT INTO "Event" ("tenantId", "namespace", "room", "seq", "eventId", "type", "data", "ts")
-       SELECT tenant, ns, room, seq, event_id, type, data, ts FROM numbered
+     ), positions AS (
+       SELECT ord, array_agg(ns || '|' || room ORDER BY ns, room) AS targets, array_agg(seq ORDER BY ns, room) AS seqs
+       FROM numbered GROUP BY ord
+     ), stored_events AS (
+       INSERT INTO "Event" ("id", "tenantId", "type", "data", "ts", "targets", "seqs")
+       SELECT e.event_id, e.tenant, e.type, e.data, e.ts, p.targets, p.seqs FROM events_in e JOIN positions p ON p.ord = e.ord
+       RETURNING 1
+     ), stored_rooms AS (
+       INSERT INTO "RoomEvent" ("tenantId", "namespace", "room", "seq", "eventId")
+       SELECT n.tenant, n.ns, n.room, n.seq, e.event_id FROM numbered n JOIN events_in e ON e.ord = n.ord
        RETURNING 1
      )
-     SELECT ord, tenant, ns, room, seq, epoch, event_id, type, ts, copy::int AS copy, CASE WHEN staged AND copy = 1 THEN data END AS data
-     FROM numbered ORDER BY ord, ns, room`;
+     SELECT 'e'::text AS k, n.ord, n.tenant, n.ns, n.room, n.seq, n.epoch, e.event_id, e.type,
+            CASE WHEN e.returned AND n.copy = 1 THEN e.data END AS data, e.ts, n.copy::int AS copy
+     FROM numbered n JOIN events_in e ON e.ord = n.ord
+     ${changeRows.map((select) => `UNION ALL ${select}`).join("\n     ")}
+     ORDER BY 2, 4, 5`;
 }
 
 export function toEnvelope(

@@ -6,6 +6,8 @@ import type { Metrics } from "../observability/metrics.js";
 import type { NamespaceName } from "../protocol/namespaces.js";
 import type { Envelope, EventData, EventName, EventNamespaces } from "../protocol/events.js";
 import { targetKey, toEnvelope, type EventLog, type EventTarget, type SequencedEvent } from "./event-log.js";
+import type { StateChangeKind } from "./state-change.js";
+import type { Sql } from "../db/sql.js";
 import { roomKey } from "./room-key.js";
 
 /** Delivers one envelope to every socket of a room key, on every node (Socket.IO + Redis adapter). */
@@ -154,6 +156,42 @@ export class EventPublisher {
     }, { maxWait: 10_000, timeout: 30_000 });
     await this.relay(staged);
     return result;
+  }
+
+  /**
+   * Makes a state change of a kind the event log writes itself (tasks): the change and its events commit in the
+   * log's group-committed statement, and the events are broadcast as soon as it returns. Null when refused.
+   */
+  async write<C, R>(kind: StateChangeKind<C, R>, change: C): Promise<R | null> {
+    const stopTimer = this.metrics.publishDuration.startTimer();
+    const { row } = await this.log.write(kind, change);
+    stopTimer();
+    return row;
+  }
+
+  /**
+   * The same change inside a caller's transaction (`db`, e.g. a workflow's): made by the same SQL, its events
+   * staged in the outbox, to be numbered once the transaction has committed (pass the ids to `Outbox.staged`).
+   */
+  async stage<C, R>(db: Sql, kind: StateChangeKind<C, R>, change: C): Promise<{ row: R | null; outboxIds: string[] }> {
+    const values: unknown[] = [];
+    const ctes = kind.build([change], (value) => {
+      values.push(value);
+      return `$${values.length}`;
+    });
+    const [result] = await db.query<Array<{ row: unknown; outboxIds: string[] }>>(
+      `WITH ${ctes}, staged AS (
+         INSERT INTO "Outbox" ("tenantId", "eventId", "type", "targets", "data", "ts")
+         SELECT tenant, event_id, type, targets, data, ts FROM ${kind.name}_events ORDER BY item, sub
+         RETURNING "id"
+       )
+       -- Ordered as numbers, then cast: "id"::text in the select list would make ORDER BY "id" sort the text, and
+       -- at 999 → 1000 a change's events would be numbered in reverse.
+       SELECT (SELECT row FROM ${kind.name}_rows LIMIT 1) AS row, ARRAY(SELECT "id" FROM staged ORDER BY "id")::text[] AS "outboxIds"`,
+      values,
+    );
+    const row = result?.row ?? null;
+    return { row: row === null ? null : kind.parse(row), outboxIds: result?.outboxIds ?? [] };
   }
 
   /** Numbers (and so broadcasts) committed outbox rows, in order. Never throws: what fails stays for the relay. */

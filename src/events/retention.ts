@@ -48,7 +48,7 @@ export class EventRetention {
   }
 
   /**
-   * Deletes what retention no longer keeps; returns how many events went.
+   * Deletes what retention no longer keeps; returns how many events (by age) and room places (by count) went.
    *
    * Why in batches: one DELETE of everything past the age limit (900,000 of 3 million events after a pause)
    * was one long transaction whose WAL and dead rows landed at once; batches of BATCH rows are short
@@ -61,17 +61,24 @@ export class EventRetention {
     const deadline = { timeoutMs: this.options.statementTimeoutMs };
     const cutoff = new Date(Date.now() - this.options.maxAgeMs).toISOString();
     let deleted = 0;
+    // By age: an event and its place in every room go together (its rooms are listed on the event itself, so no
+    // index on RoomEvent.eventId is needed).
     for (;;) {
       const [row] = await this.sql.query<Array<{ n: number }>>(
-        `WITH gone AS (
-           DELETE FROM "Event" e USING (
-             SELECT "tenantId", "namespace", "room", "seq" FROM "Event"
-             WHERE "ts" < ($1::timestamptz AT TIME ZONE 'UTC') ORDER BY "ts" LIMIT $2
-           ) old
-           WHERE e."tenantId" = old."tenantId" AND e."namespace" = old."namespace" AND e."room" = old."room" AND e."seq" = old."seq"
+        `WITH old AS (
+           SELECT "id", "tenantId", "targets", "seqs" FROM "Event"
+           WHERE "ts" < ($1::timestamptz AT TIME ZONE 'UTC') ORDER BY "ts" LIMIT $2
+         ), places AS (
+           DELETE FROM "RoomEvent" r USING (
+             SELECT o."tenantId", split_part(p.target, '|', 1) AS ns, substr(p.target, strpos(p.target, '|') + 1) AS room, p.seq
+             FROM old o CROSS JOIN LATERAL unnest(o."targets", o."seqs") AS p(target, seq)
+           ) gone
+           WHERE r."tenantId" = gone."tenantId" AND r."namespace" = gone.ns AND r."room" = gone.room AND r."seq" = gone.seq
            RETURNING 1
+         ), events AS (
+           DELETE FROM "Event" e USING old WHERE e."id" = old."id" RETURNING 1
          )
-         SELECT count(*)::int AS n FROM gone`,
+         SELECT count(*)::int AS n FROM events`,
         [cutoff, BATCH],
         deadline,
       );
@@ -79,13 +86,15 @@ export class EventRetention {
       deleted += n;
       if (n < BATCH) break;
     }
+    // By count: a room keeps its newest maxPerRoom places. The event itself stays while another room still refers
+    // to it, and goes with the age limit.
     for (;;) {
       const [row] = await this.sql.query<Array<{ n: number }>>(
         `WITH gone AS (
-           DELETE FROM "Event" e USING (
+           DELETE FROM "RoomEvent" e USING (
              SELECT r."tenantId", r."namespace", r."room", old."seq"
              FROM "RoomSequence" r CROSS JOIN LATERAL (
-               SELECT "seq" FROM "Event" ev
+               SELECT "seq" FROM "RoomEvent" ev
                WHERE ev."tenantId" = r."tenantId" AND ev."namespace" = r."namespace" AND ev."room" = r."room"
                  AND ev."seq" <= r."seq" - $1
                ORDER BY ev."seq" LIMIT $2

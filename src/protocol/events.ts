@@ -1,7 +1,7 @@
 import type { ErrorBody } from "./errors.js";
 import type { NamespaceName } from "./namespaces.js";
 import type { TaskError, TaskReport, TaskReportReply, TaskStatus } from "./tasks.js";
-import type { PoolStatusView, PoolView, TaskView, WorkerView, WorkflowStepView, WorkflowView } from "./views.js";
+import type { PoolStatusView, PoolView, TaskEventView, TaskView, WorkerView, WorkflowStepView, WorkflowView } from "./views.js";
 
 /** What every server → client event carries. `room` is the room as the client named it. */
 export interface Envelope<T = unknown> {
@@ -27,17 +27,18 @@ export interface EventCatalogue {
   "pool.scaling": { namespaces: "pools"; data: { poolId: string; from: number; to: number; pool: PoolView } };
   "pool.status_changed": { namespaces: "pools"; data: PoolStatusView };
   "worker.status_changed": { namespaces: "pools"; data: { poolId: string; worker: WorkerView; previous: WorkerStatus | null } };
-  "task.created": { namespaces: "tasks"; data: { task: TaskView } };
+  /** Task events carry the task without `payload` and `result` (TaskEventView), except the event about each. */
+  "task.created": { namespaces: "tasks"; data: { task: TaskEventView & Pick<TaskView, "payload"> } };
   /** `requeued` when the reconciler put the task back on its queue because its job was lost. */
-  "task.queued": { namespaces: "tasks"; data: { task: TaskView; requeued?: true; reason?: string } };
+  "task.queued": { namespaces: "tasks"; data: { task: TaskEventView; requeued?: true; reason?: string } };
   /** Also delivered to `pool:<poolId>` in /pools, with the same id: who took what. */
-  "task.assigned": { namespaces: "tasks" | "pools"; data: { task: TaskView } };
-  "task.started": { namespaces: "tasks"; data: { task: TaskView } };
+  "task.assigned": { namespaces: "tasks" | "pools"; data: { task: TaskEventView } };
+  "task.started": { namespaces: "tasks"; data: { task: TaskEventView } };
   "task.progress": { namespaces: "tasks"; data: { taskId: string; status: TaskStatus; progress: number; detail: string | null } };
-  "task.retrying": { namespaces: "tasks"; data: { task: TaskView; nextAttemptInMs: number } };
-  "task.completed": { namespaces: "tasks"; data: { task: TaskView } };
-  "task.failed": { namespaces: "tasks"; data: { task: TaskView } };
-  "task.cancelled": { namespaces: "tasks"; data: { task: TaskView } };
+  "task.retrying": { namespaces: "tasks"; data: { task: TaskEventView; nextAttemptInMs: number } };
+  "task.completed": { namespaces: "tasks"; data: { task: TaskEventView & Pick<TaskView, "result"> } };
+  "task.failed": { namespaces: "tasks"; data: { task: TaskEventView } };
+  "task.cancelled": { namespaces: "tasks"; data: { task: TaskEventView } };
   "workflow.started": { namespaces: "workflows"; data: { workflow: WorkflowView; steps: WorkflowStepView[] } };
   "workflow.step_completed": { namespaces: "workflows"; data: { workflow: WorkflowView; step: string; taskId: string; result: unknown } };
   "workflow.completed": { namespaces: "workflows"; data: { workflow: WorkflowView } };

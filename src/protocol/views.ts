@@ -30,6 +30,26 @@ export interface TaskView {
   finishedAt: string | null;
 }
 
+/**
+ * A task as its events show it: without the two fields of unbounded size, `payload` and `result`, except in the
+ * event that is about them: `task.created` carries the payload, `task.completed` the result. The task read over
+ * REST has both. `applyTaskEvent` keeps a full view up to date from events.
+ */
+export type TaskEventView = Omit<TaskView, "payload" | "result"> & Partial<Pick<TaskView, "payload" | "result">>;
+
+/**
+ * The full view after an event: the event's fields over what was known before, `payload` and `result` kept from
+ * before when the event does not carry them (null when never seen: a view built from events alone has the
+ * payload once it saw task.created, and the result once it saw task.completed).
+ */
+export function applyTaskEvent(previous: TaskView | undefined, task: TaskEventView): TaskView {
+  return {
+    ...task,
+    payload: "payload" in task ? task.payload : (previous?.payload ?? null),
+    result: "result" in task ? task.result : task.status === "completed" ? (previous?.result ?? null) : null,
+  };
+}
+
 export interface PoolView {
   id: string;
   name: string;

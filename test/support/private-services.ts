@@ -723,7 +723,8 @@ export class DbInspector {
   /** Every stored event of one room, by sequence number. */
   async roomEvents(tenantId: string, namespace: string, room: string): Promise<EventRowLite[]> {
     return this.query<EventRowLite>(
-      `SELECT room, seq, "eventId", type FROM "Event" WHERE "tenantId" = $1 AND namespace = $2 AND room = $3 ORDER BY seq`,
+      `SELECT r.room, r.seq, r."eventId", e.type FROM "RoomEvent" r JOIN "Event" e ON e.id = r."eventId"
+        WHERE r."tenantId" = $1 AND r.namespace = $2 AND r.room = $3 ORDER BY r.seq`,
       [tenantId, namespace, room],
     );
   }
@@ -731,15 +732,16 @@ export class DbInspector {
   /** Every stored event of the tenant's per-task rooms (`task:<id>` in /tasks), by room and sequence number. */
   async taskRoomEvents(tenantId: string): Promise<EventRowLite[]> {
     return this.query<EventRowLite>(
-      `SELECT room, seq, "eventId", type FROM "Event" WHERE "tenantId" = $1 AND namespace = 'tasks' AND room LIKE 'task:%' ORDER BY room, seq`,
+      `SELECT r.room, r.seq, r."eventId", e.type FROM "RoomEvent" r JOIN "Event" e ON e.id = r."eventId"
+        WHERE r."tenantId" = $1 AND r.namespace = 'tasks' AND r.room LIKE 'task:%' ORDER BY r.room, r.seq`,
       [tenantId],
     );
   }
 
-  /** Event rows (one per event and room) and distinct events of the tenant. */
+  /** Room places (one per event and room) and stored events of the tenant (each stored once). */
   async eventCounts(tenantId: string): Promise<{ rows: number; events: number }> {
     const [row] = await this.query<{ rows: string; events: string }>(
-      `SELECT count(*) AS rows, count(DISTINCT "eventId") AS events FROM "Event" WHERE "tenantId" = $1`,
+      `SELECT (SELECT count(*) FROM "RoomEvent" WHERE "tenantId" = $1) AS rows, (SELECT count(*) FROM "Event" WHERE "tenantId" = $1) AS events`,
       [tenantId],
     );
     return { rows: Number(row?.rows ?? 0), events: Number(row?.events ?? 0) };

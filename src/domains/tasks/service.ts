@@ -25,7 +25,7 @@ import { parseInput } from "../validation.js";
 import type { TaskJobs } from "./jobs.js";
 import { statusesEntered, type TransitionName } from "./state-machine.js";
 import { ProgressCoalescer } from "./progress-coalescer.js";
-import { insertQueuedTask, writeTransition, type TaskChanges, type TransitionGuard, type TransitionResult } from "./store.js";
+import { TASK_WRITES, taskInsert, type TaskChanges, type TransitionGuard, type TransitionResult } from "./store.js";
 import { serializeTask, type TaskRow, type TaskView } from "./view.js";
 
 export { serializeTask, type TaskRow, type TaskView };
@@ -96,8 +96,8 @@ export class TaskService {
     await this.validateTarget(principal.tenantId, poolId, input.type);
     // Refuse while the queue is unreachable, before anything is stored: a 202 must mean the task will run soon.
     if (!this.jobs.ready) throw new DependencyUnavailableError("redis");
-    const { task, outboxIds } = await this.metrics.timeQuery("task_write", () =>
-      insertQueuedTask(this.sql, principal.tenantId, { ...input, poolId }, { idempotencyKey: idempotencyKey ?? null, requestHash }),
+    const task = await this.metrics.timeQuery("task_write", () =>
+      this.events.write(TASK_WRITES, taskInsert(principal.tenantId, { ...input, poolId }, { idempotencyKey: idempotencyKey ?? null, requestHash })),
     );
     if (!task) {
       // A concurrent request with the same key won the insert: answer with its task.
@@ -106,7 +106,6 @@ export class TaskService {
       throw new ConflictError("a concurrent request with this Idempotency-Key failed; try again");
     }
     this.recordCommitted(task, "inserted");
-    await this.events.relay(outboxIds);
     await this.jobs.add(task);
     return { task: serializeTask(task), created: true };
   }
@@ -178,12 +177,15 @@ export class TaskService {
 
   /** Cancellation inside a caller's transaction (workflows); after the commit, record it and stop the tasks' jobs. */
   async cancelIn(db: Db, task: TaskRow, reason: string): Promise<TransitionResult> {
-    return this.metrics.timeQuery("task_write", () => writeTransition(prismaSql(db), task.tenantId, task.id, "cancelled", cancelChanges(reason), {}));
+    const write = { op: "transition", tenantId: task.tenantId, taskId: task.id, change: "cancelled", data: cancelChanges(reason), guard: {}, eventExtra: {} } as const;
+    const { row, outboxIds } = await this.metrics.timeQuery("task_write", () => this.events.stage(prismaSql(db), TASK_WRITES, write));
+    return { task: row, outboxIds };
   }
 
   /** A new task inside a caller's transaction (workflow steps); after the commit, record it and add its job. */
-  async createIn(db: Db, tenantId: string, input: Parameters<typeof insertQueuedTask>[2], extra: Parameters<typeof insertQueuedTask>[3]): Promise<TransitionResult> {
-    return this.metrics.timeQuery("task_write", () => insertQueuedTask(prismaSql(db), tenantId, input, extra));
+  async createIn(db: Db, tenantId: string, input: Parameters<typeof taskInsert>[1], extra: Parameters<typeof taskInsert>[2]): Promise<TransitionResult> {
+    const { row, outboxIds } = await this.metrics.timeQuery("task_write", () => this.events.stage(prismaSql(db), TASK_WRITES, taskInsert(tenantId, input, extra)));
+    return { task: row, outboxIds };
   }
 
   /**
@@ -296,10 +298,11 @@ export class TaskService {
     eventExtra: Record<string, unknown> = {},
     guard: TransitionGuard = {},
   ): Promise<{ task: TaskRow | null }> {
-    const { task, outboxIds } = await this.metrics.timeQuery("task_write", () => writeTransition(this.sql, tenantId, taskId, change, data, guard, eventExtra));
+    const task = await this.metrics.timeQuery("task_write", () =>
+      this.events.write(TASK_WRITES, { op: "transition", tenantId, taskId, change, data, guard, eventExtra }),
+    );
     if (!task) return { task: null };
     this.recordCommitted(task, change);
-    await this.events.relay(outboxIds);
     if (isTerminal(task.status)) await this.finished(task);
     return { task };
   }

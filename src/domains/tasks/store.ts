@@ -1,20 +1,28 @@
 import { randomUUID } from "node:crypto";
 import { targetKey } from "../../events/event-log.js";
-import type { Sql } from "../../db/sql.js";
+import type { StateChangeKind } from "../../events/state-change.js";
 import type { EventName } from "../../protocol/events.js";
 import { roomNames } from "../../protocol/rooms.js";
 import type { SubmitTaskInput } from "./service.js";
 import { TRANSITIONS, type TransitionName } from "./state-machine.js";
-import { isoSql, taskViewSql, type TaskRow } from "./view.js";
+import { isoSql, taskEventViewSql, taskRowFromJson, type TaskRow } from "./view.js";
 
 /*
- * The task store: the only SQL that writes task state. Every write is ONE statement that also writes the
- * event announcing it to the outbox, built by PostgreSQL from the row it just wrote, so the change and its event
- * commit together (or not at all). Publishing the event afterwards is the caller's job (EventPublisher.relay).
+ * The task store: the only SQL that writes task state. A write is a `TaskWrite`, and `TASK_WRITES` turns a
+ * batch of them into SQL that the event log runs inside its numbering statement (EventLog.write): the rows are
+ * inserted or updated, and the events announcing them are built by PostgreSQL from the rows just written and
+ * stored and numbered in the same statement, so a change and its events commit together (or not at all), and a
+ * node's concurrent task changes share one statement (group commit). Inside a workflow's transaction the same SQL
+ * stages the events in the outbox instead (EventPublisher.stage).
+ *
+ * What an event carries: the task without its two unbounded fields, except the one the event is about: the
+ * payload in task.created, the result in task.completed (the error, bounded by the report limits, is in every
+ * event). The task itself (REST) has them all. So a task's payload and result are each stored once in its
+ * events, not once per event and room.
  */
 
-/** The rooms of a task's events, as outbox targets built from the row (task.assigned also goes to /pools). */
-function taskTargetsSql(t: string, alsoInPools: boolean): string {
+/** The rooms of a task's event `type`, as event targets built from the row (task.assigned also goes to /pools). */
+function taskTargetsSql(t: string, type: string): string {
   const literal = (namespace: "tasks" | "pools", room: string) => `'${targetKey({ namespace, room })}'`;
   const targets = [
     literal("tasks", roomNames.tasks()),
@@ -22,8 +30,15 @@ function taskTargetsSql(t: string, alsoInPools: boolean): string {
     `${literal("tasks", roomNames.pool(""))} || ${t}."poolId"`,
   ];
   // Pool dashboards watch assignments too: who took what.
-  if (alsoInPools) targets.push(`${literal("pools", roomNames.pool(""))} || ${t}."poolId"`);
-  return `ARRAY[${targets.join(", ")}]::text[]`;
+  const assigned: EventName = "task.assigned";
+  return `(ARRAY[${targets.join(", ")}]::text[] || CASE WHEN ${type} = '${assigned}' THEN ARRAY[${literal("pools", roomNames.pool(""))} || ${t}."poolId"] ELSE '{}'::text[] END)`;
+}
+
+/** The big field an event of `type` adds to the task's event view: the one it is about. */
+function eventFieldSql(t: string, type: string): string {
+  return `CASE WHEN ${type} = '${"task.created" satisfies EventName}' THEN jsonb_build_object('payload', ${t}."payload")
+               WHEN ${type} = '${"task.completed" satisfies EventName}' THEN jsonb_build_object('result', ${t}."result")
+               ELSE '{}'::jsonb END`;
 }
 
 const NOW_UTC = `(now() AT TIME ZONE 'UTC')`;
@@ -57,132 +72,160 @@ export interface TransitionGuard {
   updatedAt?: Date;
 }
 
-/** A committed transition: the new row and the outbox rows of its event, to be numbered and broadcast. */
+/** A committed transition inside a caller's transaction: the new row and the outbox rows of its events. */
 export interface TransitionResult {
   task: TaskRow | null;
   outboxIds: string[];
 }
 
+/** Column bits of `TaskChanges` (which columns a transition sets). */
+const COLUMN_BIT: Record<keyof typeof COLUMN_KIND, number> = {
+  workerId: 1, attempts: 2, lease: 4, requeues: 8, queuedAt: 16, startedAt: 32, finishedAt: 64, result: 128, error: 256,
+};
+
+/** A new task, stored directly as `queued` with its task.created and task.queued events; null when its Idempotency-Key is taken. */
+export interface TaskInsert {
+  op: "insert";
+  tenantId: string;
+  id: string;
+  input: Omit<SubmitTaskInput, "poolId"> & { poolId: string };
+  idempotencyKey: string | null;
+  requestHash: string | null;
+  workflowId?: string;
+  stepKey?: string;
+}
+
+/** A state change of one task, made if (and only if) the state machine and the guard allow it; null otherwise. */
+export interface TaskTransition {
+  op: "transition";
+  tenantId: string;
+  taskId: string;
+  change: TransitionName;
+  data: TaskChanges;
+  guard: TransitionGuard;
+  eventExtra: Record<string, unknown>;
+}
+
+export type TaskWrite = TaskInsert | TaskTransition;
+
+
 /**
- * Inserts a task directly as `queued` together with its task.created and task.queued events, in one statement
- * on `db` (the pool, or a Prisma transaction for workflow steps). The row is the durable enqueue intent: the BullMQ job is
- * added from it after the commit. `task` is null when the Idempotency-Key is already taken.
+ * Task writes as the event log runs them. Inserts and transitions of one batch are two expressions of one
+ * statement; each transition carries its own from-states, new state, guard and the columns it sets (a bit mask),
+ * so transitions of every kind share one UPDATE. The event of each written row is built from the row.
  */
-export async function insertQueuedTask(
-  db: Sql,
+export const TASK_WRITES: StateChangeKind<TaskWrite, TaskRow> = {
+  name: "tasks",
+  key: (write) => (write.op === "insert" ? write.id : write.taskId),
+  parse: (row) => taskRowFromJson(row),
+  build(writes, p) {
+    const inserts: Array<{ item: number; write: TaskInsert }> = [];
+    const updates: Array<{ item: number; write: TaskTransition }> = [];
+    writes.forEach((write, item) => (write.op === "insert" ? inserts.push({ item, write }) : updates.push({ item, write })));
+    const ctes: string[] = [];
+    const events: string[] = [];
+    const rows: string[] = [];
+    if (inserts.length > 0) {
+      const col = <T>(f: (w: TaskInsert) => T) => inserts.map(({ write }) => f(write));
+      ctes.push(`tasks_ins_in AS (
+         SELECT * FROM unnest(${p(inserts.map((i) => i.item))}::int[], ${p(col((w) => w.id))}::text[], ${p(col((w) => w.tenantId))}::text[],
+           ${p(col((w) => w.input.poolId))}::text[], ${p(col((w) => w.input.type))}::text[], ${p(col((w) => JSON.stringify(w.input.payload ?? {})))}::text[],
+           ${p(col((w) => w.input.priority))}::int[], ${p(col((w) => w.input.maxAttempts))}::int[], ${p(col((w) => w.input.timeoutMs ?? null))}::int[],
+           ${p(col((w) => w.idempotencyKey))}::text[], ${p(col((w) => w.requestHash))}::text[], ${p(col((w) => w.workflowId ?? null))}::text[],
+           ${p(col((w) => w.stepKey ?? null))}::text[], ${p(col(() => randomUUID()))}::text[], ${p(col(() => randomUUID()))}::text[])
+           AS t(item, id, tenant, pool, type, payload, priority, max_attempts, timeout_ms, idempotency_key, request_hash, workflow_id, step_key, created_id, queued_id)
+       ), tasks_inserted AS (
+         INSERT INTO "Task" ("id", "tenantId", "poolId", "type", "payload", "status", "priority", "maxAttempts", "timeoutMs",
+                             "idempotencyKey", "requestHash", "workflowId", "stepKey", "createdAt", "updatedAt", "queuedAt")
+         SELECT id, tenant, pool, type, payload::jsonb, 'queued', priority, max_attempts, timeout_ms,
+                idempotency_key, request_hash, workflow_id, step_key, ${NOW_UTC}, ${NOW_UTC}, ${NOW_UTC}
+         FROM tasks_ins_in
+         ON CONFLICT ("tenantId", "idempotencyKey") DO NOTHING
+         RETURNING *
+       )`);
+      // task.created shows the task as created (status and queuedAt of that moment); task.queued as stored.
+      events.push(`SELECT i.item, e.sub, t."tenantId" AS tenant, CASE e.sub WHEN 0 THEN i.created_id ELSE i.queued_id END AS event_id, e.type,
+              jsonb_build_object('task', ${taskEventViewSql("t")} || ${eventFieldSql("t", "e.type")} || e.patch) AS data,
+              ${EVENT_TS} AS ts, ${taskTargetsSql("t", "e.type")} AS targets
+         FROM tasks_inserted t JOIN tasks_ins_in i ON i.id = t."id"
+         CROSS JOIN (VALUES (0, '${"task.created" satisfies EventName}', '{"status":"created","queuedAt":null}'::jsonb),
+                            (1, '${"task.queued" satisfies EventName}', '{}'::jsonb)) AS e(sub, type, patch)`);
+      rows.push(`SELECT i.item, to_jsonb(t) AS row FROM tasks_inserted t JOIN tasks_ins_in i ON i.id = t."id"`);
+    }
+    if (updates.length > 0) {
+      const col = <T>(f: (w: TaskTransition) => T) => updates.map(({ write }) => f(write));
+      const value = (column: keyof typeof COLUMN_KIND) =>
+        col((w) => {
+          const v = w.data[column];
+          if (v === undefined || v === null) return null;
+          if (v instanceof Date) return v.toISOString();
+          return COLUMN_KIND[column] === "json" ? JSON.stringify(v) : v;
+        });
+      const mask = col((w) => (Object.keys(w.data) as Array<keyof typeof COLUMN_KIND>).reduce((bits, column) => bits | COLUMN_BIT[column], 0));
+      const set = (column: keyof typeof COLUMN_KIND, expr: string) => `"${column}" = CASE WHEN u.mask & ${COLUMN_BIT[column]} <> 0 THEN ${expr} ELSE t."${column}" END`;
+      const time = (v: string) => `(${v}::timestamptz AT TIME ZONE 'UTC')`;
+      ctes.push(`tasks_upd_in AS (
+         SELECT * FROM unnest(${p(updates.map((u) => u.item))}::int[], ${p(col((w) => w.taskId))}::text[], ${p(col((w) => w.tenantId))}::text[],
+           ${p(col((w) => TRANSITIONS[w.change].from.join(",")))}::text[], ${p(col((w) => TRANSITIONS[w.change].to))}::text[], ${p(mask)}::int[],
+           ${p(value("workerId"))}::text[], ${p(value("attempts"))}::int[], ${p(value("lease"))}::text[], ${p(value("requeues"))}::int[],
+           ${p(value("queuedAt"))}::text[], ${p(value("startedAt"))}::text[], ${p(value("finishedAt"))}::text[],
+           ${p(value("result"))}::text[], ${p(value("error"))}::text[],
+           ${p(col((w) => w.guard.poolId ?? null))}::text[], ${p(col((w) => w.guard.lease ?? null))}::text[],
+           ${p(col((w) => w.guard.newLease ?? null))}::text[], ${p(col((w) => w.guard.updatedAt?.toISOString() ?? null))}::text[],
+           ${p(col((w) => JSON.stringify(w.eventExtra)))}::text[], ${p(col((w) => TRANSITIONS[w.change].first ?? null))}::text[],
+           ${p(col((w) => TRANSITIONS[w.change].event))}::text[], ${p(col(() => randomUUID()))}::text[], ${p(col(() => randomUUID()))}::text[])
+           AS u(item, id, tenant, from_states, to_state, mask, worker_id, attempts, lease, requeues, queued_at, started_at, finished_at,
+                result, error, guard_pool, guard_lease, guard_new_lease, guard_updated_at, extra, first_type, event_type, first_id, event_id)
+       ), tasks_old AS (
+         SELECT t."id", t."attempts", t."startedAt" FROM "Task" t JOIN tasks_upd_in u ON t."id" = u.id AND u.first_type IS NOT NULL
+       ), tasks_updated AS (
+         UPDATE "Task" t SET "status" = u.to_state, "updatedAt" = ${NOW_UTC},
+           ${set("workerId", "u.worker_id")}, ${set("attempts", "u.attempts")}, ${set("lease", "u.lease")}, ${set("requeues", "u.requeues")},
+           ${set("queuedAt", time("u.queued_at"))}, ${set("startedAt", time("u.started_at"))}, ${set("finishedAt", time("u.finished_at"))},
+           ${set("result", "u.result::jsonb")}, ${set("error", "u.error::jsonb")}
+         FROM tasks_upd_in u
+         WHERE t."id" = u.id AND t."tenantId" = u.tenant AND t."status" = ANY(string_to_array(u.from_states, ','))
+           AND (u.guard_pool IS NULL OR t."poolId" = u.guard_pool)
+           AND (u.guard_lease IS NULL OR t."lease" = u.guard_lease)
+           AND (u.guard_new_lease IS NULL OR t."lease" IS DISTINCT FROM u.guard_new_lease)
+           AND (u.guard_updated_at IS NULL OR t."updatedAt" = ${time("u.guard_updated_at")})
+         RETURNING t.*, u.item AS "_item", u.extra::jsonb AS "_extra", u.first_type AS "_firstType", u.event_type AS "_eventType",
+                   u.first_id AS "_firstId", u.event_id AS "_eventId"
+       )`);
+      // `patch` rewrites the new row's view for an event that describes an earlier moment of the same change (a
+      // claim is assignment and start at once: its task.assigned shows the task as it was assigned, before the
+      // start set attempts and startedAt).
+      events.push(`SELECT t."_item" AS item, e.sub, t."tenantId" AS tenant, e.event_id, e.type,
+              CASE WHEN e.type = '${"task.progress" satisfies EventName}'
+                   THEN jsonb_build_object('taskId', t."id", 'status', t."status") || t."_extra"
+                   ELSE jsonb_build_object('task', ${taskEventViewSql("t")} || ${eventFieldSql("t", "e.type")} || e.patch) || t."_extra" END AS data,
+              ${EVENT_TS} AS ts, ${taskTargetsSql("t", "e.type")} AS targets
+         FROM tasks_updated t LEFT JOIN tasks_old o ON o."id" = t."id"
+         CROSS JOIN LATERAL (VALUES
+           (0, t."_firstType", t."_firstId", jsonb_build_object('status', 'assigned', 'attempts', o."attempts", 'startedAt', ${isoSql(`o."startedAt"`)})),
+           (1, t."_eventType", t."_eventId", '{}'::jsonb)) AS e(sub, type, event_id, patch)
+         WHERE e.type IS NOT NULL`);
+      rows.push(`SELECT t."_item" AS item, to_jsonb(t) AS row FROM tasks_updated t`);
+    }
+    ctes.push(`tasks_events AS (${events.join(" UNION ALL ")})`, `tasks_rows AS (${rows.join(" UNION ALL ")})`);
+    return ctes.join(",\n");
+  },
+};
+
+/** A new task's write (its id made here, so that its job and workflow step can name it). */
+export function taskInsert(
   tenantId: string,
   input: Omit<SubmitTaskInput, "poolId"> & { poolId: string },
   extra: { idempotencyKey: string | null; requestHash: string | null; workflowId?: string; stepKey?: string; id?: string },
-): Promise<TransitionResult> {
-  const rows = await db.query<Array<TaskRow & { outboxIds: string[] }>>(
-    `WITH inserted AS (
-       INSERT INTO "Task" ("id", "tenantId", "poolId", "type", "payload", "status", "priority", "maxAttempts", "timeoutMs",
-                           "idempotencyKey", "requestHash", "workflowId", "stepKey", "createdAt", "updatedAt", "queuedAt")
-       VALUES ($1, $2, $3, $4, $5::jsonb, 'queued', $6, $7, $8, $9, $10, $11, $12, ${NOW_UTC}, ${NOW_UTC}, ${NOW_UTC})
-       ON CONFLICT ("tenantId", "idempotencyKey") DO NOTHING
-       RETURNING *
-     ), staged AS (
-       INSERT INTO "Outbox" ("tenantId", "eventId", "type", "targets", "data", "ts")
-       SELECT i."tenantId", e.event_id, e.type, ${taskTargetsSql("i", false)},
-              jsonb_build_object('task', ${taskViewSql("i")} || e.patch), ${EVENT_TS}
-       FROM inserted i CROSS JOIN (VALUES
-         (1, $13, $15, '{"status":"created","queuedAt":null}'::jsonb),
-         (2, $14, $16, '{}'::jsonb)) AS e(n, event_id, type, patch)
-       ORDER BY e.n
-       RETURNING "id"
-     )
-     -- Ordered as numbers, then cast: "id"::text in the select list would make ORDER BY "id" sort the text, and
-     -- at 999 → 1000 a task's events would be numbered in reverse.
-     SELECT i.*, ARRAY(SELECT "id" FROM staged ORDER BY "id")::text[] AS "outboxIds" FROM inserted i`,
-    [
-    extra.id ?? randomUUID(),
+): TaskInsert {
+  return {
+    op: "insert",
     tenantId,
-    input.poolId,
-    input.type,
-    JSON.stringify(input.payload ?? {}),
-    input.priority,
-    input.maxAttempts,
-    input.timeoutMs ?? null,
-    extra.idempotencyKey,
-    extra.requestHash,
-    extra.workflowId ?? null,
-    extra.stepKey ?? null,
-    randomUUID(),
-    randomUUID(),
-    "task.created" satisfies EventName,
-    "task.queued" satisfies EventName,
-    ],
-  );
-  const row = rows[0];
-  if (!row) return { task: null, outboxIds: [] };
-  const { outboxIds, ...task } = row;
-  return { task, outboxIds };
-}
-
-
-/** One UPDATE … RETURNING that also writes the event to the outbox, on `db` (the client or a transaction). */
-export async function writeTransition(
-  db: Sql,
-  tenantId: string,
-  taskId: string,
-  change: TransitionName,
-  data: TaskChanges,
-  guard: TransitionGuard,
-  eventExtra: Record<string, unknown> = {},
-): Promise<TransitionResult> {
-  const rule = TRANSITIONS[change];
-  const params: unknown[] = [taskId, tenantId, [...rule.from], rule.to];
-  const sets = [`"status" = $4`, `"updatedAt" = ${NOW_UTC}`];
-  for (const [column, value] of Object.entries(data) as Array<[keyof TaskChanges, unknown]>) {
-    params.push(value instanceof Date ? value.toISOString() : COLUMN_KIND[column] === "json" ? (value === null ? null : JSON.stringify(value)) : value);
-    const placeholder = `$${params.length}`;
-    const kind = COLUMN_KIND[column];
-    sets.push(`"${column}" = ${kind === "json" ? `${placeholder}::jsonb` : kind === "time" ? `(${placeholder}::timestamptz AT TIME ZONE 'UTC')` : placeholder}`);
-  }
-  const conditions = [`"id" = $1`, `"tenantId" = $2`, `"status" = ANY($3::text[])`];
-  const condition = (sql: (placeholder: string) => string, value: unknown): void => {
-    params.push(value);
-    conditions.push(sql(`$${params.length}`));
+    id: extra.id ?? randomUUID(),
+    input,
+    idempotencyKey: extra.idempotencyKey,
+    requestHash: extra.requestHash,
+    ...(extra.workflowId !== undefined ? { workflowId: extra.workflowId } : {}),
+    ...(extra.stepKey !== undefined ? { stepKey: extra.stepKey } : {}),
   };
-  if (guard.poolId !== undefined) condition((p) => `"poolId" = ${p}`, guard.poolId);
-  if (guard.lease !== undefined) condition((p) => `"lease" = ${p}`, guard.lease);
-  if (guard.newLease !== undefined) condition((p) => `"lease" IS DISTINCT FROM ${p}`, guard.newLease);
-  if (guard.updatedAt !== undefined) condition((p) => `"updatedAt" = (${p}::timestamptz AT TIME ZONE 'UTC')`, guard.updatedAt.toISOString());
-  params.push(JSON.stringify(eventExtra));
-  const extra = `$${params.length}::jsonb`;
-  // The events of this change, in order; `patch` rewrites the new row's view for an event that describes an
-  // earlier moment of the same change (a claim is assignment and start at once: its task.assigned shows the
-  // task as it was assigned, before the start set attempts and startedAt).
-  const events: Array<{ type: string; patch: string }> = [];
-  if (rule.first) {
-    events.push({ type: rule.first, patch: `jsonb_build_object('status', 'assigned', 'attempts', o."attempts", 'startedAt', ${isoSql(`o."startedAt"`)})` });
-  }
-  events.push({ type: rule.event, patch: `'{}'::jsonb` });
-  const rowsSql = events.map((event, i) => {
-    params.push(randomUUID(), event.type);
-    return `(${i + 1}, $${params.length - 1}, $${params.length}, ${event.patch})`;
-  });
-  const eventData =
-    change === "progress"
-      ? `jsonb_build_object('taskId', u."id", 'status', u."status") || ${extra}`
-      : `jsonb_build_object('task', ${taskViewSql("u")} || e.patch) || ${extra}`;
-  const rows = await db.query<Array<TaskRow & { outboxIds: string[] }>>(
-    `WITH ${rule.first ? `old AS (SELECT "attempts", "startedAt" FROM "Task" WHERE "id" = $1 AND "tenantId" = $2), ` : ""}updated AS (
-       UPDATE "Task" SET ${sets.join(", ")} WHERE ${conditions.join(" AND ")} RETURNING *
-     ), staged AS (
-       INSERT INTO "Outbox" ("tenantId", "eventId", "type", "targets", "data", "ts")
-       SELECT u."tenantId", e.event_id, e.type,
-              CASE WHEN e.type = 'task.assigned' THEN ${taskTargetsSql("u", true)} ELSE ${taskTargetsSql("u", false)} END,
-              ${eventData}, ${EVENT_TS}
-       FROM updated u${rule.first ? " CROSS JOIN old o" : ""} CROSS JOIN LATERAL (VALUES ${rowsSql.join(", ")}) AS e(n, event_id, type, patch)
-       ORDER BY e.n
-       RETURNING "id"
-     )
-     SELECT u.*, ARRAY(SELECT "id" FROM staged ORDER BY "id")::text[] AS "outboxIds" FROM updated u`,
-    params,
-  );
-  const row = rows[0];
-  if (!row) return { task: null, outboxIds: [] };
-  const { outboxIds, ...task } = row;
-  return { task, outboxIds };
 }

@@ -64,11 +64,41 @@ export function isoSql(column: string): string {
 }
 
 export function taskViewSql(t: string): string {
+  return `(${taskEventViewSql(t)} || jsonb_build_object('payload', ${t}."payload", 'result', ${t}."result"))`;
+}
+
+/** The task as its events show it (TaskEventView): the view without payload and result. */
+export function taskEventViewSql(t: string): string {
   const iso = (column: string) => isoSql(`${t}."${column}"`);
   return `jsonb_build_object(
-    'id', ${t}."id", 'type', ${t}."type", 'poolId', ${t}."poolId", 'status', ${t}."status", 'payload', ${t}."payload",
+    'id', ${t}."id", 'type', ${t}."type", 'poolId', ${t}."poolId", 'status', ${t}."status",
     'priority', ${t}."priority", 'maxAttempts', ${t}."maxAttempts", 'attempts', ${t}."attempts", 'timeoutMs', ${t}."timeoutMs",
-    'result', ${t}."result", 'error', ${t}."error", 'workerId', ${t}."workerId", 'workflowId', ${t}."workflowId",
+    'error', ${t}."error", 'workerId', ${t}."workerId", 'workflowId', ${t}."workflowId",
     'stepKey', ${t}."stepKey", 'createdAt', ${iso("createdAt")}, 'updatedAt', ${iso("updatedAt")},
     'queuedAt', ${iso("queuedAt")}, 'startedAt', ${iso("startedAt")}, 'finishedAt', ${iso("finishedAt")})`;
+}
+
+const TIME_COLUMNS = ["createdAt", "updatedAt", "queuedAt", "startedAt", "finishedAt"] as const;
+
+/**
+ * A task row PostgreSQL returned as jsonb (`to_jsonb` of the row, from a batched write): timestamps come as
+ * UTC without a zone ("2026-12-07T03:16:29.123") and become Dates, as node-postgres' own reading of the row would.
+ */
+export function taskRowFromJson(value: unknown): TaskRow {
+  const row = value as Record<string, unknown>;
+  const time = (v: unknown): Date | null => (typeof v === "string" ? new Date(/[zZ]|[+-]\d\d:\d\d$/.test(v) ? v : `${v}Z`) : null);
+  const task = {
+    id: row.id, tenantId: row.tenantId, poolId: row.poolId, type: row.type, payload: row.payload ?? null, status: row.status,
+    priority: row.priority, maxAttempts: row.maxAttempts, attempts: row.attempts, timeoutMs: row.timeoutMs ?? null,
+    result: row.result ?? null, error: row.error ?? null, workerId: row.workerId ?? null, workflowId: row.workflowId ?? null,
+    stepKey: row.stepKey ?? null, lease: row.lease ?? null, requeues: row.requeues,
+  } as Omit<TaskRow, (typeof TIME_COLUMNS)[number]>;
+  return {
+    ...task,
+    createdAt: time(row.createdAt)!,
+    updatedAt: time(row.updatedAt)!,
+    queuedAt: time(row.queuedAt),
+    startedAt: time(row.startedAt),
+    finishedAt: time(row.finishedAt),
+  };
 }
