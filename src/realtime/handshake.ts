@@ -36,27 +36,3 @@ export function handshakeAuth(verify: TokenVerifier, metrics: Metrics, logger: L
     }
   };
 }
-
-/**
- * Disconnects the socket when its token expires, after telling it why. The token counts as expired where the
- * verifier would refuse it: `toleranceS` (JWT_CLOCK_TOLERANCE_S) after `exp`, or a token admitted within the
- * tolerance would be dropped at once. Timers beyond setTimeout's range (about 24.8 days) are clamped; such a
- * socket is simply re-checked then.
- */
-export function expireWithToken(socket: SwitchyardSocket, principal: Principal, toleranceS: number): void {
-  const MAX_DELAY = 2_147_483_647;
-  const arm = (): void => {
-    const remaining = (principal.expiresAt + toleranceS) * 1000 - Date.now();
-    if (remaining > MAX_DELAY) {
-      timer = setTimeout(arm, MAX_DELAY);
-      return;
-    }
-    timer = setTimeout(() => {
-      socket.emit("session.expired", { reason: "token_expired" });
-      socket.disconnect(true);
-    }, Math.max(0, remaining));
-  };
-  let timer: NodeJS.Timeout;
-  arm();
-  socket.once("disconnect", () => clearTimeout(timer));
-}

@@ -7,7 +7,8 @@ import type { Broadcast } from "../events/publisher.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import { NAMESPACES, type NamespaceName } from "../protocol/namespaces.js";
-import { expireWithToken, handshakeAuth } from "./handshake.js";
+import { handshakeAuth } from "./handshake.js";
+import { TokenExpiries } from "./token-expiry.js";
 import { originCheck } from "./origin-check.js";
 import { revokes, type Revocation } from "../auth/revocation-list.js";
 import { emitStored, type ClientToServerEvents, type InterServerEvents, type ServerToClientEvents, type SocketData, type SwitchyardServer, type SwitchyardSocket } from "./types.js";
@@ -58,6 +59,8 @@ const REPLAY_PAGES_IN_FLIGHT = 4;
 export class Realtime {
   readonly io: SwitchyardServer;
   private readonly handlers = new Map<NamespaceName, ConnectionHandler[]>();
+  /** Token expiries of every namespace's sockets, on one timer. */
+  private expiries: TokenExpiries | undefined;
 
   constructor(options: RealtimeOptions) {
     const { metrics, logger } = options;
@@ -92,6 +95,7 @@ export class Realtime {
     // count against the tenant's connections like any other.
     this.io.use(auth).use(quota);
     this.io.on("connection", (socket) => gateInboundEvents(socket, gate));
+    const expiries = (this.expiries = new TokenExpiries(options.clockToleranceS));
     for (const name of NAMESPACES) {
       const nsp = this.io.of(`/${name}`);
       nsp.use(auth).use(quota);
@@ -112,7 +116,7 @@ export class Realtime {
           logger.debug(who, "socket connected");
           socket.once("disconnect", (reason) => logger.debug({ ...who, reason }, "socket disconnected"));
         }
-        expireWithToken(socket, socket.data.principal, options.clockToleranceS);
+        expiries.watch(socket);
         gateInboundEvents(socket, gate);
         rooms.attach(socket);
         for (const handler of this.handlers.get(name) ?? []) handler(socket);
@@ -149,6 +153,7 @@ export class Realtime {
 
   /** Tells every client to reconnect elsewhere and closes their connections (clients reconnect by themselves). */
   async close(nodeId: string): Promise<void> {
+    this.expiries?.stop();
     for (const name of NAMESPACES) {
       this.io.of(`/${name}`).local.emit("server.shutdown", { node: nodeId, reconnect: true });
     }
