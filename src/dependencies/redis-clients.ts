@@ -16,8 +16,11 @@ function optionsFor(role: RedisRole, deadlineMs: number): RedisOptions {
       return { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: deadlineMs };
     // Broadcasts ride out a short reconnect in the offline queue, and are dropped after one failed reconnect or
     // the deadline: the event is stored already, and clients catch up from their cursor.
+    // Auto-pipelining: the broadcasts of one numbering statement (an event per room, all issued in the same tick)
+    // leave in one socket write instead of one write each, which was the largest share of a node's CPU under a task
+    // load (docs/performance.md).
     case "adapter-pub":
-      return { maxRetriesPerRequest: 1, commandTimeout: deadlineMs };
+      return { maxRetriesPerRequest: 1, commandTimeout: deadlineMs, enableAutoPipelining: true };
     // Subscriptions wait for Redis however long it is away: a SUBSCRIBE given up after some retries would leave
     // the node deaf for good (ioredis re-subscribes after a reconnect only to channels it had subscribed).
     case "adapter-sub":

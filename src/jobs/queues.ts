@@ -1,4 +1,4 @@
-import { Queue } from "bullmq";
+import { Queue, type JobsOptions } from "bullmq";
 import type { RedisClient } from "./redis-connection.js";
 import { withDeadline } from "../dependencies/deadline.js";
 import { DependencyUnavailableError, unavailableDependency } from "../errors.js";
@@ -29,6 +29,27 @@ export interface EnqueueOptions {
   /** 0 (least urgent) … 100 (most urgent). */
   priority: number;
   backoffMs: number;
+}
+
+/** The BullMQ options of a task's job. The job id is the task id, which makes enqueueing idempotent. */
+function jobOptions(data: TaskJobData, options: EnqueueOptions): JobsOptions {
+  return {
+    jobId: data.taskId,
+    attempts: options.maxAttempts,
+    backoff: { type: "exponential", delay: options.backoffMs },
+    // BullMQ runs lower numbers first; ours reads the other way round, so that "more" means "sooner".
+    priority: 101 - options.priority,
+    removeOnComplete: { age: 3600, count: 10_000 },
+    removeOnFail: { age: 24 * 3600, count: 10_000 },
+  };
+}
+
+interface PendingJob {
+  name: string;
+  data: TaskJobData;
+  opts: JobsOptions;
+  resolve: () => void;
+  reject: (error: unknown) => void;
 }
 
 /**
@@ -108,18 +129,46 @@ export class TaskQueues {
     });
   }
 
-  async enqueue(data: TaskJobData, options: EnqueueOptions): Promise<void> {
-    const jobOptions = {
-      jobId: data.taskId,
-      attempts: options.maxAttempts,
-      backoff: { type: "exponential", delay: options.backoffMs },
-      // BullMQ runs lower numbers first; ours reads the other way round, so that "more" means "sooner".
-      priority: 101 - options.priority,
-      removeOnComplete: { age: 3600, count: 10_000 },
-      removeOnFail: { age: 24 * 3600, count: 10_000 },
-    };
-    await this.bullmq((queue) => queue.add(data.type, data, jobOptions), data.tenantId, data.poolId);
+  /** Jobs waiting for this tick's bulk add, per queue (see `enqueue`). */
+  private readonly adding = new Map<string, { tenantId: string; poolId: string; jobs: PendingJob[] }>();
+
+  /**
+   * Adds the task's job. Jobs enqueued in the same tick for one queue (the tasks of one group-committed statement
+   * return together) are added with one `addBulk`, one round trip, instead of one each; all of them succeed or
+   * fail together, and a caller whose add failed retries its own job alone.
+   */
+  enqueue(data: TaskJobData, options: EnqueueOptions): Promise<void> {
+    const name = RedisKeys.queueName(data.tenantId, data.poolId);
+    return new Promise((resolve, reject) => {
+      let pending = this.adding.get(name);
+      if (!pending) {
+        this.adding.set(name, (pending = { tenantId: data.tenantId, poolId: data.poolId, jobs: [] }));
+        process.nextTick(() => void this.addPending(name));
+      }
+      pending.jobs.push({ name: data.type, data, opts: jobOptions(data, options), resolve, reject });
+    });
   }
+
+  private async addPending(name: string): Promise<void> {
+    const pending = this.adding.get(name);
+    this.adding.delete(name);
+    if (!pending) return;
+    const { jobs } = pending;
+    try {
+      await this.bullmq(
+        async (queue): Promise<void> => {
+          if (jobs.length === 1) await queue.add(jobs[0]!.name, jobs[0]!.data, jobs[0]!.opts);
+          else await queue.addBulk(jobs.map(({ name: type, data, opts }) => ({ name: type, data, opts })));
+        },
+        pending.tenantId,
+        pending.poolId,
+      );
+      for (const job of jobs) job.resolve();
+    } catch (error) {
+      for (const job of jobs) job.reject(error);
+    }
+  }
+
 
   /** Removes a job that no worker holds yet; false when it is running (its worker is told to abort instead). */
   async remove(tenantId: string, poolId: string, taskId: string): Promise<boolean> {
