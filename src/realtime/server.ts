@@ -9,6 +9,7 @@ import type { Metrics } from "../observability/metrics.js";
 import { NAMESPACES, type NamespaceName } from "../protocol/namespaces.js";
 import { handshakeAuth } from "./handshake.js";
 import { TokenExpiries } from "./token-expiry.js";
+import { TickBroadcast } from "./tick-broadcast.js";
 import { originCheck } from "./origin-check.js";
 import { revokes, type Revocation } from "../auth/revocation-list.js";
 import { emitStored, type ClientToServerEvents, type InterServerEvents, type ServerToClientEvents, type SocketData, type SwitchyardServer, type SwitchyardSocket } from "./types.js";
@@ -61,6 +62,8 @@ export class Realtime {
   private readonly handlers = new Map<NamespaceName, ConnectionHandler[]>();
   /** Token expiries of every namespace's sockets, on one timer. */
   private expiries: TokenExpiries | undefined;
+  /** Broadcasts over a single Redis: one message per tick (undefined on a Redis Cluster: the sharded adapter's channels). */
+  private readonly ticks: TickBroadcast | undefined;
 
   constructor(options: RealtimeOptions) {
     const { metrics, logger } = options;
@@ -83,6 +86,7 @@ export class Realtime {
         ? createShardedAdapter(options.pubClient, options.subClient, { channelPrefix: options.keys.adapter, subscriptionMode: "dynamic" })
         : createAdapter(options.pubClient, options.subClient, { key: options.keys.adapter }),
     });
+    if (!options.sharded) this.ticks = new TickBroadcast(this.io, options.pubClient, options.subClient, `${options.keys.adapter}-ticks`, logger);
     // Every connection's outbound buffer is bounded, whatever writes to it (broadcasts, replays, acks, pings).
     // Engine.IO connections, not namespace sockets: the namespaces of one client share its connection.
     const outbound = new OutboundGuard(options.maxSocketBufferBytes, metrics, logger);
@@ -130,7 +134,8 @@ export class Realtime {
   }
 
   readonly broadcast: Broadcast = (namespace, key, envelope) => {
-    emitStored(this.io.of(`/${namespace}`).to(key), envelope);
+    if (this.ticks) this.ticks.send(namespace, key, envelope);
+    else emitStored(this.io.of(`/${namespace}`).to(key), envelope);
   };
 
   /**
