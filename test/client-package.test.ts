@@ -143,12 +143,19 @@ console.log("subscribed", cursor);
     writeFileSync(path.join(project, "tsconfig.json"), tsconfig(["typed.ts"]));
     writeFileSync(
       path.join(project, "typed.ts"),
-      `import { isEvent, SwitchyardClient, type TaskView } from "switchyard/client";
+      `import { applyTaskEvent, isEvent, SwitchyardClient, type TaskEventView, type TaskView } from "switchyard/client";
 
 const client = new SwitchyardClient({ urls: "http://127.0.0.1:3000", namespace: "tasks", token: async () => "jwt", socketOptions: { autoConnect: false } });
+const known = new Map<string, TaskView>();
 client.on("task.completed", (event) => {
-  const task: TaskView = event.data.task;
-  console.log(task.result);
+  console.log(event.data.task.result);
+  // Task events leave out the payload (only task.created has it): the full view is kept from the events.
+  const slim: TaskEventView = event.data.task;
+  // @ts-expect-error an event's task may lack the payload, so it is not a TaskView
+  const notFull: TaskView = slim;
+  const task: TaskView = applyTaskEvent(known.get(slim.id), slim);
+  known.set(task.id, task);
+  console.log(task.result, notFull);
   // @ts-expect-error task.completed carries a task, not a pool
   console.log(event.data.pool);
 });

@@ -14,10 +14,15 @@ url, namespace, token, room, count = sys.argv[1], sys.argv[2], sys.argv[3], sys.
 client = socketio.Client(reconnection=False)
 received = []
 done = threading.Event()
+# python-socketio runs handlers on more than one thread (the subscribe ack's and the events'): print() writes the
+# text and its newline separately, so two lines written at once could interleave into one unreadable line.
+output = threading.Lock()
 
 
 def emit(line):
-    print(json.dumps(line), flush=True)
+    with output:
+        sys.stdout.write(json.dumps(line) + "\n")
+        sys.stdout.flush()
 
 
 @client.event(namespace=namespace)
