@@ -36,8 +36,27 @@ export function createTokenVerifier(jwtConfig: Config["jwt"], revocations?: Revo
   if (jwtConfig.secret) keys.HS256 = createSecretKey(Buffer.from(jwtConfig.secret));
   if (jwtConfig.publicKey) keys.RS256 = createPublicKey(jwtConfig.publicKey);
 
-  return (token) => {
-    if (!token) throw new AuthError("TOKEN_MISSING", "no token given");
+  // Verified tokens, by their exact text: a backend or dashboard sends the same token with every request and
+  // handshake, and decoding, checking the signature and validating the claims again cost about a twentieth of a
+  // node's CPU under a REST load. Only what does not change is cached: expiry and revocation are checked on
+  // every use. Bounded; the oldest entry goes first.
+  const verified = new Map<string, Principal>();
+  const verify = (token: string): Principal => {
+    const known = verified.get(token);
+    if (known) {
+      if (Date.now() / 1000 > known.expiresAt + jwtConfig.clockToleranceS) {
+        verified.delete(token);
+        throw new AuthError("TOKEN_EXPIRED", "token expired");
+      }
+      return known;
+    }
+    const principal = verifyFully(token);
+    if (verified.size >= VERIFIED_TOKENS_KEPT) verified.delete(verified.keys().next().value!);
+    verified.set(token, principal);
+    return principal;
+  };
+
+  const verifyFully = (token: string): Principal => {
     const decoded = jwt.decode(token, { complete: true });
     if (!decoded || typeof decoded.payload === "string") throw new AuthError("TOKEN_INVALID", "token is malformed");
     const alg = decoded.header.alg;
@@ -79,10 +98,19 @@ export function createTokenVerifier(jwtConfig: Config["jwt"], revocations?: Revo
       issuedAt: c.iat,
       tokenId: c.jti,
     };
+    return principal;
+  };
+
+  return (token) => {
+    if (!token) throw new AuthError("TOKEN_MISSING", "no token given");
+    const principal = verify(token);
     if (revocations?.isRevoked(principal)) throw new AuthError("TOKEN_REVOKED", "token revoked");
     return principal;
   };
 }
+
+/** Verified tokens a node remembers (see createTokenVerifier). */
+const VERIFIED_TOKENS_KEPT = 10_000;
 
 /**
  * Refuses an `iat` in the future and a lifetime over JWT_MAX_LIFETIME_S. Without a bound, a leaked token minted
