@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { randomFillSync } from "node:crypto";
 import type { PrismaClient } from "../db/client.js";
 import type { Sql } from "../db/sql.js";
 import type { NamespaceName } from "../protocol/namespaces.js";
@@ -51,8 +51,21 @@ export function targetKey(target: EventTarget): string {
   return `${target.namespace}|${target.room}`;
 }
 
+/**
+ * A fresh epoch for rooms a statement creates. Every statement needs one (which rooms are new is only known
+ * inside it), so they come from a pool of random bytes refilled 4 KiB at a time: one `getrandom` per 800
+ * statements instead of one each.
+ */
+const EPOCH_BYTES = 5;
+const epochPool = Buffer.alloc(EPOCH_BYTES * 800);
+let epochOffset = epochPool.length;
 function newEpoch(): string {
-  return randomBytes(5).toString("hex");
+  if (epochOffset >= epochPool.length) {
+    randomFillSync(epochPool);
+    epochOffset = 0;
+  }
+  epochOffset += EPOCH_BYTES;
+  return epochPool.toString("hex", epochOffset - EPOCH_BYTES, epochOffset);
 }
 
 type PendingItem =

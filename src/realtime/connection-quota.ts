@@ -38,6 +38,7 @@ function holdUntilClosed(socket: SwitchyardSocket, release: () => void): void {
   };
   // Closed while Redis was asked: Socket.IO will drop the socket, and "close" has fired already.
   if (conn.readyState !== "open") return free();
-  conn.once("close", free);
-  socket.once("disconnect", free);
+  // `on`, not `once`: `free` runs once by itself, and `once` would wrap it in two more objects per socket.
+  conn.on("close", free);
+  socket.on("disconnect", free);
 }

@@ -112,7 +112,8 @@ export class Realtime {
       nsp.on("connection", (socket) => {
         connected.inc();
         connections.inc();
-        socket.once("disconnect", onDisconnect);
+        // `on`, not `once` (a disconnect comes once): `once` wraps the shared listener in new objects per socket.
+        socket.on("disconnect", onDisconnect);
         // Debug: one line per socket is too many at info on a node with 10K of them, but is what answers
         // "why did this dashboard drop?" when turned on.
         if (logger.isLevelEnabled("debug")) {

@@ -103,7 +103,8 @@ export class RoomSubscriptions {
   attach(socket: SwitchyardSocket): void {
     socket.on("subscribe", this.onSubscribe);
     socket.on("unsubscribe", this.onUnsubscribe);
-    socket.once("disconnect", this.onDisconnect);
+    // `on`, not `once` (a disconnect comes once): `once` would wrap the shared listener in new objects per socket.
+    socket.on("disconnect", this.onDisconnect);
   }
 
   private state(socket: SwitchyardSocket): RoomState {

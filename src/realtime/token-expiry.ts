@@ -31,7 +31,8 @@ export class TokenExpiries {
   watch(socket: SwitchyardSocket): void {
     // A bucket already past (a token admitted at the very end of its tolerance) is ended on the next tick.
     this.bucket(this.secondOf(socket)).add(socket);
-    socket.once("disconnect", this.forget);
+    // `on`, not `once` (a disconnect comes once): `once` would wrap the shared listener in new objects per socket.
+    socket.on("disconnect", this.forget);
     this.timer ??= setInterval(() => this.sweep(Math.floor(Date.now() / 1000)), 1000).unref();
   }
 
