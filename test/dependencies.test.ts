@@ -139,6 +139,12 @@ describe("failing dependencies", function () {
 
     const from = [lineCount(a), lineCount(b)];
     await redis.stop();
+    // A node learns of the outage when its connection sees the close; a task submitted before that is stored and
+    // accepted (202), its job added when Redis is back. Refusing needs the node to know: wait until it does.
+    for (const [i, n] of [a, b].entries()) {
+      const noticed = await eventually(() => linesSince(n, from[i]!).some((line) => line.includes('"connection":"commands"') && line.includes('"msg":"redis unavailable"')), 10_000, 20);
+      assert.ok(noticed, "the node logged that its Redis command connection is down");
+    }
     for (const n of [a, b]) {
       const task = await submit(n, token);
       assert.equal(task.status, 503, JSON.stringify(task.body));
