@@ -69,6 +69,7 @@ const SUMMARIES: Summaries = {
   "task.started": (data) => task(data.task),
   "task.progress": ({ taskId, progress, detail }) => `task ${shortId(taskId)} ${progress}%${detail ? ` ${truncate(detail, 80)}` : ""}`,
   "task.retrying": (data) => `${task(data.task)} retry in ${data.nextAttemptInMs}ms`,
+  "task.retried": (data) => `${task(data.task)} retried by hand (${data.task.retries}×)`,
   "task.completed": (data) => task(data.task),
   "task.failed": (data) => task(data.task),
   "task.cancelled": (data) => task(data.task),

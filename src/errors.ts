@@ -48,6 +48,12 @@ export class ConflictError extends AppError {
     super("CONFLICT", message, 409, details);
   }
 }
+/** The resource exists but its state does not allow the action (a retry of a task that did not fail, say). */
+export class InvalidStateError extends AppError {
+  constructor(message: string, details?: unknown) {
+    super("INVALID_STATE", message, 409, details);
+  }
+}
 export class PayloadTooLargeError extends AppError {
   constructor(message: string, details?: unknown) {
     super("PAYLOAD_TOO_LARGE", message, 413, details);

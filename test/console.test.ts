@@ -162,6 +162,19 @@ describe("console: /dashboard/ in a real browser", function () {
     await page.element({ "task-id": long.id, status: "cancelled" });
     assert.equal((await waitForTask(node.url, token, long.id, ["cancelled"])).status, "cancelled");
 
+    // Retry a failed task from its row: it runs again (and fails again), its retry counted.
+    const broken = await submitTask(node.url, token, { type: "fail", payload: { message: "boom", retryable: false } });
+    await page.element({ "task-id": broken.id, status: "failed" });
+    await page.page.locator(`tr[data-task-id="${broken.id}"] button[data-action="retry"]`).click();
+    let again = await waitForTask(node.url, token, broken.id, ["failed"]);
+    for (let i = 0; (again.retries !== 1 || again.status !== "failed") && i < 100; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      again = await waitForTask(node.url, token, broken.id, ["failed", "queued", "assigned", "started"]);
+    }
+    assert.deepEqual([again.status, again.retries, again.attempts], ["failed", 1, 1]);
+    await page.element({ "task-id": broken.id, status: "failed" });
+    assert.equal(await page.page.locator(`tr[data-task-id="${task.id}"] button[data-action="retry"]`).count(), 0, "no retry for a completed task");
+
     // Filters: only cancelled tasks, then every task again.
     await page.page.locator('select[name="status"]').selectOption("cancelled");
     await page.page.locator(`tr[data-task-id="${task.id}"]`).waitFor({ state: "detached" });
@@ -248,6 +261,7 @@ describe("console: /dashboard/ in a real browser", function () {
     await page.element({ "task-id": own.id, status: "completed" });
     assert.equal(await page.page.locator("form.submit-task").count(), 0, "no submit form without tasks:write");
     assert.equal(await page.page.locator('button[data-action="cancel"]').count(), 0, "no cancel without tasks:write");
+    assert.equal(await page.page.locator('button[data-action="retry"]').count(), 0, "no retry without tasks:write");
     assert.equal(await page.page.locator(`[data-task-id="${foreign.id}"]`).count(), 0, "another tenant's task never appears");
     assertStayedClean();
   });

@@ -25,10 +25,17 @@ describe("task rules (pure)", () => {
     assert.equal(jobData({ ...task("started", 2, 3), id: "t", tenantId: "a", poolId: "p", type: "echo", payload: {}, timeoutMs: null } as TaskRow).attemptOffset, 2);
   });
 
-  it("the reconciler's transitions only start from open states, and final states are final", () => {
+  it("the reconciler's transitions only start from open states, and final states are final but for an operator's retry", () => {
     for (const change of Object.keys(TRANSITIONS) as Array<keyof typeof TRANSITIONS>) {
+      if (change === "retried") continue;
       for (const final of ["completed", "failed", "cancelled"] as const) assert.equal(canTransition(final, change), false, `${change} from ${final}`);
     }
+    // POST /api/v1/tasks/:id/retry: a failed or cancelled task goes back to queued; a completed one never does,
+    // and an open one cannot be "retried".
+    assert.deepEqual(
+      (["created", "queued", "assigned", "started", "retrying", "completed", "failed", "cancelled"] as const).filter((s) => canTransition(s, "retried")),
+      ["failed", "cancelled"],
+    );
     assert.equal(canTransition("started", "requeued"), true);
     assert.equal(canTransition("queued", "settled"), true);
     assert.equal(TRANSITIONS.settled.event, "task.completed");

@@ -83,7 +83,7 @@ export function TasksView({ session }: { session: Session }) {
           </thead>
           <tbody>
             {tasks.slice(0, SHOWN).map((entry) => (
-              <TaskRow key={entry.task.id} entry={entry} now={now} onCancel={mayWrite ? () => cancel(session, entry.task.id) : undefined} />
+              <TaskRow key={entry.task.id} entry={entry} now={now} onAction={mayWrite ? (action) => act(session, entry.task.id, action) : undefined} />
             ))}
           </tbody>
         </table>
@@ -99,13 +99,31 @@ function knownPools(session: Session): string[] {
   return [...ids].sort((a, b) => (a === "default" ? -1 : b === "default" ? 1 : a.localeCompare(b)));
 }
 
-async function cancel(session: Session, taskId: string): Promise<void> {
-  await session.api.post(`/api/v1/tasks/${encodeURIComponent(taskId)}/cancel`, {});
+type TaskAction = "cancel" | "retry";
+
+/** `POST /api/v1/tasks/:id/cancel` or `/retry`; the row changes when the task's events arrive. */
+async function act(session: Session, taskId: string, action: TaskAction): Promise<void> {
+  await session.api.post(`/api/v1/tasks/${encodeURIComponent(taskId)}/${action}`, {});
 }
 
-function TaskRow({ entry, now, onCancel }: { entry: TaskEntry; now: number; onCancel: (() => Promise<void>) | undefined }) {
+function TaskRow({ entry, now, onAction }: { entry: TaskEntry; now: number; onAction: ((action: TaskAction) => Promise<void>) | undefined }) {
   const { task } = entry;
   const [error, setError] = useState<string>();
+  const button = (action: TaskAction, label: string) => (
+    <button
+      type="button"
+      class="small"
+      data-action={action}
+      onClick={() =>
+        onAction!(action).then(
+          () => setError(undefined),
+          (failure: Error) => setError(failure.message),
+        )
+      }
+    >
+      {label}
+    </button>
+  );
   return (
     <tr data-task-id={task.id} data-status={task.status}>
       <td class="mono" title={task.id}>
@@ -129,23 +147,10 @@ function TaskRow({ entry, now, onCancel }: { entry: TaskEntry; now: number; onCa
       </td>
       <td class="mono muted">{task.workerId ?? "—"}</td>
       <td class="muted">{age(task.createdAt, now)}</td>
-      {onCancel && (
+      {onAction && (
         <td>
-          {!isTerminal(task.status) && (
-            <button
-              type="button"
-              class="small"
-              data-action="cancel"
-              onClick={() =>
-                onCancel().then(
-                  () => setError(undefined),
-                  (failure: Error) => setError(failure.message),
-                )
-              }
-            >
-              Cancel
-            </button>
-          )}
+          {!isTerminal(task.status) && button("cancel", "Cancel")}
+          {(task.status === "failed" || task.status === "cancelled") && button("retry", "Retry")}
         </td>
       )}
     </tr>

@@ -179,6 +179,20 @@ export class TaskQueues {
     }
   }
 
+  /**
+   * Clears the way for a task's job to be added again (a retried task: the job id is the task id, so a job left in
+   * the failed or completed set would make the new add a no-op). "active" when a run still holds the job: it must
+   * end first.
+   */
+  async clearFinished(tenantId: string, poolId: string, taskId: string): Promise<"cleared" | "active"> {
+    return this.bullmq(async (queue) => {
+      const state = await queue.getJobState(taskId);
+      if (state === "active") return "active";
+      if (state !== "unknown") await queue.remove(taskId);
+      return "cleared";
+    }, tenantId, poolId);
+  }
+
   async waitingCount(tenantId: string, poolId: string): Promise<number> {
     return this.bullmq((queue) => queue.getJobCountByTypes(...WAITING_STATES), tenantId, poolId);
   }

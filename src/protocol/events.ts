@@ -34,6 +34,8 @@ export interface EventCatalogue {
   /** Also delivered to `pool:<poolId>` in /pools, with the same id: who took what. */
   "task.assigned": { namespaces: "tasks" | "pools"; data: { task: TaskEventView } };
   "task.started": { namespaces: "tasks"; data: { task: TaskEventView } };
+  /** An operator retried a failed or cancelled task (`POST /api/v1/tasks/:id/retry`); task.queued follows. */
+  "task.retried": { namespaces: "tasks"; data: { task: TaskEventView } };
   "task.progress": { namespaces: "tasks"; data: { taskId: string; status: TaskStatus; progress: number; detail: string | null } };
   "task.retrying": { namespaces: "tasks"; data: { task: TaskEventView; nextAttemptInMs: number } };
   "task.completed": { namespaces: "tasks"; data: { task: TaskEventView & Pick<TaskView, "result"> } };

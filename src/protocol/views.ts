@@ -15,8 +15,10 @@ export interface TaskView {
   payload: unknown;
   priority: number;
   maxAttempts: number;
-  /** Runs started (a run cut short by a dead worker counts, but not against maxAttempts). */
+  /** Runs started (a run cut short by a dead worker counts, but not against maxAttempts); a retry starts over at 0. */
   attempts: number;
+  /** How often the task was retried by hand (`POST /api/v1/tasks/:id/retry`) after it failed or was cancelled. */
+  retries: number;
   timeoutMs: number | null;
   result: unknown;
   error: TaskError | null;

@@ -207,6 +207,7 @@ const ROUTES: ReadonlyArray<{ method: "POST" | "PATCH"; path: (id: string) => st
   { method: "POST", path: (id) => `/api/v1/pools/${id}/scale`, body: scaleBody },
   { method: "POST", path: () => "/api/v1/tasks", body: taskBody },
   { method: "POST", path: (id) => `/api/v1/tasks/${id}/cancel`, body: nastyJson },
+  { method: "POST", path: (id) => `/api/v1/tasks/${id}/retry`, body: nastyJson },
   { method: "POST", path: () => "/api/v1/workflows", body: workflowBody },
   { method: "POST", path: (id) => `/api/v1/workflows/${id}/cancel`, body: nastyJson },
   { method: "POST", path: () => "/api/v1/events", body: publishBody },

@@ -3,7 +3,7 @@ import { z } from "zod";
 import type { Principal } from "../../auth/principal.js";
 import type { PrismaClient } from "../../db/client.js";
 import { prismaSql, type Sql } from "../../db/sql.js";
-import { AppError, BadRequestError, ConflictError, DependencyUnavailableError, ForbiddenError, NotFoundError } from "../../errors.js";
+import { AppError, BadRequestError, ConflictError, DependencyUnavailableError, ForbiddenError, InvalidStateError, NotFoundError } from "../../errors.js";
 import type { Db, EventPublisher } from "../../events/publisher.js";
 import type { TaskTypeRegistry } from "../../jobs/queues.js";
 import type { Logger } from "../../observability/logger.js";
@@ -42,9 +42,24 @@ export const SubmitTaskSchema = z.strictObject({
 });
 export type SubmitTaskInput = z.infer<typeof SubmitTaskSchema>;
 
-const ListQuerySchema = PageQuerySchema.extend({
+const isoTime = z.iso.datetime({ offset: true, message: "must be an ISO-8601 time, e.g. 2026-12-07T10:00:00Z" }).transform((value) => new Date(value));
+
+/** `GET /api/v1/tasks`: filters and the page. Unknown parameters are a 400 (a misspelt filter must not list everything). */
+const ListQuerySchema = z.strictObject({
+  ...PageQuerySchema.shape,
   status: z.enum(TASK_STATUSES).optional(),
   poolId: z.string().regex(ID_PATTERN).optional(),
+  type: z.string().regex(TYPE_PATTERN, "must be a task type").optional(),
+  createdAfter: isoTime.optional(),
+  createdBefore: isoTime.optional(),
+  /** A prefix of the task id. */
+  q: z.string().regex(/^[0-9a-fA-F-]{1,36}$/, "must be the beginning of a task id (hex digits and '-')").optional(),
+});
+
+/** `GET /api/v1/tasks/counts`. */
+const CountsQuerySchema = z.strictObject({
+  poolId: z.string().regex(ID_PATTERN).optional(),
+  type: z.string().regex(TYPE_PATTERN, "must be a task type").optional(),
 });
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
@@ -148,18 +163,71 @@ export class TaskService {
   }
 
   async list(principal: Principal, query: unknown) {
-    const { cursor, limit, status, poolId } = parseInput(ListQuerySchema, query, "query");
+    const { cursor, limit, status, poolId, type, createdAfter, createdBefore, q } = parseInput(ListQuerySchema, query, "query");
     const rows = await this.prisma.task.findMany({
       where: {
         tenantId: principal.tenantId,
         ...(status ? { status } : {}),
         ...(poolId ? { poolId } : {}),
+        ...(type ? { type } : {}),
+        ...(createdAfter || createdBefore ? { createdAt: { ...(createdAfter ? { gte: createdAfter } : {}), ...(createdBefore ? { lt: createdBefore } : {}) } } : {}),
+        ...(q ? { id: { startsWith: q.toLowerCase() } } : {}),
         ...afterPageKey(cursor ? decodePageCursor(cursor) : undefined),
       },
       orderBy: PAGE_ORDER,
       take: limit + 1,
     });
     return toPage(rows, limit, serializeTask);
+  }
+
+  /** Exact counts of the tenant's tasks per status (every status, zeros included), optionally of one pool or type. */
+  async counts(principal: Principal, query: unknown): Promise<{ counts: Record<TaskStatus, number>; total: number }> {
+    const { poolId, type } = parseInput(CountsQuerySchema, query, "query");
+    const rows = await this.prisma.task.groupBy({
+      by: ["status"],
+      where: { tenantId: principal.tenantId, ...(poolId ? { poolId } : {}), ...(type ? { type } : {}) },
+      _count: { _all: true },
+    });
+    const counts = Object.fromEntries(TASK_STATUSES.map((status) => [status, 0])) as Record<TaskStatus, number>;
+    let total = 0;
+    for (const row of rows) {
+      counts[row.status as TaskStatus] = row._count._all;
+      total += row._count._all;
+    }
+    return { counts, total };
+  }
+
+  /**
+   * Runs a failed or cancelled task again: back to `queued` with its attempts starting over and `retries` counted,
+   * announced by task.retried then task.queued, and its job added anew. Any other state is INVALID_STATE (409),
+   * and so is a task whose previous run still holds its job (a cancelled run that has not stopped yet).
+   */
+  async retry(principal: Principal, taskId: string): Promise<TaskView> {
+    const existing = await this.prisma.task.findFirst({ where: { id: taskId, tenantId: principal.tenantId } });
+    if (!existing) throw new NotFoundError("task");
+    if (existing.status !== "failed" && existing.status !== "cancelled") {
+      throw new InvalidStateError(`only a failed or cancelled task can be retried; this one is ${existing.status}`);
+    }
+    if (!this.jobs.ready) throw new DependencyUnavailableError("redis");
+    if ((await this.jobs.queues.clearFinished(existing.tenantId, existing.poolId, existing.id)) === "active") {
+      throw new InvalidStateError("the task's previous run has not stopped yet; try again shortly");
+    }
+    const changes: TaskChanges = {
+      attempts: 0,
+      retries: existing.retries + 1,
+      queuedAt: new Date(),
+      workerId: null,
+      lease: null,
+      startedAt: null,
+      finishedAt: null,
+      result: null,
+      error: null,
+    };
+    // Guarded by the row as read: a concurrent retry (or anything else) in between makes this one a 409.
+    const { task } = await this.transition(existing.tenantId, existing.id, "retried", changes, {}, { updatedAt: existing.updatedAt });
+    if (!task) throw new InvalidStateError(`task is now ${(await this.currentStatus(existing.id)) ?? "gone"}`);
+    await this.jobs.add(task);
+    return serializeTask(task);
   }
 
   /**

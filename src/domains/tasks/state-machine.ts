@@ -12,8 +12,8 @@ const OPEN: readonly TaskStatus[] = ["created", "queued", "assigned", "started",
  * whose job BullMQ finished without the worker's report getting through takes the job's outcome.
  */
 export const TRANSITIONS: Record<
-  "queued" | "requeued" | "settled" | "claimed" | TaskReportKind,
-  { from: readonly TaskStatus[]; to: TaskStatus; event: EventsOf<"tasks">; first?: "task.assigned" }
+  "queued" | "requeued" | "settled" | "claimed" | "retried" | TaskReportKind,
+  { from: readonly TaskStatus[]; to: TaskStatus; event: EventsOf<"tasks">; first?: "task.assigned" | "task.retried" }
 > = {
   queued: { from: ["created"], to: "queued", event: "task.queued" },
   requeued: { from: ["queued", "assigned", "started", "retrying"], to: "queued", event: "task.queued" },
@@ -27,6 +27,8 @@ export const TRANSITIONS: Record<
   settled: { from: OPEN, to: "completed", event: "task.completed" },
   failed: { from: OPEN, to: "failed", event: "task.failed" },
   cancelled: { from: OPEN, to: "cancelled", event: "task.cancelled" },
+  /** An operator's retry of a task that failed or was cancelled: back to queued, attempts starting over. */
+  retried: { from: ["failed", "cancelled"], to: "queued", event: "task.queued", first: "task.retried" },
 };
 
 export type TransitionName = keyof typeof TRANSITIONS;
@@ -39,7 +41,7 @@ export function statusesEntered(change: TransitionName | "inserted"): TaskStatus
   if (change === "inserted") return ["created", "queued"];
   const rule = TRANSITIONS[change];
   if (rule.event === "task.progress") return [];
-  return rule.first ? ["assigned", rule.to] : [rule.to];
+  return rule.first === "task.assigned" ? ["assigned", rule.to] : [rule.to];
 }
 
 export function canTransition(from: TaskStatus, change: TransitionName): boolean {

@@ -52,6 +52,7 @@ const COLUMN_KIND = {
   attempts: "plain",
   lease: "plain",
   requeues: "plain",
+  retries: "plain",
   queuedAt: "time",
   startedAt: "time",
   finishedAt: "time",
@@ -80,7 +81,7 @@ export interface TransitionResult {
 
 /** Column bits of `TaskChanges` (which columns a transition sets). */
 const COLUMN_BIT: Record<keyof typeof COLUMN_KIND, number> = {
-  workerId: 1, attempts: 2, lease: 4, requeues: 8, queuedAt: 16, startedAt: 32, finishedAt: 64, result: 128, error: 256,
+  workerId: 1, attempts: 2, lease: 4, requeues: 8, queuedAt: 16, startedAt: 32, finishedAt: 64, result: 128, error: 256, retries: 512,
 };
 
 /** A new task, stored directly as `queued` with its task.created and task.queued events; null when its Idempotency-Key is taken. */
@@ -167,20 +168,21 @@ export const TASK_WRITES: StateChangeKind<TaskWrite, TaskRow> = {
       ctes.push(`tasks_upd_in AS (
          SELECT * FROM unnest(${p(updates.map((u) => u.item))}::int[], ${p(col((w) => w.taskId))}::text[], ${p(col((w) => w.tenantId))}::text[],
            ${p(col((w) => TRANSITIONS[w.change].from.join(",")))}::text[], ${p(col((w) => TRANSITIONS[w.change].to))}::text[], ${p(mask)}::int[],
-           ${p(value("workerId"))}::text[], ${p(value("attempts"))}::int[], ${p(value("lease"))}::text[], ${p(value("requeues"))}::int[],
+           ${p(value("workerId"))}::text[], ${p(value("attempts"))}::int[], ${p(value("lease"))}::text[], ${p(value("requeues"))}::int[], ${p(value("retries"))}::int[],
            ${p(value("queuedAt"))}::text[], ${p(value("startedAt"))}::text[], ${p(value("finishedAt"))}::text[],
            ${p(value("result"))}::text[], ${p(value("error"))}::text[],
            ${p(col((w) => w.guard.poolId ?? null))}::text[], ${p(col((w) => w.guard.lease ?? null))}::text[],
            ${p(col((w) => w.guard.newLease ?? null))}::text[], ${p(col((w) => w.guard.updatedAt?.toISOString() ?? null))}::text[],
            ${p(col((w) => JSON.stringify(w.eventExtra)))}::text[], ${p(col((w) => TRANSITIONS[w.change].first ?? null))}::text[],
            ${p(col((w) => TRANSITIONS[w.change].event))}::text[], ${p(col(() => randomUUID()))}::text[], ${p(col(() => randomUUID()))}::text[])
-           AS u(item, id, tenant, from_states, to_state, mask, worker_id, attempts, lease, requeues, queued_at, started_at, finished_at,
+           AS u(item, id, tenant, from_states, to_state, mask, worker_id, attempts, lease, requeues, retries, queued_at, started_at, finished_at,
                 result, error, guard_pool, guard_lease, guard_new_lease, guard_updated_at, extra, first_type, event_type, first_id, event_id)
        ), tasks_old AS (
          SELECT t."id", t."attempts", t."startedAt" FROM "Task" t JOIN tasks_upd_in u ON t."id" = u.id AND u.first_type IS NOT NULL
        ), tasks_updated AS (
          UPDATE "Task" t SET "status" = u.to_state, "updatedAt" = ${NOW_UTC},
            ${set("workerId", "u.worker_id")}, ${set("attempts", "u.attempts")}, ${set("lease", "u.lease")}, ${set("requeues", "u.requeues")},
+           ${set("retries", "u.retries")},
            ${set("queuedAt", time("u.queued_at"))}, ${set("startedAt", time("u.started_at"))}, ${set("finishedAt", time("u.finished_at"))},
            ${set("result", "u.result::jsonb")}, ${set("error", "u.error::jsonb")}
          FROM tasks_upd_in u
@@ -194,7 +196,7 @@ export const TASK_WRITES: StateChangeKind<TaskWrite, TaskRow> = {
        )`);
       // `patch` rewrites the new row's view for an event that describes an earlier moment of the same change (a
       // claim is assignment and start at once: its task.assigned shows the task as it was assigned, before the
-      // start set attempts and startedAt).
+      // start set attempts and startedAt). A retry's task.retried shows the task as it is now, like its task.queued.
       events.push(`SELECT t."_item" AS item, e.sub, t."tenantId" AS tenant, e.event_id, e.type,
               CASE WHEN e.type = '${"task.progress" satisfies EventName}'
                    THEN jsonb_build_object('taskId', t."id", 'status', t."status") || t."_extra"
@@ -202,7 +204,8 @@ export const TASK_WRITES: StateChangeKind<TaskWrite, TaskRow> = {
               ${EVENT_TS} AS ts, ${taskTargetsSql("t", "e.type")} AS targets
          FROM tasks_updated t LEFT JOIN tasks_old o ON o."id" = t."id"
          CROSS JOIN LATERAL (VALUES
-           (0, t."_firstType", t."_firstId", jsonb_build_object('status', 'assigned', 'attempts', o."attempts", 'startedAt', ${isoSql(`o."startedAt"`)})),
+           (0, t."_firstType", t."_firstId", CASE WHEN t."_firstType" = '${"task.assigned" satisfies EventName}'
+              THEN jsonb_build_object('status', 'assigned', 'attempts', o."attempts", 'startedAt', ${isoSql(`o."startedAt"`)}) ELSE '{}'::jsonb END),
            (1, t."_eventType", t."_eventId", '{}'::jsonb)) AS e(sub, type, event_id, patch)
          WHERE e.type IS NOT NULL`);
       rows.push(`SELECT t."_item" AS item, to_jsonb(t) AS row FROM tasks_updated t`);

@@ -26,6 +26,7 @@ export interface TaskRow {
   finishedAt: Date | null;
   lease: string | null;
   requeues: number;
+  retries: number;
 }
 
 export function serializeTask(task: TaskRow): TaskView {
@@ -38,6 +39,7 @@ export function serializeTask(task: TaskRow): TaskView {
     priority: task.priority,
     maxAttempts: task.maxAttempts,
     attempts: task.attempts,
+    retries: task.retries,
     timeoutMs: task.timeoutMs,
     result: task.result ?? null,
     error: (task.error ?? null) as TaskError | null,
@@ -72,7 +74,8 @@ export function taskEventViewSql(t: string): string {
   const iso = (column: string) => isoSql(`${t}."${column}"`);
   return `jsonb_build_object(
     'id', ${t}."id", 'type', ${t}."type", 'poolId', ${t}."poolId", 'status', ${t}."status",
-    'priority', ${t}."priority", 'maxAttempts', ${t}."maxAttempts", 'attempts', ${t}."attempts", 'timeoutMs', ${t}."timeoutMs",
+    'priority', ${t}."priority", 'maxAttempts', ${t}."maxAttempts", 'attempts', ${t}."attempts", 'retries', ${t}."retries",
+    'timeoutMs', ${t}."timeoutMs",
     'error', ${t}."error", 'workerId', ${t}."workerId", 'workflowId', ${t}."workflowId",
     'stepKey', ${t}."stepKey", 'createdAt', ${iso("createdAt")}, 'updatedAt', ${iso("updatedAt")},
     'queuedAt', ${iso("queuedAt")}, 'startedAt', ${iso("startedAt")}, 'finishedAt', ${iso("finishedAt")})`;
@@ -91,7 +94,7 @@ export function taskRowFromJson(value: unknown): TaskRow {
     id: row.id, tenantId: row.tenantId, poolId: row.poolId, type: row.type, payload: row.payload ?? null, status: row.status,
     priority: row.priority, maxAttempts: row.maxAttempts, attempts: row.attempts, timeoutMs: row.timeoutMs ?? null,
     result: row.result ?? null, error: row.error ?? null, workerId: row.workerId ?? null, workflowId: row.workflowId ?? null,
-    stepKey: row.stepKey ?? null, lease: row.lease ?? null, requeues: row.requeues,
+    stepKey: row.stepKey ?? null, lease: row.lease ?? null, requeues: row.requeues, retries: row.retries ?? 0,
   } as Omit<TaskRow, (typeof TIME_COLUMNS)[number]>;
   return {
     ...task,

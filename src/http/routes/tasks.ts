@@ -15,6 +15,11 @@ export function taskRoutes(tasks: TaskService): Router {
     const principal = requirePermission(res, "tasks:read");
     res.json(await tasks.list(principal, req.query));
   });
+  // Before "/:id": "counts" is not a task id.
+  router.get("/counts", async (req, res) => {
+    const principal = requirePermission(res, "tasks:read");
+    res.json(await tasks.counts(principal, req.query));
+  });
   router.get("/:id", async (req, res) => {
     const principal = requirePermission(res, "tasks:read");
     res.json({ task: await tasks.get(principal, req.params.id) });
@@ -22,6 +27,10 @@ export function taskRoutes(tasks: TaskService): Router {
   router.post("/:id/cancel", async (req, res) => {
     const principal = requirePermission(res, "tasks:write");
     res.json({ task: await tasks.cancel(principal, req.params.id) });
+  });
+  router.post("/:id/retry", async (req, res) => {
+    const principal = requirePermission(res, "tasks:write");
+    res.status(202).json({ task: await tasks.retry(principal, req.params.id) });
   });
   return router;
 }

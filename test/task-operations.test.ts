@@ -1,0 +1,165 @@
+import assert from "node:assert/strict";
+import type { Envelope } from "../src/protocol/events.js";
+import { TASK_STATUSES } from "../src/protocol/tasks.js";
+import { connect, EventRecorder, sleep, subscribe } from "./support/clients.js";
+import { freshTenant } from "./support/env.js";
+import { api } from "./support/http.js";
+import { sharedServer } from "./support/shared.js";
+import { submitTask, waitForTask, type TaskView } from "./support/tasks.js";
+import { mintToken } from "./support/tokens.js";
+
+/** The operator's side of tasks: retrying one, exact counts per status, and the list's filters. */
+describe("operating tasks: retry, counts, filters", () => {
+  let url: string;
+  before(async () => {
+    url = (await sharedServer()).url;
+  });
+
+  /** A pool no worker serves: its tasks stay queued. */
+  async function unservedPool(token: string): Promise<string> {
+    const pool = await api(url, "POST", "/api/v1/pools", { token, body: { name: `unserved-${Math.random().toString(36).slice(2, 8)}` } });
+    assert.equal(pool.status, 201, JSON.stringify(pool.body));
+    return pool.body.pool.id as string;
+  }
+
+  it("retries a failed task: task.retried then task.queued, attempts start over, retries counted, and it runs again", async () => {
+    const token = mintToken({ tenant: freshTenant("retry") });
+    const task = await submitTask(url, token, { type: "fail", payload: { message: "boom", retryable: false } });
+    const failed = await waitForTask(url, token, task.id, ["failed"]);
+    assert.equal(failed.attempts, 1);
+    assert.equal(failed.retries, 0);
+
+    const socket = await connect(url, "tasks", { token });
+    const seen = new EventRecorder(socket);
+    await subscribe(socket, `task:${task.id}`);
+    const retried = await api(url, "POST", `/api/v1/tasks/${task.id}/retry`, { token });
+    assert.equal(retried.status, 202, JSON.stringify(retried.body));
+    const view = retried.body.task as TaskView;
+    assert.equal(view.status, "queued");
+    assert.equal(view.attempts, 0);
+    assert.equal(view.retries, 1);
+    assert.equal(view.error, null);
+    assert.equal(view.finishedAt, null);
+
+    const again = await waitForTask(url, token, task.id, ["failed"]);
+    assert.equal(again.attempts, 1, "attempts start over");
+    assert.equal(again.retries, 1);
+    await seen.next("task.failed");
+    assert.deepEqual(seen.events.map((e) => e.type), ["task.retried", "task.queued", "task.assigned", "task.started", "task.failed"]);
+    assert.equal((seen.events[0]!.data as { task: TaskView }).task.retries, 1);
+
+    const history = await api(url, "GET", `/api/v1/events?namespace=tasks&room=task:${task.id}`, { token });
+    assert.deepEqual(
+      (history.body.items as Envelope[]).map((e) => e.type),
+      ["task.created", "task.queued", "task.assigned", "task.started", "task.failed", "task.retried", "task.queued", "task.assigned", "task.started", "task.failed"],
+    );
+  });
+
+  it("retries a task cancelled while it ran once its run has stopped, and it completes", async () => {
+    const token = mintToken({ tenant: freshTenant("retry-cancel") });
+    const task = await submitTask(url, token, { type: "sleep", payload: { ms: 1500 } });
+    await waitForTask(url, token, task.id, ["started"]);
+    assert.equal((await api(url, "POST", `/api/v1/tasks/${task.id}/cancel`, { token })).status, 200);
+    // The cancelled run may still hold its job for a moment: that retry is a 409 saying so, and changes nothing.
+    let retried = await api(url, "POST", `/api/v1/tasks/${task.id}/retry`, { token });
+    for (let i = 0; retried.status === 409 && i < 50; i++) {
+      assert.equal(retried.body.error.code, "INVALID_STATE");
+      assert.equal((await api(url, "GET", `/api/v1/tasks/${task.id}`, { token })).body.task.status, "cancelled");
+      await sleep(100);
+      retried = await api(url, "POST", `/api/v1/tasks/${task.id}/retry`, { token });
+    }
+    assert.equal(retried.status, 202, JSON.stringify(retried.body));
+    const done = await waitForTask(url, token, task.id, ["completed"]);
+    assert.equal(done.retries, 1);
+    assert.equal(done.error, null);
+  });
+
+  it("refuses a retry of a task in any other state (409 INVALID_STATE), of another tenant's task (404), and without tasks:write (403)", async () => {
+    const tenant = freshTenant("retry-refused");
+    const token = mintToken({ tenant });
+    const completed = await submitTask(url, token, { type: "echo", payload: { n: 1 } });
+    await waitForTask(url, token, completed.id, ["completed"]);
+    const refused = await api(url, "POST", `/api/v1/tasks/${completed.id}/retry`, { token });
+    assert.equal(refused.status, 409);
+    assert.equal(refused.body.error.code, "INVALID_STATE");
+    assert.match(refused.body.error.message, /completed/);
+
+    const queued = await submitTask(url, token, { type: "echo", poolId: await unservedPool(token) });
+    const open = await api(url, "POST", `/api/v1/tasks/${queued.id}/retry`, { token });
+    assert.equal(open.status, 409);
+    assert.equal((await api(url, "GET", `/api/v1/tasks/${queued.id}`, { token })).body.task.retries, 0, "nothing changed");
+
+    const other = await api(url, "POST", `/api/v1/tasks/${completed.id}/retry`, { token: mintToken({ tenant: freshTenant("other") }) });
+    assert.equal(other.status, 404);
+    const readOnly = await api(url, "POST", `/api/v1/tasks/${completed.id}/retry`, { token: mintToken({ tenant, permissions: ["tasks:read"] }) });
+    assert.equal(readOnly.status, 403);
+    assert.equal((await api(url, "POST", `/api/v1/tasks/not-a-task/retry`, { token })).status, 404);
+  });
+
+  it("counts the tenant's tasks per status exactly, every status named, by pool and by type", async () => {
+    const token = mintToken({ tenant: freshTenant("counts") });
+    const done = await Promise.all([1, 2, 3].map((n) => submitTask(url, token, { type: "echo", payload: { n } })));
+    const failed = await Promise.all([1, 2].map(() => submitTask(url, token, { type: "fail", payload: { message: "x", retryable: false } })));
+    const pool = await unservedPool(token);
+    await Promise.all([1, 2].map(() => submitTask(url, token, { type: "echo", poolId: pool })));
+    for (const task of done) await waitForTask(url, token, task.id, ["completed"]);
+    for (const task of failed) await waitForTask(url, token, task.id, ["failed"]);
+
+    const all = await api(url, "GET", "/api/v1/tasks/counts", { token });
+    assert.equal(all.status, 200, JSON.stringify(all.body));
+    assert.deepEqual(Object.keys(all.body.counts).sort(), [...TASK_STATUSES].sort());
+    assert.deepEqual(all.body, {
+      counts: { created: 0, queued: 2, assigned: 0, started: 0, retrying: 0, completed: 3, failed: 2, cancelled: 0 },
+      total: 7,
+    });
+    const byPool = await api(url, "GET", `/api/v1/tasks/counts?poolId=${pool}`, { token });
+    assert.equal(byPool.body.total, 2);
+    assert.equal(byPool.body.counts.queued, 2);
+    const byType = await api(url, "GET", "/api/v1/tasks/counts?type=fail", { token });
+    assert.equal(byType.body.total, 2);
+    assert.equal(byType.body.counts.failed, 2);
+
+    const unknown = await api(url, "GET", "/api/v1/tasks/counts?stauts=failed", { token });
+    assert.equal(unknown.status, 400);
+    assert.equal(unknown.body.error.code, "BAD_REQUEST");
+    assert.equal((await api(url, "GET", "/api/v1/tasks/counts?poolId=a%20b", { token })).status, 400);
+  });
+
+  it("lists with filters by type, creation time and id prefix; unknown or malformed filters are a 400 naming the field", async () => {
+    const token = mintToken({ tenant: freshTenant("filters") });
+    const first = await submitTask(url, token, { type: "echo", payload: { n: 1 } });
+    await sleep(20);
+    const between = new Date().toISOString();
+    await sleep(20);
+    const second = await submitTask(url, token, { type: "fail", payload: { message: "x", retryable: false } });
+    const third = await submitTask(url, token, { type: "echo", payload: { n: 3 } });
+
+    const ids = async (query: string): Promise<string[]> => {
+      const page = await api(url, "GET", `/api/v1/tasks?${query}`, { token });
+      assert.equal(page.status, 200, JSON.stringify(page.body));
+      return (page.body.items as TaskView[]).map((t) => t.id);
+    };
+    assert.deepEqual(await ids("type=fail"), [second.id]);
+    assert.deepEqual(await ids("type=echo"), [third.id, first.id]);
+    assert.deepEqual(await ids(`createdAfter=${encodeURIComponent(between)}`), [third.id, second.id]);
+    assert.deepEqual(await ids(`createdBefore=${encodeURIComponent(between)}`), [first.id]);
+    assert.deepEqual(await ids(`q=${second.id.slice(0, 13)}`), [second.id]);
+    assert.deepEqual(await ids(`q=${second.id.slice(0, 13).toUpperCase()}`), [second.id]);
+    // Pagination still holds under a filter.
+    const page = await api(url, "GET", "/api/v1/tasks?type=echo&limit=1", { token });
+    assert.deepEqual(page.body.items.map((t: TaskView) => t.id), [third.id]);
+    assert.deepEqual(await ids(`type=echo&limit=1&cursor=${page.body.nextCursor}`), [first.id]);
+
+    for (const [query, field] of [
+      ["stauts=failed", "query"],
+      ["createdAfter=yesterday", "createdAfter"],
+      ["q=not%20an%20id", "q"],
+      ["type=%2F%2F", "type"],
+    ] as const) {
+      const bad = await api(url, "GET", `/api/v1/tasks?${query}`, { token });
+      assert.equal(bad.status, 400, query);
+      assert.equal(bad.body.error.code, "BAD_REQUEST");
+      assert.ok(JSON.stringify(bad.body.error).includes(field === "query" ? "stauts" : field), `${query}: ${JSON.stringify(bad.body.error)}`);
+    }
+  });
+});
