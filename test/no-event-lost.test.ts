@@ -105,6 +105,10 @@ describe("no event lost", () => {
     const publishing = publishScaling(nodeB.url, token, poolId, 120, 3, 5);
     for (let i = 0; i < 3; i++) {
       await sleep(150);
+      // Drop the connection only once it is up again: closing an engine that is still opening (a reconnect attempt
+      // in progress, slow on a busy machine) leaves socket.io-client waiting for its 20 s connect timeout, as no
+      // real network drop does (that surfaces as a transport error), and the wait below gave up first.
+      await until(() => s.client.socket.connected, 15_000, "the client to be connected again");
       // A dropped connection: socket.io-client reconnects and the helper resubscribes with its cursor.
       s.client.socket.io.engine.close();
     }
