@@ -203,9 +203,9 @@ export class App {
       corsOrigins: config.corsOrigins,
       requestRate: new TenantRequestRate(limitsRedis, keys, config.limits.restRatePerTenant, this.logger),
       api: {
-        pools: poolRoutes(pools),
+        pools: poolRoutes(pools, eventLog),
         tasks: taskRoutes(tasks),
-        workflows: workflowRoutes(workflows),
+        workflows: workflowRoutes(workflows, eventLog),
         events: [eventRoutes(eventLog, resources), publishRoutes(events, resources)],
         tokens: tokenRoutes(revocations),
       },

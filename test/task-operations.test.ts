@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { decodeCursor } from "../src/protocol/cursor.js";
 import type { Envelope } from "../src/protocol/events.js";
 import { TASK_STATUSES } from "../src/protocol/tasks.js";
 import { connect, EventRecorder, sleep, subscribe } from "./support/clients.js";
@@ -160,6 +161,86 @@ describe("operating tasks: retry, counts, filters", () => {
       assert.equal(bad.status, 400, query);
       assert.equal(bad.body.error.code, "BAD_REQUEST");
       assert.ok(JSON.stringify(bad.body.error).includes(field === "query" ? "stauts" : field), `${query}: ${JSON.stringify(bad.body.error)}`);
+    }
+  });
+});
+
+describe("state with its head, and rooms from the start", () => {
+  let url: string;
+  before(async () => {
+    url = (await sharedServer()).url;
+  });
+
+  const seqOf = (cursor: string): number => decodeCursor(cursor)!.seq;
+
+  it("GET of a task returns head; subscribing after it continues exactly where the read left off", async () => {
+    const token = mintToken({ tenant: freshTenant("head") });
+    const task = await submitTask(url, token, { type: "sleep", payload: { ms: 1200 } });
+    await waitForTask(url, token, task.id, ["started"]);
+    const read = await api(url, "GET", `/api/v1/tasks/${task.id}`, { token });
+    assert.equal(read.status, 200);
+    assert.equal(read.body.task.id, task.id);
+    const head = read.body.head as string;
+    assert.ok(decodeCursor(head), `head is a cursor: ${head}`);
+
+    const socket = await connect(url, "tasks", { token });
+    const seen = new EventRecorder(socket);
+    const ack = await subscribe(socket, `task:${task.id}`, head);
+    assert.equal(ack.ok, true, JSON.stringify(ack));
+    await seen.next("task.completed");
+    const seqs = seen.events.map((e) => seqOf(e.cursor));
+    assert.deepEqual(seqs, seqs.map((_, i) => seqOf(head) + 1 + i), "the events right after head, each once, in order");
+    // Everything before head is in what the read showed: the room's whole log is the read's events and these.
+    const history = await api(url, "GET", `/api/v1/events?namespace=tasks&room=task:${task.id}`, { token });
+    assert.equal(history.body.items.length, seqOf(head) + seen.events.length);
+    assert.equal(read.body.task.status, "started");
+    assert.ok(["task.started", "task.progress"].includes((history.body.items as Envelope[])[seqOf(head) - 1]!.type), "the last event the read includes");
+  });
+
+  it("GET of a pool and of a workflow return head; a change after the read comes right after it", async () => {
+    const token = mintToken({ tenant: freshTenant("head-pool") });
+    const created = await api(url, "POST", "/api/v1/pools", { token, body: { name: "heads" } });
+    const poolId = created.body.pool.id as string;
+    const read = await api(url, "GET", `/api/v1/pools/${poolId}`, { token });
+    assert.equal(read.status, 200);
+    assert.equal(read.body.pool.id, poolId);
+    const socket = await connect(url, "pools", { token });
+    const seen = new EventRecorder(socket);
+    assert.equal((await subscribe(socket, `pool:${poolId}`, read.body.head)).ok, true);
+    assert.equal((await api(url, "POST", `/api/v1/pools/${poolId}/scale`, { token, body: { desiredWorkers: 3 } })).status, 202);
+    const scaling = await seen.next("pool.scaling");
+    assert.equal(seqOf(scaling.cursor), seqOf(read.body.head) + 1);
+    assert.equal(seen.events.length, 1, "nothing before it repeated");
+
+    const workflow = await api(url, "POST", "/api/v1/workflows", { token, body: { name: "w", steps: [{ key: "a", type: "echo" }] } });
+    const readWorkflow = await api(url, "GET", `/api/v1/workflows/${workflow.body.workflow.id}`, { token });
+    assert.equal(readWorkflow.status, 200);
+    assert.ok(decodeCursor(readWorkflow.body.head));
+    // Another tenant's id: 404, and no room is created for it.
+    const foreign = await api(url, "GET", `/api/v1/pools/${poolId}`, { token: mintToken({ tenant: freshTenant("other") }) });
+    assert.equal(foreign.status, 404);
+  });
+
+  it('subscribe { after: "0" } replays a room from its first stored event; GET /api/v1/events?after=0 reads from it too', async () => {
+    const token = mintToken({ tenant: freshTenant("from-start") });
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push((await submitTask(url, token, { type: "echo", payload: { i } })).id);
+    for (const id of ids) await waitForTask(url, token, id, ["completed"]);
+    const socket = await connect(url, "tasks", { token });
+    const seen = new EventRecorder(socket);
+    const ack = await subscribe(socket, "tasks", "0");
+    assert.equal(ack.ok, true, JSON.stringify(ack));
+    assert.equal(ack.replayed, 15);
+    assert.deepEqual(seen.events.map((e) => seqOf(e.cursor)), Array.from({ length: 15 }, (_, i) => i + 1));
+    assert.equal(seqOf(ack.cursor!), 15);
+
+    const history = await api(url, "GET", "/api/v1/events?namespace=tasks&room=tasks&after=0", { token });
+    assert.equal(history.status, 200);
+    assert.deepEqual((history.body.items as Envelope[]).map((e) => e.cursor), seen.events.map((e) => e.cursor));
+    for (const bad of ["00", "x", "-1"]) {
+      const refused = await subscribe(socket, "tasks", bad);
+      assert.equal(refused.ok, false, bad);
+      assert.equal(refused.error?.code, "BAD_REQUEST");
     }
   });
 });

@@ -399,16 +399,22 @@ export class EventLog {
     return this.observer.timeQuery("head", () => this.readOrCreateHead(tenantId, namespace, room));
   }
 
-  private async readOrCreateHead(tenantId: string, namespace: NamespaceName, room: string): Promise<CursorPosition> {
-    // A plain read first: every subscribe asks, and almost every room exists already. Writing (and locking
-    // the room's row, which publishers need) only for a room's very first subscriber.
+  /** The room's current position, or null when the room has no sequence yet (nothing is created). */
+  async peekHead(tenantId: string, namespace: NamespaceName, room: string): Promise<CursorPosition | null> {
     const existing = await this.sql.query<Array<{ seq: number; epoch: string }>>(
       `SELECT "seq", "epoch" FROM "RoomSequence" WHERE "tenantId" = $1 AND "namespace" = $2 AND "room" = $3`, [
       tenantId,
       namespace,
       room
     ]);
-    if (existing[0]) return { epoch: existing[0].epoch, seq: Number(existing[0].seq) };
+    return existing[0] ? { epoch: existing[0].epoch, seq: Number(existing[0].seq) } : null;
+  }
+
+  private async readOrCreateHead(tenantId: string, namespace: NamespaceName, room: string): Promise<CursorPosition> {
+    // A plain read first: every subscribe asks, and almost every room exists already. Writing (and locking
+    // the room's row, which publishers need) only for a room's very first subscriber.
+    const existing = await this.peekHead(tenantId, namespace, room);
+    if (existing) return existing;
     // DO UPDATE (a no-op) rather than DO NOTHING: it waits for a concurrent creator and then returns the row,
     // where DO NOTHING would return nothing and the statement's snapshot could not see the new row either.
     const rows = await this.sql.query<Array<{ seq: number; epoch: string }>>(

@@ -4,11 +4,22 @@ import type { Envelope } from "../protocol/events.js";
 import type { NamespaceName } from "../protocol/namespaces.js";
 import { toEnvelope, type EventLog } from "./event-log.js";
 
-export function parseAfter(after: string | undefined): CursorPosition | undefined {
+/** `after: "0"`: from the room's first stored event. */
+export const FROM_START = "0";
+
+/** A cursor, or "start" for `after: "0"`; BAD_REQUEST for anything else. */
+export function parseAfter(after: string | undefined): CursorPosition | "start" | undefined {
   if (after === undefined) return undefined;
+  if (after === FROM_START) return "start";
   const position = decodeCursor(after);
-  if (!position) throw new AppError("BAD_REQUEST", "after is not a cursor", 400, [{ field: "after", message: "not a cursor" }]);
+  if (!position) throw new AppError("BAD_REQUEST", "after is not a cursor (or \"0\" for the room's first event)", 400, [{ field: "after", message: "not a cursor" }]);
   return position;
+}
+
+/** The position just before the oldest event retention kept in the room (the head itself when none is kept). */
+export async function startOf(log: EventLog, where: { tenantId: string; namespace: NamespaceName; room: string }, head: CursorPosition): Promise<CursorPosition> {
+  const oldest = await log.oldestSeq(where.tenantId, where.namespace, where.room);
+  return { epoch: head.epoch, seq: oldest === null ? head.seq : oldest - 1 };
 }
 
 /**

@@ -7,6 +7,7 @@ import type { NamespaceName } from "../protocol/namespaces.js";
 import type { Envelope, EventData, EventName, EventNamespaces } from "../protocol/events.js";
 import { targetKey, toEnvelope, type EventLog, type EventTarget, type SequencedEvent } from "./event-log.js";
 import type { StateChangeKind } from "./state-change.js";
+import type { CursorPosition } from "../protocol/cursor.js";
 import type { Sql } from "../db/sql.js";
 import { roomKey } from "./room-key.js";
 
@@ -192,6 +193,11 @@ export class EventPublisher {
     );
     const row = result?.row ?? null;
     return { row: row === null ? null : kind.parse(row), outboxIds: result?.outboxIds ?? [] };
+  }
+
+  /** A room's current position (created at 0 for a room without events yet). */
+  head(tenantId: string, namespace: NamespaceName, room: string): Promise<CursorPosition> {
+    return this.log.head(tenantId, namespace, room);
   }
 
   /** Numbers (and so broadcasts) committed outbox rows, in order. Never throws: what fails stays for the relay. */

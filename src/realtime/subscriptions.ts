@@ -4,7 +4,7 @@ import type { ResourceDirectory } from "../domains/resources.js";
 import { authorizeRoom } from "../domains/room-access.js";
 import { AppError, CursorExpiredError, InvalidRoomError } from "../errors.js";
 import type { EventLog } from "../events/event-log.js";
-import { parseAfter, readHistory } from "../events/history.js";
+import { parseAfter, readHistory, startOf } from "../events/history.js";
 import { roomKey } from "../events/room-key.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
@@ -131,7 +131,7 @@ export class RoomSubscriptions {
     if (!request.success) throw new AppError("BAD_REQUEST", "subscribe expects { room: string, after?: string }", 400);
     const { room: name, after } = request.data;
     const room = await authorizeRoom(principal, deps.namespace, name, deps.resources);
-    const from = parseAfter(after);
+    const requested = parseAfter(after);
     if (!subscribed.has(room.name) && subscribed.size >= deps.maxRoomsPerSocket) {
       throw new AppError("RATE_LIMITED", `at most ${deps.maxRoomsPerSocket} rooms per socket`, 429);
     }
@@ -144,7 +144,7 @@ export class RoomSubscriptions {
     // clients drop by cursor (src/client does).
     const key = roomKey(principal.tenantId, room.name);
     const where = { tenantId: principal.tenantId, namespace: deps.namespace, room: room.name };
-    if (!from) {
+    if (!requested) {
       const wasSubscribed = subscribed.has(room.name);
       let head: CursorPosition;
       try {
@@ -170,6 +170,8 @@ export class RoomSubscriptions {
       };
       try {
         const before = await deps.eventLog.head(where.tenantId, where.namespace, where.room);
+        // `after: "0"`: from the first event retention kept (the same bound applies).
+        const from = requested === "start" ? await startOf(deps.eventLog, where, before) : requested;
         if (before.seq - from.seq > MAX_REPLAY) throw new CursorExpiredError(`more than ${MAX_REPLAY} events behind; reload state`);
         const caughtUp = await this.replay(socket, ticket, where, from, before, counted);
         ticket.signal.throwIfAborted();

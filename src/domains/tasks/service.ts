@@ -8,7 +8,8 @@ import type { Db, EventPublisher } from "../../events/publisher.js";
 import type { TaskTypeRegistry } from "../../jobs/queues.js";
 import type { Logger } from "../../observability/logger.js";
 import type { Metrics } from "../../observability/metrics.js";
-import { ID_PATTERN } from "../../protocol/rooms.js";
+import { encodeCursor } from "../../protocol/cursor.js";
+import { ID_PATTERN, roomNames } from "../../protocol/rooms.js";
 import {
   BUILTIN_TASK_TYPES,
   isTerminal,
@@ -154,6 +155,31 @@ export class TaskService {
       throw new ConflictError("Idempotency-Key was already used with a different request body");
     }
     return existing;
+  }
+
+  /**
+   * The task with `head`, the cursor of its room `task:<id>`, from one statement: a task's change and its events'
+   * numbers commit together, so the row and the room's sequence read in one snapshot agree exactly, and
+   * subscribing with `after: head` neither misses nor repeats anything. (A workflow step's task created or
+   * cancelled inside its workflow's transaction is numbered right after that commits: in that instant the
+   * event can come once more.)
+   */
+  async getWithHead(principal: Principal, taskId: string): Promise<{ task: TaskView; head: string }> {
+    const rows = await this.sql.query<Array<TaskRow & { _headSeq: number | null; _headEpoch: string | null }>>(
+      `SELECT t.*, s."seq" AS "_headSeq", s."epoch" AS "_headEpoch"
+         FROM "Task" t LEFT JOIN "RoomSequence" s
+           ON s."tenantId" = t."tenantId" AND s."namespace" = 'tasks' AND s."room" = 'task:' || t."id"
+        WHERE t."id" = $1 AND t."tenantId" = $2`,
+      [taskId, principal.tenantId],
+    );
+    const row = rows[0];
+    if (!row) throw new NotFoundError("task");
+    const { _headSeq, _headEpoch, ...task } = row;
+    const head =
+      _headEpoch === null || _headSeq === null
+        ? await this.events.head(principal.tenantId, "tasks", roomNames.task(task.id))
+        : { epoch: _headEpoch, seq: Number(_headSeq) };
+    return { task: serializeTask(task), head: encodeCursor(head) };
   }
 
   async get(principal: Principal, taskId: string): Promise<TaskView> {

@@ -7,7 +7,7 @@ import { principalOf } from "../authenticate.js";
 import { NAMESPACES } from "../../protocol/namespaces.js";
 import { encodeCursor } from "../../protocol/cursor.js";
 import type { EventLog } from "../../events/event-log.js";
-import { parseAfter, readHistory } from "../../events/history.js";
+import { parseAfter, readHistory, startOf } from "../../events/history.js";
 
 const HistoryQuery = z.object({
   namespace: z.enum(NAMESPACES),
@@ -25,9 +25,9 @@ export function eventRoutes(log: EventLog, resources: ResourceDirectory): Router
     const room = await authorizeRoom(principal, query.namespace, query.room, resources);
     const where = { tenantId: principal.tenantId, namespace: query.namespace, room: room.name };
     const head = await log.head(where.tenantId, where.namespace, where.room);
-    // Without a cursor, start at the oldest event retention kept.
-    const oldest = query.after === undefined ? await log.oldestSeq(where.tenantId, where.namespace, where.room) : null;
-    const from = parseAfter(query.after) ?? { epoch: head.epoch, seq: oldest === null ? head.seq : oldest - 1 };
+    // Without a cursor (or with "0"), start at the oldest event retention kept.
+    const after = parseAfter(query.after);
+    const from = after === undefined || after === "start" ? await startOf(log, where, head) : after;
     const page = await readHistory(log, where, head, from, query.limit);
     res.json({
       items: page.events,

@@ -2,8 +2,11 @@ import { Router } from "express";
 import { requirePermission } from "../authenticate.js";
 import { resourceId } from "./resource-id.js";
 import type { PoolService } from "../../domains/pools/service.js";
+import type { EventLog } from "../../events/event-log.js";
+import { roomNames } from "../../protocol/rooms.js";
+import { readWithHead } from "./resource-head.js";
 
-export function poolRoutes(pools: PoolService): Router {
+export function poolRoutes(pools: PoolService, log: EventLog): Router {
   const router = Router();
   router.param("id", resourceId("pool"));
   router.post("/", async (req, res) => {
@@ -16,7 +19,9 @@ export function poolRoutes(pools: PoolService): Router {
   });
   router.get("/:id", async (req, res) => {
     const principal = requirePermission(res, "pools:read");
-    res.json({ pool: await pools.get(principal, req.params.id) });
+    const where = { tenantId: principal.tenantId, namespace: "pools" as const, room: roomNames.pool(req.params.id) };
+    const { value: pool, head } = await readWithHead(log, where, () => pools.get(principal, req.params.id));
+    res.json({ pool, head });
   });
   router.patch("/:id", async (req, res) => {
     const principal = requirePermission(res, "pools:write");

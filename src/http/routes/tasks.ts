@@ -22,7 +22,7 @@ export function taskRoutes(tasks: TaskService): Router {
   });
   router.get("/:id", async (req, res) => {
     const principal = requirePermission(res, "tasks:read");
-    res.json({ task: await tasks.get(principal, req.params.id) });
+    res.json(await tasks.getWithHead(principal, req.params.id));
   });
   router.post("/:id/cancel", async (req, res) => {
     const principal = requirePermission(res, "tasks:write");

@@ -2,8 +2,11 @@ import { Router } from "express";
 import { requirePermission } from "../authenticate.js";
 import { resourceId } from "./resource-id.js";
 import type { WorkflowService } from "../../domains/workflows/service.js";
+import type { EventLog } from "../../events/event-log.js";
+import { roomNames } from "../../protocol/rooms.js";
+import { readWithHead } from "./resource-head.js";
 
-export function workflowRoutes(workflows: WorkflowService): Router {
+export function workflowRoutes(workflows: WorkflowService, log: EventLog): Router {
   const router = Router();
   router.param("id", resourceId("workflow"));
   router.post("/", async (req, res) => {
@@ -16,7 +19,9 @@ export function workflowRoutes(workflows: WorkflowService): Router {
   });
   router.get("/:id", async (req, res) => {
     const principal = requirePermission(res, "workflows:read");
-    res.json({ workflow: await workflows.get(principal, req.params.id) });
+    const where = { tenantId: principal.tenantId, namespace: "workflows" as const, room: roomNames.workflow(req.params.id) };
+    const { value: workflow, head } = await readWithHead(log, where, () => workflows.get(principal, req.params.id));
+    res.json({ workflow, head });
   });
   router.post("/:id/cancel", async (req, res) => {
     const principal = requirePermission(res, "workflows:write");
