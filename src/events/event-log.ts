@@ -6,7 +6,7 @@ import { encodeCursor, type CursorPosition } from "../protocol/cursor.js";
 import type { Envelope } from "../protocol/events.js";
 import { outsideRequest } from "../observability/request-context.js";
 import { untimedQuery, type QueryTimer } from "../observability/metrics.js";
-import { MAX_EVENTS_PER_CHANGE, type StateChangeKind } from "./state-change.js";
+import { MAX_EVENTS_PER_CHANGE, Params, type StateChangeKind } from "./state-change.js";
 
 /** How the event log reports on its statements (the node's metrics; nothing for tests and scripts). */
 export interface EventLogObserver {
@@ -120,15 +120,6 @@ interface NumberedRow {
   data: unknown;
   ts: Date;
   copy: number;
-}
-
-/** Collects a statement's parameters; `add` returns the placeholder of the value it was given. */
-class Params {
-  readonly values: unknown[] = [];
-  add = (value: unknown): string => {
-    this.values.push(value);
-    return `$${this.values.length}`;
-  };
 }
 
 /**

@@ -6,7 +6,7 @@ import type { Metrics } from "../observability/metrics.js";
 import type { NamespaceName } from "../protocol/namespaces.js";
 import type { Envelope, EventData, EventName, EventNamespaces } from "../protocol/events.js";
 import { targetKey, toEnvelope, type EventLog, type EventTarget, type SequencedEvent } from "./event-log.js";
-import type { StateChangeKind } from "./state-change.js";
+import { Params, type StateChangeKind } from "./state-change.js";
 import type { CursorPosition } from "../protocol/cursor.js";
 import type { Sql } from "../db/sql.js";
 import { roomKey } from "./room-key.js";
@@ -175,11 +175,8 @@ export class EventPublisher {
    * staged in the outbox, to be numbered once the transaction has committed (pass the ids to `Outbox.staged`).
    */
   async stage<C, R>(db: Sql, kind: StateChangeKind<C, R>, change: C): Promise<{ row: R | null; outboxIds: string[] }> {
-    const values: unknown[] = [];
-    const ctes = kind.build([change], (value) => {
-      values.push(value);
-      return `$${values.length}`;
-    });
+    const params = new Params();
+    const ctes = kind.build([change], params.add);
     const [result] = await db.query<Array<{ row: unknown; outboxIds: string[] }>>(
       `WITH ${ctes}, staged AS (
          INSERT INTO "Outbox" ("tenantId", "eventId", "type", "targets", "data", "ts")
@@ -189,7 +186,7 @@ export class EventPublisher {
        -- Ordered as numbers, then cast: "id"::text in the select list would make ORDER BY "id" sort the text, and
        -- at 999 → 1000 a change's events would be numbered in reverse.
        SELECT (SELECT row FROM ${kind.name}_rows LIMIT 1) AS row, ARRAY(SELECT "id" FROM staged ORDER BY "id")::text[] AS "outboxIds"`,
-      values,
+      params.values,
     );
     const row = result?.row ?? null;
     return { row: row === null ? null : kind.parse(row), outboxIds: result?.outboxIds ?? [] };

@@ -27,5 +27,14 @@ export interface StateChangeKind<C, R> {
   key(change: C): string;
 }
 
+/** Collects a statement's parameters; `add` returns the placeholder of the value it was given (`param` above). */
+export class Params {
+  readonly values: unknown[] = [];
+  add = (value: unknown): string => {
+    this.values.push(value);
+    return `$${this.values.length}`;
+  };
+}
+
 /** Events one change may announce (a task claim announces two). */
 export const MAX_EVENTS_PER_CHANGE = 4;

@@ -182,12 +182,6 @@ export class TaskService {
     return { task: serializeTask(task), head: encodeCursor(head) };
   }
 
-  async get(principal: Principal, taskId: string): Promise<TaskView> {
-    const task = await this.prisma.task.findFirst({ where: { id: taskId, tenantId: principal.tenantId } });
-    if (!task) throw new NotFoundError("task");
-    return serializeTask(task);
-  }
-
   async list(principal: Principal, query: unknown) {
     const { cursor, limit, status, poolId, type, createdAfter, createdBefore, q } = parseInput(ListQuerySchema, query, "query");
     const rows = await this.prisma.task.findMany({
