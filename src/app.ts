@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
@@ -44,6 +45,21 @@ import { TokenRevocations } from "./domains/token-revocations.js";
 import { tokenRoutes } from "./http/routes/tokens.js";
 import { TenantConnections } from "./limits/tenant-connections.js";
 import { TenantRequestRate } from "./limits/tenant-request-rate.js";
+import { NodeReadings } from "./observability/node-readings.js";
+import { TenantDeliveries } from "./observability/tenant-deliveries.js";
+import { nodeRoutes } from "./http/routes/nodes.js";
+
+/** The server's version, as package.json says (one level up from src/ and from dist/ alike). */
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version?: string }).version ?? "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
+/** How often each node publishes its reading for GET /api/v1/nodes. */
+const NODE_READING_INTERVAL_MS = 2000;
 
 /**
  * The composition root: builds every part from the Config and owns their lifecycle.
@@ -107,6 +123,8 @@ export class App {
       liveForMs: config.workers.heartbeatTimeoutMs,
     });
     this.startHooks.push(async () => connections.start());
+    // Deliveries are counted where a single Redis's tick broadcast hands them out; a Redis Cluster has no such place.
+    const deliveries = cluster ? undefined : new TenantDeliveries();
     const realtime = new Realtime({
       httpServer: this.httpServer,
       verifyToken,
@@ -124,6 +142,7 @@ export class App {
       maxSocketBufferBytes: config.limits.maxSocketBufferBytes,
       metrics,
       logger: this.logger,
+      deliveries,
       subscriptions: {
         resources,
         eventLog,
@@ -131,6 +150,12 @@ export class App {
         failures: status,
       },
     });
+    const nodeReadings = new NodeReadings(realtime.io, deliveries, redis, keys, this.logger, {
+      nodeId: config.nodeId,
+      version: packageVersion(),
+      intervalMs: NODE_READING_INTERVAL_MS,
+    });
+    this.startHooks.push(async () => nodeReadings.start());
     revocations.onRevoked((revocation) => {
       const ended = realtime.endRevokedSessions(revocation);
       if (ended > 0) this.logger.info({ tenant: revocation.tenantId, kind: revocation.kind, sockets: ended }, "sessions of a revoked token ended");
@@ -208,6 +233,7 @@ export class App {
         workflows: workflowRoutes(workflows, eventLog),
         events: [eventRoutes(eventLog, resources), publishRoutes(events, resources)],
         tokens: tokenRoutes(revocations),
+        nodes: nodeRoutes(nodeReadings),
       },
     });
 
@@ -256,6 +282,8 @@ export class App {
     // SHUTDOWN_TIMEOUT_MS: running tasks get what is left once one dependency deadline is kept for closing.
     const drainBudgetMs = Math.max(config.shutdownTimeoutMs - deadlineMs, config.shutdownTimeoutMs / 2);
     this.stopHooks.push(
+      // Out of the nodes list first: a node on its way out is not one to look at.
+      () => nodeReadings.stop(),
       async () => workers.stop(),
       async () => reconciler.stop(),
       async () => retention.stop(),

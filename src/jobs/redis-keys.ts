@@ -105,6 +105,23 @@ export class RedisKeys {
     return `${this.prefix}:rate:rest-burst`;
   }
 
+  /**
+   * The nodes' readings (GET /api/v1/nodes), one hash-tagged group read together: `…:index` is the set of node ids
+   * that ever published, `…:node:<id>` a node's node-wide reading (its TTL a few intervals, so a dead node's
+   * disappears), `…:tenant:<tenant>` a hash of node id → that node's reading for that tenant alone.
+   */
+  get nodeIndex(): string {
+    return `${this.group("nodes")}:index`;
+  }
+
+  nodeReading(nodeId: string): string {
+    return `${this.group("nodes")}:node:${nodeId}`;
+  }
+
+  tenantNodeReadings(tenantId: string): string {
+    return `${this.group("nodes")}:tenant:${tenantId}`;
+  }
+
   get retentionLock(): string {
     return `${this.prefix}:retention-lock`;
   }

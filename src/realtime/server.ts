@@ -20,6 +20,7 @@ import { OutboundGuard } from "./outbound.js";
 import { Semaphore } from "./replay.js";
 import { RoomSubscriptions, type SubscriptionDeps } from "./subscriptions.js";
 import type { RedisKeys } from "../jobs/redis-keys.js";
+import type { TenantDeliveries } from "../observability/tenant-deliveries.js";
 
 /** Extra per-socket behaviour a domain adds to a namespace (e.g. worker reports on /pools). */
 export type ConnectionHandler = (socket: SwitchyardSocket) => void;
@@ -51,6 +52,8 @@ export interface RealtimeOptions {
   maxSocketBufferBytes: number;
   metrics: Metrics;
   logger: Logger;
+  /** Counts the event copies this node delivers, per tenant (single Redis only: see TickBroadcast). */
+  deliveries?: TenantDeliveries;
   subscriptions: Omit<SubscriptionDeps, "namespace" | "metrics" | "logger" | "outbound" | "replayPages">;
 }
 
@@ -86,7 +89,7 @@ export class Realtime {
         ? createShardedAdapter(options.pubClient, options.subClient, { channelPrefix: options.keys.adapter, subscriptionMode: "dynamic" })
         : createAdapter(options.pubClient, options.subClient, { key: options.keys.adapter }),
     });
-    if (!options.sharded) this.ticks = new TickBroadcast(this.io, options.pubClient, options.subClient, `${options.keys.adapter}-ticks`, logger);
+    if (!options.sharded) this.ticks = new TickBroadcast(this.io, options.pubClient, options.subClient, `${options.keys.adapter}-ticks`, logger, options.deliveries);
     // Every connection's outbound buffer is bounded, whatever writes to it (broadcasts, replays, acks, pings).
     // Engine.IO connections, not namespace sockets: the namespaces of one client share its connection.
     const outbound = new OutboundGuard(options.maxSocketBufferBytes, metrics, logger);

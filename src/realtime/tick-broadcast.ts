@@ -3,6 +3,7 @@ import type { RedisClient } from "../jobs/redis-connection.js";
 import type { Logger } from "../observability/logger.js";
 import type { NamespaceName } from "../protocol/namespaces.js";
 import type { Envelope } from "../protocol/events.js";
+import type { TenantDeliveries } from "../observability/tenant-deliveries.js";
 import { emitStored, type SwitchyardServer } from "./types.js";
 
 /** One delivery: an envelope for the sockets of one room key of one namespace. */
@@ -42,6 +43,7 @@ export class TickBroadcast {
     sub: RedisClient,
     private readonly channel: string,
     private readonly logger: Logger,
+    private readonly deliveries?: TenantDeliveries,
   ) {
     sub.on("messageBuffer", (from: Buffer, message: Buffer) => {
       if (from.toString() === this.channel) this.receive(message);
@@ -95,7 +97,9 @@ export class TickBroadcast {
   /** Sends the envelope to this node's sockets in the room, if it has any (no encoding for an empty room). */
   private deliverLocally(namespace: NamespaceName, key: string, envelope: Envelope): void {
     const nsp = this.io.of(`/${namespace}`);
-    if (!nsp.adapter.rooms.has(key)) return;
+    const sockets = nsp.adapter.rooms.get(key);
+    if (!sockets) return;
+    this.deliveries?.count(key, sockets.size);
     emitStored(nsp.local.to(key), envelope);
   }
 }
