@@ -1,27 +1,27 @@
 import { useEffect, useState } from "preact/hooks";
 import { Api, ApiError, SIGN_IN_CODES } from "./api.js";
+import { ActivityCharts } from "./charts.js";
 import { FeedView } from "./feed-view.js";
+import { NodesView } from "./nodes-view.js";
 import { useObservable } from "./observable.js";
 import { PoolsView } from "./pools-view.js";
+import { currentRoute, type Route } from "./route.js";
 import { Session, type SessionEnd } from "./session.js";
 import { SignIn } from "./sign-in.js";
 import { TasksView } from "./tasks-view.js";
 import { can, decodeIdentity, forgetToken, storedToken, storeToken, takeTokenFromFragment, type Identity } from "./token.js";
-import { ConnectionIndicator } from "./ui.js";
+import { ConnectionIndicator, OfflineBanner } from "./ui.js";
 import { WorkflowsView } from "./workflows-view.js";
 
-type View = "pools" | "tasks" | "workflows" | "events";
+type View = "pools" | "tasks" | "workflows" | "events" | "activity" | "nodes";
 const VIEWS: Array<{ view: View; label: string; needs: (identity: Identity) => boolean }> = [
   { view: "pools", label: "Pools & workers", needs: (i) => can(i, "pools:read") },
   { view: "tasks", label: "Tasks", needs: (i) => can(i, "tasks:read") },
   { view: "workflows", label: "Workflows", needs: (i) => can(i, "workflows:read") },
   { view: "events", label: "Event feed", needs: (i) => can(i, "pools:read") || can(i, "tasks:read") || can(i, "workflows:read") },
+  { view: "activity", label: "Activity", needs: (i) => can(i, "tasks:read") },
+  { view: "nodes", label: "Nodes & access", needs: (i) => can(i, "admin") },
 ];
-
-function viewFromHash(): View | undefined {
-  const name = location.hash.slice(1);
-  return VIEWS.find((v) => v.view === name)?.view;
-}
 
 /**
  * Asks the node whether it takes the token before anything opens: a 401 carries the reason (TOKEN_EXPIRED, …).
@@ -85,13 +85,14 @@ export function App() {
 function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void }) {
   useObservable(session.connection, session.notices);
   const offered = VIEWS.filter((v) => v.needs(session.identity));
-  const [view, setView] = useState<View | undefined>(() => viewFromHash());
+  const [route, setRoute] = useState<Route>(() => currentRoute());
   useEffect(() => {
-    const onHash = (): void => setView(viewFromHash());
+    const onHash = (): void => setRoute(currentRoute());
     addEventListener("hashchange", onHash);
     return () => removeEventListener("hashchange", onHash);
   }, []);
-  const current = offered.find((v) => v.view === view) ?? offered[0];
+  const current = offered.find((v) => v.view === route.view) ?? offered[0];
+  const routeId = current?.view === route.view ? route.id : undefined;
   const { identity } = session;
   return (
     <div class="shell">
@@ -115,11 +116,12 @@ function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void
       </header>
       <nav class="tabs">
         {offered.map((v) => (
-          <a key={v.view} href={`#${v.view}`} class={v === current ? "tab active" : "tab"} data-view={v.view}>
+          <a key={v.view} href={`#${v.view}`} class={v === current ? "tab active" : "tab"} data-view={v.view} aria-current={v === current ? "page" : undefined}>
             {v.label}
           </a>
         ))}
       </nav>
+      <OfflineBanner state={session.connection.state} />
       {session.notices.message && (
         <p class="notice" role="alert">
           {session.notices.message}
@@ -128,9 +130,11 @@ function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void
       <main class="view" data-current-view={current?.view}>
         {!current && <p class="empty">This token may not read pools, tasks or workflows.</p>}
         {current?.view === "pools" && <PoolsView session={session} />}
-        {current?.view === "tasks" && <TasksView session={session} />}
-        {current?.view === "workflows" && <WorkflowsView session={session} />}
+        {current?.view === "tasks" && <TasksView session={session} openTaskId={routeId} />}
+        {current?.view === "workflows" && <WorkflowsView session={session} selectedId={routeId} />}
         {current?.view === "events" && <FeedView session={session} />}
+        {current?.view === "activity" && <ActivityCharts session={session} />}
+        {current?.view === "nodes" && <NodesView session={session} />}
       </main>
     </div>
   );

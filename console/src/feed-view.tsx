@@ -1,5 +1,6 @@
 import { useState } from "preact/hooks";
 import { NAMESPACES, type NamespaceName } from "../../src/protocol/namespaces.js";
+import type { PublishResponse } from "../../src/protocol/publish.js";
 import { brief, clock } from "./format.js";
 import { useObservable } from "./observable.js";
 import type { Session } from "./session.js";
@@ -70,6 +71,7 @@ export function FeedView({ session }: { session: Session }) {
         )}
       </form>
       <ErrorLine error={feed.error} />
+      {can(session.identity, "events:publish") && <PublishTestEvent session={session} namespace={feed.namespace ?? namespace} room={feed.room ?? room} />}
       {feed.room !== undefined && (
         <p class="muted feed-status" data-feed-room={feed.room} data-feed-delivered={feed.delivered}>
           {feed.following ? "following" : "stopped"} <code>/{feed.namespace} {feed.room}</code> · {feed.delivered} event{feed.delivered === 1 ? "" : "s"} delivered · last cursor{" "}
@@ -100,5 +102,62 @@ export function FeedView({ session }: { session: Session }) {
         </table>
       )}
     </section>
+  );
+}
+
+/**
+ * `POST /api/v1/events`: publishes an event of the operator's own into a room (by default the one followed), to
+ * check that it reaches the feed, and any other subscriber, end to end.
+ */
+function PublishTestEvent({ session, namespace, room }: { session: Session; namespace: NamespaceName; room: string }) {
+  const [type, setType] = useState("console.test");
+  const [data, setData] = useState('{"hello":"from the console"}');
+  const [published, setPublished] = useState<string>();
+  const [error, setError] = useState<string>();
+  const [busy, setBusy] = useState(false);
+  return (
+    <form
+      class="card toolbar publish"
+      aria-label="Publish a test event"
+      onSubmit={async (event) => {
+        event.preventDefault();
+        let parsed: unknown;
+        try {
+          parsed = data.trim() === "" ? null : JSON.parse(data);
+        } catch {
+          return setError("the data is not JSON");
+        }
+        setBusy(true);
+        try {
+          const answer = await session.api.post<PublishResponse>("/api/v1/events", { namespace, room: room.trim(), type: type.trim(), data: parsed });
+          setPublished(answer.items[0]?.cursor);
+          setError(undefined);
+        } catch (failure) {
+          setError((failure as Error).message);
+          setPublished(undefined);
+        } finally {
+          setBusy(false);
+        }
+      }}
+    >
+      <span class="muted">
+        Publish to <code>/{namespace} {room || "…"}</code>
+      </span>
+      <label>
+        type <input name="publishType" class="mono" value={type} onInput={(e) => setType(e.currentTarget.value)} />
+      </label>
+      <label class="grow">
+        data (JSON) <input name="publishData" class="mono" value={data} onInput={(e) => setData(e.currentTarget.value)} />
+      </label>
+      <button type="submit" data-action="publish" disabled={busy || !room.trim() || !type.trim()}>
+        Publish test event
+      </button>
+      {published && (
+        <span class="ok-line" role="status" data-published-cursor={published}>
+          published at <code>{published}</code>
+        </span>
+      )}
+      <ErrorLine error={error} />
+    </form>
   );
 }

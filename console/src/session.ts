@@ -1,10 +1,12 @@
 import { SwitchyardClient, type PoolView, type PoolWithWorkersView, type TaskView, type WorkflowView, type WorkflowWithStepsView } from "../../src/client/index.js";
 import type { NamespaceName } from "../../src/protocol/namespaces.js";
+import { Activity, BUCKET_MS } from "./activity.js";
 import { Api, ApiError, SIGN_IN_CODES } from "./api.js";
 import { EventFeed } from "./feed.js";
 import { ConnectionTracker, follow } from "./live.js";
 import { Observable } from "./observable.js";
 import { PoolStore } from "./pools-store.js";
+import { TaskQuery } from "./task-query.js";
 import { TaskStore } from "./tasks-store.js";
 import { can, type Identity } from "./token.js";
 import { WorkflowStore } from "./workflows-store.js";
@@ -50,7 +52,11 @@ export class Session {
   readonly tasks = new TaskStore();
   readonly pools = new PoolStore();
   readonly workflows = new WorkflowStore();
+  /** The live charts' rolling window (task events and polled queue depth). */
+  readonly activity = new Activity();
   readonly feed: EventFeed;
+  /** The Tasks view's filter, page and counts: kept while the tab switches views. */
+  readonly taskQuery: TaskQuery;
   private readonly clients: SwitchyardClient[] = [];
   private readonly timers: Array<ReturnType<typeof setInterval>> = [];
   private ended = false;
@@ -61,6 +67,7 @@ export class Session {
     private readonly onEnd: (end: SessionEnd) => void,
   ) {
     this.api = new Api(token, (error) => this.end({ code: error.code, message: error.message }));
+    this.taskQuery = new TaskQuery(this.api, this.tasks);
     this.feed = new EventFeed((namespace) => this.client(namespace), this.connection);
   }
 
@@ -70,8 +77,12 @@ export class Session {
       void follow(this.watch(this.client("tasks")), "tasks", {
         ...how,
         load: async () => this.tasks.reset((await this.api.get<Page<TaskView>>(`/api/v1/tasks?limit=${SNAPSHOT.tasks}`)).items),
-        apply: (event) => this.tasks.apply(event),
+        apply: (event) => {
+          this.tasks.apply(event);
+          this.activity.observe(event);
+        },
       }).catch((error: unknown) => this.failed(error));
+      this.timers.push(setInterval(() => void this.sampleQueueDepth(), BUCKET_MS));
     }
     if (can(this.identity, "pools:read")) {
       void follow(this.watch(this.client("pools")), "pools", {
@@ -90,14 +101,9 @@ export class Session {
     }
   }
 
-  /** Loads a filter's own tasks, which may be older than the snapshot. */
-  async loadTasks(query: URLSearchParams): Promise<void> {
-    query.set("limit", String(SNAPSHOT.tasks));
-    this.tasks.merge((await this.api.get<Page<TaskView>>(`/api/v1/tasks?${query}`)).items);
-  }
-
   close(): void {
     this.ended = true;
+    this.taskQuery.close();
     for (const timer of this.timers) clearInterval(timer);
     this.feed.stop();
     for (const client of this.clients) client.close();
@@ -131,6 +137,17 @@ export class Session {
   private async workflowsWithSteps(): Promise<WorkflowWithStepsView[]> {
     const { items } = await this.api.get<Page<WorkflowView>>(`/api/v1/workflows?limit=${SNAPSHOT.workflows}`);
     return Promise.all(items.map(async (w) => (await this.api.get<{ workflow: WorkflowWithStepsView }>(`/api/v1/workflows/${encodeURIComponent(w.id)}`)).workflow));
+  }
+
+  /** Queue depth for the charts: the tenant's queued tasks, as the node counts them. */
+  private async sampleQueueDepth(): Promise<void> {
+    this.activity.roll();
+    try {
+      const { counts } = await this.api.get<{ counts: Record<string, number> }>("/api/v1/tasks/counts");
+      this.activity.queueDepth(counts.queued ?? 0);
+    } catch {
+      // Offline: the indicator says so; the chart shows a gap.
+    }
   }
 
   /** Only pools with a worker that is not offline: nothing else has a heartbeat to show. */

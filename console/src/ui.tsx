@@ -56,3 +56,16 @@ export function ErrorLine({ error }: { error: string | undefined }) {
     </p>
   ) : null;
 }
+
+/**
+ * Said at the top of every view while the node is not reachable: what is shown may be stale, and what the
+ * operator does now may not go through. The indicator in the header says the same in one word.
+ */
+export function OfflineBanner({ state }: { state: ConnectionState }) {
+  if (state !== "disconnected" && state !== "reconnecting") return null;
+  return (
+    <div class="offline-banner" role="alert" data-offline={state}>
+      <strong>Offline.</strong> The node is not answering; {state === "reconnecting" ? "reconnecting by itself" : "reload to try again"}. What is shown may be out of date, and actions may fail until it is back.
+    </div>
+  );
+}

@@ -1,4 +1,4 @@
-import { useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import type { WorkflowStepStatus } from "../../src/client/index.js";
 import type { TaskStatus } from "../../src/protocol/tasks.js";
 import { age, brief, clock, shortId } from "./format.js";
@@ -36,11 +36,13 @@ export function stepView(workflowId: string, step: StepState, tasks: TaskStore):
   };
 }
 
-export function WorkflowsView({ session }: { session: Session }) {
+export function WorkflowsView({ session, selectedId }: { session: Session; selectedId?: string | undefined }) {
   useObservable(session.workflows, session.tasks);
   const now = useNow();
   const workflows = session.workflows.list();
-  const [selected, setSelected] = useState<string>();
+  const [selected, setSelected] = useState<string | undefined>(selectedId);
+  // A link to a workflow (a task's detail links its step's workflow) selects it.
+  useEffect(() => setSelected(selectedId ?? selected), [selectedId]);
   const current = workflows.find((w) => w.workflow.id === selected) ?? workflows[0];
   if (workflows.length === 0) return <Empty>No workflows yet.</Empty>;
   return (
@@ -111,7 +113,7 @@ function WorkflowDetail({ entry, session }: { entry: WorkflowEntry; session: Ses
           </thead>
           <tbody>
             {entry.steps.map((step, i) => (
-              <tr key={step.key}>
+              <tr key={step.key} data-step-row={step.key}>
                 <td class="mono">{step.key}</td>
                 <td class="mono muted">{step.dependsOn.join(", ") || "—"}</td>
                 <td>

@@ -1,0 +1,188 @@
+import type { TaskView } from "../../src/client/index.js";
+import type { TaskStatus } from "../../src/protocol/tasks.js";
+import type { Api } from "./api.js";
+import { Observable } from "./observable.js";
+import type { TaskEntry, TaskStore } from "./tasks-store.js";
+
+/** What the Tasks view filters on: each is a parameter of `GET /api/v1/tasks`, answered by the node. */
+export interface TaskFilter {
+  status?: TaskStatus;
+  type?: string;
+  poolId?: string;
+  /** ISO-8601 times. */
+  createdAfter?: string;
+  createdBefore?: string;
+  /** The beginning of a task id. */
+  q?: string;
+}
+
+export interface TaskCounts {
+  counts: Partial<Record<TaskStatus, number>>;
+  total: number;
+}
+
+interface Page {
+  items: TaskView[];
+  nextCursor: string | null;
+}
+
+export const PAGE_SIZE = 50;
+/** After a task event, counts are read again this much later (a burst of events costs one read). */
+const COUNTS_DEBOUNCE_MS = 400;
+
+/**
+ * One page of the node's tasks for a filter, and the exact counts per status for its pool and type: the server
+ * filters, counts and pages (keyset cursors), so 100,000 tasks cost the tab one page. The page's rows then follow
+ * the live store: a task on the page shows its latest state, and on the first page new tasks that match appear
+ * on top as they are created.
+ */
+export class TaskQuery extends Observable {
+  filter: TaskFilter = {};
+  /** Cursors of the pages before this one (empty on the first page), and this page's own. */
+  private readonly previous: Array<string | undefined> = [];
+  private cursor: string | undefined;
+  page: TaskView[] = [];
+  nextCursor: string | null = null;
+  counts: TaskCounts | undefined;
+  loading = false;
+  loaded = false;
+  error: string | undefined;
+  private request = 0;
+  private countsTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly unsubscribe: () => void;
+
+  constructor(
+    private readonly api: Api,
+    private readonly store: TaskStore,
+  ) {
+    super();
+    // Counts follow the events: any change of a task may move a count.
+    this.unsubscribe = store.subscribe(() => this.countsSoon());
+  }
+
+  get pageNumber(): number {
+    return this.previous.length + 1;
+  }
+
+  setFilter(filter: TaskFilter): Promise<void> {
+    this.filter = filter;
+    this.previous.length = 0;
+    this.cursor = undefined;
+    return this.load(true);
+  }
+
+  next(): Promise<void> {
+    if (this.nextCursor === null) return Promise.resolve();
+    this.previous.push(this.cursor);
+    this.cursor = this.nextCursor;
+    return this.load(false);
+  }
+
+  back(): Promise<void> {
+    if (this.previous.length === 0) return Promise.resolve();
+    this.cursor = this.previous.pop();
+    return this.load(false);
+  }
+
+  /** The page and (when the filter's pool or type changed, or always with `withCounts`) the counts. */
+  async load(withCounts = true): Promise<void> {
+    const request = ++this.request;
+    this.loading = true;
+    this.changed();
+    try {
+      const [page, counts] = await Promise.all([this.api.get<Page>(`/api/v1/tasks?${this.query()}`), withCounts ? this.readCounts() : Promise.resolve(this.counts)]);
+      if (request !== this.request) return;
+      this.page = page.items;
+      this.nextCursor = page.nextCursor;
+      this.counts = counts;
+      this.error = undefined;
+      this.loaded = true;
+      // Rows read now are as new as anything the store knows: events after this update them.
+      this.store.merge(page.items);
+    } catch (error) {
+      if (request !== this.request) return;
+      this.error = (error as Error).message;
+    } finally {
+      if (request === this.request) {
+        this.loading = false;
+        this.changed();
+      }
+    }
+  }
+
+  /** What the view shows: the page's tasks at their latest state, plus (on the first page) newer ones that match. */
+  rows(): TaskEntry[] {
+    const seen = new Set<string>();
+    const rows: TaskEntry[] = [];
+    for (const task of this.page) {
+      seen.add(task.id);
+      const live = this.store.byId.get(task.id);
+      rows.push(live && live.task.updatedAt >= task.updatedAt ? live : { task, progress: task.status === "completed" ? 100 : null, progressDetail: null });
+    }
+    if (this.previous.length === 0) {
+      const full = this.nextCursor !== null;
+      const oldest = this.page.at(-1)?.createdAt;
+      for (const entry of this.store.list({})) {
+        if (seen.has(entry.task.id) || !this.matches(entry.task)) continue;
+        // A full page ends at its oldest task: the store's older ones belong to later pages.
+        if (full && oldest !== undefined && entry.task.createdAt < oldest) continue;
+        rows.push(entry);
+      }
+    }
+    return rows.sort((a, b) => b.task.createdAt.localeCompare(a.task.createdAt) || b.task.id.localeCompare(a.task.id));
+  }
+
+  /** Whether the counts cover exactly this filter (they are per pool and type: a status, time or id filter is narrower). */
+  get countsExact(): boolean {
+    const { createdAfter, createdBefore, q } = this.filter;
+    return createdAfter === undefined && createdBefore === undefined && q === undefined;
+  }
+
+  close(): void {
+    this.unsubscribe();
+    clearTimeout(this.countsTimer);
+  }
+
+  matches(task: TaskView): boolean {
+    const f = this.filter;
+    return (
+      (f.status === undefined || task.status === f.status) &&
+      (f.type === undefined || task.type === f.type) &&
+      (f.poolId === undefined || task.poolId === f.poolId) &&
+      (f.createdAfter === undefined || Date.parse(task.createdAt) > Date.parse(f.createdAfter)) &&
+      (f.createdBefore === undefined || Date.parse(task.createdAt) < Date.parse(f.createdBefore)) &&
+      (f.q === undefined || task.id.toLowerCase().startsWith(f.q.toLowerCase()))
+    );
+  }
+
+  private query(): URLSearchParams {
+    const query = new URLSearchParams();
+    for (const [name, value] of Object.entries(this.filter)) if (value !== undefined && value !== "") query.set(name, value);
+    query.set("limit", String(PAGE_SIZE));
+    if (this.cursor !== undefined) query.set("cursor", this.cursor);
+    return query;
+  }
+
+  private readCounts(): Promise<TaskCounts> {
+    const query = new URLSearchParams();
+    if (this.filter.poolId !== undefined) query.set("poolId", this.filter.poolId);
+    if (this.filter.type !== undefined) query.set("type", this.filter.type);
+    return this.api.get<TaskCounts>(`/api/v1/tasks/counts?${query}`);
+  }
+
+  private countsSoon(): void {
+    if (this.countsTimer !== undefined) return;
+    this.countsTimer = setTimeout(() => {
+      this.countsTimer = undefined;
+      const request = this.request;
+      this.readCounts().then(
+        (counts) => {
+          if (request !== this.request) return;
+          this.counts = counts;
+          this.changed();
+        },
+        () => undefined,
+      );
+    }, COUNTS_DEBOUNCE_MS);
+  }
+}
