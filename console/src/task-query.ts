@@ -66,32 +66,32 @@ export class TaskQuery extends Observable {
 
   setFilter(filter: TaskFilter): Promise<void> {
     this.filter = filter;
-    this.previous.length = 0;
-    this.cursor = undefined;
-    return this.load(true);
+    return this.load(true, [], undefined);
   }
 
   next(): Promise<void> {
     if (this.nextCursor === null) return Promise.resolve();
-    this.previous.push(this.cursor);
-    this.cursor = this.nextCursor;
-    return this.load(false);
+    return this.load(false, [...this.previous, this.cursor], this.nextCursor);
   }
 
   back(): Promise<void> {
     if (this.previous.length === 0) return Promise.resolve();
-    this.cursor = this.previous.pop();
-    return this.load(false);
+    return this.load(false, this.previous.slice(0, -1), this.previous.at(-1));
   }
 
-  /** The page and (when the filter's pool or type changed, or always with `withCounts`) the counts. */
-  async load(withCounts = true): Promise<void> {
+  /**
+   * Reads a page (this one again, or the one at `previous`/`cursor`) and, with `withCounts`, the counts. The
+   * page number and rows change together once the answer is in, so what is shown is always one page.
+   */
+  async load(withCounts = true, previous: Array<string | undefined> = [...this.previous], cursor: string | undefined = this.cursor): Promise<void> {
     const request = ++this.request;
     this.loading = true;
     this.changed();
     try {
-      const [page, counts] = await Promise.all([this.api.get<Page>(`/api/v1/tasks?${this.query()}`), withCounts ? this.readCounts() : Promise.resolve(this.counts)]);
+      const [page, counts] = await Promise.all([this.api.get<Page>(`/api/v1/tasks?${this.query(cursor)}`), withCounts ? this.readCounts() : Promise.resolve(this.counts)]);
       if (request !== this.request) return;
+      this.previous.splice(0, this.previous.length, ...previous);
+      this.cursor = cursor;
       this.page = page.items;
       this.nextCursor = page.nextCursor;
       this.counts = counts;
@@ -120,12 +120,13 @@ export class TaskQuery extends Observable {
       rows.push(live && live.task.updatedAt >= task.updatedAt ? live : { task, progress: task.status === "completed" ? 100 : null, progressDetail: null });
     }
     if (this.previous.length === 0) {
+      // A full page is the newest tasks as the node read them: only tasks created since join it on top (older
+      // ones the store knows belong to later pages). A page that is not full holds every match there was.
       const full = this.nextCursor !== null;
-      const oldest = this.page.at(-1)?.createdAt;
+      const newest = this.page[0]?.createdAt;
       for (const entry of this.store.list({})) {
         if (seen.has(entry.task.id) || !this.matches(entry.task)) continue;
-        // A full page ends at its oldest task: the store's older ones belong to later pages.
-        if (full && oldest !== undefined && entry.task.createdAt < oldest) continue;
+        if (full && newest !== undefined && entry.task.createdAt <= newest) continue;
         rows.push(entry);
       }
     }
@@ -155,11 +156,11 @@ export class TaskQuery extends Observable {
     );
   }
 
-  private query(): URLSearchParams {
+  private query(cursor: string | undefined): URLSearchParams {
     const query = new URLSearchParams();
     for (const [name, value] of Object.entries(this.filter)) if (value !== undefined && value !== "") query.set(name, value);
     query.set("limit", String(PAGE_SIZE));
-    if (this.cursor !== undefined) query.set("cursor", this.cursor);
+    if (cursor !== undefined) query.set("cursor", cursor);
     return query;
   }
 

@@ -98,7 +98,7 @@ export class ConsolePage {
     }
   }
 
-  async view(name: "pools" | "tasks" | "workflows" | "events"): Promise<void> {
+  async view(name: "pools" | "tasks" | "workflows" | "events" | "activity" | "nodes"): Promise<void> {
     await this.page.locator(`a[data-view="${name}"]`).click();
     await this.page.locator(`[data-current-view="${name}"]`).waitFor();
   }
