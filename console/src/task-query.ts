@@ -65,8 +65,10 @@ export class TaskQuery extends Observable {
   }
 
   setFilter(filter: TaskFilter): Promise<void> {
+    // Counts depend on the pool and type only: a status, time or id filter reads the page alone.
+    const recount = filter.poolId !== this.filter.poolId || filter.type !== this.filter.type || this.counts === undefined;
     this.filter = filter;
-    return this.load(true, [], undefined);
+    return this.load(recount, [], undefined);
   }
 
   next(): Promise<void> {

@@ -14,7 +14,8 @@ import { Badge, Empty, ErrorLine, ProgressBar, useNow } from "./ui.js";
 
 /** Rows shown at most (the first page plus the tasks that arrived since it was read). */
 const SHOWN = 200;
-const TYPING_MS = 300;
+/** Text filters are asked for once typing pauses this long (or at once with Enter). */
+const TYPING_MS = 120;
 
 interface BulkAnswer {
   matched: number;
@@ -130,7 +131,14 @@ function TaskFilters({ session, poolIds }: { session: Session; poolIds: string[]
   }, [type, q]);
   const f = query.filter;
   return (
-    <form class="toolbar card filters" aria-label="Task filters" onSubmit={(e) => e.preventDefault()}>
+    <form
+      class="toolbar card filters"
+      aria-label="Task filters"
+      onSubmit={(e) => {
+        e.preventDefault();
+        apply({ type: type.trim() || undefined, q: q.trim() || undefined });
+      }}
+    >
       <label>
         status{" "}
         <select name="status" value={f.status ?? ""} onChange={(e) => apply({ status: (e.currentTarget.value || undefined) as TaskStatus | undefined })}>
