@@ -21,6 +21,7 @@ import { TaskQueues, TaskTypeRegistry } from "./jobs/queues.js";
 import { RedisKeys } from "./jobs/redis-keys.js";
 import { describeRedis, type RedisClient } from "./jobs/redis-connection.js";
 import { taskRoutes } from "./http/routes/tasks.js";
+import { TaskBulkActions } from "./domains/tasks/bulk.js";
 import { TaskService } from "./domains/tasks/service.js";
 import { TaskJobs } from "./domains/tasks/jobs.js";
 import { workflowRoutes } from "./http/routes/workflows.js";
@@ -204,7 +205,7 @@ export class App {
       requestRate: new TenantRequestRate(limitsRedis, keys, config.limits.restRatePerTenant, this.logger),
       api: {
         pools: poolRoutes(pools, eventLog),
-        tasks: taskRoutes(tasks),
+        tasks: taskRoutes(tasks, new TaskBulkActions(prisma, tasks)),
         workflows: workflowRoutes(workflows, eventLog),
         events: [eventRoutes(eventLog, resources), publishRoutes(events, resources)],
         tokens: tokenRoutes(revocations),
