@@ -22,6 +22,7 @@ import { TaskQueues, TaskTypeRegistry } from "./jobs/queues.js";
 import { RedisKeys } from "./jobs/redis-keys.js";
 import { describeRedis, type RedisClient } from "./jobs/redis-connection.js";
 import { taskRoutes } from "./http/routes/tasks.js";
+import { TaskBulkActions } from "./domains/tasks/bulk.js";
 import { TaskService } from "./domains/tasks/service.js";
 import { TaskJobs } from "./domains/tasks/jobs.js";
 import { workflowRoutes } from "./http/routes/workflows.js";
@@ -32,6 +33,7 @@ import { ReportNotDelivered } from "./worker/pool-worker.js";
 import { TaskReconciler } from "./domains/tasks/reconciler.js";
 import { toAppError } from "./errors.js";
 import { EmbeddedWorkers } from "./worker/embedded.js";
+import { TenantRunningSlots } from "./jobs/tenant-running-slots.js";
 import { createHttpApp } from "./http/app.js";
 import { dependencyChecks } from "./http/health.js";
 import { clusterReadings } from "./observability/cluster-readings.js";
@@ -166,12 +168,16 @@ export class App {
       failures: status,
     });
     this.startHooks.push(async () => events.startRelay());
-    const pools = new PoolService(prisma, tenants, events);
-
     // BullMQ workers block on their connection, so they get their own.
     const bullConnection = redisClient("bullmq");
     const queues = new TaskQueues(redis, keys, deadlineMs);
+    const pools = new PoolService(prisma, tenants, events, queues);
     const taskTypes = new TaskTypeRegistry(redis, keys);
+    // Workers of every process read the limit from Redis when they take a running slot.
+    const runningSlots = new TenantRunningSlots(redis, keys, config.tasks.lockDurationMs);
+    this.startHooks.push(() =>
+      runningSlots.setLimit(config.limits.maxRunningTasksPerTenant).catch((error: unknown) => status.report(error, "could not record TENANT_MAX_RUNNING_TASKS")),
+    );
     const taskJobs = new TaskJobs(prisma, redis, queues, keys, status, { backoffMs: config.tasks.backoffMs });
     const tasks = new TaskService(prisma, sql, resources, taskJobs, taskTypes, events, this.logger, metrics);
     metrics.readAtScrape(clusterReadings({ checks: dependencyChecks(redis, prisma, deadlineMs, status), prisma, sql, queues, deadlineMs, logger: this.logger }));
@@ -229,7 +235,7 @@ export class App {
       requestRate: new TenantRequestRate(limitsRedis, keys, config.limits.restRatePerTenant, this.logger),
       api: {
         pools: poolRoutes(pools, eventLog),
-        tasks: taskRoutes(tasks),
+        tasks: taskRoutes(tasks, new TaskBulkActions(prisma, tasks)),
         workflows: workflowRoutes(workflows, eventLog),
         events: [eventRoutes(eventLog, resources), publishRoutes(events, resources)],
         tokens: tokenRoutes(revocations),

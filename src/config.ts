@@ -47,6 +47,8 @@ export interface Config {
     maxSocketBufferBytes: number;
     /** A tenant's connected namespace sockets across all nodes. */
     maxConnectionsPerTenant: number;
+    /** A tenant's tasks assigned or started at once, across every pool, worker and node; undefined: unbounded. */
+    maxRunningTasksPerTenant: number | undefined;
     /** Sustained /api/v1 requests per second per tenant (burst: twice that). */
     restRatePerTenant: number;
     /** Client → server events per second of one dashboard socket. */
@@ -131,6 +133,7 @@ const EnvSchema = z.object({
   MAX_ROOMS_PER_SOCKET: positiveInt.default(1000),
   MAX_SOCKET_BUFFER_BYTES: positiveInt.min(4096, "must be at least 4096").default(1_048_576),
   MAX_CONNECTIONS_PER_TENANT: positiveInt.default(10_000),
+  TENANT_MAX_RUNNING_TASKS: positiveInt.optional(),
   REST_RATE_PER_TENANT: positiveInt.default(200),
   SOCKET_EVENTS_PER_SECOND: positiveInt.default(50),
   WORKER_EVENTS_PER_SECOND: positiveInt.default(5_000),
@@ -248,6 +251,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxRoomsPerSocket: e.MAX_ROOMS_PER_SOCKET,
       maxSocketBufferBytes: e.MAX_SOCKET_BUFFER_BYTES,
       maxConnectionsPerTenant: e.MAX_CONNECTIONS_PER_TENANT,
+      maxRunningTasksPerTenant: e.TENANT_MAX_RUNNING_TASKS,
       restRatePerTenant: e.REST_RATE_PER_TENANT,
       socketEventsPerSecond: e.SOCKET_EVENTS_PER_SECOND,
       workerEventsPerSecond: e.WORKER_EVENTS_PER_SECOND,

@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
+import pg from "pg";
 import { decodeCursor } from "../src/protocol/cursor.js";
 import type { Envelope } from "../src/protocol/events.js";
 import { TASK_STATUSES } from "../src/protocol/tasks.js";
 import { connect, EventRecorder, sleep, subscribe } from "./support/clients.js";
-import { freshTenant } from "./support/env.js";
+import { freshTenant, TEST_DATABASE_URL } from "./support/env.js";
 import { api } from "./support/http.js";
 import { sharedServer } from "./support/shared.js";
 import { submitTask, waitForTask, type TaskView } from "./support/tasks.js";
@@ -95,6 +96,105 @@ describe("operating tasks: retry, counts, filters", () => {
     const readOnly = await api(url, "POST", `/api/v1/tasks/${completed.id}/retry`, { token: mintToken({ tenant, permissions: ["tasks:read"] }) });
     assert.equal(readOnly.status, 403);
     assert.equal((await api(url, "POST", `/api/v1/tasks/not-a-task/retry`, { token })).status, 404);
+  });
+
+  it("bulk-retries the failed tasks a filter finds: each announced as if retried alone, and each runs again", async () => {
+    const token = mintToken({ tenant: freshTenant("bulk-retry") });
+    const failed = await Promise.all([1, 2, 3].map((n) => submitTask(url, token, { type: "fail", payload: { message: `x${n}`, retryable: false } })));
+    const done = await submitTask(url, token, { type: "echo", payload: {} });
+    for (const task of failed) await waitForTask(url, token, task.id, ["failed"]);
+    await waitForTask(url, token, done.id, ["completed"]);
+
+    const socket = await connect(url, "tasks", { token });
+    const seen = new EventRecorder(socket);
+    await subscribe(socket, "tasks");
+    const bulk = await api(url, "POST", "/api/v1/tasks/bulk", { token, body: { action: "retry", filter: { type: "fail" } } });
+    assert.equal(bulk.status, 202, JSON.stringify(bulk.body));
+    assert.deepEqual(bulk.body, { matched: 3, changed: 3 });
+    for (const task of failed) {
+      const again = await waitForTask(url, token, task.id, ["failed"]);
+      assert.equal(again.retries, 1);
+    }
+    await seen.until(() => seen.events.filter((e) => e.type === "task.failed").length === 3);
+    for (const task of failed) {
+      const own = seen.events.filter((e) => (e.data as { task: TaskView }).task.id === task.id).map((e) => e.type);
+      assert.deepEqual(own, ["task.retried", "task.queued", "task.assigned", "task.started", "task.failed"], task.id);
+    }
+    // A completed task is not retried: nothing matches a filter for it.
+    const none = await api(url, "POST", "/api/v1/tasks/bulk", { token, body: { action: "retry", filter: { status: "completed" } } });
+    assert.deepEqual(none.body, { matched: 0, changed: 0 });
+    assert.equal((await api(url, "GET", `/api/v1/tasks/${done.id}`, { token })).body.task.status, "completed");
+  });
+
+  it("bulk-cancels the open tasks of a pool, each with its own task.cancelled; other pools' tasks are untouched", async () => {
+    const token = mintToken({ tenant: freshTenant("bulk-cancel") });
+    const pool = await unservedPool(token);
+    const other = await unservedPool(token);
+    const queued = await Promise.all([1, 2, 3, 4].map((n) => submitTask(url, token, { type: "echo", poolId: pool, payload: { n } })));
+    const kept = await submitTask(url, token, { type: "echo", poolId: other });
+    const socket = await connect(url, "tasks", { token });
+    const seen = new EventRecorder(socket);
+    await subscribe(socket, `pool:${pool}`);
+
+    const bulk = await api(url, "POST", "/api/v1/tasks/bulk", { token, body: { action: "cancel", filter: { poolId: pool, status: "queued" } } });
+    assert.equal(bulk.status, 202, JSON.stringify(bulk.body));
+    assert.deepEqual(bulk.body, { matched: 4, changed: 4 });
+    await seen.until(() => seen.events.filter((e) => e.type === "task.cancelled").length === 4);
+    assert.deepEqual(
+      new Set(seen.events.filter((e) => e.type === "task.cancelled").map((e) => (e.data as { task: TaskView }).task.id)),
+      new Set(queued.map((t) => t.id)),
+    );
+    const counts = await api(url, "GET", `/api/v1/tasks/counts?poolId=${pool}`, { token });
+    assert.equal(counts.body.counts.cancelled, 4);
+    assert.equal((await api(url, "GET", `/api/v1/tasks/${kept.id}`, { token })).body.task.status, "queued");
+    // Cancelled tasks can then be retried in bulk, back on their queue.
+    const retried = await api(url, "POST", "/api/v1/tasks/bulk", { token, body: { action: "retry", filter: { poolId: pool } } });
+    assert.deepEqual(retried.body, { matched: 4, changed: 4 });
+    assert.equal((await api(url, "GET", `/api/v1/tasks/counts?poolId=${pool}`, { token })).body.counts.queued, 4);
+  });
+
+  it("refuses a bulk call with a bad body or over its cap (400 naming the field), changing nothing", async () => {
+    const tenant = freshTenant("bulk-bad");
+    const token = mintToken({ tenant });
+    const pool = await unservedPool(token);
+    const task = await submitTask(url, token, { type: "echo", poolId: pool });
+    for (const [body, field] of [
+      [{ action: "delete", filter: {} }, "action"],
+      [{ filter: {} }, "action"],
+      [{ action: "cancel", filter: { stauts: "queued" } }, "stauts"],
+      [{ action: "cancel", filter: { createdAfter: "yesterday" } }, "filter.createdAfter"],
+      [{ action: "cancel", filter: {}, everything: true }, "everything"],
+      [{ action: "cancel", filter: { poolId: "a b" } }, "filter.poolId"],
+    ] as const) {
+      const bad = await api(url, "POST", "/api/v1/tasks/bulk", { token, body });
+      assert.equal(bad.status, 400, JSON.stringify(body));
+      assert.equal(bad.body.error.code, "BAD_REQUEST");
+      assert.ok(JSON.stringify(bad.body.error).includes(field), `${JSON.stringify(body)}: ${JSON.stringify(bad.body.error)}`);
+    }
+    const readOnly = await api(url, "POST", "/api/v1/tasks/bulk", { token: mintToken({ tenant, permissions: ["tasks:read"] }), body: { action: "cancel" } });
+    assert.equal(readOnly.status, 403);
+    // Another tenant's bulk call never reaches this tenant's tasks.
+    const foreign = await api(url, "POST", "/api/v1/tasks/bulk", { token: mintToken({ tenant: freshTenant("bulk-other") }), body: { action: "cancel", filter: { poolId: pool } } });
+    assert.deepEqual(foreign.body, { matched: 0, changed: 0 });
+    assert.equal((await api(url, "GET", `/api/v1/tasks/${task.id}`, { token })).body.task.status, "queued");
+
+    // Over the cap: 10,001 failed tasks (stored directly, as a tenant's history would hold them) are refused as a whole.
+    const db = new pg.Client({ connectionString: TEST_DATABASE_URL });
+    await db.connect();
+    try {
+      await db.query(
+        `INSERT INTO "Task" ("id", "tenantId", "poolId", "type", "status", "priority", "maxAttempts", "attempts", "retries", "createdAt", "updatedAt")
+         SELECT gen_random_uuid()::text, $1, $2, 'echo', 'failed', 50, 1, 1, 0, now(), now() FROM generate_series(1, 10001)`,
+        [tenant, pool],
+      );
+      const over = await api(url, "POST", "/api/v1/tasks/bulk", { token, body: { action: "retry", filter: { poolId: pool } } });
+      assert.equal(over.status, 400, JSON.stringify(over.body));
+      assert.ok(JSON.stringify(over.body.error).includes("filter"));
+      assert.equal((await api(url, "GET", `/api/v1/tasks/counts?poolId=${pool}`, { token })).body.counts.failed, 10_001, "nothing changed");
+    } finally {
+      await db.query(`DELETE FROM "Task" WHERE "tenantId" = $1 AND "status" = 'failed'`, [tenant]);
+      await db.end();
+    }
   });
 
   it("counts the tenant's tasks per status exactly, every status named, by pool and by type", async () => {

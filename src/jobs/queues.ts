@@ -193,6 +193,19 @@ export class TaskQueues {
     }, tenantId, poolId);
   }
 
+  /**
+   * A pool's queue settings in BullMQ: paused (workers take no new job; running ones finish) and the global
+   * concurrency, which BullMQ checks when any worker of any node takes a job, so it bounds the pool as a whole.
+   */
+  async apply(tenantId: string, poolId: string, settings: { paused?: boolean; maxConcurrency?: number | null }): Promise<void> {
+    await this.bullmq(async (queue) => {
+      if (settings.paused !== undefined) await (settings.paused ? queue.pause() : queue.resume());
+      if (settings.maxConcurrency !== undefined) {
+        await (settings.maxConcurrency === null ? queue.removeGlobalConcurrency() : queue.setGlobalConcurrency(settings.maxConcurrency));
+      }
+    }, tenantId, poolId);
+  }
+
   async waitingCount(tenantId: string, poolId: string): Promise<number> {
     return this.bullmq((queue) => queue.getJobCountByTypes(...WAITING_STATES), tenantId, poolId);
   }

@@ -96,6 +96,19 @@ export class RedisKeys {
     return `${this.group("limits")}:connection-nodes`;
   }
 
+  /**
+   * The tasks of a tenant that hold a running slot (TENANT_MAX_RUNNING_TASKS): a sorted set, member the task id,
+   * score the time (Redis clock, ms) until which the slot holds unless its worker renews it.
+   */
+  runningTasks(tenantId: string): string {
+    return `${this.group("limits")}:running-tasks:${tenantId}`;
+  }
+
+  /** TENANT_MAX_RUNNING_TASKS as the nodes set it, read by every worker process when it takes a slot. */
+  get maxRunningTasks(): string {
+    return `${this.group("limits")}:max-running-tasks`;
+  }
+
   /** rate-limiter-flexible key prefixes of the per-tenant REST limit (the library appends `:<tenant>`). */
   get restRate(): string {
     return `${this.prefix}:rate:rest`;

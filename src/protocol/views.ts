@@ -58,6 +58,10 @@ export interface PoolView {
   description: string | null;
   desiredWorkers: number;
   status: string;
+  /** A paused pool starts no new task; running ones finish. */
+  paused: boolean;
+  /** At most this many of the pool's tasks are assigned or started at once, across all workers; null: unbounded. */
+  maxConcurrency: number | null;
   createdAt: string;
   updatedAt: string;
 }

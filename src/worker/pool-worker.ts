@@ -1,8 +1,9 @@
 import { EventEmitter } from "node:events";
-import { UnrecoverableError, Worker, type Job } from "bullmq";
+import { DelayedError, UnrecoverableError, Worker, type Job } from "bullmq";
 import type { RedisClient } from "../jobs/redis-connection.js";
 import type { FailureReporter } from "../dependencies/status.js";
 import { RedisKeys } from "../jobs/redis-keys.js";
+import { TenantRunningSlots, type RunningSlot } from "../jobs/tenant-running-slots.js";
 import type { Logger } from "../observability/logger.js";
 import { toStorableText } from "../protocol/json-safety.js";
 import {
@@ -87,9 +88,13 @@ function rejectOnAbort(signal: AbortSignal): Promise<never> {
 export class PoolWorker extends EventEmitter {
   private readonly worker: Worker<TaskJobData>;
   private active = 0;
+  private readonly slots: TenantRunningSlots;
+  /** Aborted by close(): jobs still waiting for a running slot go back to their queue. */
+  private readonly closing = new AbortController();
 
   constructor(private readonly options: PoolWorkerOptions) {
     super();
+    this.slots = new TenantRunningSlots(options.connection, options.keys, options.lockDurationMs);
     this.worker = new Worker<TaskJobData>(RedisKeys.queueName(options.tenantId, options.poolId), (job, token, signal) => this.process(job, token, signal), {
       connection: options.connection,
       prefix: options.keys.bull,
@@ -114,6 +119,7 @@ export class PoolWorker extends EventEmitter {
 
   /** Stops taking jobs and waits for the running ones to finish. */
   async close(force = false): Promise<void> {
+    this.closing.abort();
     await this.worker.close(force);
   }
 
@@ -154,7 +160,9 @@ export class PoolWorker extends EventEmitter {
     const lease = formatLease(token ?? "", job.attemptsStarted);
     const report = (r: DistributiveOmit<TaskReport, "lease">) => this.deliver({ ...r, lease } as TaskReport);
     this.setActive(1);
+    let slot: RunningSlot | undefined;
     try {
+      slot = await this.runningSlot(job, token, bullSignal);
       // One report claims the attempt: assigned and started at once (one statement on the server).
       const started = await report({ taskId, kind: "started", attempt, workerId: this.options.workerId });
       // Cancelled, finished by a worker that died before BullMQ heard of it, or re-queued: nothing to run.
@@ -189,7 +197,25 @@ export class PoolWorker extends EventEmitter {
         bullSignal?.removeEventListener("abort", onCancel);
       }
     } finally {
+      await slot?.release();
       this.setActive(-1);
+    }
+  }
+
+  /**
+   * One of the tenant's running slots when TENANT_MAX_RUNNING_TASKS is set (see TenantRunningSlots), waited for
+   * before the task is claimed, so the task stays `queued` meanwhile. A cancellation ends the wait (the task is
+   * cancelled already); so does closing the worker, and the job goes back to its queue for another worker.
+   */
+  private async runningSlot(job: Job<TaskJobData>, token: string | undefined, bullSignal: AbortSignal | undefined): Promise<RunningSlot | undefined> {
+    if (!(await this.slots.limited())) return undefined;
+    const signal = bullSignal ? AbortSignal.any([bullSignal, this.closing.signal]) : this.closing.signal;
+    try {
+      return await this.slots.acquire(this.options.tenantId, job.data.taskId, signal);
+    } catch (error) {
+      if (!this.closing.signal.aborted || !token) throw new UnrecoverableError("cancelled while waiting for a running slot");
+      await job.moveToDelayed(Date.now(), token);
+      throw new DelayedError();
     }
   }
 

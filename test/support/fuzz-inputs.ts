@@ -119,8 +119,26 @@ const name = fc.string({ minLength: 1, maxLength: 20 });
 
 /** A plausible body for each route: mostly valid fields, hostile values where any JSON is allowed (payload, data). */
 const poolBody = fc.record({ name: mostly(name), desiredWorkers: mostly(fc.nat(100)) }, { requiredKeys: [] });
-const patchBody = fc.record({ name: mostly(name), description: mostly(fc.oneof(fc.string(), fc.constant(null))), desiredWorkers: mostly(fc.nat(100)) }, { requiredKeys: [] });
+const patchBody = fc.record({ name: mostly(name), description: mostly(fc.oneof(fc.string(), fc.constant(null))), desiredWorkers: mostly(fc.nat(100)), maxConcurrency: mostly(fc.oneof(fc.integer({ min: -2, max: 10_002 }), fc.constant(null))) }, { requiredKeys: [] });
 const scaleBody = fc.record({ desiredWorkers: mostly(fc.nat(100)) }, { requiredKeys: [] });
+const bulkBody = fc.record(
+  {
+    action: mostly(fc.constantFrom("cancel", "retry")),
+    filter: mostly(
+      fc.record(
+        {
+          status: mostly(fc.constantFrom("queued", "failed", "cancelled", "completed")),
+          type: mostly(fc.constantFrom("echo", "fail")),
+          poolId: mostly(fc.constant("default")),
+          createdAfter: mostly(fc.date({ noInvalidDate: true }).map((d) => d.toISOString())),
+          createdBefore: mostly(fc.date({ noInvalidDate: true }).map((d) => d.toISOString())),
+        },
+        { requiredKeys: [] },
+      ),
+    ),
+  },
+  { requiredKeys: [] },
+);
 const taskBody = fc.record(
   {
     // Not `sleep`: a long sleep would hold the embedded worker past the test.
@@ -205,9 +223,12 @@ const ROUTES: ReadonlyArray<{ method: "POST" | "PATCH"; path: (id: string) => st
   { method: "POST", path: () => "/api/v1/pools", body: poolBody },
   { method: "PATCH", path: (id) => `/api/v1/pools/${id}`, body: patchBody },
   { method: "POST", path: (id) => `/api/v1/pools/${id}/scale`, body: scaleBody },
+  { method: "POST", path: (id) => `/api/v1/pools/${id}/pause`, body: nastyJson },
+  { method: "POST", path: (id) => `/api/v1/pools/${id}/resume`, body: nastyJson },
   { method: "POST", path: () => "/api/v1/tasks", body: taskBody },
   { method: "POST", path: (id) => `/api/v1/tasks/${id}/cancel`, body: nastyJson },
   { method: "POST", path: (id) => `/api/v1/tasks/${id}/retry`, body: nastyJson },
+  { method: "POST", path: () => "/api/v1/tasks/bulk", body: bulkBody },
   { method: "POST", path: () => "/api/v1/workflows", body: workflowBody },
   { method: "POST", path: (id) => `/api/v1/workflows/${id}/cancel`, body: nastyJson },
   { method: "POST", path: () => "/api/v1/events", body: publishBody },

@@ -11,21 +11,35 @@ import { parseInput } from "../validation.js";
 import { PageQuerySchema, PAGE_ORDER, afterPageKey, decodePageCursor, toPage } from "../pagination.js";
 import type { TenantDirectory } from "../tenants.js";
 
+/** `maxConcurrency`: BullMQ's global concurrency of the pool's queue; null lifts it. */
+const MaxConcurrency = z.number().int().min(1).max(10_000).nullable();
+
 export const CreatePoolSchema = z.strictObject({
   name: z.string().trim().min(1).max(128),
   description: storableText(1000).nullable().optional(),
   desiredWorkers: z.number().int().min(0).max(10_000).default(0),
+  maxConcurrency: MaxConcurrency.default(null),
 });
 export const UpdatePoolSchema = z
   .strictObject({
     name: z.string().trim().min(1).max(128).optional(),
     description: storableText(1000).nullable().optional(),
     desiredWorkers: z.number().int().min(0).max(10_000).optional(),
+    maxConcurrency: MaxConcurrency.optional(),
   })
-  .refine((body) => Object.keys(body).length > 0, "give at least one of name, description, desiredWorkers");
+  .refine((body) => Object.keys(body).length > 0, "give at least one of name, description, desiredWorkers, maxConcurrency");
 export const ScalePoolSchema = z.strictObject({
   desiredWorkers: z.number().int().min(0).max(10_000),
 });
+
+/** The fields a pool change may set; `paused` only through pause and resume. */
+type PoolChange = z.infer<typeof UpdatePoolSchema> & { paused?: boolean };
+const CHANGEABLE = ["name", "description", "desiredWorkers", "paused", "maxConcurrency"] as const;
+
+/** What BullMQ must hold for a pool's queue: the row is the truth, and the queue follows each change. */
+export interface PoolQueueSettings {
+  apply(tenantId: string, poolId: string, settings: { paused?: boolean; maxConcurrency?: number | null }): Promise<void>;
+}
 
 interface PoolRow {
   id: string;
@@ -33,6 +47,8 @@ interface PoolRow {
   description: string | null;
   desiredWorkers: number;
   status: string;
+  paused: boolean;
+  maxConcurrency: number | null;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -52,6 +68,8 @@ export function serializePool(pool: PoolRow): PoolView {
     description: pool.description,
     desiredWorkers: pool.desiredWorkers,
     status: pool.status,
+    paused: pool.paused,
+    maxConcurrency: pool.maxConcurrency,
     createdAt: pool.createdAt.toISOString(),
     updatedAt: pool.updatedAt.toISOString(),
   };
@@ -74,6 +92,7 @@ export class PoolService {
     private readonly prisma: PrismaClient,
     private readonly tenants: TenantDirectory,
     private readonly events: EventPublisher,
+    private readonly queues: PoolQueueSettings,
   ) {}
 
   async create(principal: Principal, body: unknown) {
@@ -82,8 +101,17 @@ export class PoolService {
     try {
       return await this.events.transaction(async (tx, outbox) => {
         const pool = await tx.pool.create({
-          data: { tenantId: principal.tenantId, id: crypto.randomUUID(), name: input.name, description: input.description ?? null, desiredWorkers: input.desiredWorkers },
+          data: {
+            tenantId: principal.tenantId,
+            id: crypto.randomUUID(),
+            name: input.name,
+            description: input.description ?? null,
+            desiredWorkers: input.desiredWorkers,
+            maxConcurrency: input.maxConcurrency,
+          },
         });
+        // Inside the transaction: if Redis refuses, the pool is not created.
+        if (input.maxConcurrency !== null) await this.queues.apply(principal.tenantId, pool.id, { maxConcurrency: input.maxConcurrency });
         const view = serializePool(pool);
         outbox.add({ tenantId: principal.tenantId, type: "pool.created", rooms: { pools: [roomNames.pools(), roomNames.pool(pool.id)] }, data: { pool: view } });
         return view;
@@ -115,19 +143,39 @@ export class PoolService {
     return { ...serializePool(pool), workers: pool.workers.map(serializeWorker) };
   }
 
-  /** `PATCH /api/v1/pools/:id`: rename, describe or resize a pool; `pool.updated` names what changed. */
+  /** `PATCH /api/v1/pools/:id`: rename, describe, resize or bound a pool; `pool.updated` names what changed. */
   async update(principal: Principal, poolId: string, body: unknown): Promise<PoolView> {
-    const input = parseInput(UpdatePoolSchema, body);
+    return this.change(principal, poolId, parseInput(UpdatePoolSchema, body));
+  }
+
+  /** `POST /api/v1/pools/:id/pause` and `/resume`: running tasks finish, new ones wait `queued` until resumed. */
+  async setPaused(principal: Principal, poolId: string, paused: boolean): Promise<PoolView> {
+    return this.change(principal, poolId, { paused });
+  }
+
+  /**
+   * Applies a change to the pool's row and, for its queue settings, to BullMQ, inside one transaction: BullMQ is
+   * told before the commit, so a Redis that refuses leaves the row as it was (503). If the commit itself fails
+   * after BullMQ took the change, BullMQ is set back to the row's values.
+   */
+  private async change(principal: Principal, poolId: string, input: PoolChange): Promise<PoolView> {
     await this.tenants.ensure(principal.tenantId);
+    let applied: { before: Pick<PoolRow, "paused" | "maxConcurrency"> } | undefined;
     try {
       return await this.events.transaction(async (tx, outbox) => {
-        const [before] = await tx.$queryRawUnsafe<Array<{ name: string; description: string | null; desiredWorkers: number }>>(
-          `SELECT "name", "description", "desiredWorkers" FROM "Pool" WHERE "tenantId" = $1 AND "id" = $2 FOR UPDATE`,
+        const [before] = await tx.$queryRawUnsafe<Array<Pick<PoolRow, (typeof CHANGEABLE)[number]>>>(
+          `SELECT "name", "description", "desiredWorkers", "paused", "maxConcurrency" FROM "Pool" WHERE "tenantId" = $1 AND "id" = $2 FOR UPDATE`,
           principal.tenantId,
           poolId,
         );
         if (!before) throw new NotFoundError("pool");
-        const changed = (["name", "description", "desiredWorkers"] as const).filter((field) => input[field] !== undefined && input[field] !== before[field]);
+        const changed = CHANGEABLE.filter((field) => input[field] !== undefined && input[field] !== before[field]);
+        // Told even when the row already says so: a queue left out of step (a revert that failed) is set right again.
+        const queueSettings = Object.fromEntries((["paused", "maxConcurrency"] as const).filter((f) => input[f] !== undefined).map((f) => [f, input[f]]));
+        if (Object.keys(queueSettings).length > 0) {
+          await this.queues.apply(principal.tenantId, poolId, queueSettings);
+          applied = { before: { paused: before.paused, maxConcurrency: before.maxConcurrency } };
+        }
         const pool = changed.length === 0
           ? await tx.pool.findUniqueOrThrow({ where: { tenantId_id: { tenantId: principal.tenantId, id: poolId } } })
           : await tx.pool.update({
@@ -135,13 +183,14 @@ export class PoolService {
               data: Object.fromEntries(changed.map((field) => [field, input[field]])),
             });
         const view = serializePool(pool);
-        // Nothing changed, nothing to announce: a repeated PATCH is idempotent.
+        // Nothing changed, nothing to announce: a repeated PATCH (or pause) is idempotent.
         if (changed.length > 0) {
           outbox.add({ tenantId: principal.tenantId, type: "pool.updated", rooms: { pools: [roomNames.pools(), roomNames.pool(pool.id)] }, data: { pool: view, changed } });
         }
         return view;
       });
     } catch (error) {
+      if (applied) await this.queues.apply(principal.tenantId, poolId, applied.before).catch(() => undefined);
       if (isUniqueViolation(error)) throw new ConflictError(`a pool named "${input.name}" already exists`);
       throw error;
     }

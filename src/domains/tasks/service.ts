@@ -45,14 +45,31 @@ export type SubmitTaskInput = z.infer<typeof SubmitTaskSchema>;
 
 const isoTime = z.iso.datetime({ offset: true, message: "must be an ISO-8601 time, e.g. 2026-12-07T10:00:00Z" }).transform((value) => new Date(value));
 
-/** `GET /api/v1/tasks`: filters and the page. Unknown parameters are a 400 (a misspelt filter must not list everything). */
-const ListQuerySchema = z.strictObject({
-  ...PageQuerySchema.shape,
+/** The filters a task list and a bulk action share. */
+export const TaskFilterSchema = z.strictObject({
   status: z.enum(TASK_STATUSES).optional(),
-  poolId: z.string().regex(ID_PATTERN).optional(),
+  poolId: z.string().regex(ID_PATTERN, "must be a pool id").optional(),
   type: z.string().regex(TYPE_PATTERN, "must be a task type").optional(),
   createdAfter: isoTime.optional(),
   createdBefore: isoTime.optional(),
+});
+export type TaskFilter = z.infer<typeof TaskFilterSchema>;
+
+/** The Prisma `where` of a tenant's tasks matching a filter. */
+export function taskFilterWhere(tenantId: string, { status, poolId, type, createdAfter, createdBefore }: TaskFilter) {
+  return {
+    tenantId,
+    ...(status ? { status } : {}),
+    ...(poolId ? { poolId } : {}),
+    ...(type ? { type } : {}),
+    ...(createdAfter || createdBefore ? { createdAt: { ...(createdAfter ? { gte: createdAfter } : {}), ...(createdBefore ? { lt: createdBefore } : {}) } } : {}),
+  };
+}
+
+/** `GET /api/v1/tasks`: filters and the page. Unknown parameters are a 400 (a misspelt filter must not list everything). */
+const ListQuerySchema = z.strictObject({
+  ...PageQuerySchema.shape,
+  ...TaskFilterSchema.shape,
   /** A prefix of the task id. */
   q: z.string().regex(/^[0-9a-fA-F-]{1,36}$/, "must be the beginning of a task id (hex digits and '-')").optional(),
 });
@@ -64,6 +81,9 @@ const CountsQuerySchema = z.strictObject({
 });
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
+
+/** What a retry needs of the task as read: its queue, its retries so far, and the version its guard compares. */
+export type RetryTarget = Pick<TaskRow, "tenantId" | "poolId" | "id" | "retries" | "updatedAt">;
 
 /** Called when a task reaches a terminal state, whoever drove it there (workflows chain on this). */
 export type TaskFinishedListener = (task: TaskRow) => Promise<void>;
@@ -186,11 +206,7 @@ export class TaskService {
     const { cursor, limit, status, poolId, type, createdAfter, createdBefore, q } = parseInput(ListQuerySchema, query, "query");
     const rows = await this.prisma.task.findMany({
       where: {
-        tenantId: principal.tenantId,
-        ...(status ? { status } : {}),
-        ...(poolId ? { poolId } : {}),
-        ...(type ? { type } : {}),
-        ...(createdAfter || createdBefore ? { createdAt: { ...(createdAfter ? { gte: createdAfter } : {}), ...(createdBefore ? { lt: createdBefore } : {}) } } : {}),
+        ...taskFilterWhere(principal.tenantId, { status, poolId, type, createdAfter, createdBefore }),
         ...(q ? { id: { startsWith: q.toLowerCase() } } : {}),
         ...afterPageKey(cursor ? decodePageCursor(cursor) : undefined),
       },
@@ -229,9 +245,20 @@ export class TaskService {
       throw new InvalidStateError(`only a failed or cancelled task can be retried; this one is ${existing.status}`);
     }
     if (!this.jobs.ready) throw new DependencyUnavailableError("redis");
-    if ((await this.jobs.queues.clearFinished(existing.tenantId, existing.poolId, existing.id)) === "active") {
-      throw new InvalidStateError("the task's previous run has not stopped yet; try again shortly");
-    }
+    const outcome = await this.retryRow(existing);
+    if (outcome === "active") throw new InvalidStateError("the task's previous run has not stopped yet; try again shortly");
+    if (!outcome) throw new InvalidStateError(`task is now ${(await this.currentStatus(existing.id)) ?? "gone"}`);
+    await this.jobs.add(outcome);
+    return serializeTask(outcome);
+  }
+
+  /**
+   * The retry of one task as read (`existing`), shared by the single and the bulk retry: its old job is cleared,
+   * then the row moves back to queued, guarded by the row as read (a concurrent change in between refuses it:
+   * null). "active" when its previous run still holds the job. The caller adds the new job.
+   */
+  async retryRow(existing: RetryTarget): Promise<TaskRow | "active" | null> {
+    if ((await this.jobs.queues.clearFinished(existing.tenantId, existing.poolId, existing.id)) === "active") return "active";
     const changes: TaskChanges = {
       attempts: 0,
       retries: existing.retries + 1,
@@ -243,11 +270,8 @@ export class TaskService {
       result: null,
       error: null,
     };
-    // Guarded by the row as read: a concurrent retry (or anything else) in between makes this one a 409.
     const { task } = await this.transition(existing.tenantId, existing.id, "retried", changes, {}, { updatedAt: existing.updatedAt });
-    if (!task) throw new InvalidStateError(`task is now ${(await this.currentStatus(existing.id)) ?? "gone"}`);
-    await this.jobs.add(task);
-    return serializeTask(task);
+    return task;
   }
 
   /**
@@ -257,10 +281,15 @@ export class TaskService {
   async cancel(principal: Principal, taskId: string): Promise<TaskView> {
     const existing = await this.prisma.task.findFirst({ where: { id: taskId, tenantId: principal.tenantId } });
     if (!existing) throw new NotFoundError("task");
-    const { task } = await this.transition(existing.tenantId, existing.id, "cancelled", cancelChanges("cancelled by request"));
+    const task = await this.cancelRow(existing, "cancelled by request");
     if (!task) throw new ConflictError(`task is already ${(await this.currentStatus(existing.id)) ?? "gone"}`);
     await this.jobs.stop([task]);
     return serializeTask(task);
+  }
+
+  /** Cancels one task if it is still open (null otherwise); the caller stops its job. */
+  async cancelRow(existing: { tenantId: string; id: string }, reason: string): Promise<TaskRow | null> {
+    return (await this.transition(existing.tenantId, existing.id, "cancelled", cancelChanges(reason))).task;
   }
 
   /** Cancellation inside a caller's transaction (workflows); after the commit, record it and stop the tasks' jobs. */

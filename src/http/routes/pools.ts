@@ -27,6 +27,12 @@ export function poolRoutes(pools: PoolService, log: EventLog): Router {
     const principal = requirePermission(res, "pools:write");
     res.json({ pool: await pools.update(principal, req.params.id, req.body) });
   });
+  for (const [action, paused] of [["pause", true], ["resume", false]] as const) {
+    router.post(`/:id/${action}`, async (req, res) => {
+      const principal = requirePermission(res, "pools:write");
+      res.status(202).json({ pool: await pools.setPaused(principal, req.params.id, paused) });
+    });
+  }
   router.post("/:id/scale", async (req, res) => {
     const principal = requirePermission(res, "pools:write");
     res.status(202).json({ pool: await pools.scale(principal, req.params.id, req.body) });

@@ -1,9 +1,10 @@
 import { Router } from "express";
 import { requirePermission } from "../authenticate.js";
 import { resourceId } from "./resource-id.js";
+import type { TaskBulkActions } from "../../domains/tasks/bulk.js";
 import type { TaskService } from "../../domains/tasks/service.js";
 
-export function taskRoutes(tasks: TaskService): Router {
+export function taskRoutes(tasks: TaskService, bulk: TaskBulkActions): Router {
   const router = Router();
   router.param("id", resourceId("task"));
   router.post("/", async (req, res) => {
@@ -15,7 +16,11 @@ export function taskRoutes(tasks: TaskService): Router {
     const principal = requirePermission(res, "tasks:read");
     res.json(await tasks.list(principal, req.query));
   });
-  // Before "/:id": "counts" is not a task id.
+  // Before "/:id": "counts" and "bulk" are not task ids.
+  router.post("/bulk", async (req, res) => {
+    const principal = requirePermission(res, "tasks:write");
+    res.status(202).json(await bulk.run(principal, req.body));
+  });
   router.get("/counts", async (req, res) => {
     const principal = requirePermission(res, "tasks:read");
     res.json(await tasks.counts(principal, req.query));
