@@ -293,6 +293,29 @@ describe("console workbench: an operator's tools in a real browser", function ()
     assertStayedClean();
   });
 
+  it("pauses and resumes a pool, and bounds how many of its tasks run at once", async () => {
+    const tenant = freshTenant("bench-pool");
+    const token = mintToken({ tenant });
+    const poolId = await createPool(a.url, token, "render");
+    const page = await open(a.url, token);
+    await page.live();
+    await page.view("pools");
+    const card = page.page.locator(`[data-pool-id="${poolId}"]`);
+    await card.locator('button[data-action="pause"]').click();
+    await page.element({ "pool-id": poolId, paused: "true" });
+    assert.equal((await api(a.url, "GET", `/api/v1/pools/${poolId}`, { token })).body.pool.paused, true);
+    await card.locator('button[data-action="resume"]').click();
+    await page.element({ "pool-id": poolId, paused: "false" });
+    await card.locator('input[name="maxConcurrency"]').fill("2");
+    await card.locator('button[data-action="set-concurrency"]').click();
+    await card.locator('[data-max-concurrency="2"]').waitFor();
+    assert.equal((await api(a.url, "GET", `/api/v1/pools/${poolId}`, { token })).body.pool.maxConcurrency, 2);
+    await card.locator('input[name="maxConcurrency"]').fill("");
+    await card.locator('button[data-action="set-concurrency"]').click();
+    await card.locator('[data-max-concurrency=""]').waitFor();
+    assertStayedClean();
+  });
+
   it("nodes and connections: both nodes, the tenant's sockets per namespace on each; revoking a token ends its session", async () => {
     const tenant = freshTenant("bench-nodes");
     const token = mintToken({ tenant, sub: "admin-user" });

@@ -28,7 +28,8 @@ export class Api {
     return this.request<T>("POST", path, body, headers);
   }
 
-  private async request<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
+  /** Any other method (PATCH, …). */
+  async request<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
     let response: Response;
     try {
       response = await fetch(path, {

@@ -19,7 +19,7 @@ export function PoolsView({ session }: { session: Session }) {
     <section class="pools">
       {pools.length === 0 && <Empty>No pools yet.</Empty>}
       {pools.map((entry) => (
-        <PoolCard key={entry.pool.id} entry={entry} tasks={session.tasks} now={now} onScale={mayScale ? (n) => scale(session, entry.pool.id, n) : undefined} />
+        <PoolCard key={entry.pool.id} entry={entry} tasks={session.tasks} now={now} session={mayScale ? session : undefined} onScale={mayScale ? (n) => scale(session, entry.pool.id, n) : undefined} />
       ))}
     </section>
   );
@@ -29,13 +29,26 @@ async function scale(session: Session, poolId: string, desiredWorkers: number): 
   await session.api.post(`/api/v1/pools/${encodeURIComponent(poolId)}/scale`, { desiredWorkers });
 }
 
-function PoolCard({ entry, tasks, now, onScale }: { entry: PoolEntry; tasks: TaskStore; now: number; onScale: ((n: number) => Promise<void>) | undefined }) {
+function PoolCard({
+  entry,
+  tasks,
+  now,
+  session,
+  onScale,
+}: {
+  entry: PoolEntry;
+  tasks: TaskStore;
+  now: number;
+  /** Given when the token may change pools (pause, resume, concurrency). */
+  session: Session | undefined;
+  onScale: ((n: number) => Promise<void>) | undefined;
+}) {
   const { pool, status } = entry;
   const workers = [...entry.workers.values()].sort((a, b) => WORKER_ORDER[a.status] - WORKER_ORDER[b.status] || a.id.localeCompare(b.id));
   // Counted from the workers themselves: pool.status_changed is coalesced, so it can lag a change behind.
   const counts = countByStatus(workers);
   return (
-    <article class="card pool" data-pool-id={pool.id} data-status={pool.status}>
+    <article class="card pool" data-pool-id={pool.id} data-status={pool.status} data-paused={String(pool.paused ?? false)}>
       <header class="card-head">
         <div>
           <h2>{pool.name}</h2>
@@ -43,7 +56,10 @@ function PoolCard({ entry, tasks, now, onScale }: { entry: PoolEntry; tasks: Tas
             {pool.id}
           </span>
         </div>
-        <Badge status={pool.status} />
+        <span class="badges">
+          {pool.paused && <Badge status="paused" />}
+          <Badge status={pool.status} />
+        </span>
       </header>
       <div class="pool-facts">
         <span>
@@ -55,8 +71,12 @@ function PoolCard({ entry, tasks, now, onScale }: { entry: PoolEntry; tasks: Tas
         <span>
           queued <strong>{status?.queueDepth ?? "—"}</strong>
         </span>
+        <span>
+          at most <strong data-max-concurrency={pool.maxConcurrency ?? ""}>{pool.maxConcurrency ?? "∞"}</strong> running
+        </span>
         {onScale && <ScaleControl current={pool.desiredWorkers} onScale={onScale} />}
       </div>
+      {session && <PoolControls session={session} poolId={pool.id} paused={pool.paused ?? false} maxConcurrency={pool.maxConcurrency ?? null} />}
       {workers.length === 0 ? (
         <Empty>
           No workers have connected. Start one with <code>npm run worker -- --pool {pool.id}</code>.
@@ -134,6 +154,58 @@ function ScaleControl({ current, onScale }: { current: number; onScale: (n: numb
       <input type="number" min={0} aria-label="desired workers" value={value} onInput={(e) => setValue(e.currentTarget.value)} />
       <button type="submit" disabled={busy}>
         Scale
+      </button>
+      <ErrorLine error={error} />
+    </form>
+  );
+}
+
+/**
+ * Pause or resume the pool (`POST /api/v1/pools/:id/pause|resume`: a paused pool starts no new task, running ones
+ * finish) and bound how many of its tasks run at once (`PATCH /api/v1/pools/:id { maxConcurrency }`, empty for
+ * unbounded). The card changes when the pool's `pool.updated` event arrives.
+ */
+function PoolControls({ session, poolId, paused, maxConcurrency }: { session: Session; poolId: string; paused: boolean; maxConcurrency: number | null }) {
+  const [limit, setLimit] = useState(maxConcurrency === null ? "" : String(maxConcurrency));
+  const [error, setError] = useState<string>();
+  const [busy, setBusy] = useState(false);
+  const path = `/api/v1/pools/${encodeURIComponent(poolId)}`;
+  const run = async (request: () => Promise<unknown>): Promise<void> => {
+    setBusy(true);
+    try {
+      await request();
+      setError(undefined);
+    } catch (failure) {
+      setError((failure as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <form
+      class="pool-controls toolbar"
+      onSubmit={(event) => {
+        event.preventDefault();
+        const value = limit.trim() === "" ? null : Number(limit);
+        if (value !== null && (!Number.isInteger(value) || value < 1)) return setError("a whole number of tasks, 1 or more (empty: no limit)");
+        void run(() => session.api.request("PATCH", path, { maxConcurrency: value }));
+      }}
+    >
+      {paused ? (
+        <button type="button" class="secondary" data-action="resume" disabled={busy} onClick={() => void run(() => session.api.post(`${path}/resume`, {}))}>
+          Resume
+        </button>
+      ) : (
+        <button type="button" class="secondary danger-text" data-action="pause" disabled={busy} onClick={() => void run(() => session.api.post(`${path}/pause`, {}))}>
+          Pause
+        </button>
+      )}
+      <label>
+        max running
+        <input type="number" min={1} name="maxConcurrency" class="narrow" placeholder="no limit" value={limit} onInput={(e) => setLimit(e.currentTarget.value)} />
+      </label>
+      <button type="submit" class="secondary" data-action="set-concurrency" disabled={busy}>
+        Set
       </button>
       <ErrorLine error={error} />
     </form>
