@@ -88,6 +88,16 @@ describe("Redis Cluster (REDIS_CLUSTER_NODES): sharded pub/sub, tasks, presence,
     assert.match(stdout, /^redis cluster: running at 127\.0\.0\.1:\d+ \(first of REDIS_CLUSTER_NODES\)$/m);
   });
 
+  it("lists both nodes on GET /api/v1/nodes (their readings share one hash slot; no events/s on a cluster)", async () => {
+    let items: Array<{ nodeId: string; eventsPerSecond: number | null }> = [];
+    for (let i = 0; i < 50 && items.length < 2; i++) {
+      items = (await api(nodeB.url, "GET", "/api/v1/nodes", { token: admin })).body.items;
+      if (items.length < 2) await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    assert.deepEqual(items.map((n) => n.nodeId).sort(), ["cluster-a", "cluster-b"]);
+    assert.ok(items.every((n) => n.eventsPerSecond === null));
+  });
+
   it("delivers across nodes through sharded pub/sub (SSUBSCRIBE per room, no classic channel)", async () => {
     const socket = await connect(nodeA.url, "pools", { token: admin });
     clients.push(socket);
