@@ -3,11 +3,10 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Browser, Page } from "playwright-core";
-import { buildConsole } from "../scripts/build-console.js";
 import { connect } from "./support/clients.js";
 import { freshTenant } from "./support/env.js";
-import { api } from "./support/http.js";
-import { chromiumMissing, ConsolePage, launchBrowser } from "./support/browser.js";
+import { api, createPool } from "./support/http.js";
+import { consoleBrowserOrSkip, OpenPages } from "./support/browser.js";
 import { startServer, startWorker, type ServerProcess } from "./support/server.js";
 import { submitTask, waitForTask } from "./support/tasks.js";
 import { mintToken } from "./support/tokens.js";
@@ -43,11 +42,6 @@ async function seriousViolations(page: Page): Promise<string[]> {
     .map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes.length}× e.g. ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(" | ")})`);
 }
 
-async function createPool(url: string, token: string, name: string): Promise<string> {
-  const response = await api(url, "POST", "/api/v1/pools", { token, body: { name } });
-  assert.equal(response.status, 201, JSON.stringify(response.body));
-  return response.body.pool.id as string;
-}
 
 /** Runs `fn` over `items`, `limit` at a time. */
 async function inBatches<T>(items: T[], limit: number, fn: (item: T) => Promise<unknown>): Promise<void> {
@@ -59,40 +53,20 @@ describe("console workbench: an operator's tools in a real browser", function ()
   let browser: Browser;
   let a: ServerProcess;
   let b: ServerProcess;
-  const pages: ConsolePage[] = [];
 
   before(async function () {
-    const missing = chromiumMissing();
-    if (missing) {
-      process.stdout.write(`      skipped: ${missing}\n`);
-      this.skip();
-    }
-    await buildConsole();
-    [browser, a, b] = await Promise.all([
-      launchBrowser(),
-      startServer({ NODE_ID: `workbench-a-${process.pid}`, ...FAST_PRESENCE }),
-      startServer({ NODE_ID: `workbench-b-${process.pid}`, ...FAST_PRESENCE }),
-    ]);
+    browser = await consoleBrowserOrSkip(this);
+    [a, b] = await Promise.all([startServer({ NODE_ID: `workbench-a-${process.pid}`, ...FAST_PRESENCE }), startServer({ NODE_ID: `workbench-b-${process.pid}`, ...FAST_PRESENCE })]);
   });
   after(async () => {
     await browser?.close();
     await Promise.all([a?.stop(), b?.stop()]);
   });
 
-  async function open(url: string, token?: string): Promise<ConsolePage> {
-    const page = await ConsolePage.open(browser, url, token);
-    pages.push(page);
-    return page;
-  }
-  function assertStayedClean(): void {
-    for (const page of pages) {
-      assert.deepEqual(page.foreignRequests(), [], "every request goes to the node");
-      assert.deepEqual(page.unexpectedProblems(), [], "no errors in the page");
-    }
-  }
-  afterEach(async () => {
-    for (const page of pages.splice(0)) await page.close();
-  });
+  const pages = new OpenPages(() => browser);
+  const open = (url: string, token?: string) => pages.open(url, token);
+  const assertStayedClean = (): void => pages.assertStayedClean();
+  afterEach(() => pages.closeAll());
 
   it("the operator's loop: a failed task's detail shows payload, error, attempts and timeline; Retry there runs it again to completed, live; Cancel there cancels", async () => {
     const tenant = freshTenant("bench-loop");

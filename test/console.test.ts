@@ -2,10 +2,10 @@ import assert from "node:assert/strict";
 import { existsSync, renameSync } from "node:fs";
 import net from "node:net";
 import type { Browser } from "playwright-core";
-import { buildConsole, CONSOLE_OUT } from "../scripts/build-console.js";
+import { CONSOLE_OUT } from "../scripts/build-console.js";
 import { freshTenant } from "./support/env.js";
-import { api } from "./support/http.js";
-import { chromiumMissing, ConsolePage, launchBrowser } from "./support/browser.js";
+import { api, createPool } from "./support/http.js";
+import { consoleBrowserOrSkip, OpenPages } from "./support/browser.js";
 import { startServer, startWorker, type ServerProcess } from "./support/server.js";
 import { submitTask, waitForTask } from "./support/tasks.js";
 import { mintToken } from "./support/tokens.js";
@@ -28,48 +28,25 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function createPool(url: string, token: string, name: string): Promise<string> {
-  const response = await api(url, "POST", "/api/v1/pools", { token, body: { name } });
-  assert.equal(response.status, 201, JSON.stringify(response.body));
-  return response.body.pool.id as string;
-}
 
 describe("console: /dashboard/ in a real browser", function () {
   this.timeout(180_000);
   let browser: Browser;
   let node: ServerProcess;
-  const pages: ConsolePage[] = [];
 
   before(async function () {
-    const missing = chromiumMissing();
-    if (missing) {
-      process.stdout.write(`      skipped: ${missing}\n`);
-      this.skip();
-    }
-    await buildConsole();
-    [browser, node] = await Promise.all([launchBrowser(), startServer({ NODE_ID: "console-a", ...FAST_PRESENCE })]);
+    browser = await consoleBrowserOrSkip(this);
+    node = await startServer({ NODE_ID: "console-a", ...FAST_PRESENCE });
   });
   after(async () => {
     await browser?.close();
     await node?.stop();
   });
 
-  /** A console page of this test; afterEach closes it. */
-  async function open(url: string, token?: string): Promise<ConsolePage> {
-    const page = await ConsolePage.open(browser, url, token);
-    pages.push(page);
-    return page;
-  }
-  /** Every test ends with this: nothing its pages asked for left the node, and no script error (CSP included). */
-  function assertStayedClean(): void {
-    for (const page of pages) {
-      assert.deepEqual(page.foreignRequests(), [], "every request goes to the node");
-      assert.deepEqual(page.unexpectedProblems(), [], "no errors in the page");
-    }
-  }
-  afterEach(async () => {
-    for (const page of pages.splice(0)) await page.close();
-  });
+  const pages = new OpenPages(() => browser);
+  const open = (url: string, token?: string) => pages.open(url, token);
+  const assertStayedClean = (): void => pages.assertStayedClean();
+  afterEach(() => pages.closeAll());
 
   it("signs in from #token=: the token moves to sessionStorage (no cookie, gone from the URL) and the tenant is shown", async () => {
     const tenant = freshTenant("console");

@@ -3,10 +3,12 @@
  * browser of its own). Each ConsolePage is a fresh context (its own sessionStorage) that records every request
  * the page makes, so a test can prove that nothing left the node.
  */
+import assert from "node:assert/strict";
 import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { buildConsole } from "../../scripts/build-console.js";
 
 export const CHROMIUM = "/usr/bin/chromium";
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -14,6 +16,20 @@ export const ARTIFACTS = path.join(repoRoot, "test", "artifacts");
 
 export function chromiumMissing(): string | undefined {
   return existsSync(CHROMIUM) ? undefined : `${CHROMIUM} is not installed (apt-get install chromium)`;
+}
+
+/**
+ * For a suite's `before`: skips the suite (saying why) without Chromium, else builds the console and launches
+ * the browser.
+ */
+export async function consoleBrowserOrSkip(context: Mocha.Context): Promise<Browser> {
+  const missing = chromiumMissing();
+  if (missing) {
+    process.stdout.write(`      skipped: ${missing}\n`);
+    context.skip();
+  }
+  const [browser] = await Promise.all([launchBrowser(), buildConsole()]);
+  return browser;
 }
 
 export function launchBrowser(): Promise<Browser> {
@@ -154,5 +170,32 @@ export class ConsolePage {
 
   async close(): Promise<void> {
     await this.context.close().catch(() => undefined);
+  }
+}
+
+/**
+ * The console pages a test opens: each test ends by checking that nothing they asked for left the node and that
+ * no script error happened (CSP included), and `afterEach` closes them.
+ */
+export class OpenPages {
+  private readonly pages: ConsolePage[] = [];
+
+  constructor(private readonly browser: () => Browser) {}
+
+  async open(url: string, token?: string): Promise<ConsolePage> {
+    const page = await ConsolePage.open(this.browser(), url, token);
+    this.pages.push(page);
+    return page;
+  }
+
+  assertStayedClean(): void {
+    for (const page of this.pages) {
+      assert.deepEqual(page.foreignRequests(), [], "every request goes to the node");
+      assert.deepEqual(page.unexpectedProblems(), [], "no errors in the page");
+    }
+  }
+
+  async closeAll(): Promise<void> {
+    for (const page of this.pages.splice(0)) await page.close();
   }
 }

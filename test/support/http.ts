@@ -29,3 +29,10 @@ export async function api<T = any>(
   }
   return { status: response.status, body: parsed as T, headers: response.headers };
 }
+
+/** `POST /api/v1/pools { name }`: the new pool's id (throws unless 201). */
+export async function createPool(baseUrl: string, token: string, name: string): Promise<string> {
+  const response = await api(baseUrl, "POST", "/api/v1/pools", { token, body: { name } });
+  if (response.status !== 201) throw new Error(`creating pool ${name}: ${response.status} ${JSON.stringify(response.body)}`);
+  return response.body.pool.id as string;
+}
