@@ -27,8 +27,11 @@ interface Page {
 }
 
 export const PAGE_SIZE = 50;
-/** After a task event, counts are read again this much later (a burst of events costs one read). */
-const COUNTS_DEBOUNCE_MS = 400;
+/**
+ * After a task event, while the view is shown, the counts (and the first page, whose membership a status change
+ * may alter) are read again this much later: a burst of events costs one read per interval.
+ */
+const REFRESH_AFTER_EVENTS_MS = 1000;
 
 /**
  * One page of the node's tasks for a filter, and the exact counts per status for its pool and type: the server
@@ -49,6 +52,8 @@ export class TaskQuery extends Observable {
   error: string | undefined;
   private request = 0;
   private countsTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Views showing this query: while none is, events cost no reads. */
+  private watchers = 0;
   private readonly unsubscribe: () => void;
 
   constructor(
@@ -57,7 +62,16 @@ export class TaskQuery extends Observable {
   ) {
     super();
     // Counts follow the events: any change of a task may move a count.
-    this.unsubscribe = store.subscribe(() => this.countsSoon());
+    this.unsubscribe = store.subscribe(() => this.refreshSoon());
+  }
+
+  /** A view shows the query: the first time it reads the page, later it reads it again (it may be stale). */
+  watch(): () => void {
+    this.watchers++;
+    if (!this.loading) void this.load();
+    return () => {
+      this.watchers--;
+    };
   }
 
   get pageNumber(): number {
@@ -85,10 +99,13 @@ export class TaskQuery extends Observable {
    * Reads a page (this one again, or the one at `previous`/`cursor`) and, with `withCounts`, the counts. The
    * page number and rows change together once the answer is in, so what is shown is always one page.
    */
-  async load(withCounts = true, previous: Array<string | undefined> = [...this.previous], cursor: string | undefined = this.cursor): Promise<void> {
+  async load(withCounts = true, previous: Array<string | undefined> = [...this.previous], cursor: string | undefined = this.cursor, quiet = false): Promise<void> {
     const request = ++this.request;
-    this.loading = true;
-    this.changed();
+    // A refresh in the background does not say "loading" (nor disable the pager) every time events arrive.
+    if (!quiet) {
+      this.loading = true;
+      this.changed();
+    }
     try {
       const [page, counts] = await Promise.all([this.api.get<Page>(`/api/v1/tasks?${this.query(cursor)}`), withCounts ? this.readCounts() : Promise.resolve(this.counts)]);
       if (request !== this.request) return;
@@ -173,10 +190,14 @@ export class TaskQuery extends Observable {
     return this.api.get<TaskCounts>(`/api/v1/tasks/counts?${query}`);
   }
 
-  private countsSoon(): void {
-    if (this.countsTimer !== undefined) return;
+  private refreshSoon(): void {
+    if (this.countsTimer !== undefined || this.watchers === 0 || !this.loaded) return;
     this.countsTimer = setTimeout(() => {
       this.countsTimer = undefined;
+      if (this.watchers === 0) return;
+      // The first page again with the counts (a task may have entered or left the filter); a later page keeps its
+      // rows (they follow the store) and only the counts are read.
+      if (this.previous.length === 0 && !this.loading) return void this.load(true, [], undefined, true);
       const request = this.request;
       this.readCounts().then(
         (counts) => {
@@ -186,6 +207,6 @@ export class TaskQuery extends Observable {
         },
         () => undefined,
       );
-    }, COUNTS_DEBOUNCE_MS);
+    }, REFRESH_AFTER_EVENTS_MS);
   }
 }

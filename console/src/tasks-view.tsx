@@ -28,10 +28,8 @@ export function TasksView({ session, openTaskId }: { session: Session; openTaskI
   const now = useNow();
   const mayWrite = can(session.identity, "tasks:write");
 
-  // The first visit reads the first page; later visits keep the filter and page the operator left.
-  useEffect(() => {
-    if (!query.loaded && !query.loading) void query.load();
-  }, []);
+  // Every visit reads the page again (it may be stale); the filter and page are the ones the operator left.
+  useEffect(() => query.watch(), []);
 
   const poolIds = knownPools(session);
   const rows = query.rows();
