@@ -17,9 +17,24 @@ function niceMax(value: number): number {
  * A small line chart drawn as inline SVG (no chart library: the page loads nothing but the node's own files).
  * `values` are one per slice of the window, null where nothing was measured (a gap in the line).
  */
-export function LineChart({ name, title, unit, values, format = (v) => String(v) }: { name: string; title: string; unit: string; values: Array<number | null>; format?: (v: number) => string }) {
+export function LineChart({
+  name,
+  title,
+  unit,
+  values,
+  headline,
+  format = (v) => String(v),
+}: {
+  name: string;
+  title: string;
+  unit: string;
+  values: Array<number | null>;
+  /** The figure in the caption, when it is not the last value (a rate over the last seconds). */
+  headline?: number | undefined;
+  format?: (v: number) => string;
+}) {
   const known = values.filter((v): v is number => v !== null);
-  const latest = [...values].reverse().find((v): v is number => v !== null);
+  const latest = headline ?? [...values].reverse().find((v): v is number => v !== null);
   const top = niceMax(Math.max(0, ...known));
   const x = (i: number): number => (i / Math.max(1, BUCKETS - 1)) * WIDTH;
   const y = (v: number): number => HEIGHT - (v / top) * (HEIGHT - 4) - 2;
@@ -55,7 +70,13 @@ export function LineChart({ name, title, unit, values, format = (v) => String(v)
   );
 }
 
-const perSecond = (n: number): number => Math.round((n / (BUCKET_MS / 1000)) * 10) / 10;
+const perSecond = (n: number, buckets = 1): number => Math.round((n / ((buckets * BUCKET_MS) / 1000)) * 10) / 10;
+/** Slices the caption's rates are taken over: the current slice alone is only partly through. */
+const RECENT = 5;
+const recentRate = (buckets: Bucket[], pick: (b: Bucket) => number): number => {
+  const recent = buckets.slice(-RECENT);
+  return perSecond(recent.reduce((sum, b) => sum + pick(b), 0), recent.length);
+};
 const millis = (ms: number): string => (ms >= 10_000 ? `${(ms / 1000).toFixed(0)} s` : ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`);
 
 /** Throughput, failures, queue depth and task duration of the last two minutes, from the hub's own data. */
@@ -65,8 +86,8 @@ export function ActivityCharts({ session }: { session: Session }) {
   if (buckets.length === 0) return <Empty>Charts fill in as tasks run.</Empty>;
   return (
     <section class="charts" aria-label="Live charts">
-      <LineChart name="throughput" title="Throughput" unit="tasks/s" values={buckets.map((b) => perSecond(b.completed))} />
-      <LineChart name="failures" title="Failures" unit="tasks/s" values={buckets.map((b) => perSecond(b.failed))} />
+      <LineChart name="throughput" title="Throughput" unit="tasks/s" values={buckets.map((b) => perSecond(b.completed))} headline={recentRate(buckets, (b) => b.completed)} />
+      <LineChart name="failures" title="Failures" unit="tasks/s" values={buckets.map((b) => perSecond(b.failed))} headline={recentRate(buckets, (b) => b.failed)} />
       <LineChart name="queue-depth" title="Queue depth" unit="queued" values={buckets.map((b) => b.queued)} />
       <LineChart name="duration" title="Task duration (mean run time)" unit="" values={buckets.map((b) => (b.durations === 0 ? null : b.durationMs / b.durations))} format={millis} />
     </section>
