@@ -36,16 +36,18 @@ export function LineChart({
   const known = values.filter((v): v is number => v !== null);
   const latest = headline ?? [...values].reverse().find((v): v is number => v !== null);
   const top = niceMax(Math.max(0, ...known));
-  const x = (i: number): number => (i / Math.max(1, BUCKETS - 1)) * WIDTH;
+  // 3 units in from each side: a dot at either end is not cut in half.
+  const x = (i: number): number => 3 + (i / Math.max(1, BUCKETS - 1)) * (WIDTH - 6);
   const y = (v: number): number => HEIGHT - (v / top) * (HEIGHT - 4) - 2;
   // One path of segments: a null starts a new segment.
   const offset = BUCKETS - values.length;
+  // A lone point (nothing measured either side) is drawn as a dot: a tiny segment with round caps.
   let d = "";
-  let pen = false;
   values.forEach((v, i) => {
-    if (v === null) return void (pen = false);
-    d += `${pen ? "L" : "M"}${x(i + offset).toFixed(1)},${y(v).toFixed(1)}`;
-    pen = true;
+    if (v === null) return;
+    const joined = i > 0 && values[i - 1] !== null;
+    d += `${joined ? "L" : "M"}${x(i + offset).toFixed(1)},${y(v).toFixed(1)}`;
+    if (!joined && (i === values.length - 1 || values[i + 1] === null)) d += "h0.1";
   });
   const summary = latest === undefined ? "no data yet" : `now ${format(latest)} ${unit}, peak ${format(Math.max(...known))} ${unit} over the last ${(BUCKETS * BUCKET_MS) / 60_000} minutes`;
   return (
