@@ -1,4 +1,4 @@
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import type { Envelope, TaskView } from "../../src/client/index.js";
 import { brief, clock } from "./format.js";
 import { useObservable } from "./observable.js";
@@ -43,6 +43,10 @@ export function TaskDetail({ session, taskId }: { session: Session; taskId: stri
   const [actionError, setActionError] = useState<string>();
   const [busy, setBusy] = useState(false);
   const version = live?.task.updatedAt;
+  // Opened from a row far down the list: the detail (above the list) is brought into view and focused, so that
+  // keyboard and screen-reader users land on it too.
+  const heading = useRef<HTMLHeadingElement>(null);
+  useEffect(() => heading.current?.focus(), [taskId]);
 
   useEffect(() => {
     let alive = true;
@@ -83,7 +87,7 @@ export function TaskDetail({ session, taskId }: { session: Session; taskId: stri
     <aside class="card task-detail" data-task-detail={taskId} data-status={shown?.status ?? ""} aria-label={`Task ${taskId}`}>
       <header class="card-head">
         <div>
-          <h2>
+          <h2 ref={heading} tabIndex={-1}>
             Task <span class="mono">{taskId}</span> {shown && <Badge status={shown.status} />}
           </h2>
           {shown && (
