@@ -232,6 +232,8 @@ function BulkActions({ session }: { session: Session }) {
   const canRetry = status === undefined || status === "failed" || status === "cancelled";
   const canCancel = status === undefined || !isTerminal(status);
   const estimate = query.countsExact && status !== undefined ? query.counts?.counts[status] : undefined;
+  // Nothing to act on: the counts (exact for this filter) say there is no task.
+  const none = query.countsExact && (status === undefined ? query.counts?.total : estimate) === 0;
   const run = async (action: "retry" | "cancel"): Promise<void> => {
     setBusy(true);
     try {
@@ -252,10 +254,10 @@ function BulkActions({ session }: { session: Session }) {
       <span class="muted">Every task matching the filters{q ? " (the id search does not apply to bulk actions)" : ""}:</span>
       {!pending && (
         <>
-          <button type="button" class="secondary" data-bulk="retry" disabled={busy || !canRetry} onClick={() => setPending("retry")}>
+          <button type="button" class="secondary" data-bulk="retry" disabled={busy || none || !canRetry} onClick={() => setPending("retry")}>
             Retry all matching
           </button>
-          <button type="button" class="secondary danger-text" data-bulk="cancel" disabled={busy || !canCancel} onClick={() => setPending("cancel")}>
+          <button type="button" class="secondary danger-text" data-bulk="cancel" disabled={busy || none || !canCancel} onClick={() => setPending("cancel")}>
             Cancel all matching
           </button>
         </>
