@@ -95,6 +95,8 @@ describe("console workbench: an operator's tools in a real browser", function ()
       const timeline = await detail.locator("[data-event-type]").evaluateAll((items) => items.map((i) => i.getAttribute("data-event-type")));
       assert.deepEqual(timeline.slice(0, 2), ["task.created", "task.queued"], timeline.join(" "));
       assert.equal(timeline.at(-1), "task.failed");
+      // The picture shows the counts as they settle: four tasks, one failed.
+      await page.page.locator('[data-count="all"][data-value="4"]').waitFor();
       await page.screenshot("operator-loop");
 
       // Retry from the detail: the detail follows it to completed, with its result, and the timeline grows.

@@ -203,6 +203,7 @@ function eventDetail(event: Envelope): string {
   const task = data.task;
   if (!task) return "";
   if (task.error) return `${task.error.code}: ${task.error.message}`;
-  if (task.workerId) return `worker ${task.workerId} · attempt ${task.attempts ?? "?"}`;
+  // A claim stores task.assigned before the attempt is counted: only task.started names the attempt.
+  if (task.workerId) return event.type === "task.started" ? `worker ${task.workerId} · attempt ${task.attempts ?? "?"}` : `worker ${task.workerId}`;
   return "";
 }

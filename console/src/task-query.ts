@@ -79,8 +79,10 @@ export class TaskQuery extends Observable {
   }
 
   setFilter(filter: TaskFilter): Promise<void> {
-    // Counts depend on the pool and type only: a status, time or id filter reads the page alone.
-    const recount = filter.poolId !== this.filter.poolId || filter.type !== this.filter.type || this.counts === undefined;
+    // Counts are per status under every other filter: a change of the status alone reads the page alone.
+    const { status: _before, ...rest } = this.filter;
+    const { status: _after, ...next } = filter;
+    const recount = JSON.stringify(rest) !== JSON.stringify(next) || this.counts === undefined;
     this.filter = filter;
     return this.load(recount, [], undefined);
   }
@@ -152,12 +154,6 @@ export class TaskQuery extends Observable {
     return rows.sort((a, b) => b.task.createdAt.localeCompare(a.task.createdAt) || b.task.id.localeCompare(a.task.id));
   }
 
-  /** Whether the counts cover exactly this filter (they are per pool and type: a status, time or id filter is narrower). */
-  get countsExact(): boolean {
-    const { createdAfter, createdBefore, q } = this.filter;
-    return createdAfter === undefined && createdBefore === undefined && q === undefined;
-  }
-
   close(): void {
     this.unsubscribe();
     clearTimeout(this.countsTimer);
@@ -184,9 +180,9 @@ export class TaskQuery extends Observable {
   }
 
   private readCounts(): Promise<TaskCounts> {
+    // Every filter but the status: the counts are per status.
     const query = new URLSearchParams();
-    if (this.filter.poolId !== undefined) query.set("poolId", this.filter.poolId);
-    if (this.filter.type !== undefined) query.set("type", this.filter.type);
+    for (const [name, value] of Object.entries(this.filter)) if (name !== "status" && value !== undefined && value !== "") query.set(name, value);
     return this.api.get<TaskCounts>(`/api/v1/tasks/counts?${query}`);
   }
 

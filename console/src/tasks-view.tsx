@@ -214,7 +214,6 @@ function StatusCounts({ session }: { session: Session }) {
           </button>
         );
       })}
-      {!query.countsExact && <span class="muted">counts cover the pool and type filters only</span>}
     </div>
   );
 }
@@ -226,14 +225,14 @@ function BulkActions({ session }: { session: Session }) {
   const [answer, setAnswer] = useState<BulkAnswer & { action: string }>();
   const [error, setError] = useState<string>();
   const [busy, setBusy] = useState(false);
-  const { q, ...filter } = query.filter;
+  const filter = query.filter;
   const status = filter.status;
   // What the node would change: retry takes failed and cancelled tasks, cancel the unfinished ones.
   const canRetry = status === undefined || status === "failed" || status === "cancelled";
   const canCancel = status === undefined || !isTerminal(status);
-  const estimate = query.countsExact && status !== undefined ? query.counts?.counts[status] : undefined;
+  const estimate = status !== undefined ? query.counts?.counts[status] : undefined;
   // Nothing to act on: the counts (exact for this filter) say there is no task.
-  const none = query.countsExact && (status === undefined ? query.counts?.total : estimate) === 0;
+  const none = (status === undefined ? query.counts?.total : estimate) === 0;
   const run = async (action: "retry" | "cancel"): Promise<void> => {
     setBusy(true);
     try {
@@ -251,7 +250,7 @@ function BulkActions({ session }: { session: Session }) {
   };
   return (
     <div class="bulk toolbar" role="group" aria-label="Bulk actions on the filtered tasks">
-      <span class="muted">Every task matching the filters{q ? " (the id search does not apply to bulk actions)" : ""}:</span>
+      <span class="muted">Every task matching the filters:</span>
       {!pending && (
         <>
           <button type="button" class="secondary" data-bulk="retry" disabled={busy || none || !canRetry} onClick={() => setPending("retry")}>

@@ -45,24 +45,27 @@ export type SubmitTaskInput = z.infer<typeof SubmitTaskSchema>;
 
 const isoTime = z.iso.datetime({ offset: true, message: "must be an ISO-8601 time, e.g. 2026-12-07T10:00:00Z" }).transform((value) => new Date(value));
 
-/** The filters a task list and a bulk action share. */
+/** The filters a task list, its counts and a bulk action share. */
 export const TaskFilterSchema = z.strictObject({
   status: z.enum(TASK_STATUSES).optional(),
   poolId: z.string().regex(ID_PATTERN, "must be a pool id").optional(),
   type: z.string().regex(TYPE_PATTERN, "must be a task type").optional(),
   createdAfter: isoTime.optional(),
   createdBefore: isoTime.optional(),
+  /** A prefix of the task id. */
+  q: z.string().regex(/^[0-9a-fA-F-]{1,36}$/, "must be the beginning of a task id (hex digits and '-')").optional(),
 });
 export type TaskFilter = z.infer<typeof TaskFilterSchema>;
 
 /** The Prisma `where` of a tenant's tasks matching a filter. */
-export function taskFilterWhere(tenantId: string, { status, poolId, type, createdAfter, createdBefore }: TaskFilter) {
+export function taskFilterWhere(tenantId: string, { status, poolId, type, createdAfter, createdBefore, q }: TaskFilter) {
   return {
     tenantId,
     ...(status ? { status } : {}),
     ...(poolId ? { poolId } : {}),
     ...(type ? { type } : {}),
     ...(createdAfter || createdBefore ? { createdAt: { ...(createdAfter ? { gte: createdAfter } : {}), ...(createdBefore ? { lt: createdBefore } : {}) } } : {}),
+    ...(q ? { id: { startsWith: q.toLowerCase() } } : {}),
   };
 }
 
@@ -70,15 +73,10 @@ export function taskFilterWhere(tenantId: string, { status, poolId, type, create
 const ListQuerySchema = z.strictObject({
   ...PageQuerySchema.shape,
   ...TaskFilterSchema.shape,
-  /** A prefix of the task id. */
-  q: z.string().regex(/^[0-9a-fA-F-]{1,36}$/, "must be the beginning of a task id (hex digits and '-')").optional(),
 });
 
-/** `GET /api/v1/tasks/counts`. */
-const CountsQuerySchema = z.strictObject({
-  poolId: z.string().regex(ID_PATTERN).optional(),
-  type: z.string().regex(TYPE_PATTERN, "must be a task type").optional(),
-});
+/** `GET /api/v1/tasks/counts`: every filter of the list but the status (the counts are per status). */
+const CountsQuerySchema = TaskFilterSchema.omit({ status: true });
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
 
@@ -203,25 +201,21 @@ export class TaskService {
   }
 
   async list(principal: Principal, query: unknown) {
-    const { cursor, limit, status, poolId, type, createdAfter, createdBefore, q } = parseInput(ListQuerySchema, query, "query");
+    const { cursor, limit, ...filter } = parseInput(ListQuerySchema, query, "query");
     const rows = await this.prisma.task.findMany({
-      where: {
-        ...taskFilterWhere(principal.tenantId, { status, poolId, type, createdAfter, createdBefore }),
-        ...(q ? { id: { startsWith: q.toLowerCase() } } : {}),
-        ...afterPageKey(cursor ? decodePageCursor(cursor) : undefined),
-      },
+      where: { ...taskFilterWhere(principal.tenantId, filter), ...afterPageKey(cursor ? decodePageCursor(cursor) : undefined) },
       orderBy: PAGE_ORDER,
       take: limit + 1,
     });
     return toPage(rows, limit, serializeTask);
   }
 
-  /** Exact counts of the tenant's tasks per status (every status, zeros included), optionally of one pool or type. */
+  /** Exact counts of the tenant's tasks per status (every status, zeros included), under the list's filters but the status. */
   async counts(principal: Principal, query: unknown): Promise<{ counts: Record<TaskStatus, number>; total: number }> {
-    const { poolId, type } = parseInput(CountsQuerySchema, query, "query");
+    const filter = parseInput(CountsQuerySchema, query, "query");
     const rows = await this.prisma.task.groupBy({
       by: ["status"],
-      where: { tenantId: principal.tenantId, ...(poolId ? { poolId } : {}), ...(type ? { type } : {}) },
+      where: taskFilterWhere(principal.tenantId, filter),
       _count: { _all: true },
     });
     const counts = Object.fromEntries(TASK_STATUSES.map((status) => [status, 0])) as Record<TaskStatus, number>;

@@ -1,0 +1,213 @@
+// The operator's loop at scale: counts and filtered pages with 100,000 tasks in one tenant, and a bulk retry of
+// 10,000 failed tasks, next to bare BullMQ doing the same on its own queue.
+//
+//   npx tsx scripts/bench/operator-loop.ts [--tasks 100000] [--failed 10000] [--requests 200]
+//
+// One node (no embedded worker: nothing runs, only the operator's calls are measured) on a database of its own.
+// `--tasks` tasks are stored directly with one INSERT … SELECT (mixed statuses, four types, two pools, creation
+// times spread over 30 days), as a tenant's history would hold them. Each read is sent `--requests` times, one
+// at a time, on a keep-alive connection: p50/p95/max. The bulk retry is one `POST /api/v1/tasks/bulk` for the
+// `--failed` failed tasks of a pool no worker serves: the time to its answer, then the time until a `/tasks`
+// subscriber on another connection has received every task's `task.retried`, and the events stored.
+// Bare BullMQ: a queue with `--tasks` jobs (`addBulk`), `getJobCounts()` and `getJobs(["failed"], 0, 49)`, and
+// `retryJobs({ state: "failed" })` of `--failed` failed jobs, timed until the failed set is empty.
+
+import { randomBytes } from "node:crypto";
+import { mkdirSync, rmSync } from "node:fs";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { Queue, Worker } from "bullmq";
+import { Redis } from "ioredis";
+import pg from "pg";
+import { io } from "socket.io-client";
+import { dropDatabase } from "../../src/db/setup.js";
+import { HttpClient, mintToken, now, round, sleep } from "./lib.js";
+import { deleteRedisKeys, repoRoot, runCommand, startSwitchyard, stopAll, type ServerHandle } from "./procs.js";
+
+const { values } = parseArgs({
+  options: {
+    tasks: { type: "string", default: "100000" },
+    failed: { type: "string", default: "10000" },
+    requests: { type: "string", default: "200" },
+  },
+});
+const TASKS = Number(values.tasks);
+const FAILED = Number(values.failed);
+const REQUESTS = Number(values.requests);
+
+const run = randomBytes(4).toString("hex");
+const prefix = `oploop-${run}`;
+const tenant = "oploop-tenant";
+const redisUrl = process.env.REDIS_URL || "redis://127.0.0.1:6379";
+const secret = `oploop-secret-${run}-${randomBytes(16).toString("hex")}`;
+const dbUrl = new URL(process.env.DATABASE_URL || "postgresql://postgres@127.0.0.1:5432/switchyard");
+dbUrl.pathname = `/switchyard_oploop_${run}`;
+const logDir = path.join(repoRoot, "bench", "results", "tmp", `oploop-${run}`);
+mkdirSync(logDir, { recursive: true });
+const log = (message: string): void => void process.stderr.write(`[operator-loop] ${message}\n`);
+
+function percentiles(values: number[]): { p50: number; p95: number; max: number } {
+  values.sort((a, b) => a - b);
+  const at = (q: number): number => values[Math.min(values.length - 1, Math.ceil(q * values.length) - 1)]!;
+  return { p50: round(at(0.5)), p95: round(at(0.95)), max: round(values[values.length - 1]!) };
+}
+
+async function timed(times: number, call: () => Promise<void>): Promise<{ p50: number; p95: number; max: number }> {
+  for (let i = 0; i < 5; i++) await call(); // warm: prepared statements, plans, connections
+  const samples: number[] = [];
+  for (let i = 0; i < times; i++) {
+    const start = now();
+    await call();
+    samples.push(now() - start);
+  }
+  return percentiles(samples);
+}
+
+async function withDb<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: dbUrl.toString() });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
+
+let node: ServerHandle | undefined;
+const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+try {
+  await runCommand(process.execPath, ["--import", "tsx", "scripts/bench/db.ts", dbUrl.toString()], path.join(logDir, "db-setup.log"));
+  node = await startSwitchyard(
+    prefix,
+    { DATABASE_URL: dbUrl.toString(), REDIS_URL: redisUrl, REDIS_PREFIX: prefix, JWT_SECRET: secret, LOG_LEVEL: "info", REST_RATE_PER_TENANT: "100000", EMBEDDED_WORKER: "false" },
+    path.join(logDir, "switchyard.log"),
+  );
+  const auth = { authorization: `Bearer ${mintToken(secret, tenant, "bench", ["admin"])}` };
+  const http = new HttpClient(node.url, 4);
+  const call = async (method: string, url: string, body?: unknown): Promise<string> => {
+    const result = await http.request(method, url, body, auth);
+    if (result.status >= 300) throw new Error(`${method} ${url} answered ${result.status}: ${result.body.slice(0, 300)}`);
+    return result.body;
+  };
+  await call("GET", "/api/v1/pools"); // creates the tenant and its default pool
+  const parked = (JSON.parse(await call("POST", "/api/v1/pools", { name: "parked" })) as { pool: { id: string } }).pool.id;
+
+  log(`seeding ${TASKS} tasks and ${FAILED} failed ones in a pool no worker serves`);
+  await withDb(async (db) => {
+    await db.query(
+      `INSERT INTO "Task" ("id", "tenantId", "poolId", "type", "status", "payload", "priority", "maxAttempts", "attempts", "retries", "createdAt", "updatedAt", "finishedAt")
+       SELECT gen_random_uuid()::text, $1, CASE WHEN n % 5 = 0 THEN $2 ELSE 'default' END,
+              (ARRAY['echo', 'sleep', 'report.build', 'email.send'])[1 + n % 4],
+              (ARRAY['completed', 'completed', 'completed', 'completed', 'completed', 'completed', 'failed', 'queued', 'started', 'cancelled'])[1 + n % 10],
+              jsonb_build_object('n', n), 50, 1, 1, 0, t, t, t
+         FROM generate_series(1, $3::int) AS n, LATERAL (SELECT now() - (n * interval '26 seconds')) AS ts(t)`,
+      [tenant, parked, TASKS - FAILED],
+    );
+    await db.query(
+      `INSERT INTO "Task" ("id", "tenantId", "poolId", "type", "status", "payload", "error", "priority", "maxAttempts", "attempts", "retries", "createdAt", "updatedAt", "finishedAt")
+       SELECT gen_random_uuid()::text, $1, $2, 'bulk.target', 'failed', '{}', '{"code":"HANDLER_ERROR","message":"boom","retryable":false}', 50, 1, 1, 0, now(), now(), now()
+         FROM generate_series(1, $3::int)`,
+      [tenant, parked, FAILED],
+    );
+    await db.query(`ANALYZE "Task"`);
+  });
+
+  const aDayAgo = encodeURIComponent(new Date(Date.now() - 24 * 3600_000).toISOString());
+  const aWeekAgo = encodeURIComponent(new Date(Date.now() - 7 * 24 * 3600_000).toISOString());
+  const somePrefix = (JSON.parse(await call("GET", "/api/v1/tasks?limit=1&status=failed")) as { items: Array<{ id: string }> }).items[0]!.id.slice(0, 4);
+  const deepCursor = await (async () => {
+    let cursor: string | null = null;
+    for (let page = 0; page < 20; page++) {
+      cursor = (JSON.parse(await call("GET", `/api/v1/tasks?limit=200${cursor ? `&cursor=${cursor}` : ""}`)) as { nextCursor: string | null }).nextCursor;
+    }
+    return cursor!;
+  })();
+  const reads: Record<string, string> = {
+    "counts": "/api/v1/tasks/counts",
+    "counts of a pool": `/api/v1/tasks/counts?poolId=${parked}`,
+    "first page (50)": "/api/v1/tasks?limit=50",
+    "status=failed": "/api/v1/tasks?status=failed&limit=50",
+    "type + time range": `/api/v1/tasks?type=report.build&createdAfter=${aWeekAgo}&createdBefore=${aDayAgo}&limit=50`,
+    "pool + status": `/api/v1/tasks?poolId=${parked}&status=completed&limit=50`,
+    "id prefix (q)": `/api/v1/tasks?q=${somePrefix}&limit=50`,
+    "page 21 (cursor)": `/api/v1/tasks?limit=50&cursor=${deepCursor}`,
+  };
+  const switchyardReads: Record<string, { p50: number; p95: number; max: number }> = {};
+  for (const [name, url] of Object.entries(reads)) {
+    switchyardReads[name] = await timed(REQUESTS, async () => void (await call("GET", url)));
+    log(`${name}: p95 ${switchyardReads[name]!.p95} ms`);
+  }
+
+  // The bulk retry, watched by a subscriber of the tenant's whole `tasks` room.
+  const socket = io(`${node.url}/tasks`, { transports: ["websocket"], auth: { token: auth.authorization.slice(7) } });
+  await new Promise<void>((resolve, reject) => socket.once("connect", resolve).once("connect_error", reject));
+  await new Promise<void>((resolve) => socket.emit("subscribe", { room: "tasks" }, () => resolve()));
+  let announced = 0;
+  let allAnnounced: () => void = () => undefined;
+  const everyAnnounced = new Promise<void>((resolve) => (allAnnounced = resolve));
+  // The server emits each event under its type.
+  socket.on("task.retried", () => {
+    if (++announced === FAILED) allAnnounced();
+  });
+  const bulkStart = now();
+  const bulk = JSON.parse(await call("POST", "/api/v1/tasks/bulk", { action: "retry", filter: { poolId: parked, status: "failed", type: "bulk.target" } })) as { matched: number; changed: number };
+  const answeredMs = now() - bulkStart;
+  await Promise.race([everyAnnounced, sleep(120_000)]);
+  const announcedMs = now() - bulkStart;
+  socket.close();
+  const stored = await withDb(async (db) =>
+    Number((await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM "Event" WHERE "tenantId" = $1 AND "type" = 'task.retried'`, [tenant])).rows[0]!.n),
+  );
+  log(`bulk retry: answered in ${round(answeredMs)} ms, ${announced} announced in ${round(announcedMs)} ms, ${stored} stored`);
+  http.close();
+
+  // Bare BullMQ on its own queue.
+  log("bare BullMQ: seeding its queue");
+  const bullPrefix = `${prefix}-bare`;
+  const queue = new Queue("bare", { connection: redis, prefix: bullPrefix });
+  for (let start = 0; start < TASKS - FAILED; start += 1000) {
+    await queue.addBulk(Array.from({ length: Math.min(1000, TASKS - FAILED - start) }, (_, i) => ({ name: "echo", data: { n: start + i }, opts: { priority: 50 } })));
+  }
+  const failing = new Queue("bare-failing", { connection: redis, prefix: bullPrefix });
+  for (let start = 0; start < FAILED; start += 1000) {
+    await failing.addBulk(Array.from({ length: Math.min(1000, FAILED - start) }, (_, i) => ({ name: "x", data: { n: start + i } })));
+  }
+  const worker = new Worker("bare-failing", async () => { throw new Error("boom"); }, { connection: new Redis(redisUrl, { maxRetriesPerRequest: null }), prefix: bullPrefix, concurrency: 200 });
+  while ((await failing.getFailedCount()) < FAILED) await sleep(200);
+  await worker.close();
+  const bareReads = {
+    counts: await timed(REQUESTS, async () => void (await queue.getJobCounts())),
+    "failed page (50)": await timed(REQUESTS, async () => void (await failing.getJobs(["failed"], 0, 49))),
+  };
+  const retryStart = now();
+  await failing.retryJobs({ state: "failed", count: 1000 });
+  while ((await failing.getFailedCount()) > 0) await sleep(10);
+  const bareRetryMs = now() - retryStart;
+  await Promise.all([queue.close(), failing.close()]);
+  await deleteRedisKeys(redisUrl, bullPrefix).catch(() => undefined);
+
+  process.stdout.write(
+    `${JSON.stringify(
+      {
+        tasks: TASKS,
+        requests: REQUESTS,
+        switchyard: { reads: switchyardReads, bulkRetry: { ...bulk, answeredMs: round(answeredMs), announced, announcedMs: round(announcedMs), storedRetriedEvents: stored } },
+        bareBullmq: { reads: bareReads, retryJobsMs: round(bareRetryMs) },
+        ratios: {
+          countsP95: round(switchyardReads["counts"]!.p95 / bareReads.counts.p95),
+          failedPageP95: round(switchyardReads["status=failed"]!.p95 / bareReads["failed page (50)"].p95),
+          bulkRetry: round(announcedMs / bareRetryMs),
+        },
+      },
+      null,
+      2,
+    )}\n`,
+  );
+} finally {
+  await node?.stop();
+  await stopAll();
+  redis.disconnect();
+  await dropDatabase(dbUrl.toString()).catch(() => undefined);
+  await deleteRedisKeys(redisUrl, prefix).catch(() => undefined);
+  rmSync(logDir, { recursive: true, force: true });
+}
