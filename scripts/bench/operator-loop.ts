@@ -22,13 +22,14 @@ import pg from "pg";
 import { io } from "socket.io-client";
 import { dropDatabase } from "../../src/db/setup.js";
 import { HttpClient, mintToken, now, round, sleep } from "./lib.js";
-import { deleteRedisKeys, repoRoot, runCommand, startSwitchyard, stopAll, type ServerHandle } from "./procs.js";
+import { cpuSeconds, deleteRedisKeys, repoRoot, runCommand, startProfile, startSwitchyard, stopAll, summarizeProfile, type ServerHandle } from "./procs.js";
 
 const { values } = parseArgs({
   options: {
     tasks: { type: "string", default: "100000" },
     failed: { type: "string", default: "10000" },
     requests: { type: "string", default: "200" },
+    profile: { type: "boolean", default: false },
   },
 });
 const TASKS = Number(values.tasks);
@@ -149,11 +150,16 @@ try {
   socket.on("task.retried", () => {
     if (++announced === FAILED) allAnnounced();
   });
+  const profiler = values.profile ? await startProfile(node) : undefined;
+  const cpuBefore = cpuSeconds(node.pid);
   const bulkStart = now();
   const bulk = JSON.parse(await call("POST", "/api/v1/tasks/bulk", { action: "retry", filter: { poolId: parked, status: "failed", type: "bulk.target" } })) as { matched: number; changed: number };
   const answeredMs = now() - bulkStart;
   await Promise.race([everyAnnounced, sleep(120_000)]);
   const announcedMs = now() - bulkStart;
+  const bulkCpuMs = (cpuSeconds(node.pid) - cpuBefore) * 1000;
+  const profile = await profiler?.stop();
+  if (profile) log(`bulk retry profile: ${JSON.stringify(summarizeProfile(profile, 25), null, 1)}`);
   socket.close();
   const stored = await withDb(async (db) =>
     Number((await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM "Event" WHERE "tenantId" = $1 AND "type" = 'task.retried'`, [tenant])).rows[0]!.n),
@@ -191,7 +197,7 @@ try {
       {
         tasks: TASKS,
         requests: REQUESTS,
-        switchyard: { reads: switchyardReads, bulkRetry: { ...bulk, answeredMs: round(answeredMs), announced, announcedMs: round(announcedMs), storedRetriedEvents: stored } },
+        switchyard: { reads: switchyardReads, bulkRetry: { ...bulk, answeredMs: round(answeredMs), announced, announcedMs: round(announcedMs), nodeCpuMs: round(bulkCpuMs), storedRetriedEvents: stored } },
         bareBullmq: { reads: bareReads, retryJobsMs: round(bareRetryMs) },
         ratios: {
           countsP95: round(switchyardReads["counts"]!.p95 / bareReads.counts.p95),

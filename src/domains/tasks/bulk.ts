@@ -13,9 +13,12 @@ export const MAX_BULK_TASKS = 10_000;
 
 /**
  * Tasks changed at a time. One chunk fills about one group-committed statement of the event log (eight rows per
- * change), and the next waits for it: other tenants' writes queue behind one chunk, never behind the whole call.
+ * change). A few chunks are under way at once, so that one chunk's statement overlaps the next one's Redis work
+ * (one at a time, the node sat idle three quarters of a 10,000-task retry, waiting on PostgreSQL and Redis in
+ * turn); other tenants' writes queue behind at most those few statements, never behind the whole call.
  */
 const CHUNK = 250;
+const CHUNKS_AT_ONCE = 4;
 
 const BulkSchema = z.strictObject({
   action: z.enum(["cancel", "retry"]),
@@ -64,10 +67,14 @@ export class TaskBulkActions {
       ]);
     }
     let changed = 0;
-    for (let start = 0; start < rows.length; start += CHUNK) {
-      const chunk = rows.slice(start, start + CHUNK);
-      changed += action === "retry" ? await this.retry(chunk) : await this.cancel(chunk);
-    }
+    let next = 0;
+    const runner = async (): Promise<void> => {
+      while (next < rows.length) {
+        const chunk = rows.slice(next, (next += CHUNK));
+        changed += action === "retry" ? await this.retry(chunk) : await this.cancel(chunk);
+      }
+    };
+    await Promise.all(Array.from({ length: CHUNKS_AT_ONCE }, runner));
     return { matched: rows.length, changed };
   }
 
