@@ -180,7 +180,7 @@ describe("publish API (POST /api/v1/events)", () => {
       { label: "type of 65 characters", event: { namespace: "tasks", room: "tasks", type: `a.${"b".repeat(63)}` }, code: "BAD_REQUEST", field: "events.3.type" },
       { label: "type not a string", event: { namespace: "tasks", room: "tasks", type: 42 }, code: "BAD_REQUEST", field: "events.3.type" },
       { label: "type missing", event: { namespace: "tasks", room: "tasks" }, code: "BAD_REQUEST", field: "events.3.type" },
-      ...["pool.", "worker.", "task.", "workflow.", "session.", "server."].map((prefix) => ({
+      ...["pool.", "worker.", "task.", "schedule.", "workflow.", "session.", "server."].map((prefix) => ({
         label: `built-in prefix ${prefix}`,
         event: { namespace: "tasks", room: "tasks", type: `${prefix}custom` },
         code: "BAD_REQUEST",

@@ -53,6 +53,8 @@ const ListQuerySchema = z.strictObject({
   type: z.string().regex(TYPE_PATTERN, "must be a task type").optional(),
   createdAfter: isoTime.optional(),
   createdBefore: isoTime.optional(),
+  /** The tasks a schedule created. */
+  scheduleId: z.string().regex(ID_PATTERN, "must be a schedule id").optional(),
   /** A prefix of the task id. */
   q: z.string().regex(/^[0-9a-fA-F-]{1,36}$/, "must be the beginning of a task id (hex digits and '-')").optional(),
 });
@@ -64,6 +66,11 @@ const CountsQuerySchema = z.strictObject({
 });
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
+
+/** The Idempotency-Key of a schedule's task for one due time (spaces: outside what IDEMPOTENCY_KEY lets clients send). */
+export function scheduledTaskKey(scheduleId: string, dueAt: number): string {
+  return `schedule ${scheduleId} ${new Date(dueAt).toISOString()}`;
+}
 
 /** Called when a task reaches a terminal state, whoever drove it there (workflows chain on this). */
 export type TaskFinishedListener = (task: TaskRow) => Promise<void>;
@@ -126,6 +133,27 @@ export class TaskService {
     return { task: serializeTask(task), created: true };
   }
 
+  /**
+   * The task of one due time of a schedule, through the same insert as `submit`. Its Idempotency-Key names the
+   * schedule and the due time, in a form no client can send (it has spaces), so however often a due time is
+   * handled (a retried or stalled scheduler job, two nodes) it stores one task; a repeat only makes sure the
+   * job exists. Returns whether this call stored it.
+   */
+  async submitScheduled(tenantId: string, scheduleId: string, dueAt: number, input: Omit<SubmitTaskInput, "poolId"> & { poolId: string }): Promise<{ task: TaskRow; created: boolean }> {
+    const idempotencyKey = scheduledTaskKey(scheduleId, dueAt);
+    const task = await this.metrics.timeQuery("task_write", () =>
+      this.events.write(TASK_WRITES, taskInsert(tenantId, input, { idempotencyKey, requestHash: null, scheduleId })),
+    );
+    if (task) {
+      this.recordCommitted(task, "inserted");
+      await this.jobs.add(task);
+      return { task, created: true };
+    }
+    const existing = await this.prisma.task.findUnique({ where: { tenantId_idempotencyKey: { tenantId, idempotencyKey } } });
+    if (!existing) throw new ConflictError("the task of this due time was being stored concurrently; try again");
+    return { task: await this.ensureJob(existing), created: false };
+  }
+
   async validateTarget(tenantId: string, poolId: string, type: string): Promise<void> {
     // Also creates the tenant's default pool on first sight; positive answers are cached.
     if (!(await this.resources.exists(tenantId, "pool", poolId))) {
@@ -183,13 +211,14 @@ export class TaskService {
   }
 
   async list(principal: Principal, query: unknown) {
-    const { cursor, limit, status, poolId, type, createdAfter, createdBefore, q } = parseInput(ListQuerySchema, query, "query");
+    const { cursor, limit, status, poolId, type, createdAfter, createdBefore, scheduleId, q } = parseInput(ListQuerySchema, query, "query");
     const rows = await this.prisma.task.findMany({
       where: {
         tenantId: principal.tenantId,
         ...(status ? { status } : {}),
         ...(poolId ? { poolId } : {}),
         ...(type ? { type } : {}),
+        ...(scheduleId ? { scheduleId } : {}),
         ...(createdAfter || createdBefore ? { createdAt: { ...(createdAfter ? { gte: createdAfter } : {}), ...(createdBefore ? { lt: createdBefore } : {}) } } : {}),
         ...(q ? { id: { startsWith: q.toLowerCase() } } : {}),
         ...afterPageKey(cursor ? decodePageCursor(cursor) : undefined),
