@@ -24,6 +24,9 @@ import { taskRoutes } from "./http/routes/tasks.js";
 import { TaskService } from "./domains/tasks/service.js";
 import { TaskJobs } from "./domains/tasks/jobs.js";
 import { workflowRoutes } from "./http/routes/workflows.js";
+import { scheduleRoutes } from "./http/routes/schedules.js";
+import { ScheduleFiring } from "./domains/schedules/firing.js";
+import { ScheduleService } from "./domains/schedules/service.js";
 import { WorkflowService } from "./domains/workflows/service.js";
 import { DEFAULT_POOL_ID } from "./domains/tenants.js";
 import { CancellationListener } from "./worker/cancellations.js";
@@ -44,6 +47,9 @@ import { TokenRevocations } from "./domains/token-revocations.js";
 import { tokenRoutes } from "./http/routes/tokens.js";
 import { TenantConnections } from "./limits/tenant-connections.js";
 import { TenantRequestRate } from "./limits/tenant-request-rate.js";
+
+/** Due times one node turns into tasks at once: each is a row read and a group-committed insert. */
+const SCHEDULE_CONCURRENCY = 50;
 
 /**
  * The composition root: builds every part from the Config and owns their lifecycle.
@@ -151,6 +157,14 @@ export class App {
     const tasks = new TaskService(prisma, sql, resources, taskJobs, taskTypes, events, this.logger, metrics);
     metrics.readAtScrape(clusterReadings({ checks: dependencyChecks(redis, prisma, deadlineMs, status), prisma, sql, queues, deadlineMs, logger: this.logger }));
     const workflows = new WorkflowService(prisma, tasks, events, this.logger);
+    // Every node fires schedules: its worker on the schedule queue takes due times of every tenant.
+    const schedules = new ScheduleService(prisma, tasks, events, new ScheduleFiring(redis, keys, deadlineMs), redis, this.logger, {
+      keys,
+      failures: status,
+      reconcileIntervalMs: config.tasks.reconcileIntervalMs,
+      concurrency: SCHEDULE_CONCURRENCY,
+    });
+    this.startHooks.push(async () => schedules.start(bullConnection));
     const reconciler = new TaskReconciler(prisma, redis, tasks, workflows, queues, metrics, this.logger, {
       keys,
       failures: status,
@@ -205,6 +219,7 @@ export class App {
       api: {
         pools: poolRoutes(pools, eventLog),
         tasks: taskRoutes(tasks),
+        schedules: scheduleRoutes(schedules),
         workflows: workflowRoutes(workflows, eventLog),
         events: [eventRoutes(eventLog, resources), publishRoutes(events, resources)],
         tokens: tokenRoutes(revocations),
@@ -258,6 +273,8 @@ export class App {
     this.stopHooks.push(
       async () => workers.stop(),
       async () => reconciler.stop(),
+      // No new due times are taken; one being turned into a task finishes (BullMQ's close waits for it).
+      () => schedules.stop(deadlineMs),
       async () => retention.stop(),
       () => realtime.close(config.nodeId),
       () => connections.stop(),
