@@ -275,6 +275,19 @@ describe("schedules", () => {
       const afterResume = await taskCount(token, schedule.id);
       assert.ok(afterResume >= atPause + 1 && afterResume <= atPause + 3, `resumed: ${atPause} → ${afterResume}`);
 
+      // A new template: the due times stay, and the tasks after it carry it.
+      const nextBefore = await schedulerNext(prefix, tenant, schedule.id);
+      const retemplated = await api(b.url, "PATCH", `/api/v1/schedules/${schedule.id}`, { token, body: { task: { type: "echo", payload: { tick: 2 } } } });
+      assert.equal(retemplated.status, 200, JSON.stringify(retemplated.body));
+      assert.deepEqual(retemplated.body.schedule.task.payload, { tick: 2 });
+      const nextAfter = await schedulerNext(prefix, tenant, schedule.id);
+      assert.ok(nextBefore !== null && nextAfter !== null && (nextAfter - nextBefore) % 1000 === 0, `same phase: ${nextBefore} → ${nextAfter}`);
+      const changedAt = Date.now();
+      await sleep(2200);
+      const since = (await api(a.url, "GET", `/api/v1/tasks?scheduleId=${schedule.id}&createdAfter=${new Date(changedAt + 300).toISOString()}`, { token })).body.items as Array<{ payload: unknown }>;
+      assert.ok(since.length >= 1, "tasks after the new template");
+      for (const task of since) assert.deepEqual(task.payload, { tick: 2 });
+
       // Retime to every 2000 ms: the due times after it are 2 s apart.
       const retimed = await api(b.url, "PATCH", `/api/v1/schedules/${schedule.id}`, { token, body: { every: 2000 } });
       assert.equal(retimed.status, 200);

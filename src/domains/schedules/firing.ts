@@ -4,12 +4,22 @@ import type { FailureReporter } from "../../dependencies/status.js";
 import { DependencyUnavailableError } from "../../errors.js";
 import type { RedisClient } from "../../jobs/redis-connection.js";
 import { RedisKeys } from "../../jobs/redis-keys.js";
+import type { ScheduleTaskTemplate } from "../../protocol/views.js";
 import type { Timing } from "./timing.js";
 
-/** A scheduler job's data: which schedule is due (its template is read from the row when it fires). */
+/**
+ * A scheduler job's data: which schedule is due, and its task template as of the schedule's last change (every
+ * change of the template upserts the scheduler), so that a due time costs no read of the row.
+ */
 export interface ScheduleJobData {
   tenantId: string;
   scheduleId: string;
+  task: ScheduleTaskTemplate;
+}
+
+/** A scheduler as Redis holds it: its timing and its jobs' template. */
+export interface HeldScheduler extends Timing {
+  task: unknown;
 }
 
 /** Handles one due time of a schedule; throwing makes BullMQ try that due time again (it stays idempotent). */
@@ -103,20 +113,26 @@ export class ScheduleFiring {
     return scores.map((score) => (score === null ? null : Number(score)));
   }
 
-  /** Every scheduler's id and timing as Redis holds them (the reconciler compares them with the rows). */
-  async schedulers(): Promise<Map<string, Timing>> {
+  /** Every scheduler's id, timing and template as Redis holds them (the reconciler compares them with the rows). */
+  async schedulers(): Promise<Map<string, HeldScheduler>> {
     const ids = await withDeadline(this.connection.zrange(this.keys.scheduleSchedulers, 0, -1), this.deadlineMs, "redis");
-    const found = new Map<string, Timing>();
+    const found = new Map<string, HeldScheduler>();
     for (let start = 0; start < ids.length; start += 1000) {
       const batch = ids.slice(start, start + 1000);
       const pipeline = this.connection.pipeline();
-      for (const id of batch) pipeline.hmget(this.keys.scheduleScheduler(id), "every", "pattern", "tz");
+      for (const id of batch) pipeline.hmget(this.keys.scheduleScheduler(id), "every", "pattern", "tz", "data");
       const replies = (await withDeadline(pipeline.exec(), this.deadlineMs, "redis")) ?? [];
       batch.forEach((id, i) => {
         const [error, value] = replies[i] ?? [new Error("no reply"), null];
         if (error) throw error;
-        const [every, pattern, tz] = value as Array<string | null>;
-        found.set(id, { every: every == null ? null : Number(every), cron: pattern ?? null, timezone: tz ?? null });
+        const [every, pattern, tz, data] = value as Array<string | null>;
+        let task: unknown = null;
+        try {
+          task = data ? (JSON.parse(data) as Partial<ScheduleJobData>).task ?? null : null;
+        } catch {
+          // An unreadable template is a different one: the reconciler rewrites it.
+        }
+        found.set(id, { every: every == null ? null : Number(every), cron: pattern ?? null, timezone: tz ?? null, task });
       });
     }
     return found;

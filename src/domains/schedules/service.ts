@@ -108,6 +108,13 @@ function resolveTiming(input: { every?: number | undefined; cron?: string | unde
   return timing;
 }
 
+/** JSON with object keys sorted: PostgreSQL's jsonb and a JSON string keep keys in different orders. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v,
+  );
+}
+
 function sameTiming(a: Timing, b: Timing): boolean {
   return a.every === b.every && (a.cron ?? null) === (b.cron ?? null) && (a.timezone ?? null) === (b.timezone ?? null);
 }
@@ -178,7 +185,7 @@ export class ScheduleService {
     const input = parseInput(CreateScheduleSchema, body);
     const timing = resolveTiming(input);
     const task = await this.template(principal.tenantId, input.task);
-    const data: ScheduleJobData = { tenantId: principal.tenantId, scheduleId: randomUUID() };
+    const data: ScheduleJobData = { tenantId: principal.tenantId, scheduleId: randomUUID(), task };
     const startAt = firstRunAt(timing);
     let scheduled = false;
     try {
@@ -242,7 +249,7 @@ export class ScheduleService {
       for (const field of TIMING_FIELDS) if (timing[field] !== before[field]) changed.push(field);
       if (task && JSON.stringify(task) !== JSON.stringify(before.task)) changed.push("task");
       const retimed = !sameTiming(timing, before);
-      const data: ScheduleJobData = { tenantId: before.tenantId, scheduleId: before.id };
+      const data: ScheduleJobData = { tenantId: before.tenantId, scheduleId: before.id, task: task ?? (before.task as ScheduleTaskTemplate) };
       let nextRunAt: number | null = null;
       if (paused) {
         if (!before.paused) await this.firing.remove(data.tenantId, data.scheduleId);
@@ -250,6 +257,8 @@ export class ScheduleService {
         nextRunAt = firstRunAt(timing);
         await this.firing.upsert(data, timing, nextRunAt);
       } else {
+        // The due times stay; a new template replaces the one the scheduler's jobs carry (same timing: same next due time).
+        if (changed.includes("task")) await this.firing.upsert(data, timing, firstRunAt(timing));
         [nextRunAt = null] = await this.nextRuns([before]);
       }
       // Nothing changed, nothing to announce: a repeated PATCH is idempotent.
@@ -284,24 +293,24 @@ export class ScheduleService {
   }
 
   /**
-   * One due time of a schedule (a job of its scheduler, on any node): the task of that due time, made once. A
-   * paused schedule makes nothing. A schedule without a row whose scheduler still exists may be a create that has
-   * not committed yet: the job fails, and BullMQ tries it again shortly.
+   * One due time of a schedule (a job of its scheduler, on any node): the task of that due time, made once, from the
+   * template the job carries. The insert itself checks that the schedule exists and is not paused. When it stored
+   * nothing and no task of the due time exists, the schedule is paused or gone (nothing to do), or is being created
+   * and not committed yet while its scheduler already fired: then the job fails, and BullMQ tries it again shortly.
    */
   async fire(data: ScheduleJobData, dueAt: number): Promise<void> {
-    const row = await this.prisma.schedule.findUnique({ where: { tenantId_id: { tenantId: data.tenantId, id: data.scheduleId } } });
-    if (!row) {
-      const [next] = await this.firing.nextRuns([{ tenantId: data.tenantId, id: data.scheduleId }]);
-      if (next === null || next === undefined) return; // deleted: its last job came after all
-      throw new NotFoundError("schedule");
+    const { timeoutMs, ...rest } = data.task as ScheduleTaskTemplate & { payload: TaskInput["payload"] };
+    const stored = await this.tasks.submitScheduled(data.tenantId, data.scheduleId, dueAt, { ...rest, ...(timeoutMs !== null ? { timeoutMs } : {}) });
+    if (stored) {
+      if (!stored.created) this.logger.debug({ scheduleId: data.scheduleId, dueAt }, "due time already had its task");
+      return;
     }
-    if (row.paused) return;
-    const { timeoutMs, ...rest } = row.task as unknown as ScheduleTaskTemplate & { payload: TaskInput["payload"] };
-    const { created } = await this.tasks.submitScheduled(data.tenantId, data.scheduleId, dueAt, {
-      ...rest,
-      ...(timeoutMs !== null ? { timeoutMs } : {}),
-    });
-    if (!created) this.logger.debug({ scheduleId: data.scheduleId, dueAt }, "due time already had its task");
+    const row = await this.prisma.schedule.findUnique({ where: { tenantId_id: { tenantId: data.tenantId, id: data.scheduleId } }, select: { paused: true } });
+    if (row?.paused) return;
+    if (row) throw new ConflictError("the schedule changed while its due time was handled; trying again");
+    const [next] = await this.firing.nextRuns([{ tenantId: data.tenantId, id: data.scheduleId }]);
+    if (next === null || next === undefined) return; // deleted: its last job came after all
+    throw new NotFoundError("schedule");
   }
 
   /**
@@ -311,12 +320,12 @@ export class ScheduleService {
    */
   async reconcile(): Promise<void> {
     const schedulers = await this.firing.schedulers();
-    const rows = await this.prisma.schedule.findMany({ select: { tenantId: true, id: true, every: true, cron: true, timezone: true, paused: true } });
+    const rows = await this.prisma.schedule.findMany({ select: { tenantId: true, id: true, every: true, cron: true, timezone: true, paused: true, task: true } });
     const wanted = new Map(rows.filter((row) => !row.paused).map((row) => [schedulerId(row.tenantId, row.id), row]));
     let repaired = 0;
     for (const [id, row] of wanted) {
       const held = schedulers.get(id);
-      if (held && sameTiming(held, row)) continue;
+      if (held && sameTiming(held, row) && canonicalJson(held.task) === canonicalJson(row.task)) continue;
       if (await this.repair(row.tenantId, row.id)) repaired++;
     }
     const orphans = new Set<string>();
@@ -330,7 +339,8 @@ export class ScheduleService {
       if (paused ? await this.repair(ids.tenantId, ids.scheduleId) : this.orphans.has(id) && (await this.removeOrphan(ids.tenantId, ids.scheduleId))) removed++;
     }
     this.orphans = orphans;
-    if (repaired + removed > 0) this.logger.warn({ repaired, removed }, "schedule reconciliation repaired job schedulers");
+    // Info, not warn: a schedule paused or deleted during the pass is counted too (settled under its lock, a no-op).
+    if (repaired + removed > 0) this.logger.info({ repaired, removed }, "schedule reconciliation set job schedulers from their rows");
   }
 
   /** Sets one schedule's scheduler from its row, holding the row (so no change interleaves). */
@@ -338,7 +348,7 @@ export class ScheduleService {
     return this.prisma.$transaction(async (tx) => {
       const row = await lockSchedule(tx, tenantId, id);
       if (!row) return false;
-      const data = { tenantId, scheduleId: id };
+      const data: ScheduleJobData = { tenantId, scheduleId: id, task: row.task as ScheduleTaskTemplate };
       if (row.paused) await this.firing.remove(tenantId, id);
       else {
         const timing = { every: row.every, cron: row.cron, timezone: row.timezone };

@@ -137,9 +137,15 @@ export class TaskService {
    * The task of one due time of a schedule, through the same insert as `submit`. Its Idempotency-Key names the
    * schedule and the due time, in a form no client can send (it has spaces), so however often a due time is
    * handled (a retried or stalled scheduler job, two nodes) it stores one task; a repeat only makes sure the
-   * job exists. Returns whether this call stored it.
+   * job exists. The insert also requires the schedule to exist and not be paused (in the same statement): null
+   * when it does not, and no task was stored for the due time.
    */
-  async submitScheduled(tenantId: string, scheduleId: string, dueAt: number, input: Omit<SubmitTaskInput, "poolId"> & { poolId: string }): Promise<{ task: TaskRow; created: boolean }> {
+  async submitScheduled(
+    tenantId: string,
+    scheduleId: string,
+    dueAt: number,
+    input: Omit<SubmitTaskInput, "poolId"> & { poolId: string },
+  ): Promise<{ task: TaskRow; created: boolean } | null> {
     const idempotencyKey = scheduledTaskKey(scheduleId, dueAt);
     const task = await this.metrics.timeQuery("task_write", () =>
       this.events.write(TASK_WRITES, taskInsert(tenantId, input, { idempotencyKey, requestHash: null, scheduleId })),
@@ -150,8 +156,7 @@ export class TaskService {
       return { task, created: true };
     }
     const existing = await this.prisma.task.findUnique({ where: { tenantId_idempotencyKey: { tenantId, idempotencyKey } } });
-    if (!existing) throw new ConflictError("the task of this due time was being stored concurrently; try again");
-    return { task: await this.ensureJob(existing), created: false };
+    return existing ? { task: await this.ensureJob(existing), created: false } : null;
   }
 
   async validateTarget(tenantId: string, poolId: string, type: string): Promise<void> {

@@ -84,7 +84,10 @@ const COLUMN_BIT: Record<keyof typeof COLUMN_KIND, number> = {
   workerId: 1, attempts: 2, lease: 4, requeues: 8, queuedAt: 16, startedAt: 32, finishedAt: 64, result: 128, error: 256, retries: 512,
 };
 
-/** A new task, stored directly as `queued` with its task.created and task.queued events; null when its Idempotency-Key is taken. */
+/**
+ * A new task, stored directly as `queued` with its task.created and task.queued events; null when its Idempotency-Key
+ * is taken, or when it is a schedule's task and its schedule is gone or paused.
+ */
 export interface TaskInsert {
   op: "insert";
   tenantId: string;
@@ -145,6 +148,9 @@ export const TASK_WRITES: StateChangeKind<TaskWrite, TaskRow> = {
          SELECT id, tenant, pool, type, payload::jsonb, 'queued', priority, max_attempts, timeout_ms,
                 idempotency_key, request_hash, workflow_id, step_key, schedule_id, ${NOW_UTC}, ${NOW_UTC}, ${NOW_UTC}
          FROM tasks_ins_in
+         -- The task of a schedule only while the schedule exists and is not paused, checked in this statement.
+         WHERE schedule_id IS NULL
+            OR EXISTS (SELECT 1 FROM "Schedule" s WHERE s."tenantId" = tenant AND s."id" = schedule_id AND NOT s."paused")
          ON CONFLICT ("tenantId", "idempotencyKey") DO NOTHING
          RETURNING *
        )`);
