@@ -398,7 +398,7 @@ describe("publish API (POST /api/v1/events)", () => {
       ["events: empty", { body: { events: [] } }, 400, "events"],
       ["events: [1]", { body: { events: [1] } }, 400, "events.0"],
       ["events: [null]", { body: { events: [null] } }, 400, "events.0"],
-      ["events and more", { body: { events: [good], namespace: "tasks" } }, 400, /^(body|)$/],
+      ["events and more", { body: { events: [good], namespace: "tasks" } }, 400, "namespace"],
       ["501 events", { body: { events: Array.from({ length: 501 }, () => good) } }, 400, "events"],
       ["deep data", { rawBody: `{"namespace":"tasks","room":"tasks","type":"app.x","data":${"[".repeat(50_000)}${"]".repeat(50_000)}}` }, 400, /^data(\.0)+$/],
       ["deep type", { rawBody: `{"namespace":"tasks","room":"tasks","type":${"[".repeat(50_000)}${"]".repeat(50_000)}}` }, 400, /^type(\.0)+$/],

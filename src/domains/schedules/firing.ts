@@ -25,9 +25,6 @@ export interface HeldScheduler extends Timing {
 /** Handles one due time of a schedule; throwing makes BullMQ try that due time again (it stays idempotent). */
 export type FireHandler = (data: ScheduleJobData, dueAt: number) => Promise<void>;
 
-/** How a scheduler's own timing reads back from Redis (`null` when there is no scheduler). */
-export type SchedulerTiming = Timing | null;
-
 /** One job scheduler per schedule, named `<tenant>.<schedule>`: neither id contains '.', so it splits back. */
 export function schedulerId(tenantId: string, scheduleId: string): string {
   return `${tenantId}.${scheduleId}`;
@@ -144,6 +141,11 @@ export class ScheduleFiring {
       connection,
       prefix: this.keys.bull,
       concurrency: options.concurrency,
+      // A due time takes milliseconds: a job held by a node that died goes to another node within seconds (its
+      // task is still made once: see fire).
+      lockDuration: 10_000,
+      stalledInterval: 5000,
+      maxStalledCount: 3,
     });
     this.worker.on("error", (error) => options.failures.report(error, "schedule worker error", {}, "bullmq"));
   }
