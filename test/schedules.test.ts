@@ -82,6 +82,8 @@ describe("schedules", () => {
     assert.equal(retemplated.status, 200, JSON.stringify(retemplated.body));
     assert.deepEqual(retemplated.body.schedule.task.payload, { n: 2 });
     assert.equal(retemplated.body.schedule.nextRunAt, expected, "a new template keeps the due times");
+    const sameAgain = await api(url, "PATCH", `/api/v1/schedules/${schedule.id}`, { token, body: { task: { priority: 80, payload: { n: 2 }, type: "echo" } } });
+    assert.equal(sameAgain.status, 200, "the same template again (fields in another order) changes nothing and announces nothing");
 
     const paused = await api(url, "PATCH", `/api/v1/schedules/${schedule.id}`, { token, body: { paused: true } });
     assert.equal(paused.status, 200);

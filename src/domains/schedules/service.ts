@@ -247,7 +247,7 @@ export class ScheduleService {
       const changed: Array<"paused" | "every" | "cron" | "timezone" | "task"> = [];
       if (paused !== before.paused) changed.push("paused");
       for (const field of TIMING_FIELDS) if (timing[field] !== before[field]) changed.push(field);
-      if (task && JSON.stringify(task) !== JSON.stringify(before.task)) changed.push("task");
+      if (task && canonicalJson(task) !== canonicalJson(before.task)) changed.push("task");
       const retimed = !sameTiming(timing, before);
       const data: ScheduleJobData = { tenantId: before.tenantId, scheduleId: before.id, task: task ?? (before.task as ScheduleTaskTemplate) };
       let nextRunAt: number | null = null;
