@@ -158,7 +158,7 @@ export class App {
     metrics.readAtScrape(clusterReadings({ checks: dependencyChecks(redis, prisma, deadlineMs, status), prisma, sql, queues, deadlineMs, logger: this.logger }));
     const workflows = new WorkflowService(prisma, tasks, events, this.logger);
     // Every node fires schedules: its worker on the schedule queue takes due times of every tenant.
-    const schedules = new ScheduleService(prisma, tasks, events, new ScheduleFiring(redis, keys, deadlineMs), redis, this.logger, {
+    const schedules = new ScheduleService(prisma, tasks, events, new ScheduleFiring(redis, keys, deadlineMs), redis, this.logger, metrics, {
       keys,
       failures: status,
       reconcileIntervalMs: config.tasks.reconcileIntervalMs,

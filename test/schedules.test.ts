@@ -11,6 +11,7 @@ import { api } from "./support/http.js";
 import { isolatedNodeEnv, isolatedPrefix } from "./support/isolation.js";
 import { startServer, type ServerProcess } from "./support/server.js";
 import { sharedServer } from "./support/shared.js";
+import { scrape, total } from "./support/metrics.js";
 import { mintToken } from "./support/tokens.js";
 
 /** The schedules' rows of a tenant, and the due times their tasks were made for (from each task's Idempotency-Key). */
@@ -309,6 +310,13 @@ describe("schedules", () => {
       await sleep(2500);
       assert.equal(await taskCount(token, schedule.id), atDelete, "no task after delete");
       assert.equal(await scheduleRows(tenant, database), 0);
+
+      // The nodes counted each due time they turned into a task, and its lateness (this cluster's only schedule so far).
+      const scrapes = await Promise.all(nodes.map((node) => scrape(node.url)));
+      const made = (await dueTimes(schedule.id, database)).length;
+      assert.equal(total(scrapes, "switchyard_schedule_due_total", { outcome: "created" }), made);
+      assert.equal(total(scrapes, "switchyard_schedule_lateness_seconds_count"), made);
+      assert.ok(scrapes.every((samples) => samples.some((s) => s.name === "switchyard_schedule_due_total" && s.labels.outcome === "skipped")));
     });
 
     it("a node killed -9 while due times fire: every due time still makes exactly one task, none lost", async function () {

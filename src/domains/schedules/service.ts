@@ -9,6 +9,7 @@ import { ClusterTimer } from "../../jobs/cluster-timer.js";
 import type { RedisClient } from "../../jobs/redis-connection.js";
 import type { RedisKeys } from "../../jobs/redis-keys.js";
 import type { Logger } from "../../observability/logger.js";
+import type { Metrics } from "../../observability/metrics.js";
 import { roomNames } from "../../protocol/rooms.js";
 import type { ScheduleTaskTemplate, ScheduleView } from "../../protocol/views.js";
 import { afterPageKey, decodePageCursor, PAGE_ORDER, PageQuerySchema, toPage } from "../pagination.js";
@@ -148,6 +149,7 @@ export class ScheduleService {
     private readonly firing: ScheduleFiring,
     private readonly redis: RedisClient,
     private readonly logger: Logger,
+    private readonly metrics: Metrics,
     private readonly options: ScheduleServiceOptions,
   ) {
     this.timer = new ClusterTimer(redis, options.keys.scheduleReconcileLock, options.reconcileIntervalMs, () => this.reconcile(), options.failures, "schedule reconciliation");
@@ -302,15 +304,19 @@ export class ScheduleService {
     const { timeoutMs, ...rest } = data.task as ScheduleTaskTemplate & { payload: TaskInput["payload"] };
     const stored = await this.tasks.submitScheduled(data.tenantId, data.scheduleId, dueAt, { ...rest, ...(timeoutMs !== null ? { timeoutMs } : {}) });
     if (stored) {
-      if (!stored.created) this.logger.debug({ scheduleId: data.scheduleId, dueAt }, "due time already had its task");
+      this.metrics.scheduleDue.inc({ outcome: stored.created ? "created" : "repeated" });
+      if (stored.created) this.metrics.scheduleLateness.observe(Math.max(0, stored.task.createdAt.getTime() - dueAt) / 1000);
+      else this.logger.debug({ scheduleId: data.scheduleId, dueAt }, "due time already had its task");
       return;
     }
     const row = await this.prisma.schedule.findUnique({ where: { tenantId_id: { tenantId: data.tenantId, id: data.scheduleId } }, select: { paused: true } });
-    if (row?.paused) return;
-    if (row) throw new ConflictError("the schedule changed while its due time was handled; trying again");
-    const [next] = await this.firing.nextRuns([{ tenantId: data.tenantId, id: data.scheduleId }]);
-    if (next === null || next === undefined) return; // deleted: its last job came after all
-    throw new NotFoundError("schedule");
+    if (row && !row.paused) throw new ConflictError("the schedule changed while its due time was handled; trying again");
+    if (!row) {
+      const [next] = await this.firing.nextRuns([{ tenantId: data.tenantId, id: data.scheduleId }]);
+      if (next !== null && next !== undefined) throw new NotFoundError("schedule");
+    }
+    // Paused, or deleted (its last job came after all).
+    this.metrics.scheduleDue.inc({ outcome: "skipped" });
   }
 
   /**
