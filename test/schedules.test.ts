@@ -363,7 +363,32 @@ describe("schedules", () => {
       nodes[0] = await startServer({ NODE_ID: "sched-a2", ...env });
     });
 
-    it("a node that starts puts back the job scheduler Redis lost", async () => {
+    it("concurrent PATCHes of one schedule leave its job scheduler as the last one committed left the row", async () => {
+      const tenant = freshTenant("sched-race");
+      const token = mintToken({ tenant });
+      const created = await api(nodes[0]!.url, "POST", "/api/v1/schedules", { token, body: { name: "raced", task: { type: "echo" }, every: 600_000 } });
+      assert.equal(created.status, 201);
+      const id = created.body.schedule.id as string;
+      const redis = new Redis(TEST_REDIS_URL);
+      try {
+        for (let round = 0; round < 3; round++) {
+          const answers = await Promise.all(
+            Array.from({ length: 12 }, (_, i) =>
+              api(nodes[i % 2]!.url, "PATCH", `/api/v1/schedules/${id}`, { token, body: i % 3 === 0 ? { cron: `${i} 4 * * *`, timezone: "Asia/Tokyo" } : { every: 600_000 + i * 1000 } }),
+            ),
+          );
+          for (const answer of answers) assert.equal(answer.status, 200, JSON.stringify(answer.body));
+          const row = (await api(nodes[0]!.url, "GET", `/api/v1/schedules/${id}`, { token })).body.schedule as ScheduleView;
+          const [every, pattern, tz] = await redis.hmget(`${prefix}:bull:schedules:repeat:${tenant}.${id}`, "every", "pattern", "tz");
+          assert.deepEqual({ every: every === null ? null : Number(every), cron: pattern, timezone: tz }, { every: row.every, cron: row.cron, timezone: row.timezone }, `round ${round}`);
+        }
+      } finally {
+        redis.disconnect();
+      }
+      assert.equal((await api(nodes[0]!.url, "DELETE", `/api/v1/schedules/${id}`, { token })).status, 204);
+    });
+
+    it("a node that starts puts back the job scheduler Redis lost, and the timing a scheduler lost", async () => {
       const tenant = freshTenant("sched-heal");
       const token = mintToken({ tenant });
       const created = await api(nodes[0]!.url, "POST", "/api/v1/schedules", { token, body: { name: "heal", task: { type: "echo" }, every: 60_000 } });
@@ -371,15 +396,23 @@ describe("schedules", () => {
       const id = created.body.schedule.id as string;
       const redis = new Redis(TEST_REDIS_URL);
       try {
-        // Redis loses the scheduler (its sorted-set entry and hash).
+        // Redis loses the scheduler (its sorted-set entry and hash), and another's timing goes astray.
+        const other = await api(nodes[0]!.url, "POST", "/api/v1/schedules", { token, body: { name: "astray", task: { type: "echo" }, every: 120_000 } });
+        assert.equal(other.status, 201);
+        const otherId = other.body.schedule.id as string;
         await redis.zrem(`${prefix}:bull:schedules:repeat`, `${tenant}.${id}`);
         await redis.del(`${prefix}:bull:schedules:repeat:${tenant}.${id}`);
+        await redis.hset(`${prefix}:bull:schedules:repeat:${tenant}.${otherId}`, "every", "5000");
         assert.equal(await schedulerNext(prefix, tenant, id), null);
         const third = await startServer({ NODE_ID: "sched-c", ...env });
         try {
           const deadline = Date.now() + 10_000;
-          while ((await schedulerNext(prefix, tenant, id)) === null && Date.now() < deadline) await sleep(100);
+          const healed = async (): Promise<boolean> =>
+            (await schedulerNext(prefix, tenant, id)) !== null && (await redis.hget(`${prefix}:bull:schedules:repeat:${tenant}.${otherId}`, "every")) === "120000";
+          while (!(await healed()) && Date.now() < deadline) await sleep(100);
           assert.notEqual(await schedulerNext(prefix, tenant, id), null, "the starting node put the scheduler back");
+          assert.equal(await redis.hget(`${prefix}:bull:schedules:repeat:${tenant}.${otherId}`, "every"), "120000", "and set the other's timing from its row");
+          assert.equal((await api(nodes[0]!.url, "DELETE", `/api/v1/schedules/${otherId}`, { token })).status, 204);
         } finally {
           await third.stop();
         }
