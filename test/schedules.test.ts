@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { CronExpressionParser } from "cron-parser";
+import { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import pg from "pg";
 import type { Envelope } from "../src/protocol/events.js";
@@ -388,7 +389,7 @@ describe("schedules", () => {
       assert.equal((await api(nodes[0]!.url, "DELETE", `/api/v1/schedules/${id}`, { token })).status, 204);
     });
 
-    it("a node that starts puts back the job scheduler Redis lost, and the timing a scheduler lost", async () => {
+    it("reconciliation: a node that starts puts back a job scheduler Redis lost and a timing gone astray; a scheduler without its schedule is removed", async () => {
       const tenant = freshTenant("sched-heal");
       const token = mintToken({ tenant });
       const created = await api(nodes[0]!.url, "POST", "/api/v1/schedules", { token, body: { name: "heal", task: { type: "echo" }, every: 60_000 } });
@@ -404,7 +405,14 @@ describe("schedules", () => {
         await redis.del(`${prefix}:bull:schedules:repeat:${tenant}.${id}`);
         await redis.hset(`${prefix}:bull:schedules:repeat:${tenant}.${otherId}`, "every", "5000");
         assert.equal(await schedulerNext(prefix, tenant, id), null);
-        const third = await startServer({ NODE_ID: "sched-c", ...env });
+        // And a scheduler of a schedule that does not exist (its create rolled back after its Redis call, say).
+        const orphan = `${tenant}.00000000-0000-4000-8000-000000000000`;
+        const queue = new Queue("schedules", { connection: redis, prefix: `${prefix}:bull` });
+        await queue.upsertJobScheduler(orphan, { every: 600_000, startDate: Date.now() + 600_000 }, { name: "due", data: {} });
+        await queue.close();
+        assert.notEqual(await redis.zscore(`${prefix}:bull:schedules:repeat`, orphan), null);
+        // This cluster's database is its own: a reconciliation every second disturbs no other test.
+        const third = await startServer({ NODE_ID: "sched-c", ...env, RECONCILE_INTERVAL_MS: "1000" });
         try {
           const deadline = Date.now() + 10_000;
           const healed = async (): Promise<boolean> =>
@@ -413,6 +421,10 @@ describe("schedules", () => {
           assert.notEqual(await schedulerNext(prefix, tenant, id), null, "the starting node put the scheduler back");
           assert.equal(await redis.hget(`${prefix}:bull:schedules:repeat:${tenant}.${otherId}`, "every"), "120000", "and set the other's timing from its row");
           assert.equal((await api(nodes[0]!.url, "DELETE", `/api/v1/schedules/${otherId}`, { token })).status, 204);
+          // Seen without a row by two passes of one node (a create may be in flight during one), it is removed.
+          const gone = Date.now() + 15_000;
+          while ((await redis.zscore(`${prefix}:bull:schedules:repeat`, orphan)) !== null && Date.now() < gone) await sleep(200);
+          assert.equal(await redis.zscore(`${prefix}:bull:schedules:repeat`, orphan), null, "the orphan scheduler was removed");
         } finally {
           await third.stop();
         }
