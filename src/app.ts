@@ -48,7 +48,7 @@ import { tokenRoutes } from "./http/routes/tokens.js";
 import { TenantConnections } from "./limits/tenant-connections.js";
 import { TenantRequestRate } from "./limits/tenant-request-rate.js";
 
-/** Due times one node turns into tasks at once: each is a row read and a group-committed insert. */
+/** Due times one node turns into tasks at once: each is one group-committed insert and the job it adds. */
 const SCHEDULE_CONCURRENCY = 50;
 
 /**
