@@ -26,6 +26,9 @@ import { TaskBulkActions } from "./domains/tasks/bulk.js";
 import { TaskService } from "./domains/tasks/service.js";
 import { TaskJobs } from "./domains/tasks/jobs.js";
 import { workflowRoutes } from "./http/routes/workflows.js";
+import { scheduleRoutes } from "./http/routes/schedules.js";
+import { ScheduleFiring } from "./domains/schedules/firing.js";
+import { ScheduleService } from "./domains/schedules/service.js";
 import { WorkflowService } from "./domains/workflows/service.js";
 import { DEFAULT_POOL_ID } from "./domains/tenants.js";
 import { CancellationListener } from "./worker/cancellations.js";
@@ -62,6 +65,9 @@ function packageVersion(): string {
 
 /** How often each node publishes its reading for GET /api/v1/nodes. */
 const NODE_READING_INTERVAL_MS = 2000;
+
+/** Due times one node turns into tasks at once: each is one group-committed insert and the job it adds. */
+const SCHEDULE_CONCURRENCY = 50;
 
 /**
  * The composition root: builds every part from the Config and owns their lifecycle.
@@ -182,6 +188,14 @@ export class App {
     const tasks = new TaskService(prisma, sql, resources, taskJobs, taskTypes, events, this.logger, metrics);
     metrics.readAtScrape(clusterReadings({ checks: dependencyChecks(redis, prisma, deadlineMs, status), prisma, sql, queues, deadlineMs, logger: this.logger }));
     const workflows = new WorkflowService(prisma, tasks, events, this.logger);
+    // Every node fires schedules: its worker on the schedule queue takes due times of every tenant.
+    const schedules = new ScheduleService(prisma, tasks, events, new ScheduleFiring(redis, keys, deadlineMs), redis, this.logger, metrics, {
+      keys,
+      failures: status,
+      reconcileIntervalMs: config.tasks.reconcileIntervalMs,
+      concurrency: SCHEDULE_CONCURRENCY,
+    });
+    this.startHooks.push(async () => schedules.start(bullConnection));
     const reconciler = new TaskReconciler(prisma, redis, tasks, workflows, queues, metrics, this.logger, {
       keys,
       failures: status,
@@ -236,6 +250,7 @@ export class App {
       api: {
         pools: poolRoutes(pools, eventLog),
         tasks: taskRoutes(tasks, new TaskBulkActions(prisma, tasks)),
+        schedules: scheduleRoutes(schedules),
         workflows: workflowRoutes(workflows, eventLog),
         events: [eventRoutes(eventLog, resources), publishRoutes(events, resources)],
         tokens: tokenRoutes(revocations),
@@ -292,6 +307,8 @@ export class App {
       () => nodeReadings.stop(),
       async () => workers.stop(),
       async () => reconciler.stop(),
+      // No new due times are taken; one being turned into a task finishes (BullMQ's close waits for it).
+      () => schedules.stop(deadlineMs),
       async () => retention.stop(),
       () => realtime.close(config.nodeId),
       () => connections.stop(),

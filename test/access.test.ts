@@ -279,7 +279,7 @@ describe("access control", function () {
         [{ jti: 5 }, ["jti"]],
         [{ sub: "" }, ["sub"]],
         [{ jti: "x".repeat(257) }, ["jti"]],
-        [{ jti: "x", tenantId: "other" }, ["body"]],
+        [{ jti: "x", tenantId: "other" }, ["tenantId"]],
         [["jti"], ["body"]],
       ];
       for (const [body, fields] of cases) {

@@ -180,7 +180,7 @@ describe("publish API (POST /api/v1/events)", () => {
       { label: "type of 65 characters", event: { namespace: "tasks", room: "tasks", type: `a.${"b".repeat(63)}` }, code: "BAD_REQUEST", field: "events.3.type" },
       { label: "type not a string", event: { namespace: "tasks", room: "tasks", type: 42 }, code: "BAD_REQUEST", field: "events.3.type" },
       { label: "type missing", event: { namespace: "tasks", room: "tasks" }, code: "BAD_REQUEST", field: "events.3.type" },
-      ...["pool.", "worker.", "task.", "workflow.", "session.", "server."].map((prefix) => ({
+      ...["pool.", "worker.", "task.", "schedule.", "workflow.", "session.", "server."].map((prefix) => ({
         label: `built-in prefix ${prefix}`,
         event: { namespace: "tasks", room: "tasks", type: `${prefix}custom` },
         code: "BAD_REQUEST",
@@ -398,7 +398,7 @@ describe("publish API (POST /api/v1/events)", () => {
       ["events: empty", { body: { events: [] } }, 400, "events"],
       ["events: [1]", { body: { events: [1] } }, 400, "events.0"],
       ["events: [null]", { body: { events: [null] } }, 400, "events.0"],
-      ["events and more", { body: { events: [good], namespace: "tasks" } }, 400, /^(body|)$/],
+      ["events and more", { body: { events: [good], namespace: "tasks" } }, 400, "namespace"],
       ["501 events", { body: { events: Array.from({ length: 501 }, () => good) } }, 400, "events"],
       ["deep data", { rawBody: `{"namespace":"tasks","room":"tasks","type":"app.x","data":${"[".repeat(50_000)}${"]".repeat(50_000)}}` }, 400, /^data(\.0)+$/],
       ["deep type", { rawBody: `{"namespace":"tasks","room":"tasks","type":${"[".repeat(50_000)}${"]".repeat(50_000)}}` }, 400, /^type(\.0)+$/],

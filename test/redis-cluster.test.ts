@@ -145,6 +145,18 @@ describe("Redis Cluster (REDIS_CLUSTER_NODES): sharded pub/sub, tasks, presence,
     assert.deepEqual(finished.result, { on: "gpu" });
   });
 
+  it("fires a schedule on the cluster (its job scheduler and due-time jobs under the BullMQ hash tag): a task a second", async () => {
+    const created = await api(nodeB.url, "POST", "/api/v1/schedules", { token: admin, body: { name: "cluster-tick", every: 1000, task: { type: "echo" } } });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const id = created.body.schedule.id as string;
+    assert.ok(created.body.schedule.nextRunAt);
+    await sleep(3500);
+    assert.equal((await api(nodeA.url, "PATCH", `/api/v1/schedules/${id}`, { token: admin, body: { paused: true } })).status, 200);
+    const tasks = (await api(nodeA.url, "GET", `/api/v1/tasks?scheduleId=${id}`, { token: admin })).body.items as Array<{ scheduleId: string; createdAt: string }>;
+    assert.ok(tasks.length >= 2 && tasks.length <= 4, `about 3 due times, got ${tasks.length}`);
+    assert.equal((await api(nodeA.url, "DELETE", `/api/v1/schedules/${id}`, { token: admin })).status, 204);
+  });
+
   it("replays the events a client missed, from its cursor", async () => {
     // A tenant of its own: the earlier tests' worker may still report into this tenant's `pools` room meanwhile.
     const owner = mintToken({ tenant: freshTenant("clr"), permissions: ["admin"] });

@@ -6,10 +6,13 @@ import { findJsonProblem, type JsonProblem } from "../protocol/json-safety.js";
 export function parseInput<S extends z.ZodType>(schema: S, input: unknown, what = "body"): z.infer<S> {
   const result = schema.safeParse(input);
   if (result.success) return result.data;
-  const details = result.error.issues.map((issue) => ({
-    field: issue.path.length > 0 ? issue.path.join(".") : what,
-    message: issue.message,
-  }));
+  const field = (path: PropertyKey[]): string => (path.length > 0 ? path.map(String).join(".") : what);
+  // An unknown key is named itself (`colour`, `task.retries`), not the object that holds it.
+  const details = result.error.issues.flatMap((issue) =>
+    issue.code === "unrecognized_keys"
+      ? issue.keys.map((key) => ({ field: field([...issue.path, key]), message: "is not a known field" }))
+      : [{ field: field(issue.path), message: issue.message }],
+  );
   const fields = [...new Set(details.map((d) => d.field))].join(", ");
   throw new BadRequestError(`invalid ${what}: ${fields}`, details);
 }

@@ -49,6 +49,22 @@ export class RedisKeys {
     return `${this.queue(tenantId, poolId)}:${taskId}`;
   }
 
+  /**
+   * The one BullMQ queue of every tenant's schedules: each schedule is a job scheduler on it, and each of its jobs
+   * is one due time. Not a pool queue's name (those start with `pool.`).
+   */
+  static readonly scheduleQueueName = "schedules";
+
+  /** BullMQ's sorted set of the schedule queue's job schedulers: member the scheduler id, score its next due time (ms). */
+  get scheduleSchedulers(): string {
+    return `${this.bull}:${RedisKeys.scheduleQueueName}:repeat`;
+  }
+
+  /** A job scheduler's hash (`every`, `pattern`, `tz`, …) as BullMQ stores it. */
+  scheduleScheduler(schedulerId: string): string {
+    return `${this.scheduleSchedulers}:${schedulerId}`;
+  }
+
   /** Pub/sub channel on which cancellations reach every worker process. */
   get taskCancel(): string {
     return `${this.prefix}:task-cancel`;
@@ -141,5 +157,9 @@ export class RedisKeys {
 
   get reconcileLock(): string {
     return `${this.prefix}:reconcile-lock`;
+  }
+
+  get scheduleReconcileLock(): string {
+    return `${this.prefix}:schedule-reconcile-lock`;
   }
 }

@@ -24,6 +24,7 @@ const SLOW_CONSUMER_REASONS: readonly SlowConsumerReason[] = ["buffer_limit", "r
 const WORKER_ROW_STATUSES: readonly WorkerStatus[] = [...WORKER_STATUSES, "offline"];
 /** The reconciler's repairs (workflow_advanced is routine, not a repair, and is not counted). */
 const RECONCILE_ACTIONS: readonly ReconcileAction[] = ["requeued", "job_added", "settled_failed", "settled_completed", "lost"];
+export const SCHEDULE_DUE_OUTCOMES = ["created", "repeated", "skipped"] as const;
 
 /**
  * Figures that live in Redis or PostgreSQL rather than in this process, read when Prometheus scrapes.
@@ -130,6 +131,13 @@ export function createMetrics(nodeId: string, options: MetricsOptions = {}) {
   for (const operation of DB_OPERATIONS) dbQueryDuration.zero({ operation });
   for (const action of RECONCILE_ACTIONS) reconciled.inc({ action }, 0);
   for (const code of ERROR_CODES) clientErrors.inc({ code }, 0);
+  const scheduleDue = new Counter({
+    name: "switchyard_schedule_due_total",
+    help: "Due times of schedules this node handled, by outcome: created (its task), repeated (the due time already had its task), skipped (the schedule was paused or deleted)",
+    labelNames: ["outcome"] as const,
+    registers: [registry],
+  });
+  for (const outcome of SCHEDULE_DUE_OUTCOMES) scheduleDue.inc({ outcome }, 0);
 
   return {
     registry,
@@ -160,6 +168,13 @@ export function createMetrics(nodeId: string, options: MetricsOptions = {}) {
       name: "switchyard_task_duration_seconds",
       help: "Time from a task's creation to its terminal state (completed, failed or cancelled), observed by the node that finished it",
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600],
+      registers: [registry],
+    }),
+    scheduleDue,
+    scheduleLateness: new Histogram({
+      name: "switchyard_schedule_lateness_seconds",
+      help: "Time from a schedule's due time to the insert of its task, for the tasks this node created",
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers: [registry],
     }),
     outboxRelayed: new Counter({

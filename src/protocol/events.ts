@@ -1,7 +1,7 @@
 import type { ErrorBody } from "./errors.js";
 import type { NamespaceName } from "./namespaces.js";
 import type { TaskError, TaskReport, TaskReportReply, TaskStatus } from "./tasks.js";
-import type { PoolStatusView, PoolView, TaskEventView, TaskView, WorkerView, WorkflowStepView, WorkflowView } from "./views.js";
+import type { PoolStatusView, PoolView, ScheduleView, TaskEventView, TaskView, WorkerView, WorkflowStepView, WorkflowView } from "./views.js";
 
 /** What every server → client event carries. `room` is the room as the client named it. */
 export interface Envelope<T = unknown> {
@@ -41,6 +41,12 @@ export interface EventCatalogue {
   "task.completed": { namespaces: "tasks"; data: { task: TaskEventView & Pick<TaskView, "result"> } };
   "task.failed": { namespaces: "tasks"; data: { task: TaskEventView } };
   "task.cancelled": { namespaces: "tasks"; data: { task: TaskEventView } };
+  /** Schedules (`/api/v1/schedules`), in the /tasks room `schedules`. */
+  "schedule.created": { namespaces: "tasks"; data: { schedule: ScheduleView } };
+  /** The schedule after the change, and which fields changed (`paused` covers pausing and resuming). */
+  "schedule.updated": { namespaces: "tasks"; data: { schedule: ScheduleView; changed: Array<"paused" | "every" | "cron" | "timezone" | "task"> } };
+  /** The schedule as it was when it was deleted (`nextRunAt` null: it never runs again). */
+  "schedule.deleted": { namespaces: "tasks"; data: { schedule: ScheduleView } };
   "workflow.started": { namespaces: "workflows"; data: { workflow: WorkflowView; steps: WorkflowStepView[] } };
   "workflow.step_completed": { namespaces: "workflows"; data: { workflow: WorkflowView; step: string; taskId: string; result: unknown } };
   "workflow.completed": { namespaces: "workflows"; data: { workflow: WorkflowView } };

@@ -9,7 +9,7 @@ import type { NamespaceName } from "./namespaces.js";
 export const PUBLISHED_TYPE_PATTERN = /^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)+$/;
 export const MAX_PUBLISHED_TYPE_LENGTH = 64;
 /** Switchyard's own event types and system events: a backend cannot publish under these prefixes. */
-export const BUILTIN_EVENT_PREFIXES = ["pool.", "worker.", "task.", "workflow.", "session.", "server."] as const;
+export const BUILTIN_EVENT_PREFIXES = ["pool.", "worker.", "task.", "schedule.", "workflow.", "session.", "server."] as const;
 /** Events per request (the batch form). */
 export const MAX_PUBLISH_BATCH = 500;
 /** `data` of one event, serialized as JSON, in bytes. Its depth and text follow the JSON input rules (json-safety.ts). */

@@ -3,15 +3,16 @@ import type { NamespaceName } from "./namespaces.js";
 /** Ids inside room names: the same safe grammar as tenant ids (uuids and `default` fit it). */
 export const ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
 
-/** A room as a client names it, parsed: either a whole collection (`tasks`) or one resource (`task:<id>`). */
+/** A room as a client names it, parsed: either a whole collection (`tasks`, `schedules`) or one resource (`task:<id>`). */
 export type Room =
   | { name: string; kind: "collection" }
   | { name: string; kind: "pool" | "task" | "workflow"; id: string };
 
-const GRAMMAR: Record<NamespaceName, { collection: string; resources: ReadonlyArray<"pool" | "task" | "workflow"> }> = {
-  pools: { collection: "pools", resources: ["pool"] },
-  tasks: { collection: "tasks", resources: ["task", "pool"] },
-  workflows: { collection: "workflows", resources: ["workflow"] },
+const GRAMMAR: Record<NamespaceName, { collections: readonly string[]; resources: ReadonlyArray<"pool" | "task" | "workflow"> }> = {
+  pools: { collections: ["pools"], resources: ["pool"] },
+  // `schedules`: every schedule of the tenant (schedule.created, .updated, .deleted).
+  tasks: { collections: ["tasks", "schedules"], resources: ["task", "pool"] },
+  workflows: { collections: ["workflows"], resources: ["workflow"] },
 };
 
 export const MAX_ROOM_LENGTH = 160;
@@ -23,7 +24,7 @@ export const MAX_ROOM_LENGTH = 160;
 export function parseRoom(namespace: NamespaceName, name: unknown): Room | null {
   if (typeof name !== "string" || name.length === 0 || name.length > MAX_ROOM_LENGTH) return null;
   const grammar = GRAMMAR[namespace];
-  if (name === grammar.collection) return { name, kind: "collection" };
+  if (grammar.collections.includes(name)) return { name, kind: "collection" };
   const colon = name.indexOf(":");
   if (colon <= 0) return null;
   const kind = name.slice(0, colon);
@@ -39,6 +40,7 @@ export const roomNames = {
   pool: (poolId: string): string => `pool:${poolId}`,
   tasks: (): string => "tasks",
   task: (taskId: string): string => `task:${taskId}`,
+  schedules: (): string => "schedules",
   workflows: (): string => "workflows",
   workflow: (workflowId: string): string => `workflow:${workflowId}`,
 };

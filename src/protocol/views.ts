@@ -25,6 +25,8 @@ export interface TaskView {
   workerId: string | null;
   workflowId: string | null;
   stepKey: string | null;
+  /** The schedule whose due time created this task, if one did. */
+  scheduleId: string | null;
   createdAt: string;
   updatedAt: string;
   queuedAt: string | null;
@@ -112,4 +114,29 @@ export interface PoolStatusView {
   poolId: string;
   workers: Record<WorkerStatus, number>;
   queueDepth: number | null;
+}
+
+/** What each due time of a schedule submits: the fields of `POST /api/v1/tasks`, defaults filled in. */
+export interface ScheduleTaskTemplate {
+  type: string;
+  payload: unknown;
+  poolId: string;
+  priority: number;
+  maxAttempts: number;
+  timeoutMs: number | null;
+}
+
+/** A recurring task: exactly one of `every` (ms) and `cron` (5 fields, read in `timezone`, UTC when null). */
+export interface ScheduleView {
+  id: string;
+  name: string;
+  task: ScheduleTaskTemplate;
+  every: number | null;
+  cron: string | null;
+  timezone: string | null;
+  paused: boolean;
+  /** The next due time; null while paused (or when Redis could not say). */
+  nextRunAt: string | null;
+  createdAt: string;
+  updatedAt: string;
 }

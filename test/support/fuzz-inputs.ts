@@ -151,6 +151,21 @@ const taskBody = fc.record(
   },
   { requiredKeys: ["type"] },
 );
+/** Schedules of long periods (an hour and more): the ones stored never fire while the fuzzing runs. */
+const scheduleTiming = fc.oneof(
+  fc.record({ every: mostly(fc.integer({ min: 3_600_000, max: 2_000_000_000 })) }),
+  fc.record(
+    { cron: mostly(fc.constantFrom("0 0 1 1 *", "30 4 29 2 *", "* * *", "61 * * * *", "@daily")), timezone: mostly(fc.constantFrom("UTC", "Europe/Berlin", "Mars/Olympus", "")) },
+    { requiredKeys: ["cron"] },
+  ),
+  fc.record({ every: mostly(fc.integer({ min: 0, max: 999 })), cron: mostly(fc.constant("0 0 1 1 *")) }, { requiredKeys: [] }),
+);
+const scheduleBody = fc
+  .tuple(fc.record({ name: mostly(name), task: mostly(taskBody) }, { requiredKeys: [] }), scheduleTiming)
+  .map(([named, timing]) => ({ ...named, ...timing }));
+const schedulePatchBody = fc
+  .tuple(fc.record({ paused: mostly(fc.boolean()), task: mostly(taskBody) }, { requiredKeys: [] }), scheduleTiming)
+  .map(([fields, timing]) => ({ ...fields, ...timing }));
 const workflowBody = fc.record(
   {
     name: mostly(name),
@@ -232,6 +247,8 @@ const ROUTES: ReadonlyArray<{ method: "POST" | "PATCH"; path: (id: string) => st
   { method: "POST", path: () => "/api/v1/workflows", body: workflowBody },
   { method: "POST", path: (id) => `/api/v1/workflows/${id}/cancel`, body: nastyJson },
   { method: "POST", path: () => "/api/v1/events", body: publishBody },
+  { method: "POST", path: () => "/api/v1/schedules", body: scheduleBody },
+  { method: "PATCH", path: (id) => `/api/v1/schedules/${id}`, body: schedulePatchBody },
   { method: "POST", path: (id) => `/api/v1/${id}`, body: nastyJson },
 ];
 

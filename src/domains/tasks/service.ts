@@ -52,18 +52,21 @@ export const TaskFilterSchema = z.strictObject({
   type: z.string().regex(TYPE_PATTERN, "must be a task type").optional(),
   createdAfter: isoTime.optional(),
   createdBefore: isoTime.optional(),
+  /** The tasks a schedule created. */
+  scheduleId: z.string().regex(ID_PATTERN, "must be a schedule id").optional(),
   /** A prefix of the task id. */
   q: z.string().regex(/^[0-9a-fA-F-]{1,36}$/, "must be the beginning of a task id (hex digits and '-')").optional(),
 });
 export type TaskFilter = z.infer<typeof TaskFilterSchema>;
 
 /** The Prisma `where` of a tenant's tasks matching a filter. */
-export function taskFilterWhere(tenantId: string, { status, poolId, type, createdAfter, createdBefore, q }: TaskFilter) {
+export function taskFilterWhere(tenantId: string, { status, poolId, type, scheduleId, createdAfter, createdBefore, q }: TaskFilter) {
   return {
     tenantId,
     ...(status ? { status } : {}),
     ...(poolId ? { poolId } : {}),
     ...(type ? { type } : {}),
+    ...(scheduleId ? { scheduleId } : {}),
     ...(createdAfter || createdBefore ? { createdAt: { ...(createdAfter ? { gte: createdAfter } : {}), ...(createdBefore ? { lt: createdBefore } : {}) } } : {}),
     ...(q ? { id: { startsWith: q.toLowerCase() } } : {}),
   };
@@ -82,6 +85,11 @@ const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
 
 /** What a retry needs of the task as read: its queue, its retries so far, and the version its guard compares. */
 export type RetryTarget = Pick<TaskRow, "tenantId" | "poolId" | "id" | "retries" | "updatedAt">;
+
+/** The Idempotency-Key of a schedule's task for one due time (spaces: outside what IDEMPOTENCY_KEY lets clients send). */
+export function scheduledTaskKey(scheduleId: string, dueAt: number): string {
+  return `schedule ${scheduleId} ${new Date(dueAt).toISOString()}`;
+}
 
 /** Called when a task reaches a terminal state, whoever drove it there (workflows chain on this). */
 export type TaskFinishedListener = (task: TaskRow) => Promise<void>;
@@ -142,6 +150,32 @@ export class TaskService {
     this.recordCommitted(task, "inserted");
     await this.jobs.add(task);
     return { task: serializeTask(task), created: true };
+  }
+
+  /**
+   * The task of one due time of a schedule, through the same insert as `submit`. Its Idempotency-Key names the
+   * schedule and the due time, in a form no client can send (it has spaces), so however often a due time is
+   * handled (a retried or stalled scheduler job, two nodes) it stores one task; a repeat only makes sure the
+   * job exists. The insert also requires the schedule to exist and not be paused (in the same statement): null
+   * when it does not, and no task was stored for the due time.
+   */
+  async submitScheduled(
+    tenantId: string,
+    scheduleId: string,
+    dueAt: number,
+    input: Omit<SubmitTaskInput, "poolId"> & { poolId: string },
+  ): Promise<{ task: TaskRow; created: boolean } | null> {
+    const idempotencyKey = scheduledTaskKey(scheduleId, dueAt);
+    const task = await this.metrics.timeQuery("task_write", () =>
+      this.events.write(TASK_WRITES, taskInsert(tenantId, input, { idempotencyKey, requestHash: null, scheduleId })),
+    );
+    if (task) {
+      this.recordCommitted(task, "inserted");
+      await this.jobs.add(task);
+      return { task, created: true };
+    }
+    const existing = await this.prisma.task.findUnique({ where: { tenantId_idempotencyKey: { tenantId, idempotencyKey } } });
+    return existing ? { task: await this.ensureJob(existing), created: false } : null;
   }
 
   async validateTarget(tenantId: string, poolId: string, type: string): Promise<void> {

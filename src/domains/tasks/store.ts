@@ -84,7 +84,10 @@ const COLUMN_BIT: Record<keyof typeof COLUMN_KIND, number> = {
   workerId: 1, attempts: 2, lease: 4, requeues: 8, queuedAt: 16, startedAt: 32, finishedAt: 64, result: 128, error: 256, retries: 512,
 };
 
-/** A new task, stored directly as `queued` with its task.created and task.queued events; null when its Idempotency-Key is taken. */
+/**
+ * A new task, stored directly as `queued` with its task.created and task.queued events; null when its Idempotency-Key
+ * is taken, or when it is a schedule's task and its schedule is gone or paused.
+ */
 export interface TaskInsert {
   op: "insert";
   tenantId: string;
@@ -94,6 +97,8 @@ export interface TaskInsert {
   requestHash: string | null;
   workflowId?: string;
   stepKey?: string;
+  /** The schedule whose due time this task is (its idempotencyKey names the due time). */
+  scheduleId?: string;
 }
 
 /** A state change of one task, made if (and only if) the state machine and the guard allow it; null otherwise. */
@@ -133,14 +138,19 @@ export const TASK_WRITES: StateChangeKind<TaskWrite, TaskRow> = {
            ${p(col((w) => w.input.poolId))}::text[], ${p(col((w) => w.input.type))}::text[], ${p(col((w) => JSON.stringify(w.input.payload ?? {})))}::text[],
            ${p(col((w) => w.input.priority))}::int[], ${p(col((w) => w.input.maxAttempts))}::int[], ${p(col((w) => w.input.timeoutMs ?? null))}::int[],
            ${p(col((w) => w.idempotencyKey))}::text[], ${p(col((w) => w.requestHash))}::text[], ${p(col((w) => w.workflowId ?? null))}::text[],
-           ${p(col((w) => w.stepKey ?? null))}::text[], ${p(col(() => randomUUID()))}::text[], ${p(col(() => randomUUID()))}::text[])
-           AS t(item, id, tenant, pool, type, payload, priority, max_attempts, timeout_ms, idempotency_key, request_hash, workflow_id, step_key, created_id, queued_id)
+           ${p(col((w) => w.stepKey ?? null))}::text[], ${p(col((w) => w.scheduleId ?? null))}::text[],
+           ${p(col(() => randomUUID()))}::text[], ${p(col(() => randomUUID()))}::text[])
+           AS t(item, id, tenant, pool, type, payload, priority, max_attempts, timeout_ms, idempotency_key, request_hash, workflow_id, step_key, schedule_id,
+                created_id, queued_id)
        ), tasks_inserted AS (
          INSERT INTO "Task" ("id", "tenantId", "poolId", "type", "payload", "status", "priority", "maxAttempts", "timeoutMs",
-                             "idempotencyKey", "requestHash", "workflowId", "stepKey", "createdAt", "updatedAt", "queuedAt")
+                             "idempotencyKey", "requestHash", "workflowId", "stepKey", "scheduleId", "createdAt", "updatedAt", "queuedAt")
          SELECT id, tenant, pool, type, payload::jsonb, 'queued', priority, max_attempts, timeout_ms,
-                idempotency_key, request_hash, workflow_id, step_key, ${NOW_UTC}, ${NOW_UTC}, ${NOW_UTC}
+                idempotency_key, request_hash, workflow_id, step_key, schedule_id, ${NOW_UTC}, ${NOW_UTC}, ${NOW_UTC}
          FROM tasks_ins_in
+         -- The task of a schedule only while the schedule exists and is not paused, checked in this statement.
+         WHERE schedule_id IS NULL
+            OR EXISTS (SELECT 1 FROM "Schedule" s WHERE s."tenantId" = tenant AND s."id" = schedule_id AND NOT s."paused")
          ON CONFLICT ("tenantId", "idempotencyKey") DO NOTHING
          RETURNING *
        )`);
@@ -219,7 +229,7 @@ export const TASK_WRITES: StateChangeKind<TaskWrite, TaskRow> = {
 export function taskInsert(
   tenantId: string,
   input: Omit<SubmitTaskInput, "poolId"> & { poolId: string },
-  extra: { idempotencyKey: string | null; requestHash: string | null; workflowId?: string; stepKey?: string; id?: string },
+  extra: { idempotencyKey: string | null; requestHash: string | null; workflowId?: string; stepKey?: string; scheduleId?: string; id?: string },
 ): TaskInsert {
   return {
     op: "insert",
@@ -230,5 +240,6 @@ export function taskInsert(
     requestHash: extra.requestHash,
     ...(extra.workflowId !== undefined ? { workflowId: extra.workflowId } : {}),
     ...(extra.stepKey !== undefined ? { stepKey: extra.stepKey } : {}),
+    ...(extra.scheduleId !== undefined ? { scheduleId: extra.scheduleId } : {}),
   };
 }

@@ -19,6 +19,7 @@ export interface TaskRow {
   workerId: string | null;
   workflowId: string | null;
   stepKey: string | null;
+  scheduleId: string | null;
   createdAt: Date;
   updatedAt: Date;
   queuedAt: Date | null;
@@ -46,6 +47,7 @@ export function serializeTask(task: TaskRow): TaskView {
     workerId: task.workerId,
     workflowId: task.workflowId,
     stepKey: task.stepKey,
+    scheduleId: task.scheduleId,
     createdAt: task.createdAt.toISOString(),
     updatedAt: task.updatedAt.toISOString(),
     queuedAt: task.queuedAt?.toISOString() ?? null,
@@ -77,7 +79,7 @@ export function taskEventViewSql(t: string): string {
     'priority', ${t}."priority", 'maxAttempts', ${t}."maxAttempts", 'attempts', ${t}."attempts", 'retries', ${t}."retries",
     'timeoutMs', ${t}."timeoutMs",
     'error', ${t}."error", 'workerId', ${t}."workerId", 'workflowId', ${t}."workflowId",
-    'stepKey', ${t}."stepKey", 'createdAt', ${iso("createdAt")}, 'updatedAt', ${iso("updatedAt")},
+    'stepKey', ${t}."stepKey", 'scheduleId', ${t}."scheduleId", 'createdAt', ${iso("createdAt")}, 'updatedAt', ${iso("updatedAt")},
     'queuedAt', ${iso("queuedAt")}, 'startedAt', ${iso("startedAt")}, 'finishedAt', ${iso("finishedAt")})`;
 }
 
@@ -94,7 +96,7 @@ export function taskRowFromJson(value: unknown): TaskRow {
     id: row.id, tenantId: row.tenantId, poolId: row.poolId, type: row.type, payload: row.payload ?? null, status: row.status,
     priority: row.priority, maxAttempts: row.maxAttempts, attempts: row.attempts, timeoutMs: row.timeoutMs ?? null,
     result: row.result ?? null, error: row.error ?? null, workerId: row.workerId ?? null, workflowId: row.workflowId ?? null,
-    stepKey: row.stepKey ?? null, lease: row.lease ?? null, requeues: row.requeues, retries: row.retries ?? 0,
+    stepKey: row.stepKey ?? null, scheduleId: row.scheduleId ?? null, lease: row.lease ?? null, requeues: row.requeues, retries: row.retries ?? 0,
   } as Omit<TaskRow, (typeof TIME_COLUMNS)[number]>;
   return {
     ...task,
