@@ -18,6 +18,7 @@ import { connectionQuota } from "./connection-quota.js";
 import { gateInboundEvents } from "./event-gate.js";
 import { OutboundGuard } from "./outbound.js";
 import { Semaphore } from "./replay.js";
+import { filterBroadcasts, RoomSeams } from "./room-seams.js";
 import { RoomSubscriptions, type SubscriptionDeps } from "./subscriptions.js";
 import type { RedisKeys } from "../jobs/redis-keys.js";
 import type { TenantDeliveries } from "../observability/tenant-deliveries.js";
@@ -54,7 +55,7 @@ export interface RealtimeOptions {
   logger: Logger;
   /** Counts the event copies this node delivers, per tenant (single Redis only: see TickBroadcast). */
   deliveries?: TenantDeliveries;
-  subscriptions: Omit<SubscriptionDeps, "namespace" | "metrics" | "logger" | "outbound" | "replayPages">;
+  subscriptions: Omit<SubscriptionDeps, "namespace" | "metrics" | "logger" | "outbound" | "replayPages" | "seams">;
 }
 
 /** Replay pages (read from the database, not yet handed to a socket) held at once by this node, over all sockets. */
@@ -108,7 +109,10 @@ export class Realtime {
       nsp.use(auth).use(quota);
       const connected = metrics.connectedSockets.labels({ namespace: name });
       const connections = metrics.connections.labels({ namespace: name });
-      const rooms = new RoomSubscriptions({ ...options.subscriptions, outbound, replayPages, namespace: name, metrics, logger });
+      // Replays hand over to the live stream through the namespace's adapter: nothing doubled, nothing overtaken.
+      const seams = new RoomSeams();
+      filterBroadcasts(nsp.adapter, seams);
+      const rooms = new RoomSubscriptions({ ...options.subscriptions, outbound, replayPages, seams, namespace: name, metrics, logger });
       const onDisconnect = (): void => {
         connected.dec();
       };

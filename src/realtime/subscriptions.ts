@@ -16,6 +16,7 @@ import { emitStored, type SwitchyardSocket } from "./types.js";
 import { acknowledge } from "./ack.js";
 import type { EngineConnection, OutboundGuard } from "./outbound.js";
 import { ReplayLane, type ReplayTicket, type Semaphore } from "./replay.js";
+import type { RoomSeams } from "./room-seams.js";
 
 const SubscribeSchema = z.object({ room: z.string(), after: z.string().max(64).optional() });
 const UnsubscribeSchema = z.object({ room: z.string() });
@@ -61,6 +62,8 @@ export interface SubscriptionDeps {
   outbound: OutboundGuard;
   /** Node-wide: replay pages held in memory at once (read from the database, not yet handed to a socket). */
   replayPages: Semaphore;
+  /** The namespace's replay/live seams: what its adapter holds back from, or does not send again to, a socket. */
+  seams: RoomSeams;
 }
 
 /** Per-socket room state, created on the socket's first room operation (idle sockets carry none). */
@@ -96,6 +99,7 @@ export class RoomSubscriptions {
       const state = this.data.roomState;
       if (!state) return;
       self.gauge.dec(state.rooms.size);
+      for (const room of state.rooms) deps.seams.forget(roomKey(this.data.principal.tenantId, room), this.id);
       state.replays?.abortAll(new AppError("BAD_REQUEST", "socket disconnected", 400));
     };
   }
@@ -138,10 +142,9 @@ export class RoomSubscriptions {
     if (socket.disconnected) throw new AppError("BAD_REQUEST", "socket disconnected", 400);
 
     // With a cursor: replay up to the current head before joining (nothing live interleaves with the bulk),
-    // join, then replay what was stored meanwhile. Without one: join, then read the head for the ack.
-    // Either way every event after the returned cursor reaches the socket, live or replayed; an event stored
-    // in the instant between the last head read and the join may arrive both ways (same id and cursor), which
-    // clients drop by cursor (src/client does).
+    // join with live events held back (room-seams.ts), replay what was stored meanwhile, then release the held
+    // events the replay did not cover: each event after `after` arrives once, in cursor order. Without one:
+    // join, then read the head for the ack; every event after the returned cursor reaches the socket.
     const key = roomKey(principal.tenantId, room.name);
     const where = { tenantId: principal.tenantId, namespace: deps.namespace, room: room.name };
     if (!requested) {
@@ -168,20 +171,32 @@ export class RoomSubscriptions {
       const counted = (n: number): void => {
         replayed += n;
       };
+      // Already in the room: its live events would interleave with the replay from the start.
+      if (wasSubscribed) deps.seams.hold(key, socket.id);
       try {
         const before = await deps.eventLog.head(where.tenantId, where.namespace, where.room);
         // `after: "0"`: from the first event retention kept (the same bound applies).
         const from = requested === "start" ? await startOf(deps.eventLog, where, before) : requested;
         if (before.seq - from.seq > MAX_REPLAY) throw new CursorExpiredError(`more than ${MAX_REPLAY} events behind; reload state`);
-        const caughtUp = await this.replay(socket, ticket, where, from, before, counted);
+        let position = await this.replay(socket, ticket, where, from, before, counted);
         ticket.signal.throwIfAborted();
+        deps.seams.hold(key, socket.id);
         await socket.join(key);
-        head = await deps.eventLog.head(where.tenantId, where.namespace, where.room);
-        if (head.seq > caughtUp.seq) await this.replay(socket, ticket, where, caughtUp, head, counted);
-        // Superseded after the last page: the later replay answers for the room, and joins it after its own bulk.
-        ticket.signal.throwIfAborted();
+        for (;;) {
+          head = await deps.eventLog.head(where.tenantId, where.namespace, where.room);
+          if (head.seq > position.seq) position = await this.replay(socket, ticket, where, position, head, counted);
+          // Superseded after the last page: the later replay answers for the room, and joins it after its own bulk.
+          ticket.signal.throwIfAborted();
+          if (socket.disconnected) throw new AppError("BAD_REQUEST", "socket disconnected", 400);
+          // Synchronously with the release: nothing else can be broadcast to the socket in between.
+          const late = deps.seams.release(key, socket.id, position);
+          if (!late) continue; // more held than kept: the log has them, read it once more
+          for (const envelope of late) emitStored(socket, envelope);
+          break;
+        }
       } catch (error) {
-        // A refused (or superseded) subscribe must not leave the socket listening to the room.
+        // A refused (or superseded) subscribe must not leave the socket listening to the room, nor held.
+        deps.seams.forget(key, socket.id);
         if (!wasSubscribed) await socket.leave(key);
         throw error;
       }
@@ -245,7 +260,9 @@ export class RoomSubscriptions {
     if (!room) throw new InvalidRoomError(`"${request.data.room.slice(0, 64)}" is not a room of /${deps.namespace}`);
     // A replay of the room still under way would join it afterwards: stop it (its ack answers SUPERSEDED).
     state.replays?.supersede(room.name);
-    await socket.leave(roomKey(principal.tenantId, room.name));
+    const key = roomKey(principal.tenantId, room.name);
+    await socket.leave(key);
+    deps.seams.forget(key, socket.id);
     if (state.rooms.delete(room.name)) this.gauge.dec();
     return { ok: true as const, room: room.name };
   }

@@ -458,8 +458,18 @@ export async function startPrivateRedisCluster(masters = 3, replicasPerMaster = 
   };
   const failover = async (master: PrivateRedis): Promise<PrivateRedis> => {
     const myId = (await cli(master.port, "cluster", "myid")).trim();
-    const lines = (await cli(master.port, "cluster", "nodes")).split("\n");
-    const replicaLine = lines.find((line) => line.includes(` slave ${myId} `) || line.includes(`slave ${myId}`));
+    // Right after a failover the demoted master becomes the new master's replica through gossip: the new master
+    // lists it a moment later, so wait for the line instead of reading it once.
+    let replicaLine: string | undefined;
+    await waitUntil(
+      async () => {
+        const lines = (await cli(master.port, "cluster", "nodes")).split("\n");
+        replicaLine = lines.find((line) => line.includes(` slave ${myId} `) || line.includes(`slave ${myId}`));
+        return replicaLine !== undefined;
+      },
+      30_000,
+      `master on port ${master.port} to list a replica`,
+    );
     if (!replicaLine) throw new Error(`master on port ${master.port} has no replica`);
     const replica = byPort(Number(/:(\d+)@/.exec(replicaLine)![1]));
     // A replica still syncing (a master demoted a moment ago re-syncs) does not take over: wait for its link.
