@@ -88,6 +88,7 @@ describe("console workbench: an operator's tools in a real browser", function ()
       await detail.waitFor();
       assert.equal(new URL(page.page.url()).hash, `#tasks/${task.id}`);
       await detail.locator('[data-detail="error"]', { hasText: "ECONNREFUSED" }).waitFor();
+      assert.match(await detail.locator('[data-detail="stack"]').innerText(), /ECONNREFUSED[^\n]*\n\s+at .*flaky-handlers\.ts/, "the handler's stack, naming its file");
       assert.match(await detail.locator('[data-detail="payload"]').innerText(), /"table": "orders"/);
       assert.equal(await detail.locator('[data-detail="attempts"]').innerText(), "1 of 1");
       assert.match(await detail.innerText(), new RegExp(`worker[\\s\\S]*${poolId}|worker`));

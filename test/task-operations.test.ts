@@ -191,8 +191,15 @@ describe("operating tasks: retry, counts, filters", () => {
       assert.equal(over.status, 400, JSON.stringify(over.body));
       assert.ok(JSON.stringify(over.body.error).includes("filter"));
       assert.equal((await api(url, "GET", `/api/v1/tasks/counts?poolId=${pool}`, { token })).body.counts.failed, 10_001, "nothing changed");
+      // Under the cap, a call of several chunks (worked a few at a time) counts every change.
+      await db.query(`DELETE FROM "Task" WHERE "id" IN (SELECT "id" FROM "Task" WHERE "tenantId" = $1 AND "status" = 'failed' LIMIT 9000)`, [tenant]);
+      const retried = await api(url, "POST", "/api/v1/tasks/bulk", { token, body: { action: "retry", filter: { poolId: pool } } });
+      assert.deepEqual(retried.body, { matched: 1001, changed: 1001 });
+      const cancelled = await api(url, "POST", "/api/v1/tasks/bulk", { token, body: { action: "cancel", filter: { poolId: pool } } });
+      assert.deepEqual(cancelled.body, { matched: 1002, changed: 1002 }, "the 1,001 retried and the one queued before");
+      assert.equal((await api(url, "GET", `/api/v1/tasks/counts?poolId=${pool}`, { token })).body.counts.cancelled, 1002);
     } finally {
-      await db.query(`DELETE FROM "Task" WHERE "tenantId" = $1 AND "status" = 'failed'`, [tenant]);
+      await db.query(`DELETE FROM "Task" WHERE "tenantId" = $1 AND "status" IN ('failed', 'cancelled')`, [tenant]);
       await db.end();
     }
   });

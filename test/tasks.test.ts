@@ -108,6 +108,7 @@ describe("tasks", () => {
     const stored = await waitForTask(server.url, token, task.id, ["failed"]);
     assert.equal(stored.attempts, 3);
     assert.equal(stored.error?.message, "boom");
+    assert.match(stored.error?.stack ?? "", /^Error: boom\n\s+at .*handlers\.[jt]s/, "the handler's stack, to find the failing line");
   });
 
   it("fails a non-retryable failure at once", async () => {

@@ -111,6 +111,8 @@ describe("pool workers", () => {
     assert.equal(messy!.attempts, 3, "a handler error is retried as usual");
     assert.ok(messy!.error!.message.startsWith("bad\ufffdnews \ufffd yyy") && messy!.error!.message.endsWith("…"), messy!.error!.message.slice(0, 40));
     assert.equal(messy!.error!.message.length, 4000);
+    const stack = messy!.error!.stack ?? "";
+    assert.ok(stack.startsWith("Error: bad\ufffdnews") && stack.length === 4000 && !stack.includes("\u0000"), `the stack is cleaned and cut too: ${stack.slice(0, 40)}`);
     assert.equal(progress!.status, "completed");
     assert.equal(progress!.result, "done");
     const events = await api(server.url, "GET", `/api/v1/events?namespace=tasks&room=task:${progress!.id}`, { token });

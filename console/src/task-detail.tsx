@@ -165,6 +165,14 @@ export function TaskDetail({ session, taskId }: { session: Session; taskId: stri
               <pre class="task-error stack" data-detail="error">
                 {shown.error.message}
               </pre>
+              {shown.error.stack && (
+                <details open>
+                  <summary>Stack</summary>
+                  <pre class="task-error stack" data-detail="stack">
+                    {shown.error.stack}
+                  </pre>
+                </details>
+              )}
             </section>
           )}
           {shown.status === "completed" && (

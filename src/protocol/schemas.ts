@@ -6,7 +6,7 @@ import { z } from "zod";
 import { isStorableText } from "./json-safety.js";
 import { NAMESPACES } from "./namespaces.js";
 import { BUILTIN_EVENT_PREFIXES, isBuiltinEventType, MAX_PUBLISHED_TYPE_LENGTH, PUBLISHED_TYPE_PATTERN } from "./publish.js";
-import { leaseLockToken, MAX_PROGRESS_DETAIL, MAX_TASK_ERROR_MESSAGE, type TaskReport } from "./tasks.js";
+import { leaseLockToken, MAX_PROGRESS_DETAIL, MAX_TASK_ERROR_MESSAGE, MAX_TASK_ERROR_STACK, type TaskReport } from "./tasks.js";
 
 /**
  * Text PostgreSQL can store (no NUL, no lone surrogate). Payloads from the wire have met these rules already
@@ -14,7 +14,12 @@ import { leaseLockToken, MAX_PROGRESS_DETAIL, MAX_TASK_ERROR_MESSAGE, type TaskR
  */
 export const storableText = (max: number) => z.string().max(max).refine(isStorableText, "must not contain NUL characters or lone UTF-16 surrogates");
 
-const TaskErrorSchema = z.object({ message: storableText(MAX_TASK_ERROR_MESSAGE), code: storableText(64), retryable: z.boolean() });
+const TaskErrorSchema = z.object({
+  message: storableText(MAX_TASK_ERROR_MESSAGE),
+  code: storableText(64),
+  retryable: z.boolean(),
+  stack: storableText(MAX_TASK_ERROR_STACK).optional(),
+});
 const taskId = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/);
 const attempt = z.number().int().min(1).max(1000);
 const lease = z.string().min(3).max(300).refine((value) => leaseLockToken(value) !== null, "must be <lock token>#<attempt>");

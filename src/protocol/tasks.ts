@@ -11,6 +11,7 @@ export const BUILTIN_TASK_TYPES = ["echo", "sleep", "fail"] as const;
 
 /** The longest texts a task report may carry: the server refuses longer ones, and workers cut theirs to fit. */
 export const MAX_TASK_ERROR_MESSAGE = 4000;
+export const MAX_TASK_ERROR_STACK = 4000;
 export const MAX_PROGRESS_DETAIL = 1000;
 /** MAX_PAYLOAD_BYTES when a node does not set it: the largest message it takes from a socket. */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 1_048_576;
@@ -20,6 +21,8 @@ export interface TaskError {
   /** TIMEOUT, CANCELLED, HANDLER_ERROR, UNKNOWN_TYPE, WORKER_LOST … */
   code: string;
   retryable: boolean;
+  /** Where a handler's error was thrown (its `stack`, cut to MAX_TASK_ERROR_STACK), when the worker knows it. */
+  stack?: string;
 }
 
 /**

@@ -10,6 +10,7 @@ import {
   formatLease,
   MAX_PROGRESS_DETAIL,
   MAX_TASK_ERROR_MESSAGE,
+  MAX_TASK_ERROR_STACK,
   type TaskError,
   type TaskJobData,
   type TaskReport,
@@ -241,6 +242,8 @@ export class PoolWorker extends EventEmitter {
               code: "HANDLER_ERROR",
               message,
               retryable: !(error instanceof NonRetryableError || error instanceof UnrecoverableError),
+              // What the operator reads in the task's detail to find the failing line.
+              ...(error instanceof Error && typeof error.stack === "string" ? { stack: toStorableText(error.stack, MAX_TASK_ERROR_STACK) } : {}),
             };
     if (taskError.retryable && retriesLeft) {
       const nextAttemptInMs = this.options.backoffMs * 2 ** (attempt - 1);

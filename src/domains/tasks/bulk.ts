@@ -71,7 +71,10 @@ export class TaskBulkActions {
     const runner = async (): Promise<void> => {
       while (next < rows.length) {
         const chunk = rows.slice(next, (next += CHUNK));
-        changed += action === "retry" ? await this.retry(chunk) : await this.cancel(chunk);
+        // Awaited first, then added: `changed += await …` would read `changed` before the wait and lose what the
+        // other runners added meanwhile.
+        const done = action === "retry" ? await this.retry(chunk) : await this.cancel(chunk);
+        changed += done;
       }
     };
     await Promise.all(Array.from({ length: CHUNKS_AT_ONCE }, runner));
