@@ -19,7 +19,7 @@ const CONNECT_TIMEOUT_MS = 10_000;
 const usage = `usage: npm run watch -- <namespace> <room> [--after <cursor>]
   namespace     ${NAMESPACES.join(" | ")}
   room          e.g. tasks, task:<id>, pools, pool:<id>, workflows, workflow:<id>
-  --after <c>   first replay the room's events after cursor <c>, then go on live
+  --after <c>   first replay the room's events after cursor <c> ("0": from its first event), then go on live
 environment:
   SWITCHYARD_URL  the server (default ${DEFAULT_URL}), or a comma-separated list of nodes to move through
   TOKEN           a JWT allowed to read the namespace, e.g. TOKEN=$(npm run -s token -- --tenant acme)
@@ -67,7 +67,7 @@ const urls = (process.env.SWITCHYARD_URL ?? DEFAULT_URL)
 for (const url of urls) if (!/^https?:\/\/[^/]+/.test(url)) usageError(`SWITCHYARD_URL: "${url}" is not an http(s) URL`);
 if (urls.length === 0) usageError("SWITCHYARD_URL is empty");
 const after = values.after;
-if (after !== undefined && !decodeCursor(after)) usageError(`--after: "${after}" is not a cursor (like 5c3a67c0f4-000000000007)`);
+if (after !== undefined && after !== "0" && !decodeCursor(after)) usageError(`--after: "${after}" is not a cursor (like 5c3a67c0f4-000000000007) nor 0`);
 
 const colours = palette(process.stdout.isTTY === true, process.env);
 const client = new SwitchyardClient({ urls, namespace, token, socketOptions: { timeout: CONNECT_TIMEOUT_MS } });

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { SwitchyardClient, type ConnectionState } from "../src/client/index.js";
 import { freshTenant } from "./support/env.js";
 import { eventually } from "./support/faults.js";
+import { api } from "./support/http.js";
 import { startServer, type ServerProcess } from "./support/server.js";
 import { mintToken } from "./support/tokens.js";
 
@@ -42,6 +43,24 @@ describe("client helper: connection state", () => {
     const states = watch(client);
     await assert.rejects(client.subscribe("tasks", () => undefined), (error: Error & { data?: { code?: string } }) => error.data?.code === "TOKEN_EXPIRED");
     assert.deepEqual(states, ["connecting", "disconnected"]);
+    client.close();
+  });
+
+  it('subscribe with after "0" delivers the room from its first stored event, in order, then live', async () => {
+    const token = mintToken({ tenant: freshTenant() });
+    for (const name of ["first", "second", "third"]) assert.equal((await api(node.url, "POST", "/api/v1/pools", { token, body: { name } })).status, 201);
+    const client = new SwitchyardClient({ urls: node.url, namespace: "pools", token, socketOptions: { transports: ["websocket"] } });
+    const names: string[] = [];
+    const cursors: string[] = [];
+    const subscribed = await client.subscribe("pools", (event) => {
+      names.push((event.data as { pool: { name: string } }).pool.name);
+      cursors.push(event.cursor);
+    }, { after: "0" });
+    assert.equal(subscribed.replayed, 3);
+    assert.equal((await api(node.url, "POST", "/api/v1/pools", { token, body: { name: "fourth" } })).status, 201);
+    assert.ok(await eventually(() => names.length === 4, 10_000, 20), `delivered: ${names.join(", ")}`);
+    assert.deepEqual(names, ["first", "second", "third", "fourth"]);
+    assert.deepEqual(cursors.map((c) => Number(c.split("-")[1])), [1, 2, 3, 4]);
     client.close();
   });
 

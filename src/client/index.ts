@@ -76,7 +76,10 @@ export type ListenableEvent<N extends NamespaceName, K extends string> = K exten
 /** What an `on(type)` listener gets: a built-in event's typed envelope, or an envelope with `data: unknown`. */
 export type ListenerEnvelope<K extends string> = K extends EventName ? EventEnvelope<K> : Envelope;
 export interface SubscribeOptions {
-  /** Deliver the events after this cursor of the room first (one you saved from `cursor(room)` or an envelope). */
+  /**
+   * Deliver the events after this cursor of the room first (one you saved from `cursor(room)` or an envelope), or
+   * `"0"`: every event of the room from its first stored one (within the server's replay bound).
+   */
   after?: string;
 }
 /** Where a room stands once the server acknowledged it, and how many missed events it replayed first. */
@@ -113,6 +116,8 @@ interface RoomState {
   pending: Map<number, Envelope>;
   /** Until the first subscribe ack tells where the room stands, events are only collected. */
   awaitingAck: boolean;
+  /** Subscribed with `after: "0"` and not acknowledged yet: the first event collected is where the room starts. */
+  fromStart: boolean;
   /** subscribe() is sending this room's first subscribe itself; a concurrent (re)connect must not send another. */
   subscribing: boolean;
   gapTimer: ReturnType<typeof setTimeout> | undefined;
@@ -251,15 +256,17 @@ export class SwitchyardClient<out N extends NamespaceName = NamespaceName> {
   async subscribe(room: string, handlerOrOptions?: EventHandler<N> | SubscribeOptions, maybeOptions: SubscribeOptions = {}): Promise<Subscribed> {
     const handler = typeof handlerOrOptions === "function" ? handlerOrOptions : undefined;
     const options = typeof handlerOrOptions === "object" ? handlerOrOptions : maybeOptions;
-    const from = options.after === undefined ? undefined : decodeCursor(options.after);
+    const fromStart = options.after === "0";
+    const from = options.after === undefined || fromStart ? undefined : decodeCursor(options.after);
     // Refused here as the server would refuse it: ignoring it would silently start from the head instead.
-    if (options.after !== undefined && !from) throw Object.assign(new Error(`subscribe ${room}: BAD_REQUEST after is not a cursor`), { code: "BAD_REQUEST" });
+    if (options.after !== undefined && !fromStart && !from) throw Object.assign(new Error(`subscribe ${room}: BAD_REQUEST after is not a cursor`), { code: "BAD_REQUEST" });
     this.rooms.set(room, {
       handler,
       epoch: from?.epoch,
       lastSeq: from?.seq ?? 0,
       pending: new Map(),
       awaitingAck: from === undefined,
+      fromStart,
       subscribing: true,
       gapTimer: undefined,
       filling: undefined,
@@ -365,7 +372,8 @@ export class SwitchyardClient<out N extends NamespaceName = NamespaceName> {
     const after = this.cursor(room);
     let ack: SubscribeAck;
     try {
-      ack = (await this.socket.timeout(10_000).emitWithAck("subscribe", after === undefined || state.awaitingAck ? { room } : { room, after })) as SubscribeAck;
+      const request = state.fromStart ? { room, after: "0" } : after === undefined || state.awaitingAck ? { room } : { room, after };
+      ack = (await this.socket.timeout(10_000).emitWithAck("subscribe", request)) as SubscribeAck;
     } catch (error) {
       this.fail(error);
       return { ok: false, error: { code: "UNAVAILABLE", message: "no acknowledgement" } };
@@ -379,6 +387,8 @@ export class SwitchyardClient<out N extends NamespaceName = NamespaceName> {
     if (!ack.ok && ack.error.code === "CURSOR_EXPIRED") {
       for (const reset of this.resetHandlers) reset(room, ack.error.message);
       state.awaitingAck = true;
+      // From its start is too far back too: start at the head, as for any cursor the server no longer serves.
+      state.fromStart = false;
       state.pending.clear();
       return this.resubscribe(room);
     }
@@ -387,8 +397,12 @@ export class SwitchyardClient<out N extends NamespaceName = NamespaceName> {
       state.awaitingAck = false;
       if (head) {
         state.epoch = head.epoch;
-        state.lastSeq = head.seq;
+        // From the start: the replayed events were collected, and the first of them is where the room begins
+        // (retention may have removed earlier ones); a room with none starts after its head.
+        const collected = [...state.pending.keys()];
+        state.lastSeq = state.fromStart && collected.length > 0 ? Math.min(...collected) - 1 : head.seq;
       }
+      state.fromStart = false;
       this.drain(room, state);
     }
     if (ack.ok) for (const handler of this.subscribedHandlers) handler(room, { cursor: this.cursor(room) ?? ack.cursor, replayed: ack.replayed ?? 0 });
