@@ -75,7 +75,7 @@ export function TasksView({ session, openTaskId }: { session: Session; openTaskI
             </thead>
             <tbody>
               {rows.slice(0, SHOWN).map((entry) => (
-                <TaskRow key={entry.task.id} entry={entry} now={now} open={entry.task.id === openTaskId} onAction={mayWrite ? (action) => act(session, entry.task.id, action) : undefined} />
+                <TaskRow key={entry.task.id} entry={entry} poolName={session.pools.byId.get(entry.task.poolId)?.pool.name} now={now} open={entry.task.id === openTaskId} onAction={mayWrite ? (action) => act(session, entry.task.id, action) : undefined} />
               ))}
             </tbody>
           </table>
@@ -296,7 +296,20 @@ async function act(session: Session, taskId: string, action: TaskAction): Promis
   await session.api.post(`/api/v1/tasks/${encodeURIComponent(taskId)}/${action}`, {});
 }
 
-function TaskRow({ entry, now, open, onAction }: { entry: TaskEntry; now: number; open: boolean; onAction: ((action: TaskAction) => Promise<void>) | undefined }) {
+function TaskRow({
+  entry,
+  poolName,
+  now,
+  open,
+  onAction,
+}: {
+  entry: TaskEntry;
+  /** The pool's name when the console knows the pool (its id otherwise, e.g. without pools:read). */
+  poolName: string | undefined;
+  now: number;
+  open: boolean;
+  onAction: ((action: TaskAction) => Promise<void>) | undefined;
+}) {
   const { task } = entry;
   const [error, setError] = useState<string>();
   const button = (action: TaskAction, label: string) => (
@@ -323,7 +336,9 @@ function TaskRow({ entry, now, open, onAction }: { entry: TaskEntry; now: number
         {task.workflowId && <span class="muted" title={`workflow ${task.workflowId}`}> · {task.stepKey}</span>}
       </td>
       <td class="mono">{task.type}</td>
-      <td class="mono">{task.poolId}</td>
+      <td class="mono" title={`pool ${task.poolId}`}>
+        {poolName ?? task.poolId}
+      </td>
       <td>
         <Badge status={task.status} />
       </td>
