@@ -22,7 +22,7 @@ import pg from "pg";
 import { io } from "socket.io-client";
 import { dropDatabase } from "../../src/db/setup.js";
 import { HttpClient, mintToken, now, round, sleep } from "./lib.js";
-import { cpuSeconds, deleteRedisKeys, repoRoot, runCommand, startProfile, startSwitchyard, stopAll, summarizeProfile, type ServerHandle } from "./procs.js";
+import { cpuSeconds, cpuSecondsByName, deleteRedisKeys, repoRoot, runCommand, startProfile, startSwitchyard, stopAll, summarizeProfile, type ServerHandle } from "./procs.js";
 
 const { values } = parseArgs({
   options: {
@@ -152,12 +152,21 @@ try {
   });
   const profiler = values.profile ? await startProfile(node) : undefined;
   const cpuBefore = cpuSeconds(node.pid);
+  // Where the call's time goes: the node, PostgreSQL's backends, Redis; and the node's numbering statements.
+  const sumCpu = (comm: string): number => [...cpuSecondsByName(comm).values()].reduce((a, b) => a + b, 0);
+  const pgBefore = sumCpu("postgres");
+  const redisBefore = sumCpu("redis-server");
+  const statementsBefore = await numbering(node.url);
   const bulkStart = now();
   const bulk = JSON.parse(await call("POST", "/api/v1/tasks/bulk", { action: "retry", filter: { poolId: parked, status: "failed", type: "bulk.target" } })) as { matched: number; changed: number };
   const answeredMs = now() - bulkStart;
   await Promise.race([everyAnnounced, sleep(120_000)]);
   const announcedMs = now() - bulkStart;
   const bulkCpuMs = (cpuSeconds(node.pid) - cpuBefore) * 1000;
+  const pgCpuMs = (sumCpu("postgres") - pgBefore) * 1000;
+  const redisCpuMs = (sumCpu("redis-server") - redisBefore) * 1000;
+  const statementsAfter = await numbering(node.url);
+  const statements = { count: statementsAfter.count - statementsBefore.count, seconds: round(statementsAfter.seconds - statementsBefore.seconds) };
   const profile = await profiler?.stop();
   if (profile) log(`bulk retry profile: ${JSON.stringify(summarizeProfile(profile, 25), null, 1)}`);
   socket.close();
@@ -165,6 +174,7 @@ try {
     Number((await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM "Event" WHERE "tenantId" = $1 AND "type" = 'task.retried'`, [tenant])).rows[0]!.n),
   );
   log(`bulk retry: answered in ${round(answeredMs)} ms, ${announced} announced in ${round(announcedMs)} ms, ${stored} stored`);
+  log(`bulk retry: CPU node ${round(bulkCpuMs)} ms, postgres ${round(pgCpuMs)} ms, redis ${round(redisCpuMs)} ms; ${statements.count} numbering statements taking ${statements.seconds} s`);
   http.close();
 
   // Bare BullMQ on its own queue.
@@ -197,7 +207,7 @@ try {
       {
         tasks: TASKS,
         requests: REQUESTS,
-        switchyard: { reads: switchyardReads, bulkRetry: { ...bulk, answeredMs: round(answeredMs), announced, announcedMs: round(announcedMs), nodeCpuMs: round(bulkCpuMs), storedRetriedEvents: stored } },
+        switchyard: { reads: switchyardReads, bulkRetry: { ...bulk, answeredMs: round(answeredMs), announced, announcedMs: round(announcedMs), nodeCpuMs: round(bulkCpuMs), postgresCpuMs: round(pgCpuMs), redisCpuMs: round(redisCpuMs), numberingStatements: statements, storedRetriedEvents: stored } },
         bareBullmq: { reads: bareReads, retryJobsMs: round(bareRetryMs) },
         ratios: {
           countsP95: round(switchyardReads["counts"]!.p95 / bareReads.counts.p95),
@@ -216,4 +226,11 @@ try {
   await dropDatabase(dbUrl.toString()).catch(() => undefined);
   await deleteRedisKeys(redisUrl, prefix).catch(() => undefined);
   rmSync(logDir, { recursive: true, force: true });
+}
+
+/** The node's numbering statements so far (count and seconds), from its /metrics. */
+async function numbering(url: string): Promise<{ count: number; seconds: number }> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const value = (suffix: string): number => Number(new RegExp(`^switchyard_db_query_duration_seconds_${suffix}\\{operation="event_numbering"\\} (\\S+)$`, "m").exec(text)?.[1] ?? 0);
+  return { count: value("count"), seconds: value("sum") };
 }
