@@ -148,8 +148,8 @@ function ScheduleRow({ schedule, next, now, session, mayWrite }: { schedule: Sch
       </td>
       <td>
         {/* The Tasks view with this schedule's tasks (GET /api/v1/tasks?scheduleId=): its filter is set, then the tab changes. */}
-        <a href={href("tasks")} data-schedule-tasks={schedule.id} aria-label={`tasks made by ${schedule.name}`} onClick={() => void session.taskQuery.setFilter({ scheduleId: schedule.id })}>
-          its tasks
+        <a href={href("tasks")} data-schedule-tasks={schedule.id} onClick={() => void session.taskQuery.setFilter({ scheduleId: schedule.id })}>
+          tasks<span class="visually-hidden"> made by {schedule.name}</span>
         </a>
       </td>
       {mayWrite && (
@@ -188,9 +188,35 @@ function ScheduleRow({ schedule, next, now, session, mayWrite }: { schedule: Sch
   );
 }
 
-/** The fields a 400 names (`invalid body: cron, task.type`), to mark their inputs. */
+/**
+ * What each field takes (docs/protocol.md, "Schedules"), said after the node's 400 naming it: its message names
+ * the field (`invalid body: cron`), the reason stays in the answer's `details`, which the console's Api keeps not.
+ */
+const FIELD_HINTS: Record<string, string> = {
+  name: "1 to 128 characters, unique in the tenant",
+  every: "1 s or more, at most about 24.8 days",
+  cron: "5 fields: minute hour day-of-month month day-of-week, e.g. */5 * * * *",
+  timezone: "an IANA name, e.g. Europe/Berlin or UTC",
+  "task.type": "echo, sleep, fail, or a type a worker of the pool registered",
+};
+
+/** The server's message, and what the fields it names take. */
+function explained(failure: unknown, fields: Set<string>): string {
+  const hints = [...fields].filter((f) => FIELD_HINTS[f]).map((f) => `${f}: ${FIELD_HINTS[f]}`);
+  const message = (failure as Error).message;
+  return hints.length === 0 ? message : `${message} (${hints.join("; ")})`;
+}
+
+/**
+ * The fields a refusal is about, to mark their inputs: a 400 names them (`invalid body: cron, task.type`); an
+ * unknown type (400), a missing pool (404) and a taken name (409) say so in their own words.
+ */
 function namedFields(failure: unknown): Set<string> {
-  if (!(failure instanceof ApiError) || failure.status !== 400) return new Set();
+  if (!(failure instanceof ApiError)) return new Set();
+  if (failure.status === 404) return new Set(["task.poolId"]);
+  if (failure.status === 409 && failure.code === "CONFLICT") return new Set(["name"]);
+  if (failure.status !== 400) return new Set();
+  if (failure.message.startsWith("unknown task type")) return new Set(["task.type"]);
   const match = /^invalid body: (.+)$/.exec(failure.message);
   return new Set(match ? match[1]!.split(", ") : []);
 }
@@ -243,9 +269,10 @@ function CreateSchedule({ session }: { session: Session }) {
           setError(undefined);
           setInvalid(new Set());
         } catch (failure) {
+          const fields = namedFields(failure);
           setCreated(undefined);
-          setInvalid(namedFields(failure));
-          setError((failure as Error).message);
+          setInvalid(fields);
+          setError(explained(failure, fields));
         } finally {
           setBusy(false);
         }
