@@ -232,7 +232,7 @@ describe("console: /dashboard/ in a real browser", function () {
     const admin = mintToken({ tenant });
     const page = await open(node.url, mintToken({ tenant, permissions: ["tasks:read"] }));
     await page.live();
-    assert.deepEqual(await page.page.locator("a[data-view]").evaluateAll((tabs) => tabs.map((t) => t.getAttribute("data-view"))), ["tasks", "events", "activity"]);
+    assert.deepEqual(await page.page.locator("a[data-view]").evaluateAll((tabs) => tabs.map((t) => t.getAttribute("data-view"))), ["tasks", "schedules", "events", "activity"]);
     const foreign = await submitTask(node.url, mintToken({ tenant: freshTenant("other") }), { type: "echo" });
     const own = await submitTask(node.url, admin, { type: "echo" });
     await page.element({ "task-id": own.id, status: "completed" });

@@ -6,6 +6,7 @@ import { NodesView } from "./nodes-view.js";
 import { useObservable } from "./observable.js";
 import { PoolsView } from "./pools-view.js";
 import { currentRoute, type Route } from "./route.js";
+import { SchedulesView } from "./schedules-view.js";
 import { Session, type SessionEnd } from "./session.js";
 import { SignIn } from "./sign-in.js";
 import { TasksView } from "./tasks-view.js";
@@ -13,10 +14,11 @@ import { can, decodeIdentity, forgetToken, storedToken, storeToken, takeTokenFro
 import { ConnectionIndicator, OfflineBanner } from "./ui.js";
 import { WorkflowsView } from "./workflows-view.js";
 
-type View = "pools" | "tasks" | "workflows" | "events" | "activity" | "nodes";
+type View = "pools" | "tasks" | "schedules" | "workflows" | "events" | "activity" | "nodes";
 const VIEWS: Array<{ view: View; label: string; needs: (identity: Identity) => boolean }> = [
   { view: "pools", label: "Pools & workers", needs: (i) => can(i, "pools:read") },
   { view: "tasks", label: "Tasks", needs: (i) => can(i, "tasks:read") },
+  { view: "schedules", label: "Schedules", needs: (i) => can(i, "tasks:read") },
   { view: "workflows", label: "Workflows", needs: (i) => can(i, "workflows:read") },
   { view: "events", label: "Event feed", needs: (i) => can(i, "pools:read") || can(i, "tasks:read") || can(i, "workflows:read") },
   { view: "activity", label: "Activity", needs: (i) => can(i, "tasks:read") },
@@ -131,6 +133,7 @@ function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void
         {!current && <p class="empty">This token may not read pools, tasks or workflows.</p>}
         {current?.view === "pools" && <PoolsView session={session} />}
         {current?.view === "tasks" && <TasksView session={session} openTaskId={routeId} />}
+        {current?.view === "schedules" && <SchedulesView session={session} />}
         {current?.view === "workflows" && <WorkflowsView session={session} selectedId={routeId} />}
         {current?.view === "events" && <FeedView session={session} />}
         {current?.view === "activity" && <ActivityCharts session={session} />}

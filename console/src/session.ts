@@ -1,4 +1,4 @@
-import { SwitchyardClient, type PoolView, type PoolWithWorkersView, type TaskView, type WorkflowView, type WorkflowWithStepsView } from "../../src/client/index.js";
+import { SwitchyardClient, type PoolView, type PoolWithWorkersView, type ScheduleView, type TaskView, type WorkflowView, type WorkflowWithStepsView } from "../../src/client/index.js";
 import type { NamespaceName } from "../../src/protocol/namespaces.js";
 import { Activity, BUCKET_MS } from "./activity.js";
 import { Api, ApiError, SIGN_IN_CODES } from "./api.js";
@@ -6,6 +6,7 @@ import { EventFeed } from "./feed.js";
 import { ConnectionTracker, follow } from "./live.js";
 import { Observable } from "./observable.js";
 import { PoolStore } from "./pools-store.js";
+import { ScheduleStore } from "./schedules-store.js";
 import { TaskQuery } from "./task-query.js";
 import { TaskStore } from "./tasks-store.js";
 import { can, type Identity } from "./token.js";
@@ -27,7 +28,7 @@ interface Page<T> {
 }
 
 /** How many of each the first screen reads (newest first); later ones arrive as events. */
-const SNAPSHOT = { tasks: 200, pools: 100, workflows: 30 };
+const SNAPSHOT = { tasks: 200, pools: 100, workflows: 30, schedules: 200 };
 const HEARTBEAT_REFRESH_MS = 5000;
 
 /** Problems worth a line on screen that do not end the session (a snapshot that failed, a connection limit). */
@@ -52,6 +53,7 @@ export class Session {
   readonly tasks = new TaskStore();
   readonly pools = new PoolStore();
   readonly workflows = new WorkflowStore();
+  readonly schedules = new ScheduleStore();
   /** The live charts' rolling window (task events and polled queue depth). */
   readonly activity = new Activity();
   readonly feed: EventFeed;
@@ -74,13 +76,23 @@ export class Session {
   start(): void {
     const how = { onLoadError: (error: Error) => this.notices.show(`could not load: ${error.message}`), alive: () => !this.ended };
     if (can(this.identity, "tasks:read")) {
-      void follow(this.watch(this.client("tasks")), "tasks", {
+      const tasks = this.watch(this.client("tasks"));
+      void follow(tasks, "tasks", {
         ...how,
         load: async () => this.tasks.reset((await this.api.get<Page<TaskView>>(`/api/v1/tasks?limit=${SNAPSHOT.tasks}`)).items),
         apply: (event) => {
           this.tasks.apply(event);
           this.activity.observe(event);
         },
+      }).catch((error: unknown) => this.failed(error));
+      // The same /tasks client follows the schedules too (one socket; the room needs tasks:read as well).
+      void follow(tasks, "schedules", {
+        ...how,
+        load: async () => {
+          const page = await this.api.get<Page<ScheduleView>>(`/api/v1/schedules?limit=${SNAPSHOT.schedules}`);
+          this.schedules.reset(page.items, page.nextCursor !== null);
+        },
+        apply: (event) => this.schedules.apply(event),
       }).catch((error: unknown) => this.failed(error));
       this.timers.push(setInterval(() => void this.sampleQueueDepth(), BUCKET_MS));
     }

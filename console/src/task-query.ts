@@ -14,6 +14,8 @@ export interface TaskFilter {
   createdBefore?: string;
   /** The beginning of a task id. */
   q?: string;
+  /** The tasks one schedule made (the Schedules view links here). */
+  scheduleId?: string;
 }
 
 export interface TaskCounts {
@@ -167,7 +169,8 @@ export class TaskQuery extends Observable {
       (f.poolId === undefined || task.poolId === f.poolId) &&
       (f.createdAfter === undefined || Date.parse(task.createdAt) > Date.parse(f.createdAfter)) &&
       (f.createdBefore === undefined || Date.parse(task.createdAt) < Date.parse(f.createdBefore)) &&
-      (f.q === undefined || task.id.toLowerCase().startsWith(f.q.toLowerCase()))
+      (f.q === undefined || task.id.toLowerCase().startsWith(f.q.toLowerCase())) &&
+      (f.scheduleId === undefined || task.scheduleId === f.scheduleId)
     );
   }
 
