@@ -139,6 +139,8 @@ describe("console schedules: the Schedules view in a real browser", function () 
     const shown = await page.page.locator("tr[data-task-id]").evaluateAll((rows) => rows.map((r) => r.getAttribute("data-task-id")!));
     const ours = new Set(((await api(node.url, "GET", `/api/v1/tasks?scheduleId=${id}&limit=200`, { token })).body.items as TaskView[]).map((t) => t.id));
     for (const task of shown) if (!ours.has(task)) assert.fail(`task ${task} in the filtered view is not one of the schedule's`);
+    // The filter bar says what the list is filtered by.
+    assert.match(await page.page.locator('[data-filter="scheduleId"]').innerText(), /schedule /);
     await page.page.getByRole("button", { name: "Clear filters" }).click();
     await page.element({ "task-id": unrelated.id });
 

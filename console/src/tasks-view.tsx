@@ -171,6 +171,14 @@ function TaskFilters({ session, poolIds }: { session: Session; poolIds: string[]
       <label>
         id <input name="q" class="mono narrow" value={q} onInput={(e) => setQ(e.currentTarget.value)} placeholder="starts with…" />
       </label>
+      {f.scheduleId !== undefined && (
+        <span class="chip" data-filter="scheduleId">
+          schedule {session.schedules.byId.get(f.scheduleId)?.name ?? shortId(f.scheduleId)}{" "}
+          <button type="button" class="link" aria-label="stop filtering by schedule" onClick={() => apply({ scheduleId: undefined })}>
+            ×
+          </button>
+        </span>
+      )}
       {Object.keys(f).length > 0 && (
         <button
           type="button"

@@ -11,6 +11,10 @@
 // subscriber on another connection has received every task's `task.retried`, and the events stored.
 // Bare BullMQ: a queue with `--tasks` jobs (`addBulk`), `getJobCounts()` and `getJobs(["failed"], 0, 49)`, and
 // `retryJobs({ state: "failed" })` of `--failed` failed jobs, timed until the failed set is empty.
+//
+// BENCH_PG_OPTIONS passes PostgreSQL options to the node's connections, e.g. the plans of its slow statements in
+// PostgreSQL's log: BENCH_PG_OPTIONS="-c session_preload_libraries=auto_explain -c auto_explain.log_min_duration=50
+// -c auto_explain.log_analyze=on" (a superuser's connection, as here).
 
 import { randomBytes } from "node:crypto";
 import { mkdirSync, rmSync } from "node:fs";
@@ -80,7 +84,7 @@ try {
   await runCommand(process.execPath, ["--import", "tsx", "scripts/bench/db.ts", dbUrl.toString()], path.join(logDir, "db-setup.log"));
   node = await startSwitchyard(
     prefix,
-    { DATABASE_URL: dbUrl.toString(), REDIS_URL: redisUrl, REDIS_PREFIX: prefix, JWT_SECRET: secret, LOG_LEVEL: "info", REST_RATE_PER_TENANT: "100000", EMBEDDED_WORKER: "false" },
+    { DATABASE_URL: process.env.BENCH_PG_OPTIONS ? `${dbUrl.toString()}?options=${encodeURIComponent(process.env.BENCH_PG_OPTIONS)}` : dbUrl.toString(), REDIS_URL: redisUrl, REDIS_PREFIX: prefix, JWT_SECRET: secret, LOG_LEVEL: "info", REST_RATE_PER_TENANT: "100000", EMBEDDED_WORKER: "false" },
     path.join(logDir, "switchyard.log"),
   );
   const auth = { authorization: `Bearer ${mintToken(secret, tenant, "bench", ["admin"])}` };
@@ -231,6 +235,6 @@ try {
 /** The node's numbering statements so far (count and seconds), from its /metrics. */
 async function numbering(url: string): Promise<{ count: number; seconds: number }> {
   const text = await (await fetch(`${url}/metrics`)).text();
-  const value = (suffix: string): number => Number(new RegExp(`^switchyard_db_query_duration_seconds_${suffix}\\{operation="event_numbering"\\} (\\S+)$`, "m").exec(text)?.[1] ?? 0);
+  const value = (suffix: string): number => Number(new RegExp(`^switchyard_db_query_duration_seconds_${suffix}\\{[^}]*operation="event_numbering"[^}]*\\} (\\S+)$`, "m").exec(text)?.[1] ?? 0);
   return { count: value("count"), seconds: value("sum") };
 }

@@ -536,12 +536,18 @@ const STAGED_INPUT = `staged AS (
  * not hold (staged, changes) return it once, on their first room; `changeRows` add the changes' new rows.
  */
 function numberingStatement(ctes: readonly string[], sources: readonly string[], epoch: string, changeRows: readonly string[]): string {
+  // Every later step reads `numbered` alone, which carries each event's fields (its data on its first copy only):
+  // no step joins back to `events_in` by ord. The planner cannot estimate these CTEs (a change's UPDATE is
+  // guessed at one row), so such joins ran as nested loops over every pair, about two thirds of a 250-change
+  // statement (docs/performance.md).
   return `WITH ${ctes.join(",\n")},
      events_in AS (
        ${sources.map((source) => `SELECT ord, tenant, event_id, type, data, ts, targets, returned FROM ${source}`).join(" UNION ALL ")}
      ), input AS (
-       SELECT DISTINCT e.ord, e.tenant, split_part(t.target, '|', 1) AS ns, substr(t.target, strpos(t.target, '|') + 1) AS room
-       FROM events_in e CROSS JOIN LATERAL unnest(e.targets) AS t(target)
+       SELECT e.ord, e.tenant, split_part(t.target, '|', 1) AS ns, substr(t.target, strpos(t.target, '|') + 1) AS room,
+              e.event_id, e.type, e.ts, e.returned, t.copy::int AS copy, CASE WHEN t.copy = 1 THEN e.data END AS data
+       FROM events_in e
+       CROSS JOIN LATERAL unnest(ARRAY(SELECT DISTINCT u.target FROM unnest(e.targets) AS u(target))) WITH ORDINALITY AS t(target, copy)
      ), counts AS (
        SELECT tenant, ns, room, count(*)::int AS n FROM input GROUP BY tenant, ns, room
      ), seqs AS (
@@ -552,25 +558,24 @@ function numberingStatement(ctes: readonly string[], sources: readonly string[],
      ), numbered AS (
        SELECT i.ord, i.tenant, i.ns, i.room, s."epoch",
               (s."seq" - c.n + row_number() OVER (PARTITION BY i.tenant, i.ns, i.room ORDER BY i.ord))::int AS seq,
-              row_number() OVER (PARTITION BY i.ord ORDER BY i.ns, i.room) AS copy
+              i.copy, i.event_id, i.type, i.ts, i.returned, i.data
        FROM input i
        JOIN counts c ON c.tenant = i.tenant AND c.ns = i.ns AND c.room = i.room
        JOIN seqs s ON s."tenantId" = i.tenant AND s."namespace" = i.ns AND s."room" = i.room
-     ), positions AS (
-       SELECT ord, array_agg(ns || '|' || room ORDER BY ns, room) AS targets, array_agg(seq ORDER BY ns, room) AS seqs
-       FROM numbered GROUP BY ord
      ), stored_events AS (
        INSERT INTO "Event" ("id", "tenantId", "type", "data", "ts", "targets", "seqs")
-       SELECT e.event_id, e.tenant, e.type, e.data, e.ts, p.targets, p.seqs FROM events_in e JOIN positions p ON p.ord = e.ord
+       SELECT min(event_id), min(tenant), min(type), (array_agg(data) FILTER (WHERE copy = 1))[1], min(ts),
+              array_agg(ns || '|' || room ORDER BY ns, room), array_agg(seq ORDER BY ns, room)
+       FROM numbered GROUP BY ord
        RETURNING 1
      ), stored_rooms AS (
        INSERT INTO "RoomEvent" ("tenantId", "namespace", "room", "seq", "eventId")
-       SELECT n.tenant, n.ns, n.room, n.seq, e.event_id FROM numbered n JOIN events_in e ON e.ord = n.ord
+       SELECT tenant, ns, room, seq, event_id FROM numbered
        RETURNING 1
      )
-     SELECT 'e'::text AS k, n.ord, n.tenant, n.ns, n.room, n.seq, n.epoch, e.event_id, e.type,
-            CASE WHEN e.returned AND n.copy = 1 THEN e.data END AS data, e.ts, n.copy::int AS copy
-     FROM numbered n JOIN events_in e ON e.ord = n.ord
+     SELECT 'e'::text AS k, n.ord, n.tenant, n.ns, n.room, n.seq, n.epoch, n.event_id, n.type,
+            CASE WHEN n.returned AND n.copy = 1 THEN n.data END AS data, n.ts, n.copy
+     FROM numbered n
      ${changeRows.map((select) => `UNION ALL ${select}`).join("\n     ")}
      ORDER BY 2, 4, 5`;
 }

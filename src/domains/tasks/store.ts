@@ -187,7 +187,9 @@ export const TASK_WRITES: StateChangeKind<TaskWrite, TaskRow> = {
            ${p(col((w) => TRANSITIONS[w.change].event))}::text[], ${p(col(() => randomUUID()))}::text[], ${p(col(() => randomUUID()))}::text[])
            AS u(item, id, tenant, from_states, to_state, mask, worker_id, attempts, lease, requeues, retries, queued_at, started_at, finished_at,
                 result, error, guard_pool, guard_lease, guard_new_lease, guard_updated_at, extra, first_type, event_type, first_id, event_id)
-       ), tasks_old AS (
+       ), tasks_old AS MATERIALIZED (
+         -- Materialized: read once. Inlined, the planner (which guesses the UPDATE below at one row) ran this join
+         -- again for every updated row.
          SELECT t."id", t."attempts", t."startedAt" FROM "Task" t JOIN tasks_upd_in u ON t."id" = u.id AND u.first_type IS NOT NULL
        ), tasks_updated AS (
          UPDATE "Task" t SET "status" = u.to_state, "updatedAt" = ${NOW_UTC},
