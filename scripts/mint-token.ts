@@ -9,6 +9,7 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import jwt from "jsonwebtoken";
 import { isPermission, TENANT_ID_PATTERN } from "../src/protocol/permissions.js";
+import { DEV_SECRET_FILE, readDevSecret } from "../src/auth/dev-secret.js";
 
 const usage =
   "usage: npm run token -- --tenant <id> [--permissions p1,p2] [--sub <id>] [--ttl <seconds>] [--pool <poolId>] [--jti <id>]\n" +
@@ -50,7 +51,10 @@ if (jti.length === 0 || jti.length > 256) die("--jti must be 1-256 characters");
 if (permissions.includes("pools:work") && !values.pool) die("a pools:work token needs --pool <poolId>");
 
 const privateKey = process.env.JWT_PRIVATE_KEY;
-const secret = process.env.JWT_SECRET;
+// Without a key in the environment: the throwaway key a development node started here without JWT_SECRET left.
+const devSecret = !privateKey && !process.env.JWT_SECRET ? readDevSecret() : undefined;
+if (devSecret) process.stderr.write(`signing with the development node's throwaway key (${DEV_SECRET_FILE}); set JWT_SECRET for a lasting one\n`);
+const secret = process.env.JWT_SECRET ?? devSecret;
 const key = privateKey ? (privateKey.includes("-----BEGIN") ? privateKey : readFileSync(privateKey, "utf8")) : secret;
 if (!key) die("set JWT_SECRET (the server's key) or JWT_PRIVATE_KEY");
 

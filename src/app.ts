@@ -239,6 +239,7 @@ export class App {
         failures: status,
         presence: () => workers.presence,
         isShuttingDown: () => this.shuttingDown,
+        ...(config.metrics.token !== undefined ? { metricsToken: config.metrics.token } : {}),
       },
       verifyToken,
       logger: this.logger,

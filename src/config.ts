@@ -63,6 +63,8 @@ export interface Config {
   metrics: {
     /** Adds a `tenant` label to the task and event counters: per-tenant figures, at one series per tenant. */
     tenantLabels: boolean;
+    /** METRICS_TOKEN: the bearer token `/metrics` asks for (open when unset). */
+    token: string | undefined;
   };
   shutdownTimeoutMs: number;
   tasks: {
@@ -142,6 +144,7 @@ const EnvSchema = z.object({
   JWT_MAX_LIFETIME_S: positiveInt.default(30 * 24 * 3600),
   DEPENDENCY_TIMEOUT_MS: positiveInt.default(2_000),
   METRICS_TENANT_LABELS: booleanString.default(false),
+  METRICS_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(10_000),
   TASK_BACKOFF_MS: positiveInt.default(1_000),
   TASK_LOCK_MS: positiveInt.default(30_000),
@@ -258,7 +261,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       connectTimeoutMs: e.CONNECT_TIMEOUT_MS,
     },
     dependencyTimeoutMs: e.DEPENDENCY_TIMEOUT_MS,
-    metrics: { tenantLabels: e.METRICS_TENANT_LABELS },
+    metrics: { tenantLabels: e.METRICS_TENANT_LABELS, token: e.METRICS_TOKEN },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     tasks: {
       backoffMs: e.TASK_BACKOFF_MS,

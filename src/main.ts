@@ -1,4 +1,5 @@
 import { App } from "./app.js";
+import { writeDevSecret } from "./auth/dev-secret.js";
 import { ConfigError, loadConfig, type Config } from "./config.js";
 
 function readConfig(): Config {
@@ -16,11 +17,18 @@ function readConfig(): Config {
 const config = readConfig();
 const app = new App(config);
 
-if (config.jwt.generatedSecret) {
+if (config.jwt.generatedSecret && config.jwt.secret) {
+  // The key itself never goes to the log: it is left in a file only this user can read.
+  let where: string;
+  try {
+    where = writeDevSecret(config.jwt.secret);
+  } catch (error) {
+    where = `(not written: ${(error as Error).message})`;
+  }
   app.logger.warn(
-    { JWT_SECRET: config.jwt.secret },
-    "JWT_SECRET is not set: generated a throwaway key for this process only. Tokens die with it, and other nodes " +
-      "will not accept them. Mint one with: JWT_SECRET=<this key> npm run token -- --tenant acme --permissions admin",
+    { keyFile: where },
+    "JWT_SECRET is not set: generated a throwaway key for this process only, in keyFile (owner-only). Tokens die " +
+      "with it, and other nodes will not accept them. Mint one here with: npm run token -- --tenant acme --permissions admin",
   );
 }
 

@@ -88,6 +88,13 @@ describe("bad input", () => {
       assert.equal(badLimit.body.error.details[0].field, "limit");
       const badCursor = await api(server.url, "GET", "/api/v1/pools?cursor=%%%", { token: token() });
       assert.equal(badCursor.status, 400);
+      // A cursor that decodes to a date and an id holding a NUL (which PostgreSQL cannot take): a 400, not a 500.
+      const nul = Buffer.from("2026-12-07T00:00:00.000Z|ab\u0000cd").toString("base64url");
+      for (const list of ["pools", "tasks", "workflows", "schedules"]) {
+        const response = await api(server.url, "GET", `/api/v1/${list}?cursor=${nul}`, { token: token() });
+        assert.equal(response.status, 400, `${list}: ${JSON.stringify(response.body)}`);
+        assert.equal(response.body.error.details[0].field, "cursor");
+      }
     });
 
     it("answers oversized bodies with 413 and keeps serving", async () => {

@@ -68,6 +68,33 @@ describe("console: /dashboard/ in a real browser", function () {
     assertStayedClean();
   });
 
+  it("a #token= link opened in a signed-in tab asks before it replaces the session; staying keeps it, accepting switches", async () => {
+    const mine = mintToken({ tenant: freshTenant("console-mine"), sub: "ada" });
+    const theirTenant = freshTenant("console-link");
+    const theirs = mintToken({ tenant: theirTenant, sub: "mallory" });
+    const page = await open(node.url, mine);
+    await page.live();
+    // The link, opened in the same tab (a full load: the tab keeps its sessionStorage).
+    await page.page.goto("about:blank");
+    await page.page.goto(`${node.url}/dashboard/#token=${theirs}`);
+    const offer = page.page.locator("[data-switch-offer]");
+    await offer.waitFor();
+    assert.match(await offer.innerText(), new RegExp(`${theirTenant}[\\s\\S]*mallory`));
+    assert.equal(await page.storedToken(), mine, "nothing replaced before the answer");
+    assert.equal(new URL(page.page.url()).hash, "", "the link's token is gone from the address bar");
+    await page.page.locator('[data-action="decline-switch"]').click();
+    await offer.waitFor({ state: "detached" });
+    assert.equal(await page.storedToken(), mine);
+    assert.match(await page.page.locator(".identity").innerText(), /ada/);
+    // Again, and this time accept.
+    await page.page.goto("about:blank");
+    await page.page.goto(`${node.url}/dashboard/#token=${theirs}`);
+    await page.page.locator('[data-action="accept-switch"]').click();
+    await page.page.locator(`[data-tenant="${theirTenant}"]`).waitFor();
+    assert.equal(await page.storedToken(), theirs);
+    assertStayedClean();
+  });
+
   it("a bad or expired token shows the sign-in screen with the server's code, and is not kept", async () => {
     const tenant = freshTenant("console");
     const expired = await open(node.url, mintToken({ tenant, ttl: -60 }));
@@ -304,7 +331,7 @@ describe("console: /dashboard/ in a real browser", function () {
     const response = await fetch(`${node.url}/dashboard/`);
     assert.equal(response.status, 200);
     const csp = response.headers.get("content-security-policy") ?? "";
-    for (const directive of ["default-src 'self'", "script-src 'self'", "connect-src 'self' ws: wss:", "frame-ancestors 'none'", "object-src 'none'"]) {
+    for (const directive of ["default-src 'self'", "script-src 'self'", "connect-src 'self'", "frame-ancestors 'none'", "object-src 'none'"]) {
       assert.ok(csp.includes(directive), `CSP has ${directive}: ${csp}`);
     }
     assert.equal(response.headers.get("x-content-type-options"), "nosniff");

@@ -196,3 +196,43 @@ describe("metrics", () => {
     assert.match(error, /config error: METRICS_TENANT_LABELS: must be true or false/);
   });
 });
+
+describe("METRICS_TOKEN, and nosniff on every response", () => {
+  const METRICS_TOKEN = "scrape-only-0123456789abcdef";
+  let node: ServerProcess;
+  before(async () => {
+    node = await startServer({ NODE_ID: "metrics-token", METRICS_TOKEN });
+  });
+  after(async () => {
+    await node?.stop();
+  });
+
+  it("answers /metrics only with the bearer token; without it or with another, 401 and no figures", async () => {
+    for (const authorization of [undefined, "Bearer wrong-token-0123456789abcdef", `Basic ${METRICS_TOKEN}`, `Bearer ${METRICS_TOKEN}x`]) {
+      const refused = await fetch(`${node.url}/metrics`, { headers: authorization ? { authorization } : {} });
+      assert.equal(refused.status, 401, String(authorization));
+      assert.match(refused.headers.get("www-authenticate") ?? "", /^Bearer/);
+      const body = await refused.text();
+      assert.ok(!body.includes("switchyard_"), "no figure in the refusal");
+      assert.equal((JSON.parse(body) as { error: { code: string } }).error.code, "UNAUTHORIZED");
+    }
+    const scraped = await fetch(`${node.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
+    assert.equal(scraped.status, 200);
+    assert.match(await scraped.text(), /^switchyard_redis_up\{[^}]*\} 1$/m);
+    // /health and /ready stay open: load balancers and the bash health check use them.
+    assert.equal((await fetch(`${node.url}/health`)).status, 200);
+  });
+
+  it("sends X-Content-Type-Options: nosniff on API answers, refusals and health", async () => {
+    const token = mintToken({ tenant: freshTenant() });
+    for (const [path, headers] of [
+      ["/api/v1/tasks", { authorization: `Bearer ${token}` }],
+      ["/api/v1/tasks", {}],
+      ["/api/v1/nothing-here", { authorization: `Bearer ${token}` }],
+      ["/health", {}],
+    ] as const) {
+      const response = await fetch(`${node.url}${path}`, { headers });
+      assert.equal(response.headers.get("x-content-type-options"), "nosniff", `${path} ${response.status}`);
+    }
+  });
+});

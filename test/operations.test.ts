@@ -1,4 +1,8 @@
 import assert from "node:assert/strict";
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { runCli } from "./support/cli.js";
 import { connect, subscribe } from "./support/clients.js";
 import { freshTenant } from "./support/env.js";
 import { healthcheck } from "./support/healthcheck.js";
@@ -6,6 +10,8 @@ import { api } from "./support/http.js";
 import { startServer, type ServerProcess } from "./support/server.js";
 import { sharedServer } from "./support/shared.js";
 import { mintToken } from "./support/tokens.js";
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
 describe("operations", () => {
   let server: ServerProcess;
@@ -84,12 +90,30 @@ describe("operations", () => {
       (e: Error) => e.message,
     );
     assert.match(prod, /config error: JWT_SECRET: required/);
+    // The node writes its throwaway key next to where it runs (here the repository): keep a developer's own.
+    const keyFile = path.join(repoRoot, ".switchyard", "dev-jwt-secret");
+    const before = existsSync(keyFile) ? readFileSync(keyFile) : undefined;
     const dev = await startServer({ JWT_SECRET: "" });
     try {
       assert.match(dev.logs(), /"level":40.*JWT_SECRET is not set/);
       assert.match(dev.logs(), /npm run token/);
+      // The key is in a file only its owner can read, and nowhere in the log.
+      const key = readFileSync(keyFile, "utf8").trim();
+      assert.ok(key.length >= 32);
+      assert.equal(statSync(keyFile).mode & 0o777, 0o600);
+      assert.ok(!dev.logs().includes(key), "the key is not logged");
+      // `npm run token` there, without JWT_SECRET, signs with it: the node takes the token.
+      const mint = runCli(process.execPath, ["--import", "tsx", "scripts/mint-token.ts", "--tenant", freshTenant("devkey"), "--permissions", "admin"], {
+        cwd: repoRoot,
+        env: { PATH: process.env.PATH ?? "" },
+      });
+      assert.equal(await mint.exited, 0, mint.stderr());
+      assert.match(mint.stderr(), /throwaway key/);
+      assert.equal((await api(dev.url, "GET", "/api/v1/tasks", { token: mint.stdout().trim() })).status, 200);
     } finally {
       await dev.stop();
+      if (before) writeFileSync(keyFile, before, { mode: 0o600 });
+      else rmSync(keyFile, { force: true });
     }
   });
 

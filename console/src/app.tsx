@@ -45,14 +45,17 @@ export function App() {
   const [error, setError] = useState<SessionEnd>();
   const [busy, setBusy] = useState(false);
 
-  const signIn = async (token: string): Promise<void> => {
+  /** A `#token=` link's token, waiting for the signed-in operator to accept it (it would replace their session). */
+  const [offered, setOffered] = useState<string>();
+
+  const signIn = async (token: string): Promise<boolean> => {
     setBusy(true);
     const refused = await verify(token);
     setBusy(false);
     if (refused) {
       forgetToken();
       setError(refused);
-      return;
+      return false;
     }
     storeToken(token);
     const identity = decodeIdentity(token) ?? { tenant: "?", sub: "?", permissions: [], expiresAt: undefined };
@@ -64,16 +67,43 @@ export function App() {
     next.start();
     setError(undefined);
     setSession(next);
+    return true;
   };
 
   useEffect(() => {
-    const token = takeTokenFromFragment() ?? storedToken();
+    const linked = takeTokenFromFragment();
+    const stored = storedToken();
+    // A link must not silently swap the tab's session for another identity (a crafted link would sign the operator
+    // in as someone else, and what they then do would land there): keep the session and ask.
+    if (linked && stored && linked !== stored) {
+      void signIn(stored).then((kept) => {
+        if (kept) setOffered(linked);
+        else void signIn(linked);
+      });
+      return;
+    }
+    const token = linked ?? stored;
     if (token) void signIn(token);
   }, []);
 
   if (!session) return <SignIn error={error} busy={busy} onSubmit={(token) => void signIn(token)} />;
+  const switchTo = offered;
   return (
     <Shell
+      offer={
+        switchTo === undefined
+          ? undefined
+          : {
+              identity: decodeIdentity(switchTo),
+              accept: () => {
+                setOffered(undefined);
+                session.close();
+                setSession(undefined);
+                void signIn(switchTo);
+              },
+              decline: () => setOffered(undefined),
+            }
+      }
       session={session}
       onSignOut={() => {
         session.close();
@@ -84,7 +114,31 @@ export function App() {
   );
 }
 
-function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void }) {
+/** A `#token=` link offered while signed in: whose token it is, and the two answers. */
+interface LinkOffer {
+  identity: Identity | undefined;
+  accept: () => void;
+  decline: () => void;
+}
+
+function SwitchOffer({ offer, current }: { offer: LinkOffer; current: Identity }) {
+  const who = offer.identity ? `tenant ${offer.identity.tenant} · ${offer.identity.sub}` : "a token that cannot be read";
+  return (
+    <div class="card switch-offer" role="alertdialog" aria-labelledby="switch-offer-text" data-switch-offer>
+      <p id="switch-offer-text">
+        A link asks to sign this tab in as <strong>{who}</strong>, in place of tenant <strong>{current.tenant}</strong> · {current.sub}.
+      </p>
+      <button type="button" data-action="accept-switch" onClick={offer.accept}>
+        Sign in as {offer.identity?.sub ?? "the link's token"}
+      </button>{" "}
+      <button type="button" class="link" data-action="decline-switch" onClick={offer.decline}>
+        Stay signed in as {current.sub}
+      </button>
+    </div>
+  );
+}
+
+function Shell({ session, onSignOut, offer }: { session: Session; onSignOut: () => void; offer: LinkOffer | undefined }) {
   useObservable(session.connection, session.notices);
   const offered = VIEWS.filter((v) => v.needs(session.identity));
   const [route, setRoute] = useState<Route>(() => currentRoute());
@@ -116,6 +170,7 @@ function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void
           Sign out
         </button>
       </header>
+      {offer && <SwitchOffer offer={offer} current={identity} />}
       <nav class="tabs">
         {offered.map((v) => (
           <a key={v.view} href={`#${v.view}`} class={v === current ? "tab active" : "tab"} data-view={v.view} aria-current={v === current ? "page" : undefined}>

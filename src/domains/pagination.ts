@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { BadRequestError } from "../errors.js";
+import { ID_PATTERN } from "../protocol/rooms.js";
 
 /** Lists are ordered newest first by (createdAt, id); the cursor is the last item's pair, opaque to clients. */
 export interface PageKey {
@@ -19,7 +20,8 @@ export function encodePageCursor(key: PageKey): string {
 export function decodePageCursor(cursor: string): PageKey {
   const [iso, id] = Buffer.from(cursor, "base64url").toString("utf8").split("|");
   const createdAt = iso ? new Date(iso) : undefined;
-  if (!createdAt || Number.isNaN(createdAt.getTime()) || !id) {
+  // The id goes into the query: one outside the id grammar (a NUL, which PostgreSQL cannot take) was a 500.
+  if (!createdAt || Number.isNaN(createdAt.getTime()) || !id || !ID_PATTERN.test(id)) {
     throw new BadRequestError("invalid cursor", [{ field: "cursor", message: "not a cursor from this list" }]);
   }
   return { createdAt, id };

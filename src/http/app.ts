@@ -35,6 +35,8 @@ export function createHttpApp(deps: HttpAppDeps): Express {
   app.disable("x-powered-by");
   app.set("trust proxy", false);
   app.use((req, res, next) => {
+    // No response is ever to be read as another type than the one it says (JSON as HTML, text as script).
+    res.setHeader("X-Content-Type-Options", "nosniff");
     res.on("finish", () => {
       // The matched route pattern, not the raw path, keeps label cardinality bounded.
       const route = (req.route as { path?: string } | undefined)?.path;

@@ -1,3 +1,4 @@
+import { timingSafeEqual } from "node:crypto";
 import { Router } from "express";
 import type { RedisClient } from "../jobs/redis-connection.js";
 import type { PrismaClient } from "../db/client.js";
@@ -48,6 +49,8 @@ export interface HealthDeps {
   /** Whether this node's Redis holds the worker presence other nodes keep ("not_shared": it is not the cluster's). */
   presence: () => PresenceState;
   isShuttingDown: () => boolean;
+  /** METRICS_TOKEN: when set, `/metrics` answers only `Authorization: Bearer <it>`. */
+  metricsToken?: string;
 }
 
 /** `/health` says the process runs; `/ready` really asks Redis and PostgreSQL; `/metrics` is Prometheus text. */
@@ -64,9 +67,22 @@ export function healthRouter(deps: HealthDeps): Router {
     const status = deps.isShuttingDown() ? "shutting_down" : ready ? "ready" : "unavailable";
     res.status(ready ? 200 : 503).json({ status, node: deps.nodeId, checks: { redis, postgres } });
   });
-  router.get("/metrics", async (_req, res) => {
+  const scraper = deps.metricsToken === undefined ? undefined : Buffer.from(`Bearer ${deps.metricsToken}`);
+  router.get("/metrics", async (req, res) => {
+    // Node-wide figures (every tenant's connections and traffic, with METRICS_TENANT_LABELS their ids) are for
+    // the operator's Prometheus, not for whoever can reach the port.
+    if (scraper && !sameSecret(scraper, req.headers.authorization)) {
+      res.status(401).set("WWW-Authenticate", 'Bearer realm="metrics"').json({ error: { code: "UNAUTHORIZED", message: "/metrics needs Authorization: Bearer <METRICS_TOKEN>" } });
+      return;
+    }
     res.set("Content-Type", deps.metrics.registry.contentType);
     res.send(await deps.metrics.registry.metrics());
   });
   return router;
+}
+
+/** Compares in constant time, so the answer's timing does not tell how much of a guess was right. */
+function sameSecret(expected: Buffer, given: string | undefined): boolean {
+  const candidate = Buffer.from(given ?? "");
+  return candidate.length === expected.length && timingSafeEqual(candidate, expected);
 }
