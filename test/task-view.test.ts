@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { applyTaskEvent, type TaskEventView, type TaskView } from "../src/protocol/views.js";
+import { connect, EventRecorder, subscribe } from "./support/clients.js";
 import { freshTenant } from "./support/env.js";
 import { api } from "./support/http.js";
 import { sharedServer } from "./support/shared.js";
@@ -29,5 +30,27 @@ describe("task views", () => {
     // Assignment and start are one statement (a claim); task.assigned still shows the task as it was assigned.
     assert.deepEqual(events[2]!.data.task, { ...events[3]!.data.task as object, status: "assigned", attempts: 0, startedAt: null });
     assert.equal((events[3]!.data.task as { workerId: string }).workerId, done.workerId);
+  });
+
+  it("a pools:read token reads no task payload, result or error through /pools (history or live)", async () => {
+    const server = await sharedServer();
+    const tenant = freshTenant();
+    const token = mintToken({ tenant });
+    const poolsOnly = mintToken({ tenant, permissions: ["pools:read"] });
+    const socket = await connect(server.url, "pools", { token: poolsOnly });
+    const live = new EventRecorder(socket);
+    assert.equal((await subscribe(socket, "pool:default")).ok, true);
+    const secret = "sk_live_do_not_show";
+    const done = await waitForTask(server.url, token, (await submitTask(server.url, token, { type: "echo", payload: { apiKey: secret } })).id, ["completed"]);
+    await live.next("task.assigned");
+    const failed = await waitForTask(server.url, token, (await submitTask(server.url, token, { type: "fail", payload: { message: secret, retryable: false } })).id, ["failed"]);
+    await live.until((events) => events.filter((e) => e.type === "task.assigned").length === 2);
+    const history = await api(server.url, "GET", "/api/v1/events?namespace=pools&room=pool:default", { token: poolsOnly });
+    assert.equal(history.status, 200);
+    const seen = JSON.stringify([history.body.items, live.events]);
+    assert.ok(seen.includes(done.id) && seen.includes(failed.id), "the pool's task.assigned events are there");
+    assert.ok(!seen.includes(secret), `no payload, result or error text through /pools: ${seen.slice(0, 300)}`);
+    // The same token cannot read the task itself.
+    assert.equal((await api(server.url, "GET", `/api/v1/tasks/${done.id}`, { token: poolsOnly })).status, 403);
   });
 });
