@@ -110,6 +110,7 @@ export class App {
     const revocations = new TokenRevocations(redis, revocationSubscriber, keys, this.logger, {
       retentionMs: (config.jwt.maxLifetimeS + config.jwt.clockToleranceS) * 1000,
       reloadIntervalMs: 5000,
+      maxPerTenant: config.limits.maxRevocationsPerTenant,
       subscribeTimeoutMs: 3000,
     });
     // Revocations are known before the node listens: no token revoked earlier is admitted after a start.

@@ -64,6 +64,12 @@ export class RateLimitedError extends AppError {
     super("RATE_LIMITED", message, 429);
   }
 }
+/** A per-tenant cap on stored state is reached: the request would hold more, not come too fast. */
+export class QuotaExceededError extends AppError {
+  constructor(message: string, details?: unknown) {
+    super("QUOTA_EXCEEDED", message, 429, details);
+  }
+}
 export class CursorExpiredError extends AppError {
   constructor(message: string) {
     super("CURSOR_EXPIRED", message, 410);

@@ -368,3 +368,35 @@ describe("access control", function () {
     });
   });
 });
+
+describe("MAX_REVOCATIONS_PER_TENANT", function () {
+  this.timeout(60_000);
+  const env = { MAX_REVOCATIONS_PER_TENANT: "3", EMBEDDED_WORKER: "false" };
+  const nodes: ServerProcess[] = [];
+  after(async () => {
+    await Promise.all(nodes.map((node) => node.stop()));
+  });
+
+  it("refuses a tenant's revocation beyond the cap with 429 QUOTA_EXCEEDED naming the field; re-revoking and other tenants are unaffected; a node started later counts what is stored", async () => {
+    const a = await startServer(env);
+    nodes.push(a);
+    const tenant = freshTenant("cap");
+    const admin = mintToken({ tenant, sub: "root" });
+    for (const body of [{ jti: randomUUID() }, { jti: randomUUID() }, { sub: "carol" }]) assert.equal((await revoke(a, admin, body)).status, 202, JSON.stringify(body));
+    const over = await revoke(a, admin, { jti: "one-too-many" });
+    assert.equal(over.status, 429, JSON.stringify(over.body));
+    assert.equal(over.body.error.code, "QUOTA_EXCEEDED");
+    assert.equal(over.body.error.details[0].field, "jti");
+    assert.match(over.body.error.message, /3 revocations/);
+    // The refused token still works: nothing was stored.
+    assert.equal(await restWith(a, mintToken({ tenant, jti: "one-too-many" })), 200);
+    // Revoking a subject again (its time moves on) takes no new place.
+    assert.equal((await revoke(a, admin, { sub: "carol" })).status, 202);
+    // Another tenant has its own cap.
+    assert.equal((await revoke(a, mintToken({ tenant: freshTenant("cap-other") }), { sub: "carol" })).status, 202);
+    // A node started now loads the stored revocations, and counts them.
+    const b = await startServer(env);
+    nodes.push(b);
+    assert.equal((await revoke(b, admin, { sub: "mallory" })).status, 429);
+  });
+});

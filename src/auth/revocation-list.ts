@@ -48,6 +48,8 @@ export function revokes(revocation: Revocation, principal: Principal): boolean {
 export class RevocationList {
   /** revocationMember() → when it was revoked (ms). */
   private readonly entries = new Map<string, number>();
+  /** Revocations held per tenant: what MAX_REVOCATIONS_PER_TENANT is checked against. */
+  private readonly perTenant = new Map<string, number>();
 
   /** Records a revocation; false when the list already knew it (with the same or a later time), so nothing new is refused. */
   add(revocation: Revocation): boolean {
@@ -55,7 +57,17 @@ export class RevocationList {
     const known = this.entries.get(member);
     if (known !== undefined && known >= revocation.at) return false;
     this.entries.set(member, revocation.at);
+    if (known === undefined) this.perTenant.set(revocation.tenantId, this.countFor(revocation.tenantId) + 1);
     return true;
+  }
+
+  /** Whether this exact revocation (kind, tenant, id) is held, whatever its time. */
+  has(revocation: Pick<Revocation, "kind" | "tenantId" | "id">): boolean {
+    return this.entries.has(revocationMember(revocation));
+  }
+
+  countFor(tenantId: string): number {
+    return this.perTenant.get(tenantId) ?? 0;
   }
 
   isRevoked(principal: Principal): boolean {
@@ -67,7 +79,15 @@ export class RevocationList {
 
   /** Forgets revocations made before `cutoffMs`: every token they could refuse has expired since. */
   forgetBefore(cutoffMs: number): void {
-    for (const [member, at] of this.entries) if (at < cutoffMs) this.entries.delete(member);
+    for (const [member, at] of this.entries) {
+      if (at >= cutoffMs) continue;
+      this.entries.delete(member);
+      const tenantId = parseRevocationMember(member, at)?.tenantId;
+      if (tenantId === undefined) continue;
+      const left = this.countFor(tenantId) - 1;
+      if (left > 0) this.perTenant.set(tenantId, left);
+      else this.perTenant.delete(tenantId);
+    }
   }
 
   get size(): number {

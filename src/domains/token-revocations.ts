@@ -2,7 +2,7 @@ import type { RedisClient } from "../jobs/redis-connection.js";
 import { z } from "zod";
 import type { Principal } from "../auth/principal.js";
 import { parseRevocationMember, revocationMember, RevocationList, type Revocation } from "../auth/revocation-list.js";
-import { UnavailableError } from "../errors.js";
+import { QuotaExceededError, UnavailableError } from "../errors.js";
 import type { RedisKeys } from "../jobs/redis-keys.js";
 import type { Logger } from "../observability/logger.js";
 import { RevokeRequestSchema } from "../protocol/revocations.js";
@@ -18,6 +18,8 @@ export interface TokenRevocationOptions {
   reloadIntervalMs: number;
   /** How long start() waits for the channel subscription before it carries on (Redis may be down at start). */
   subscribeTimeoutMs: number;
+  /** MAX_REVOCATIONS_PER_TENANT: a new revocation beyond it is refused (429 QUOTA_EXCEEDED). */
+  maxPerTenant: number;
 }
 
 /** What a node publishes on the revocation channel: the revocation itself. */
@@ -62,6 +64,16 @@ export class TokenRevocations {
       request.jti !== undefined
         ? { kind: "jti", tenantId: principal.tenantId, id: request.jti, at: Date.now() }
         : { kind: "sub", tenantId: principal.tenantId, id: request.sub!, at: Date.now() };
+    // Every node holds every revocation in memory and checks each token against them: a tenant's share is
+    // capped. Counted from this node's copy (current through the channel and the reload), so requests racing on
+    // several nodes may pass the cap by the few they hold in flight, never by more. Revoking again what is
+    // already revoked (a subject, to move its time on) takes no new place.
+    const max = this.options.maxPerTenant;
+    if (!this.list.has(revocation) && this.list.countFor(revocation.tenantId) >= max) {
+      throw new QuotaExceededError(`this tenant holds ${max} revocations (MAX_REVOCATIONS_PER_TENANT); each lapses when the tokens it can refuse have expired`, [
+        { field: request.jti !== undefined ? "jti" : "sub", message: `at most ${max} revocations per tenant` },
+      ]);
+    }
     const key = this.keys.revokedTokens;
     let results: Array<[Error | null, unknown]> | null;
     try {
