@@ -254,7 +254,7 @@ export class App {
         tasks: taskRoutes(tasks, new TaskBulkActions(prisma, tasks)),
         schedules: scheduleRoutes(schedules),
         workflows: workflowRoutes(workflows, eventLog),
-        events: [eventRoutes(eventLog, resources), publishRoutes(events, resources)],
+        events: [eventRoutes(eventLog, resources, config.limits.maxResponseBytes), publishRoutes(events, resources)],
         tokens: tokenRoutes(revocations),
         nodes: nodeRoutes(nodeReadings),
       },

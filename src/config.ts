@@ -49,6 +49,8 @@ export interface Config {
     maxConnectionsPerTenant: number;
     /** A tenant's tasks assigned or started at once, across every pool, worker and node; undefined: unbounded. */
     maxRunningTasksPerTenant: number | undefined;
+    /** Event data one history page (`GET /api/v1/events`) holds at most; the page stops early, with its cursor. */
+    maxResponseBytes: number;
     /** Token revocations a tenant may hold at once (each is kept JWT_MAX_LIFETIME_S); beyond: 429 QUOTA_EXCEEDED. */
     maxRevocationsPerTenant: number;
     /** Sustained /api/v1 requests per second per tenant (burst: twice that). */
@@ -136,6 +138,7 @@ const EnvSchema = z.object({
   MAX_PAYLOAD_BYTES: positiveInt.default(DEFAULT_MAX_PAYLOAD_BYTES),
   MAX_ROOMS_PER_SOCKET: positiveInt.default(1000),
   MAX_REVOCATIONS_PER_TENANT: positiveInt.default(10_000),
+  MAX_RESPONSE_BYTES: positiveInt.default(4 * 1024 * 1024),
   MAX_SOCKET_BUFFER_BYTES: positiveInt.min(4096, "must be at least 4096").default(1_048_576),
   MAX_CONNECTIONS_PER_TENANT: positiveInt.default(10_000),
   TENANT_MAX_RUNNING_TASKS: positiveInt.optional(),
@@ -259,6 +262,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxConnectionsPerTenant: e.MAX_CONNECTIONS_PER_TENANT,
       maxRunningTasksPerTenant: e.TENANT_MAX_RUNNING_TASKS,
       maxRevocationsPerTenant: e.MAX_REVOCATIONS_PER_TENANT,
+      maxResponseBytes: e.MAX_RESPONSE_BYTES,
       restRatePerTenant: e.REST_RATE_PER_TENANT,
       socketEventsPerSecond: e.SOCKET_EVENTS_PER_SECOND,
       workerEventsPerSecond: e.WORKER_EVENTS_PER_SECOND,

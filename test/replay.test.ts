@@ -4,7 +4,7 @@ import { freshTenant } from "./support/env.js";
 import { api } from "./support/http.js";
 import { sharedServer } from "./support/shared.js";
 import { mintToken } from "./support/tokens.js";
-import type { ServerProcess } from "./support/server.js";
+import { startServer, type ServerProcess } from "./support/server.js";
 
 describe("cursors, replay and history", () => {
   let server: ServerProcess;
@@ -73,5 +73,39 @@ describe("cursors, replay and history", () => {
     const acks = await Promise.all(sockets.flatMap((s) => [subscribe(s, "tasks"), subscribe(s, "pool:default")]));
     assert.deepEqual(acks.filter((a) => !a.ok), []);
     assert.equal(new Set(acks.filter((a) => a.room === "tasks").map((a) => a.cursor)).size, 1);
+  });
+});
+
+describe("MAX_RESPONSE_BYTES: history pages bounded in bytes", () => {
+  let node: ServerProcess;
+  before(async () => {
+    node = await startServer({ MAX_RESPONSE_BYTES: "130000", EMBEDDED_WORKER: "false" });
+  });
+  after(async () => {
+    await node?.stop();
+  });
+
+  it("stops a page early at the byte bound, with hasMore and its cursor; following the cursors gives every event once, in order", async () => {
+    const token = mintToken({ tenant: freshTenant() });
+    const big = "x".repeat(60_000);
+    for (let n = 1; n <= 7; n++) {
+      const published = await api(node.url, "POST", "/api/v1/events", { token, body: { namespace: "tasks", room: "tasks", type: "bulk.blob", data: { n, big } } });
+      assert.equal(published.status, 202, JSON.stringify(published.body));
+    }
+    const seen: number[] = [];
+    let after: string | undefined;
+    for (let pages = 1; ; pages++) {
+      assert.ok(pages <= 7, "every page moves on");
+      const page = await api(node.url, "GET", `/api/v1/events?namespace=tasks&room=tasks&limit=1000${after ? `&after=${after}` : ""}`, { token });
+      assert.equal(page.status, 200, JSON.stringify(page.body).slice(0, 300));
+      const items = page.body.items as Array<{ data: { n: number } }>;
+      // Two events of 60 KB fit in 130,000 bytes, a third does not.
+      assert.ok(items.length >= 1 && items.length <= 2, `a page of ${items.length}`);
+      assert.ok(Buffer.byteLength(JSON.stringify(items.map((e) => e.data))) <= 130_000);
+      seen.push(...items.map((e) => e.data.n));
+      after = page.body.nextCursor as string;
+      if (!page.body.hasMore) break;
+    }
+    assert.deepEqual(seen, [1, 2, 3, 4, 5, 6, 7]);
   });
 });

@@ -16,8 +16,14 @@ const HistoryQuery = z.object({
   limit: z.coerce.number().int().min(1).max(1000).default(100),
 });
 
-/** `GET /api/v1/events`: a room's stored events after a cursor, with the same rules as `subscribe { after }`. */
-export function eventRoutes(log: EventLog, resources: ResourceDirectory): Router {
+/**
+ * `GET /api/v1/events`: a room's stored events after a cursor, with the same rules as `subscribe { after }`. A
+ * page is bounded in rows (`limit`) and in bytes of event data (`maxBytes`, MAX_RESPONSE_BYTES), by the same
+ * byte-bounded read the socket replay pages with: it stops early and says so (`hasMore`, `nextCursor`), so one
+ * request never builds more than about `maxBytes` in the node, whatever the events hold. Its first event is
+ * always sent, even one larger than the bound, so a page always moves on.
+ */
+export function eventRoutes(log: EventLog, resources: ResourceDirectory, maxBytes: number): Router {
   const router = Router();
   router.get("/", async (req, res) => {
     const principal = principalOf(res);
@@ -28,7 +34,7 @@ export function eventRoutes(log: EventLog, resources: ResourceDirectory): Router
     // Without a cursor (or with "0"), start at the oldest event retention kept.
     const after = parseAfter(query.after);
     const from = after === undefined || after === "start" ? await startOf(log, where, head) : after;
-    const page = await readHistory(log, where, head, from, query.limit);
+    const page = await readHistory(log, where, head, from, query.limit, maxBytes);
     res.json({
       items: page.events,
       nextCursor: page.cursor,
