@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { encodeCursor } from "../src/protocol/cursor.js";
 import type { Envelope } from "../src/protocol/events.js";
-import { MAX_HELD_EVENTS, RoomSeams } from "../src/realtime/room-seams.js";
+import { MAX_HELD_EVENTS, RoomSeams, SEAM_GRACE_MS } from "../src/realtime/room-seams.js";
 
 const KEY = "t1:tasks";
 const at = (seq: number, epoch = "e1"): Envelope => ({ id: `id${seq}`, type: "x.y", room: "tasks", cursor: encodeCursor({ epoch, seq }), ts: "", data: {} });
@@ -40,5 +40,15 @@ describe("room seams (replay → live hand-over, unit)", () => {
     assert.equal(seams.release(KEY, "s1", { epoch: "e1", seq: 0 }), null, "overflowed: read the log again");
     seams.exceptFor(rooms, packet(MAX_HELD_EVENTS + 2));
     assert.deepEqual(seams.release(KEY, "s1", { epoch: "e1", seq: MAX_HELD_EVENTS + 1 })?.map((e) => e.id), [`id${MAX_HELD_EVENTS + 2}`]);
+  });
+
+  it("forgets a live seam SEAM_GRACE_MS after it went live (a late copy comes within milliseconds), never a held one", () => {
+    const seams = new RoomSeams();
+    seams.hold(KEY, "live");
+    seams.hold(KEY, "holding");
+    seams.release(KEY, "live", { epoch: "e1", seq: 5 });
+    const later = Date.now() + SEAM_GRACE_MS + 1;
+    assert.deepEqual(seams.exceptFor(rooms, packet(4), later), new Set(["holding"]), "the live one is no longer looked at");
+    assert.equal(seams.size, 1);
   });
 });

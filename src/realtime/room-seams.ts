@@ -10,6 +10,14 @@ import type { Envelope } from "../protocol/events.js";
 export const MAX_HELD_EVENTS = 1_000;
 
 /**
+ * How long a socket's seam stays after its replay went live. A late copy is the broadcast of an event stored just
+ * before the socket joined, still on its way through Redis: it arrives within milliseconds. Forgetting the seam
+ * afterwards keeps broadcasts to a room many sockets resubscribed to (every reconnect replays) from looking at
+ * each of those sockets for as long as they stay.
+ */
+export const SEAM_GRACE_MS = 10_000;
+
+/**
  * Where one socket stands in one room it replayed. While `held` is set the replay is under way: live events for
  * the socket are kept there instead of being written (they would overtake the replay). Once live, `sent` is the
  * position the replay reached without a gap: every event of the room up to it has been sent, so a broadcast of
@@ -19,6 +27,8 @@ interface Seam {
   held: Envelope[] | null;
   overflowed: boolean;
   sent: CursorPosition | null;
+  /** When it went live (ms): it is forgotten SEAM_GRACE_MS later. */
+  liveSince: number;
 }
 
 /**
@@ -39,7 +49,7 @@ export class RoomSeams {
     if (!sockets) this.rooms.set(key, (sockets = new Map()));
     const seam = sockets.get(socketId);
     if (seam?.held) return;
-    sockets.set(socketId, { held: [], overflowed: false, sent: null });
+    sockets.set(socketId, { held: [], overflowed: false, sent: null, liveSince: 0 });
   }
 
   /**
@@ -58,6 +68,7 @@ export class RoomSeams {
     const late = seam.held.filter((envelope) => !isAtOrBefore(envelope, replayed));
     seam.held = null;
     seam.sent = replayed;
+    seam.liveSince = Date.now();
     return late;
   }
 
@@ -79,7 +90,7 @@ export class RoomSeams {
    * The sockets of these rooms that must not be written this packet: those holding (the envelope is kept for
    * them) and those already sent it by their replay. Undefined when there are none, the usual case.
    */
-  exceptFor(rooms: ReadonlySet<Room>, data: unknown): Set<string> | undefined {
+  exceptFor(rooms: ReadonlySet<Room>, data: unknown, now = Date.now()): Set<string> | undefined {
     if (this.rooms.size === 0) return undefined;
     let except: Set<string> | undefined;
     for (const room of rooms) {
@@ -88,6 +99,10 @@ export class RoomSeams {
       const envelope = storedEnvelope(data);
       if (!envelope) return except;
       for (const [socketId, seam] of sockets) {
+        if (!seam.held && now - seam.liveSince > SEAM_GRACE_MS) {
+          this.forget(room, socketId);
+          continue;
+        }
         if (seam.held) {
           if (seam.held.length >= MAX_HELD_EVENTS) {
             seam.held = [];
