@@ -1,12 +1,9 @@
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
-import type { Browser, Page } from "playwright-core";
+import type { Browser } from "playwright-core";
 import type { ScheduleView, TaskView } from "../src/protocol/views.js";
 import { freshTenant } from "./support/env.js";
 import { api } from "./support/http.js";
-import { consoleBrowserOrSkip, OpenPages, type ConsolePage } from "./support/browser.js";
+import { consoleBrowserOrSkip, OpenPages, seriousViolations, type ConsolePage } from "./support/browser.js";
 import { startServer, type ServerProcess } from "./support/server.js";
 import { submitTask } from "./support/tasks.js";
 import { mintToken } from "./support/tokens.js";
@@ -18,28 +15,6 @@ import { mintToken } from "./support/tokens.js";
  * Delete from the row, each checked over REST; a bad cron expression is refused with the server's error naming
  * `cron` and nothing created; a read-only token sees the list without the controls; axe-core, light and dark.
  */
-
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const AXE = path.join(repoRoot, "node_modules", "axe-core", "axe.min.js");
-
-interface AxeViolation {
-  id: string;
-  impact: string | null;
-  help: string;
-  nodes: Array<{ target: string[] }>;
-}
-
-/**
- * axe-core in the page: the serious and critical violations of what it shows now (as in console-workbench: the
- * console's CSP refuses inline scripts, so axe is evaluated through the DevTools protocol).
- */
-async function seriousViolations(page: Page): Promise<string[]> {
-  if (!(await page.evaluate("typeof window.axe !== 'undefined'"))) await page.evaluate(readFileSync(AXE, "utf8"));
-  const violations = await page.evaluate<AxeViolation[]>("axe.run(document, { resultTypes: ['violations'] }).then((r) => r.violations)");
-  return violations
-    .filter((v) => v.impact === "serious" || v.impact === "critical")
-    .map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes.length}× e.g. ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(" | ")})`);
-}
 
 /** Waits until `check` holds, asking again after each answer; the test's own timeout bounds it. */
 async function until<T>(check: () => Promise<T | undefined | false>): Promise<T> {

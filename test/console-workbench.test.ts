@@ -1,12 +1,9 @@
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
-import type { Browser, Page } from "playwright-core";
+import type { Browser } from "playwright-core";
 import { connect } from "./support/clients.js";
 import { freshTenant } from "./support/env.js";
 import { api, createPool } from "./support/http.js";
-import { consoleBrowserOrSkip, OpenPages } from "./support/browser.js";
+import { consoleBrowserOrSkip, OpenPages, seriousViolations } from "./support/browser.js";
 import { startServer, startWorker, type ServerProcess } from "./support/server.js";
 import { submitTask, waitForTask } from "./support/tasks.js";
 import { mintToken } from "./support/tokens.js";
@@ -18,30 +15,7 @@ import { mintToken } from "./support/tokens.js";
  * charts, the offline state, the dark theme, and an axe-core accessibility check of every view in both themes.
  */
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const AXE = path.join(repoRoot, "node_modules", "axe-core", "axe.min.js");
 const FAST_PRESENCE = { WORKER_HEARTBEAT_INTERVAL_MS: "300", WORKER_HEARTBEAT_TIMEOUT_MS: "2000", WORKER_DISCONNECT_GRACE_MS: "1000" };
-
-interface AxeViolation {
-  id: string;
-  impact: string | null;
-  help: string;
-  nodes: Array<{ target: string[] }>;
-}
-
-/**
- * axe-core in the page: the serious and critical violations of what it shows now. The console's CSP allows no
- * inline script, so page.addScriptTag (an inline <script>) is refused there: axe is evaluated through the
- * DevTools protocol instead, which no page policy applies to, and nothing about the page is loosened for it.
- */
-async function seriousViolations(page: Page): Promise<string[]> {
-  if (!(await page.evaluate("typeof window.axe !== 'undefined'"))) await page.evaluate(readFileSync(AXE, "utf8"));
-  const violations = await page.evaluate<AxeViolation[]>("axe.run(document, { resultTypes: ['violations'] }).then((r) => r.violations)");
-  return violations
-    .filter((v) => v.impact === "serious" || v.impact === "critical")
-    .map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes.length}× e.g. ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(" | ")})`);
-}
-
 
 /** Runs `fn` over `items`, `limit` at a time. */
 async function inBatches<T>(items: T[], limit: number, fn: (item: T) => Promise<unknown>): Promise<void> {

@@ -6,7 +6,7 @@ import type { PoolEntry } from "./pools-store.js";
 import type { Session } from "./session.js";
 import type { TaskStore } from "./tasks-store.js";
 import { can } from "./token.js";
-import { Badge, Empty, ErrorLine, useNow } from "./ui.js";
+import { Badge, Empty, ErrorLine, useAction, useNow } from "./ui.js";
 
 const WORKER_ORDER: Record<WorkerView["status"], number> = { busy: 0, idle: 1, draining: 2, error: 3, offline: 4 };
 
@@ -167,20 +167,8 @@ function ScaleControl({ current, onScale }: { current: number; onScale: (n: numb
  */
 function PoolControls({ session, poolId, paused, maxConcurrency }: { session: Session; poolId: string; paused: boolean; maxConcurrency: number | null }) {
   const [limit, setLimit] = useState(maxConcurrency === null ? "" : String(maxConcurrency));
-  const [error, setError] = useState<string>();
-  const [busy, setBusy] = useState(false);
+  const { busy, error, setError, run } = useAction();
   const path = `/api/v1/pools/${encodeURIComponent(poolId)}`;
-  const run = async (request: () => Promise<unknown>): Promise<void> => {
-    setBusy(true);
-    try {
-      await request();
-      setError(undefined);
-    } catch (failure) {
-      setError((failure as Error).message);
-    } finally {
-      setBusy(false);
-    }
-  };
   return (
     <form
       class="pool-controls toolbar"

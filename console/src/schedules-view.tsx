@@ -1,3 +1,4 @@
+import { EXAMPLE_PAYLOADS, TaskTypeInput } from "./task-types.js";
 import { useEffect, useState } from "preact/hooks";
 import type { ScheduleView } from "../../src/client/index.js";
 import { ApiError } from "./api.js";
@@ -6,10 +7,8 @@ import { useObservable } from "./observable.js";
 import { href } from "./route.js";
 import type { Session } from "./session.js";
 import { can } from "./token.js";
-import { Badge, Empty, ErrorLine, useNow } from "./ui.js";
+import { Badge, Empty, ErrorLine, useAction, useNow } from "./ui.js";
 
-const TYPES = ["echo", "sleep", "fail"];
-const EXAMPLE_PAYLOADS: Record<string, string> = { echo: '{"hello":"world"}', sleep: '{"ms":3000}', fail: '{"message":"boom","retryable":false}' };
 const UNITS: Array<[number, string]> = [
   [86_400, "d"],
   [3600, "h"],
@@ -96,20 +95,12 @@ export function SchedulesView({ session }: { session: Session }) {
 function ScheduleRow({ schedule, next, now, session, mayWrite }: { schedule: ScheduleView; next: number | undefined; now: number; session: Session; mayWrite: boolean }) {
   const { task } = schedule;
   const [confirming, setConfirming] = useState(false);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<string>();
+  const action = useAction();
+  const { busy, error } = action;
   const path = `/api/v1/schedules/${encodeURIComponent(schedule.id)}`;
   const run = async (request: () => Promise<unknown>): Promise<void> => {
-    setBusy(true);
-    try {
-      await request();
-      setError(undefined);
-    } catch (failure) {
-      setError((failure as Error).message);
-    } finally {
-      setBusy(false);
-      setConfirming(false);
-    }
+    await action.run(request);
+    setConfirming(false);
   };
   return (
     <tr data-schedule-id={schedule.id} data-schedule-name={schedule.name} data-paused={String(schedule.paused)} data-kind={schedule.every === null ? "cron" : "every"}>
@@ -285,23 +276,7 @@ function CreateSchedule({ session }: { session: Session }) {
       </label>
       <label>
         task type
-        <input
-          name="type"
-          class="mono narrow"
-          list="schedule-task-types"
-          value={type}
-          aria-invalid={mark("task.type", "task")}
-          onInput={(e) => {
-            const next = e.currentTarget.value;
-            setType(next);
-            if (EXAMPLE_PAYLOADS[next]) setPayload(EXAMPLE_PAYLOADS[next]);
-          }}
-        />
-        <datalist id="schedule-task-types">
-          {TYPES.map((t) => (
-            <option key={t} value={t} />
-          ))}
-        </datalist>
+        <TaskTypeInput listId="schedule-task-types" class="mono narrow" value={type} invalid={mark("task.type", "task")} onType={setType} onExample={setPayload} />
       </label>
       <label>
         pool

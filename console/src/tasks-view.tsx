@@ -1,3 +1,4 @@
+import { EXAMPLE_PAYLOADS, TaskTypeInput } from "./task-types.js";
 import { useEffect, useState } from "preact/hooks";
 import type { TaskView } from "../../src/client/index.js";
 import type { TaskStatus } from "../../src/protocol/tasks.js";
@@ -390,8 +391,6 @@ function Outcome({ task }: { task: TaskView }) {
   return <span class="muted">—</span>;
 }
 
-const TYPES = ["echo", "sleep", "fail"];
-const EXAMPLE_PAYLOADS: Record<string, string> = { echo: '{"hello":"world"}', sleep: '{"ms":3000}', fail: '{"message":"boom","retryable":false}' };
 
 /** Submit a task: the same request as `POST /api/v1/tasks`, with an Idempotency-Key so a double click makes one task. */
 function SubmitTask({ session, poolIds }: { session: Session; poolIds: string[] }) {
@@ -431,21 +430,7 @@ function SubmitTask({ session, poolIds }: { session: Session; poolIds: string[] 
       <h2>Submit a task</h2>
       <label>
         type
-        <input
-          name="type"
-          list="task-types"
-          value={type}
-          onInput={(e) => {
-            const next = e.currentTarget.value;
-            setType(next);
-            if (EXAMPLE_PAYLOADS[next]) setPayload(EXAMPLE_PAYLOADS[next]);
-          }}
-        />
-        <datalist id="task-types">
-          {TYPES.map((t) => (
-            <option key={t} value={t} />
-          ))}
-        </datalist>
+        <TaskTypeInput listId="task-types" value={type} onType={setType} onExample={setPayload} />
       </label>
       <label class="grow">
         payload (JSON)

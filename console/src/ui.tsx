@@ -69,3 +69,29 @@ export function OfflineBanner({ state }: { state: ConnectionState }) {
     </div>
   );
 }
+
+/**
+ * A control's request to the node: `busy` while it runs (its buttons disabled), and the refusal's message kept
+ * in `error` until the next request succeeds. `run` never throws.
+ */
+export function useAction(): {
+  busy: boolean;
+  error: string | undefined;
+  setError: (error: string | undefined) => void;
+  run: (request: () => Promise<unknown>) => Promise<void>;
+} {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string>();
+  const run = async (request: () => Promise<unknown>): Promise<void> => {
+    setBusy(true);
+    try {
+      await request();
+      setError(undefined);
+    } catch (failure) {
+      setError((failure as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return { busy, error, setError, run };
+}

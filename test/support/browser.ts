@@ -4,7 +4,7 @@
  * the page makes, so a test can prove that nothing left the node.
  */
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
@@ -198,4 +198,24 @@ export class OpenPages {
   async closeAll(): Promise<void> {
     for (const page of this.pages.splice(0)) await page.close();
   }
+}
+
+interface AxeViolation {
+  id: string;
+  impact: string | null;
+  help: string;
+  nodes: Array<{ target: string[] }>;
+}
+
+/**
+ * axe-core in the page: the serious and critical violations of what it shows now. The console's CSP allows no
+ * inline script, so page.addScriptTag (an inline <script>) is refused there: axe is evaluated through the
+ * DevTools protocol instead, which no page policy applies to, and nothing about the page is loosened for it.
+ */
+export async function seriousViolations(page: Page): Promise<string[]> {
+  if (!(await page.evaluate("typeof window.axe !== 'undefined'"))) await page.evaluate(readFileSync(path.join(repoRoot, "node_modules", "axe-core", "axe.min.js"), "utf8"));
+  const violations = await page.evaluate<AxeViolation[]>("axe.run(document, { resultTypes: ['violations'] }).then((r) => r.violations)");
+  return violations
+    .filter((v) => v.impact === "serious" || v.impact === "critical")
+    .map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes.length}× e.g. ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(" | ")})`);
 }
