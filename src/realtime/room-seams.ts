@@ -65,7 +65,7 @@ export class RoomSeams {
       seam.overflowed = false;
       return null;
     }
-    const late = seam.held.filter((envelope) => !isAtOrBefore(envelope, replayed));
+    const late = seam.held.filter((envelope) => !isAtOrBefore(decodeCursor(envelope.cursor), replayed));
     seam.held = null;
     seam.sent = replayed;
     seam.liveSince = Date.now();
@@ -98,6 +98,8 @@ export class RoomSeams {
       if (!sockets) continue;
       const envelope = storedEnvelope(data);
       if (!envelope) return except;
+      // Once per broadcast, not once per socket that replayed the room.
+      const cursor = decodeCursor(envelope.cursor);
       for (const [socketId, seam] of sockets) {
         if (!seam.held && now - seam.liveSince > SEAM_GRACE_MS) {
           this.forget(room, socketId);
@@ -109,7 +111,7 @@ export class RoomSeams {
             seam.overflowed = true;
           }
           if (!seam.overflowed) seam.held.push(envelope);
-        } else if (!seam.sent || !isAtOrBefore(envelope, seam.sent)) {
+        } else if (!seam.sent || !isAtOrBefore(cursor, seam.sent)) {
           continue;
         }
         (except ??= new Set()).add(socketId);
@@ -119,8 +121,7 @@ export class RoomSeams {
   }
 }
 
-function isAtOrBefore(envelope: Envelope, position: CursorPosition): boolean {
-  const cursor = decodeCursor(envelope.cursor);
+function isAtOrBefore(cursor: CursorPosition | null, position: CursorPosition): boolean {
   return cursor !== null && cursor.epoch === position.epoch && cursor.seq <= position.seq;
 }
 
