@@ -250,10 +250,11 @@ export class App {
       corsOrigins: config.corsOrigins,
       requestRate: new TenantRequestRate(limitsRedis, keys, config.limits.restRatePerTenant, this.logger),
       api: {
-        pools: poolRoutes(pools, eventLog),
-        tasks: taskRoutes(tasks, new TaskBulkActions(prisma, tasks)),
-        schedules: scheduleRoutes(schedules),
-        workflows: workflowRoutes(workflows, eventLog),
+        // Every list and history page is bounded in bytes as well as rows (MAX_RESPONSE_BYTES).
+        pools: poolRoutes(pools, eventLog, config.limits.maxResponseBytes),
+        tasks: taskRoutes(tasks, new TaskBulkActions(prisma, tasks), config.limits.maxResponseBytes),
+        schedules: scheduleRoutes(schedules, config.limits.maxResponseBytes),
+        workflows: workflowRoutes(workflows, eventLog, config.limits.maxResponseBytes),
         events: [eventRoutes(eventLog, resources, config.limits.maxResponseBytes), publishRoutes(events, resources)],
         tokens: tokenRoutes(revocations),
         nodes: nodeRoutes(nodeReadings),

@@ -76,7 +76,7 @@ describe("cursors, replay and history", () => {
   });
 });
 
-describe("MAX_RESPONSE_BYTES: history pages bounded in bytes", () => {
+describe("MAX_RESPONSE_BYTES: history pages and lists bounded in bytes", () => {
   let node: ServerProcess;
   before(async () => {
     node = await startServer({ MAX_RESPONSE_BYTES: "130000", EMBEDDED_WORKER: "false" });
@@ -107,5 +107,54 @@ describe("MAX_RESPONSE_BYTES: history pages bounded in bytes", () => {
       if (!page.body.hasMore) break;
     }
     assert.deepEqual(seen, [1, 2, 3, 4, 5, 6, 7]);
+  });
+
+  /** Follows a list's cursors to its end; each page's body is within the bound and moves on. */
+  async function readList(token: string, path: string): Promise<Array<{ id: string }>> {
+    const items: Array<{ id: string }> = [];
+    let cursor: string | null = null;
+    for (let pages = 1; ; pages++) {
+      assert.ok(pages <= 100, "every page moves on");
+      const page = await api(node.url, "GET", `${path}?limit=200${cursor ? `&cursor=${cursor}` : ""}`, { token });
+      assert.equal(page.status, 200, JSON.stringify(page.body).slice(0, 300));
+      assert.ok(Buffer.byteLength(JSON.stringify(page.body)) <= 130_000, `${path}: a page of ${Buffer.byteLength(JSON.stringify(page.body))} bytes`);
+      assert.ok(page.body.items.length >= 1);
+      items.push(...(page.body.items as Array<{ id: string }>));
+      cursor = page.body.nextCursor as string | null;
+      if (!cursor) return items;
+    }
+  }
+
+  it("ends task, schedule and pool pages early at the byte bound; following the cursors lists each once", async () => {
+    const token = mintToken({ tenant: freshTenant() });
+    const big = "y".repeat(50_000);
+    const tasks: string[] = [];
+    for (let n = 0; n < 6; n++) {
+      const submitted = await api(node.url, "POST", "/api/v1/tasks", { token, body: { type: "echo", payload: { n, big } } });
+      assert.equal(submitted.status, 202, JSON.stringify(submitted.body));
+      tasks.push(submitted.body.task.id as string);
+    }
+    // Small tasks after big ones: a page holds many of them, and the big ones still come two to a page.
+    for (let n = 0; n < 30; n++) tasks.push((await api(node.url, "POST", "/api/v1/tasks", { token, body: { type: "echo", payload: { n } } })).body.task.id as string);
+    const listedTasks = await readList(token, "/api/v1/tasks");
+    assert.deepEqual(listedTasks.map((t) => t.id).sort(), [...tasks].sort());
+
+    const schedules: string[] = [];
+    for (let n = 0; n < 4; n++) {
+      const created = await api(node.url, "POST", "/api/v1/schedules", { token, body: { name: `big-${n}`, task: { type: "echo", payload: { big } }, every: 3_600_000 } });
+      assert.equal(created.status, 201, JSON.stringify(created.body).slice(0, 300));
+      schedules.push(created.body.schedule.id as string);
+    }
+    assert.deepEqual((await readList(token, "/api/v1/schedules")).map((s) => s.id).sort(), [...schedules].sort());
+
+    const pools: string[] = [];
+    for (let n = 0; n < 110; n++) {
+      const created = await api(node.url, "POST", "/api/v1/pools", { token, body: { name: `pool-${n}`, description: "d".repeat(1000) } });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      pools.push(created.body.pool.id as string);
+    }
+    const listedPools = await readList(token, "/api/v1/pools");
+    // The tenant's default pool was made by its first task.
+    assert.deepEqual(listedPools.map((p) => p.id).sort(), [...pools, "default"].sort());
   });
 });

@@ -122,7 +122,8 @@ export class PoolService {
     }
   }
 
-  async list(principal: Principal, query: unknown) {
+  /** A page, bounded in rows and in bytes (MAX_RESPONSE_BYTES), like every list. */
+  async list(principal: Principal, query: unknown, maxBytes: number) {
     const { cursor, limit } = parseInput(PageQuerySchema, query, "query");
     await this.tenants.ensure(principal.tenantId);
     const rows = await this.prisma.pool.findMany({
@@ -130,7 +131,7 @@ export class PoolService {
       orderBy: PAGE_ORDER,
       take: limit + 1,
     });
-    return toPage(rows, limit, serializePool);
+    return toPage(rows, limit, serializePool, maxBytes);
   }
 
   async get(principal: Principal, poolId: string) {

@@ -12,7 +12,7 @@ import type { Logger } from "../../observability/logger.js";
 import type { Metrics } from "../../observability/metrics.js";
 import { roomNames } from "../../protocol/rooms.js";
 import type { ScheduleTaskTemplate, ScheduleView } from "../../protocol/views.js";
-import { afterPageKey, decodePageCursor, PAGE_ORDER, PageQuerySchema, toPage } from "../pagination.js";
+import { afterPageKey, decodePageCursor, keysWithinBytes, PAGE_ORDER, PageQuerySchema, toPage } from "../pagination.js";
 import { isUniqueViolation } from "../pools/service.js";
 import { SubmitTaskSchema, type TaskService } from "../tasks/service.js";
 import { DEFAULT_POOL_ID } from "../tenants.js";
@@ -208,16 +208,29 @@ export class ScheduleService {
     }
   }
 
-  async list(principal: Principal, query: unknown) {
+  /** A page of the tenant's schedules, bounded in rows and in bytes (a schedule's task template holds a payload). */
+  async list(principal: Principal, query: unknown, maxBytes: number) {
     const { cursor, limit } = parseInput(PageQuerySchema.strict(), query, "query");
-    const rows = await this.prisma.schedule.findMany({
+    const keys = await this.prisma.schedule.findMany({
       where: { tenantId: principal.tenantId, ...afterPageKey(cursor ? decodePageCursor(cursor) : undefined) },
       orderBy: PAGE_ORDER,
       take: limit + 1,
+      select: { id: true, createdAt: true },
     });
-    const page = toPage(rows, limit, (row) => row);
-    const next = await this.nextRuns(page.items);
-    return { items: page.items.map((row, i) => serializeSchedule(row, next[i] ?? null)), nextCursor: page.nextCursor };
+    const fit = await keysWithinBytes(keys, limit, maxBytes, async (ids) => {
+      const sizes = await this.prisma.$queryRawUnsafe<Array<{ id: string; bytes: number }>>(
+        `SELECT "id", octet_length("task"::text)::int AS "bytes" FROM "Schedule" WHERE "tenantId" = $1 AND "id" = ANY($2::text[])`,
+        principal.tenantId,
+        ids,
+      );
+      return new Map(sizes.map((row) => [row.id, Number(row.bytes)]));
+    });
+    const rows = fit.keys.length
+      ? await this.prisma.schedule.findMany({ where: { tenantId: principal.tenantId, id: { in: fit.keys.map((key) => key.id) } }, orderBy: PAGE_ORDER })
+      : [];
+    const next = await this.nextRuns(rows);
+    const nextById = new Map(rows.map((row, i) => [row.id, next[i] ?? null]));
+    return toPage(rows, limit, (row) => serializeSchedule(row, nextById.get(row.id) ?? null), maxBytes, fit.more);
   }
 
   async get(principal: Principal, id: string): Promise<ScheduleView> {

@@ -19,7 +19,7 @@ import {
   type TaskReportReply,
   type TaskStatus,
 } from "../../protocol/tasks.js";
-import { afterPageKey, decodePageCursor, PAGE_ORDER, PageQuerySchema, toPage } from "../pagination.js";
+import { afterPageKey, decodePageCursor, keysWithinBytes, PAGE_ORDER, PageQuerySchema, toPage } from "../pagination.js";
 import type { ResourceDirectory } from "../resources.js";
 import { DEFAULT_POOL_ID } from "../tenants.js";
 import { parseInput } from "../validation.js";
@@ -234,14 +234,30 @@ export class TaskService {
     return { task: serializeTask(task), head: encodeCursor(head) };
   }
 
-  async list(principal: Principal, query: unknown) {
+  /** A page of the tenant's tasks, bounded in rows (`limit`) and in bytes (`maxBytes`, MAX_RESPONSE_BYTES). */
+  async list(principal: Principal, query: unknown, maxBytes: number) {
     const { cursor, limit, ...filter } = parseInput(ListQuerySchema, query, "query");
-    const rows = await this.prisma.task.findMany({
+    const keys = await this.prisma.task.findMany({
       where: { ...taskFilterWhere(principal.tenantId, filter), ...afterPageKey(cursor ? decodePageCursor(cursor) : undefined) },
       orderBy: PAGE_ORDER,
       take: limit + 1,
+      select: { id: true, createdAt: true },
     });
-    return toPage(rows, limit, serializeTask);
+    const fit = await keysWithinBytes(keys, limit, maxBytes, (ids) => this.storedSizes(principal.tenantId, ids));
+    const rows = fit.keys.length
+      ? await this.prisma.task.findMany({ where: { tenantId: principal.tenantId, id: { in: fit.keys.map((key) => key.id) } }, orderBy: PAGE_ORDER })
+      : [];
+    return toPage(rows, limit, serializeTask, maxBytes, fit.more);
+  }
+
+  /** The text size of the tasks' payload, result and error: what can make one task big. */
+  private async storedSizes(tenantId: string, ids: string[]): Promise<Map<string, number>> {
+    const rows = await this.sql.query<Array<{ id: string; bytes: number }>>(
+      `SELECT "id", (octet_length("payload"::text) + coalesce(octet_length("result"::text), 0) + coalesce(octet_length("error"::text), 0))::int AS "bytes"
+         FROM "Task" WHERE "tenantId" = $1 AND "id" = ANY($2::text[])`,
+      [tenantId, ids],
+    );
+    return new Map(rows.map((row) => [row.id, Number(row.bytes)]));
   }
 
   /** Exact counts of the tenant's tasks per status (every status, zeros included), under the list's filters but the status. */

@@ -128,14 +128,15 @@ export class WorkflowService {
     return this.view(principal.tenantId, workflowId);
   }
 
-  async list(principal: Principal, query: unknown) {
+  /** A page, bounded in rows and in bytes (MAX_RESPONSE_BYTES), like every list. */
+  async list(principal: Principal, query: unknown, maxBytes: number) {
     const { cursor, limit } = parseInput(PageQuerySchema, query, "query");
     const rows = await this.prisma.workflow.findMany({
       where: { tenantId: principal.tenantId, ...afterPageKey(cursor ? decodePageCursor(cursor) : undefined) },
       orderBy: PAGE_ORDER,
       take: limit + 1,
     });
-    return toPage(rows, limit, serializeWorkflow);
+    return toPage(rows, limit, serializeWorkflow, maxBytes);
   }
 
   async cancel(principal: Principal, workflowId: string) {

@@ -6,7 +6,7 @@ import type { EventLog } from "../../events/event-log.js";
 import { roomNames } from "../../protocol/rooms.js";
 import { readWithHead } from "./resource-head.js";
 
-export function poolRoutes(pools: PoolService, log: EventLog): Router {
+export function poolRoutes(pools: PoolService, log: EventLog, maxResponseBytes: number): Router {
   const router = Router();
   router.param("id", resourceId("pool"));
   router.post("/", async (req, res) => {
@@ -15,7 +15,7 @@ export function poolRoutes(pools: PoolService, log: EventLog): Router {
   });
   router.get("/", async (req, res) => {
     const principal = requirePermission(res, "pools:read");
-    res.json(await pools.list(principal, req.query));
+    res.json(await pools.list(principal, req.query, maxResponseBytes));
   });
   router.get("/:id", async (req, res) => {
     const principal = requirePermission(res, "pools:read");

@@ -4,7 +4,7 @@ import { resourceId } from "./resource-id.js";
 import type { ScheduleService } from "../../domains/schedules/service.js";
 
 /** `/api/v1/schedules`: `tasks:write` to change a schedule, `tasks:read` to read one. */
-export function scheduleRoutes(schedules: ScheduleService): Router {
+export function scheduleRoutes(schedules: ScheduleService, maxResponseBytes: number): Router {
   const router = Router();
   router.param("id", resourceId("schedule"));
   router.post("/", async (req, res) => {
@@ -13,7 +13,7 @@ export function scheduleRoutes(schedules: ScheduleService): Router {
   });
   router.get("/", async (req, res) => {
     const principal = requirePermission(res, "tasks:read");
-    res.json(await schedules.list(principal, req.query));
+    res.json(await schedules.list(principal, req.query, maxResponseBytes));
   });
   router.get("/:id", async (req, res) => {
     const principal = requirePermission(res, "tasks:read");

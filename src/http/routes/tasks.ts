@@ -4,7 +4,7 @@ import { resourceId } from "./resource-id.js";
 import type { TaskBulkActions } from "../../domains/tasks/bulk.js";
 import type { TaskService } from "../../domains/tasks/service.js";
 
-export function taskRoutes(tasks: TaskService, bulk: TaskBulkActions): Router {
+export function taskRoutes(tasks: TaskService, bulk: TaskBulkActions, maxResponseBytes: number): Router {
   const router = Router();
   router.param("id", resourceId("task"));
   router.post("/", async (req, res) => {
@@ -14,7 +14,7 @@ export function taskRoutes(tasks: TaskService, bulk: TaskBulkActions): Router {
   });
   router.get("/", async (req, res) => {
     const principal = requirePermission(res, "tasks:read");
-    res.json(await tasks.list(principal, req.query));
+    res.json(await tasks.list(principal, req.query, maxResponseBytes));
   });
   // Before "/:id": "counts" and "bulk" are not task ids.
   router.post("/bulk", async (req, res) => {

@@ -6,7 +6,7 @@ import type { EventLog } from "../../events/event-log.js";
 import { roomNames } from "../../protocol/rooms.js";
 import { readWithHead } from "./resource-head.js";
 
-export function workflowRoutes(workflows: WorkflowService, log: EventLog): Router {
+export function workflowRoutes(workflows: WorkflowService, log: EventLog, maxResponseBytes: number): Router {
   const router = Router();
   router.param("id", resourceId("workflow"));
   router.post("/", async (req, res) => {
@@ -15,7 +15,7 @@ export function workflowRoutes(workflows: WorkflowService, log: EventLog): Route
   });
   router.get("/", async (req, res) => {
     const principal = requirePermission(res, "workflows:read");
-    res.json(await workflows.list(principal, req.query));
+    res.json(await workflows.list(principal, req.query, maxResponseBytes));
   });
   router.get("/:id", async (req, res) => {
     const principal = requirePermission(res, "workflows:read");
