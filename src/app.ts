@@ -109,7 +109,7 @@ export class App {
 
     const revocations = new TokenRevocations(redis, revocationSubscriber, keys, this.logger, {
       retentionMs: (config.jwt.maxLifetimeS + config.jwt.clockToleranceS) * 1000,
-      reloadIntervalMs: 5000,
+      followIntervalMs: 5000,
       maxPerTenant: config.limits.maxRevocationsPerTenant,
       subscribeTimeoutMs: 3000,
     });
@@ -137,6 +137,7 @@ export class App {
     const realtime = new Realtime({
       httpServer: this.httpServer,
       verifyToken,
+      isRevoked: (principal) => revocations.list.isRevoked(principal),
       pubClient,
       subClient,
       sharded: cluster,

@@ -5,7 +5,8 @@ import { Redis } from "ioredis";
 import jwt from "jsonwebtoken";
 import WebSocket from "ws";
 import type { Socket } from "socket.io-client";
-import { connect, connectError, sleep } from "./support/clients.js";
+import { connect, connectError, openSocket, sleep } from "./support/clients.js";
+import { eventually } from "./support/faults.js";
 import { freshTenant, TEST_JWT_SECRET, TEST_REDIS_PREFIX, TEST_REDIS_URL } from "./support/env.js";
 import { api } from "./support/http.js";
 import { startServer, type ServerProcess } from "./support/server.js";
@@ -174,8 +175,12 @@ describe("access control", function () {
       assert.equal((await revoke(b, mintToken({ tenant }), { jti })).status, 202);
       const redis = new Redis(TEST_REDIS_URL);
       try {
-        const key = `${TEST_REDIS_PREFIX}:revoked-tokens`;
-        assert.ok(Number(await redis.zscore(key, `jti:${tenant}:${jti}`)) > 0, "stored with its revocation time");
+        const key = `${TEST_REDIS_PREFIX}:revocations`;
+        const entries = await redis.xrange(key, "-", "+");
+        const entry = entries.find(([, fields]) => fields[1] === `jti:${tenant}:${jti}`);
+        assert.ok(entry, "stored in the stream");
+        assert.equal(entry[1][2], "at");
+        assert.ok(Number(entry[1][3]) > Date.now() - 60_000, "with its revocation time");
         const ttl = await redis.pttl(key);
         const retention = (30 * 24 * 3600 + 5) * 1000;
         assert.ok(ttl > retention - 60_000 && ttl <= retention, `TTL ${ttl} ms`);
@@ -184,7 +189,7 @@ describe("access control", function () {
       }
     });
 
-    it("picks up a revocation whose announcement a node missed, with its periodic reload", async () => {
+    it("picks up a revocation whose announcement a node missed, by following the stream", async () => {
       const tenant = freshTenant("rm");
       const jti = randomUUID();
       const token = mintToken({ tenant, jti });
@@ -193,13 +198,38 @@ describe("access control", function () {
       // Stored the way the route stores it, but never announced: as if every node's subscription had been down.
       const redis = new Redis(TEST_REDIS_URL);
       try {
-        await redis.zadd(`${TEST_REDIS_PREFIX}:revoked-tokens`, Date.now(), `jti:${tenant}:${jti}`);
+        await redis.xadd(`${TEST_REDIS_PREFIX}:revocations`, "*", "m", `jti:${tenant}:${jti}`, "at", String(Date.now()));
       } finally {
         redis.disconnect();
       }
-      // Each node ends its own session when its reload finds the revocation; from then on it refuses the token.
+      // Each node ends its own session when its next read of the stream finds the revocation; from then on it refuses the token.
       for (const [info] of await Promise.all(ended)) assert.deepEqual(info, { reason: "token_revoked" });
       for (const node of [a, b]) assert.equal(await restWith(node, token), "401 TOKEN_REVOKED");
+    });
+  });
+
+  describe("revocation during handshakes", () => {
+    it("leaves no socket of the revoked subject connected, however far its handshake had got when the revocation came", async () => {
+      const tenant = freshTenant("rh");
+      const admin = mintToken({ tenant, sub: "admin-1" });
+      const token = mintToken({ tenant, sub: "hasty", permissions: ["tasks:read"] });
+      // Handshakes in flight on both nodes while node a stores the revocation and node b hears of it.
+      const sockets = Array.from({ length: 120 }, (_, i) => openSocket((i % 2 ? b : a).url, "tasks", { token }));
+      const outcomes = sockets.map(
+        (socket) =>
+          new Promise<string>((resolve) => {
+            socket.once("connect", () => resolve("connected"));
+            socket.once("connect_error", (error: Error & { data?: { code?: string } }) => resolve(error.data?.code ?? error.message));
+          }),
+      );
+      await sleep(5);
+      assert.equal((await revoke(a, admin, { sub: "hasty" })).status, 202);
+      const results = await Promise.all(outcomes);
+      // Whatever got through before the revocation is ended by it; nothing connects after it.
+      assert.ok(await eventually(() => sockets.every((socket) => !socket.connected), 5000, 20), "every socket of the revoked subject is disconnected");
+      const refused = results.filter((r) => r !== "connected");
+      assert.ok(refused.every((code) => code === "TOKEN_REVOKED"), `refusals: ${[...new Set(refused)].join(", ")}`);
+      assert.equal((await connectError(a.url, "tasks", { token })).data?.code, "TOKEN_REVOKED");
     });
   });
 
@@ -297,12 +327,22 @@ describe("access control", function () {
     // A third node with JWT_CLOCK_TOLERANCE_S=0 and no CORS_ORIGINS, started after a revocation was made.
     let strict: ServerProcess;
     let revokedBeforeStart: string;
+    let revokedBeforeUpgrade: string;
 
     before(async () => {
       const tenant = freshTenant("rl");
       const jti = randomUUID();
       revokedBeforeStart = mintToken({ tenant, jti });
       assert.equal((await revoke(a, mintToken({ tenant }), { jti })).status, 202);
+      // Where a release before the stream kept revocations: still in force after an upgrade.
+      const legacyJti = randomUUID();
+      revokedBeforeUpgrade = mintToken({ tenant, jti: legacyJti });
+      const redis = new Redis(TEST_REDIS_URL);
+      try {
+        await redis.zadd(`${TEST_REDIS_PREFIX}:revoked-tokens`, Date.now(), `jti:${tenant}:${legacyJti}`);
+      } finally {
+        redis.disconnect();
+      }
       strict = await startServer({ JWT_CLOCK_TOLERANCE_S: "0", EMBEDDED_WORKER: "false" });
     });
     after(async () => {
@@ -312,6 +352,7 @@ describe("access control", function () {
     it("a node started later refuses what was revoked before it started", async () => {
       assert.equal(await restWith(strict, revokedBeforeStart), "401 TOKEN_REVOKED");
       assert.equal((await connectError(strict.url, "tasks", { token: revokedBeforeStart })).data?.code, "TOKEN_REVOKED");
+      assert.equal(await restWith(strict, revokedBeforeUpgrade), "401 TOKEN_REVOKED", "and what an earlier release stored");
     });
 
     it("accepts a token expired 2 s ago within a tolerance of 5 s, and refuses it with a tolerance of 0", async () => {

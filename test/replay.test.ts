@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { connect, EventRecorder, sleep, subscribe } from "./support/clients.js";
 import { freshTenant } from "./support/env.js";
-import { api } from "./support/http.js";
+import { api, type ApiResponse } from "./support/http.js";
 import { sharedServer } from "./support/shared.js";
 import { mintToken } from "./support/tokens.js";
 import { startServer, type ServerProcess } from "./support/server.js";
@@ -115,7 +115,7 @@ describe("MAX_RESPONSE_BYTES: history pages and lists bounded in bytes", () => {
     let cursor: string | null = null;
     for (let pages = 1; ; pages++) {
       assert.ok(pages <= 100, "every page moves on");
-      const page = await api(node.url, "GET", `${path}?limit=200${cursor ? `&cursor=${cursor}` : ""}`, { token });
+      const page: ApiResponse = await api(node.url, "GET", `${path}?limit=200${cursor ? `&cursor=${cursor}` : ""}`, { token });
       assert.equal(page.status, 200, JSON.stringify(page.body).slice(0, 300));
       assert.ok(Buffer.byteLength(JSON.stringify(page.body)) <= 130_000, `${path}: a page of ${Buffer.byteLength(JSON.stringify(page.body))} bytes`);
       assert.ok(page.body.items.length >= 1);

@@ -14,8 +14,8 @@ export interface TokenRevocationOptions {
    * has expired, because no token is accepted for longer than that after its `iat` (or after any moment, without one).
    */
   retentionMs: number;
-  /** Every node reads all revocations back this often, in case it missed a message (its subscription was down). */
-  reloadIntervalMs: number;
+  /** Every node reads the revocations stored since its last read this often, in case it missed a message (its subscription was down). */
+  followIntervalMs: number;
   /** How long start() waits for the channel subscription before it carries on (Redis may be down at start). */
   subscribeTimeoutMs: number;
   /** MAX_REVOCATIONS_PER_TENANT: a new revocation beyond it is refused (429 QUOTA_EXCEEDED). */
@@ -30,17 +30,24 @@ const MessageSchema = z.object({
   at: z.number().finite(),
 });
 
+/** Stream entries read per request when a node follows the revocations. */
+const FOLLOW_PAGE = 1000;
+
 /**
- * Token revocations across the cluster. Redis holds them (one sorted set, see RedisKeys.revokedTokens) and
- * announces each new one on a channel; every node keeps all of them in `list`, loaded at start, kept current by
- * the channel and read back in full every `reloadIntervalMs`, so that verifying a token never waits on Redis.
+ * Token revocations across the cluster. Redis holds them (a stream, see RedisKeys.revocations) and announces each
+ * new one on a channel; every node keeps all of them in `list`, loaded at start, kept current by the channel and
+ * by following the stream from the last entry it read (every `followIntervalMs` and after each reconnection), so
+ * that verifying a token never waits on Redis, and a node's periodic read costs what is new, not what is held.
  * Listeners hear of every revocation this node learns, whichever way, once.
  */
 export class TokenRevocations {
   readonly list = new RevocationList();
   private readonly listeners: Array<(revocation: Revocation) => void> = [];
   private timer: NodeJS.Timeout | undefined;
-  private reloadFailing = false;
+  /** The id of the last stream entry this node read; undefined before the first read. */
+  private lastId: string | undefined;
+  private following: Promise<void> | undefined;
+  private followFailing = false;
 
   constructor(
     private readonly redis: RedisClient,
@@ -65,7 +72,7 @@ export class TokenRevocations {
         ? { kind: "jti", tenantId: principal.tenantId, id: request.jti, at: Date.now() }
         : { kind: "sub", tenantId: principal.tenantId, id: request.sub!, at: Date.now() };
     // Every node holds every revocation in memory and checks each token against them: a tenant's share is
-    // capped. Counted from this node's copy (current through the channel and the reload), so requests racing on
+    // capped. Counted from this node's copy (current through the channel and the stream), so requests racing on
     // several nodes may pass the cap by the few they hold in flight, never by more. Revoking again what is
     // already revoked (a subject, to move its time on) takes no new place.
     const max = this.options.maxPerTenant;
@@ -74,15 +81,14 @@ export class TokenRevocations {
         { field: request.jti !== undefined ? "jti" : "sub", message: `at most ${max} revocations per tenant` },
       ]);
     }
-    const key = this.keys.revokedTokens;
     let results: Array<[Error | null, unknown]> | null;
     try {
       results = await this.redis
         .multi()
-        // GT: revoking a subject again only ever moves its time forward (nodes' clocks differ a little).
-        .zadd(key, "GT", revocation.at, revocationMember(revocation))
-        .zremrangebyscore(key, "-inf", `(${revocation.at - this.options.retentionMs}`)
-        .pexpire(key, this.options.retentionMs)
+        // Entries older than retention go (MINID, approximately: whole stream nodes at a time, which is cheap);
+        // a node skips any that remain. Revoking a subject again adds an entry with the later time.
+        .xadd(this.keys.revocations, "MINID", "~", String(revocation.at - this.options.retentionMs), "*", "m", revocationMember(revocation), "at", String(revocation.at))
+        .pexpire(this.keys.revocations, this.options.retentionMs)
         .publish(this.keys.tokenRevoked, JSON.stringify(revocation))
         .exec();
     } catch (error) {
@@ -104,16 +110,17 @@ export class TokenRevocations {
     this.subscriber.on("message", (from: string, message: string) => {
       if (from === channel) this.receive(message);
     });
-    // After a reconnection the subscription comes back, but what was announced meanwhile did not arrive: read it back.
-    this.subscriber.on("ready", () => void this.reload());
+    // After a reconnection the subscription comes back, but what was announced meanwhile did not arrive: read it.
+    this.subscriber.on("ready", () => void this.follow());
     let waiting: NodeJS.Timeout | undefined;
     await Promise.race([
       this.subscribe(channel).catch((error: unknown) => this.logger.warn({ err: error }, "cannot subscribe to token revocations")),
       new Promise<void>((resolve) => (waiting = setTimeout(resolve, this.options.subscribeTimeoutMs))),
     ]);
     clearTimeout(waiting);
-    await this.reload();
-    this.timer = setInterval(() => void this.reload(), this.options.reloadIntervalMs);
+    await this.loadLegacy();
+    await this.follow();
+    this.timer = setInterval(() => void this.follow(), this.options.followIntervalMs);
     this.timer.unref();
   }
 
@@ -156,21 +163,60 @@ export class TokenRevocations {
     }
   }
 
-  /** Reads back every revocation still in force, and forgets the ones past retention. Never throws. */
-  private async reload(): Promise<void> {
+  /**
+   * Reads the stream's entries after the last one this node read (all of them, the first time), and forgets the
+   * revocations past retention. One read at a time; never throws.
+   */
+  private follow(): Promise<void> {
+    this.following ??= this.readNew().finally(() => (this.following = undefined));
+    return this.following;
+  }
+
+  private async readNew(): Promise<void> {
     const cutoff = Date.now() - this.options.retentionMs;
     try {
-      const flat = await this.redis.zrangebyscore(this.keys.revokedTokens, cutoff, "+inf", "WITHSCORES");
+      for (;;) {
+        // "(" + id: strictly after it. Redis numbers entries increasingly, so nothing stored later is behind lastId.
+        const start = this.lastId === undefined ? "-" : `(${this.lastId}`;
+        const entries = await this.redis.xrange(this.keys.revocations, start, "+", "COUNT", FOLLOW_PAGE);
+        for (const [id, fields] of entries) {
+          const revocation = parseEntry(fields);
+          if (revocation && revocation.at >= cutoff) this.apply(revocation);
+          this.lastId = id;
+        }
+        if (entries.length < FOLLOW_PAGE) break;
+      }
+      this.followFailing = false;
+    } catch (error) {
+      // Once per outage: this runs every few seconds, and Redis being down is reported elsewhere too.
+      if (!this.followFailing) this.logger.warn({ err: (error as Error).message }, "cannot read token revocations; retrying");
+      this.followFailing = true;
+    }
+    this.list.forgetBefore(cutoff);
+  }
+
+  /** Revocations stored before the stream existed (see RedisKeys.legacyRevokedTokens), read once at start. */
+  private async loadLegacy(): Promise<void> {
+    const cutoff = Date.now() - this.options.retentionMs;
+    try {
+      const flat = await this.redis.zrangebyscore(this.keys.legacyRevokedTokens, cutoff, "+inf", "WITHSCORES");
       for (let i = 0; i + 1 < flat.length; i += 2) {
         const revocation = parseRevocationMember(flat[i]!, Number(flat[i + 1]));
         if (revocation) this.apply(revocation);
       }
-      this.reloadFailing = false;
     } catch (error) {
-      // Once per outage: the reload runs every few seconds, and Redis being down is reported elsewhere too.
-      if (!this.reloadFailing) this.logger.warn({ err: (error as Error).message }, "cannot read token revocations; retrying");
-      this.reloadFailing = true;
+      this.logger.warn({ err: (error as Error).message }, "cannot read revocations stored before the stream");
     }
-    this.list.forgetBefore(cutoff);
   }
+}
+
+/** A stream entry's fields (`m`, `at`) as a revocation; undefined for anything else. */
+function parseEntry(fields: string[]): Revocation | undefined {
+  let member: string | undefined;
+  let at = Number.NaN;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    if (fields[i] === "m") member = fields[i + 1];
+    else if (fields[i] === "at") at = Number(fields[i + 1]);
+  }
+  return member === undefined ? undefined : parseRevocationMember(member, at);
 }

@@ -86,11 +86,19 @@ export class RedisKeys {
   }
 
   /**
-   * Token revocations still in force: a sorted set, member `<jti|sub>:<tenant>:<id>`, score the revocation time
-   * (ms). One key rather than a key per revocation, so that a node loads them all with one range read, never a
-   * SCAN over the keyspace.
+   * Token revocations still in force, as a stream: each entry one revocation (`m`: `<jti|sub>:<tenant>:<id>`,
+   * `at`: its time in ms), trimmed by age. Redis numbers entries in order, so a node follows it from the last
+   * entry it read, reading only what is new, never the whole set again.
    */
-  get revokedTokens(): string {
+  get revocations(): string {
+    return `${this.prefix}:revocations`;
+  }
+
+  /**
+   * Where revocations were kept before the stream (a sorted set, member as above, score the time): still read
+   * once at start, so that a revocation made before an upgrade keeps refusing its token until it lapses.
+   */
+  get legacyRevokedTokens(): string {
     return `${this.prefix}:revoked-tokens`;
   }
 

@@ -36,3 +36,18 @@ export function handshakeAuth(verify: TokenVerifier, metrics: Metrics, logger: L
     }
   };
 }
+
+/**
+ * The handshake's last step: the token is checked against revocations once more. The steps before it wait on
+ * Redis (the connection quota), and a revocation learnt meanwhile ends only the sessions already connected, so a
+ * socket in the middle of its handshake would have survived it. After this step Socket.IO connects the socket
+ * within the same turn of the event loop (a process.nextTick), in which no announcement can arrive.
+ */
+export function handshakeNotRevoked(isRevoked: (principal: Principal) => boolean, metrics: Metrics, logger: Logger) {
+  return (socket: SwitchyardSocket, next: (error?: Error) => void): void => {
+    if (!isRevoked(socket.data.principal)) return next();
+    metrics.handshakeFailures.inc({ code: "TOKEN_REVOKED" });
+    logger.debug({ code: "TOKEN_REVOKED", nsp: socket.nsp.name }, "handshake refused: revoked during the handshake");
+    next(new HandshakeError("TOKEN_REVOKED", "token revoked"));
+  };
+}

@@ -7,7 +7,8 @@ import type { Broadcast } from "../events/publisher.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import { NAMESPACES, type NamespaceName } from "../protocol/namespaces.js";
-import { handshakeAuth } from "./handshake.js";
+import { handshakeAuth, handshakeNotRevoked } from "./handshake.js";
+import type { Principal } from "../auth/principal.js";
 import { TokenExpiries } from "./token-expiry.js";
 import { TickBroadcast } from "./tick-broadcast.js";
 import { originCheck } from "./origin-check.js";
@@ -29,6 +30,8 @@ export type ConnectionHandler = (socket: SwitchyardSocket) => void;
 export interface RealtimeOptions {
   httpServer: HttpServer;
   verifyToken: TokenVerifier;
+  /** Whether a token admitted earlier in the handshake has been revoked since (see handshakeNotRevoked). */
+  isRevoked: (principal: Principal) => boolean;
   pubClient: RedisClient;
   subClient: RedisClient;
   /**
@@ -98,15 +101,16 @@ export class Realtime {
     const replayPages = new Semaphore(REPLAY_PAGES_IN_FLIGHT);
     const auth = handshakeAuth(options.verifyToken, metrics, logger);
     const quota = connectionQuota(options.connections, metrics);
+    const notRevoked = handshakeNotRevoked(options.isRevoked, metrics, logger);
     const gate = { socketEventsPerSecond: options.socketEventsPerSecond, workerEventsPerSecond: options.workerEventsPerSecond, metrics, logger };
     // The main namespace serves nothing; it still demands a token so it cannot be used anonymously, and its sockets
     // count against the tenant's connections like any other.
-    this.io.use(auth).use(quota);
+    this.io.use(auth).use(quota).use(notRevoked);
     this.io.on("connection", (socket) => gateInboundEvents(socket, gate));
     const expiries = (this.expiries = new TokenExpiries(options.clockToleranceS));
     for (const name of NAMESPACES) {
       const nsp = this.io.of(`/${name}`);
-      nsp.use(auth).use(quota);
+      nsp.use(auth).use(quota).use(notRevoked);
       const connected = metrics.connectedSockets.labels({ namespace: name });
       const connections = metrics.connections.labels({ namespace: name });
       // Replays hand over to the live stream through the namespace's adapter: nothing doubled, nothing overtaken.
