@@ -217,6 +217,7 @@ export class App {
       sweepIntervalMs: Math.min(1000, config.workers.heartbeatTimeoutMs),
       aggregateDelayMs: 500,
       failures: status,
+      heartbeatCounted: (written) => metrics.workerHeartbeats.inc({ outcome: written ? "written" : "absorbed" }),
     });
     const retention = new EventRetention(sql, redis, this.logger, {
       keys,

@@ -7,6 +7,7 @@ import { startServer, startWorker, type ServerProcess } from "./support/server.j
 import { sharedServer } from "./support/shared.js";
 import { submitTask, takeJob, waitForTask } from "./support/tasks.js";
 import { mintToken } from "./support/tokens.js";
+import { scrape, total } from "./support/metrics.js";
 import type { Envelope } from "../src/protocol/events.js";
 
 interface WorkerChange {
@@ -199,6 +200,33 @@ describe("pool workers", () => {
       const nul = await request<{ ok: boolean; error: { code: string } }>(socket, "worker.status", { status: "error", detail: "bad\u0000byte" });
       assert.equal(nul.error.code, "BAD_REQUEST");
       assert.equal((await request<{ ok: boolean }>(socket, "worker.heartbeat", {})).ok, true);
+    });
+
+    it("a flood of heartbeats from one worker socket is answered, and writes presence and the database at most once per half interval", async () => {
+      const tenant = freshTenant();
+      const token = mintToken({ tenant });
+      const p = await createPool(shared.url, token, "P");
+      const socket = await workerSocket(tenant, p, "w-flood");
+      const heartbeats = async () => total([await scrape(shared.url)], "switchyard_worker_heartbeats_total", { outcome: "written" });
+      const absorbed = async () => total([await scrape(shared.url)], "switchyard_worker_heartbeats_total", { outcome: "absorbed" });
+      const lastHeartbeatAt = async () => {
+        const pool = await api(shared.url, "GET", `/api/v1/pools/${p}`, { token });
+        const worker = (pool.body.pool.workers as Array<{ id: string; status: string; lastHeartbeatAt: string }>).find((w) => w.id === "w-flood")!;
+        assert.equal(worker.status, "idle");
+        return Date.parse(worker.lastHeartbeatAt);
+      };
+      const [writtenBefore, absorbedBefore] = [await heartbeats(), await absorbed()];
+      const acks = await Promise.all(Array.from({ length: 400 }, () => request<{ ok: boolean; ts: string }>(socket, "worker.heartbeat", {})));
+      assert.ok(acks.every((ack) => ack.ok && !Number.isNaN(Date.parse(ack.ts))), "every heartbeat is answered");
+      // The shared node's interval is 5 s: these 400 came within one half interval, so one of them wrote.
+      assert.equal((await heartbeats()) - writtenBefore, 1);
+      assert.equal((await absorbed()) - absorbedBefore, 399);
+      // Half an interval later the next one writes again: a worker heartbeating at its interval writes every time.
+      const firstWrite = await lastHeartbeatAt();
+      await sleep(2600);
+      assert.equal((await request<{ ok: boolean }>(socket, "worker.heartbeat", {})).ok, true);
+      assert.equal((await heartbeats()) - writtenBefore, 2);
+      assert.ok((await lastHeartbeatAt()) >= firstWrite + 2500, "the database heard the worker again");
     });
 
     it("a worker token reporting on a task it never took from the queue changes nothing", async () => {

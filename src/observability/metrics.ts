@@ -112,6 +112,12 @@ export function createMetrics(nodeId: string, options: MetricsOptions = {}) {
     labelNames: ["action"] as const,
     registers: [registry],
   });
+  const workerHeartbeats = new Counter({
+    name: "switchyard_worker_heartbeats_total",
+    help: "worker.heartbeat events this node handled, by outcome: written (presence in Redis and lastHeartbeatAt in the database renewed) or absorbed (the same worker connection wrote less than half a heartbeat interval ago)",
+    labelNames: ["outcome"] as const,
+    registers: [registry],
+  });
   const clientErrors = new Counter({
     name: "switchyard_client_errors_total",
     help: "Client requests refused, by error code",
@@ -127,6 +133,7 @@ export function createMetrics(nodeId: string, options: MetricsOptions = {}) {
   }
   for (const reason of SLOW_CONSUMER_REASONS) slowConsumerDisconnects.inc({ reason }, 0);
   for (const kind of RATE_LIMIT_KINDS) rateLimited.inc({ kind }, 0);
+  for (const outcome of ["written", "absorbed"]) workerHeartbeats.inc({ outcome }, 0);
   if (!tenantLabels) for (const status of TASK_STATUSES) tasks.inc({ status }, 0);
   for (const operation of DB_OPERATIONS) dbQueryDuration.zero({ operation });
   for (const action of RECONCILE_ACTIONS) reconciled.inc({ action }, 0);
@@ -146,6 +153,7 @@ export function createMetrics(nodeId: string, options: MetricsOptions = {}) {
     subscriptions,
     slowConsumerDisconnects,
     rateLimited,
+    workerHeartbeats,
     handshakeFailures: new Counter({
       name: "switchyard_handshake_failures_total",
       help: "Socket.IO handshakes refused, by error code",

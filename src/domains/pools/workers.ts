@@ -12,6 +12,7 @@ import { serializeWorker } from "./service.js";
 import type { RedisKeys } from "../../jobs/redis-keys.js";
 import type { FailureReporter } from "../../dependencies/status.js";
 import { PresenceAgreement, type PresenceState } from "./presence-agreement.js";
+import { HeartbeatWrites } from "./heartbeat-writes.js";
 
 export interface WorkerServiceOptions {
   keys: RedisKeys;
@@ -27,6 +28,8 @@ export interface WorkerServiceOptions {
   aggregateDelayMs: number;
   /** Where failed sweeps and aggregates are reported (an outage is logged once, not once per sweep). */
   failures: FailureReporter;
+  /** Told of each heartbeat: whether it wrote (presence and the database) or was absorbed (see HeartbeatWrites). */
+  heartbeatCounted?: (written: boolean) => void;
 }
 
 /** worker.status_changed for one worker row: to the tenant's `pools` room and the worker's pool. */
@@ -62,6 +65,8 @@ export class WorkerService {
    * node has heard from it (node clocks are assumed to agree to well within an interval).
    */
   private readonly silenceMs: number;
+  /** A flood of heartbeats writes once per half interval (see HeartbeatWrites); at the interval, every one writes. */
+  private readonly heartbeats: HeartbeatWrites;
 
   constructor(
     private readonly prisma: PrismaClient,
@@ -75,6 +80,9 @@ export class WorkerService {
   ) {
     this.agreement = new PresenceAgreement(logger, options.heartbeatTimeoutMs);
     this.silenceMs = 2 * options.heartbeatIntervalMs;
+    // Half the interval: the database's witness is then never older than 1.5 intervals for a live worker,
+    // inside silenceMs; and a worker heartbeating at its interval (a little early or late) writes each time.
+    this.heartbeats = new HeartbeatWrites(options.heartbeatIntervalMs / 2);
   }
 
   /** Whether this node's Redis holds the presence other nodes keep (for /ready). */
@@ -158,18 +166,27 @@ export class WorkerService {
     await this.redis.set(this.presenceKey(principal.tenantId, workerId), connectionId, "PX", this.options.heartbeatTimeoutMs);
   }
 
+  /**
+   * A heartbeat: presence and the database's witness are renewed (at most once per half interval), and a
+   * worker found `offline` comes back. Nothing else: the database learns of changes from reports and statuses.
+   */
   async heartbeat(principal: Principal, workerId: string, connectionId: string): Promise<void> {
+    const due = this.heartbeats.due(`${principal.tenantId}|${workerId}`, connectionId);
+    this.options.heartbeatCounted?.(due);
+    if (!due) return;
     await this.touch(principal, workerId, connectionId);
-    await this.prisma.worker.updateMany({
-      where: { tenantId: principal.tenantId, id: workerId },
-      data: { lastHeartbeatAt: new Date() },
-    });
+    const [row] = await this.prisma.$queryRawUnsafe<Array<{ status: string }>>(
+      `UPDATE "Worker" SET "lastHeartbeatAt" = (now() AT TIME ZONE 'UTC') WHERE "tenantId" = $1 AND "id" = $2 RETURNING "status"`,
+      principal.tenantId,
+      workerId,
+    );
     // Declared offline during a long silence, but its connection survived: it is back.
-    await this.changeIf(principal.tenantId, workerId, "offline", { status: "idle", detail: null, nodeId: this.options.nodeId });
+    if (row?.status === "offline") await this.changeIf(principal.tenantId, workerId, "offline", { status: "idle", detail: null, nodeId: this.options.nodeId });
   }
 
   /** The worker's connection to this node closed: it has the grace period to come back (to any node). */
   async disconnected(tenantId: string, workerId: string, connectionId: string): Promise<void> {
+    this.heartbeats.forget(`${tenantId}|${workerId}`, connectionId);
     await this.redis.eval(RELEASE_PRESENCE, 1, this.presenceKey(tenantId, workerId), connectionId, String(this.options.disconnectGraceMs));
   }
 
