@@ -150,6 +150,7 @@ export class App {
       workerEventsPerSecond: config.limits.workerEventsPerSecond,
       connectTimeoutMs: config.limits.connectTimeoutMs,
       maxSocketBufferBytes: config.limits.maxSocketBufferBytes,
+      slowConsumerTimeoutMs: config.limits.slowConsumerTimeoutMs,
       metrics,
       logger: this.logger,
       deliveries,

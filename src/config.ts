@@ -45,6 +45,8 @@ export interface Config {
      * A connection found over it when more is written is closed as a slow consumer; replays keep below it.
      */
     maxSocketBufferBytes: number;
+    /** SLOW_CONSUMER_TIMEOUT_MS: a connection with data waiting that reads nothing for this long is closed. */
+    slowConsumerTimeoutMs: number;
     /** A tenant's connected namespace sockets across all nodes. */
     maxConnectionsPerTenant: number;
     /** A tenant's tasks assigned or started at once, across every pool, worker and node; undefined: unbounded. */
@@ -140,6 +142,7 @@ const EnvSchema = z.object({
   MAX_REVOCATIONS_PER_TENANT: positiveInt.default(10_000),
   MAX_RESPONSE_BYTES: positiveInt.default(4 * 1024 * 1024),
   MAX_SOCKET_BUFFER_BYTES: positiveInt.min(4096, "must be at least 4096").default(1_048_576),
+  SLOW_CONSUMER_TIMEOUT_MS: positiveInt.default(30_000),
   MAX_CONNECTIONS_PER_TENANT: positiveInt.default(10_000),
   TENANT_MAX_RUNNING_TASKS: positiveInt.optional(),
   REST_RATE_PER_TENANT: positiveInt.default(200),
@@ -259,6 +262,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxPayloadBytes: e.MAX_PAYLOAD_BYTES,
       maxRoomsPerSocket: e.MAX_ROOMS_PER_SOCKET,
       maxSocketBufferBytes: e.MAX_SOCKET_BUFFER_BYTES,
+      slowConsumerTimeoutMs: e.SLOW_CONSUMER_TIMEOUT_MS,
       maxConnectionsPerTenant: e.MAX_CONNECTIONS_PER_TENANT,
       maxRunningTasksPerTenant: e.TENANT_MAX_RUNNING_TASKS,
       maxRevocationsPerTenant: e.MAX_REVOCATIONS_PER_TENANT,

@@ -42,13 +42,23 @@ describe("room seams (replay → live hand-over, unit)", () => {
     assert.deepEqual(seams.release(KEY, "s1", { epoch: "e1", seq: MAX_HELD_EVENTS + 1 })?.map((e) => e.id), [`id${MAX_HELD_EVENTS + 2}`]);
   });
 
+  it("past its byte bound, the same: a slow reader's catch-up keeps no more than that of a busy room in memory", () => {
+    const seams = new RoomSeams(10_000);
+    seams.hold(KEY, "s1");
+    for (let seq = 1; seq <= 3; seq++) seams.exceptFor(rooms, packet(seq), 4_000);
+    assert.equal(seams.release(KEY, "s1", { epoch: "e1", seq: 0 }), null, "12,000 bytes held: read the log again");
+    seams.exceptFor(rooms, packet(4), 4_000);
+    seams.exceptFor(rooms, packet(5), 4_000);
+    assert.deepEqual(seams.release(KEY, "s1", { epoch: "e1", seq: 3 })?.map((e) => e.id), ["id4", "id5"]);
+  });
+
   it("forgets a live seam SEAM_GRACE_MS after it went live (a late copy comes within milliseconds), never a held one", () => {
     const seams = new RoomSeams();
     seams.hold(KEY, "live");
     seams.hold(KEY, "holding");
     seams.release(KEY, "live", { epoch: "e1", seq: 5 });
     const later = Date.now() + SEAM_GRACE_MS + 1;
-    assert.deepEqual(seams.exceptFor(rooms, packet(4), later), new Set(["holding"]), "the live one is no longer looked at");
+    assert.deepEqual(seams.exceptFor(rooms, packet(4), 0, later), new Set(["holding"]), "the live one is no longer looked at");
     assert.equal(seams.size, 1);
   });
 });

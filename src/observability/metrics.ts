@@ -20,7 +20,7 @@ export const untimedQuery: QueryTimer = (_operation, query) => query();
 export const RATE_LIMIT_KINDS = ["connections", "rest", "socket", "worker"] as const;
 export type RateLimitKind = (typeof RATE_LIMIT_KINDS)[number];
 
-const SLOW_CONSUMER_REASONS: readonly SlowConsumerReason[] = ["buffer_limit", "replay_drain_timeout"];
+const SLOW_CONSUMER_REASONS: readonly SlowConsumerReason[] = ["read_timeout", "buffer_limit", "catch_up_failed"];
 const WORKER_ROW_STATUSES: readonly WorkerStatus[] = [...WORKER_STATUSES, "offline"];
 /** The reconciler's repairs (workflow_advanced is routine, not a repair, and is not counted). */
 const RECONCILE_ACTIONS: readonly ReconcileAction[] = ["requeued", "job_added", "settled_failed", "settled_completed", "lost"];
@@ -82,8 +82,13 @@ export function createMetrics(nodeId: string, options: MetricsOptions = {}) {
   });
   const slowConsumerDisconnects = new Counter({
     name: "switchyard_slow_consumer_disconnects_total",
-    help: "Connections this node closed because their unsent outbound data passed MAX_SOCKET_BUFFER_BYTES (buffer_limit) or a replay waited too long for it to drain (replay_drain_timeout)",
+    help: "Connections this node closed as slow consumers, by reason: read_timeout (nothing read for SLOW_CONSUMER_TIMEOUT_MS while data waited), buffer_limit (unsent data past four times MAX_SOCKET_BUFFER_BYTES), catch_up_failed (what it missed while behind is no longer in the log)",
     labelNames: ["reason"] as const,
+    registers: [registry],
+  });
+  const slowReaders = new Counter({
+    name: "switchyard_slow_readers_total",
+    help: "Times a connection's unsent data passed MAX_SOCKET_BUFFER_BYTES: its live events paused until it drained, then what it missed was sent from the log",
     registers: [registry],
   });
   const rateLimited = new Counter({
@@ -152,6 +157,7 @@ export function createMetrics(nodeId: string, options: MetricsOptions = {}) {
     connections,
     subscriptions,
     slowConsumerDisconnects,
+    slowReaders,
     rateLimited,
     workerHeartbeats,
     handshakeFailures: new Counter({

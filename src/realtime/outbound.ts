@@ -29,9 +29,22 @@ interface EnginePacket {
 /** Per-connection state, kept on the Engine.IO socket itself (no map, no closure per connection). */
 const UNSENT = Symbol("switchyard.unsentBytes");
 const SLOW = Symbol("switchyard.slowConsumer");
-type Tracked = EngineConnection & { [UNSENT]: number; [SLOW]?: true };
+const BEHIND = Symbol("switchyard.behind");
+type Tracked = EngineConnection & { [UNSENT]: number; [SLOW]?: true; [BEHIND]?: true };
 
-export type SlowConsumerReason = "buffer_limit" | "replay_drain_timeout";
+/**
+ * Why a connection was closed: it read nothing for SLOW_CONSUMER_TIMEOUT_MS while it had data waiting
+ * (`read_timeout`); its unsent data passed HARD_LIMIT_FACTOR times the limit although live events had stopped
+ * (`buffer_limit`: replies and pings of a client that keeps asking and never reads); or what it missed while it was
+ * behind can no longer be sent from the log (`catch_up_failed`: past retention, or more than a replay sends).
+ */
+export type SlowConsumerReason = "read_timeout" | "buffer_limit" | "catch_up_failed";
+
+/**
+ * A connection behind gets no live events, but replies, replays (which wait for the buffer) and pings are still
+ * written; past this many times the limit, something keeps writing to a client that does not read: it is closed.
+ */
+const HARD_LIMIT_FACTOR = 4;
 
 /** How often a waiting replay looks at the buffer again when no transport `drain` woke it up (polling, upgrades). */
 const DRAIN_POLL_MS = 50;
@@ -68,10 +81,14 @@ export class SlowConsumerError extends AppError {
 }
 
 /**
- * Bounds what a connection that does not read may cost the node: a connection whose unsent outbound data (the
- * Engine.IO write buffer plus the WebSocket's `bufferedAmount`) is over `maxBytes` when one more packet is
- * written is closed at once, and counted. One packet may therefore take it over the limit (a single event larger
- * than the limit is still delivered to a reader); the next write, at the latest the next heartbeat ping, closes it.
+ * Bounds what a connection that reads slowly, or not at all, may cost the node, without dropping a reader. When
+ * a connection's unsent outbound data (the Engine.IO write buffer plus the WebSocket's `bufferedAmount`) is over
+ * `maxBytes` as one more packet is written, the connection falls **behind**: live events are no longer written to
+ * it (the broadcast filter asks `isBehind`, and the sockets' rooms note what they missed), and once it has sent
+ * all but `lowWatermark` bytes it is handed to `onCaughtUp`, which sends what it missed from the log. One packet
+ * may take it over the limit (a single event larger than the limit still reaches a reader). A connection that
+ * makes no progress for `readTimeoutMs` while it has data waiting is closed; so is one whose unsent data passes
+ * HARD_LIMIT_FACTOR times the limit.
  *
  * The write buffer's size is kept incrementally: added on the connection's `packetCreate` by one listener function
  * shared by every connection, reset by one listener on the server's `flush`. An idle connection costs one
@@ -79,24 +96,38 @@ export class SlowConsumerError extends AppError {
  */
 export class OutboundGuard {
   private readonly counter;
+  private readonly behindCounter;
   private readonly onPacketCreate: (this: Tracked, packet: EnginePacket) => void;
   private readonly onFlush: (conn: Tracked) => void;
+  /** Told when a connection that fell behind has drained: it is live again, and must be sent what it missed. */
+  onCaughtUp: (conn: EngineConnection) => void = () => undefined;
 
   constructor(
     readonly maxBytes: number,
+    readonly readTimeoutMs: number,
     metrics: Metrics,
     private readonly logger: Logger,
   ) {
     this.counter = metrics.slowConsumerDisconnects;
+    this.behindCounter = metrics.slowReaders;
     const self = this;
     this.onPacketCreate = function (this: Tracked, packet: EnginePacket): void {
       const unsent = this[UNSENT];
-      if (unsent + transportBuffered(this) > maxBytes) self.closeSlowConsumer(this, "buffer_limit");
+      const total = unsent + transportBuffered(this);
+      if (total > maxBytes) {
+        if (total > HARD_LIMIT_FACTOR * maxBytes) self.closeSlowConsumer(this, "buffer_limit");
+        else if (!this[BEHIND]) self.fallBehind(this);
+      }
       this[UNSENT] = unsent + packetBytes(packet);
     };
     this.onFlush = (conn: Tracked): void => {
       conn[UNSENT] = 0;
     };
+  }
+
+  /** A quarter of the limit: what a connection behind must be down to before it is sent more. */
+  get lowWatermark(): number {
+    return Math.floor(this.maxBytes / 4);
   }
 
   /** Tracks every connection of an Engine.IO server (`io.engine`) from its start, when its write buffer is empty. */
@@ -113,19 +144,31 @@ export class OutboundGuard {
     return ((conn as Tracked)[UNSENT] ?? 0) + transportBuffered(conn);
   }
 
+  /** Whether live events skip this connection for now (it fell behind and has not drained yet). */
+  isBehind(conn: EngineConnection): boolean {
+    return (conn as Tracked)[BEHIND] === true;
+  }
+
   /**
    * Resolves once the connection's unsent data is at most `bytes`. Gives up when `signal` aborts (throws its
-   * reason) or the connection closes (BAD_REQUEST, like any request of a socket that disconnected), or after
-   * `timeoutMs`: then the connection is closed as a slow consumer and this throws SlowConsumerError.
+   * reason) or the connection closes (BAD_REQUEST, like any request of a socket that disconnected), or when it
+   * has made no progress for `readTimeoutMs`: then the connection is closed as a slow consumer and this throws
+   * SlowConsumerError. A client that reads, however slowly, is waited for.
    */
-  async waitForDrain(conn: EngineConnection, bytes: number, timeoutMs: number, signal: AbortSignal): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
+  async waitForDrain(conn: EngineConnection, bytes: number, signal?: AbortSignal): Promise<void> {
+    let lowest = this.unsentBytes(conn);
+    let deadline = Date.now() + this.readTimeoutMs;
     while (this.unsentBytes(conn) > bytes) {
-      signal.throwIfAborted();
+      signal?.throwIfAborted();
       if (conn.readyState !== "open" || (conn as Tracked)[SLOW]) throw new AppError("BAD_REQUEST", "socket disconnected", 400);
+      const unsent = this.unsentBytes(conn);
+      if (unsent < lowest) {
+        lowest = unsent;
+        deadline = Date.now() + this.readTimeoutMs;
+      }
       const left = deadline - Date.now();
       if (left <= 0) {
-        this.closeSlowConsumer(conn, "replay_drain_timeout");
+        this.closeSlowConsumer(conn, "read_timeout");
         throw new SlowConsumerError();
       }
       await new Promise<void>((resolve) => {
@@ -135,15 +178,33 @@ export class OutboundGuard {
           clearTimeout(timer);
           transport.off("drain", wake);
           conn.off("close", wake);
-          signal.removeEventListener("abort", wake);
+          signal?.removeEventListener("abort", wake);
           resolve();
         };
         const timer = setTimeout(wake, Math.min(DRAIN_POLL_MS, left));
         transport.on("drain", wake);
         conn.on("close", wake);
-        signal.addEventListener("abort", wake);
+        signal?.addEventListener("abort", wake);
       });
     }
+  }
+
+  /** Live events stop for the connection until it has drained to the low watermark; then onCaughtUp. */
+  private fallBehind(conn: Tracked): void {
+    conn[BEHIND] = true;
+    this.behindCounter.inc();
+    this.logger.debug({ unsentBytes: this.unsentBytes(conn), transport: conn.transport.name, limit: this.maxBytes }, "a connection fell behind: live events paused");
+    this.waitForDrain(conn, this.lowWatermark).then(
+      () => {
+        delete conn[BEHIND];
+        // Not from inside a write; the catch-up reads the log and writes to the connection.
+        this.onCaughtUp(conn);
+      },
+      () => {
+        // Closed (as a slow consumer, or by the client): nothing to catch up.
+        delete conn[BEHIND];
+      },
+    );
   }
 
   /**

@@ -106,6 +106,11 @@ export class ReplayLane {
     }
   }
 
+  /** Whether a replay of the room is queued or running. */
+  has(room: string): boolean {
+    return this.current.has(room);
+  }
+
   /** Stops the room's queued or running replay, if any (it answers SUPERSEDED). */
   supersede(room: string): void {
     const entry = this.current.get(room);

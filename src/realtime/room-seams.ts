@@ -1,6 +1,7 @@
 import type { Namespace } from "socket.io";
 import { decodeCursor, type CursorPosition } from "../protocol/cursor.js";
 import type { Envelope } from "../protocol/events.js";
+import type { ConnectedSocket, MissedEvents } from "./missed-events.js";
 
 /**
  * Live events a socket's replay holds back at most (in arrival order). Past it the held events are dropped and
@@ -8,6 +9,13 @@ import type { Envelope } from "../protocol/events.js";
  * publishing faster than a replay can catch up costs the node a bounded amount of memory per socket.
  */
 export const MAX_HELD_EVENTS = 1_000;
+/**
+ * Bytes of live events a socket's replay holds back at most, by default (the node passes its
+ * MAX_SOCKET_BUFFER_BYTES): past it, the same as past MAX_HELD_EVENTS. Held events are released to the socket at
+ * once, so the bound also keeps that release within what the socket may have unsent; and a slow reader's
+ * catch-up, which can take long on a busy room, does not keep the room's events in memory meanwhile.
+ */
+export const DEFAULT_MAX_HELD_BYTES = 1_048_576;
 
 /**
  * How long a socket's seam stays after its replay went live. A late copy is the broadcast of an event stored just
@@ -25,6 +33,8 @@ export const SEAM_GRACE_MS = 10_000;
  */
 interface Seam {
   held: Envelope[] | null;
+  /** The encoded size of the held events. */
+  heldBytes: number;
   overflowed: boolean;
   sent: CursorPosition | null;
   /** When it went live (ms): it is forgotten SEAM_GRACE_MS later. */
@@ -43,13 +53,15 @@ export class RoomSeams {
   /** room key → socket id → seam. */
   private readonly rooms = new Map<Room, Map<string, Seam>>();
 
+  constructor(private readonly maxHeldBytes = DEFAULT_MAX_HELD_BYTES) {}
+
   /** From now on, live events of the room for this socket are held back until `release` (idempotent). */
   hold(key: Room, socketId: string): void {
     let sockets = this.rooms.get(key);
     if (!sockets) this.rooms.set(key, (sockets = new Map()));
     const seam = sockets.get(socketId);
     if (seam?.held) return;
-    sockets.set(socketId, { held: [], overflowed: false, sent: null, liveSince: 0 });
+    sockets.set(socketId, { held: [], heldBytes: 0, overflowed: false, sent: null, liveSince: 0 });
   }
 
   /**
@@ -67,6 +79,7 @@ export class RoomSeams {
     }
     const late = seam.held.filter((envelope) => !isAtOrBefore(decodeCursor(envelope.cursor), replayed));
     seam.held = null;
+    seam.heldBytes = 0;
     seam.sent = replayed;
     seam.liveSince = Date.now();
     return late;
@@ -88,9 +101,10 @@ export class RoomSeams {
 
   /**
    * The sockets of these rooms that must not be written this packet: those holding (the envelope is kept for
-   * them) and those already sent it by their replay. Undefined when there are none, the usual case.
+   * them) and those already sent it by their replay. Undefined when there are none, the usual case. `bytes` is
+   * the packet's encoded size.
    */
-  exceptFor(rooms: ReadonlySet<Room>, data: unknown, now = Date.now()): Set<string> | undefined {
+  exceptFor(rooms: ReadonlySet<Room>, data: unknown, bytes = 0, now = Date.now()): Set<string> | undefined {
     if (this.rooms.size === 0) return undefined;
     let except: Set<string> | undefined;
     for (const room of rooms) {
@@ -106,11 +120,15 @@ export class RoomSeams {
           continue;
         }
         if (seam.held) {
-          if (seam.held.length >= MAX_HELD_EVENTS) {
+          if (seam.held.length >= MAX_HELD_EVENTS || seam.heldBytes + bytes > this.maxHeldBytes) {
             seam.held = [];
+            seam.heldBytes = 0;
             seam.overflowed = true;
           }
-          if (!seam.overflowed) seam.held.push(envelope);
+          if (!seam.overflowed) {
+            seam.held.push(envelope);
+            seam.heldBytes += bytes;
+          }
         } else if (!seam.sent || !isAtOrBefore(cursor, seam.sent)) {
           continue;
         }
@@ -144,32 +162,45 @@ interface BroadcastOptions {
 }
 /** The two methods of socket.io-adapter 2.5's in-memory Adapter that a local broadcast goes through. */
 interface BroadcastInternals {
-  _encode(packet: { data?: unknown }, options: unknown): unknown;
-  apply(opts: BroadcastOptions, callback: (socket: unknown) => void): void;
+  _encode(packet: { data?: unknown }, options: unknown): ReadonlyArray<string | { byteLength: number }>;
+  apply(opts: BroadcastOptions, callback: (socket: ConnectedSocket) => void): void;
 }
 
 /**
- * Makes a namespace's adapter leave out, from each local broadcast, the sockets `seams` names. Every adapter
+ * Makes a namespace's adapter leave out, from each local broadcast, the sockets `seams` names, and the sockets
+ * whose connection is behind (`missed` notes what they missed, to be sent from the log). Every adapter
  * (in-memory, Redis, sharded Redis) writes to local sockets through the in-memory Adapter's `broadcast`, whether
  * the broadcast started on this node or came from another one, and that method encodes the packet (`_encode`)
  * and then, synchronously, walks the room's sockets (`apply`). The packet is therefore seen on its way through
  * `_encode` and used by the `apply` that immediately follows; `apply` called alone (addSockets, fetchSockets)
  * finds no packet and is left as it was. The packet stays encoded once for all the other sockets of the room.
  */
-export function filterBroadcasts(adapter: Adapter, seams: RoomSeams): void {
+export function filterBroadcasts(adapter: Adapter, seams: RoomSeams, missed?: MissedEvents): void {
   const internals = adapter as unknown as BroadcastInternals;
   const encode = internals._encode.bind(adapter);
   const apply = internals.apply.bind(adapter);
   let packet: { data?: unknown } | undefined;
+  let packetBytes = 0;
   internals._encode = (next, options) => {
     packet = next;
-    return encode(next, options);
+    const encoded = encode(next, options);
+    packetBytes = 0;
+    // A string's length, not its UTF-8 byte length: O(1), and the JSON of events is nearly all ASCII.
+    for (const part of encoded) packetBytes += typeof part === "string" ? part.length : part.byteLength;
+    return encoded;
   };
   internals.apply = (opts, callback) => {
     const current = packet;
     packet = undefined;
-    const except = current ? seams.exceptFor(opts.rooms, current.data) : undefined;
+    const except = current ? seams.exceptFor(opts.rooms, current.data, packetBytes) : undefined;
     if (except) for (const room of opts.except ?? []) except.add(room);
-    apply(except ? { ...opts, except } : opts, callback);
+    const envelope = missed && current ? storedEnvelope(current.data) : undefined;
+    // One check per socket written (a flag on its connection); the packet stays encoded once for the room.
+    const deliver = envelope
+      ? (socket: ConnectedSocket): void => {
+          if (!missed!.skip(socket, envelope)) callback(socket);
+        }
+      : callback;
+    apply(except ? { ...opts, except } : opts, deliver);
   };
 }

@@ -20,6 +20,7 @@ import { gateInboundEvents } from "./event-gate.js";
 import { OutboundGuard } from "./outbound.js";
 import { Semaphore } from "./replay.js";
 import { filterBroadcasts, RoomSeams } from "./room-seams.js";
+import { MissedEvents } from "./missed-events.js";
 import { RoomSubscriptions, type SubscriptionDeps } from "./subscriptions.js";
 import type { RedisKeys } from "../jobs/redis-keys.js";
 import type { TenantDeliveries } from "../observability/tenant-deliveries.js";
@@ -52,13 +53,15 @@ export interface RealtimeOptions {
   workerEventsPerSecond: number;
   /** An Engine.IO session that has joined no namespace by then is closed (CONNECT_TIMEOUT_MS). */
   connectTimeoutMs: number;
-  /** Unsent bytes a connection may hold before it is closed as a slow consumer. */
+  /** Unsent bytes past which a connection gets no live events until it has drained (then it catches up from the log). */
   maxSocketBufferBytes: number;
+  /** A connection with data waiting that reads nothing for this long is closed (SLOW_CONSUMER_TIMEOUT_MS). */
+  slowConsumerTimeoutMs: number;
   metrics: Metrics;
   logger: Logger;
   /** Counts the event copies this node delivers, per tenant (single Redis only: see TickBroadcast). */
   deliveries?: TenantDeliveries;
-  subscriptions: Omit<SubscriptionDeps, "namespace" | "metrics" | "logger" | "outbound" | "replayPages" | "seams">;
+  subscriptions: Omit<SubscriptionDeps, "namespace" | "metrics" | "logger" | "outbound" | "replayPages" | "seams" | "missed">;
 }
 
 /** Replay pages (read from the database, not yet handed to a socket) held at once by this node, over all sockets. */
@@ -96,8 +99,18 @@ export class Realtime {
     if (!options.sharded) this.ticks = new TickBroadcast(this.io, options.pubClient, options.subClient, `${options.keys.adapter}-ticks`, logger, options.deliveries);
     // Every connection's outbound buffer is bounded, whatever writes to it (broadcasts, replays, acks, pings).
     // Engine.IO connections, not namespace sockets: the namespaces of one client share its connection.
-    const outbound = new OutboundGuard(options.maxSocketBufferBytes, metrics, logger);
+    const outbound = new OutboundGuard(options.maxSocketBufferBytes, options.slowConsumerTimeoutMs, metrics, logger);
     outbound.install(this.io.engine);
+    // A connection over its buffer gets no live events until it drains; then each of its sockets is sent, from the
+    // log, what it missed in each room, and goes live again. Readers fall behind; they are never dropped for it.
+    const missed = new MissedEvents<SwitchyardSocket>(outbound);
+    const subscriptionsOf = new Map<string, RoomSubscriptions>();
+    outbound.onCaughtUp = (conn) => {
+      for (const [socket, rooms] of missed.take(conn) ?? []) {
+        const subscriptions = subscriptionsOf.get(socket.nsp.name);
+        for (const [room, from] of rooms) subscriptions?.catchUp(socket, room, from);
+      }
+    };
     const replayPages = new Semaphore(REPLAY_PAGES_IN_FLIGHT);
     const auth = handshakeAuth(options.verifyToken, metrics, logger);
     const quota = connectionQuota(options.connections, metrics);
@@ -114,9 +127,10 @@ export class Realtime {
       const connected = metrics.connectedSockets.labels({ namespace: name });
       const connections = metrics.connections.labels({ namespace: name });
       // Replays hand over to the live stream through the namespace's adapter: nothing doubled, nothing overtaken.
-      const seams = new RoomSeams();
-      filterBroadcasts(nsp.adapter, seams);
-      const rooms = new RoomSubscriptions({ ...options.subscriptions, outbound, replayPages, seams, namespace: name, metrics, logger });
+      const seams = new RoomSeams(options.maxSocketBufferBytes);
+      filterBroadcasts(nsp.adapter, seams, missed as MissedEvents);
+      const rooms = new RoomSubscriptions({ ...options.subscriptions, outbound, replayPages, seams, missed, namespace: name, metrics, logger });
+      subscriptionsOf.set(nsp.name, rooms);
       const onDisconnect = (): void => {
         connected.dec();
       };

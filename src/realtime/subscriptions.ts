@@ -14,9 +14,10 @@ import type { NamespaceName } from "../protocol/namespaces.js";
 import { parseRoom } from "../protocol/rooms.js";
 import { emitStored, type SwitchyardSocket } from "./types.js";
 import { acknowledge } from "./ack.js";
-import type { EngineConnection, OutboundGuard } from "./outbound.js";
-import { ReplayLane, type ReplayTicket, type Semaphore } from "./replay.js";
+import { SlowConsumerError, type EngineConnection, type OutboundGuard } from "./outbound.js";
+import { ReplayLane, SupersededError, type ReplayTicket, type Semaphore } from "./replay.js";
 import type { RoomSeams } from "./room-seams.js";
+import type { MissedEvents } from "./missed-events.js";
 
 const SubscribeSchema = z.object({ room: z.string(), after: z.string().max(64).optional() });
 const UnsubscribeSchema = z.object({ room: z.string() });
@@ -27,8 +28,6 @@ export const MAX_REPLAY = 10_000;
 const REPLAY_PAGE_ROWS = 500;
 /** Event data per replay page, at most (the first event of a page always fits). */
 const REPLAY_PAGE_MAX_BYTES = 1_048_576;
-/** How long a replay waits for its socket to read what was sent before it closes the socket as a slow consumer. */
-export const REPLAY_DRAIN_TIMEOUT_MS = 10_000;
 
 /**
  * Replay page sizes and the watermark they wait for, from the connection's buffer limit: a page is sent only once
@@ -64,6 +63,8 @@ export interface SubscriptionDeps {
   replayPages: Semaphore;
   /** The namespace's replay/live seams: what its adapter holds back from, or does not send again to, a socket. */
   seams: RoomSeams;
+  /** What sockets whose connection fell behind missed (shared by the namespaces: they share connections). */
+  missed: MissedEvents<SwitchyardSocket>;
 }
 
 /** Per-socket room state, created on the socket's first room operation (idle sockets carry none). */
@@ -140,6 +141,8 @@ export class RoomSubscriptions {
       throw new AppError("RATE_LIMITED", `at most ${deps.maxRoomsPerSocket} rooms per socket`, 429);
     }
     if (socket.disconnected) throw new AppError("BAD_REQUEST", "socket disconnected", 400);
+    // The subscribe sets where the socket stands in the room: what it missed there while behind no longer counts.
+    deps.missed.forget(socket, room.name);
 
     // With a cursor: replay up to the current head before joining (nothing live interleaves with the bulk),
     // join with live events held back (room-seams.ts), replay what was stored meanwhile, then release the held
@@ -164,45 +167,97 @@ export class RoomSubscriptions {
     // One replay at a time per socket; a later one for the same room supersedes this one (SUPERSEDED).
     state.replays ??= new ReplayLane();
     return state.replays.run(room.name, async (ticket) => {
-      // Read here, not before queueing: a replay of this room that ran before may have subscribed it.
-      const wasSubscribed = subscribed.has(room.name);
-      let head: CursorPosition;
-      let replayed = 0;
-      const counted = (n: number): void => {
-        replayed += n;
-      };
-      // Already in the room: its live events would interleave with the replay from the start.
-      if (wasSubscribed) deps.seams.hold(key, socket.id);
-      try {
-        const before = await deps.eventLog.head(where.tenantId, where.namespace, where.room);
-        // `after: "0"`: from the first event retention kept (the same bound applies).
-        const from = requested === "start" ? await startOf(deps.eventLog, where, before) : requested;
-        if (before.seq - from.seq > MAX_REPLAY) throw new CursorExpiredError(`more than ${MAX_REPLAY} events behind; reload state`);
-        let position = await this.replay(socket, ticket, where, from, before, counted);
-        ticket.signal.throwIfAborted();
-        deps.seams.hold(key, socket.id);
-        await socket.join(key);
-        for (;;) {
-          head = await deps.eventLog.head(where.tenantId, where.namespace, where.room);
-          if (head.seq > position.seq) position = await this.replay(socket, ticket, where, position, head, counted);
-          // Superseded after the last page: the later replay answers for the room, and joins it after its own bulk.
-          ticket.signal.throwIfAborted();
-          if (socket.disconnected) throw new AppError("BAD_REQUEST", "socket disconnected", 400);
-          // Synchronously with the release: nothing else can be broadcast to the socket in between.
-          const late = deps.seams.release(key, socket.id, position);
-          if (!late) continue; // more held than kept: the log has them, read it once more
-          for (const envelope of late) emitStored(socket, envelope);
-          break;
-        }
-      } catch (error) {
-        // A refused (or superseded) subscribe must not leave the socket listening to the room, nor held.
-        deps.seams.forget(key, socket.id);
-        if (!wasSubscribed) await socket.leave(key);
-        throw error;
-      }
+      const { head, replayed } = await this.replayThenLive(socket, state, ticket, where, requested);
       this.subscribed(socket, state, room.name);
       return { ok: true as const, room: room.name, cursor: encodeCursor(head), replayed };
     });
+  }
+
+  /**
+   * A socket whose connection fell behind has drained: sends it, from the log, what it missed in `room` after
+   * `from`, then it is live in the room again, exactly as after a subscribe with `after` (it is still in the
+   * room, so its live events are held from the start). A subscribe of the room under way decides the socket's
+   * position itself. If the log no longer has what the socket missed (retention, a new epoch, more than a
+   * replay sends), the connection is closed: the client reconnects and resubscribes from its own cursor, which
+   * tells it to reload (CURSOR_EXPIRED).
+   */
+  catchUp(socket: SwitchyardSocket, room: string, from: CursorPosition): void {
+    const { deps } = this;
+    const state = socket.data.roomState;
+    if (!state?.rooms.has(room) || socket.disconnected) return;
+    state.replays ??= new ReplayLane();
+    if (state.replays.has(room)) return;
+    const where = { tenantId: socket.data.principal.tenantId, namespace: deps.namespace, room };
+    // Held now, not when the lane gets to it: the connection is live again, and the room's next events must not
+    // overtake what it missed while the catch-up of another room runs first.
+    deps.seams.hold(roomKey(where.tenantId, room), socket.id);
+    state.replays
+      .run(room, (ticket) => this.replayThenLive(socket, state, ticket, where, from))
+      .catch((error: unknown) => {
+        if (socket.disconnected || error instanceof SupersededError || error instanceof SlowConsumerError) return;
+        if (error instanceof AppError && (error.code === "CURSOR_EXPIRED" || error.code === "BAD_REQUEST")) {
+          deps.logger.info({ tenant: where.tenantId, room, reason: error.message }, "a slow reader cannot be caught up from the log");
+          deps.outbound.closeSlowConsumer(socket.conn as unknown as EngineConnection, "catch_up_failed");
+          return;
+        }
+        // The database failed: the client is told by a reconnect rather than left with a silent gap.
+        deps.failures.report(error, "could not catch a slow reader up", { room });
+        deps.outbound.closeSlowConsumer(socket.conn as unknown as EngineConnection, "catch_up_failed");
+      });
+  }
+
+  /**
+   * The replay of a room to one socket and its move to the live stream: replays up to the head, joins with live
+   * events held back (room-seams.ts), replays what was stored meanwhile, then releases the held events the replay
+   * did not cover, so each event after `from` arrives once, in cursor order. A socket already in the room is held
+   * from the start (its live events would interleave with the replay). On failure the socket is left as it was:
+   * out of the room unless it was in it, and not held.
+   */
+  private async replayThenLive(
+    socket: SwitchyardSocket,
+    state: RoomState,
+    ticket: ReplayTicket,
+    where: { tenantId: string; namespace: NamespaceName; room: string },
+    requested: CursorPosition | "start",
+  ): Promise<{ head: CursorPosition; replayed: number }> {
+    const { deps } = this;
+    const key = roomKey(where.tenantId, where.room);
+    // Read here, not before queueing: a replay of this room that ran before may have subscribed it.
+    const wasSubscribed = state.rooms.has(where.room);
+    let head: CursorPosition;
+    let replayed = 0;
+    const counted = (n: number): void => {
+      replayed += n;
+    };
+    if (wasSubscribed) deps.seams.hold(key, socket.id);
+    try {
+      const before = await deps.eventLog.head(where.tenantId, where.namespace, where.room);
+      // `after: "0"`: from the first event retention kept (the same bound applies).
+      const from = requested === "start" ? await startOf(deps.eventLog, where, before) : requested;
+      if (before.seq - from.seq > MAX_REPLAY) throw new CursorExpiredError(`more than ${MAX_REPLAY} events behind; reload state`);
+      let position = await this.replay(socket, ticket, where, from, before, counted);
+      ticket.signal.throwIfAborted();
+      deps.seams.hold(key, socket.id);
+      await socket.join(key);
+      for (;;) {
+        head = await deps.eventLog.head(where.tenantId, where.namespace, where.room);
+        if (head.seq > position.seq) position = await this.replay(socket, ticket, where, position, head, counted);
+        // Superseded after the last page: the later replay answers for the room, and joins it after its own bulk.
+        ticket.signal.throwIfAborted();
+        if (socket.disconnected) throw new AppError("BAD_REQUEST", "socket disconnected", 400);
+        // Synchronously with the release: nothing else can be broadcast to the socket in between.
+        const late = deps.seams.release(key, socket.id, position);
+        if (!late) continue; // more held than kept: the log has them, read it once more
+        for (const envelope of late) emitStored(socket, envelope);
+        break;
+      }
+    } catch (error) {
+      // A refused (or superseded) replay must not leave the socket listening to the room, nor held.
+      deps.seams.forget(key, socket.id);
+      if (!wasSubscribed) await socket.leave(key);
+      throw error;
+    }
+    return { head, replayed };
   }
 
   private subscribed(socket: SwitchyardSocket, state: RoomState, room: string): void {
@@ -215,7 +270,7 @@ export class RoomSubscriptions {
   /**
    * Sends the room's stored events after `start` up to `upTo` to this one socket, in order, page by page. Before
    * each page it waits until the connection has sent all but `lowWatermark` bytes (or closes it as a slow consumer
-   * after REPLAY_DRAIN_TIMEOUT_MS), and holds one of the node's replay-page permits from reading the page until
+   * once it has read nothing for SLOW_CONSUMER_TIMEOUT_MS), and holds one of the node's replay-page permits from reading the page until
    * it is handed to the socket. Stops as soon as the ticket is superseded. readHistory runs at least once, even
    * with nothing to replay: it also refuses a cursor of another epoch or ahead of the room.
    */
@@ -234,7 +289,7 @@ export class RoomSubscriptions {
     do {
       const reading = position.seq < upTo.seq;
       if (reading && outbound.unsentBytes(conn) > lowWatermark) {
-        await outbound.waitForDrain(conn, lowWatermark, REPLAY_DRAIN_TIMEOUT_MS, ticket.signal);
+        await outbound.waitForDrain(conn, lowWatermark, ticket.signal);
       }
       const release = reading ? await replayPages.acquire(ticket.signal) : undefined;
       try {
@@ -263,6 +318,7 @@ export class RoomSubscriptions {
     const key = roomKey(principal.tenantId, room.name);
     await socket.leave(key);
     deps.seams.forget(key, socket.id);
+    deps.missed.forget(socket, room.name);
     if (state.rooms.delete(room.name)) this.gauge.dec();
     return { ok: true as const, room: room.name };
   }
