@@ -50,6 +50,7 @@ import { TokenRevocations } from "./domains/token-revocations.js";
 import { tokenRoutes } from "./http/routes/tokens.js";
 import { TenantConnections } from "./limits/tenant-connections.js";
 import { TenantRequestRate } from "./limits/tenant-request-rate.js";
+import { TenantFairShare } from "./limits/tenant-fair-share.js";
 import { NodeReadings } from "./observability/node-readings.js";
 import { TenantDeliveries } from "./observability/tenant-deliveries.js";
 import { nodeRoutes } from "./http/routes/nodes.js";
@@ -65,6 +66,8 @@ function packageVersion(): string {
 
 /** How often each node publishes its reading for GET /api/v1/nodes. */
 const NODE_READING_INTERVAL_MS = 2000;
+/** Requests of one tenant waiting for its turn on one node at most; beyond, 429 (they would only wait longer). */
+const MAX_WAITING_REQUESTS_PER_TENANT = 1000;
 
 /** Due times one node turns into tasks at once: each is one group-committed insert and the job it adds. */
 const SCHEDULE_CONCURRENCY = 50;
@@ -134,6 +137,11 @@ export class App {
     this.startHooks.push(async () => connections.start());
     // Deliveries are counted where a single Redis's tick broadcast hands them out; a Redis Cluster has no such place.
     const deliveries = cluster ? undefined : new TenantDeliveries();
+    // The node's database-bound work (requests, task reports), shared among tenants in turn.
+    const fairShare = new TenantFairShare(config.limits.nodeWorkConcurrency, config.limits.tenantWorkConcurrency, MAX_WAITING_REQUESTS_PER_TENANT, (running, waiting) => {
+      metrics.tenantWork.set({ state: "running" }, running);
+      metrics.tenantWork.set({ state: "waiting" }, waiting);
+    });
     const realtime = new Realtime({
       httpServer: this.httpServer,
       verifyToken,
@@ -230,7 +238,7 @@ export class App {
       statementTimeoutMs: Math.max(config.events.retentionIntervalMs, deadlineMs),
     });
     this.startHooks.push(async () => retention.start());
-    realtime.onConnection("pools", (socket) => attachPoolWorker(socket, { workers, tasks, logger: this.logger, metrics, failures: status }));
+    realtime.onConnection("pools", (socket) => attachPoolWorker(socket, { workers, tasks, fairShare, logger: this.logger, metrics, failures: status }));
     this.startHooks.push(async () => workers.start());
 
     http = createHttpApp({
@@ -252,6 +260,7 @@ export class App {
       maxPayloadBytes: config.limits.maxPayloadBytes,
       corsOrigins: config.corsOrigins,
       requestRate: new TenantRequestRate(limitsRedis, keys, config.limits.restRatePerTenant, this.logger),
+      fairShare,
       api: {
         // Every list and history page is bounded in bytes as well as rows (MAX_RESPONSE_BYTES).
         pools: poolRoutes(pools, eventLog, config.limits.maxResponseBytes),
@@ -278,7 +287,7 @@ export class App {
           // again); a refusal (4xx) is final, as it is for a standalone worker.
           report: async ({ tenantId, poolId }, report) => {
             try {
-              return await tasks.applyReport(tenantId, poolId, report, { trusted: true });
+              return await fairShare.run(tenantId, () => tasks.applyReport(tenantId, poolId, report, { trusted: true }), false);
             } catch (error) {
               const appError = toAppError(error);
               if (appError.status >= 500) throw new ReportNotDelivered(`${appError.code}: ${appError.message}`, { cause: error });

@@ -47,6 +47,10 @@ export interface Config {
     maxSocketBufferBytes: number;
     /** SLOW_CONSUMER_TIMEOUT_MS: a connection with data waiting that reads nothing for this long is closed. */
     slowConsumerTimeoutMs: number;
+    /** NODE_WORK_CONCURRENCY: REST requests and task reports a node runs at once; the rest wait their tenant's turn. */
+    nodeWorkConcurrency: number;
+    /** TENANT_WORK_CONCURRENCY: of those, at most this many of one tenant. */
+    tenantWorkConcurrency: number;
     /** A tenant's connected namespace sockets across all nodes. */
     maxConnectionsPerTenant: number;
     /** A tenant's tasks assigned or started at once, across every pool, worker and node; undefined: unbounded. */
@@ -143,6 +147,8 @@ const EnvSchema = z.object({
   MAX_RESPONSE_BYTES: positiveInt.default(4 * 1024 * 1024),
   MAX_SOCKET_BUFFER_BYTES: positiveInt.min(4096, "must be at least 4096").default(1_048_576),
   SLOW_CONSUMER_TIMEOUT_MS: positiveInt.default(30_000),
+  NODE_WORK_CONCURRENCY: positiveInt.default(20),
+  TENANT_WORK_CONCURRENCY: positiveInt.default(8),
   MAX_CONNECTIONS_PER_TENANT: positiveInt.default(10_000),
   TENANT_MAX_RUNNING_TASKS: positiveInt.optional(),
   REST_RATE_PER_TENANT: positiveInt.default(200),
@@ -263,6 +269,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxRoomsPerSocket: e.MAX_ROOMS_PER_SOCKET,
       maxSocketBufferBytes: e.MAX_SOCKET_BUFFER_BYTES,
       slowConsumerTimeoutMs: e.SLOW_CONSUMER_TIMEOUT_MS,
+      nodeWorkConcurrency: e.NODE_WORK_CONCURRENCY,
+      tenantWorkConcurrency: Math.min(e.TENANT_WORK_CONCURRENCY, e.NODE_WORK_CONCURRENCY),
       maxConnectionsPerTenant: e.MAX_CONNECTIONS_PER_TENANT,
       maxRunningTasksPerTenant: e.TENANT_MAX_RUNNING_TASKS,
       maxRevocationsPerTenant: e.MAX_REVOCATIONS_PER_TENANT,

@@ -9,6 +9,7 @@ import { DbInspector } from "./support/private-services.js";
 import { startServer, type ServerProcess } from "./support/server.js";
 import { submitTask, takeJob } from "./support/tasks.js";
 import { mintToken } from "./support/tokens.js";
+import { parseMetrics, select } from "./support/metrics.js";
 
 /** Small limits, so that a test reaches them with a handful of sockets and requests. */
 const LIMITS = {
@@ -234,5 +235,42 @@ describe("cluster-wide limits (two nodes sharing Redis)", () => {
       silent.terminate();
       refused.terminate();
     }
+  });
+});
+
+describe("a tenant's share of a node (NODE_WORK_CONCURRENCY, TENANT_WORK_CONCURRENCY)", () => {
+  let node: ServerProcess;
+  before(async () => {
+    node = await startServer({ NODE_WORK_CONCURRENCY: "2", TENANT_WORK_CONCURRENCY: "1", REST_RATE_PER_TENANT: "10000", EMBEDDED_WORKER: "false" });
+  });
+  after(async () => {
+    await node?.stop();
+  });
+
+  it("a tenant with 60 requests in flight waits on its own: another tenant's request, sent after them, is answered before most of them", async () => {
+    const flooder = mintToken({ tenant: freshTenant("flood") });
+    const other = mintToken({ tenant: freshTenant("quiet") });
+    // Both tenants exist before the race (the first request of a tenant creates its row).
+    assert.equal((await api(node.url, "GET", "/api/v1/pools", { token: flooder })).status, 200);
+    assert.equal((await api(node.url, "GET", "/api/v1/pools", { token: other })).status, 200);
+    const finished: string[] = [];
+    const flood = Array.from({ length: 60 }, (_, i) =>
+      api(node.url, "GET", "/api/v1/tasks/counts", { token: flooder }).then((response) => {
+        assert.equal(response.status, 200, JSON.stringify(response.body));
+        finished.push(`flood-${i}`);
+      }),
+    );
+    await sleep(20);
+    const quiet = api(node.url, "GET", "/api/v1/pools", { token: other }).then((response) => {
+      assert.equal(response.status, 200);
+      finished.push("quiet");
+    });
+    await Promise.all([...flood, quiet]);
+    const position = finished.indexOf("quiet");
+    // Without the share all 61 would run at once and the quiet request would queue for a database connection
+    // behind most of the flood. With it the flood runs one at a time and the quiet request takes the free place.
+    assert.ok(position < 30, `the quiet tenant's request finished ${position + 1}th of 61`);
+    const work = parseMetrics((await api<string>(node.url, "GET", "/metrics")).body);
+    assert.deepEqual(select(work, "switchyard_tenant_work").map((s) => [s.labels.state, s.value]).sort(), [["running", 0], ["waiting", 0]], "every place was given back (/metrics takes none)");
   });
 });

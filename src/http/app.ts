@@ -6,6 +6,8 @@ import type { FailureReporter } from "../dependencies/status.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import { authenticate } from "./authenticate.js";
+import { tenantFairShare } from "./fair-share.js";
+import type { TenantFairShare } from "../limits/tenant-fair-share.js";
 import type { TenantRequestRate } from "../limits/tenant-request-rate.js";
 import { tenantRateLimit } from "./rate-limit.js";
 import { consoleRoutes } from "./console.js";
@@ -24,6 +26,8 @@ export interface HttpAppDeps {
   corsOrigins: string[] | undefined;
   /** REST_RATE_PER_TENANT, shared by all nodes. */
   requestRate: TenantRequestRate;
+  /** Requests and task reports running at once, shared fairly among tenants (TENANT_WORK_CONCURRENCY). */
+  fairShare: TenantFairShare;
   /** Domain routers mounted under /api/v1/<path>, all behind authentication (several routers may share a path). */
   api: Record<string, Router | Router[]>;
   /** The built console (`npm run build` → dist/console/), served at /dashboard/. */
@@ -83,6 +87,8 @@ export function createHttpApp(deps: HttpAppDeps): Express {
   api.use(authenticate(deps.verifyToken));
   // Before the body is read: a request over its tenant's rate costs no parsing.
   api.use(tenantRateLimit(deps.requestRate, deps.metrics));
+  // Then its place in the tenant's share of the node: the database behind the routes is never one tenant's.
+  api.use(tenantFairShare(deps.fairShare));
   api.use(jsonBody(deps.maxPayloadBytes));
   // body-parser resumes from the request stream's callbacks, outside the context: enter it again.
   api.use((_req, res, next) => (res.locals.requestContext ? runInRequest(res.locals.requestContext, next) : next()));

@@ -91,6 +91,12 @@ export function createMetrics(nodeId: string, options: MetricsOptions = {}) {
     help: "Times a connection's unsent data passed MAX_SOCKET_BUFFER_BYTES: its live events paused until it drained, then what it missed was sent from the log",
     registers: [registry],
   });
+  const tenantWork = new Gauge({
+    name: "switchyard_tenant_work",
+    help: "REST requests and task reports on this node, by state: running, or waiting for their tenant's turn (NODE_WORK_CONCURRENCY, TENANT_WORK_CONCURRENCY)",
+    labelNames: ["state"] as const,
+    registers: [registry],
+  });
   const rateLimited = new Counter({
     name: "switchyard_rate_limited_total",
     help: "Requests and connections refused by a limit, by kind: connections (per tenant), rest (per tenant), socket (dashboard socket events), worker (pool worker socket events)",
@@ -139,6 +145,7 @@ export function createMetrics(nodeId: string, options: MetricsOptions = {}) {
   for (const reason of SLOW_CONSUMER_REASONS) slowConsumerDisconnects.inc({ reason }, 0);
   for (const kind of RATE_LIMIT_KINDS) rateLimited.inc({ kind }, 0);
   for (const outcome of ["written", "absorbed"]) workerHeartbeats.inc({ outcome }, 0);
+  for (const state of ["running", "waiting"]) tenantWork.set({ state }, 0);
   if (!tenantLabels) for (const status of TASK_STATUSES) tasks.inc({ status }, 0);
   for (const operation of DB_OPERATIONS) dbQueryDuration.zero({ operation });
   for (const action of RECONCILE_ACTIONS) reconciled.inc({ action }, 0);
@@ -158,6 +165,7 @@ export function createMetrics(nodeId: string, options: MetricsOptions = {}) {
     subscriptions,
     slowConsumerDisconnects,
     slowReaders,
+    tenantWork,
     rateLimited,
     workerHeartbeats,
     handshakeFailures: new Counter({

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { Principal } from "../auth/principal.js";
 import type { FailureReporter } from "../dependencies/status.js";
+import type { TenantFairShare } from "../limits/tenant-fair-share.js";
 import type { WorkerService } from "../domains/pools/workers.js";
 import type { TaskService } from "../domains/tasks/service.js";
 import { jsonProblemError } from "../domains/validation.js";
@@ -28,6 +29,8 @@ const StatusSchema = z.object({
 export interface PoolWorkerDeps {
   workers: WorkerService;
   tasks: TaskService;
+  /** Reports take their place in the tenant's share of the node, like its requests. */
+  fairShare: TenantFairShare;
   logger: Logger;
   metrics: Metrics;
   failures: FailureReporter;
@@ -117,7 +120,7 @@ export function attachPoolWorker(socket: SwitchyardSocket, deps: PoolWorkerDeps)
     if (!report.success) throw new AppError("BAD_REQUEST", "task.report expects a task report", 400, report.error.issues.slice(0, 5));
     await deps.workers.touch(principal, worker.id, socket.id);
     try {
-      return await deps.tasks.applyReport(principal.tenantId, principal.poolId!, report.data);
+      return await deps.fairShare.run(principal.tenantId, () => deps.tasks.applyReport(principal.tenantId, principal.poolId!, report.data), false);
     } catch (error) {
       if (error instanceof ForbiddenError) {
         deps.logger.warn({ tenantId: principal.tenantId, worker: worker.id, taskId: report.data.taskId }, "worker reported a task of another pool");
