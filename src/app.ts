@@ -137,7 +137,7 @@ export class App {
     this.startHooks.push(async () => connections.start());
     // Deliveries are counted where a single Redis's tick broadcast hands them out; a Redis Cluster has no such place.
     const deliveries = cluster ? undefined : new TenantDeliveries();
-    // The node's database-bound work (requests, task reports), shared among tenants in turn.
+    // The node's database-bound work (requests, task reports, subscribes' reads of the log), shared among tenants in turn.
     const fairShare = new TenantFairShare(config.limits.nodeWorkConcurrency, config.limits.tenantWorkConcurrency, MAX_WAITING_REQUESTS_PER_TENANT, (running, waiting) => {
       metrics.tenantWork.set({ state: "running" }, running);
       metrics.tenantWork.set({ state: "waiting" }, waiting);
@@ -167,6 +167,7 @@ export class App {
         eventLog,
         maxRoomsPerSocket: config.limits.maxRoomsPerSocket,
         failures: status,
+        fairShare,
       },
     });
     const nodeReadings = new NodeReadings(realtime.io, deliveries, redis, keys, this.logger, {

@@ -18,6 +18,7 @@ import { SlowConsumerError, type EngineConnection, type OutboundGuard } from "./
 import { ReplayLane, SupersededError, type ReplayTicket, type Semaphore } from "./replay.js";
 import type { RoomSeams } from "./room-seams.js";
 import type { MissedEvents } from "./missed-events.js";
+import type { TenantFairShare } from "../limits/tenant-fair-share.js";
 
 const SubscribeSchema = z.object({ room: z.string(), after: z.string().max(64).optional() });
 const UnsubscribeSchema = z.object({ room: z.string() });
@@ -65,6 +66,8 @@ export interface SubscriptionDeps {
   seams: RoomSeams;
   /** What sockets whose connection fell behind missed (shared by the namespaces: they share connections). */
   missed: MissedEvents<SwitchyardSocket>;
+  /** The node's database-bound work shared among tenants: each read of the log for a socket takes its turn. */
+  fairShare: TenantFairShare;
 }
 
 /** Per-socket room state, created on the socket's first room operation (idle sockets carry none). */
@@ -155,7 +158,7 @@ export class RoomSubscriptions {
       let head: CursorPosition;
       try {
         await socket.join(key);
-        head = await deps.eventLog.head(where.tenantId, where.namespace, where.room);
+        head = await this.head(where);
       } catch (error) {
         // A refused subscribe must not leave the socket listening to the room.
         if (!wasSubscribed) await socket.leave(key);
@@ -231,7 +234,7 @@ export class RoomSubscriptions {
     };
     if (wasSubscribed) deps.seams.hold(key, socket.id);
     try {
-      const before = await deps.eventLog.head(where.tenantId, where.namespace, where.room);
+      const before = await this.head(where);
       // `after: "0"`: from the first event retention kept (the same bound applies).
       const from = requested === "start" ? await startOf(deps.eventLog, where, before) : requested;
       if (before.seq - from.seq > MAX_REPLAY) throw new CursorExpiredError(`more than ${MAX_REPLAY} events behind; reload state`);
@@ -240,7 +243,7 @@ export class RoomSubscriptions {
       deps.seams.hold(key, socket.id);
       await socket.join(key);
       for (;;) {
-        head = await deps.eventLog.head(where.tenantId, where.namespace, where.room);
+        head = await this.head(where);
         if (head.seq > position.seq) position = await this.replay(socket, ticket, where, position, head, counted);
         // Superseded after the last page: the later replay answers for the room, and joins it after its own bulk.
         ticket.signal.throwIfAborted();
@@ -258,6 +261,11 @@ export class RoomSubscriptions {
       throw error;
     }
     return { head, replayed };
+  }
+
+  /** The room's head, read in the tenant's turn (a subscribe is database work like a request). */
+  private head(where: { tenantId: string; namespace: NamespaceName; room: string }): Promise<CursorPosition> {
+    return this.deps.fairShare.run(where.tenantId, () => this.deps.eventLog.head(where.tenantId, where.namespace, where.room), false);
   }
 
   private subscribed(socket: SwitchyardSocket, state: RoomState, room: string): void {
@@ -282,7 +290,7 @@ export class RoomSubscriptions {
     upTo: CursorPosition,
     counted: (n: number) => void,
   ): Promise<CursorPosition> {
-    const { eventLog, outbound, replayPages } = this.deps;
+    const { eventLog, outbound, replayPages, fairShare } = this.deps;
     const { lowWatermark, pageBytes, pageRows } = this.sizing;
     const conn = socket.conn as unknown as EngineConnection;
     let position = start;
@@ -291,17 +299,26 @@ export class RoomSubscriptions {
       if (reading && outbound.unsentBytes(conn) > lowWatermark) {
         await outbound.waitForDrain(conn, lowWatermark, ticket.signal);
       }
-      const release = reading ? await replayPages.acquire(ticket.signal) : undefined;
-      try {
-        const page = await readHistory(eventLog, where, upTo, position, pageRows, pageBytes);
-        ticket.signal.throwIfAborted();
-        if (socket.disconnected) throw new AppError("BAD_REQUEST", "socket disconnected", 400);
-        for (const envelope of page.events) emitStored(socket, envelope);
-        counted(page.events.length);
-        position = { epoch: upTo.epoch, seq: position.seq + page.events.length };
-      } finally {
-        release?.();
-      }
+      // The page is read in the tenant's turn, and the turn is taken before a page permit: a tenant's replays
+      // waiting for their turn hold none of the node's few permits meanwhile.
+      const sent = await fairShare.run(
+        where.tenantId,
+        async () => {
+          const release = reading ? await replayPages.acquire(ticket.signal) : undefined;
+          try {
+            const page = await readHistory(eventLog, where, upTo, position, pageRows, pageBytes);
+            ticket.signal.throwIfAborted();
+            if (socket.disconnected) throw new AppError("BAD_REQUEST", "socket disconnected", 400);
+            for (const envelope of page.events) emitStored(socket, envelope);
+            return page.events.length;
+          } finally {
+            release?.();
+          }
+        },
+        false,
+      );
+      counted(sent);
+      position = { epoch: upTo.epoch, seq: position.seq + sent };
     } while (position.seq < upTo.seq);
     return position;
   }
