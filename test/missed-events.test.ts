@@ -7,15 +7,16 @@ const envelope = (room: string, seq: number, epoch = "e1"): Envelope =>
 
 describe("MissedEvents (pure)", () => {
   it("skips nothing for a connection that is not behind, and keeps nothing for it", () => {
-    const missed = new MissedEvents({ isBehind: () => false });
+    const missed = new MissedEvents({ isBehind: () => false, behindCount: 0 });
     const socket = { conn: {} };
+    assert.equal(missed.active, false);
     assert.equal(missed.skip(socket, envelope("tasks", 1)), false);
     assert.equal(missed.take(socket.conn), undefined);
   });
 
   it("for a connection behind, notes per socket and room the position before the first event it missed (the lowest)", () => {
     const conn = {};
-    const missed = new MissedEvents({ isBehind: (c) => c === conn });
+    const missed = new MissedEvents({ isBehind: (c) => c === conn, behindCount: 1 });
     const a = { conn };
     const b = { conn };
     assert.equal(missed.skip(a, envelope("tasks", 7)), true);
@@ -32,7 +33,7 @@ describe("MissedEvents (pure)", () => {
 
   it("does not skip a packet without a cursor it can read", () => {
     const conn = {};
-    const missed = new MissedEvents({ isBehind: () => true });
+    const missed = new MissedEvents({ isBehind: () => true, behindCount: 1 });
     assert.equal(missed.skip({ conn }, { ...envelope("tasks", 1), cursor: "nonsense" }), false);
   });
 });

@@ -84,7 +84,7 @@ try {
   await runCommand(process.execPath, ["--import", "tsx", "scripts/bench/db.ts", dbUrl.toString()], path.join(logDir, "db-setup.log"));
   node = await startSwitchyard(
     prefix,
-    { DATABASE_URL: process.env.BENCH_PG_OPTIONS ? `${dbUrl.toString()}?options=${encodeURIComponent(process.env.BENCH_PG_OPTIONS)}` : dbUrl.toString(), REDIS_URL: redisUrl, REDIS_PREFIX: prefix, JWT_SECRET: secret, LOG_LEVEL: "info", REST_RATE_PER_TENANT: "100000", EMBEDDED_WORKER: "false" },
+    { DATABASE_URL: process.env.BENCH_PG_OPTIONS ? `${dbUrl.toString()}?options=${encodeURIComponent(process.env.BENCH_PG_OPTIONS)}` : dbUrl.toString(), REDIS_URL: redisUrl, REDIS_PREFIX: prefix, JWT_SECRET: secret, LOG_LEVEL: "info", REST_RATE_PER_TENANT: "100000", NODE_WORK_CONCURRENCY: "256", TENANT_WORK_CONCURRENCY: "256", EMBEDDED_WORKER: "false" },
     path.join(logDir, "switchyard.log"),
   );
   const auth = { authorization: `Bearer ${mintToken(secret, tenant, "bench", ["admin"])}` };

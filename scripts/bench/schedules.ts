@@ -166,7 +166,7 @@ async function barePeer(): Promise<Record<string, unknown>> {
 let nodes: ServerHandle[] = [];
 try {
   await runCommand(process.execPath, ["--import", "tsx", "scripts/bench/db.ts", dbUrl.toString()], path.join(logDir, "db-setup.log"));
-  const env = { DATABASE_URL: dbUrl.toString(), REDIS_URL: redisUrl, REDIS_PREFIX: prefix, JWT_SECRET: secret, LOG_LEVEL: "info", REST_RATE_PER_TENANT: "100000" };
+  const env = { DATABASE_URL: dbUrl.toString(), REDIS_URL: redisUrl, REDIS_PREFIX: prefix, JWT_SECRET: secret, LOG_LEVEL: "info", REST_RATE_PER_TENANT: "100000", NODE_WORK_CONCURRENCY: "256", TENANT_WORK_CONCURRENCY: "256" };
   nodes = await Promise.all(["sched-a", "sched-b"].map((name) => startSwitchyard(`${name}-${run}`, env, path.join(logDir, `${name}.log`))));
   const [a] = nodes as [ServerHandle, ServerHandle];
   const auth = { authorization: `Bearer ${mintToken(secret, "sched-tenant")}` };

@@ -76,7 +76,7 @@ try {
   await runCommand(process.execPath, ["--import", "tsx", "scripts/bench/db.ts", dbUrl.toString()], path.join(logDir, "db-setup.log"));
   node = await startSwitchyard(
     `cost-${run}`,
-    { DATABASE_URL: dbUrl.toString(), REDIS_URL: redisUrl, REDIS_PREFIX: `cost-${run}`, JWT_SECRET: secret, LOG_LEVEL: "info", REST_RATE_PER_TENANT: "100000", EMBEDDED_WORKER: "true" },
+    { DATABASE_URL: dbUrl.toString(), REDIS_URL: redisUrl, REDIS_PREFIX: `cost-${run}`, JWT_SECRET: secret, LOG_LEVEL: "info", REST_RATE_PER_TENANT: "100000", NODE_WORK_CONCURRENCY: "256", TENANT_WORK_CONCURRENCY: "256", EMBEDDED_WORKER: "true" },
     path.join(logDir, "switchyard.log"),
   );
   const auth = { authorization: `Bearer ${mintToken(secret, "cost-tenant", "bench", ["admin"])}` };

@@ -1,4 +1,4 @@
-// `npx tsx scripts/bench/tenant-flood.ts [--rounds 4] [--seconds 5] [--rest-rate 200] [--tenant-work 8] [--no-sockets] [--no-tasks]
+// `npx tsx scripts/bench/tenant-flood.ts [--rounds 4] [--seconds 5] [--rest-rate 200] [--tenant-work 8] [--node-work N] [--no-sockets] [--no-tasks]
 //   [--no-history] [--no-revocations] [--no-heartbeats] [--profile]`
 //
 // The noisy neighbour: fairness under one tenant's flood, on one Switchyard node with the default limits (except
@@ -255,6 +255,7 @@ async function main(): Promise<void> {
   const seconds = option("--seconds", 5);
   const restRate = option("--rest-rate", 200);
   const tenantWork = option("--tenant-work", 8);
+  const nodeWork = option("--node-work", 0);
   const run = randomBytes(4).toString("hex");
   const redisUrl = process.env.REDIS_URL || "redis://127.0.0.1:6379";
   const secret = `flood-secret-${run}-${randomBytes(16).toString("hex")}`;
@@ -282,6 +283,7 @@ async function main(): Promise<void> {
         MAX_CONNECTIONS_PER_TENANT: String(CONNECTION_QUOTA),
         REST_RATE_PER_TENANT: String(restRate),
         TENANT_WORK_CONCURRENCY: String(tenantWork),
+        ...(nodeWork > 0 ? { NODE_WORK_CONCURRENCY: String(nodeWork) } : {}),
       },
       path.join(logDir, "switchyard.log"),
     );
@@ -342,7 +344,7 @@ async function main(): Promise<void> {
     const floodSeconds = rounds * seconds;
     const percent = (cpuS: number): number => round((cpuS / floodSeconds) * 100, 0);
     const out = [
-      `tenant-flood: ${rounds} rounds of ${seconds} s quiet + ${seconds} s flood; one node, REST_RATE_PER_TENANT=${restRate}, TENANT_WORK_CONCURRENCY=${tenantWork}, MAX_CONNECTIONS_PER_TENANT=${CONNECTION_QUOTA}; ` +
+      `tenant-flood: ${rounds} rounds of ${seconds} s quiet + ${seconds} s flood; one node, REST_RATE_PER_TENANT=${restRate}, TENANT_WORK_CONCURRENCY=${tenantWork}${nodeWork > 0 ? `, NODE_WORK_CONCURRENCY=${nodeWork}` : ""}, MAX_CONNECTIONS_PER_TENANT=${CONNECTION_QUOTA}; ` +
         `${os.cpus().length} CPUs, 1-min load average ${loadBefore.toFixed(1)} at the start, ${os.loadavg()[0]!.toFixed(1)} at the end`,
       `  tenant B GET /api/v1/tasks, quiet:  ${ms(q)}; not 200: ${JSON.stringify(notOk.quiet)}`,
       `  tenant B GET /api/v1/tasks, flood:  ${ms(f)}; not 200: ${JSON.stringify(notOk.flood)}`,

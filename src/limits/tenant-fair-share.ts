@@ -4,9 +4,11 @@ import { AppError } from "../errors.js";
 type Waiter = () => void;
 
 /**
- * A node's database-bound work (REST requests, task reports), shared fairly among tenants. At most `capacity`
- * pieces run at once, at most `perTenant` of them for one tenant; the rest wait in their tenant's own queue, and
- * when a piece ends the next one to start is taken from the tenants in turn (round robin), not first come. So a
+ * A node's database-bound work (REST requests, task reports, replay reads), shared fairly among tenants. At most
+ * `capacity` pieces run at once, at most `perTenant` of one tenant while others wait; a tenant alone may use all
+ * places but the last `perTenant`, kept free for another tenant's share (see mayStart). The rest wait in their
+ * tenant's own queue, and when a piece ends the next one to
+ * start is taken from the tenants in turn (round robin), those under their share first, not first come. So a
  * tenant that floods the node waits on its own work, while another tenant's request starts at the next free
  * place: the database pool behind these (10 connections) is never filled by one tenant's backlog.
  *
@@ -43,7 +45,7 @@ export class TenantFairShare {
 
   /** Resolves when the piece may start; the caller must call `done` exactly once after. */
   admit(tenantId: string, bounded = true): Promise<void> | void {
-    if (!this.queues.has(tenantId) && this.running < this.capacity && (this.runningFor.get(tenantId) ?? 0) < this.perTenant) {
+    if (!this.queues.has(tenantId) && this.mayStart(tenantId, this.queues.size > 0)) {
       this.begin(tenantId);
       return;
     }
@@ -68,19 +70,35 @@ export class TenantFairShare {
     this.onChange(this.running, this.waiting);
   }
 
+  /**
+   * Whether a piece of this tenant may start now. Within its share, while there is a place. Over it, only when no
+   * tenant within its share waits (`othersWaiting` false), and only into the places beyond the last `perTenant`:
+   * those stay free for another tenant's share, so a tenant alone on the node may use most of it, and another
+   * tenant's first requests still start at once.
+   */
+  private mayStart(tenantId: string, othersWaiting: boolean): boolean {
+    if (this.running >= this.capacity) return false;
+    if ((this.runningFor.get(tenantId) ?? 0) < this.perTenant) return true;
+    return !othersWaiting && this.running < this.capacity - this.perTenant;
+  }
+
   private begin(tenantId: string): void {
     this.running++;
     this.runningFor.set(tenantId, (this.runningFor.get(tenantId) ?? 0) + 1);
   }
 
-  /** Starts waiting pieces while there is room, one per tenant per turn. */
+  /**
+   * Starts waiting pieces while there is room, one per tenant per turn: first the tenants under their share; a
+   * tenant over it only when every tenant waiting is over it too, and only into the places not kept for a share.
+   */
   private dispatch(): void {
     let progress = true;
     while (this.running < this.capacity && this.queues.size > 0 && progress) {
       progress = false;
+      const anyWithinShare = [...this.queues.keys()].some((tenantId) => (this.runningFor.get(tenantId) ?? 0) < this.perTenant);
       for (const [tenantId, queue] of this.queues) {
         if (this.running >= this.capacity) break;
-        if ((this.runningFor.get(tenantId) ?? 0) >= this.perTenant) continue;
+        if (!this.mayStart(tenantId, anyWithinShare)) continue;
         const next = queue.shift()!;
         this.waiting--;
         // To the back of the turn order: the others go first next time.

@@ -20,7 +20,12 @@ export type MissedRooms = Map<string, CursorPosition>;
 export class MissedEvents<S extends ConnectedSocket = ConnectedSocket> {
   private readonly byConnection = new WeakMap<object, Map<S, MissedRooms>>();
 
-  constructor(private readonly outbound: Pick<OutboundGuard, "isBehind">) {}
+  constructor(private readonly outbound: Pick<OutboundGuard, "isBehind" | "behindCount">) {}
+
+  /** Whether any connection is behind: when none is, a broadcast skips no socket and need not ask. */
+  get active(): boolean {
+    return this.outbound.behindCount > 0;
+  }
 
   /** True when this live event must not be written to the socket now; its room then remembers it missed it. */
   skip(socket: S, envelope: Envelope): boolean {

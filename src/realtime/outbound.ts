@@ -99,6 +99,8 @@ export class OutboundGuard {
   private readonly behindCounter;
   private readonly onPacketCreate: (this: Tracked, packet: EnginePacket) => void;
   private readonly onFlush: (conn: Tracked) => void;
+  /** Connections behind right now: while there are none, broadcasts need not look at each socket's connection. */
+  behindCount = 0;
   /** Told when a connection that fell behind has drained: it is live again, and must be sent what it missed. */
   onCaughtUp: (conn: EngineConnection) => void = () => undefined;
 
@@ -192,17 +194,20 @@ export class OutboundGuard {
   /** Live events stop for the connection until it has drained to the low watermark; then onCaughtUp. */
   private fallBehind(conn: Tracked): void {
     conn[BEHIND] = true;
+    this.behindCount++;
     this.behindCounter.inc();
     this.logger.debug({ unsentBytes: this.unsentBytes(conn), transport: conn.transport.name, limit: this.maxBytes }, "a connection fell behind: live events paused");
     this.waitForDrain(conn, this.lowWatermark).then(
       () => {
         delete conn[BEHIND];
+        this.behindCount--;
         // Not from inside a write; the catch-up reads the log and writes to the connection.
         this.onCaughtUp(conn);
       },
       () => {
         // Closed (as a slow consumer, or by the client): nothing to catch up.
         delete conn[BEHIND];
+        this.behindCount--;
       },
     );
   }

@@ -194,8 +194,9 @@ export function filterBroadcasts(adapter: Adapter, seams: RoomSeams, missed?: Mi
     packet = undefined;
     const except = current ? seams.exceptFor(opts.rooms, current.data, packetBytes) : undefined;
     if (except) for (const room of opts.except ?? []) except.add(room);
-    const envelope = missed && current ? storedEnvelope(current.data) : undefined;
-    // One check per socket written (a flag on its connection); the packet stays encoded once for the room.
+    const envelope = missed?.active && current ? storedEnvelope(current.data) : undefined;
+    // While a connection is behind, one check per socket written (a flag on its connection); otherwise none (the
+    // wrapper cost ~7 % of one-room fan-out). The packet stays encoded once for the room.
     const deliver = envelope
       ? (socket: ConnectedSocket): void => {
           if (!missed!.skip(socket, envelope)) callback(socket);
