@@ -48,18 +48,16 @@ const PAGE_FRAME_BYTES = 512;
 export function toPage<T extends PageKey, R>(rows: T[], limit: number, serialize: (row: T) => R, maxBytes = Infinity, more = rows.length > limit) {
   const items: R[] = [];
   let bytes = PAGE_FRAME_BYTES;
-  let kept = 0;
   for (const row of rows.slice(0, limit)) {
     const item = serialize(row);
     if (maxBytes !== Infinity) {
       bytes += Buffer.byteLength(JSON.stringify(item)) + 1;
-      if (bytes > maxBytes && kept > 0) break;
+      if (bytes > maxBytes && items.length > 0) break;
     }
     items.push(item);
-    kept += 1;
   }
-  const last = rows[kept - 1];
-  const cut = kept < Math.min(rows.length, limit);
+  const last = rows[items.length - 1];
+  const cut = items.length < Math.min(rows.length, limit);
   return { items, nextCursor: (cut || more) && last ? encodePageCursor(last) : null };
 }
 

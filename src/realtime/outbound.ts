@@ -46,6 +46,11 @@ export type SlowConsumerReason = "read_timeout" | "buffer_limit" | "catch_up_fai
  */
 const HARD_LIMIT_FACTOR = 4;
 
+/** A quarter of a connection's buffer limit: unsent data it must be down to before a replay page or catch-up is sent. */
+export function lowWatermarkOf(maxBytes: number): number {
+  return Math.floor(maxBytes / 4);
+}
+
 /** How often a waiting replay looks at the buffer again when no transport `drain` woke it up (polling, upgrades). */
 const DRAIN_POLL_MS = 50;
 
@@ -127,9 +132,9 @@ export class OutboundGuard {
     };
   }
 
-  /** A quarter of the limit: what a connection behind must be down to before it is sent more. */
+  /** What a connection behind must be down to before it is sent more (the replays' watermark too). */
   get lowWatermark(): number {
-    return Math.floor(this.maxBytes / 4);
+    return lowWatermarkOf(this.maxBytes);
   }
 
   /** Tracks every connection of an Engine.IO server (`io.engine`) from its start, when its write buffer is empty. */
@@ -197,19 +202,14 @@ export class OutboundGuard {
     this.behindCount++;
     this.behindCounter.inc();
     this.logger.debug({ unsentBytes: this.unsentBytes(conn), transport: conn.transport.name, limit: this.maxBytes }, "a connection fell behind: live events paused");
-    this.waitForDrain(conn, this.lowWatermark).then(
-      () => {
-        delete conn[BEHIND];
-        this.behindCount--;
-        // Not from inside a write; the catch-up reads the log and writes to the connection.
-        this.onCaughtUp(conn);
-      },
-      () => {
-        // Closed (as a slow consumer, or by the client): nothing to catch up.
-        delete conn[BEHIND];
-        this.behindCount--;
-      },
-    );
+    // Rejected when the connection closed (as a slow consumer, or by the client): then nothing to catch up.
+    const drained = this.waitForDrain(conn, this.lowWatermark).then(() => true, () => false);
+    void drained.then((caughtUp) => {
+      delete conn[BEHIND];
+      this.behindCount--;
+      // Not from inside a write; the catch-up reads the log and writes to the connection.
+      if (caughtUp) this.onCaughtUp(conn);
+    });
   }
 
   /**

@@ -14,7 +14,7 @@ import type { NamespaceName } from "../protocol/namespaces.js";
 import { parseRoom } from "../protocol/rooms.js";
 import { emitStored, type SwitchyardSocket } from "./types.js";
 import { acknowledge } from "./ack.js";
-import { SlowConsumerError, type EngineConnection, type OutboundGuard } from "./outbound.js";
+import { lowWatermarkOf, SlowConsumerError, type EngineConnection, type OutboundGuard } from "./outbound.js";
 import { ReplayLane, SupersededError, type ReplayTicket, type Semaphore } from "./replay.js";
 import type { RoomSeams } from "./room-seams.js";
 import type { MissedEvents } from "./missed-events.js";
@@ -43,7 +43,7 @@ export interface ReplaySizing {
 }
 export function replaySizing(maxSocketBufferBytes: number): ReplaySizing {
   return {
-    lowWatermark: Math.floor(maxSocketBufferBytes / 4),
+    lowWatermark: lowWatermarkOf(maxSocketBufferBytes),
     pageBytes: Math.min(REPLAY_PAGE_MAX_BYTES, Math.floor(maxSocketBufferBytes / 2)),
     pageRows: Math.max(1, Math.min(REPLAY_PAGE_ROWS, Math.floor(maxSocketBufferBytes / 2048))),
   };
@@ -200,11 +200,10 @@ export class RoomSubscriptions {
         if (socket.disconnected || error instanceof SupersededError || error instanceof SlowConsumerError) return;
         if (error instanceof AppError && (error.code === "CURSOR_EXPIRED" || error.code === "BAD_REQUEST")) {
           deps.logger.info({ tenant: where.tenantId, room, reason: error.message }, "a slow reader cannot be caught up from the log");
-          deps.outbound.closeSlowConsumer(socket.conn as unknown as EngineConnection, "catch_up_failed");
-          return;
+        } else {
+          deps.failures.report(error, "could not catch a slow reader up", { room });
         }
-        // The database failed: the client is told by a reconnect rather than left with a silent gap.
-        deps.failures.report(error, "could not catch a slow reader up", { room });
+        // Either way the client is told by a reconnect rather than left with a silent gap.
         deps.outbound.closeSlowConsumer(socket.conn as unknown as EngineConnection, "catch_up_failed");
       });
   }
