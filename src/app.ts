@@ -159,6 +159,7 @@ export class App {
       connectTimeoutMs: config.limits.connectTimeoutMs,
       maxSocketBufferBytes: config.limits.maxSocketBufferBytes,
       slowConsumerTimeoutMs: config.limits.slowConsumerTimeoutMs,
+      roomCheckIntervalMs: config.limits.roomCheckIntervalMs,
       metrics,
       logger: this.logger,
       deliveries,

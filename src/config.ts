@@ -47,6 +47,8 @@ export interface Config {
     maxSocketBufferBytes: number;
     /** SLOW_CONSUMER_TIMEOUT_MS: a connection with data waiting that reads nothing for this long is closed. */
     slowConsumerTimeoutMs: number;
+    /** ROOM_CHECK_INTERVAL_MS: how often a node reads the heads of its rooms to find events that never reached it. */
+    roomCheckIntervalMs: number;
     /** NODE_WORK_CONCURRENCY: REST requests and task reports a node runs at once; the rest wait their tenant's turn. */
     nodeWorkConcurrency: number;
     /** TENANT_WORK_CONCURRENCY: of those, at most this many of one tenant. */
@@ -147,6 +149,7 @@ const EnvSchema = z.object({
   MAX_RESPONSE_BYTES: positiveInt.default(4 * 1024 * 1024),
   MAX_SOCKET_BUFFER_BYTES: positiveInt.min(4096, "must be at least 4096").default(1_048_576),
   SLOW_CONSUMER_TIMEOUT_MS: positiveInt.default(30_000),
+  ROOM_CHECK_INTERVAL_MS: positiveInt.default(2_000),
   NODE_WORK_CONCURRENCY: positiveInt.default(20),
   TENANT_WORK_CONCURRENCY: positiveInt.default(8),
   MAX_CONNECTIONS_PER_TENANT: positiveInt.default(10_000),
@@ -269,6 +272,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxRoomsPerSocket: e.MAX_ROOMS_PER_SOCKET,
       maxSocketBufferBytes: e.MAX_SOCKET_BUFFER_BYTES,
       slowConsumerTimeoutMs: e.SLOW_CONSUMER_TIMEOUT_MS,
+      roomCheckIntervalMs: e.ROOM_CHECK_INTERVAL_MS,
       nodeWorkConcurrency: e.NODE_WORK_CONCURRENCY,
       tenantWorkConcurrency: Math.min(e.TENANT_WORK_CONCURRENCY, e.NODE_WORK_CONCURRENCY),
       maxConnectionsPerTenant: e.MAX_CONNECTIONS_PER_TENANT,

@@ -1,22 +1,13 @@
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { freshTenant } from "./support/env.js";
 import { sleep } from "./support/clients.js";
 import { sharedServer } from "./support/shared.js";
 import { submitTask } from "./support/tasks.js";
 import { mintToken } from "./support/tokens.js";
 import type { ServerProcess } from "./support/server.js";
+import { PYTHON, pythonSocketIoAvailable } from "./support/python.js";
 
-const PYTHON = "/usr/bin/python3";
-
-function pythonSocketIoAvailable(): boolean {
-  try {
-    execFileSync(PYTHON, ["-c", "import socketio, websocket"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 interface Line {
   ack?: { ok: boolean; room?: string; cursor?: string };

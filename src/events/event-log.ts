@@ -401,6 +401,23 @@ export class EventLog {
     return existing[0] ? { epoch: existing[0].epoch, seq: Number(existing[0].seq) } : null;
   }
 
+  /**
+   * The current positions of many rooms of one namespace in one statement (rooms without a sequence are left
+   * out): a node's periodic look at the rooms it has subscribers in.
+   */
+  async peekHeads(namespace: NamespaceName, rooms: ReadonlyArray<{ tenantId: string; room: string }>): Promise<Array<{ tenantId: string; room: string; head: CursorPosition }>> {
+    if (rooms.length === 0) return [];
+    const rows = await this.observer.timeQuery("head", () =>
+      this.sql.query<Array<{ tenantId: string; room: string; seq: number; epoch: string }>>(
+        `SELECT s."tenantId", s."room", s."seq", s."epoch"
+         FROM unnest($2::text[], $3::text[]) AS t(tenant, room)
+         JOIN "RoomSequence" s ON s."tenantId" = t.tenant AND s."namespace" = $1 AND s."room" = t.room`,
+        [namespace, rooms.map((r) => r.tenantId), rooms.map((r) => r.room)],
+      ),
+    );
+    return rows.map((row) => ({ tenantId: row.tenantId, room: row.room, head: { epoch: row.epoch, seq: Number(row.seq) } }));
+  }
+
   private async readOrCreateHead(tenantId: string, namespace: NamespaceName, room: string): Promise<CursorPosition> {
     // A plain read first: every subscribe asks, and almost every room exists already. Writing (and locking
     // the room's row, which publishers need) only for a room's very first subscriber.

@@ -91,6 +91,18 @@ export function createMetrics(nodeId: string, options: MetricsOptions = {}) {
     help: "Times a connection's unsent data passed MAX_SOCKET_BUFFER_BYTES: its live events paused until it drained, then what it missed was sent from the log",
     registers: [registry],
   });
+  const deliveryGaps = new Counter({
+    name: "switchyard_delivery_gaps_total",
+    help: "Gaps in a room's live events this node found (an event arrived ahead of missing ones, or the room's head in the log was past what it had delivered), by outcome: filled (the missing events were read from the log and delivered in order) or lost (the log no longer had them: the room's sockets were closed to resume from their cursors)",
+    labelNames: ["namespace", "outcome"] as const,
+    registers: [registry],
+  });
+  const deliveryGapEvents = new Counter({
+    name: "switchyard_delivery_gap_events_total",
+    help: "Events this node read from the log and delivered to a room's live sockets because they had not reached it through Redis",
+    labelNames: ["namespace"] as const,
+    registers: [registry],
+  });
   const tenantWork = new Gauge({
     name: "switchyard_tenant_work",
     help: "REST requests and task reports on this node, by state: running, or waiting for their tenant's turn (NODE_WORK_CONCURRENCY, TENANT_WORK_CONCURRENCY)",
@@ -145,6 +157,10 @@ export function createMetrics(nodeId: string, options: MetricsOptions = {}) {
   for (const reason of SLOW_CONSUMER_REASONS) slowConsumerDisconnects.inc({ reason }, 0);
   for (const kind of RATE_LIMIT_KINDS) rateLimited.inc({ kind }, 0);
   for (const outcome of ["written", "absorbed"]) workerHeartbeats.inc({ outcome }, 0);
+  for (const namespace of NAMESPACES) {
+    for (const outcome of ["filled", "lost"]) deliveryGaps.inc({ namespace, outcome }, 0);
+    deliveryGapEvents.inc({ namespace }, 0);
+  }
   for (const state of ["running", "waiting"]) tenantWork.set({ state }, 0);
   if (!tenantLabels) for (const status of TASK_STATUSES) tasks.inc({ status }, 0);
   for (const operation of DB_OPERATIONS) dbQueryDuration.zero({ operation });
@@ -165,6 +181,8 @@ export function createMetrics(nodeId: string, options: MetricsOptions = {}) {
     subscriptions,
     slowConsumerDisconnects,
     slowReaders,
+    deliveryGaps,
+    deliveryGapEvents,
     tenantWork,
     rateLimited,
     workerHeartbeats,

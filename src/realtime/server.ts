@@ -19,9 +19,8 @@ import { connectionQuota } from "./connection-quota.js";
 import { gateInboundEvents } from "./event-gate.js";
 import { OutboundGuard } from "./outbound.js";
 import { Semaphore } from "./replay.js";
-import { filterBroadcasts, RoomSeams } from "./room-seams.js";
-import { MissedEvents } from "./missed-events.js";
-import { RoomSubscriptions, type SubscriptionDeps } from "./subscriptions.js";
+import { BehindConnections, RoomFeeds } from "./room-feeds.js";
+import { MAX_REPLAY, replaySizing, RoomSubscriptions, type SubscriptionDeps } from "./subscriptions.js";
 import type { RedisKeys } from "../jobs/redis-keys.js";
 import type { TenantDeliveries } from "../observability/tenant-deliveries.js";
 
@@ -61,7 +60,12 @@ export interface RealtimeOptions {
   logger: Logger;
   /** Counts the event copies this node delivers, per tenant (single Redis only: see TickBroadcast). */
   deliveries?: TenantDeliveries;
-  subscriptions: Omit<SubscriptionDeps, "namespace" | "metrics" | "logger" | "outbound" | "replayPages" | "seams" | "missed">;
+  /**
+   * How often the node reads the heads of the rooms it has subscribers in, to find events that never reached it
+   * (ROOM_CHECK_INTERVAL_MS); it also does after its pub/sub connection reconnects.
+   */
+  roomCheckIntervalMs: number;
+  subscriptions: Omit<SubscriptionDeps, "namespace" | "metrics" | "logger" | "outbound" | "replayPages" | "feeds">;
 }
 
 /** Replay pages (read from the database, not yet handed to a socket) held at once by this node, over all sockets. */
@@ -74,6 +78,9 @@ export class Realtime {
   private expiries: TokenExpiries | undefined;
   /** Broadcasts over a single Redis: one message per tick (undefined on a Redis Cluster: the sharded adapter's channels). */
   private readonly ticks: TickBroadcast | undefined;
+  private readonly feeds: RoomFeeds[] = [];
+  private readonly checkTimer: NodeJS.Timeout;
+  private checking = false;
 
   constructor(options: RealtimeOptions) {
     const { metrics, logger } = options;
@@ -103,14 +110,8 @@ export class Realtime {
     outbound.install(this.io.engine);
     // A connection over its buffer gets no live events until it drains; then each of its sockets is sent, from the
     // log, what it missed in each room, and goes live again. Readers fall behind; they are never dropped for it.
-    const missed = new MissedEvents<SwitchyardSocket>(outbound);
-    const subscriptionsOf = new Map<string, RoomSubscriptions>();
-    outbound.onCaughtUp = (conn) => {
-      for (const [socket, rooms] of missed.take(conn) ?? []) {
-        const subscriptions = subscriptionsOf.get(socket.nsp.name);
-        for (const [room, from] of rooms) subscriptions?.catchUp(socket, room, from);
-      }
-    };
+    const behind = new BehindConnections();
+    outbound.onCaughtUp = (conn) => behind.resume(conn);
     const replayPages = new Semaphore(REPLAY_PAGES_IN_FLIGHT);
     const auth = handshakeAuth(options.verifyToken, metrics, logger);
     const quota = connectionQuota(options.connections, metrics);
@@ -126,11 +127,24 @@ export class Realtime {
       nsp.use(auth).use(quota).use(notRevoked);
       const connected = metrics.connectedSockets.labels({ namespace: name });
       const connections = metrics.connections.labels({ namespace: name });
-      // Replays hand over to the live stream through the namespace's adapter: nothing doubled, nothing overtaken.
-      const seams = new RoomSeams(options.maxSocketBufferBytes);
-      filterBroadcasts(nsp.adapter, seams, missed as MissedEvents);
-      const rooms = new RoomSubscriptions({ ...options.subscriptions, outbound, replayPages, seams, missed, namespace: name, metrics, logger });
-      subscriptionsOf.set(nsp.name, rooms);
+      // Every live event of a room with sockets here passes its feed: once each, in cursor order (room-feed.ts).
+      const { pageRows, pageBytes } = replaySizing(options.maxSocketBufferBytes);
+      const feeds = new RoomFeeds(nsp, {
+        namespace: name,
+        eventLog: options.subscriptions.eventLog,
+        fairShare: options.subscriptions.fairShare,
+        failures: options.subscriptions.failures,
+        outbound,
+        behind,
+        metrics,
+        logger,
+        maxGap: MAX_REPLAY,
+        pageRows,
+        pageBytes,
+        maxPendingBytes: options.maxSocketBufferBytes,
+      });
+      this.feeds.push(feeds);
+      const rooms = new RoomSubscriptions({ ...options.subscriptions, outbound, replayPages, feeds, namespace: name, metrics, logger });
       const onDisconnect = (): void => {
         connected.dec();
       };
@@ -151,6 +165,24 @@ export class Realtime {
         rooms.attach(socket);
         for (const handler of this.handlers.get(name) ?? []) handler(socket);
       });
+    }
+    // A broadcast this node never received (its pub/sub connection dropped, or a message was lost) shows as a gap
+    // at the room's next event; a room that went quiet meanwhile is found here. After a reconnect, at once.
+    this.checkTimer = setInterval(() => void this.checkRooms(options.subscriptions.failures), options.roomCheckIntervalMs);
+    this.checkTimer.unref();
+    options.subClient.on("ready", () => void this.checkRooms(options.subscriptions.failures));
+  }
+
+  /** Reads the heads of the rooms this node has subscribers in; each feed behind its head fills the gap. */
+  async checkRooms(failures: SubscriptionDeps["failures"]): Promise<void> {
+    if (this.checking) return;
+    this.checking = true;
+    try {
+      for (const feeds of this.feeds) await feeds.checkHeads();
+    } catch (error) {
+      failures.report(error, "could not read the heads of this node's rooms; trying again");
+    } finally {
+      this.checking = false;
     }
   }
 
@@ -185,6 +217,7 @@ export class Realtime {
   /** Tells every client to reconnect elsewhere and closes their connections (clients reconnect by themselves). */
   async close(nodeId: string): Promise<void> {
     this.expiries?.stop();
+    clearInterval(this.checkTimer);
     for (const name of NAMESPACES) {
       this.io.of(`/${name}`).local.emit("server.shutdown", { node: nodeId, reconnect: true });
     }

@@ -16,8 +16,8 @@ import { emitStored, type SwitchyardSocket } from "./types.js";
 import { acknowledge } from "./ack.js";
 import { lowWatermarkOf, SlowConsumerError, type EngineConnection, type OutboundGuard } from "./outbound.js";
 import { ReplayLane, SupersededError, type ReplayTicket, type Semaphore } from "./replay.js";
-import type { RoomSeams } from "./room-seams.js";
-import type { MissedEvents } from "./missed-events.js";
+import type { RoomFeeds, RoomWhere } from "./room-feeds.js";
+import type { RoomFeed } from "./room-feed.js";
 import type { TenantFairShare } from "../limits/tenant-fair-share.js";
 
 const SubscribeSchema = z.object({ room: z.string(), after: z.string().max(64).optional() });
@@ -62,10 +62,8 @@ export interface SubscriptionDeps {
   outbound: OutboundGuard;
   /** Node-wide: replay pages held in memory at once (read from the database, not yet handed to a socket). */
   replayPages: Semaphore;
-  /** The namespace's replay/live seams: what its adapter holds back from, or does not send again to, a socket. */
-  seams: RoomSeams;
-  /** What sockets whose connection fell behind missed (shared by the namespaces: they share connections). */
-  missed: MissedEvents<SwitchyardSocket>;
+  /** The namespace's rooms as this node delivers them: where each stands, and which sockets are not live in it. */
+  feeds: RoomFeeds;
   /** The node's database-bound work shared among tenants: each read of the log for a socket takes its turn. */
   fairShare: TenantFairShare;
 }
@@ -73,14 +71,21 @@ export interface SubscriptionDeps {
 /** Per-socket room state, created on the socket's first room operation (idle sockets carry none). */
 export interface RoomState {
   rooms: Set<string>;
-  /** The socket's replays, one at a time; created by its first `subscribe { after }`. */
+  /** The socket's replays, one at a time; created by its first `subscribe { after }` or catch-up. */
   replays?: ReplayLane;
+  /** Rooms it joined whose subscribe has not answered yet. */
+  joining?: Set<string>;
 }
 
 /**
  * `subscribe` / `unsubscribe` for one namespace: the client names a room, the tenant comes from its token.
  * One instance per namespace; its listeners are shared by every socket (they find the socket as `this`), so a
  * connected socket costs no closures here.
+ *
+ * A socket's place in a room: live (at the room's feed position, see RoomFeed: it is written every live event of
+ * the room once, in order), or lagging with its own position, which a replay moves forward through the log until
+ * it equals the feed's; then it is live. A subscribe with `after`, the catch-up of a connection that fell behind,
+ * and the wait of a socket that is ahead of this node are that one mechanism.
  */
 export class RoomSubscriptions {
   private readonly gauge;
@@ -103,9 +108,13 @@ export class RoomSubscriptions {
       const state = this.data.roomState;
       if (!state) return;
       self.gauge.dec(state.rooms.size);
-      for (const room of state.rooms) deps.seams.forget(roomKey(this.data.principal.tenantId, room), this.id);
       state.replays?.abortAll(new AppError("BAD_REQUEST", "socket disconnected", 400));
+      // Socket.IO took the socket out of its rooms; a room that still has other sockets keeps its feed.
+      for (const rooms of [state.rooms, state.joining ?? []]) {
+        for (const room of rooms) deps.feeds.get(this.data.principal.tenantId, room)?.unlag(this.id);
+      }
     };
+    deps.feeds.onCaughtUp = (socket, room) => this.catchUp(socket as SwitchyardSocket, room);
   }
 
   attach(socket: SwitchyardSocket): void {
@@ -144,58 +153,100 @@ export class RoomSubscriptions {
       throw new AppError("RATE_LIMITED", `at most ${deps.maxRoomsPerSocket} rooms per socket`, 429);
     }
     if (socket.disconnected) throw new AppError("BAD_REQUEST", "socket disconnected", 400);
-    // The subscribe sets where the socket stands in the room: what it missed there while behind no longer counts.
-    deps.missed.forget(socket, room.name);
-
-    // With a cursor: replay up to the current head before joining (nothing live interleaves with the bulk),
-    // join with live events held back (room-seams.ts), replay what was stored meanwhile, then release the held
-    // events the replay did not cover: each event after `after` arrives once, in cursor order. Without one:
-    // join, then read the head for the ack; every event after the returned cursor reaches the socket.
-    const key = roomKey(principal.tenantId, room.name);
     const where = { tenantId: principal.tenantId, namespace: deps.namespace, room: room.name };
+    const key = roomKey(principal.tenantId, room.name);
+
+    // The subscribe decides where the socket stands in the room: a replay of the room under way for it (an earlier
+    // subscribe, or a catch-up) stops here, and leaves the room to this one.
+    state.replays?.supersede(room.name);
+    const wasSubscribed = subscribed.has(room.name);
+    // Opened and joined in one tick: the feed lives while the room has sockets on this node.
+    const feed = deps.feeds.open(where);
+    // Where a socket already subscribed stood, to put it back there should this subscribe be refused.
+    const previous = wasSubscribed ? (feed.lagging.has(socket.id) ? (feed.lagging.get(socket.id)!.position ?? null) : feed.position) : null;
+    // Not live until it has its position: live events written meanwhile must not reach it out of turn.
+    feed.setLag(socket.id, { reason: requested ? "replaying" : "starting", position: requested && requested !== "start" ? requested : null });
+    const joined = socket.join(key);
+    (state.joining ??= new Set()).add(room.name);
+    const undo = (error: unknown): void => this.undo(socket, room.name, feed, previous, error);
     if (!requested) {
-      const wasSubscribed = subscribed.has(room.name);
-      let head: CursorPosition;
       try {
-        await socket.join(key);
-        head = await this.head(where);
+        await joined;
+        await feed.start();
+        if (socket.disconnected) throw new AppError("BAD_REQUEST", "socket disconnected", 400);
+        // A later subscribe of the room (a replay), or an unsubscribe, came meanwhile: that one decides.
+        if (state.replays?.has(room.name) || !socket.rooms.has(key) || feed.isClosed) throw new SupersededError(room.name);
       } catch (error) {
-        // A refused subscribe must not leave the socket listening to the room.
-        if (!wasSubscribed) await socket.leave(key);
+        undo(error);
         throw error;
+      } finally {
+        state.joining.delete(room.name);
       }
+      // Live from here, synchronously with reading where the feed stands: every later event of the room comes once.
+      feed.unlag(socket.id);
       this.subscribed(socket, state, room.name);
-      return { ok: true as const, room: room.name, cursor: encodeCursor(head), replayed: 0 };
+      return { ok: true as const, room: room.name, cursor: encodeCursor(feed.position!), replayed: 0 };
     }
-    // One replay at a time per socket; a later one for the same room supersedes this one (SUPERSEDED).
+    // One replay at a time per socket (replays of other rooms go first); a later subscribe of this room
+    // supersedes this one (SUPERSEDED).
     state.replays ??= new ReplayLane();
-    return state.replays.run(room.name, async (ticket) => {
-      const { head, replayed } = await this.replayThenLive(socket, state, ticket, where, requested);
-      this.subscribed(socket, state, room.name);
-      return { ok: true as const, room: room.name, cursor: encodeCursor(head), replayed };
-    });
+    try {
+      return await state.replays.run(room.name, async (ticket) => {
+        try {
+          await joined;
+          await feed.start();
+          ticket.signal.throwIfAborted();
+          const from = requested === "start" ? await startOf(deps.eventLog, where, feed.position!) : requested;
+          const { position, replayed } = await this.moveForward(socket, feed, ticket, where, from, true);
+          this.subscribed(socket, state, room.name);
+          return { ok: true as const, room: room.name, cursor: encodeCursor(position), replayed };
+        } catch (error) {
+          // Superseded: the later subscribe (or the unsubscribe) decides where the socket stands.
+          if (!(ticket.signal.aborted && ticket.signal.reason instanceof SupersededError)) undo(error);
+          throw error;
+        }
+      });
+    } finally {
+      state.joining.delete(room.name);
+    }
   }
 
   /**
-   * A socket whose connection fell behind has drained: sends it, from the log, what it missed in `room` after
-   * `from`, then it is live in the room again, exactly as after a subscribe with `after` (it is still in the
-   * room, so its live events are held from the start). A subscribe of the room under way decides the socket's
-   * position itself. If the log no longer has what the socket missed (retention, a new epoch, more than a
-   * replay sends), the connection is closed: the client reconnects and resubscribes from its own cursor, which
-   * tells it to reload (CURSOR_EXPIRED).
+   * A refused subscribe leaves the socket as it was: out of the room unless it was subscribed to it, and then
+   * back where it stood, caught up from there as after a fall behind (it may have missed events meanwhile).
    */
-  catchUp(socket: SwitchyardSocket, room: string, from: CursorPosition): void {
+  private undo(socket: SwitchyardSocket, room: string, feed: RoomFeed, previous: CursorPosition | null, error: unknown): void {
+    if (error instanceof SupersededError || socket.disconnected) return;
+    if (previous && !feed.isClosed) {
+      feed.setLag(socket.id, { reason: "behind", position: previous });
+      // Once this subscribe's replay has left the socket's lane (it is still in it now).
+      setImmediate(() => this.catchUp(socket, room));
+      return;
+    }
+    feed.unlag(socket.id);
+    void socket.leave(roomKey(socket.data.principal.tenantId, room));
+  }
+
+  /**
+   * A socket whose connection fell behind has drained: sends it, from the log, what it missed in `room`, then it
+   * is live in the room again. A subscribe of the room under way decides the socket's position itself. If the log
+   * no longer has what the socket missed (retention, a new epoch, more than a replay sends), the connection is
+   * closed: the client reconnects and resubscribes from its own cursor, which tells it to reload (CURSOR_EXPIRED).
+   */
+  catchUp(socket: SwitchyardSocket, room: string): void {
     const { deps } = this;
     const state = socket.data.roomState;
     if (!state?.rooms.has(room) || socket.disconnected) return;
+    const feed = deps.feeds.get(socket.data.principal.tenantId, room);
+    const lag = feed?.lagging.get(socket.id);
+    if (!feed || lag?.reason !== "behind" || !lag.position) return;
     state.replays ??= new ReplayLane();
     if (state.replays.has(room)) return;
     const where = { tenantId: socket.data.principal.tenantId, namespace: deps.namespace, room };
-    // Held now, not when the lane gets to it: the connection is live again, and the room's next events must not
-    // overtake what it missed while the catch-up of another room runs first.
-    deps.seams.hold(roomKey(where.tenantId, room), socket.id);
+    const from = lag.position;
+    feed.setLag(socket.id, { reason: "replaying", position: from });
     state.replays
-      .run(room, (ticket) => this.replayThenLive(socket, state, ticket, where, from))
+      .run(room, (ticket) => this.moveForward(socket, feed, ticket, where, from, false))
       .catch((error: unknown) => {
         if (socket.disconnected || error instanceof SupersededError || error instanceof SlowConsumerError) return;
         if (error instanceof AppError && (error.code === "CURSOR_EXPIRED" || error.code === "BAD_REQUEST")) {
@@ -209,61 +260,56 @@ export class RoomSubscriptions {
   }
 
   /**
-   * The replay of a room to one socket and its move to the live stream: replays up to the head, joins with live
-   * events held back (room-seams.ts), replays what was stored meanwhile, then releases the held events the replay
-   * did not cover, so each event after `from` arrives once, in cursor order. A socket already in the room is held
-   * from the start (its live events would interleave with the replay). On failure the socket is left as it was:
-   * out of the room unless it was in it, and not held.
+   * Moves a lagging socket forward through the room's log from `from`, page by page, until its position equals
+   * the feed's; at that moment (synchronously with the comparison) it is live. A socket ahead of the feed (its
+   * cursor came from a node that had more) waits in the feed, which makes it live when it gets there. The bound
+   * (MAX_REPLAY) and a cursor of another epoch, past retention or ahead of the room, are refused as they always
+   * were; the socket stays lagging until the caller undoes it.
    */
-  private async replayThenLive(
+  private async moveForward(
     socket: SwitchyardSocket,
-    state: RoomState,
+    feed: RoomFeed,
     ticket: ReplayTicket,
-    where: { tenantId: string; namespace: NamespaceName; room: string },
-    requested: CursorPosition | "start",
-  ): Promise<{ head: CursorPosition; replayed: number }> {
-    const { deps } = this;
-    const key = roomKey(where.tenantId, where.room);
-    // Read here, not before queueing: a replay of this room that ran before may have subscribed it.
-    const wasSubscribed = state.rooms.has(where.room);
-    let head: CursorPosition;
+    where: RoomWhere,
+    from: CursorPosition,
+    bounded: boolean,
+  ): Promise<{ position: CursorPosition; replayed: number }> {
+    let position = from;
     let replayed = 0;
-    const counted = (n: number): void => {
-      replayed += n;
-    };
-    if (wasSubscribed) deps.seams.hold(key, socket.id);
-    try {
-      const before = await this.head(where);
-      // `after: "0"`: from the first event retention kept (the same bound applies).
-      const from = requested === "start" ? await startOf(deps.eventLog, where, before) : requested;
-      if (before.seq - from.seq > MAX_REPLAY) throw new CursorExpiredError(`more than ${MAX_REPLAY} events behind; reload state`);
-      let position = await this.replay(socket, ticket, where, from, before, counted);
-      ticket.signal.throwIfAborted();
-      deps.seams.hold(key, socket.id);
-      await socket.join(key);
-      for (;;) {
-        head = await this.head(where);
-        if (head.seq > position.seq) position = await this.replay(socket, ticket, where, position, head, counted);
-        // Superseded after the last page: the later replay answers for the room, and joins it after its own bulk.
-        ticket.signal.throwIfAborted();
-        if (socket.disconnected) throw new AppError("BAD_REQUEST", "socket disconnected", 400);
-        // Synchronously with the release: nothing else can be broadcast to the socket in between.
-        const late = deps.seams.release(key, socket.id, position);
-        if (!late) continue; // more held than kept: the log has them, read it once more
-        for (const envelope of late) emitStored(socket, envelope);
-        break;
-      }
-    } catch (error) {
-      // A refused (or superseded) replay must not leave the socket listening to the room, nor held.
-      deps.seams.forget(key, socket.id);
-      if (!wasSubscribed) await socket.leave(key);
-      throw error;
+    if (bounded && feed.position!.epoch === from.epoch && feed.position!.seq - from.seq > MAX_REPLAY) {
+      throw new CursorExpiredError(`more than ${MAX_REPLAY} events behind; reload state`);
     }
-    return { head, replayed };
+    for (;;) {
+      ticket.signal.throwIfAborted();
+      if (socket.disconnected || feed.isClosed) throw new AppError("BAD_REQUEST", "socket disconnected", 400);
+      const live = feed.position!;
+      if (position.epoch === live.epoch && position.seq === live.seq) {
+        feed.unlag(socket.id);
+        return { position, replayed };
+      }
+      if (position.epoch === live.epoch && position.seq > live.seq) {
+        // Ahead of this node: fine if the log has it (this node will get there), refused if the room never had it.
+        const head = await this.head(where);
+        ticket.signal.throwIfAborted();
+        if (position.seq > head.seq || head.epoch !== position.epoch) {
+          // Through readHistory, for the same answers as a history read: CURSOR_EXPIRED or BAD_REQUEST.
+          await readHistory(this.deps.eventLog, where, head, position, 1);
+        }
+        if (feed.position!.seq >= position.seq) continue;
+        feed.waitFor(socket.id, position);
+        return { position, replayed };
+      }
+      const sent = await this.page(socket, ticket, where, position, live);
+      replayed += sent.count;
+      position = sent.position;
+      ticket.signal.throwIfAborted();
+      const lag = feed.lagging.get(socket.id);
+      if (lag) lag.position = position;
+    }
   }
 
   /** The room's head, read in the tenant's turn (a subscribe is database work like a request). */
-  private head(where: { tenantId: string; namespace: NamespaceName; room: string }): Promise<CursorPosition> {
+  private head(where: RoomWhere): Promise<CursorPosition> {
     return this.deps.fairShare.run(where.tenantId, () => this.deps.eventLog.head(where.tenantId, where.namespace, where.room), false);
   }
 
@@ -275,51 +321,41 @@ export class RoomSubscriptions {
   }
 
   /**
-   * Sends the room's stored events after `start` up to `upTo` to this one socket, in order, page by page. Before
-   * each page it waits until the connection has sent all but `lowWatermark` bytes (or closes it as a slow consumer
-   * once it has read nothing for SLOW_CONSUMER_TIMEOUT_MS), and holds one of the node's replay-page permits from reading the page until
-   * it is handed to the socket. Stops as soon as the ticket is superseded. readHistory runs at least once, even
-   * with nothing to replay: it also refuses a cursor of another epoch or ahead of the room.
+   * Sends one page of the room's stored events after `start` (up to `upTo`) to this one socket, in order. Before
+   * it waits until the connection has sent all but the low watermark (or closes it as a slow consumer once it has
+   * read nothing for SLOW_CONSUMER_TIMEOUT_MS), and holds one of the node's replay-page permits from reading the
+   * page until it is handed to the socket. Stops as soon as the ticket is superseded. readHistory refuses a
+   * cursor of another epoch or past retention.
    */
-  private async replay(
+  private async page(
     socket: SwitchyardSocket,
     ticket: ReplayTicket,
-    where: { tenantId: string; namespace: NamespaceName; room: string },
+    where: RoomWhere,
     start: CursorPosition,
     upTo: CursorPosition,
-    counted: (n: number) => void,
-  ): Promise<CursorPosition> {
+  ): Promise<{ position: CursorPosition; count: number }> {
     const { eventLog, outbound, replayPages, fairShare } = this.deps;
     const { lowWatermark, pageBytes, pageRows } = this.sizing;
     const conn = socket.conn as unknown as EngineConnection;
-    let position = start;
-    do {
-      const reading = position.seq < upTo.seq;
-      if (reading && outbound.unsentBytes(conn) > lowWatermark) {
-        await outbound.waitForDrain(conn, lowWatermark, ticket.signal);
-      }
-      // The page is read in the tenant's turn, and the turn is taken before a page permit: a tenant's replays
-      // waiting for their turn hold none of the node's few permits meanwhile.
-      const sent = await fairShare.run(
-        where.tenantId,
-        async () => {
-          const release = reading ? await replayPages.acquire(ticket.signal) : undefined;
-          try {
-            const page = await readHistory(eventLog, where, upTo, position, pageRows, pageBytes);
-            ticket.signal.throwIfAborted();
-            if (socket.disconnected) throw new AppError("BAD_REQUEST", "socket disconnected", 400);
-            for (const envelope of page.events) emitStored(socket, envelope);
-            return page.events.length;
-          } finally {
-            release?.();
-          }
-        },
-        false,
-      );
-      counted(sent);
-      position = { epoch: upTo.epoch, seq: position.seq + sent };
-    } while (position.seq < upTo.seq);
-    return position;
+    if (outbound.unsentBytes(conn) > lowWatermark) await outbound.waitForDrain(conn, lowWatermark, ticket.signal);
+    // The page is read in the tenant's turn, and the turn is taken before a page permit: a tenant's replays
+    // waiting for their turn hold none of the node's few permits meanwhile.
+    return fairShare.run(
+      where.tenantId,
+      async () => {
+        const release = await replayPages.acquire(ticket.signal);
+        try {
+          const page = await readHistory(eventLog, where, upTo, start, pageRows, pageBytes);
+          ticket.signal.throwIfAborted();
+          if (socket.disconnected) throw new AppError("BAD_REQUEST", "socket disconnected", 400);
+          for (const envelope of page.events) emitStored(socket, envelope);
+          return { position: { epoch: upTo.epoch, seq: start.seq + page.events.length }, count: page.events.length };
+        } finally {
+          release();
+        }
+      },
+      false,
+    );
   }
 
   private async unsubscribe(socket: SwitchyardSocket, state: RoomState, payload: unknown): Promise<UnsubscribeAck> {
@@ -329,12 +365,10 @@ export class RoomSubscriptions {
     if (!request.success) throw new AppError("BAD_REQUEST", "unsubscribe expects { room: string }", 400);
     const room = parseRoom(deps.namespace, request.data.room);
     if (!room) throw new InvalidRoomError(`"${request.data.room.slice(0, 64)}" is not a room of /${deps.namespace}`);
-    // A replay of the room still under way would join it afterwards: stop it (its ack answers SUPERSEDED).
+    // A replay of the room still under way would make the socket live afterwards: stop it (its ack answers SUPERSEDED).
     state.replays?.supersede(room.name);
-    const key = roomKey(principal.tenantId, room.name);
-    await socket.leave(key);
-    deps.seams.forget(key, socket.id);
-    deps.missed.forget(socket, room.name);
+    deps.feeds.get(principal.tenantId, room.name)?.unlag(socket.id);
+    await socket.leave(roomKey(principal.tenantId, room.name));
     if (state.rooms.delete(room.name)) this.gauge.dec();
     return { ok: true as const, room: room.name };
   }
