@@ -2,6 +2,11 @@
  * Switchyard's client helper: "every event of a room, in order, exactly once", across reconnects and node
  * failures. Works in Node and browsers (socket.io-client and fetch only).
  *
+ * While a socket stays connected the server itself sends each room's events once, in cursor order (any Socket.IO
+ * client gets that); the helper adds what a connection cannot: it resubscribes every room after a reconnect from
+ * the last cursor it delivered, moves to another node when one dies, and tells the application when a room's
+ * history can no longer be continued.
+ *
  * @example
  * const client = new SwitchyardClient({ urls: ["https://a.example", "https://b.example"], namespace: "tasks", token });
  * client.on("task.completed", (event) => console.log(event.data.task.id, event.data.task.result));
@@ -54,7 +59,7 @@ export interface SwitchyardClientOptions<N extends NamespaceName = NamespaceName
   namespace: N;
   /** The JWT, or a function returning a fresh one (called on every (re)connection and history request). */
   token: string | (() => string | Promise<string>);
-  /** How long an out-of-order event waits for the ones before it before they are fetched from history. */
+  /** @deprecated Ignored: the server sends each room's events in order and fills its own gaps. */
   reorderWindowMs?: number;
   fetch?: typeof fetch;
   socketOptions?: Partial<ManagerOptions & SocketOptions>;
@@ -97,7 +102,7 @@ export type ResetHandler = (room: string, reason: string) => void;
  * Where the client stands, for a connection indicator:
  * - `connecting`: the first connection is not made yet;
  * - `catching-up`: connected, and a room's (re)subscribe is not acknowledged yet (missed events are being
- *   replayed) or a gap is being filled from history;
+ *   replayed);
  * - `live`: connected, every room acknowledged, nothing missing;
  * - `reconnecting`: the connection was lost and socket.io-client is trying again;
  * - `disconnected`: not trying any more (the server refused the token or ended the session, or `close()`).
@@ -112,16 +117,14 @@ interface RoomState {
   epoch: string | undefined;
   /** Sequence number of the last event delivered to the handler. */
   lastSeq: number;
-  /** Events that arrived ahead of a gap, by sequence number. */
-  pending: Map<number, Envelope>;
+  /** Events that came before the first subscribe ack told where the room stands (delivered once it has). */
+  early: Envelope[];
   /** Until the first subscribe ack tells where the room stands, events are only collected. */
   awaitingAck: boolean;
   /** Subscribed with `after: "0"` and not acknowledged yet: the first event collected is where the room starts. */
   fromStart: boolean;
   /** subscribe() is sending this room's first subscribe itself; a concurrent (re)connect must not send another. */
   subscribing: boolean;
-  gapTimer: ReturnType<typeof setTimeout> | undefined;
-  filling: Promise<void> | undefined;
 }
 
 // `out`: a client of one namespace may be kept where any client is expected (a list of the console's clients, a
@@ -139,7 +142,7 @@ export class SwitchyardClient<out N extends NamespaceName = NamespaceName> {
   private lastState: ConnectionState = "connecting";
   private everConnected = false;
   private closed = false;
-  /** Subscribe acks and gap fills under way: while there are any, the client is catching up. */
+  /** Subscribe acks under way: while there are any, the client is catching up. */
   private catchingUp = 0;
   private readonly subscribedHandlers: SubscribedHandler[] = [];
   /** `on()` listeners by event type. */
@@ -264,12 +267,10 @@ export class SwitchyardClient<out N extends NamespaceName = NamespaceName> {
       handler,
       epoch: from?.epoch,
       lastSeq: from?.seq ?? 0,
-      pending: new Map(),
+      early: [],
       awaitingAck: from === undefined,
       fromStart,
       subscribing: true,
-      gapTimer: undefined,
-      filling: undefined,
     });
     let ack: SubscribeAck;
     try {
@@ -342,14 +343,11 @@ export class SwitchyardClient<out N extends NamespaceName = NamespaceName> {
   }
 
   async unsubscribe(room: string): Promise<void> {
-    const state = this.rooms.get(room);
-    if (state) clearTimeout(state.gapTimer);
     this.rooms.delete(room);
     if (this.socket.connected) await this.socket.timeout(10_000).emitWithAck("unsubscribe", { room });
   }
 
   close(): void {
-    for (const state of this.rooms.values()) clearTimeout(state.gapTimer);
     this.rooms.clear();
     this.closed = true;
     this.socket.close();
@@ -389,7 +387,7 @@ export class SwitchyardClient<out N extends NamespaceName = NamespaceName> {
       state.awaitingAck = true;
       // From its start is too far back too: start at the head, as for any cursor the server no longer serves.
       state.fromStart = false;
-      state.pending.clear();
+      state.early = [];
       return this.resubscribe(room);
     }
     if (ack.ok && state.awaitingAck) {
@@ -397,24 +395,32 @@ export class SwitchyardClient<out N extends NamespaceName = NamespaceName> {
       state.awaitingAck = false;
       if (head) {
         state.epoch = head.epoch;
-        // From the start: the replayed events were collected, and the first of them is where the room begins
-        // (retention may have removed earlier ones); a room with none starts after its head.
-        const collected = [...state.pending.keys()];
-        state.lastSeq = state.fromStart && collected.length > 0 ? Math.min(...collected) - 1 : head.seq;
+        // From the start: the replayed events came before the ack, and the first of them is where the room begins
+        // (retention may have removed earlier ones); a room with none starts after its head. Otherwise the events
+        // that came before the ack are the first ones after its cursor.
+        const first = state.early[0] ? decodeCursor(state.early[0].cursor) : null;
+        state.lastSeq = state.fromStart && first ? first.seq - 1 : head.seq;
       }
       state.fromStart = false;
-      this.drain(room, state);
+      const early = state.early;
+      state.early = [];
+      for (const envelope of early) this.receive(envelope);
     }
     if (ack.ok) for (const handler of this.subscribedHandlers) handler(room, { cursor: this.cursor(room) ?? ack.cursor, replayed: ack.replayed ?? 0 });
     return ack;
   }
 
+  /**
+   * One event of a subscribed room. The server sends a room's events once each, in cursor order, on a connection;
+   * across a reconnect the resubscribe continues from the last cursor delivered here, so a copy is only dropped
+   * in case, and a gap (the server's promise broken) is delivered and reported rather than waited for.
+   */
   private receive(envelope: Envelope): void {
     const state = this.rooms.get(envelope.room);
     const position = decodeCursor(envelope.cursor);
     if (!state || !position) return;
     if (state.awaitingAck || state.epoch === undefined) {
-      state.pending.set(position.seq, envelope);
+      state.early.push(envelope);
       return;
     }
     if (position.epoch !== state.epoch) {
@@ -422,69 +428,11 @@ export class SwitchyardClient<out N extends NamespaceName = NamespaceName> {
       for (const reset of this.resetHandlers) reset(envelope.room, "the room's log was reset");
       state.epoch = position.epoch;
       state.lastSeq = position.seq - 1;
-      state.pending.clear();
     }
-    if (position.seq <= state.lastSeq) return; // already delivered (replay and live can overlap)
-    state.pending.set(position.seq, envelope);
-    this.drain(envelope.room, state);
-  }
-
-  /** Delivers every pending event that continues the sequence; on a gap, waits briefly, then fills it. */
-  private drain(room: string, state: RoomState): void {
-    for (const seq of [...state.pending.keys()]) if (seq <= state.lastSeq) state.pending.delete(seq);
-    this.deliverConsecutive(state);
-    if (state.pending.size === 0) {
-      clearTimeout(state.gapTimer);
-      state.gapTimer = undefined;
-    } else if (!state.gapTimer && !state.filling) {
-      state.gapTimer = setTimeout(() => {
-        state.gapTimer = undefined;
-        state.filling = this.catchingUpWhile(() => this.fillGap(room, state)).finally(() => {
-          state.filling = undefined;
-          if (this.rooms.get(room) === state) this.drain(room, state);
-        });
-      }, this.options.reorderWindowMs ?? 200);
-    }
-  }
-
-  /** Fetches the missing events from the room's history (GET /api/v1/events). */
-  private async fillGap(room: string, state: RoomState): Promise<void> {
-    const doFetch = this.options.fetch ?? fetch;
-    try {
-      while (state.pending.size > 0 && !state.pending.has(state.lastSeq + 1)) {
-        const after = encodeCursor({ epoch: state.epoch!, seq: state.lastSeq });
-        const url = `${this.url}/api/v1/events?namespace=${this.options.namespace}&room=${encodeURIComponent(room)}&after=${after}&limit=500`;
-        const response = await doFetch(url, { headers: { authorization: `Bearer ${await this.token()}` } });
-        const body = (await response.json()) as { items?: Envelope[]; error?: { code: string; message: string } };
-        if (!response.ok || !body.items) {
-          if (body.error?.code === "CURSOR_EXPIRED") {
-            for (const reset of this.resetHandlers) reset(room, body.error.message);
-            const lowest = Math.min(...state.pending.keys());
-            state.lastSeq = lowest - 1;
-            return;
-          }
-          throw new Error(`history of ${room}: ${response.status} ${body.error?.message ?? ""}`);
-        }
-        if (body.items.length === 0) return;
-        for (const envelope of body.items) {
-          const position = decodeCursor(envelope.cursor);
-          if (position && position.seq > state.lastSeq) state.pending.set(position.seq, envelope);
-        }
-        this.deliverConsecutive(state);
-      }
-    } catch (error) {
-      this.fail(error);
-    }
-  }
-
-  private deliverConsecutive(state: RoomState): void {
-    let next = state.pending.get(state.lastSeq + 1);
-    while (next) {
-      state.pending.delete(state.lastSeq + 1);
-      state.lastSeq += 1;
-      this.deliver(state, next);
-      next = state.pending.get(state.lastSeq + 1);
-    }
+    if (position.seq <= state.lastSeq) return;
+    if (position.seq !== state.lastSeq + 1) this.fail(new Error(`room ${envelope.room}: events ${state.lastSeq + 1}-${position.seq - 1} did not arrive`));
+    state.lastSeq = position.seq;
+    this.deliver(state, envelope);
   }
 
   /** Hands one event to the room's handler and to the listeners of its type; their exceptions go to onError. */
