@@ -32,10 +32,11 @@ import { ScheduleService } from "./domains/schedules/service.js";
 import { WorkflowService } from "./domains/workflows/service.js";
 import { DEFAULT_POOL_ID } from "./domains/tenants.js";
 import { CancellationListener } from "./worker/cancellations.js";
-import { ReportNotDelivered } from "./worker/pool-worker.js";
+import { ReportNotDelivered, type TaskReporter } from "./worker/pool-worker.js";
 import { TaskReconciler } from "./domains/tasks/reconciler.js";
 import { toAppError } from "./errors.js";
 import { EmbeddedWorkers } from "./worker/embedded.js";
+import { HubPools } from "./worker/hub-pools.js";
 import { TenantRunningSlots } from "./jobs/tenant-running-slots.js";
 import { createHttpApp } from "./http/app.js";
 import { dependencyChecks } from "./http/health.js";
@@ -240,7 +241,6 @@ export class App {
       statementTimeoutMs: Math.max(config.events.retentionIntervalMs, deadlineMs),
     });
     this.startHooks.push(async () => retention.start());
-    realtime.onConnection("pools", (socket) => attachPoolWorker(socket, { workers, tasks, fairShare, logger: this.logger, metrics, failures: status }));
     this.startHooks.push(async () => workers.start());
 
     http = createHttpApp({
@@ -275,39 +275,40 @@ export class App {
       },
     });
 
+    // Workers in this process (embedded, and the hub's for hub-mode workers) report in process: a database that
+    // cannot store the report now is "not delivered" (PoolWorker sends it again); a refusal (4xx) is final, as it
+    // is for a standalone worker.
+    const inProcess: TaskReporter = {
+      report: async ({ tenantId, poolId }, report) => {
+        try {
+          return await fairShare.run(tenantId, () => tasks.applyReport(tenantId, poolId, report, { trusted: true }), false);
+        } catch (error) {
+          const appError = toAppError(error);
+          if (appError.status >= 500) throw new ReportNotDelivered(`${appError.code}: ${appError.message}`, { cause: error });
+          throw appError;
+        }
+      },
+    };
+    const cancellations = new CancellationListener(redisClient("cancellations"), keys, this.logger);
+    const inProcessWorkers = {
+      connection: bullConnection,
+      keys,
+      nodeId: config.nodeId,
+      reporter: inProcess,
+      cancellations,
+      logger: this.logger,
+      failures: status,
+      backoffMs: config.tasks.backoffMs,
+      lockDurationMs: config.tasks.lockDurationMs,
+      stalledIntervalMs: Math.max(1000, Math.floor(config.tasks.lockDurationMs / 2)),
+      // A result is stored and sent to every subscriber: the same bound as what the node accepts from a socket.
+      maxPayloadBytes: () => config.limits.maxPayloadBytes,
+    };
+    const hub = new HubPools(inProcessWorkers);
+    realtime.onConnection("pools", (socket) => attachPoolWorker(socket, { workers, tasks, fairShare, logger: this.logger, metrics, failures: status, hub }));
     let embedded: EmbeddedWorkers | undefined;
-    let cancellations: CancellationListener | undefined;
     if (config.embeddedWorker) {
-      cancellations = new CancellationListener(redisClient("cancellations"), keys, this.logger);
-      embedded = new EmbeddedWorkers({
-        connection: bullConnection,
-        redis,
-        keys,
-        nodeId: config.nodeId,
-        reporter: {
-          // In process: a database that cannot store the report now is "not delivered" (PoolWorker sends it
-          // again); a refusal (4xx) is final, as it is for a standalone worker.
-          report: async ({ tenantId, poolId }, report) => {
-            try {
-              return await fairShare.run(tenantId, () => tasks.applyReport(tenantId, poolId, report, { trusted: true }), false);
-            } catch (error) {
-              const appError = toAppError(error);
-              if (appError.status >= 500) throw new ReportNotDelivered(`${appError.code}: ${appError.message}`, { cause: error });
-              throw appError;
-            }
-          },
-        },
-        cancellations,
-        logger: this.logger,
-        failures: status,
-        concurrency: config.tasks.concurrency,
-        backoffMs: config.tasks.backoffMs,
-        lockDurationMs: config.tasks.lockDurationMs,
-        stalledIntervalMs: Math.max(1000, Math.floor(config.tasks.lockDurationMs / 2)),
-        // A result is stored and sent to every subscriber: the same bound as what the node accepts from a socket.
-        maxPayloadBytes: () => config.limits.maxPayloadBytes,
-        syncIntervalMs: 2000,
-      });
+      embedded = new EmbeddedWorkers({ ...inProcessWorkers, redis, concurrency: config.tasks.concurrency, syncIntervalMs: 2000 });
       const worker = embedded;
       taskJobs.onPoolActive((tenantId, poolId) => {
         if (poolId === DEFAULT_POOL_ID) worker.ensure(tenantId);
@@ -330,8 +331,8 @@ export class App {
       () => realtime.close(config.nodeId),
       () => connections.stop(),
       // While Redis is away BullMQ could not record the end of a running job anyway: not worth waiting for.
-      () => this.withinBudget(embedded?.close(!status.isUp("redis")), drainBudgetMs),
-      async () => cancellations?.stop(),
+      () => this.withinBudget(Promise.all([embedded?.close(!status.isUp("redis")), hub.close(!status.isUp("redis"))]), drainBudgetMs),
+      async () => cancellations.stop(),
       () => revocations.stop(),
       async () => events.stopRelay(),
       // From here on connections close on purpose, which is no outage to log.

@@ -286,7 +286,7 @@ describe("failing dependencies", function () {
     assert.deepEqual(await statuses(), ["idle", "offline"]);
   });
 
-  it("a standalone worker whose Redis is unreachable says so once, shows `error` in its pool, and exits 0 on SIGTERM", async () => {
+  it("a direct-mode worker whose Redis is unreachable says so once, shows `error` in its pool, and exits 0 on SIGTERM", async () => {
     const server = await node({});
     const tenant = freshTenant();
     const token = mintToken({ tenant });
@@ -299,6 +299,8 @@ describe("failing dependencies", function () {
       poolId,
       urls: [server.url],
       env: { WORKER_ID: "w-cut-off", REDIS_URL: `redis://127.0.0.1:${closed}` },
+      // Only a worker that takes its jobs from BullMQ itself has a Redis to lose (a hub-mode one never reads it).
+      args: ["--direct"],
     });
     await worker.connected();
     const shown = await eventually(async () => {

@@ -98,7 +98,9 @@ describe("metrics", () => {
     assert.equal(value(after[1]!, "switchyard_subscriptions", { namespace: "tasks" }), 1);
   });
 
-  it("reports the jobs waiting in every pool's queue and the workers by status, as BullMQ and PostgreSQL hold them", async () => {
+  it("reports the jobs waiting in every pool's queue and the workers by status, as BullMQ and PostgreSQL hold them", async function () {
+    // Four waits of up to 30 s each on readings cached for a few seconds: the test's own bound must hold them.
+    this.timeout(90_000);
     const tenant = freshTenant();
     const token = mintToken({ tenant });
     const idle = (samples: Sample[]): number => value(samples, "switchyard_workers", { status: "idle" }) ?? Number.NaN;

@@ -1,6 +1,6 @@
 import type { ErrorBody } from "./errors.js";
 import type { NamespaceName } from "./namespaces.js";
-import type { TaskError, TaskReport, TaskReportReply, TaskStatus } from "./tasks.js";
+import type { TaskError, TaskReport, TaskReportReply, TaskRun, TaskRunCancel, TaskRunOutcome, TaskRunProgress, TaskRunReply, TaskStatus, WorkerCredit } from "./tasks.js";
 import type { PoolStatusView, PoolView, ScheduleView, TaskEventView, TaskView, WorkerView, WorkflowStepView, WorkflowView } from "./views.js";
 
 /** What every server → client event carries. `room` is the room as the client named it. */
@@ -116,6 +116,10 @@ export type PoolsServerEvents = EnvelopeListeners<"pools"> &
     "worker.welcome": (welcome: WorkerWelcome) => void;
     /** The worker's registration was refused (e.g. its pool does not exist); the server disconnects it. */
     "worker.rejected": (error: ErrorBody) => void;
+    /** Hub mode: a job to run (the worker granted credit for it). */
+    "task.run": (run: TaskRun) => void;
+    /** Hub mode: stop running this task (its result is no longer wanted). */
+    "task.cancel": (cancel: TaskRunCancel) => void;
   };
 export type TasksServerEvents = EnvelopeListeners<"tasks"> & SystemEvents;
 export type WorkflowsServerEvents = EnvelopeListeners<"workflows"> & SystemEvents;
@@ -148,6 +152,10 @@ export interface PoolsClientEvents extends RoomClientEvents {
   "worker.status": (report: WorkerStatusReport, ack: (result: Ack<{ status: WorkerStatus }>) => void) => void;
   "worker.heartbeat": (info: Record<string, unknown> | undefined, ack: (result: Ack<{ ts: string }>) => void) => void;
   "task.report": (report: TaskReport, ack: (result: Ack<TaskReportReply>) => void) => void;
+  /** Hub mode: the worker is ready for `credit` more jobs. */
+  "worker.credit": (credit: WorkerCredit, ack: (result: Ack<{ credit: number }>) => void) => void;
+  "task.progress": (progress: TaskRunProgress, ack: (result: Ack<TaskRunReply>) => void) => void;
+  "task.done": (outcome: TaskRunOutcome, ack: (result: Ack<TaskRunReply>) => void) => void;
 }
 
 /** Server → client event maps by namespace (Socket.IO's typed-events generics). */

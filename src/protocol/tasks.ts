@@ -63,6 +63,44 @@ export interface TaskReportReply {
 }
 
 /** What a BullMQ job carries: everything a worker without database access needs to run the task. */
+/**
+ * Hub mode: a worker that takes its jobs over its Socket.IO connection (it never connects to Redis). It grants the
+ * node credit (`worker.credit`), the node takes BullMQ jobs on its behalf up to that credit, holds their locks,
+ * reports every step, and sends each job as a `task.run`; the worker answers with `task.done`.
+ */
+export interface WorkerCredit {
+  /** More jobs the worker is ready to take now (each `task.run` uses one). */
+  credit: number;
+}
+export interface TaskRun {
+  taskId: string;
+  type: string;
+  payload: unknown;
+  /** The attempt this run is (1 for the first). */
+  attempt: number;
+  /** The task's timeout; the node also enforces it (and sends `task.cancel` with `reason: "timeout"`). */
+  timeoutMs: number | null;
+}
+export interface TaskRunCancel {
+  taskId: string;
+  /** `cancelled` by a user, over its `timeout`, or `lost`: the node gave up the job (it will run elsewhere). */
+  reason: "cancelled" | "timeout" | "lost";
+}
+export interface TaskRunProgress {
+  taskId: string;
+  /** 0-100. */
+  progress: number;
+  detail?: string;
+}
+/** How a run ended: its result, or an error (`retryable` unless said otherwise; the node decides about retries). */
+export type TaskRunOutcome =
+  | { taskId: string; result: unknown }
+  | { taskId: string; error: { message: string; code?: string; retryable?: boolean; stack?: string } };
+/** The node's answer to `task.done`: `accepted: false` when it no longer holds the run (the worker drops it). */
+export interface TaskRunReply {
+  accepted: boolean;
+}
+
 export interface TaskJobData {
   tenantId: string;
   taskId: string;

@@ -15,7 +15,7 @@ export interface EventGateOptions {
 }
 
 /** Events only pool worker processes may send; other sockets are told so rather than "unknown event". */
-const WORKER_EVENTS = new Set(["worker.status", "worker.heartbeat", "task.report"]);
+const WORKER_EVENTS = new Set(["worker.status", "worker.heartbeat", "task.report", "worker.credit", "task.progress", "task.done"]);
 
 /**
  * Every client → server event of a socket passes here before any handler runs (Socket.IO's per-socket middleware):

@@ -13,6 +13,8 @@ import { WORKER_STATUSES, type WorkerHello } from "../protocol/events.js";
 import { ID_PATTERN } from "../protocol/rooms.js";
 import { storableText, TaskReportSchema } from "../protocol/schemas.js";
 import type { SwitchyardSocket } from "./types.js";
+import type { HubPools } from "../worker/hub-pools.js";
+import type { TaskRun, TaskRunCancel, TaskRunOutcome } from "../protocol/tasks.js";
 import { acknowledge } from "./ack.js";
 
 const HelloSchema = z.object({
@@ -20,6 +22,17 @@ const HelloSchema = z.object({
   version: z.string().max(64).optional(),
   types: z.array(z.string().regex(/^[A-Za-z0-9_.:-]{1,100}$/)).max(200).optional(),
 });
+const CreditSchema = z.object({ credit: z.number().int().min(1).max(1000) });
+const RunProgressSchema = z.object({ taskId: z.string().max(200), progress: z.number().min(0).max(100), detail: storableText(1000).optional() });
+// A hub-mode worker's outcome. Its texts are cut and cleaned by the node before they are stored (reportFailure),
+// and a result it cannot send is refused there (RESULT_INVALID): nothing a worker says here is refused for its size.
+const RunOutcomeSchema = z.union([
+  z.object({ taskId: z.string().max(200), result: z.unknown() }).refine((o) => "result" in o, "result is required"),
+  z.object({
+    taskId: z.string().max(200),
+    error: z.object({ message: z.string(), code: z.string().max(64).optional(), retryable: z.boolean().optional(), stack: z.string().optional() }),
+  }),
+]);
 const StatusSchema = z.object({
   status: z.enum(WORKER_STATUSES),
   detail: storableText(1000).optional(),
@@ -34,6 +47,8 @@ export interface PoolWorkerDeps {
   logger: Logger;
   metrics: Metrics;
   failures: FailureReporter;
+  /** Jobs through the hub: the node takes BullMQ jobs for workers that grant it credit (hub mode). */
+  hub: HubPools;
 }
 
 /**
@@ -86,7 +101,7 @@ export function attachPoolWorker(socket: SwitchyardSocket, deps: PoolWorkerDeps)
   }
 
   /** Runs a worker request: waits for the registration, acks the result. */
-  const workerOnly = (event: "worker.status" | "worker.heartbeat" | "task.report", run: (payload: unknown, worker: WorkerHello) => Promise<object>) => {
+  const workerOnly = (event: "worker.status" | "worker.heartbeat" | "task.report" | "worker.credit" | "task.progress" | "task.done", run: (payload: unknown, worker: WorkerHello) => Promise<object>) => {
     socket.on(event, (...args: unknown[]) =>
       acknowledge(
         args,
@@ -99,6 +114,8 @@ export function attachPoolWorker(socket: SwitchyardSocket, deps: PoolWorkerDeps)
       ),
     );
   };
+
+  attachHubJobs(socket, principal, deps, workerOnly);
 
   workerOnly("worker.status", async (payload, worker) => {
     const input = StatusSchema.safeParse(payload);
@@ -129,6 +146,47 @@ export function attachPoolWorker(socket: SwitchyardSocket, deps: PoolWorkerDeps)
     }
   });
 }
+
+/**
+ * Hub mode (jobs through the hub): a worker grants credit (`worker.credit`), is sent runs (`task.run`), tells their
+ * progress (`task.progress`) and outcome (`task.done`), and is told to stop one (`task.cancel`). The node claims,
+ * reports and retries (HubPools); the worker only runs handlers. Its runs go back to the queue if it goes away.
+ */
+function attachHubJobs(socket: SwitchyardSocket, principal: Principal, deps: PoolWorkerDeps, on: WorkerRequest): void {
+  const poolId = principal.poolId!;
+  let granted = false;
+  on("worker.credit", async (payload, worker) => {
+    const input = CreditSchema.safeParse(payload);
+    if (!input.success) throw new AppError("BAD_REQUEST", "worker.credit expects { credit: integer 1-1000 }", 400);
+    if (socket.disconnected) throw new AppError("BAD_REQUEST", "socket disconnected", 400);
+    granted = true;
+    const channel = {
+      workerId: worker.id,
+      send: (run: TaskRun) => void socket.emit("task.run", run),
+      cancel: (cancel: TaskRunCancel) => void socket.emit("task.cancel", cancel),
+    };
+    return { credit: deps.hub.grant(principal.tenantId, poolId, socket.id, channel, input.data.credit) };
+  });
+  on("task.progress", async (payload) => {
+    const input = RunProgressSchema.safeParse(payload);
+    if (!input.success) throw new AppError("BAD_REQUEST", "task.progress expects { taskId, progress: 0-100, detail? }", 400);
+    const { taskId, progress, detail } = input.data;
+    return { accepted: deps.hub.remotes(principal.tenantId, poolId)?.progress(socket.id, taskId, progress, detail) ?? false };
+  });
+  on("task.done", async (payload) => {
+    const input = RunOutcomeSchema.safeParse(payload);
+    if (!input.success) throw new AppError("BAD_REQUEST", "task.done expects { taskId, result } or { taskId, error: { message, code?, retryable?, stack? } }", 400);
+    return { accepted: deps.hub.remotes(principal.tenantId, poolId)?.done(socket.id, input.data as TaskRunOutcome) ?? false };
+  });
+  socket.once("disconnect", () => {
+    if (granted) deps.hub.disconnected(principal.tenantId, poolId, socket.id);
+  });
+}
+
+type WorkerRequest = (
+  event: "worker.status" | "worker.heartbeat" | "task.report" | "worker.credit" | "task.progress" | "task.done",
+  run: (payload: unknown, worker: WorkerHello) => Promise<object>,
+) => void;
 
 function reject(socket: SwitchyardSocket, error: AppError): void {
   socket.emit("worker.rejected", error.toBody());

@@ -10,9 +10,13 @@ export interface WorkerConfig {
   tenantId: string;
   /** One or more server URLs; on a lost connection the worker tries the next one. */
   serverUrls: string[];
-  redisUrl: string;
-  /** REDIS_URL, or the Redis Cluster of REDIS_CLUSTER_NODES (as the server's). */
-  redis: RedisTarget;
+  /**
+   * `hub` (the default): jobs come over the worker's Socket.IO connection, and Redis is never read or reached.
+   * `direct` (`--direct` or WORKER_MODE=direct, for trusted hosts): the worker takes its jobs from BullMQ itself.
+   */
+  mode: "hub" | "direct";
+  /** Direct mode only: REDIS_URL, or the Redis Cluster of REDIS_CLUSTER_NODES (as the server's). */
+  redis: RedisTarget | undefined;
   redisPrefix: string;
   handlersModule: string | undefined;
   concurrency: number;
@@ -31,6 +35,7 @@ const positiveInt = z.coerce.number({ message: "must be a number" }).int().posit
 const EnvSchema = z.object({
   WORKER_TOKEN: z.string({ message: "required: a pools:work token for the pool (npm run token -- --tenant T --permissions pools:work --pool P)" }).min(1),
   SWITCHYARD_URL: z.string().default("http://127.0.0.1:3000"),
+  WORKER_MODE: z.enum(["hub", "direct"]).default("hub"),
   REDIS_URL: z.string().default("redis://127.0.0.1:6379"),
   REDIS_CLUSTER_NODES: z.string().optional(),
   REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/).default("switchyard"),
@@ -56,7 +61,7 @@ export function loadWorkerConfig(argv: string[] = process.argv.slice(2), env: No
   const problems: string[] = [];
   const { values } = parseArgs({
     args: argv,
-    options: { pool: { type: "string" }, handlers: { type: "string" }, id: { type: "string" } },
+    options: { pool: { type: "string" }, handlers: { type: "string" }, id: { type: "string" }, direct: { type: "boolean" } },
     strict: false,
   });
   const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
@@ -64,11 +69,15 @@ export function loadWorkerConfig(argv: string[] = process.argv.slice(2), env: No
   if (!parsed.success) throw new WorkerConfigError(parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`));
   const e = parsed.data;
 
+  const mode = values.direct === true ? "direct" : e.WORKER_MODE;
   let clusterNodes: RedisTarget["clusterNodes"];
-  try {
-    clusterNodes = parseClusterNodes(e.REDIS_CLUSTER_NODES);
-  } catch (error) {
-    problems.push(`REDIS_CLUSTER_NODES: ${(error as Error).message} (expected host:port,host:port,...)`);
+  // A hub-mode worker does not read Redis settings at all: a wrong one there is nobody's problem.
+  if (mode === "direct") {
+    try {
+      clusterNodes = parseClusterNodes(e.REDIS_CLUSTER_NODES);
+    } catch (error) {
+      problems.push(`REDIS_CLUSTER_NODES: ${(error as Error).message} (expected host:port,host:port,...)`);
+    }
   }
   // The worker does not verify its own token (the server does); it reads the claims to know its queue.
   const claims = jwt.decode(e.WORKER_TOKEN) as { tenant_id?: unknown; pool_id?: unknown; permissions?: unknown } | null;
@@ -97,8 +106,8 @@ export function loadWorkerConfig(argv: string[] = process.argv.slice(2), env: No
     token: e.WORKER_TOKEN,
     tenantId: tenantId!,
     serverUrls,
-    redisUrl: e.REDIS_URL,
-    redis: { url: e.REDIS_URL, clusterNodes },
+    mode,
+    redis: mode === "direct" ? { url: e.REDIS_URL, clusterNodes } : undefined,
     redisPrefix: e.REDIS_PREFIX,
     handlersModule: handlers,
     concurrency: e.WORKER_CONCURRENCY,

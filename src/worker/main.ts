@@ -1,8 +1,10 @@
 /**
  * A standalone pool worker process:
- *   WORKER_TOKEN=<pools:work jwt> npm run worker -- --pool <poolId> [--handlers ./my-handlers.ts]
- * Takes the pool's tasks from BullMQ, reports every step to Switchyard over Socket.IO, and reports its own
- * status (idle/busy/error/draining) and heartbeats.
+ *   WORKER_TOKEN=<pools:work jwt> SWITCHYARD_URL=<url> npm run worker -- --pool <poolId> [--handlers ./my-handlers.ts] [--direct]
+ * Hub mode (the default): receives the pool's jobs over its Socket.IO connection and answers each with its outcome
+ * (hub-client.ts); it needs nothing but the URL and the token. Direct mode (`--direct`, trusted hosts): takes the
+ * pool's tasks from BullMQ itself and reports every step over Socket.IO. Either way it reports its own status
+ * (idle/busy/error/draining) and heartbeats.
  */
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
@@ -21,6 +23,7 @@ import { builtinHandlers, type TaskHandler } from "./handlers.js";
 import { PoolWorker } from "./pool-worker.js";
 import { RETRYABLE_CODES, SocketTaskReporter } from "./socket-reporter.js";
 import { RedisKeys } from "../jobs/redis-keys.js";
+import { HubJobRunner } from "./hub-client.js";
 
 const VERSION = "0.1.0";
 
@@ -64,7 +67,6 @@ async function loadHandlers(modulePath: string | undefined): Promise<Record<stri
 }
 
 const config = readConfig();
-const keys = new RedisKeys(config.redisPrefix, { cluster: config.redis.clusterNodes !== undefined });
 const workerId = config.workerId ?? `${hostname().replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 60)}-${process.pid}-${randomBytes(3).toString("hex")}`;
 const logger = createLogger({ level: config.logLevel, nodeId: `worker:${workerId}`, format: config.logFormat });
 const handlers = await loadHandlers(config.handlersModule);
@@ -131,8 +133,10 @@ socket.on("connect", () => {
   logger.info({ url: (socket.io as unknown as { uri: string }).uri, pool: config.poolId }, "connected");
   sendStatus();
 });
+let stopping = false;
 socket.on("worker.welcome", (welcome: WorkerWelcome) => {
   if (refusalsForNow > 0) logger.info({ pool: config.poolId }, "registered");
+  onWelcome();
   refusalsForNow = 0;
   // Older servers do not say: keep the default.
   if (typeof welcome.maxPayloadBytes === "number" && welcome.maxPayloadBytes > 0) maxPayloadBytes = welcome.maxPayloadBytes;
@@ -161,11 +165,13 @@ socket.on("connect_error", (error: Error & { data?: { code?: string } }) => {
   }
 });
 socket.on("disconnect", (reason) => {
+  if (stopping) return logger.info("stopped");
   logger.warn({ reason }, "disconnected; reconnecting");
   // The server closed this connection (it kept sending over its event rate, or could not register the worker now):
   // socket.io-client does not come back by itself after that, so reconnect after a pause. Token expiry and final
   // refusals also end in this reason, but they have made the process exit already.
-  if (reason === "io server disconnect") setTimeout(() => socket.connect(), reconnectDelayMs()).unref();
+  // Not unref'd: in hub mode nothing else (no Redis connection) keeps the process alive meanwhile.
+  if (reason === "io server disconnect") setTimeout(() => socket.connect(), reconnectDelayMs());
 });
 socket.on("session.expired", () => {
   logger.fatal("token expired; mint a new one");
@@ -178,58 +184,87 @@ socket.on("session.revoked", () => {
   process.exit(1);
 });
 
-// Redis outages are logged once per connection when they start and once when they end, not per retry.
+// Redis outages (direct mode) are logged once per connection when they start and once when they end, not per retry.
 const dependencies = new DependencyStatus(logger, { deadlineMs: config.dependencyTimeoutMs, probeIntervalMs: 1000 });
-const redisOptions = { owner: `worker:${workerId}`, deadlineMs: config.dependencyTimeoutMs, status: dependencies };
-const connection = createRedisClient(config.redis, "bullmq", redisOptions);
-// The server hears about it too: the worker shows `error` while it cannot reach its queue.
-connection.on("error", () => setStatus("error", "redis unavailable"));
-connection.on("ready", () => {
-  if (status === "error") setStatus(worker.busy ? "busy" : "idle");
-});
-const cancelConnection = createRedisClient(config.redis, "cancellations", redisOptions);
-const cancellations = new CancellationListener(cancelConnection, keys, logger);
-const worker = new PoolWorker({
-  connection,
-  keys,
-  tenantId: config.tenantId,
-  poolId: config.poolId,
-  workerId,
-  handlers,
-  reporter: new SocketTaskReporter(socket, { ackTimeoutMs: 5000 }),
-  logger,
-  failures: dependencies,
-  concurrency: config.concurrency,
-  backoffMs: config.backoffMs,
-  lockDurationMs: config.lockDurationMs,
-  stalledIntervalMs: Math.max(1000, Math.floor(config.lockDurationMs / 2)),
-  maxPayloadBytes: () => maxPayloadBytes,
-});
-cancellations.add(worker);
-worker.on("status", (next: "idle" | "busy") => setStatus(next));
-logger.info({ workerId, pool: config.poolId, tenant: config.tenantId, types: Object.keys(handlers) }, "pool worker started");
+/** Where jobs come from: the hub (over the socket) or BullMQ (direct); what the shutdown and the status need of it. */
+interface JobSource {
+  readonly busy: boolean;
+  on(event: "status", listener: (status: "idle" | "busy") => void): unknown;
+  /** Stops taking jobs and waits for the running ones. */
+  close(): Promise<void>;
+}
+let onWelcome: () => void = () => undefined;
+const source: JobSource = config.mode === "hub" ? hubSource() : directSource(config.redis!);
+source.on("status", (next) => setStatus(next));
+logger.info({ workerId, pool: config.poolId, tenant: config.tenantId, mode: config.mode, types: Object.keys(handlers) }, "pool worker started");
 
-let stopping = false;
+function hubSource(): JobSource {
+  const runner = new HubJobRunner(socket, { handlers, concurrency: config.concurrency, maxPayloadBytes: () => maxPayloadBytes, logger });
+  onWelcome = () => runner.welcomed();
+  return { get busy() { return runner.busy; }, on: (event, listener) => runner.on(event, listener), close: () => runner.drain() };
+}
+
+function directSource(redis: NonNullable<WorkerConfig["redis"]>): JobSource {
+  const keys = new RedisKeys(config.redisPrefix, { cluster: redis.clusterNodes !== undefined });
+  const redisOptions = { owner: `worker:${workerId}`, deadlineMs: config.dependencyTimeoutMs, status: dependencies };
+  const connection = createRedisClient(redis, "bullmq", redisOptions);
+  // The server hears about it too: the worker shows `error` while it cannot reach its queue.
+  connection.on("error", () => setStatus("error", "redis unavailable"));
+  connection.on("ready", () => {
+    if (status === "error") setStatus(worker.busy ? "busy" : "idle");
+  });
+  const cancelConnection = createRedisClient(redis, "cancellations", redisOptions);
+  const cancellations = new CancellationListener(cancelConnection, keys, logger);
+  const worker = new PoolWorker({
+    connection,
+    keys,
+    tenantId: config.tenantId,
+    poolId: config.poolId,
+    workerId,
+    handlers,
+    reporter: new SocketTaskReporter(socket, { ackTimeoutMs: 5000 }),
+    logger,
+    failures: dependencies,
+    concurrency: config.concurrency,
+    backoffMs: config.backoffMs,
+    lockDurationMs: config.lockDurationMs,
+    stalledIntervalMs: Math.max(1000, Math.floor(config.lockDurationMs / 2)),
+    maxPayloadBytes: () => maxPayloadBytes,
+  });
+  cancellations.add(worker);
+  return {
+    get busy() {
+      return worker.busy;
+    },
+    on: (event, listener) => worker.on(event, listener),
+    close: async () => {
+      // While Redis is away BullMQ could not record the end of a running job anyway: not worth waiting for (its
+      // lock expires and BullMQ hands it to another worker).
+      await worker.close(!dependencies.isUp("redis"));
+      cancellations.stop();
+      await Promise.all([closeRedis(connection, config.dependencyTimeoutMs), closeRedis(cancelConnection, config.dependencyTimeoutMs)]);
+    },
+  };
+}
+
+let draining = false;
 async function shutdown(signal: string): Promise<void> {
-  if (stopping) return;
-  stopping = true;
+  if (draining) return;
+  draining = true;
   logger.info({ signal }, "draining: finishing running tasks");
   setStatus("draining");
   const deadline = setTimeout(() => {
-    logger.error("running tasks did not finish in time; BullMQ will hand them to another worker");
+    logger.error("running tasks did not finish in time; they will be handed to another worker");
     process.exit(1);
   }, config.shutdownTimeoutMs);
   deadline.unref();
-  // While Redis is away BullMQ could not record the end of a running job anyway: not worth waiting for (its lock
-  // expires and BullMQ hands it to another worker).
-  await worker.close(!dependencies.isUp("redis"));
-  cancellations.stop();
+  await source.close();
   clearInterval(heartbeat);
   // Give the last reports a moment to be acknowledged before the connection goes.
   await new Promise((resolve) => setTimeout(resolve, 100));
+  stopping = true;
   socket.close();
   dependencies.stop();
-  await Promise.all([closeRedis(connection, config.dependencyTimeoutMs), closeRedis(cancelConnection, config.dependencyTimeoutMs)]);
   process.exit(0);
 }
 process.on("SIGTERM", () => void shutdown("SIGTERM"));

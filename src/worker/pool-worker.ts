@@ -17,6 +17,7 @@ import {
   type TaskReportReply,
 } from "../protocol/tasks.js";
 import { NonRetryableError, type TaskHandler } from "./handlers.js";
+import { RemoteTaskError, WorkerLostError, type Executor, type Executors } from "./remote-workers.js";
 import { sendableResult } from "./sendable-result.js";
 
 /** The queue a report is about: the server applies it only to that tenant's pool. */
@@ -58,16 +59,24 @@ export interface PoolWorkerOptions {
   progressIntervalMs?: number;
   /** The largest message the server takes (its MAX_PAYLOAD_BYTES, told in `worker.welcome`): bounds a result. */
   maxPayloadBytes: () => number;
+  /**
+   * Hub mode: the workers that run this pool's tasks over their sockets. Each job is claimed in the name of the
+   * worker that takes it, and run there instead of by `handlers`.
+   */
+  executors?: Executors;
 }
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
+/** `runCancelReason`: what a hub-mode worker is told when its run is stopped (see RemoteWorkers). */
 class TaskTimeoutError extends Error {
+  readonly runCancelReason = "timeout";
   constructor(ms: number) {
     super(`timed out after ${ms} ms`);
   }
 }
 class TaskCancelledError extends Error {
+  readonly runCancelReason = "cancelled";
   constructor() {
     super("cancelled");
   }
@@ -111,6 +120,11 @@ export class PoolWorker extends EventEmitter {
 
   get busy(): boolean {
     return this.active > 0;
+  }
+
+  /** Hub mode: how many jobs this worker may hold at once follows the credit its remote workers granted. */
+  setConcurrency(concurrency: number): void {
+    this.worker.concurrency = Math.max(1, concurrency);
   }
 
   /** Aborts the handler of a task if this worker runs it. */
@@ -162,14 +176,19 @@ export class PoolWorker extends EventEmitter {
     const report = (r: DistributiveOmit<TaskReport, "lease">) => this.deliver({ ...r, lease } as TaskReport);
     this.setActive(1);
     let slot: RunningSlot | undefined;
+    let executor: Executor | null | undefined;
     try {
       slot = await this.runningSlot(job, token, bullSignal);
+      // Hub mode: the worker that will run it, before it is claimed (the claim names it).
+      executor = this.options.executors ? await this.options.executors.take(bullSignal ?? this.closing.signal) : undefined;
+      if (executor === null) throw await this.handBack(job, token);
       // One report claims the attempt: assigned and started at once (one statement on the server).
-      const started = await report({ taskId, kind: "started", attempt, workerId: this.options.workerId });
+      const started = await report({ taskId, kind: "started", attempt, workerId: executor?.workerId ?? this.options.workerId });
       // Cancelled, finished by a worker that died before BullMQ heard of it, or re-queued: nothing to run.
       if (!started.accepted) return { skipped: started.status };
 
-      const handler = this.options.handlers[type];
+      const remote = executor;
+      const handler: TaskHandler | undefined = remote ? (input, context) => remote.run({ taskId, type, payload: input, attempt, timeoutMs }, context) : this.options.handlers[type];
       if (!handler) {
         await report({ taskId, kind: "failed", attempt, error: { code: "UNKNOWN_TYPE", message: `no handler for "${type}"`, retryable: false } });
         throw new UnrecoverableError(`no handler for ${type}`);
@@ -192,12 +211,15 @@ export class PoolWorker extends EventEmitter {
         return sendable.value;
       } catch (error) {
         await progress.flush();
+        // The hub-mode worker went away mid-run: not a failed attempt; the job goes back for another worker.
+        if (error instanceof WorkerLostError) throw await this.handBack(job, token);
         throw await this.reportFailure(error, { taskId, attempt, retriesLeft, report });
       } finally {
         clearTimeout(timer);
         bullSignal?.removeEventListener("abort", onCancel);
       }
     } finally {
+      executor?.release();
       await slot?.release();
       this.setActive(-1);
     }
@@ -220,6 +242,13 @@ export class PoolWorker extends EventEmitter {
     }
   }
 
+  /** Puts the job back in its queue at once (no attempt failed); returns what to throw to BullMQ. */
+  private async handBack(job: Job<TaskJobData>, token: string | undefined): Promise<Error> {
+    if (!token) return new Error("no worker could take the task");
+    await job.moveToDelayed(Date.now(), token);
+    return new DelayedError();
+  }
+
   /** Reports a failed attempt and returns what to throw to BullMQ: the error to retry, or an unrecoverable one. */
   private async reportFailure(
     error: unknown,
@@ -239,9 +268,10 @@ export class PoolWorker extends EventEmitter {
         : error instanceof InvalidResultError
           ? { code: "RESULT_INVALID", message, retryable: false }
           : {
-              code: "HANDLER_ERROR",
+              // A hub-mode worker may name its own code (UNKNOWN_TYPE, say).
+              code: error instanceof RemoteTaskError && error.code ? toStorableText(error.code, 64) : "HANDLER_ERROR",
               message,
-              retryable: !(error instanceof NonRetryableError || error instanceof UnrecoverableError),
+              retryable: error instanceof RemoteTaskError ? error.retryable : !(error instanceof NonRetryableError || error instanceof UnrecoverableError),
               // What the operator reads in the task's detail to find the failing line.
               ...(error instanceof Error && typeof error.stack === "string" ? { stack: toStorableText(error.stack, MAX_TASK_ERROR_STACK) } : {}),
             };

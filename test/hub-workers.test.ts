@@ -1,0 +1,146 @@
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { sleep } from "./support/clients.js";
+import { freshTenant } from "./support/env.js";
+import { api } from "./support/http.js";
+import { PYTHON, pythonSocketIoAvailable } from "./support/python.js";
+import { startServer, startWorker, type ServerProcess, type WorkerProcess } from "./support/server.js";
+import { submitTask, waitForTask, type TaskView } from "./support/tasks.js";
+import { mintToken } from "./support/tokens.js";
+
+/** A Redis no worker can reach: a hub-mode worker must not need one. */
+const NOWHERE = { REDIS_URL: "redis://127.0.0.1:1", REDIS_PREFIX: "nowhere" };
+
+async function createPool(url: string, token: string, name: string): Promise<string> {
+  const response = await api(url, "POST", "/api/v1/pools", { token, body: { name } });
+  assert.equal(response.status, 201, JSON.stringify(response.body));
+  return response.body.pool.id as string;
+}
+
+/** The task's stored events of one type (its room's history). */
+async function eventsOf(url: string, token: string, taskId: string, type: string): Promise<number> {
+  const response = await api(url, "GET", `/api/v1/events?namespace=tasks&room=task:${taskId}&limit=1000`, { token });
+  assert.equal(response.status, 200, JSON.stringify(response.body));
+  return (response.body.items as Array<{ type: string }>).filter((e) => e.type === type).length;
+}
+
+function hubWorker(tenant: string, poolId: string, urls: string[], id: string, env: Record<string, string> = {}): WorkerProcess {
+  return startWorker({ token: mintToken({ tenant, permissions: ["pools:work"], poolId }), poolId, urls, env: { ...NOWHERE, WORKER_ID: id, ...env } });
+}
+
+describe("jobs through the hub: workers that need only a URL and a token", function () {
+  this.timeout(90_000);
+  let nodeA: ServerProcess;
+  let nodeB: ServerProcess;
+  before(async () => {
+    // The tasks go to pools of their own: only the workers under test take them (embedded workers serve default pools).
+    [nodeA, nodeB] = await Promise.all([startServer({ NODE_ID: "hub-a" }), startServer({ NODE_ID: "hub-b" })]);
+  });
+  after(async () => {
+    await Promise.all([nodeA?.stop(), nodeB?.stop()]);
+  });
+
+  it("a worker whose REDIS_URL points nowhere runs its pool's tasks; a worker token never receives another pool's job", async () => {
+    const tenant = freshTenant();
+    const token = mintToken({ tenant });
+    const [gpu, cpu] = [await createPool(nodeA.url, token, "gpu"), await createPool(nodeA.url, token, "cpu")];
+    const workers = [hubWorker(tenant, gpu, [nodeA.url], "w-gpu"), hubWorker(tenant, cpu, [nodeB.url], "w-cpu")];
+    await Promise.all(workers.map((w) => w.connected()));
+    const submitted: Array<{ pool: string; task: TaskView }> = [];
+    for (let i = 0; i < 6; i++) {
+      for (const pool of [gpu, cpu]) submitted.push({ pool, task: await submitTask(nodeB.url, token, { type: "echo", poolId: pool, payload: { i, pool } }) });
+    }
+    for (const { pool, task } of submitted) {
+      const done = await waitForTask(nodeA.url, token, task.id, ["completed", "failed"]);
+      assert.equal(done.status, "completed", JSON.stringify(done));
+      assert.deepEqual(done.result, { i: (task.payload as { i: number }).i, pool });
+      assert.equal(done.workerId, pool === gpu ? "w-gpu" : "w-cpu", "only the pool's own worker ran it");
+    }
+    for (const worker of workers) {
+      assert.doesNotMatch(worker.logs(), /ECONNREFUSED|redis unavailable/i, "the worker never tried Redis");
+      assert.match(worker.logs(), /"mode":"hub"/);
+    }
+    await Promise.all(workers.map((w) => w.stop()));
+    for (const worker of workers) assert.match(worker.logs(), /"msg":"stopped"/, "a clean stop says so");
+  });
+
+  it("kill -9 of a worker mid-run: the job goes back to the queue and another worker finishes it, once", async () => {
+    const tenant = freshTenant();
+    const token = mintToken({ tenant });
+    const pool = await createPool(nodeA.url, token, "batch");
+    const first = hubWorker(tenant, pool, [nodeA.url], "w-first", { WORKER_CONCURRENCY: "1" });
+    await first.connected();
+    const task = await submitTask(nodeA.url, token, { type: "sleep", poolId: pool, payload: { ms: 4000 } });
+    const started = await waitForTask(nodeA.url, token, task.id, ["started"]);
+    assert.equal(started.workerId, "w-first");
+    const second = hubWorker(tenant, pool, [nodeB.url], "w-second", { WORKER_CONCURRENCY: "1" });
+    await second.connected();
+    await first.kill();
+    const done = await waitForTask(nodeA.url, token, task.id, ["completed", "failed"], 30_000);
+    assert.equal(done.status, "completed", JSON.stringify(done));
+    assert.equal(done.workerId, "w-second");
+    assert.equal(await eventsOf(nodeA.url, token, task.id, "task.completed"), 1);
+    await second.stop();
+  });
+
+  it("kill -9 of the hub node that holds a worker's job: the lock lapses and the job completes once, through the other node", async () => {
+    const nodeC = await startServer({ NODE_ID: "hub-c" });
+    try {
+      const tenant = freshTenant();
+      const token = mintToken({ tenant });
+      const pool = await createPool(nodeB.url, token, "edge");
+      // Connected to C first; it moves to B when C dies.
+      const worker = hubWorker(tenant, pool, [nodeC.url, nodeB.url], "w-edge", { WORKER_CONCURRENCY: "1" });
+      await worker.connected();
+      const task = await submitTask(nodeB.url, token, { type: "sleep", poolId: pool, payload: { ms: 2500 } });
+      await waitForTask(nodeB.url, token, task.id, ["started"]);
+      await nodeC.kill();
+      await worker.connected(2);
+      const done = await waitForTask(nodeB.url, token, task.id, ["completed", "failed"], 45_000);
+      assert.equal(done.status, "completed", JSON.stringify(done));
+      assert.equal(await eventsOf(nodeB.url, token, task.id, "task.completed"), 1);
+      assert.ok(done.attempts >= 2, `the run cut short counts as started (${done.attempts})`);
+      await worker.stop();
+    } finally {
+      await nodeC.kill();
+    }
+  });
+
+  it("a worker written in Python from the protocol document alone completes tasks (examples/python-worker)", async function () {
+    if (!pythonSocketIoAvailable()) {
+      console.log("      (skipped: apt-get install -y python3-socketio python3-websocket)");
+      this.skip();
+    }
+    const tenant = freshTenant();
+    const token = mintToken({ tenant });
+    const pool = await createPool(nodeA.url, token, "python");
+    let output = "";
+    const child: ChildProcess = spawn(PYTHON, ["examples/python-worker/worker.py"], {
+      env: { PATH: process.env.PATH ?? "", SWITCHYARD_URL: nodeA.url, WORKER_TOKEN: mintToken({ tenant, permissions: ["pools:work"], poolId: pool }), WORKER_ID: "py-1", WORKER_CONCURRENCY: "2" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+    try {
+      for (let i = 0; i < 100 && !output.includes("registered"); i++) await sleep(100);
+      assert.match(output, /registered/, output);
+      const tasks = [
+        await submitTask(nodeA.url, token, { type: "py.upper", poolId: pool, payload: { text: "switchyard" } }),
+        await submitTask(nodeA.url, token, { type: "echo", poolId: pool, payload: { from: "python" } }),
+        await submitTask(nodeA.url, token, { type: "py.upper", poolId: pool, payload: { text: 42 }, maxAttempts: 3 }),
+      ];
+      const [upper, echo, bad] = await Promise.all(tasks.map((t) => waitForTask(nodeA.url, token, t.id, ["completed", "failed"])));
+      assert.deepEqual(upper!.result, { text: "SWITCHYARD", by: "py-1" });
+      assert.equal(upper!.workerId, "py-1");
+      assert.deepEqual(echo!.result, { from: "python" });
+      assert.equal(bad!.status, "failed", "a non-retryable error fails at once");
+      assert.equal(bad!.attempts, 1);
+      assert.match(bad!.error!.message, /expects/);
+    } finally {
+      child.kill("SIGTERM");
+      await Promise.race([exited, sleep(5000)]);
+      if (child.exitCode === null) child.kill("SIGKILL");
+    }
+  });
+});
