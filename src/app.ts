@@ -37,6 +37,7 @@ import { TaskReconciler } from "./domains/tasks/reconciler.js";
 import { toAppError } from "./errors.js";
 import { EmbeddedWorkers } from "./worker/embedded.js";
 import { HubPools } from "./worker/hub-pools.js";
+import { PoolAutoscaler } from "./domains/pools/autoscaler.js";
 import { TenantRunningSlots } from "./jobs/tenant-running-slots.js";
 import { createHttpApp } from "./http/app.js";
 import { dependencyChecks } from "./http/health.js";
@@ -219,6 +220,14 @@ export class App {
       maxRequeues: 5,
     });
     this.startHooks.push(async () => reconciler.start());
+    // Pools that ask for it (targetQueuedPerWorker) get desiredWorkers from their queues, one node per interval.
+    const autoscaler = new PoolAutoscaler(prisma, queues, pools, redis, {
+      lockKey: keys.autoscaleLock,
+      intervalMs: config.tasks.autoscaleIntervalMs,
+      failures: status,
+      logger: this.logger,
+    });
+    this.startHooks.push(async () => autoscaler.start());
     const workers = new WorkerService(prisma, redis, resources, events, queues, taskTypes, this.logger, {
       keys,
       nodeId: config.nodeId,
@@ -325,6 +334,7 @@ export class App {
       () => nodeReadings.stop(),
       async () => workers.stop(),
       async () => reconciler.stop(),
+      async () => autoscaler.stop(),
       // No new due times are taken; one being turned into a task finishes (BullMQ's close waits for it).
       () => schedules.stop(deadlineMs),
       async () => retention.stop(),

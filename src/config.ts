@@ -87,6 +87,8 @@ export interface Config {
     concurrency: number;
     /** How often one node compares open tasks with BullMQ (and stuck workflows with their tasks). */
     reconcileIntervalMs: number;
+    /** AUTOSCALE_INTERVAL_MS: how often one node sets the autoscaled pools' desiredWorkers from their queues. */
+    autoscaleIntervalMs: number;
     /** Tasks and workflows unchanged for less than this are left alone by the reconciler. */
     reconcileMinAgeMs: number;
   };
@@ -168,6 +170,7 @@ const EnvSchema = z.object({
   TASK_LOCK_MS: positiveInt.default(30_000),
   WORKER_CONCURRENCY: positiveInt.default(32),
   RECONCILE_INTERVAL_MS: positiveInt.default(15_000),
+  AUTOSCALE_INTERVAL_MS: positiveInt.default(5_000),
   RECONCILE_MIN_AGE_MS: positiveInt.default(30_000),
   OUTBOX_RELAY_AFTER_MS: positiveInt.default(5_000),
   WORKER_HEARTBEAT_INTERVAL_MS: positiveInt.default(5_000),
@@ -292,6 +295,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       lockDurationMs: e.TASK_LOCK_MS,
       concurrency: e.WORKER_CONCURRENCY,
       reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
+      autoscaleIntervalMs: e.AUTOSCALE_INTERVAL_MS,
       reconcileMinAgeMs: e.RECONCILE_MIN_AGE_MS,
     },
     workers: {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { sleep } from "./support/clients.js";
+import { connect, EventRecorder, sleep, subscribe } from "./support/clients.js";
 import { freshTenant } from "./support/env.js";
 import { api } from "./support/http.js";
 import { PYTHON, pythonSocketIoAvailable } from "./support/python.js";
@@ -34,7 +34,7 @@ describe("jobs through the hub: workers that need only a URL and a token", funct
   let nodeB: ServerProcess;
   before(async () => {
     // The tasks go to pools of their own: only the workers under test take them (embedded workers serve default pools).
-    [nodeA, nodeB] = await Promise.all([startServer({ NODE_ID: "hub-a" }), startServer({ NODE_ID: "hub-b" })]);
+    [nodeA, nodeB] = await Promise.all([startServer({ NODE_ID: "hub-a", AUTOSCALE_INTERVAL_MS: "300" }), startServer({ NODE_ID: "hub-b", AUTOSCALE_INTERVAL_MS: "300" })]);
   });
   after(async () => {
     await Promise.all([nodeA?.stop(), nodeB?.stop()]);
@@ -104,6 +104,97 @@ describe("jobs through the hub: workers that need only a URL and a token", funct
     } finally {
       await nodeC.kill();
     }
+  });
+
+  it("the agent keeps a pool's size on its host: 0 → 2 workers, restarts one killed with kill -9, scales down to 1", async () => {
+    const tenant = freshTenant();
+    const token = mintToken({ tenant });
+    const pool = await createPool(nodeA.url, token, "fleet");
+    let output = "";
+    const agent = spawn(process.execPath, ["--import", "tsx", "src/worker/agent.ts", "--pool", pool], {
+      env: {
+        PATH: process.env.PATH ?? "",
+        ...NOWHERE,
+        WORKER_TOKEN: mintToken({ tenant, permissions: ["pools:work"], poolId: pool }),
+        SWITCHYARD_URL: `${nodeA.url},${nodeB.url}`,
+        WORKER_ID: "fleet",
+        AGENT_POLL_MS: "200",
+        SHUTDOWN_TIMEOUT_MS: "10000",
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    agent.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    agent.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => agent.once("exit", resolve));
+    const workersOf = async (): Promise<Array<[string, string]>> => {
+      const body = (await api(nodeA.url, "GET", `/api/v1/pools/${pool}`, { token })).body as { pool: { workers: Array<{ id: string; status: string }> } };
+      return body.pool.workers.map((w) => [w.id, w.status] as [string, string]).sort();
+    };
+    const until = async (predicate: () => Promise<boolean> | boolean, what: string): Promise<void> => {
+      for (let i = 0; i < 300; i++) {
+        if (await predicate()) return;
+        await sleep(100);
+      }
+      throw new Error(`timed out waiting for ${what}; workers ${JSON.stringify(await workersOf())}\n${output.slice(-3000)}`);
+    };
+    const started = (slot: number): number[] =>
+      [...output.matchAll(/\{[^\n]*"msg":"worker started"[^\n]*\}/g)].map((m) => JSON.parse(m[0]) as { slot: number; pid: number }).filter((l) => l.slot === slot).map((l) => l.pid);
+    try {
+      await until(() => output.includes("agent started"), "the agent");
+      assert.deepEqual(await workersOf(), [], "desiredWorkers 0: nothing runs");
+      assert.equal((await api(nodeA.url, "POST", `/api/v1/pools/${pool}/scale`, { token, body: { desiredWorkers: 2 } })).status, 202);
+      await until(async () => JSON.stringify(await workersOf()) === JSON.stringify([["fleet-0", "idle"], ["fleet-1", "idle"]]), "two idle workers");
+
+      const [pid] = started(1);
+      process.kill(pid!, "SIGKILL");
+      await until(() => started(1).length === 2, "slot 1 restarted");
+      assert.match(output, /"msg":"worker exited; restarting"/);
+      const task = await submitTask(nodeB.url, token, { type: "echo", poolId: pool, payload: { fleet: true } });
+      assert.equal((await waitForTask(nodeA.url, token, task.id, ["completed", "failed"])).status, "completed");
+
+      assert.equal((await api(nodeA.url, "POST", `/api/v1/pools/${pool}/scale`, { token, body: { desiredWorkers: 1 } })).status, 202);
+      await until(() => /"slot":1,[^\n]*"msg":"worker stopped"/.test(output), "slot 1 drained and stopped");
+      await until(async () => (await workersOf()).filter(([, status]) => status !== "offline" && status !== "draining").length === 1, "one worker left");
+      assert.equal(started(1).length, 2, "a worker scaled away is not restarted");
+    } finally {
+      agent.kill("SIGTERM");
+      const code = await Promise.race([exited, sleep(15_000).then(() => "timeout" as const)]);
+      if (code === "timeout") agent.kill("SIGKILL");
+      assert.equal(code, 0, output.slice(-2000));
+    }
+  });
+
+  it("autoscaling: with targetQueuedPerWorker the hub sets desiredWorkers from the queue, within minWorkers and maxWorkers, as pool.scaling", async () => {
+    const tenant = freshTenant();
+    const token = mintToken({ tenant });
+    const refused = await api(nodeA.url, "POST", "/api/v1/pools", { token, body: { name: "bad", minWorkers: 4, maxWorkers: 2, targetQueuedPerWorker: 2 } });
+    assert.equal(refused.status, 400);
+    assert.equal(refused.body.error.details[0].field, "minWorkers");
+    const created = await api(nodeA.url, "POST", "/api/v1/pools", { token, body: { name: "elastic", minWorkers: 1, maxWorkers: 3, targetQueuedPerWorker: 2 } });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const pool = created.body.pool.id as string;
+    assert.deepEqual([created.body.pool.minWorkers, created.body.pool.maxWorkers, created.body.pool.targetQueuedPerWorker], [1, 3, 2]);
+    const socket = await connect(nodeB.url, "pools", { token, transports: ["websocket"] });
+    const seen = new EventRecorder(socket);
+    await subscribe(socket, `pool:${pool}`);
+    const scalings = (): Array<[number, number]> => seen.of("pool.scaling").map((e) => [(e.data as { from: number }).from, (e.data as { to: number }).to]);
+
+    // No queue: the minimum.
+    await seen.until(() => scalings().length === 1, 15_000, "scaled to the minimum");
+    assert.deepEqual(scalings(), [[0, 1]]);
+    // Nobody serves the pool: 5 tasks wait, ceil(5 / 2) = 3 workers; 5 more, still 3 (the maximum).
+    const tasks = [];
+    for (let i = 0; i < 5; i++) tasks.push(await submitTask(nodeA.url, token, { type: "echo", poolId: pool }));
+    await seen.until(() => scalings().length === 2, 15_000, "scaled up");
+    for (let i = 0; i < 5; i++) tasks.push(await submitTask(nodeA.url, token, { type: "echo", poolId: pool }));
+    // A PATCH that would put the maximum below the minimum is refused, and changes nothing.
+    assert.equal((await api(nodeA.url, "PATCH", `/api/v1/pools/${pool}`, { token, body: { maxWorkers: 0 } })).status, 400);
+    for (const task of tasks) assert.equal((await api(nodeA.url, "POST", `/api/v1/tasks/${task.id}/cancel`, { token })).status, 200);
+    await seen.until(() => scalings().length === 3, 15_000, "scaled back down");
+    assert.deepEqual(scalings(), [[0, 1], [1, 3], [3, 1]]);
+    const view = (await api(nodeA.url, "GET", `/api/v1/pools/${pool}`, { token })).body.pool as { desiredWorkers: number; maxWorkers: number };
+    assert.deepEqual([view.desiredWorkers, view.maxWorkers], [1, 3]);
+    socket.close();
   });
 
   it("a worker written in Python from the protocol document alone completes tasks (examples/python-worker)", async function () {

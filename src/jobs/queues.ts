@@ -206,6 +206,11 @@ export class TaskQueues {
     }, tenantId, poolId);
   }
 
+  /** Jobs of the pool waiting or running: what autoscaling sizes the pool for. */
+  async depth(tenantId: string, poolId: string): Promise<number> {
+    return this.bullmq((queue) => queue.getJobCountByTypes(...WAITING_STATES, "active"), tenantId, poolId);
+  }
+
   async waitingCount(tenantId: string, poolId: string): Promise<number> {
     return this.bullmq((queue) => queue.getJobCountByTypes(...WAITING_STATES), tenantId, poolId);
   }

@@ -163,6 +163,10 @@ export class RedisKeys {
     return `${this.prefix}:retention-lock`;
   }
 
+  get autoscaleLock(): string {
+    return `${this.prefix}:autoscale-lock`;
+  }
+
   get reconcileLock(): string {
     return `${this.prefix}:reconcile-lock`;
   }

@@ -23,7 +23,7 @@ export interface Envelope<T = unknown> {
 export interface EventCatalogue {
   "pool.created": { namespaces: "pools"; data: { pool: PoolView } };
   /** `PATCH /api/v1/pools/:id`: the pool after the change, and which fields changed. */
-  "pool.updated": { namespaces: "pools"; data: { pool: PoolView; changed: Array<"name" | "description" | "desiredWorkers" | "paused" | "maxConcurrency"> } };
+  "pool.updated": { namespaces: "pools"; data: { pool: PoolView; changed: Array<"name" | "description" | "desiredWorkers" | "paused" | "maxConcurrency" | "minWorkers" | "maxWorkers" | "targetQueuedPerWorker"> } };
   "pool.scaling": { namespaces: "pools"; data: { poolId: string; from: number; to: number; pool: PoolView } };
   "pool.status_changed": { namespaces: "pools"; data: PoolStatusView };
   "worker.status_changed": { namespaces: "pools"; data: { poolId: string; worker: WorkerView; previous: WorkerStatus | null } };

@@ -64,6 +64,13 @@ export interface PoolView {
   paused: boolean;
   /** At most this many of the pool's tasks are assigned or started at once, across all workers; null: unbounded. */
   maxConcurrency: number | null;
+  /**
+   * Autoscaling: with `targetQueuedPerWorker` set, the hub sets `desiredWorkers` to ceil(queued and running tasks
+   * / targetQueuedPerWorker), within `minWorkers` and `maxWorkers` (null: 0 / no bound), and announces `pool.scaling`.
+   */
+  minWorkers: number | null;
+  maxWorkers: number | null;
+  targetQueuedPerWorker: number | null;
   createdAt: string;
   updatedAt: string;
 }

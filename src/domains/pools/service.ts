@@ -1,7 +1,7 @@
 import { z } from "zod";
 import type { Principal } from "../../auth/principal.js";
 import type { PrismaClient } from "../../db/client.js";
-import { ConflictError, NotFoundError } from "../../errors.js";
+import { BadRequestError, ConflictError, NotFoundError } from "../../errors.js";
 import type { EventPublisher } from "../../events/publisher.js";
 import type { WorkerStatus } from "../../protocol/events.js";
 import { roomNames } from "../../protocol/rooms.js";
@@ -14,27 +14,42 @@ import type { TenantDirectory } from "../tenants.js";
 /** `maxConcurrency`: BullMQ's global concurrency of the pool's queue; null lifts it. */
 const MaxConcurrency = z.number().int().min(1).max(10_000).nullable();
 
-export const CreatePoolSchema = z.strictObject({
-  name: z.string().trim().min(1).max(128),
-  description: storableText(1000).nullable().optional(),
-  desiredWorkers: z.number().int().min(0).max(10_000).default(0),
-  maxConcurrency: MaxConcurrency.default(null),
-});
+/** Autoscaling bounds and target; null turns each off (without a target, nothing is scaled). */
+const WorkerBound = z.number().int().min(0).max(10_000).nullable();
+const TargetQueued = z.number().int().min(1).max(1_000_000).nullable();
+const minNotAboveMax = (body: { minWorkers?: number | null; maxWorkers?: number | null }): boolean =>
+  body.minWorkers == null || body.maxWorkers == null || body.minWorkers <= body.maxWorkers;
+
+export const CreatePoolSchema = z
+  .strictObject({
+    name: z.string().trim().min(1).max(128),
+    description: storableText(1000).nullable().optional(),
+    desiredWorkers: z.number().int().min(0).max(10_000).default(0),
+    maxConcurrency: MaxConcurrency.default(null),
+    minWorkers: WorkerBound.default(null),
+    maxWorkers: WorkerBound.default(null),
+    targetQueuedPerWorker: TargetQueued.default(null),
+  })
+  .refine(minNotAboveMax, { message: "minWorkers must not be above maxWorkers", path: ["minWorkers"] });
 export const UpdatePoolSchema = z
   .strictObject({
     name: z.string().trim().min(1).max(128).optional(),
     description: storableText(1000).nullable().optional(),
     desiredWorkers: z.number().int().min(0).max(10_000).optional(),
     maxConcurrency: MaxConcurrency.optional(),
+    minWorkers: WorkerBound.optional(),
+    maxWorkers: WorkerBound.optional(),
+    targetQueuedPerWorker: TargetQueued.optional(),
   })
-  .refine((body) => Object.keys(body).length > 0, "give at least one of name, description, desiredWorkers, maxConcurrency");
+  .refine((body) => Object.keys(body).length > 0, "give at least one of name, description, desiredWorkers, maxConcurrency, minWorkers, maxWorkers, targetQueuedPerWorker")
+  .refine(minNotAboveMax, { message: "minWorkers must not be above maxWorkers", path: ["minWorkers"] });
 export const ScalePoolSchema = z.strictObject({
   desiredWorkers: z.number().int().min(0).max(10_000),
 });
 
 /** The fields a pool change may set; `paused` only through pause and resume. */
 type PoolChange = z.infer<typeof UpdatePoolSchema> & { paused?: boolean };
-const CHANGEABLE = ["name", "description", "desiredWorkers", "paused", "maxConcurrency"] as const;
+const CHANGEABLE = ["name", "description", "desiredWorkers", "paused", "maxConcurrency", "minWorkers", "maxWorkers", "targetQueuedPerWorker"] as const;
 
 /** What BullMQ must hold for a pool's queue: the row is the truth, and the queue follows each change. */
 export interface PoolQueueSettings {
@@ -49,6 +64,9 @@ interface PoolRow {
   status: string;
   paused: boolean;
   maxConcurrency: number | null;
+  minWorkers: number | null;
+  maxWorkers: number | null;
+  targetQueuedPerWorker: number | null;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -70,6 +88,9 @@ export function serializePool(pool: PoolRow): PoolView {
     status: pool.status,
     paused: pool.paused,
     maxConcurrency: pool.maxConcurrency,
+    minWorkers: pool.minWorkers,
+    maxWorkers: pool.maxWorkers,
+    targetQueuedPerWorker: pool.targetQueuedPerWorker,
     createdAt: pool.createdAt.toISOString(),
     updatedAt: pool.updatedAt.toISOString(),
   };
@@ -108,6 +129,9 @@ export class PoolService {
             description: input.description ?? null,
             desiredWorkers: input.desiredWorkers,
             maxConcurrency: input.maxConcurrency,
+            minWorkers: input.minWorkers,
+            maxWorkers: input.maxWorkers,
+            targetQueuedPerWorker: input.targetQueuedPerWorker,
           },
         });
         // Inside the transaction: if Redis refuses, the pool is not created.
@@ -165,12 +189,16 @@ export class PoolService {
     try {
       return await this.events.transaction(async (tx, outbox) => {
         const [before] = await tx.$queryRawUnsafe<Array<Pick<PoolRow, (typeof CHANGEABLE)[number]>>>(
-          `SELECT "name", "description", "desiredWorkers", "paused", "maxConcurrency" FROM "Pool" WHERE "tenantId" = $1 AND "id" = $2 FOR UPDATE`,
+          `SELECT "name", "description", "desiredWorkers", "paused", "maxConcurrency", "minWorkers", "maxWorkers", "targetQueuedPerWorker" FROM "Pool" WHERE "tenantId" = $1 AND "id" = $2 FOR UPDATE`,
           principal.tenantId,
           poolId,
         );
         if (!before) throw new NotFoundError("pool");
         const changed = CHANGEABLE.filter((field) => input[field] !== undefined && input[field] !== before[field]);
+        // The bounds as they will stand, one of them perhaps unchanged: a minimum above the maximum is refused.
+        if (!minNotAboveMax({ minWorkers: input.minWorkers === undefined ? before.minWorkers : input.minWorkers, maxWorkers: input.maxWorkers === undefined ? before.maxWorkers : input.maxWorkers })) {
+          throw new BadRequestError("invalid body: minWorkers", [{ field: "minWorkers", message: "above maxWorkers" }]);
+        }
         // Told even when the row already says so: a queue left out of step (a revert that failed) is set right again.
         const queueSettings = Object.fromEntries((["paused", "maxConcurrency"] as const).filter((f) => input[f] !== undefined).map((f) => [f, input[f]]));
         if (Object.keys(queueSettings).length > 0) {
@@ -200,6 +228,15 @@ export class PoolService {
   async scale(principal: Principal, poolId: string, body: unknown) {
     const { desiredWorkers } = parseInput(ScalePoolSchema, body);
     await this.tenants.ensure(principal.tenantId);
+    return this.scaleTo(principal.tenantId, poolId, desiredWorkers);
+  }
+
+  /**
+   * Sets a pool's `desiredWorkers` and announces `pool.scaling` (from an operator's scale, or the autoscaler's).
+   * With `unless`, nothing changes when the row no longer says what the caller saw (an operator scaled meanwhile).
+   */
+  async scaleTo(tenantId: string, poolId: string, desiredWorkers: number, unless?: { from: number }): Promise<PoolView | null> {
+    const principal = { tenantId };
     return this.events.transaction(async (tx, outbox) => {
       // Locked, so that two concurrent scales each announce the change they really made.
       const [before] = await tx.$queryRawUnsafe<Array<{ desiredWorkers: number }>>(
@@ -208,6 +245,7 @@ export class PoolService {
         poolId,
       );
       if (!before) throw new NotFoundError("pool");
+      if (unless && before.desiredWorkers !== unless.from) return null;
       const pool = await tx.pool.update({
         where: { tenantId_id: { tenantId: principal.tenantId, id: poolId } },
         data: { desiredWorkers },

@@ -1,5 +1,5 @@
 import { Router } from "express";
-import { requirePermission } from "../authenticate.js";
+import { principalOf, requirePermission } from "../authenticate.js";
 import { resourceId } from "./resource-id.js";
 import type { PoolService } from "../../domains/pools/service.js";
 import type { EventLog } from "../../events/event-log.js";
@@ -18,7 +18,9 @@ export function poolRoutes(pools: PoolService, log: EventLog, maxResponseBytes: 
     res.json(await pools.list(principal, req.query, maxResponseBytes));
   });
   router.get("/:id", async (req, res) => {
-    const principal = requirePermission(res, "pools:read");
+    // A pool's own worker token reads its pool too: the agent on a worker host learns how many workers to run.
+    const own = principalOf(res);
+    const principal = own.permissions.has("pools:work") && own.poolId === req.params.id ? own : requirePermission(res, "pools:read");
     const where = { tenantId: principal.tenantId, namespace: "pools" as const, room: roomNames.pool(req.params.id) };
     const { value: pool, head } = await readWithHead(log, where, () => pools.get(principal, req.params.id));
     res.json({ pool, head });
