@@ -233,7 +233,7 @@ const commands: Record<string, (args: any) => Promise<unknown>> = {
    * Tasks, closed loop: `concurrency` lanes each submit an echo task (POST /api/v1/tasks) and wait until a
    * dashboard socket subscribed to `tasks` receives its task.completed, then submit the next one.
    */
-  async tasks(args: { url: string; token: string; concurrency: number; durationMs: number; warmupMs: number }) {
+  async tasks(args: { url: string; token: string; concurrency: number; durationMs: number; warmupMs: number; poolId?: string }) {
     const waiting = new Map<number, (ts: number) => void>();
     let taskEvents = 0;
     const subscriber = new RawSocket({
@@ -256,7 +256,8 @@ const commands: Record<string, (args: any) => Promise<unknown>> = {
     const headers = { authorization: `Bearer ${args.token}` };
     try {
       const result = await taskLoop(args, waiting, async (k, t) => {
-        const res = await client.request("POST", "/api/v1/tasks", { type: "echo", payload: { k, t } }, headers);
+        const body = { type: "echo", payload: { k, t }, ...(args.poolId ? { poolId: args.poolId } : {}) };
+        const res = await client.request("POST", "/api/v1/tasks", body, headers);
         if (res.status !== 202) throw new Error(`submit: HTTP ${res.status} ${res.body.slice(0, 200)}`);
       });
       return { ...result, taskEventsSeen: taskEvents };
