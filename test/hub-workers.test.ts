@@ -64,6 +64,34 @@ describe("jobs through the hub: workers that need only a URL and a token", funct
     for (const worker of workers) assert.match(worker.logs(), /"msg":"stopped"/, "a clean stop says so");
   });
 
+  it("refuses malformed hub messages with BAD_REQUEST, dashboards with FORBIDDEN, caps a worker's credit, and keeps serving", async () => {
+    const tenant = freshTenant();
+    const token = mintToken({ tenant });
+    const pool = await createPool(nodeA.url, token, "strict");
+    const worker = await connect(nodeA.url, "pools", { auth: { token: mintToken({ tenant, permissions: ["pools:work"], poolId: pool }), worker: { id: "w-raw" } } });
+    await new Promise<void>((resolve) => worker.once("worker.welcome", () => resolve()));
+    const ask = (event: string, payload: unknown) => worker.timeout(5000).emitWithAck(event, payload) as Promise<{ ok: boolean; error?: { code: string }; credit?: number; accepted?: boolean }>;
+    for (const payload of [{ credit: 0 }, { credit: 1001 }, { credit: "3" }, { credit: 1.5 }, {}, null]) {
+      assert.equal((await ask("worker.credit", payload)).error?.code, "BAD_REQUEST", JSON.stringify(payload));
+    }
+    for (const payload of [{}, { taskId: 7, result: 1 }, { taskId: "t", error: { retryable: true } }]) {
+      assert.equal((await ask("task.done", payload)).error?.code, "BAD_REQUEST", JSON.stringify(payload));
+    }
+    assert.equal((await ask("task.progress", { taskId: "t", progress: 101 })).error?.code, "BAD_REQUEST");
+    // An outcome or progress for a run the node never gave this connection changes nothing.
+    assert.deepEqual(await ask("task.done", { taskId: "not-mine", result: { forged: true } }), { ok: true, accepted: false });
+    assert.deepEqual(await ask("task.progress", { taskId: "not-mine", progress: 50 }), { ok: true, accepted: false });
+    // Credit accumulates up to the cap, however often it is granted.
+    assert.equal((await ask("worker.credit", { credit: 1000 })).credit, 1000);
+    assert.equal((await ask("worker.credit", { credit: 1000 })).credit, 1000);
+    worker.close();
+    const dashboard = await connect(nodeA.url, "pools", { token, transports: ["websocket"] });
+    const refused = (await dashboard.timeout(5000).emitWithAck("worker.credit", { credit: 1 })) as { ok: boolean; error?: { code: string } };
+    assert.equal(refused.error?.code, "FORBIDDEN");
+    dashboard.close();
+    assert.equal((await api(nodeA.url, "GET", "/health", {})).status, 200);
+  });
+
   it("kill -9 of a worker mid-run: the job goes back to the queue and another worker finishes it, once", async () => {
     const tenant = freshTenant();
     const token = mintToken({ tenant });

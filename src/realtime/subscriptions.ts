@@ -12,7 +12,7 @@ import { encodeCursor, type CursorPosition } from "../protocol/cursor.js";
 import type { SubscribeAck, UnsubscribeAck } from "../protocol/events.js";
 import type { NamespaceName } from "../protocol/namespaces.js";
 import { parseRoom } from "../protocol/rooms.js";
-import { emitStored, type SwitchyardSocket } from "./types.js";
+import { emitStored, type RoomState, type SwitchyardSocket } from "./types.js";
 import { acknowledge } from "./ack.js";
 import { lowWatermarkOf, SlowConsumerError, type EngineConnection, type OutboundGuard } from "./outbound.js";
 import { ReplayLane, SupersededError, type ReplayTicket, type Semaphore } from "./replay.js";
@@ -66,15 +66,6 @@ export interface SubscriptionDeps {
   feeds: RoomFeeds;
   /** The node's database-bound work shared among tenants: each read of the log for a socket takes its turn. */
   fairShare: TenantFairShare;
-}
-
-/** Per-socket room state, created on the socket's first room operation (idle sockets carry none). */
-export interface RoomState {
-  rooms: Set<string>;
-  /** The socket's replays, one at a time; created by its first `subscribe { after }` or catch-up. */
-  replays?: ReplayLane;
-  /** Rooms it joined whose subscribe has not answered yet. */
-  joining?: Set<string>;
 }
 
 /**

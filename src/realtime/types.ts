@@ -1,6 +1,6 @@
 import type { Server, Socket } from "socket.io";
 import type { Principal } from "../auth/principal.js";
-import type { RoomState } from "./subscriptions.js";
+import type { ReplayLane } from "./replay.js";
 import type { Envelope, PoolsClientEvents, PoolsServerEvents, TasksServerEvents, WorkflowsServerEvents } from "../protocol/events.js";
 
 /**
@@ -15,6 +15,15 @@ export type ClientToServerEvents = PoolsClientEvents;
 // Nodes talk through the Redis adapter only with broadcasts; no server-to-server events.
 // eslint-disable-next-line @typescript-eslint/no-empty-object-type
 export interface InterServerEvents {}
+
+/** Per-socket room state (see RoomSubscriptions), created on the socket's first room operation (idle sockets carry none). */
+export interface RoomState {
+  rooms: Set<string>;
+  /** The socket's replays, one at a time; created by its first `subscribe { after }` or catch-up. */
+  replays?: ReplayLane;
+  /** Rooms it joined whose subscribe has not answered yet. */
+  joining?: Set<string>;
+}
 
 /** What a socket carries once the handshake admitted it. */
 export interface SocketData {

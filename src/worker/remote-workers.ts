@@ -56,6 +56,11 @@ interface Remote {
 
 /** How long a job taken from the queue waits for a worker's credit before it goes back (a worker just left). */
 const TAKE_WAIT_MS = 5_000;
+/**
+ * Credit one worker connection holds at most, however often it grants more: what it may have the node take from
+ * the queue for it at once (each such job is held in the node's memory and BullMQ's concurrency follows it).
+ */
+export const MAX_CREDIT = 1_000;
 
 /**
  * The hub-mode workers of one pool connected to this node, with the credit each granted (credit-based flow control:
@@ -87,7 +92,7 @@ export class RemoteWorkers implements Executors {
   grant(connectionId: string, credit: number): number {
     const remote = this.remotes.get(connectionId);
     if (!remote) return 0;
-    remote.credit += credit;
+    remote.credit = Math.min(MAX_CREDIT, remote.credit + credit);
     this.onCapacity(this.capacity);
     for (const wake of this.waiters.splice(0)) wake();
     return remote.credit;
