@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { sendableResult } from "../src/worker/sendable-result.js";
+import { sendableResult } from "../../src/worker/sendable-result.js";
 
 describe("a handler's result as a worker sends it (src/worker/sendable-result.ts)", () => {
   const LIMIT = 1_048_576;

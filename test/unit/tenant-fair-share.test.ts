@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { TenantFairShare } from "../src/limits/tenant-fair-share.js";
+import { TenantFairShare } from "../../src/limits/tenant-fair-share.js";
 
 /** A piece of work that ends when the test says so. */
 function gate(): { done: Promise<void>; end: () => void } {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { findJsonProblem, findJsonTextDepthProblem, isStorableText, MAX_JSON_DEPTH, toStorableText } from "../src/protocol/json-safety.js";
+import { findJsonProblem, findJsonTextDepthProblem, isStorableText, MAX_JSON_DEPTH, toStorableText } from "../../src/protocol/json-safety.js";
 
 // The JSON input rules on their own: no server, no I/O. The seed is printed so that a failure can be replayed
 // with FUZZ_SEED (fast-check also prints the counterexample and its seed).

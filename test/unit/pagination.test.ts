@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { decodePageCursor, keysWithinBytes, toPage } from "../src/domains/pagination.js";
+import { decodePageCursor, keysWithinBytes, toPage } from "../../src/domains/pagination.js";
 
 const rows = Array.from({ length: 5 }, (_, i) => ({ id: `r${i}`, createdAt: new Date(Date.UTC(2026, 0, 1, 0, 0, 10 - i)), text: "x".repeat(1000) }));
 

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { decodeCursor, encodeCursor, type CursorPosition } from "../src/protocol/cursor.js";
-import type { Envelope } from "../src/protocol/events.js";
-import { MAX_PENDING_EVENTS, RoomFeed, type FeedOutlets } from "../src/realtime/room-feed.js";
+import { decodeCursor, encodeCursor, type CursorPosition } from "../../src/protocol/cursor.js";
+import type { Envelope } from "../../src/protocol/events.js";
+import { MAX_PENDING_EVENTS, RoomFeed, type FeedOutlets } from "../../src/realtime/room-feed.js";
 
 const EPOCH = "e1";
 const at = (seq: number, epoch = EPOCH): CursorPosition => ({ epoch, seq });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { autoscaledWorkers } from "../src/domains/pools/autoscaler.js";
+import { autoscaledWorkers } from "../../src/domains/pools/autoscaler.js";
 
 describe("autoscaledWorkers (pure)", () => {
   it("one worker per targetQueuedPerWorker queued or running tasks, within the bounds", () => {

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { attemptsLeft, jobData } from "../src/domains/tasks/jobs.js";
-import type { TaskRow } from "../src/domains/tasks/view.js";
-import { canTransition, TRANSITIONS } from "../src/domains/tasks/state-machine.js";
-import { TaskReportSchema } from "../src/protocol/schemas.js";
-import { formatLease, leaseLockToken } from "../src/protocol/tasks.js";
+import { attemptsLeft, jobData } from "../../src/domains/tasks/jobs.js";
+import type { TaskRow } from "../../src/domains/tasks/view.js";
+import { canTransition, TRANSITIONS } from "../../src/domains/tasks/state-machine.js";
+import { TaskReportSchema } from "../../src/protocol/schemas.js";
+import { formatLease, leaseLockToken } from "../../src/protocol/tasks.js";
 
 // Pure rules, no server: fast feedback for leases, attempts after a lost job, and the state machine.
 describe("task rules (pure)", () => {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { redactUrl } from "../src/observability/redact.js";
+import { redactUrl } from "../../src/observability/redact.js";
 
 describe("redactUrl (unit)", () => {
   it("hides the password of the user part and of every parameter that names a credential", () => {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { HeartbeatWrites } from "../src/domains/pools/heartbeat-writes.js";
+import { HeartbeatWrites } from "../../src/domains/pools/heartbeat-writes.js";
 
 describe("HeartbeatWrites (pure)", () => {
   it("writes once per gap per connection, at once for a new connection, and again after the connection is forgotten", () => {

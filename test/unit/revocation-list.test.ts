@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { RevocationList } from "../src/auth/revocation-list.js";
+import { RevocationList } from "../../src/auth/revocation-list.js";
 
 describe("RevocationList counts per tenant (unit)", () => {
   it("counts each revocation once per tenant, and gives the place back when it is forgotten", () => {
