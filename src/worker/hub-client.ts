@@ -76,20 +76,19 @@ export class HubJobRunner extends EventEmitter {
     if (credit <= 0 || !this.socket.connected) return;
     this.granted += credit;
     const connection = this.socket.id;
+    // Refused for now (RATE_LIMITED, or the node cannot register the worker yet) or not acknowledged: offered again
+    // shortly, on the same connection only (a new one starts from the welcome's full grant).
+    const again = (): void => {
+      if (this.socket.id !== connection) return;
+      this.granted -= credit;
+      setTimeout(() => this.grant(credit), RESEND_MS).unref();
+    };
     this.socket
       .timeout(this.options.ackTimeoutMs ?? 5000)
       .emitWithAck("worker.credit", { credit })
       .then((ack) => {
-        if (ack.ok || this.socket.id !== connection) return;
-        // Refused for now (RATE_LIMITED, or the node cannot register the worker yet): offer it again shortly.
-        this.granted -= credit;
-        setTimeout(() => this.grant(credit), RESEND_MS).unref();
-      })
-      .catch(() => {
-        if (this.socket.id !== connection) return;
-        this.granted -= credit;
-        setTimeout(() => this.grant(credit), RESEND_MS).unref();
-      });
+        if (!ack.ok) again();
+      }, again);
   }
 
   private async execute(run: TaskRun): Promise<void> {
