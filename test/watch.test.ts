@@ -158,6 +158,9 @@ describe("terminal watcher: npm run watch", function () {
     const watcher = watch(["tasks", `task:${task.id}`, "--after", stored[1]!.cursor], { SWITCHYARD_URL: server.url, TOKEN: token });
     await watcher.waitFor("stderr", /watching tasks task:\S+ from/);
     assert.match(watcher.stderr(), /caught up 3 events/);
+    // stdout and stderr are separate pipes, read independently: the replayed lines are written before the note,
+    // but may be read after it.
+    await watcher.waitFor("stdout", new RegExp(stored.at(-1)!.cursor));
     assert.deepEqual(
       eventLines(watcher.stdout()).map((line) => [line.type, line.cursor]),
       stored.slice(2).map((event) => [event.type, event.cursor]),
