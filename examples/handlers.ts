@@ -20,5 +20,8 @@ export const handlers: Record<string, TaskHandler> = {
     return { width, height, bytes: width * height * 3 };
   },
   /** Upper-cases a string: the smallest possible custom handler. */
-  shout: async (payload) => String((payload as { text?: unknown } | null)?.text ?? "").toUpperCase(),
+  shout: async (payload) => {
+    const text = (payload as { text?: unknown } | null)?.text;
+    return (typeof text === "string" ? text : "").toUpperCase();
+  },
 };

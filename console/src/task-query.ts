@@ -5,6 +5,9 @@ import { Observable } from "./observable.js";
 import type { TaskEntry, TaskStore } from "./tasks-store.js";
 
 /** What the Tasks view filters on: each is a parameter of `GET /api/v1/tasks`, answered by the node. */
+/** Every filter value is a string (TypeScript types `Object.entries` of an interface as `any`). */
+const filterEntries = (filter: TaskFilter): [keyof TaskFilter, string | undefined][] => Object.entries(filter) as [keyof TaskFilter, string | undefined][];
+
 export interface TaskFilter {
   status?: TaskStatus;
   type?: string;
@@ -176,7 +179,7 @@ export class TaskQuery extends Observable {
 
   private query(cursor: string | undefined): URLSearchParams {
     const query = new URLSearchParams();
-    for (const [name, value] of Object.entries(this.filter)) if (value !== undefined && value !== "") query.set(name, value);
+    for (const [name, value] of filterEntries(this.filter)) if (value !== undefined && value !== "") query.set(name, value);
     query.set("limit", String(PAGE_SIZE));
     if (cursor !== undefined) query.set("cursor", cursor);
     return query;
@@ -185,7 +188,7 @@ export class TaskQuery extends Observable {
   private readCounts(): Promise<TaskCounts> {
     // Every filter but the status: the counts are per status.
     const query = new URLSearchParams();
-    for (const [name, value] of Object.entries(this.filter)) if (name !== "status" && value !== undefined && value !== "") query.set(name, value);
+    for (const [name, value] of filterEntries(this.filter)) if (name !== "status" && value !== undefined && value !== "") query.set(name, value);
     return this.api.get<TaskCounts>(`/api/v1/tasks/counts?${query}`);
   }
 

@@ -1,7 +1,7 @@
 import { useEffect, useState } from "preact/hooks";
 import type { WorkflowStepStatus } from "../../src/client/index.js";
 import type { TaskStatus } from "../../src/protocol/tasks.js";
-import { age, brief, clock, shortId } from "./format.js";
+import { age, brief, clock } from "./format.js";
 import { useObservable } from "./observable.js";
 import type { Session } from "./session.js";
 import type { TaskStore } from "./tasks-store.js";
