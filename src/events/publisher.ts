@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { Prisma, PrismaClient } from "../db/client.js";
+import type { Db, PrismaClient } from "../db/client.js";
 import type { FailureReporter } from "../dependencies/status.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
@@ -42,9 +42,6 @@ interface StoredDraft {
   targets: EventTarget[];
   data: unknown;
 }
-
-/** A database handle inside a transaction (or the client itself, for single statements). */
-export type Db = Prisma.TransactionClient;
 
 /** What a state change's transaction uses to commit its events with it. */
 export interface Outbox {

@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
 import type { Principal } from "../../auth/principal.js";
-import type { PrismaClient } from "../../db/client.js";
+import type { Db, PrismaClient } from "../../db/client.js";
 import { prismaSql, type Sql } from "../../db/sql.js";
 import { AppError, BadRequestError, ConflictError, DependencyUnavailableError, ForbiddenError, InvalidStateError, NotFoundError } from "../../errors.js";
-import type { Db, EventPublisher } from "../../events/publisher.js";
+import type { EventPublisher } from "../../events/publisher.js";
 import type { TaskTypeRegistry } from "../../jobs/queues.js";
 import type { Logger } from "../../observability/logger.js";
 import type { Metrics } from "../../observability/metrics.js";
@@ -27,21 +27,8 @@ import type { TaskJobs } from "./jobs.js";
 import { statusesEntered, type TransitionName } from "./state-machine.js";
 import { ProgressCoalescer } from "./progress-coalescer.js";
 import { TASK_WRITES, taskInsert, type TaskChanges, type TransitionGuard, type TransitionResult } from "./store.js";
+import { SubmitTaskSchema, TYPE_PATTERN, type SubmitTaskInput } from "./submission.js";
 import { serializeTask, type TaskRow, type TaskView } from "./view.js";
-
-export { serializeTask, type TaskRow, type TaskView };
-
-const TYPE_PATTERN = /^[A-Za-z0-9_.:-]{1,100}$/;
-
-export const SubmitTaskSchema = z.strictObject({
-  type: z.string().regex(TYPE_PATTERN, "must be 1-100 letters, digits, '_', '.', ':' or '-'"),
-  payload: z.json().optional(),
-  poolId: z.string().regex(ID_PATTERN, "must be a pool id").optional(),
-  priority: z.number().int().min(0).max(100).default(50),
-  maxAttempts: z.number().int().min(1).max(25).default(1),
-  timeoutMs: z.number().int().min(1).max(24 * 3600 * 1000).optional(),
-});
-export type SubmitTaskInput = z.infer<typeof SubmitTaskSchema>;
 
 const isoTime = z.iso.datetime({ offset: true, message: "must be an ISO-8601 time, e.g. 2026-12-07T10:00:00Z" }).transform((value) => new Date(value));
 

@@ -3,7 +3,7 @@ import { targetKey } from "../../events/event-log.js";
 import type { StateChangeKind } from "../../events/state-change.js";
 import type { EventName } from "../../protocol/events.js";
 import { roomNames } from "../../protocol/rooms.js";
-import type { SubmitTaskInput } from "./service.js";
+import type { SubmitTaskInput } from "./submission.js";
 import { TRANSITIONS, type TransitionName } from "./state-machine.js";
 import { isoSql, taskEventViewSql, taskRowFromJson, type TaskRow } from "./view.js";
 
