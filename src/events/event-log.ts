@@ -6,6 +6,7 @@ import { encodeCursor, type CursorPosition } from "../protocol/cursor.js";
 import type { Envelope } from "../protocol/events.js";
 import { outsideRequest } from "../observability/request-context.js";
 import { untimedQuery, type QueryTimer } from "../observability/metrics.js";
+import { CLAIMED_OUTBOX_INPUT, claimOrphanedOutboxRows, claimOutboxRows, targetKey, targetNamespaceSql, targetOfSql, targetRoomSql, type EventTarget } from "./outbox.js";
 import { MAX_EVENTS_PER_CHANGE, Params, type StateChangeKind } from "./state-change.js";
 
 /** How the event log reports on its statements (the node's metrics; nothing for tests and scripts). */
@@ -16,12 +17,6 @@ export interface EventLogObserver {
 }
 
 const UNOBSERVED: EventLogObserver = { timeQuery: untimedQuery, batchRows: () => undefined };
-
-/** One room of one namespace an event is stored (and delivered) in. */
-export interface EventTarget {
-  namespace: NamespaceName;
-  room: string;
-}
 
 /** An event whose data is in memory: numbered and stored directly, no state change rides with it. */
 export interface StoredEventInput {
@@ -44,11 +39,6 @@ export interface SequencedEvent {
   type: string;
   data: unknown;
   ts: Date;
-}
-
-/** "<namespace>|<room>": how the outbox lists an event's rooms (room names never contain '|'). */
-export function targetKey(target: EventTarget): string {
-  return `${target.namespace}|${target.room}`;
 }
 
 /**
@@ -316,12 +306,8 @@ export class EventLog {
       sources.push("direct");
     }
     if (staged.id.length > 0) {
-      ctes.push(`claimed AS (
-         DELETE FROM "Outbox" o USING unnest(${params.add(staged.id)}::bigint[], ${params.add(staged.ord)}::int[]) AS s(id, ord) WHERE o."id" = s.id
-         RETURNING s.ord, o."tenantId", o."eventId", o."type", o."targets", o."data", o."ts"
-       )`);
-      ctes.push(STAGED_INPUT);
-      sources.push("staged");
+      ctes.push(...claimOutboxRows(staged.id, staged.ord, params.add));
+      sources.push(CLAIMED_OUTBOX_INPUT);
     }
     for (const [changeKind, group] of changes) {
       const name = changeKind.name;
@@ -357,22 +343,14 @@ export class EventLog {
   }
 
   /**
-   * Numbers outbox rows older than `olderThanMs` (by the database's clock, which also stamped them) that nobody numbered: their node died (or lost the database)
-   * between committing a change and numbering its events. SKIP LOCKED: nodes relaying at once never wait for
-   * each other, and a row its owner is numbering right now is left to the owner.
+   * Numbers outbox rows older than `olderThanMs` that nobody numbered: their node died (or lost the database)
+   * between committing a change and numbering its events (see claimOrphanedOutboxRows).
    */
   async relayOrphans(olderThanMs: number, limit: number): Promise<SequencedEvent[]> {
     const params = new Params();
-    const claim = `claimed AS (
-         DELETE FROM "Outbox" o USING (
-           SELECT "id", (row_number() OVER (ORDER BY "id"))::int AS ord FROM "Outbox"
-           WHERE "id" IN (SELECT "id" FROM "Outbox" WHERE "ts" < (clock_timestamp() AT TIME ZONE 'UTC') - make_interval(secs => ${params.add(olderThanMs)}::int / 1000.0)
-                          ORDER BY "id" LIMIT ${params.add(limit)} FOR UPDATE SKIP LOCKED)
-         ) s WHERE o."id" = s."id"
-         RETURNING s.ord, o."tenantId", o."eventId", o."type", o."targets", o."data", o."ts"
-       )`;
+    const claim = claimOrphanedOutboxRows(olderThanMs, limit, params.add);
     const epoch = params.add(newEpoch());
-    const rows = await this.numbering(numberingStatement([claim, STAGED_INPUT], ["staged"], epoch, []), params.values);
+    const rows = await this.numbering(numberingStatement(claim, [CLAIMED_OUTBOX_INPUT], epoch, []), params.values);
     const data = returnedDataByOrd(rows);
     return rows.map((row) => toSequenced(row, data.get(row.ord)));
   }
@@ -539,12 +517,6 @@ function toSequenced(row: NumberedRow, data: unknown): SequencedEvent {
   };
 }
 
-/** Outbox rows claimed by `claimed`, as numbering input: one row per event, its rooms as `<namespace>|<room>`. */
-const STAGED_INPUT = `staged AS (
-   SELECT c.ord, c."tenantId" AS tenant, c."eventId" AS event_id, c."type" AS type, c."data" AS data, c."ts" AS ts, c."targets" AS targets, true AS returned
-   FROM claimed c
- )`;
-
 /**
  * The one numbering statement. `ctes` define the inputs named in `sources`, each one row per event
  * (ord, tenant, event_id, type, data, ts, targets, returned). Each room's block of numbers is reserved under its
@@ -561,7 +533,7 @@ function numberingStatement(ctes: readonly string[], sources: readonly string[],
      events_in AS (
        ${sources.map((source) => `SELECT ord, tenant, event_id, type, data, ts, targets, returned FROM ${source}`).join(" UNION ALL ")}
      ), input AS (
-       SELECT e.ord, e.tenant, split_part(t.target, '|', 1) AS ns, substr(t.target, strpos(t.target, '|') + 1) AS room,
+       SELECT e.ord, e.tenant, ${targetNamespaceSql("t.target")} AS ns, ${targetRoomSql("t.target")} AS room,
               e.event_id, e.type, e.ts, e.returned, t.copy::int AS copy, CASE WHEN t.copy = 1 THEN e.data END AS data
        FROM events_in e
        CROSS JOIN LATERAL unnest(ARRAY(SELECT DISTINCT u.target FROM unnest(e.targets) AS u(target))) WITH ORDINALITY AS t(target, copy)
@@ -582,7 +554,7 @@ function numberingStatement(ctes: readonly string[], sources: readonly string[],
      ), stored_events AS (
        INSERT INTO "Event" ("id", "tenantId", "type", "data", "ts", "targets", "seqs")
        SELECT min(event_id), min(tenant), min(type), (array_agg(data) FILTER (WHERE copy = 1))[1], min(ts),
-              array_agg(ns || '|' || room ORDER BY ns, room), array_agg(seq ORDER BY ns, room)
+              array_agg(${targetOfSql("ns", "room")} ORDER BY ns, room), array_agg(seq ORDER BY ns, room)
        FROM numbered GROUP BY ord
        RETURNING 1
      ), stored_rooms AS (

@@ -8,7 +8,7 @@
  *
  * - `<name>_events (item int, sub int, tenant text, event_id text, type text, data jsonb, ts timestamp, targets text[])`:
  *   the events of each change, `item` its index in `changes`, `sub` its order within the change (0, 1, …, fewer
- *   than MAX_EVENTS_PER_CHANGE), `targets` its rooms as `<namespace>|<room>`;
+ *   than MAX_EVENTS_PER_CHANGE), `targets` its rooms as `<namespace>|<room>` (built with `targetSql`, src/events/outbox.ts);
  * - `<name>_rows (item int, row jsonb)`: the new state of each change that was made (a refused change has none).
  *
  * The SQL text must depend only on the shape of the batch, never on values (they go through `param`), so that

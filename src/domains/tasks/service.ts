@@ -4,6 +4,7 @@ import type { Principal } from "../../auth/principal.js";
 import type { Db, PrismaClient } from "../../db/client.js";
 import { prismaSql, type Sql } from "../../db/sql.js";
 import { AppError, BadRequestError, ConflictError, DependencyUnavailableError, ForbiddenError, InvalidStateError, NotFoundError } from "../../errors.js";
+import { stageChange } from "../../events/outbox.js";
 import type { EventPublisher } from "../../events/publisher.js";
 import type { TaskTypeRegistry } from "../../jobs/queues.js";
 import type { Logger } from "../../observability/logger.js";
@@ -83,8 +84,9 @@ export type TaskFinishedListener = (task: TaskRow) => Promise<void>;
 
 /**
  * Tasks: submission, queries, cancellation, and the one place that applies state changes (`transition`).
- * Every change is one SQL statement that updates the row and writes its event to the outbox, so the change and
- * its event commit together; the event is numbered and broadcast right after.
+ * Every change is one SQL statement that writes the row and its events (in the event log's own statement, or into
+ * the outbox inside a caller's transaction), so the change and its events commit together; they are numbered and
+ * broadcast in that statement or right after the transaction.
  */
 export class TaskService {
   private readonly finishedListeners: TaskFinishedListener[] = [];
@@ -326,13 +328,13 @@ export class TaskService {
   /** Cancellation inside a caller's transaction (workflows); after the commit, record it and stop the tasks' jobs. */
   async cancelIn(db: Db, task: TaskRow, reason: string): Promise<TransitionResult> {
     const write = { op: "transition", tenantId: task.tenantId, taskId: task.id, change: "cancelled", data: cancelChanges(reason), guard: {}, eventExtra: {} } as const;
-    const { row, outboxIds } = await this.metrics.timeQuery("task_write", () => this.events.stage(prismaSql(db), TASK_WRITES, write));
+    const { row, outboxIds } = await this.metrics.timeQuery("task_write", () => stageChange(prismaSql(db), TASK_WRITES, write));
     return { task: row, outboxIds };
   }
 
   /** A new task inside a caller's transaction (workflow steps); after the commit, record it and add its job. */
   async createIn(db: Db, tenantId: string, input: Parameters<typeof taskInsert>[1], extra: Parameters<typeof taskInsert>[2]): Promise<TransitionResult> {
-    const { row, outboxIds } = await this.metrics.timeQuery("task_write", () => this.events.stage(prismaSql(db), TASK_WRITES, taskInsert(tenantId, input, extra)));
+    const { row, outboxIds } = await this.metrics.timeQuery("task_write", () => stageChange(prismaSql(db), TASK_WRITES, taskInsert(tenantId, input, extra)));
     return { task: row, outboxIds };
   }
 
