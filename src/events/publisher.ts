@@ -5,7 +5,9 @@ import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { NamespaceName } from "../protocol/namespaces.js";
 import type { Envelope, EventData, EventName, EventNamespaces } from "../protocol/events.js";
-import { toEnvelope, type EventLog, type SequencedEvent } from "./event-log.js";
+import { toEnvelope, type SequencedEvent } from "./event-log.js";
+import type { EventLogReader } from "./event-log-reader.js";
+import type { EventLogWriter } from "./event-log-writer.js";
 import { insertOutboxEvents, type EventTarget } from "./outbox.js";
 import type { StateChangeKind } from "./state-change.js";
 import type { CursorPosition } from "../protocol/cursor.js";
@@ -83,13 +85,15 @@ export class EventPublisher {
 
   constructor(
     private readonly prisma: PrismaClient,
-    private readonly log: EventLog,
+    private readonly log: EventLogWriter,
+    /** Only for `head`: the domains read a room's position through the publisher they hold. */
+    private readonly reader: EventLogReader,
     private readonly broadcast: Broadcast,
     private readonly metrics: Metrics,
     private readonly logger: Logger,
     private readonly options: EventPublisherOptions,
   ) {
-    // Broadcast in the event log's own flush, in numbering order (see EventLog.onStored); callers only wait.
+    // Broadcast in the event log's own flush, in numbering order (see EventLogWriter.onStored); callers only wait.
     log.onStored((copies) => this.sent.set(copies, this.deliver(copies)));
   }
 
@@ -170,7 +174,7 @@ export class EventPublisher {
 
   /** A room's current position (created at 0 for a room without events yet). */
   head(tenantId: string, namespace: NamespaceName, room: string): Promise<CursorPosition> {
-    return this.log.head(tenantId, namespace, room);
+    return this.reader.head(tenantId, namespace, room);
   }
 
   /** Numbers (and so broadcasts) committed outbox rows, in order. Never throws: what fails stays for the relay. */

@@ -1,7 +1,7 @@
 /**
  * A kind of state change that commits in the event log's own statement together with the events announcing it,
  * numbered and stored at once: no outbox row is written, moved and deleted, and concurrent changes of a node are
- * group-committed, one statement per tick, with every other append waiting (see EventLog.write).
+ * group-committed, one statement per tick, with every other append waiting (see EventLogWriter.write).
  *
  * The domain that owns the state (tasks) writes the SQL; the event log composes it into its statement. `build`
  * returns common table expressions (comma-separated, without `WITH`) for a batch of changes, which must define:

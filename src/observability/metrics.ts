@@ -11,7 +11,7 @@ export type DbOperation = (typeof DB_OPERATIONS)[number];
 /** Runs one query and records how long it took under `operation` (whether it succeeded or not). */
 export type QueryTimer = <T>(operation: DbOperation, query: () => Promise<T>) => Promise<T>;
 
-/** For parts built without metrics (tests and scripts that construct an EventLog directly). */
+/** For parts built without metrics (tests and scripts that construct an event log writer or reader directly). */
 export const untimedQuery: QueryTimer = (_operation, query) => query();
 
 /** What the limiters count a refusal as (connections per tenant, REST per tenant, dashboard or worker socket events). */

@@ -9,7 +9,7 @@ import { isoSql, taskEventViewSql, taskRowFromJson, type TaskRow } from "./view.
 
 /*
  * The task store: the only SQL that writes task state. A write is a `TaskWrite`, and `TASK_WRITES` turns a
- * batch of them into SQL that the event log runs inside its numbering statement (EventLog.write): the rows are
+ * batch of them into SQL that the event log runs inside its numbering statement (EventLogWriter.write): the rows are
  * inserted or updated, and the events announcing them are built by PostgreSQL from the rows just written and
  * stored and numbered in the same statement, so a change and its events commit together (or not at all), and a
  * node's concurrent task changes share one statement (group commit). Inside a workflow's transaction the same SQL
