@@ -10,7 +10,8 @@ import { existsSync, statSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { ConfigError, loadConfig, type Config } from "../src/config.js";
-import { errorMessage, redactUrl, setupDatabase } from "../src/db/setup.js";
+import { errorMessage, setupDatabase } from "../src/db/setup.js";
+import { redactUrl } from "../src/observability/redact.js";
 import { buildConsole, consoleIsStale } from "./build-console.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");

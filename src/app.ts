@@ -7,13 +7,14 @@ import { createTokenVerifier } from "./auth/verify.js";
 import type { Config } from "./config.js";
 import { createDatabase } from "./db/client.js";
 import { withDeadline } from "./dependencies/deadline.js";
-import { closeRedis, createRedisClient, type RedisRole } from "./dependencies/redis-clients.js";
+import { closeRedis, createRedisClient, type RedisRole } from "./jobs/redis-clients.js";
 import { DependencyStatus } from "./dependencies/status.js";
 import { poolRoutes } from "./http/routes/pools.js";
 import { PoolService } from "./domains/pools/service.js";
 import { ResourceDirectory } from "./domains/resources.js";
 import { TenantDirectory } from "./domains/tenants.js";
-import { EventLog } from "./events/event-log.js";
+import { EventLogReader } from "./events/event-log-reader.js";
+import { EventLogWriter } from "./events/event-log-writer.js";
 import { EventPublisher } from "./events/publisher.js";
 import { eventRoutes } from "./http/routes/events.js";
 import { publishRoutes } from "./http/routes/publish.js";
@@ -41,7 +42,7 @@ import { PoolAutoscaler } from "./domains/pools/autoscaler.js";
 import { TenantRunningSlots } from "./jobs/tenant-running-slots.js";
 import { createHttpApp } from "./http/app.js";
 import { dependencyChecks } from "./http/health.js";
-import { clusterReadings } from "./observability/cluster-readings.js";
+import { clusterReadings } from "./http/cluster-readings.js";
 import { createLogger, type Logger } from "./observability/logger.js";
 import { redactUrl } from "./observability/redact.js";
 import { createMetrics } from "./observability/metrics.js";
@@ -53,7 +54,7 @@ import { tokenRoutes } from "./http/routes/tokens.js";
 import { TenantConnections } from "./limits/tenant-connections.js";
 import { TenantRequestRate } from "./limits/tenant-request-rate.js";
 import { TenantFairShare } from "./limits/tenant-fair-share.js";
-import { NodeReadings } from "./observability/node-readings.js";
+import { NodeReadings } from "./realtime/node-readings.js";
 import { TenantDeliveries } from "./observability/tenant-deliveries.js";
 import { nodeRoutes } from "./http/routes/nodes.js";
 
@@ -122,7 +123,8 @@ export class App {
     this.startHooks.push(() => revocations.start());
     const verifyToken = createTokenVerifier(config.jwt, revocations.list);
     const tenants = new TenantDirectory(prisma);
-    const eventLog = new EventLog(prisma, sql, { timeQuery: metrics.timeQuery, batchRows: (rows) => metrics.eventLogBatchRows.observe(rows) });
+    const logObserver = { timeQuery: metrics.timeQuery, batchRows: (rows: number) => metrics.eventLogBatchRows.observe(rows) };
+    const logReader = new EventLogReader(prisma, sql, logObserver);
     const resources = new ResourceDirectory(prisma, tenants);
 
     this.httpServer = config.tls ? createHttpsServer({ cert: config.tls.cert, key: config.tls.key }) : createHttpServer();
@@ -167,7 +169,7 @@ export class App {
       deliveries,
       subscriptions: {
         resources,
-        eventLog,
+        eventLog: logReader,
         maxRoomsPerSocket: config.limits.maxRoomsPerSocket,
         failures: status,
         fairShare,
@@ -183,7 +185,7 @@ export class App {
       const ended = realtime.endRevokedSessions(revocation);
       if (ended > 0) this.logger.info({ tenant: revocation.tenantId, kind: revocation.kind, sockets: ended }, "sessions of a revoked token ended");
     });
-    const events = new EventPublisher(prisma, eventLog, realtime.broadcast, metrics, this.logger, {
+    const events = new EventPublisher(prisma, new EventLogWriter(sql, logObserver), logReader, realtime.broadcast, metrics, this.logger, {
       relayAfterMs: config.events.outboxRelayAfterMs,
       relayIntervalMs: Math.max(250, Math.min(1000, Math.floor(config.events.outboxRelayAfterMs / 2))),
       failures: status,
@@ -274,11 +276,11 @@ export class App {
       fairShare,
       api: {
         // Every list and history page is bounded in bytes as well as rows (MAX_RESPONSE_BYTES).
-        pools: poolRoutes(pools, eventLog, config.limits.maxResponseBytes),
+        pools: poolRoutes(pools, logReader, config.limits.maxResponseBytes),
         tasks: taskRoutes(tasks, new TaskBulkActions(prisma, tasks), config.limits.maxResponseBytes),
         schedules: scheduleRoutes(schedules, config.limits.maxResponseBytes),
-        workflows: workflowRoutes(workflows, eventLog, config.limits.maxResponseBytes),
-        events: [eventRoutes(eventLog, resources, config.limits.maxResponseBytes), publishRoutes(events, resources)],
+        workflows: workflowRoutes(workflows, logReader, config.limits.maxResponseBytes),
+        events: [eventRoutes(logReader, resources, config.limits.maxResponseBytes), publishRoutes(events, resources)],
         tokens: tokenRoutes(revocations),
         nodes: nodeRoutes(nodeReadings),
       },

@@ -2,8 +2,17 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { z } from "zod";
-import { parseClusterNodes, type RedisTarget } from "./jobs/redis-connection.js";
 import { DEFAULT_MAX_PAYLOAD_BYTES } from "./protocol/tasks.js";
+
+/**
+ * Where Redis is: every connection of a process is made from this, so one setting moves all of them. Part of the
+ * configuration (the server's and the standalone worker's), so it is declared here, below the Redis plumbing.
+ */
+export interface RedisTarget {
+  url: string;
+  /** Set in cluster mode: the seed nodes; ioredis discovers the rest of the cluster from them. */
+  clusterNodes?: ReadonlyArray<{ host: string; port: number }>;
+}
 
 /** The only reader of process.env for the server: everything else receives a validated Config. */
 export interface Config {
@@ -180,6 +189,17 @@ const EnvSchema = z.object({
   EVENT_RETENTION_PER_ROOM: positiveInt.default(10_000),
   EVENT_RETENTION_INTERVAL_MS: positiveInt.default(60_000),
 });
+
+/** `host:port,host:port` → seed nodes; undefined for an empty value. Throws on a malformed entry. */
+export function parseClusterNodes(value: string | undefined): Array<{ host: string; port: number }> | undefined {
+  if (value === undefined || value.trim() === "") return undefined;
+  return value.split(",").map((entry) => {
+    const match = /^\s*([^\s:,]+|\[[0-9a-fA-F:]+\]):(\d{1,5})\s*$/.exec(entry);
+    const port = match ? Number(match[2]) : NaN;
+    if (!match || port < 1 || port > 65535) throw new Error(`"${entry.trim()}" is not host:port`);
+    return { host: match[1]!.replace(/^\[|\]$/g, ""), port };
+  });
+}
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {

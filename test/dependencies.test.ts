@@ -16,7 +16,8 @@ import {
 import { serverProblems, startServer, startWorker, type ServerProcess } from "./support/server.js";
 import { waitForTask } from "./support/tasks.js";
 import { mintToken } from "./support/tokens.js";
-import type { Envelope, WorkerStatus } from "../src/protocol/events.js";
+import type { Envelope } from "../src/protocol/events.js";
+import type { WorkerStatus } from "../src/protocol/workers.js";
 
 /**
  * Generous: a request must answer, and this only turns "never" into a failure that says so. What it answers and

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { PublishError, SwitchyardClient, type Envelope } from "../src/client/index.js";
 import { createPrisma, type PrismaClient } from "../src/db/client.js";
-import { EventLog, type StoredEventInput } from "../src/events/event-log.js";
+import { EventLogWriter, type StoredEventInput } from "../src/events/event-log-writer.js";
 import { decodeCursor } from "../src/protocol/cursor.js";
 import type { Permission } from "../src/protocol/permissions.js";
 import { MAX_JSON_DEPTH } from "../src/protocol/json-safety.js";
@@ -423,12 +423,12 @@ describe("publish API (POST /api/v1/events)", () => {
 
 // What the API cannot reach (its validation refuses whatever PostgreSQL would): a group whose statement fails.
 // The event log runs in this process against the run's PostgreSQL database; no server is involved.
-describe("EventLog.appendGroup (on the test database)", () => {
+describe("EventLogWriter.appendGroup (on the test database)", () => {
   let prisma: PrismaClient;
-  let log: EventLog;
+  let log: EventLogWriter;
   before(() => {
     prisma = createPrisma(TEST_DATABASE_URL);
-    log = new EventLog(prisma, prismaSql(prisma));
+    log = new EventLogWriter(prismaSql(prisma));
   });
   after(async () => {
     await prisma.$disconnect();
@@ -447,7 +447,7 @@ describe("EventLog.appendGroup (on the test database)", () => {
       log.append(event("t.after", 1)),
     ]);
     assert.deepEqual(results.map((r) => r.status), ["fulfilled", "fulfilled", "rejected", "fulfilled", "fulfilled"]);
-    const group = (results[3] as PromiseFulfilledResult<Awaited<ReturnType<EventLog["appendGroup"]>>>).value;
+    const group = (results[3] as PromiseFulfilledResult<Awaited<ReturnType<EventLogWriter["appendGroup"]>>>).value;
     assert.deepEqual(group.map((copies) => copies.map((c) => c.data)), [[1], [2], [3]]);
     const stored = await prisma.$queryRawUnsafe<Array<{ seq: number; type: string }>>(
       `SELECT r.seq, e.type FROM "RoomEvent" r JOIN "Event" e ON e.id = r."eventId" WHERE r."tenantId" = $1 ORDER BY r.seq`,

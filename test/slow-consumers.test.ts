@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import pg from "pg";
 import type { Socket } from "socket.io-client";
 import { createPrisma } from "../src/db/client.js";
-import { EventLog } from "../src/events/event-log.js";
+import { EventLogReader } from "../src/events/event-log-reader.js";
 import { connect, EventRecorder, request, sleep, subscribe, type SubscribeResult } from "./support/clients.js";
 import { freshTenant, TEST_DATABASE_URL, TEST_REDIS_PREFIX } from "./support/env.js";
 import { api, roomHistory } from "./support/http.js";
@@ -114,7 +114,7 @@ describe("slow consumers and bounded replay", function () {
     return `${epoch}-000000000000`;
   }
 
-  it("EventLog.readAfter bounds a page by the bytes of its events' data, and always returns the first event", async () => {
+  it("EventLogReader.readAfter bounds a page by the bytes of its events' data, and always returns the first event", async () => {
     const tenant = freshTenant("bytes");
     await seedRoom(tenant, "tasks", "tasks", 10, 10_000);
     const { rows } = await db.query<{ size: number }>(
@@ -124,7 +124,7 @@ describe("slow consumers and bounded replay", function () {
     const size = rows.map((r) => Number(r.size));
     const prisma = createPrisma(TEST_DATABASE_URL);
     try {
-      const log = new EventLog(prisma, prismaSql(prisma));
+      const log = new EventLogReader(prisma, prismaSql(prisma));
       const seqs = async (after: number, limit: number, maxBytes?: number): Promise<number[]> =>
         (await log.readAfter(tenant, "tasks", "tasks", after, limit, maxBytes)).map((e) => e.seq);
       assert.deepEqual(await seqs(0, 500), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);

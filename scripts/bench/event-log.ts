@@ -13,7 +13,8 @@ import { Server } from "socket.io";
 import { io as connectClient, type Socket } from "socket.io-client";
 import { dropDatabase, setupDatabase } from "../../src/db/setup.js";
 import { createPrisma } from "../../src/db/client.js";
-import { EventLog } from "../../src/events/event-log.js";
+import { EventLogReader } from "../../src/events/event-log-reader.js";
+import { EventLogWriter } from "../../src/events/event-log-writer.js";
 import { EventPublisher } from "../../src/events/publisher.js";
 import { roomKey } from "../../src/events/room-key.js";
 import type { Envelope } from "../../src/protocol/events.js";
@@ -67,7 +68,7 @@ const metrics = createMetrics("bench");
 const broadcast = (namespace: string, key: string, envelope: Envelope) => io.of(`/${namespace}`).to(key).emit(envelope.type, envelope);
 const benchLogger = createLogger({ level: "warn", nodeId: "bench", format: "json" });
 const failures = new DependencyStatus(benchLogger, { deadlineMs: 2000, probeIntervalMs: 1000 });
-const logged = new EventPublisher(prisma, new EventLog(prisma, prismaSql(prisma)), broadcast, metrics, benchLogger, { relayAfterMs: 5000, relayIntervalMs: 1000, failures });
+const logged = new EventPublisher(prisma, new EventLogWriter(prismaSql(prisma)), new EventLogReader(prisma, prismaSql(prisma)), broadcast, metrics, benchLogger, { relayAfterMs: 5000, relayIntervalMs: 1000, failures });
 /** The same envelope and broadcast, with sequence numbers from memory and nothing stored. */
 const memorySeq = new Map<string, number>();
 const unlogged = {

@@ -5,7 +5,7 @@
 //
 // It fills a database of its own with `--events` stored events spread evenly over `--rooms` rooms and the last
 // `--days` days (one INSERT … SELECT from generate_series: the fill is not what is measured), then publishes at
-// `--rate` events per second through the real EventLog for 10 s (quiet), then keeps publishing while one
+// `--rate` events per second through the real EventLogWriter for 10 s (quiet), then keeps publishing while one
 // retention pass runs (the real EventRetention.trim with a 7-day age limit and the default 10,000 events per
 // room), then 5 s more. Prints a JSON summary. The database is dropped at the end.
 
@@ -14,7 +14,7 @@ import { Redis } from "ioredis";
 import { createDatabase } from "../../src/db/client.js";
 import { dropDatabase, setupDatabase } from "../../src/db/setup.js";
 import { DependencyStatus } from "../../src/dependencies/status.js";
-import { EventLog } from "../../src/events/event-log.js";
+import { EventLogWriter } from "../../src/events/event-log-writer.js";
 import { EventRetention } from "../../src/events/retention.js";
 import { RedisKeys } from "../../src/jobs/redis-keys.js";
 import { createLogger } from "../../src/observability/logger.js";
@@ -70,7 +70,7 @@ try {
   );
   log(`filled ${size!.rows} events (${(Number(size!.bytes) / 2 ** 20).toFixed(0)} MiB with indexes) in ${((performance.now() - fillStarted) / 1000).toFixed(1)} s`);
 
-  const events = new EventLog(db.prisma, db.sql);
+  const events = new EventLogWriter(db.sql);
   const retention = new EventRetention(db.sql, redis, logger, {
     keys: new RedisKeys(`bench-retention-${process.pid}`),
     failures: status,

@@ -1,11 +1,14 @@
 import { PrismaPg } from "@prisma/adapter-pg";
 import pg from "pg";
 import type { DependencyStatus } from "../dependencies/status.js";
-import { PrismaClient } from "../generated/prisma/client.js";
+import { PrismaClient, type Prisma } from "../generated/prisma/client.js";
 import { pgSql, type Sql } from "./sql.js";
 
 export type { PrismaClient };
-export type { Prisma } from "../generated/prisma/client.js";
+export type { Prisma };
+
+/** A database handle inside a transaction (or the client itself, for single statements). */
+export type Db = Prisma.TransactionClient;
 
 export interface Database {
   prisma: PrismaClient;

@@ -11,8 +11,6 @@ import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { redactUrl } from "../observability/redact.js";
 
-export { redactUrl };
-
 /** Same default as prisma.config.ts. */
 export const DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/switchyard";
 

@@ -1,6 +1,5 @@
 import { createHash } from "node:crypto";
 import pg from "pg";
-import type { Db } from "../events/publisher.js";
 
 /**
  * A plain parameterised SQL query. The hot paths (task state changes, event numbering, replay reads) use
@@ -54,7 +53,15 @@ export function pgSql(pool: pg.Pool): Sql {
   };
 }
 
+/**
+ * What prismaSql needs of a Prisma transaction or client. Structural, so this module stays free of Prisma's types:
+ * the Prisma client (src/db/client.ts) builds on this module, not the other way round.
+ */
+export interface RawQueryRunner {
+  $queryRawUnsafe<T = unknown>(query: string, ...values: unknown[]): Promise<T>;
+}
+
 /** The same interface over a Prisma transaction (or client), for SQL that must join a Prisma transaction. */
-export function prismaSql(db: Db): Sql {
+export function prismaSql(db: RawQueryRunner): Sql {
   return { query: <T extends unknown[]>(text: string, values: readonly unknown[] = []) => db.$queryRawUnsafe<T>(text, ...values) };
 }

@@ -1,4 +1,4 @@
-import type { RedisClient } from "../jobs/redis-connection.js";
+import type { Cluster, Redis } from "ioredis";
 import type pg from "pg";
 import { unavailableDependency, type Dependency } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
@@ -57,7 +57,7 @@ export class DependencyStatus implements FailureReporter {
   ) {}
 
   /** Follows an ioredis client under `name`. It is also the client's `error` listener, so ioredis never prints "Unhandled error event". */
-  watchRedis(client: RedisClient, name: string): void {
+  watchRedis(client: Redis | Cluster, name: string): void {
     // A client that is not ready is reconnecting: its `ready` event will say when it is back.
     const connection = this.connection("redis", name, () => (client.status === "ready" ? client.ping() : undefined));
     client.on("error", (error: Error) => this.down(connection, error));

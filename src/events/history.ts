@@ -2,7 +2,8 @@ import { AppError, CursorExpiredError } from "../errors.js";
 import { decodeCursor, encodeCursor, type CursorPosition } from "../protocol/cursor.js";
 import type { Envelope } from "../protocol/events.js";
 import type { NamespaceName } from "../protocol/namespaces.js";
-import { toEnvelope, type EventLog } from "./event-log.js";
+import { toEnvelope } from "./event-log.js";
+import type { EventLogReader } from "./event-log-reader.js";
 
 /** `after: "0"`: from the room's first stored event. */
 export const FROM_START = "0";
@@ -17,19 +18,19 @@ export function parseAfter(after: string | undefined): CursorPosition | "start" 
 }
 
 /** The position just before the oldest event retention kept in the room (the head itself when none is kept). */
-export async function startOf(log: EventLog, where: { tenantId: string; namespace: NamespaceName; room: string }, head: CursorPosition): Promise<CursorPosition> {
+export async function startOf(log: EventLogReader, where: { tenantId: string; namespace: NamespaceName; room: string }, head: CursorPosition): Promise<CursorPosition> {
   const oldest = await log.oldestSeq(where.tenantId, where.namespace, where.room);
   return { epoch: head.epoch, seq: oldest === null ? head.seq : oldest - 1 };
 }
 
 /**
  * Reads a room's stored events after a cursor, oldest first, up to `limit` and never beyond `head`; with
- * `maxBytes`, also no more event data than that (the first event always comes, see EventLog.readAfter).
+ * `maxBytes`, also no more event data than that (the first event always comes, see EventLogReader.readAfter).
  * A cursor from another epoch of the room, or older than what retention kept, is CURSOR_EXPIRED: the client
  * must reload its state instead of trusting a stream with a hole in it.
  */
 export async function readHistory(
-  log: EventLog,
+  log: EventLogReader,
   where: { tenantId: string; namespace: NamespaceName; room: string },
   head: CursorPosition,
   from: CursorPosition,

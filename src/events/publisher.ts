@@ -1,14 +1,17 @@
 import { randomUUID } from "node:crypto";
-import type { Prisma, PrismaClient } from "../db/client.js";
+import type { Db, PrismaClient } from "../db/client.js";
 import type { FailureReporter } from "../dependencies/status.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { NamespaceName } from "../protocol/namespaces.js";
 import type { Envelope, EventData, EventName, EventNamespaces } from "../protocol/events.js";
-import { targetKey, toEnvelope, type EventLog, type EventTarget, type SequencedEvent } from "./event-log.js";
-import { Params, type StateChangeKind } from "./state-change.js";
+import { toEnvelope, type SequencedEvent } from "./event-log.js";
+import type { EventLogReader } from "./event-log-reader.js";
+import type { EventLogWriter } from "./event-log-writer.js";
+import { insertOutboxEvents, type EventTarget } from "./outbox.js";
+import type { StateChangeKind } from "./state-change.js";
 import type { CursorPosition } from "../protocol/cursor.js";
-import type { Sql } from "../db/sql.js";
+import { prismaSql } from "../db/sql.js";
 import { roomKey } from "./room-key.js";
 
 /** Delivers one envelope to every socket of a room key, on every node (Socket.IO + Redis adapter). */
@@ -42,9 +45,6 @@ interface StoredDraft {
   targets: EventTarget[];
   data: unknown;
 }
-
-/** A database handle inside a transaction (or the client itself, for single statements). */
-export type Db = Prisma.TransactionClient;
 
 /** What a state change's transaction uses to commit its events with it. */
 export interface Outbox {
@@ -85,13 +85,15 @@ export class EventPublisher {
 
   constructor(
     private readonly prisma: PrismaClient,
-    private readonly log: EventLog,
+    private readonly log: EventLogWriter,
+    /** Only for `head`: the domains read a room's position through the publisher they hold. */
+    private readonly reader: EventLogReader,
     private readonly broadcast: Broadcast,
     private readonly metrics: Metrics,
     private readonly logger: Logger,
     private readonly options: EventPublisherOptions,
   ) {
-    // Broadcast in the event log's own flush, in numbering order (see EventLog.onStored); callers only wait.
+    // Broadcast in the event log's own flush, in numbering order (see EventLogWriter.onStored); callers only wait.
     log.onStored((copies) => this.sent.set(copies, this.deliver(copies)));
   }
 
@@ -149,7 +151,7 @@ export class EventPublisher {
         staged: (rows) => ids.push(...rows),
       };
       const value = await work(tx, outbox);
-      const inserted = await stageDrafts(tx, drafts);
+      const inserted = await insertOutboxEvents(prismaSql(tx), drafts);
       let next = 0;
       staged = ids.map((id) => (id === "" ? inserted[next++]! : id));
       return value;
@@ -170,31 +172,9 @@ export class EventPublisher {
     return row;
   }
 
-  /**
-   * The same change inside a caller's transaction (`db`, e.g. a workflow's): made by the same SQL, its events
-   * staged in the outbox, to be numbered once the transaction has committed (pass the ids to `Outbox.staged`).
-   */
-  async stage<C, R>(db: Sql, kind: StateChangeKind<C, R>, change: C): Promise<{ row: R | null; outboxIds: string[] }> {
-    const params = new Params();
-    const ctes = kind.build([change], params.add);
-    const [result] = await db.query<Array<{ row: unknown; outboxIds: string[] }>>(
-      `WITH ${ctes}, staged AS (
-         INSERT INTO "Outbox" ("tenantId", "eventId", "type", "targets", "data", "ts")
-         SELECT tenant, event_id, type, targets, data, ts FROM ${kind.name}_events ORDER BY item, sub
-         RETURNING "id"
-       )
-       -- Ordered as numbers, then cast: "id"::text in the select list would make ORDER BY "id" sort the text, and
-       -- at 999 → 1000 a change's events would be numbered in reverse.
-       SELECT (SELECT row FROM ${kind.name}_rows LIMIT 1) AS row, ARRAY(SELECT "id" FROM staged ORDER BY "id")::text[] AS "outboxIds"`,
-      params.values,
-    );
-    const row = result?.row ?? null;
-    return { row: row === null ? null : kind.parse(row), outboxIds: result?.outboxIds ?? [] };
-  }
-
   /** A room's current position (created at 0 for a room without events yet). */
   head(tenantId: string, namespace: NamespaceName, room: string): Promise<CursorPosition> {
-    return this.log.head(tenantId, namespace, room);
+    return this.reader.head(tenantId, namespace, room);
   }
 
   /** Numbers (and so broadcasts) committed outbox rows, in order. Never throws: what fails stays for the relay. */
@@ -248,23 +228,4 @@ export class EventPublisher {
     }
     return total;
   }
-}
-
-/** Inserts drafted events into the outbox inside the caller's transaction; returns their row ids in order. */
-async function stageDrafts(tx: Db, drafts: StoredDraft[]): Promise<string[]> {
-  if (drafts.length === 0) return [];
-  const eventIds = drafts.map(() => randomUUID());
-  const rows = await tx.$queryRawUnsafe<Array<{ id: bigint | string; eventId: string }>>(
-    `INSERT INTO "Outbox" ("tenantId", "eventId", "type", "targets", "data", "ts")
-     SELECT tenant, event_id, type, string_to_array(targets, chr(10)), data::jsonb, (clock_timestamp() AT TIME ZONE 'UTC')
-     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS t(tenant, event_id, type, targets, data)
-     RETURNING "id", "eventId"`,
-    drafts.map((d) => d.tenantId),
-    eventIds,
-    drafts.map((d) => d.type),
-    drafts.map((d) => d.targets.map(targetKey).join("\n")),
-    drafts.map((d) => JSON.stringify(d.data ?? null)),
-  );
-  const byEvent = new Map(rows.map((row) => [row.eventId, String(row.id)]));
-  return eventIds.map((id) => byEvent.get(id)!);
 }

@@ -1,14 +1,14 @@
 /**
  * A kind of state change that commits in the event log's own statement together with the events announcing it,
  * numbered and stored at once: no outbox row is written, moved and deleted, and concurrent changes of a node are
- * group-committed, one statement per tick, with every other append waiting (see EventLog.write).
+ * group-committed, one statement per tick, with every other append waiting (see EventLogWriter.write).
  *
  * The domain that owns the state (tasks) writes the SQL; the event log composes it into its statement. `build`
  * returns common table expressions (comma-separated, without `WITH`) for a batch of changes, which must define:
  *
  * - `<name>_events (item int, sub int, tenant text, event_id text, type text, data jsonb, ts timestamp, targets text[])`:
  *   the events of each change, `item` its index in `changes`, `sub` its order within the change (0, 1, …, fewer
- *   than MAX_EVENTS_PER_CHANGE), `targets` its rooms as `<namespace>|<room>`;
+ *   than MAX_EVENTS_PER_CHANGE), `targets` its rooms as `<namespace>|<room>` (built with `targetSql`, src/events/outbox.ts);
  * - `<name>_rows (item int, row jsonb)`: the new state of each change that was made (a refused change has none).
  *
  * The SQL text must depend only on the shape of the batch, never on values (they go through `param`), so that

@@ -1,9 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { NAMESPACES, type NamespaceName } from "../protocol/namespaces.js";
-import { WORKER_STATUSES, type WorkerStatus } from "../protocol/events.js";
+import { WORKER_STATUSES, type WorkerStatus } from "../protocol/workers.js";
 import { TASK_STATUSES, type TaskStatus } from "../protocol/tasks.js";
-import type { SlowConsumerReason } from "../realtime/outbound.js";
-import type { ReconcileAction } from "../domains/tasks/reconciler.js";
 import { ERROR_CODES } from "../protocol/errors.js";
 
 /** The hot SQL whose latency is measured: a fixed set, so the label stays bounded. */
@@ -13,17 +11,26 @@ export type DbOperation = (typeof DB_OPERATIONS)[number];
 /** Runs one query and records how long it took under `operation` (whether it succeeded or not). */
 export type QueryTimer = <T>(operation: DbOperation, query: () => Promise<T>) => Promise<T>;
 
-/** For parts built without metrics (tests and scripts that construct an EventLog directly). */
+/** For parts built without metrics (tests and scripts that construct an event log writer or reader directly). */
 export const untimedQuery: QueryTimer = (_operation, query) => query();
 
 /** What the limiters count a refusal as (connections per tenant, REST per tenant, dashboard or worker socket events). */
 export const RATE_LIMIT_KINDS = ["connections", "rest", "socket", "worker"] as const;
 export type RateLimitKind = (typeof RATE_LIMIT_KINDS)[number];
 
-const SLOW_CONSUMER_REASONS: readonly SlowConsumerReason[] = ["read_timeout", "buffer_limit", "catch_up_failed"];
+/**
+ * Why a connection was closed: it read nothing for SLOW_CONSUMER_TIMEOUT_MS while it had data waiting
+ * (`read_timeout`); its unsent data passed HARD_LIMIT_FACTOR times the limit although live events had stopped
+ * (`buffer_limit`: replies and pings of a client that keeps asking and never reads); or what it missed while it was
+ * behind can no longer be sent from the log (`catch_up_failed`: past retention, or more than a replay sends).
+ * Declared here, with the label it becomes, so the realtime layer that closes connections uses the same values.
+ */
+export const SLOW_CONSUMER_REASONS = ["read_timeout", "buffer_limit", "catch_up_failed"] as const;
+export type SlowConsumerReason = (typeof SLOW_CONSUMER_REASONS)[number];
 const WORKER_ROW_STATUSES: readonly WorkerStatus[] = [...WORKER_STATUSES, "offline"];
-/** The reconciler's repairs (workflow_advanced is routine, not a repair, and is not counted). */
-const RECONCILE_ACTIONS: readonly ReconcileAction[] = ["requeued", "job_added", "settled_failed", "settled_completed", "lost"];
+/** The reconciler's repairs, the `action` label (its routine workflow_advanced is not a repair and is not counted). */
+export const RECONCILE_REPAIRS = ["requeued", "job_added", "settled_failed", "settled_completed", "lost"] as const;
+export type ReconcileRepair = (typeof RECONCILE_REPAIRS)[number];
 export const SCHEDULE_DUE_OUTCOMES = ["created", "repeated", "skipped"] as const;
 
 /**
@@ -164,7 +171,7 @@ export function createMetrics(nodeId: string, options: MetricsOptions = {}) {
   for (const state of ["running", "waiting"]) tenantWork.set({ state }, 0);
   if (!tenantLabels) for (const status of TASK_STATUSES) tasks.inc({ status }, 0);
   for (const operation of DB_OPERATIONS) dbQueryDuration.zero({ operation });
-  for (const action of RECONCILE_ACTIONS) reconciled.inc({ action }, 0);
+  for (const action of RECONCILE_REPAIRS) reconciled.inc({ action }, 0);
   for (const code of ERROR_CODES) clientErrors.inc({ code }, 0);
   const scheduleDue = new Counter({
     name: "switchyard_schedule_due_total",

@@ -2,6 +2,7 @@ import type { ErrorBody } from "./errors.js";
 import type { NamespaceName } from "./namespaces.js";
 import type { TaskError, TaskReport, TaskReportReply, TaskRun, TaskRunCancel, TaskRunOutcome, TaskRunProgress, TaskRunReply, TaskStatus, WorkerCredit } from "./tasks.js";
 import type { PoolStatusView, PoolView, ScheduleView, TaskEventView, TaskView, WorkerView, WorkflowStepView, WorkflowView } from "./views.js";
+import type { ReportedWorkerStatus, WorkerStatus } from "./workers.js";
 
 /** What every server → client event carries. `room` is the room as the client named it. */
 export interface Envelope<T = unknown> {
@@ -80,10 +81,6 @@ export interface UnsubscribeRequest {
 export type Ack<T extends object> = (T & { ok: true }) | { ok: false; error: ErrorBody };
 export type SubscribeAck = Ack<{ room: string; cursor: string; replayed?: number }>;
 export type UnsubscribeAck = Ack<{ room: string }>;
-
-export const WORKER_STATUSES = ["idle", "busy", "error", "draining"] as const;
-export type ReportedWorkerStatus = (typeof WORKER_STATUSES)[number];
-export type WorkerStatus = ReportedWorkerStatus | "offline";
 
 export interface WorkerStatusReport {
   status: ReportedWorkerStatus;

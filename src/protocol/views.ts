@@ -1,5 +1,5 @@
 import type { TaskError, TaskStatus } from "./tasks.js";
-import type { WorkerStatus } from "./events.js";
+import type { WorkerStatus } from "./workers.js";
 
 /*
  * Resources as clients see them: REST answers (`{ task }`, `{ pool }`, `{ workflow }`, lists) and the

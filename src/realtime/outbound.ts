@@ -1,7 +1,7 @@
 import type { EventEmitter } from "node:events";
 import { AppError } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
-import type { Metrics } from "../observability/metrics.js";
+import type { Metrics, SlowConsumerReason } from "../observability/metrics.js";
 
 /**
  * The parts of an Engine.IO 6.6 socket (one per client connection, shared by the connection's namespaces) that
@@ -31,14 +31,6 @@ const UNSENT = Symbol("switchyard.unsentBytes");
 const SLOW = Symbol("switchyard.slowConsumer");
 const BEHIND = Symbol("switchyard.behind");
 type Tracked = EngineConnection & { [UNSENT]: number; [SLOW]?: true; [BEHIND]?: true };
-
-/**
- * Why a connection was closed: it read nothing for SLOW_CONSUMER_TIMEOUT_MS while it had data waiting
- * (`read_timeout`); its unsent data passed HARD_LIMIT_FACTOR times the limit although live events had stopped
- * (`buffer_limit`: replies and pings of a client that keeps asking and never reads); or what it missed while it was
- * behind can no longer be sent from the log (`catch_up_failed`: past retention, or more than a replay sends).
- */
-export type SlowConsumerReason = "read_timeout" | "buffer_limit" | "catch_up_failed";
 
 /**
  * A connection behind gets no live events, but replies, replays (which wait for the buffer) and pings are still

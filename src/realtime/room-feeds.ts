@@ -1,6 +1,6 @@
 import type { Namespace } from "socket.io";
 import type { FailureReporter } from "../dependencies/status.js";
-import type { EventLog } from "../events/event-log.js";
+import type { EventLogReader } from "../events/event-log-reader.js";
 import { readHistory } from "../events/history.js";
 import { roomKey } from "../events/room-key.js";
 import type { TenantFairShare } from "../limits/tenant-fair-share.js";
@@ -52,7 +52,7 @@ export class BehindConnections {
 
 export interface RoomFeedsOptions {
   namespace: NamespaceName;
-  eventLog: EventLog;
+  eventLog: EventLogReader;
   fairShare: TenantFairShare;
   outbound: OutboundGuard;
   behind: BehindConnections;

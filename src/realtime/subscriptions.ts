@@ -3,7 +3,7 @@ import type { FailureReporter } from "../dependencies/status.js";
 import type { ResourceDirectory } from "../domains/resources.js";
 import { authorizeRoom } from "../domains/room-access.js";
 import { AppError, CursorExpiredError, InvalidRoomError } from "../errors.js";
-import type { EventLog } from "../events/event-log.js";
+import type { EventLogReader } from "../events/event-log-reader.js";
 import { parseAfter, readHistory, startOf } from "../events/history.js";
 import { roomKey } from "../events/room-key.js";
 import type { Logger } from "../observability/logger.js";
@@ -52,7 +52,7 @@ export function replaySizing(maxSocketBufferBytes: number): ReplaySizing {
 export interface SubscriptionDeps {
   namespace: NamespaceName;
   resources: ResourceDirectory;
-  eventLog: EventLog;
+  eventLog: EventLogReader;
   metrics: Metrics;
   logger: Logger;
   /** Where an unavailable database is recorded (logged once per outage, not once per failed subscribe). */

@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
 import jwt from "jsonwebtoken";
 import { z } from "zod";
-import { parseClusterNodes, type RedisTarget } from "../jobs/redis-connection.js";
+import { parseClusterNodes, type RedisTarget } from "../config.js";
 
 /** The standalone pool worker's configuration: the only reader of process.env and argv in the worker process. */
 export interface WorkerConfig {

@@ -3,7 +3,7 @@ import type { Principal } from "../../auth/principal.js";
 import type { PrismaClient } from "../../db/client.js";
 import { BadRequestError, ConflictError, NotFoundError } from "../../errors.js";
 import type { EventPublisher } from "../../events/publisher.js";
-import type { WorkerStatus } from "../../protocol/events.js";
+import type { WorkerStatus } from "../../protocol/workers.js";
 import { roomNames } from "../../protocol/rooms.js";
 import { storableText } from "../../protocol/schemas.js";
 import type { PoolView, WorkerView } from "../../protocol/views.js";

@@ -4,9 +4,10 @@ import type { FailureReporter } from "../../dependencies/status.js";
 import { ClusterTimer } from "../../jobs/cluster-timer.js";
 import type { JobState, TaskQueues } from "../../jobs/queues.js";
 import type { Logger } from "../../observability/logger.js";
-import type { Metrics } from "../../observability/metrics.js";
+import type { Metrics, ReconcileRepair } from "../../observability/metrics.js";
 import type { WorkflowService } from "../workflows/service.js";
-import type { TaskRow, TaskService } from "./service.js";
+import type { TaskService } from "./service.js";
+import type { TaskRow } from "./view.js";
 import type { RedisKeys } from "../../jobs/redis-keys.js";
 
 export interface ReconcilerOptions {
@@ -23,7 +24,7 @@ export interface ReconcilerOptions {
   maxRequeues: number;
 }
 
-export type ReconcileAction = "requeued" | "job_added" | "settled_failed" | "settled_completed" | "lost" | "workflow_advanced";
+export type ReconcileAction = ReconcileRepair | "workflow_advanced";
 
 /**
  * Makes PostgreSQL (what clients see) and BullMQ (what runs) agree again after a crash or a data loss. One

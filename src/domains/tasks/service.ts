@@ -1,10 +1,11 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
 import type { Principal } from "../../auth/principal.js";
-import type { PrismaClient } from "../../db/client.js";
+import type { Db, PrismaClient } from "../../db/client.js";
 import { prismaSql, type Sql } from "../../db/sql.js";
 import { AppError, BadRequestError, ConflictError, DependencyUnavailableError, ForbiddenError, InvalidStateError, NotFoundError } from "../../errors.js";
-import type { Db, EventPublisher } from "../../events/publisher.js";
+import { stageChange } from "../../events/outbox.js";
+import type { EventPublisher } from "../../events/publisher.js";
 import type { TaskTypeRegistry } from "../../jobs/queues.js";
 import type { Logger } from "../../observability/logger.js";
 import type { Metrics } from "../../observability/metrics.js";
@@ -27,21 +28,8 @@ import type { TaskJobs } from "./jobs.js";
 import { statusesEntered, type TransitionName } from "./state-machine.js";
 import { ProgressCoalescer } from "./progress-coalescer.js";
 import { TASK_WRITES, taskInsert, type TaskChanges, type TransitionGuard, type TransitionResult } from "./store.js";
+import { SubmitTaskSchema, TYPE_PATTERN, type SubmitTaskInput } from "./submission.js";
 import { serializeTask, type TaskRow, type TaskView } from "./view.js";
-
-export { serializeTask, type TaskRow, type TaskView };
-
-const TYPE_PATTERN = /^[A-Za-z0-9_.:-]{1,100}$/;
-
-export const SubmitTaskSchema = z.strictObject({
-  type: z.string().regex(TYPE_PATTERN, "must be 1-100 letters, digits, '_', '.', ':' or '-'"),
-  payload: z.json().optional(),
-  poolId: z.string().regex(ID_PATTERN, "must be a pool id").optional(),
-  priority: z.number().int().min(0).max(100).default(50),
-  maxAttempts: z.number().int().min(1).max(25).default(1),
-  timeoutMs: z.number().int().min(1).max(24 * 3600 * 1000).optional(),
-});
-export type SubmitTaskInput = z.infer<typeof SubmitTaskSchema>;
 
 const isoTime = z.iso.datetime({ offset: true, message: "must be an ISO-8601 time, e.g. 2026-12-07T10:00:00Z" }).transform((value) => new Date(value));
 
@@ -96,8 +84,9 @@ export type TaskFinishedListener = (task: TaskRow) => Promise<void>;
 
 /**
  * Tasks: submission, queries, cancellation, and the one place that applies state changes (`transition`).
- * Every change is one SQL statement that updates the row and writes its event to the outbox, so the change and
- * its event commit together; the event is numbered and broadcast right after.
+ * Every change is one SQL statement that writes the row and its events (in the event log's own statement, or into
+ * the outbox inside a caller's transaction), so the change and its events commit together; they are numbered and
+ * broadcast in that statement or right after the transaction.
  */
 export class TaskService {
   private readonly finishedListeners: TaskFinishedListener[] = [];
@@ -339,13 +328,13 @@ export class TaskService {
   /** Cancellation inside a caller's transaction (workflows); after the commit, record it and stop the tasks' jobs. */
   async cancelIn(db: Db, task: TaskRow, reason: string): Promise<TransitionResult> {
     const write = { op: "transition", tenantId: task.tenantId, taskId: task.id, change: "cancelled", data: cancelChanges(reason), guard: {}, eventExtra: {} } as const;
-    const { row, outboxIds } = await this.metrics.timeQuery("task_write", () => this.events.stage(prismaSql(db), TASK_WRITES, write));
+    const { row, outboxIds } = await this.metrics.timeQuery("task_write", () => stageChange(prismaSql(db), TASK_WRITES, write));
     return { task: row, outboxIds };
   }
 
   /** A new task inside a caller's transaction (workflow steps); after the commit, record it and add its job. */
   async createIn(db: Db, tenantId: string, input: Parameters<typeof taskInsert>[1], extra: Parameters<typeof taskInsert>[2]): Promise<TransitionResult> {
-    const { row, outboxIds } = await this.metrics.timeQuery("task_write", () => this.events.stage(prismaSql(db), TASK_WRITES, taskInsert(tenantId, input, extra)));
+    const { row, outboxIds } = await this.metrics.timeQuery("task_write", () => stageChange(prismaSql(db), TASK_WRITES, taskInsert(tenantId, input, extra)));
     return { task: row, outboxIds };
   }
 

@@ -1,19 +1,19 @@
 import { randomUUID } from "node:crypto";
-import { targetKey } from "../../events/event-log.js";
+import { targetSql } from "../../events/outbox.js";
 import type { StateChangeKind } from "../../events/state-change.js";
 import type { EventName } from "../../protocol/events.js";
 import { roomNames } from "../../protocol/rooms.js";
-import type { SubmitTaskInput } from "./service.js";
+import type { SubmitTaskInput } from "./submission.js";
 import { TRANSITIONS, type TransitionName } from "./state-machine.js";
 import { isoSql, taskEventViewSql, taskRowFromJson, type TaskRow } from "./view.js";
 
 /*
  * The task store: the only SQL that writes task state. A write is a `TaskWrite`, and `TASK_WRITES` turns a
- * batch of them into SQL that the event log runs inside its numbering statement (EventLog.write): the rows are
+ * batch of them into SQL that the event log runs inside its numbering statement (EventLogWriter.write): the rows are
  * inserted or updated, and the events announcing them are built by PostgreSQL from the rows just written and
  * stored and numbered in the same statement, so a change and its events commit together (or not at all), and a
  * node's concurrent task changes share one statement (group commit). Inside a workflow's transaction the same SQL
- * stages the events in the outbox instead (EventPublisher.stage).
+ * stages the events in the outbox instead (stageChange, src/events/outbox.ts).
  *
  * What an event carries: the task without its two unbounded fields, except the one the event is about: the
  * payload in task.created, the result in task.completed (the error, bounded by the report limits, is in every
@@ -23,15 +23,14 @@ import { isoSql, taskEventViewSql, taskRowFromJson, type TaskRow } from "./view.
 
 /** The rooms of a task's event `type`, as event targets built from the row (task.assigned also goes to /pools). */
 function taskTargetsSql(t: string, type: string): string {
-  const literal = (namespace: "tasks" | "pools", room: string) => `'${targetKey({ namespace, room })}'`;
   const targets = [
-    literal("tasks", roomNames.tasks()),
-    `${literal("tasks", roomNames.task(""))} || ${t}."id"`,
-    `${literal("tasks", roomNames.pool(""))} || ${t}."poolId"`,
+    targetSql("tasks", roomNames.tasks()),
+    targetSql("tasks", roomNames.task(""), `${t}."id"`),
+    targetSql("tasks", roomNames.pool(""), `${t}."poolId"`),
   ];
   // Pool dashboards watch assignments too: who took what.
   const assigned: EventName = "task.assigned";
-  return `(ARRAY[${targets.join(", ")}]::text[] || CASE WHEN ${type} = '${assigned}' THEN ARRAY[${literal("pools", roomNames.pool(""))} || ${t}."poolId"] ELSE '{}'::text[] END)`;
+  return `(ARRAY[${targets.join(", ")}]::text[] || CASE WHEN ${type} = '${assigned}' THEN ARRAY[${targetSql("pools", roomNames.pool(""), `${t}."poolId"`)}] ELSE '{}'::text[] END)`;
 }
 
 /** The big field an event of `type` adds to the task's event view: the one it is about. */

@@ -6,7 +6,7 @@ import { parseInput } from "../../domains/validation.js";
 import { principalOf } from "../authenticate.js";
 import { NAMESPACES } from "../../protocol/namespaces.js";
 import { encodeCursor } from "../../protocol/cursor.js";
-import type { EventLog } from "../../events/event-log.js";
+import type { EventLogReader } from "../../events/event-log-reader.js";
 import { parseAfter, readHistory, startOf } from "../../events/history.js";
 
 const HistoryQuery = z.object({
@@ -23,7 +23,7 @@ const HistoryQuery = z.object({
  * request never builds more than about `maxBytes` in the node, whatever the events hold. Its first event is
  * always sent, even one larger than the bound, so a page always moves on.
  */
-export function eventRoutes(log: EventLog, resources: ResourceDirectory, maxBytes: number): Router {
+export function eventRoutes(log: EventLogReader, resources: ResourceDirectory, maxBytes: number): Router {
   const router = Router();
   router.get("/", async (req, res) => {
     const principal = principalOf(res);

@@ -1,5 +1,5 @@
 import { Router } from "express";
-import type { NodeReadings } from "../../observability/node-readings.js";
+import type { NodeReadings } from "../../realtime/node-readings.js";
 import type { NodesResponse } from "../../protocol/nodes.js";
 import { requirePermission } from "../authenticate.js";
 

@@ -2,11 +2,11 @@ import { Router } from "express";
 import { principalOf, requirePermission } from "../authenticate.js";
 import { resourceId } from "./resource-id.js";
 import type { PoolService } from "../../domains/pools/service.js";
-import type { EventLog } from "../../events/event-log.js";
+import type { EventLogReader } from "../../events/event-log-reader.js";
 import { roomNames } from "../../protocol/rooms.js";
 import { readWithHead } from "./resource-head.js";
 
-export function poolRoutes(pools: PoolService, log: EventLog, maxResponseBytes: number): Router {
+export function poolRoutes(pools: PoolService, log: EventLogReader, maxResponseBytes: number): Router {
   const router = Router();
   router.param("id", resourceId("pool"));
   router.post("/", async (req, res) => {

@@ -1,4 +1,4 @@
-import type { EventLog } from "../../events/event-log.js";
+import type { EventLogReader } from "../../events/event-log-reader.js";
 import { encodeCursor } from "../../protocol/cursor.js";
 import type { NamespaceName } from "../../protocol/namespaces.js";
 
@@ -11,7 +11,7 @@ import type { NamespaceName } from "../../protocol/namespaces.js";
  * request for an id that is not the tenant's creates nothing.
  */
 export async function readWithHead<T>(
-  log: EventLog,
+  log: EventLogReader,
   where: { tenantId: string; namespace: NamespaceName; room: string },
   read: () => Promise<T>,
 ): Promise<{ value: T; head: string }> {

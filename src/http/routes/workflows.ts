@@ -2,11 +2,11 @@ import { Router } from "express";
 import { requirePermission } from "../authenticate.js";
 import { resourceId } from "./resource-id.js";
 import type { WorkflowService } from "../../domains/workflows/service.js";
-import type { EventLog } from "../../events/event-log.js";
+import type { EventLogReader } from "../../events/event-log-reader.js";
 import { roomNames } from "../../protocol/rooms.js";
 import { readWithHead } from "./resource-head.js";
 
-export function workflowRoutes(workflows: WorkflowService, log: EventLog, maxResponseBytes: number): Router {
+export function workflowRoutes(workflows: WorkflowService, log: EventLogReader, maxResponseBytes: number): Router {
   const router = Router();
   router.param("id", resourceId("workflow"));
   router.post("/", async (req, res) => {

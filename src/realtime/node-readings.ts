@@ -2,9 +2,9 @@ import type { RedisClient } from "../jobs/redis-connection.js";
 import type { RedisKeys } from "../jobs/redis-keys.js";
 import { NAMESPACES, type NamespaceName } from "../protocol/namespaces.js";
 import type { NodeView } from "../protocol/nodes.js";
-import type { SwitchyardServer } from "../realtime/types.js";
-import type { Logger } from "./logger.js";
-import type { TenantDeliveries } from "./tenant-deliveries.js";
+import type { SwitchyardServer } from "./types.js";
+import type { Logger } from "../observability/logger.js";
+import type { TenantDeliveries } from "../observability/tenant-deliveries.js";
 
 export interface NodeReadingsOptions {
   nodeId: string;

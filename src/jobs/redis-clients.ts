@@ -1,7 +1,8 @@
 import type { RedisOptions } from "ioredis";
-import { connectRedis, type RedisClient, type RedisTarget } from "../jobs/redis-connection.js";
-import { withDeadline } from "./deadline.js";
-import type { DependencyStatus } from "./status.js";
+import type { RedisTarget } from "../config.js";
+import { withDeadline } from "../dependencies/deadline.js";
+import type { DependencyStatus } from "../dependencies/status.js";
+import { connectRedis, type RedisClient } from "./redis-connection.js";
 
 /** What a Redis connection is for; it decides how the connection behaves while Redis is away. */
 export type RedisRole = "commands" | "limits" | "adapter-pub" | "adapter-sub" | "bullmq" | "cancellations" | "revocations";

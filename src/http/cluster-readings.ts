@@ -1,11 +1,11 @@
 import type { PrismaClient } from "../db/client.js";
 import type { Sql } from "../db/sql.js";
 import { countWorkers } from "../domains/pools/workers.js";
-import type { DependencyChecks } from "../http/health.js";
+import type { DependencyChecks } from "./health.js";
 import type { TaskQueues } from "../jobs/queues.js";
-import type { Logger } from "./logger.js";
-import { CachedReading } from "./cached-reading.js";
-import type { ScrapeSources } from "./metrics.js";
+import type { Logger } from "../observability/logger.js";
+import { CachedReading } from "../observability/cached-reading.js";
+import type { ScrapeSources } from "../observability/metrics.js";
 
 export interface ClusterReadingsDeps {
   checks: DependencyChecks;
