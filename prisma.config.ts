@@ -10,10 +10,9 @@ import { defineConfig } from "prisma/config";
 import { PrismaPg } from "@prisma/adapter-pg";
 import { CatalogTypesPool } from "./scripts/prisma-cli-pool.js";
 
-// Same default as src/db/setup.ts. Set in process.env (not just used locally) so that the
-// schema's `url = env("DATABASE_URL")` resolves too.
-process.env.DATABASE_URL ??= "postgresql://postgres@127.0.0.1:5432/switchyard";
-const databaseUrl = process.env.DATABASE_URL;
+// Same default as src/db/setup.ts. The schema's datasource has no URL of its own (see prisma/schema.prisma):
+// this adapter is the CLI's only way to the database.
+const databaseUrl = process.env.DATABASE_URL || "postgresql://postgres@127.0.0.1:5432/switchyard";
 
 export default defineConfig({
   experimental: { adapter: true },

@@ -1,6 +1,6 @@
 /**
  * Custom task handlers for a standalone pool worker:
- *   WORKER_TOKEN=... npm run worker -- --pool <poolId> --handlers examples/handlers.ts
+ *   WORKER_TOKEN=... npm run worker -- --handlers examples/handlers.ts      (the token names the pool)
  * Each export of `handlers` is a task type; the worker registers the types with the server, so
  * `POST /api/v1/tasks { "type": "resize-image", "poolId": "<poolId>" }` is accepted for that pool.
  */

@@ -13,8 +13,8 @@
 # a new, empty server there would cut the node off from the data and the cluster it is meant to join.
 #
 # Says what it did, one line per service ("redis: started redis-server on 127.0.0.1:6379",
-# "redis: running at 127.0.0.1:6379"); exits 1 with one line per service that is still missing, saying
-# what to do about it.
+# "redis: running at 127.0.0.1:6379"); while it waits, says for what and how long (on stderr, then every 10 s);
+# exits 1 with one line per service that is still missing, saying what to do about it.
 set -euo pipefail
 
 readonly DEFAULT_DATABASE_URL='postgresql://postgres@127.0.0.1:5432/switchyard'
@@ -226,7 +226,24 @@ if ((!redis_ok && redis_own)); then
   start_redis || redis_can_wait=0
 fi
 
+# What is still awaited, e.g. "redis at 127.0.0.1:6399 (REDIS_URL)": said before and while waiting, so that a
+# dependency that never comes does not look like a hung start.
+awaited() {
+  local what=''
+  if ((!pg_ok && pg_can_wait)); then
+    what="postgresql at $pg_host:$pg_port (DATABASE_URL)"
+  fi
+  if ((!redis_ok && redis_can_wait)); then
+    local name=redis var=REDIS_URL
+    [[ -n $cluster_nodes ]] && name='redis cluster' && var=REDIS_CLUSTER_NODES
+    what+="${what:+ and }$name at $redis_host:$redis_port ($var)"
+  fi
+  printf '%s' "$what"
+}
+
 deadline=$((SECONDS + timeout_s))
+next_note=$SECONDS
+noted=0
 while true; do
   ((pg_ok)) || ! ((pg_can_wait)) || { pg_up && pg_ok=1; } || true
   ((redis_ok)) || ! ((redis_can_wait)) || { redis_up && redis_ok=1; } || true
@@ -234,6 +251,15 @@ while true; do
     break
   fi
   ((SECONDS < deadline)) || break
+  if ((SECONDS >= next_note)); then
+    if ((noted)); then
+      echo "ensure-services: still waiting for $(awaited), $((deadline - SECONDS))s left" >&2
+    else
+      echo "ensure-services: waiting up to ${timeout_s}s (ENSURE_SERVICES_TIMEOUT) for $(awaited)" >&2
+      noted=1
+    fi
+    next_note=$((SECONDS + 10))
+  fi
   sleep 1
 done
 

@@ -24,7 +24,8 @@ environment:
   SWITCHYARD_URL  the server (default ${DEFAULT_URL}), or a comma-separated list of nodes to move through
   TOKEN           a JWT allowed to read the namespace, e.g. TOKEN=$(npm run -s token -- --tenant acme)
 output: one line per event (local time, type, room, cursor, summary) on stdout; colours on a terminal
-unless NO_COLOR is set; connection changes on stderr`;
+unless NO_COLOR is set; connection changes on stderr. npm run -s watch keeps npm's own "> switchyard watch"
+lines off stdout (e.g. for > events.log)`;
 
 /** socket.io-client's connect_error: `data` is the server's refusal (a token code), `description` a transport's cause. */
 interface ConnectError extends Error {
@@ -122,8 +123,9 @@ client.onSubscribed((_room, { replayed, cursor }) => {
 });
 client.onReset((name, reason) => note(`${name}: its history could not be continued (${reason}); the events in between are not shown`));
 // The client reports failed connection attempts here too; while disconnected the handlers above speak for them.
+// Until the first subscribe is answered, its refusal is reported (and exited on) where it is awaited below.
 client.onError((error) => {
-  if (client.socket.connected) note(error.message);
+  if (client.socket.connected && subscribed) note(error.message);
 });
 
 process.stdout.on("error", () => exit(0)); // the reader went away (e.g. `| head`)

@@ -41,7 +41,7 @@ import { HubPools } from "./worker/hub-pools.js";
 import { PoolAutoscaler } from "./domains/pools/autoscaler.js";
 import { TenantRunningSlots } from "./jobs/tenant-running-slots.js";
 import { createHttpApp } from "./http/app.js";
-import { dependencyChecks } from "./http/health.js";
+import { dependencyChecks, type DependencyChecks } from "./http/health.js";
 import { clusterReadings } from "./http/cluster-readings.js";
 import { createLogger, type Logger } from "./observability/logger.js";
 import { redactUrl } from "./observability/redact.js";
@@ -81,6 +81,8 @@ const SCHEDULE_CONCURRENCY = 50;
  */
 export class App {
   readonly logger: Logger;
+  /** The Redis and PostgreSQL checks behind /ready (and main.ts's word at start on what is not ready). */
+  readonly checks: DependencyChecks;
   private readonly httpServer: HttpServer;
   private readonly stopHooks: Array<() => Promise<unknown>> = [];
   private readonly startHooks: Array<() => Promise<unknown>> = [];
@@ -203,7 +205,8 @@ export class App {
     );
     const taskJobs = new TaskJobs(prisma, redis, queues, keys, status, { backoffMs: config.tasks.backoffMs });
     const tasks = new TaskService(prisma, sql, resources, taskJobs, taskTypes, events, this.logger, metrics);
-    metrics.readAtScrape(clusterReadings({ checks: dependencyChecks(redis, prisma, deadlineMs, status), prisma, sql, queues, deadlineMs, logger: this.logger }));
+    this.checks = dependencyChecks(redis, prisma, deadlineMs, status);
+    metrics.readAtScrape(clusterReadings({ checks: this.checks, prisma, sql, queues, deadlineMs, logger: this.logger }));
     const workflows = new WorkflowService(prisma, tasks, events, this.logger);
     // Every node fires schedules: its worker on the schedule queue takes due times of every tenant.
     const schedules = new ScheduleService(prisma, tasks, events, new ScheduleFiring(redis, keys, deadlineMs), redis, this.logger, metrics, {

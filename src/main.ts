@@ -50,9 +50,26 @@ process.on("unhandledRejection", (reason) => app.logger.error({ err: reason }, "
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
 process.on("SIGINT", () => void shutdown("SIGINT"));
 
+/**
+ * "switchyard listening" alone reads as "all is well" even when Redis or PostgreSQL is down (the node starts anyway,
+ * so that it serves once they are back instead of crash-looping): say at once what is not ready. DependencyStatus
+ * says "… available again" when it is back.
+ */
+async function reportReadiness(): Promise<void> {
+  const [redis, postgres] = await Promise.all([app.checks.redis(), app.checks.postgres()]);
+  const down = [...(redis === "ok" ? [] : ["redis"]), ...(postgres === "ok" ? [] : ["postgresql"])];
+  if (down.length === 0 || stopping) return;
+  const them = down.length > 1 ? "them" : "it";
+  app.logger.warn(
+    { unavailable: down },
+    `listening, but not ready: ${down.join(" and ")} unavailable; /ready answers 503, and requests that need ${them} get 503 UNAVAILABLE, until ${down.length > 1 ? "they answer" : "it answers"}`,
+  );
+}
+
 try {
   await app.start();
 } catch (error) {
   app.logger.fatal({ err: error }, "could not start");
   process.exit(1);
 }
+await reportReadiness();

@@ -189,12 +189,18 @@ describe("terminal watcher: npm run watch", function () {
     }
   });
 
-  it("exits 1 with the server's code when the room is refused", async () => {
+  it("exits 1 with the server's code, said once, when the room is refused or unknown", async () => {
     const server = await sharedServer();
-    const token = mintToken({ tenant: freshTenant(), permissions: ["pools:read"] });
-    const watcher = watch(["tasks", "tasks"], { SWITCHYARD_URL: server.url, TOKEN: token });
-    assert.equal(await watcher.exited, 1);
-    assert.match(watcher.stderr(), /subscribe tasks: FORBIDDEN/);
+    const tenant = freshTenant();
+    for (const [args, permissions, refusal] of [
+      [["tasks", "tasks"], ["pools:read"], /subscribe tasks: FORBIDDEN/g],
+      [["tasks", "task:no-such-task"], ["tasks:read"], /subscribe task:no-such-task: NOT_FOUND/g],
+    ] as const) {
+      const watcher = watch([...args], { SWITCHYARD_URL: server.url, TOKEN: mintToken({ tenant, permissions: [...permissions] }) });
+      assert.equal(await watcher.exited, 1);
+      assert.equal(watcher.stderr().match(refusal)?.length, 1, watcher.stderr());
+      assert.equal(watcher.stdout(), "");
+    }
   });
 
   it("exits 1 naming the URL when nothing listens there", async () => {

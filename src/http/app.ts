@@ -54,7 +54,10 @@ export function createHttpApp(deps: HttpAppDeps): Express {
   });
   // Every response carries X-Request-Id (the caller's when it sent a sane one) and the access line names it.
   // Successful requests are logged at debug (a busy node answers thousands a second), refusals at info,
-  // failures at error.
+  // failures at error. A 503 is a dependency that is down (or a node shutting down), logged once where it is
+  // found (DependencyStatus), not a fault of this request: a warning. pino-http stands in an Error of its own
+  // ("failed with status code …", with its own stack) for a failure it only knows by its status: that stack says
+  // nothing, and the real error, when there is one, is logged by the error middleware.
   app.use(
     pinoHttp({
       logger: deps.logger,
@@ -63,7 +66,14 @@ export function createHttpApp(deps: HttpAppDeps): Express {
         res.setHeader("X-Request-Id", id);
         return id;
       },
-      customLogLevel: (_req, res, error) => (error || res.statusCode >= 500 ? "error" : res.statusCode >= 400 ? "info" : "debug"),
+      customLogLevel: (_req, res, error) =>
+        error ? "error" : res.statusCode === 503 ? "warn" : res.statusCode >= 500 ? "error" : res.statusCode >= 400 ? "info" : "debug",
+      customErrorMessage: (_req, res, error) => (isStatusStandIn(error, res.statusCode) ? "request completed" : "request errored"),
+      customErrorObject: (_req, res, error, fields: Record<string, unknown>) => {
+        if (!isStatusStandIn(error, res.statusCode)) return fields;
+        const { err: _standIn, ...rest } = fields;
+        return rest;
+      },
       customAttributeKeys: { reqId: "reqId" },
       // The request id, method, URL and status are enough to follow a request; headers would log tokens.
       serializers: {
@@ -97,4 +107,9 @@ export function createHttpApp(deps: HttpAppDeps): Express {
   app.use(notFoundHandler);
   app.use(errorHandler(deps.logger, deps.metrics, deps.failures));
   return app;
+}
+
+/** pino-http's own Error for a response that failed by its status alone (no error was thrown or emitted). */
+function isStatusStandIn(error: Error, statusCode: number): boolean {
+  return error.message === `failed with status code ${statusCode}`;
 }
