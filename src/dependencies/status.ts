@@ -36,6 +36,9 @@ interface Connection {
   probing: NodeJS.Timeout | undefined;
 }
 
+/** How often a connection marked down while its driver says it is connected is asked whether it answers again. */
+const PROBE_INTERVAL_MS = 1000;
+
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -53,7 +56,7 @@ export class DependencyStatus implements FailureReporter {
 
   constructor(
     private readonly logger: Logger,
-    private readonly options: { deadlineMs: number; probeIntervalMs: number },
+    private readonly options: { deadlineMs: number },
   ) {}
 
   /** Follows an ioredis client under `name`. It is also the client's `error` listener, so ioredis never prints "Unhandled error event". */
@@ -142,7 +145,7 @@ export class DependencyStatus implements FailureReporter {
       ).finally(() => {
         inFlight = false;
       });
-    }, this.options.probeIntervalMs);
+    }, PROBE_INTERVAL_MS);
     connection.probing.unref();
   }
 

@@ -57,10 +57,13 @@ export interface Outbox {
 export interface EventPublisherOptions {
   /** Outbox rows older than this were left by a node that died (or lost the database): any node relays them. */
   relayAfterMs: number;
-  /** How often each node looks for such rows. */
-  relayIntervalMs: number;
   /** Where a failed relay is reported (an outage is logged once, not once per interval). */
   failures: FailureReporter;
+}
+
+/** How often each node looks for outbox rows to relay: twice per relayAfterMs, between 250 ms and 1 s. */
+function relayIntervalFor(relayAfterMs: number): number {
+  return Math.max(250, Math.min(1000, Math.floor(relayAfterMs / 2)));
 }
 
 function stored<K extends EventName>(draft: EventDraft<K>): StoredDraft {
@@ -218,7 +221,7 @@ export class EventPublisher {
 
   /** Starts relaying orphaned outbox rows (every node does; they never wait for each other). */
   startRelay(): void {
-    this.relayTimer = setInterval(() => void this.relayOrphans(), this.options.relayIntervalMs);
+    this.relayTimer = setInterval(() => void this.relayOrphans(), relayIntervalFor(this.options.relayAfterMs));
     this.relayTimer.unref();
   }
 

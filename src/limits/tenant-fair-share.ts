@@ -1,5 +1,8 @@
 import { AppError } from "../errors.js";
 
+/** Requests of one tenant waiting for its turn on one node at most; beyond, 429 (they would only wait longer). */
+export const MAX_WAITING_REQUESTS_PER_TENANT = 1000;
+
 /** One piece of work waiting for its tenant's turn: starts it. */
 type Waiter = () => void;
 

@@ -9,9 +9,10 @@ import type { TenantDeliveries } from "./tenant-deliveries.js";
 export interface NodeReadingsOptions {
   nodeId: string;
   version: string;
-  /** How often the node publishes its reading; a reading lives for TTL_INTERVALS of these. */
-  intervalMs: number;
 }
+
+/** How often each node publishes its reading for GET /api/v1/nodes; a reading lives for TTL_INTERVALS of these. */
+const INTERVAL_MS = 2000;
 
 /** A reading not renewed for this many intervals is gone: its node stopped or died. */
 const TTL_INTERVALS = 3;
@@ -61,12 +62,12 @@ export class NodeReadings {
   ) {}
 
   private get ttlMs(): number {
-    return this.options.intervalMs * TTL_INTERVALS;
+    return INTERVAL_MS * TTL_INTERVALS;
   }
 
   start(): void {
     void this.publish();
-    this.timer = setInterval(() => void this.publish(), this.options.intervalMs);
+    this.timer = setInterval(() => void this.publish(), INTERVAL_MS);
     this.timer.unref();
   }
 

@@ -5,13 +5,15 @@ import { builtinHandlers } from "./handlers.js";
 import { PoolWorker, type PoolWorkerOptions } from "./pool-worker.js";
 
 export interface EmbeddedWorkersOptions
-  extends Pick<PoolWorkerOptions, "connection" | "keys" | "reporter" | "logger" | "failures" | "concurrency" | "backoffMs" | "lockDurationMs" | "stalledIntervalMs" | "maxPayloadBytes"> {
+  extends Pick<PoolWorkerOptions, "connection" | "keys" | "reporter" | "logger" | "failures" | "concurrency" | "backoffMs" | "lockDurationMs" | "maxPayloadBytes"> {
   nodeId: string;
   /** Plain command client, for the tenant registry. */
   redis: RedisClient;
   cancellations: CancellationListener;
-  syncIntervalMs: number;
 }
+
+/** How often a node reads the set of tenants other nodes saw, to serve their default pools too. */
+const SYNC_INTERVAL_MS = 2000;
 
 /**
  * The worker inside the server process (EMBEDDED_WORKER=true): runs the built-in handlers for every tenant's
@@ -27,7 +29,7 @@ export class EmbeddedWorkers {
 
   async start(): Promise<void> {
     await this.sync();
-    this.timer = setInterval(() => void this.sync(), this.options.syncIntervalMs);
+    this.timer = setInterval(() => void this.sync(), SYNC_INTERVAL_MS);
     this.timer.unref();
   }
 

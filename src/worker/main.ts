@@ -185,7 +185,7 @@ socket.on("session.revoked", () => {
 });
 
 // Redis outages (direct mode) are logged once per connection when they start and once when they end, not per retry.
-const dependencies = new DependencyStatus(logger, { deadlineMs: config.dependencyTimeoutMs, probeIntervalMs: 1000 });
+const dependencies = new DependencyStatus(logger, { deadlineMs: config.dependencyTimeoutMs });
 /** Where jobs come from: the hub (over the socket) or BullMQ (direct); what the shutdown and the status need of it. */
 interface JobSource {
   readonly busy: boolean;
@@ -228,7 +228,6 @@ function directSource(redis: NonNullable<WorkerConfig["redis"]>): JobSource {
     concurrency: config.concurrency,
     backoffMs: config.backoffMs,
     lockDurationMs: config.lockDurationMs,
-    stalledIntervalMs: Math.max(1000, Math.floor(config.lockDurationMs / 2)),
     maxPayloadBytes: () => maxPayloadBytes,
   });
   cancellations.add(worker);

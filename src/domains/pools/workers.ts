@@ -22,10 +22,6 @@ export interface WorkerServiceOptions {
   /** Told to workers in `worker.welcome`, so that they never send a report the node would drop them for. */
   maxPayloadBytes: number;
   disconnectGraceMs: number;
-  /** How often each node looks for workers whose presence expired. */
-  sweepIntervalMs: number;
-  /** Pool aggregates are published at most this often per pool and node. */
-  aggregateDelayMs: number;
   /** Where failed sweeps and aggregates are reported (an outage is logged once, not once per sweep). */
   failures: FailureReporter;
   /** Told of each heartbeat: whether it wrote (presence and the database) or was absorbed (see HeartbeatWrites). */
@@ -41,6 +37,11 @@ function statusEvent(tenantId: string, row: Parameters<typeof serializeWorker>[0
     data: { poolId: row.poolId, worker: serializeWorker(row), previous: previous as WorkerStatus | null },
   };
 }
+
+/** How often each node looks for workers whose presence expired at most (more often with a shorter heartbeat timeout). */
+const MAX_SWEEP_INTERVAL_MS = 1000;
+/** Pool aggregates are published at most this often per pool and node. */
+const AGGREGATE_DELAY_MS = 500;
 
 /** Shortens a worker's presence to the grace period, but only if it still belongs to the closing connection. */
 const RELEASE_PRESENCE = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end return 0`;
@@ -191,7 +192,7 @@ export class WorkerService {
   }
 
   start(): void {
-    this.sweeper = setInterval(() => void this.sweep(), this.options.sweepIntervalMs);
+    this.sweeper = setInterval(() => void this.sweep(), Math.min(MAX_SWEEP_INTERVAL_MS, this.options.heartbeatTimeoutMs));
     this.sweeper.unref();
   }
 
@@ -290,7 +291,7 @@ export class WorkerService {
       void this.publishAggregate(tenantId, poolId).catch((error: unknown) =>
         this.options.failures.report(error, "pool aggregate failed", { poolId }),
       );
-    }, this.options.aggregateDelayMs);
+    }, AGGREGATE_DELAY_MS);
     timer.unref();
     this.aggregateTimers.set(key, timer);
   }

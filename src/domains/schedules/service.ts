@@ -125,9 +125,10 @@ export interface ScheduleServiceOptions {
   failures: FailureReporter;
   /** How often one node compares the schedules with BullMQ's job schedulers and repairs the difference. */
   reconcileIntervalMs: number;
-  /** Due times one node's worker handles at once. */
-  concurrency: number;
 }
+
+/** Due times one node turns into tasks at once: each is one group-committed insert and the job it adds. */
+const SCHEDULE_CONCURRENCY = 50;
 
 /**
  * Recurring tasks. A schedule is a row (with its template) and, while it is not paused, a BullMQ job scheduler on
@@ -157,7 +158,7 @@ export class ScheduleService {
 
   /** Starts this node's worker on the schedule queue, the periodic reconciliation, and one reconciliation now. */
   start(workerConnection: RedisClient): void {
-    this.firing.startWorker(workerConnection, (data, dueAt) => this.fire(data, dueAt), { concurrency: this.options.concurrency, failures: this.options.failures });
+    this.firing.startWorker(workerConnection, (data, dueAt) => this.fire(data, dueAt), { concurrency: SCHEDULE_CONCURRENCY, failures: this.options.failures });
     this.timer.start();
     void this.reconcile().catch((error: unknown) => this.options.failures.report(error, "schedule reconciliation failed; retrying next interval"));
   }
