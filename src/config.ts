@@ -2,14 +2,15 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { z } from "zod";
-import { parseClusterNodes, type RedisTarget } from "./jobs/redis-connection.js";
+import { DEFAULT_DATABASE_URL } from "./db/setup.js";
+import type { RedisTarget } from "./jobs/redis-connection.js";
 import { DEFAULT_MAX_PAYLOAD_BYTES } from "./protocol/tasks.js";
+import { logFormat, positiveInt, redisTarget, SharedEnv, urlString } from "./settings.js";
 
 /** The only reader of process.env for the server: everything else receives a validated Config. */
 export interface Config {
   port: number;
   host: string;
-  redisUrl: string;
   /** Every Redis connection is made from this: REDIS_URL, or the Redis Cluster of REDIS_CLUSTER_NODES. */
   redis: RedisTarget;
   /** Prefix for every Redis key and channel this deployment uses (adapter, queues, presence). */
@@ -110,29 +111,12 @@ const booleanString = z
   .enum(["true", "false", "1", "0", "yes", "no"], { message: "must be true or false" })
   .transform((v) => v === "true" || v === "1" || v === "yes");
 const port = z.coerce.number({ message: "must be a number" }).int().min(0).max(65535);
-const positiveInt = z.coerce.number({ message: "must be a number" }).int().positive();
-const url = (protocols: string[]) =>
-  z.string().refine(
-    (value) => {
-      try {
-        return protocols.includes(new URL(value).protocol);
-      } catch {
-        return false;
-      }
-    },
-    { message: `must be a URL (${protocols.join(" or ")})` },
-  );
 
 const EnvSchema = z.object({
   PORT: port.default(3000),
   HOST: z.string().min(1).default("0.0.0.0"),
-  REDIS_URL: url(["redis:", "rediss:"]).default("redis://127.0.0.1:6379"),
-  REDIS_CLUSTER_NODES: z.string().optional(),
-  REDIS_PREFIX: z
-    .string()
-    .regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be 1-64 letters, digits, '_', '.' or '-'")
-    .default("switchyard"),
-  DATABASE_URL: url(["postgresql:", "postgres:"]).default("postgresql://postgres@127.0.0.1:5432/switchyard"),
+  ...SharedEnv,
+  DATABASE_URL: urlString(["postgresql:", "postgres:"]).default(DEFAULT_DATABASE_URL),
   JWT_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
   JWT_PUBLIC_KEY: z.string().optional(),
   JWT_ISSUER: z.string().min(1).optional(),
@@ -142,9 +126,6 @@ const EnvSchema = z.object({
   TLS_CERT_FILE: z.string().min(1).optional(),
   TLS_KEY_FILE: z.string().min(1).optional(),
   EMBEDDED_WORKER: booleanString.default(true),
-  NODE_ENV: z.string().optional(),
-  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
-  LOG_FORMAT: z.enum(["json", "pretty"]).optional(),
   MAX_PAYLOAD_BYTES: positiveInt.default(DEFAULT_MAX_PAYLOAD_BYTES),
   MAX_ROOMS_PER_SOCKET: positiveInt.default(1000),
   MAX_REVOCATIONS_PER_TENANT: positiveInt.default(10_000),
@@ -162,12 +143,9 @@ const EnvSchema = z.object({
   CONNECT_TIMEOUT_MS: positiveInt.default(5_000),
   JWT_CLOCK_TOLERANCE_S: z.coerce.number({ message: "must be a number" }).int().min(0).max(3600).default(5),
   JWT_MAX_LIFETIME_S: positiveInt.default(30 * 24 * 3600),
-  DEPENDENCY_TIMEOUT_MS: positiveInt.default(2_000),
   METRICS_TENANT_LABELS: booleanString.default(false),
   METRICS_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(10_000),
-  TASK_BACKOFF_MS: positiveInt.default(1_000),
-  TASK_LOCK_MS: positiveInt.default(30_000),
   WORKER_CONCURRENCY: positiveInt.default(32),
   RECONCILE_INTERVAL_MS: positiveInt.default(15_000),
   AUTOSCALE_INTERVAL_MS: positiveInt.default(5_000),
@@ -237,20 +215,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (e.WORKER_HEARTBEAT_INTERVAL_MS >= e.WORKER_HEARTBEAT_TIMEOUT_MS) {
     problems.push("WORKER_HEARTBEAT_TIMEOUT_MS: must be larger than WORKER_HEARTBEAT_INTERVAL_MS, or workers flap offline");
   }
-  let clusterNodes: RedisTarget["clusterNodes"];
-  try {
-    clusterNodes = parseClusterNodes(e.REDIS_CLUSTER_NODES);
-  } catch (error) {
-    problems.push(`REDIS_CLUSTER_NODES: ${(error as Error).message} (expected host:port,host:port,...)`);
-  }
+  const redis = redisTarget(e.REDIS_URL, e.REDIS_CLUSTER_NODES, problems);
   if (problems.length > 0) throw new ConfigError(problems);
 
   const generatedSecret = !e.JWT_SECRET && !publicKey;
   return {
     port: e.PORT,
     host: e.HOST,
-    redisUrl: e.REDIS_URL,
-    redis: { url: e.REDIS_URL, clusterNodes },
+    redis,
     redisPrefix: e.REDIS_PREFIX,
     databaseUrl: e.DATABASE_URL,
     jwt: {
@@ -268,8 +240,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     embeddedWorker: e.EMBEDDED_WORKER,
     production,
     logLevel: e.LOG_LEVEL,
-    // Readable lines for a person at a terminal in development; JSON for production and for anything piped.
-    logFormat: e.LOG_FORMAT ?? (production || !process.stdout.isTTY ? "json" : "pretty"),
+    logFormat: logFormat(e.LOG_FORMAT, e.NODE_ENV),
     limits: {
       maxPayloadBytes: e.MAX_PAYLOAD_BYTES,
       maxRoomsPerSocket: e.MAX_ROOMS_PER_SOCKET,

@@ -1,0 +1,56 @@
+import { z } from "zod";
+import { parseClusterNodes, type RedisTarget } from "./jobs/redis-connection.js";
+
+/**
+ * The settings the server (config.ts) and the standalone worker (worker/config.ts) both read, each parsed here
+ * once, so that one variable means the same, with the same default, in either process.
+ */
+
+export const positiveInt = z.coerce.number({ message: "must be a number" }).int().positive();
+
+/** A string that parses as a URL of one of `protocols` (with their colon: "redis:"). */
+export const urlString = (protocols: string[]) =>
+  z.string().refine(
+    (value) => {
+      try {
+        return protocols.includes(new URL(value).protocol);
+      } catch {
+        return false;
+      }
+    },
+    { message: `must be a URL (${protocols.join(" or ")})` },
+  );
+
+const REDIS_PROTOCOLS = ["redis:", "rediss:"];
+
+export const SharedEnv = {
+  // Validated by redisTarget(): a hub-mode worker never reads it, so a wrong one there is nobody's problem.
+  REDIS_URL: z.string().default("redis://127.0.0.1:6379"),
+  REDIS_CLUSTER_NODES: z.string().optional(),
+  REDIS_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be 1-64 letters, digits, '_', '.' or '-'")
+    .default("switchyard"),
+  TASK_LOCK_MS: positiveInt.default(30_000),
+  TASK_BACKOFF_MS: positiveInt.default(1_000),
+  DEPENDENCY_TIMEOUT_MS: positiveInt.default(2_000),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  LOG_FORMAT: z.enum(["json", "pretty"]).optional(),
+  NODE_ENV: z.string().optional(),
+};
+
+/** REDIS_URL and REDIS_CLUSTER_NODES as one target; a bad value adds its line to `problems`. */
+export function redisTarget(url: string, clusterNodes: string | undefined, problems: string[]): RedisTarget {
+  if (!urlString(REDIS_PROTOCOLS).safeParse(url).success) problems.push(`REDIS_URL: must be a URL (${REDIS_PROTOCOLS.join(" or ")})`);
+  try {
+    return { url, clusterNodes: parseClusterNodes(clusterNodes) };
+  } catch (error) {
+    problems.push(`REDIS_CLUSTER_NODES: ${(error as Error).message} (expected host:port,host:port,...)`);
+    return { url, clusterNodes: undefined };
+  }
+}
+
+/** LOG_FORMAT, or by default readable lines for a person at a terminal in development; JSON for production and for anything piped. */
+export function logFormat(format: "json" | "pretty" | undefined, nodeEnv: string | undefined): "json" | "pretty" {
+  return format ?? (nodeEnv === "production" || !process.stdout.isTTY ? "json" : "pretty");
+}
