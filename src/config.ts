@@ -5,7 +5,7 @@ import { z } from "zod";
 import { DEFAULT_DATABASE_URL } from "./db/setup.js";
 import type { RedisTarget } from "./jobs/redis-connection.js";
 import { DEFAULT_MAX_PAYLOAD_BYTES } from "./protocol/tasks.js";
-import { logFormat, positiveInt, redisTarget, SharedEnv, urlString } from "./settings.js";
+import { logFormat, positiveInt, problemLines, RedisEnv, SharedEnv, urlString } from "./settings.js";
 
 /** The only reader of process.env for the server: everything else receives a validated Config. */
 export interface Config {
@@ -115,6 +115,7 @@ const port = z.coerce.number({ message: "must be a number" }).int().min(0).max(6
 const EnvSchema = z.object({
   PORT: port.default(3000),
   HOST: z.string().min(1).default("0.0.0.0"),
+  ...RedisEnv,
   ...SharedEnv,
   DATABASE_URL: urlString(["postgresql:", "postgres:"]).default(DEFAULT_DATABASE_URL),
   JWT_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
@@ -184,8 +185,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ""));
   const parsed = EnvSchema.safeParse(present);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`);
-    throw new ConfigError(problems);
+    throw new ConfigError(problemLines(parsed.error));
   }
   const e = parsed.data;
   const problems: string[] = [];
@@ -215,14 +215,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (e.WORKER_HEARTBEAT_INTERVAL_MS >= e.WORKER_HEARTBEAT_TIMEOUT_MS) {
     problems.push("WORKER_HEARTBEAT_TIMEOUT_MS: must be larger than WORKER_HEARTBEAT_INTERVAL_MS, or workers flap offline");
   }
-  const redis = redisTarget(e.REDIS_URL, e.REDIS_CLUSTER_NODES, problems);
   if (problems.length > 0) throw new ConfigError(problems);
 
   const generatedSecret = !e.JWT_SECRET && !publicKey;
   return {
     port: e.PORT,
     host: e.HOST,
-    redis,
+    redis: { url: e.REDIS_URL, clusterNodes: e.REDIS_CLUSTER_NODES },
     redisPrefix: e.REDIS_PREFIX,
     databaseUrl: e.DATABASE_URL,
     jwt: {

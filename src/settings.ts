@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { parseClusterNodes, type RedisTarget } from "./jobs/redis-connection.js";
+import { parseClusterNodes } from "./jobs/redis-connection.js";
 
 /**
  * The settings the server (config.ts) and the standalone worker (worker/config.ts) both read, each parsed here
@@ -21,12 +21,23 @@ export const urlString = (protocols: string[]) =>
     { message: `must be a URL (${protocols.join(" or ")})` },
   );
 
-const REDIS_PROTOCOLS = ["redis:", "rediss:"];
+/** Where Redis is (a RedisTarget): apart from SharedEnv, because a hub-mode worker never reads them. */
+export const RedisEnv = {
+  REDIS_URL: urlString(["redis:", "rediss:"]).default("redis://127.0.0.1:6379"),
+  REDIS_CLUSTER_NODES: z
+    .string()
+    .optional()
+    .transform((value, ctx) => {
+      try {
+        return parseClusterNodes(value);
+      } catch (error) {
+        ctx.addIssue({ code: "custom", message: `${(error as Error).message} (expected host:port,host:port,...)` });
+        return z.NEVER;
+      }
+    }),
+};
 
 export const SharedEnv = {
-  // Validated by redisTarget(): a hub-mode worker never reads it, so a wrong one there is nobody's problem.
-  REDIS_URL: z.string().default("redis://127.0.0.1:6379"),
-  REDIS_CLUSTER_NODES: z.string().optional(),
   REDIS_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be 1-64 letters, digits, '_', '.' or '-'")
@@ -39,15 +50,9 @@ export const SharedEnv = {
   NODE_ENV: z.string().optional(),
 };
 
-/** REDIS_URL and REDIS_CLUSTER_NODES as one target; a bad value adds its line to `problems`. */
-export function redisTarget(url: string, clusterNodes: string | undefined, problems: string[]): RedisTarget {
-  if (!urlString(REDIS_PROTOCOLS).safeParse(url).success) problems.push(`REDIS_URL: must be a URL (${REDIS_PROTOCOLS.join(" or ")})`);
-  try {
-    return { url, clusterNodes: parseClusterNodes(clusterNodes) };
-  } catch (error) {
-    problems.push(`REDIS_CLUSTER_NODES: ${(error as Error).message} (expected host:port,host:port,...)`);
-    return { url, clusterNodes: undefined };
-  }
+/** One line per bad variable, as both processes report them: `VARIABLE: what is wrong`. */
+export function problemLines(error: z.ZodError): string[] {
+  return error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`);
 }
 
 /** LOG_FORMAT, or by default readable lines for a person at a terminal in development; JSON for production and for anything piped. */

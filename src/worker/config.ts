@@ -2,7 +2,7 @@ import { parseArgs } from "node:util";
 import jwt from "jsonwebtoken";
 import { z } from "zod";
 import type { RedisTarget } from "../jobs/redis-connection.js";
-import { logFormat, positiveInt, redisTarget, SharedEnv } from "../settings.js";
+import { logFormat, positiveInt, problemLines, RedisEnv, SharedEnv } from "../settings.js";
 
 /** The standalone pool worker's configuration: the only reader of process.env and argv in the worker process. */
 export interface WorkerConfig {
@@ -57,12 +57,17 @@ export function loadWorkerConfig(argv: string[] = process.argv.slice(2), env: No
   });
   const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
   const parsed = EnvSchema.safeParse(present);
-  if (!parsed.success) throw new WorkerConfigError(parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`));
+  if (!parsed.success) throw new WorkerConfigError(problemLines(parsed.error));
   const e = parsed.data;
 
   const mode = values.direct === true ? "direct" : e.WORKER_MODE;
   // A hub-mode worker does not read Redis settings at all: a wrong one there is nobody's problem.
-  const redis: RedisTarget | undefined = mode === "direct" ? redisTarget(e.REDIS_URL, e.REDIS_CLUSTER_NODES, problems) : undefined;
+  let redis: RedisTarget | undefined;
+  if (mode === "direct") {
+    const target = z.object(RedisEnv).safeParse(present);
+    if (target.success) redis = { url: target.data.REDIS_URL, clusterNodes: target.data.REDIS_CLUSTER_NODES };
+    else problems.push(...problemLines(target.error));
+  }
   // The worker does not verify its own token (the server does); it reads the claims to know its queue.
   const claims = jwt.decode(e.WORKER_TOKEN) as { tenant_id?: unknown; pool_id?: unknown; permissions?: unknown } | null;
   const tenantId = typeof claims?.tenant_id === "string" ? claims.tenant_id : undefined;
