@@ -1,4 +1,4 @@
-import { AppError } from "../errors.js";
+import { RateLimitedError } from "../errors.js";
 
 /** Requests of one tenant waiting for its turn on one node at most; beyond, 429 (they would only wait longer). */
 export const MAX_WAITING_REQUESTS_PER_TENANT = 1000;
@@ -54,7 +54,7 @@ export class TenantFairShare {
     }
     const queue = this.queues.get(tenantId) ?? [];
     if (bounded && queue.length >= this.maxWaitingPerTenant) {
-      throw new AppError("RATE_LIMITED", `this tenant has ${this.maxWaitingPerTenant} requests waiting on this node already; retry shortly`, 429);
+      throw new RateLimitedError(`this tenant has ${this.maxWaitingPerTenant} requests waiting on this node already; retry shortly`);
     }
     return new Promise<void>((resolve) => {
       queue.push(resolve);

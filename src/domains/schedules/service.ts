@@ -177,7 +177,7 @@ export class ScheduleService {
       // The same refusal, its fields named where they are in this body.
       if (error instanceof AppError && Array.isArray(error.details)) {
         const details = (error.details as Array<{ field: string; message: string }>).map((d) => ({ ...d, field: `task.${d.field}` }));
-        throw new AppError(error.code, error.message, error.status, details);
+        throw error.withDetails(details);
       }
       throw error;
     }
