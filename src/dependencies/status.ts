@@ -3,6 +3,7 @@ import type pg from "pg";
 import { unavailableDependency, type Dependency } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
 import { withDeadline } from "./deadline.js";
+import { every, type Periodic } from "../every.js";
 
 /** Where failed calls are told, so that an outage is logged once however many calls it fails. */
 export interface FailureReporter {
@@ -33,7 +34,7 @@ interface Connection {
    * reports the comeback itself (ioredis emits `ready` after a reconnect).
    */
   probe: () => Promise<unknown> | undefined;
-  probing: NodeJS.Timeout | undefined;
+  probing: Periodic | undefined;
 }
 
 /** How often a connection marked down while its driver says it is connected is asked whether it answers again. */
@@ -133,24 +134,20 @@ export class DependencyStatus implements FailureReporter {
 
   private startProbing(connection: Connection): void {
     if (connection.probing) return;
-    let inFlight = false;
-    connection.probing = setInterval(() => {
-      if (inFlight) return;
-      const answer = connection.probe();
-      if (!answer) return;
-      inFlight = true;
-      withDeadline(answer, this.options.deadlineMs, connection.dependency).then(
-        () => this.up(connection),
-        () => undefined,
-      ).finally(() => {
-        inFlight = false;
-      });
-    }, PROBE_INTERVAL_MS);
-    connection.probing.unref();
+    connection.probing = every(
+      PROBE_INTERVAL_MS,
+      () => {
+        const answer = connection.probe();
+        if (!answer) return;
+        return withDeadline(answer, this.options.deadlineMs, connection.dependency).then(() => this.up(connection));
+      },
+      // Still down: the outage is logged already, and the next probe asks again.
+      { name: `${connection.name} probe`, onError: () => undefined },
+    );
   }
 
   private stopProbing(connection: Connection): void {
-    clearInterval(connection.probing);
+    connection.probing?.stop();
     connection.probing = undefined;
   }
 }

@@ -7,6 +7,7 @@ import type { RedisKeys } from "../jobs/redis-keys.js";
 import type { Logger } from "../observability/logger.js";
 import { RevokeRequestSchema } from "../protocol/revocations.js";
 import { parseInput } from "./validation.js";
+import { every, type Periodic } from "../every.js";
 
 export interface TokenRevocationOptions {
   /**
@@ -44,7 +45,7 @@ const FOLLOW_PAGE = 1000;
 export class TokenRevocations {
   readonly list = new RevocationList();
   private readonly listeners: Array<(revocation: Revocation) => void> = [];
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Periodic | undefined;
   /** The id of the last stream entry this node read; undefined before the first read. */
   private lastId: string | undefined;
   private following: Promise<void> | undefined;
@@ -121,8 +122,7 @@ export class TokenRevocations {
     clearTimeout(waiting);
     await this.loadLegacy();
     await this.follow();
-    this.timer = setInterval(() => void this.follow(), FOLLOW_INTERVAL_MS);
-    this.timer.unref();
+    this.timer = every(FOLLOW_INTERVAL_MS, () => this.follow(), { name: "revocation follow", logger: this.logger });
   }
 
   /**
@@ -137,7 +137,7 @@ export class TokenRevocations {
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.timer);
+    this.timer?.stop();
     await this.subscriber.quit().catch(() => undefined);
   }
 

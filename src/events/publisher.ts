@@ -10,6 +10,7 @@ import { Params, type StateChangeKind } from "./state-change.js";
 import type { CursorPosition } from "../protocol/cursor.js";
 import type { Sql } from "../db/sql.js";
 import { roomKey } from "./room-key.js";
+import { every, type Periodic } from "../every.js";
 
 /** Delivers one envelope to every socket of a room key, on every node (Socket.IO + Redis adapter). */
 export type Broadcast = (namespace: NamespaceName, roomKey: string, envelope: Envelope) => void;
@@ -83,7 +84,7 @@ function stored<K extends EventName>(draft: EventDraft<K>): StoredDraft {
  * event without its change; they are numbered and broadcast only after the commit.
  */
 export class EventPublisher {
-  private relayTimer: NodeJS.Timeout | undefined;
+  private relayTimer: Periodic | undefined;
   private relaying = false;
 
   constructor(
@@ -221,12 +222,11 @@ export class EventPublisher {
 
   /** Starts relaying orphaned outbox rows (every node does; they never wait for each other). */
   startRelay(): void {
-    this.relayTimer = setInterval(() => void this.relayOrphans(), relayIntervalFor(this.options.relayAfterMs));
-    this.relayTimer.unref();
+    this.relayTimer = every(relayIntervalFor(this.options.relayAfterMs), () => this.relayOrphans(), { name: "outbox relay", logger: this.logger });
   }
 
   stopRelay(): void {
-    clearInterval(this.relayTimer);
+    this.relayTimer?.stop();
   }
 
   async relayOrphans(): Promise<number> {

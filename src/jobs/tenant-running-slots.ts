@@ -1,6 +1,7 @@
 import type { Result } from "ioredis";
 import type { RedisClient } from "./redis-connection.js";
 import type { RedisKeys } from "./redis-keys.js";
+import { every } from "../every.js";
 
 /**
  * Takes a running slot of a tenant (KEYS[1] its running tasks, KEYS[2] the limit; ARGV task id, slot ttl ms).
@@ -85,11 +86,10 @@ export class TenantRunningSlots {
       await abortableDelay(Math.min(MAX_WAIT_MS, 20 * 2 ** attempt), signal);
     }
     // Renewal failures are left to the lease: a Redis that is away cannot be told anything, and the slot lapses.
-    const timer = setInterval(() => void take().catch(() => undefined), Math.max(100, Math.floor(this.ttlMs / 3)));
-    timer.unref();
+    const renewal = every(Math.max(100, Math.floor(this.ttlMs / 3)), take, { name: "running slot renewal", onError: () => undefined });
     return {
       release: async () => {
-        clearInterval(timer);
+        renewal.stop();
         await this.redis.zrem(running, taskId).catch(() => undefined);
       },
     };

@@ -3,6 +3,7 @@ import type { Result } from "ioredis";
 import type { RedisClient } from "../jobs/redis-connection.js";
 import type { RedisKeys } from "../jobs/redis-keys.js";
 import type { Logger } from "../observability/logger.js";
+import { every, type Periodic } from "../every.js";
 
 /**
  * Admits one more connection of a tenant if the cluster-wide total stays within the limit.
@@ -78,7 +79,7 @@ export class TenantConnections {
   private readonly local = new Map<string, number>();
   /** Per process, not per NODE_ID: a node restarted under the same id must not inherit its former life's counts. */
   private readonly instance: string;
-  private timer: NodeJS.Timeout | undefined;
+  private heartbeats: Periodic | undefined;
   private lastWarning = 0;
 
   constructor(
@@ -97,13 +98,12 @@ export class TenantConnections {
   }
 
   start(): void {
-    this.timer = setInterval(() => void this.heartbeat(), Math.max(100, Math.floor(this.options.liveForMs / 3)));
-    this.timer.unref();
+    this.heartbeats = every(Math.max(100, Math.floor(this.options.liveForMs / 3)), () => this.heartbeat(), { name: "connection count heartbeat", logger: this.logger });
   }
 
   /** Stops counting this node: its sockets are closed by now, so this only tidies up. */
   async stop(): Promise<void> {
-    clearInterval(this.timer);
+    this.heartbeats?.stop();
     const pipeline = this.redis.pipeline();
     for (const tenantId of this.local.keys()) pipeline.hdel(this.keys.connections(tenantId), this.instance);
     pipeline.zrem(this.keys.connectionNodes, this.instance);

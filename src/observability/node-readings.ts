@@ -5,6 +5,7 @@ import type { NodeView } from "../protocol/nodes.js";
 import type { SwitchyardServer } from "../realtime/types.js";
 import type { Logger } from "./logger.js";
 import type { TenantDeliveries } from "./tenant-deliveries.js";
+import { every, type Periodic } from "../every.js";
 
 export interface NodeReadingsOptions {
   nodeId: string;
@@ -45,7 +46,7 @@ interface TenantReading {
  * intervals: a node that dies disappears by itself, one that stops withdraws at once.
  */
 export class NodeReadings {
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Periodic | undefined;
   private readonly startedAt = new Date().toISOString();
   private lastAt = Date.now();
   /** The tenants this node wrote a reading for last time: one that has no socket left is withdrawn. */
@@ -67,13 +68,12 @@ export class NodeReadings {
 
   start(): void {
     void this.publish();
-    this.timer = setInterval(() => void this.publish(), INTERVAL_MS);
-    this.timer.unref();
+    this.timer = every(INTERVAL_MS, () => this.publish(), { name: "node reading", logger: this.logger });
   }
 
   /** Stops publishing and withdraws this node's readings. */
   async stop(): Promise<void> {
-    clearInterval(this.timer);
+    this.timer?.stop();
     this.timer = undefined;
     const pipeline = this.redis.pipeline().del(this.keys.nodeReading(this.options.nodeId)).srem(this.keys.nodeIndex, this.options.nodeId);
     for (const tenantId of this.written) pipeline.hdel(this.keys.tenantNodeReadings(tenantId), this.options.nodeId);

@@ -13,6 +13,7 @@ import type { RedisKeys } from "../../jobs/redis-keys.js";
 import type { FailureReporter } from "../../dependencies/status.js";
 import { PresenceAgreement, type PresenceState } from "./presence-agreement.js";
 import { HeartbeatWrites } from "./heartbeat-writes.js";
+import { every, type Periodic } from "../../every.js";
 
 export interface WorkerServiceOptions {
   keys: RedisKeys;
@@ -58,7 +59,7 @@ const RELEASE_PRESENCE = `if redis.call("GET", KEYS[1]) == ARGV[1] then return r
  * heartbeats in the database, so it never announces a live worker offline (see PresenceAgreement).
  */
 export class WorkerService {
-  private sweeper: NodeJS.Timeout | undefined;
+  private sweeper: Periodic | undefined;
   private readonly aggregateTimers = new Map<string, NodeJS.Timeout>();
   private readonly agreement: PresenceAgreement;
   /**
@@ -192,12 +193,11 @@ export class WorkerService {
   }
 
   start(): void {
-    this.sweeper = setInterval(() => void this.sweep(), Math.min(MAX_SWEEP_INTERVAL_MS, this.options.heartbeatTimeoutMs));
-    this.sweeper.unref();
+    this.sweeper = every(Math.min(MAX_SWEEP_INTERVAL_MS, this.options.heartbeatTimeoutMs), () => this.sweep(), { name: "worker presence sweep", logger: this.logger });
   }
 
   stop(): void {
-    clearInterval(this.sweeper);
+    this.sweeper?.stop();
     for (const timer of this.aggregateTimers.values()) clearTimeout(timer);
     this.aggregateTimers.clear();
   }
