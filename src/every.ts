@@ -1,4 +1,7 @@
-import type { Logger } from "./observability/logger.js";
+/** What a failed run is logged with: a pino Logger is one. */
+export interface WarnLogger {
+  warn(fields: Record<string, unknown>, message: string): void;
+}
 
 export type EveryOptions = {
   /** Names the task in the line a failed run logs. */
@@ -6,7 +9,7 @@ export type EveryOptions = {
   /** False for a timer that must keep the process alive (a hub-mode worker's heartbeat); by default none holds up an exit. */
   unref?: boolean;
 } & (
-  | { logger: Pick<Logger, "warn"> }
+  | { logger: WarnLogger }
   /** Told of a failed run instead of a log line: for work whose failures are reported elsewhere, or lapse on their own. */
   | { onError: (error: unknown) => void }
 );
