@@ -1,7 +1,8 @@
 // `npm start`'s preparation (the `prestart` script; `--build-only` for `npm run worker`), in the order that fails fastest:
 //   1. the configuration, validated before anything else (a bad variable fails in well under a second);
 //   2. scripts/ensure-services.sh (this machine's own PostgreSQL and Redis, when they are installed but down);
-//   3. `prisma generate` when the schema is newer than the generated client, and `tsc` (incremental) to dist/;
+//   3. `prisma generate` when the schema is newer than the generated client, and `tsc` (incremental) to dist/ with
+//      the files it does not emit (scripts/build-assets.ts);
 //      the browser console bundled into dist/console/ when a source of it is newer (not for the worker);
 //   4. the database created when missing and pending migrations applied (none: one query).
 // Production images skip all of this: they are built once and run `node dist/main.js` after `npm run migrate`.
@@ -11,6 +12,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { ConfigError, loadConfig, type Config } from "../src/config.js";
 import { errorMessage, redactUrl, setupDatabase } from "../src/db/setup.js";
+import { copyAssets } from "./build-assets.js";
 import { buildConsole, consoleIsStale } from "./build-console.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -47,6 +49,7 @@ if (!existsSync(generated) || statSync(generated).mtimeMs < statSync(schema).mti
   step("prisma client generated", bin("prisma"), ["generate"]);
 }
 step("compiled to dist/", bin("tsc"), ["-p", path.join(root, "tsconfig.build.json")]);
+copyAssets();
 
 // In this process (esbuild is an API): an unchanged console costs a few stat calls, a rebuild about 0.3 s.
 if (!buildOnly && consoleIsStale()) {

@@ -14,6 +14,7 @@ import type { FailureReporter } from "../../dependencies/status.js";
 import { PresenceAgreement, type PresenceState } from "./presence-agreement.js";
 import { HeartbeatWrites } from "./heartbeat-writes.js";
 import { every, type Periodic } from "../../every.js";
+import { defineScripts } from "../../jobs/lua.js";
 
 export interface WorkerServiceOptions {
   keys: RedisKeys;
@@ -44,8 +45,6 @@ const MAX_SWEEP_INTERVAL_MS = 1000;
 /** Pool aggregates are published at most this often per pool and node. */
 const AGGREGATE_DELAY_MS = 500;
 
-/** Shortens a worker's presence to the grace period, but only if it still belongs to the closing connection. */
-const RELEASE_PRESENCE = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end return 0`;
 
 /**
  * Pool worker presence and status. Presence lives in Redis, not in one node's memory: a key per worker whose
@@ -80,6 +79,7 @@ export class WorkerService {
     private readonly logger: Logger,
     private readonly options: WorkerServiceOptions,
   ) {
+    defineScripts(redis);
     this.agreement = new PresenceAgreement(logger, options.heartbeatTimeoutMs);
     this.silenceMs = 2 * options.heartbeatIntervalMs;
     // Half the interval: the database's witness is then never older than 1.5 intervals for a live worker,
@@ -189,7 +189,8 @@ export class WorkerService {
   /** The worker's connection to this node closed: it has the grace period to come back (to any node). */
   async disconnected(tenantId: string, workerId: string, connectionId: string): Promise<void> {
     this.heartbeats.forget(`${tenantId}|${workerId}`, connectionId);
-    await this.redis.eval(RELEASE_PRESENCE, 1, this.presenceKey(tenantId, workerId), connectionId, String(this.options.disconnectGraceMs));
+    // Only if the presence still belongs to the closing connection: another may have taken it over meanwhile.
+    await this.redis.releasePresence(this.presenceKey(tenantId, workerId), connectionId, this.options.disconnectGraceMs);
   }
 
   start(): void {
