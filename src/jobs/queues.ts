@@ -106,11 +106,10 @@ export class TaskQueues {
     if (jobs.length === 0) return [];
     const pipeline = this.connection.pipeline();
     for (const job of jobs) {
-      const queueKey = this.keys.queue(job.tenantId, job.poolId);
       const jobKey = this.keys.job(job.tenantId, job.poolId, job.id);
       pipeline.exists(jobKey);
-      pipeline.zscore(`${queueKey}:completed`, job.id);
-      pipeline.zscore(`${queueKey}:failed`, job.id);
+      pipeline.zscore(this.keys.queueKey(job.tenantId, job.poolId, "completed"), job.id);
+      pipeline.zscore(this.keys.queueKey(job.tenantId, job.poolId, "failed"), job.id);
       pipeline.hmget(jobKey, "returnvalue", "failedReason");
     }
     const replies = (await pipeline.exec()) ?? [];
@@ -223,10 +222,7 @@ export class TaskQueues {
   async waitingTotal(pools: ReadonlyArray<{ tenantId: string; poolId: string }>): Promise<number> {
     let total = 0;
     for (let start = 0; start < pools.length; start += POOLS_PER_COUNT_SCRIPT) {
-      const keys = pools.slice(start, start + POOLS_PER_COUNT_SCRIPT).flatMap(({ tenantId, poolId }) => {
-        const queueKey = this.keys.queue(tenantId, poolId);
-        return WAITING_STATES.map((state) => `${queueKey}:${state}`);
-      });
+      const keys = pools.slice(start, start + POOLS_PER_COUNT_SCRIPT).flatMap(({ tenantId, poolId }) => WAITING_STATES.map((state) => this.keys.queueKey(tenantId, poolId, state)));
       total += await this.connection.sumWaiting(keys.length, ...keys);
     }
     return total;
