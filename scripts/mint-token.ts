@@ -10,6 +10,7 @@ import { parseArgs } from "node:util";
 import jwt from "jsonwebtoken";
 import { isPermission, TENANT_ID_PATTERN } from "../src/protocol/permissions.js";
 import { DEV_SECRET_FILE, readDevSecret } from "../src/auth/dev-secret.js";
+import { JWT_MAX_LIFETIME_S } from "../src/settings.js";
 
 const usage =
   "usage: npm run token -- --tenant <id> [--permissions p1,p2] [--sub <id>] [--ttl <seconds>] [--pool <poolId>] [--jti <id>]\n" +
@@ -43,9 +44,10 @@ const unknown = permissions.filter((p) => !isPermission(p));
 if (unknown.length > 0) die(`unknown permission(s): ${unknown.join(", ")}`);
 const ttl = Number(values.ttl);
 if (!Number.isInteger(ttl) || ttl <= 0) die("--ttl must be a positive number of seconds");
-// The same default as the server's: a token it would refuse with CLAIMS_INVALID is better not minted at all.
-const maxLifetime = Number(process.env.JWT_MAX_LIFETIME_S || 30 * 24 * 3600);
-if (Number.isInteger(maxLifetime) && maxLifetime > 0 && ttl > maxLifetime) die(`--ttl must be at most JWT_MAX_LIFETIME_S (${maxLifetime} s)`);
+// Read as the server reads it: a token it would refuse with CLAIMS_INVALID is better not minted at all. A bad value
+// is the server's to refuse.
+const maxLifetime = JWT_MAX_LIFETIME_S.safeParse(process.env.JWT_MAX_LIFETIME_S || undefined);
+if (maxLifetime.success && ttl > maxLifetime.data) die(`--ttl must be at most JWT_MAX_LIFETIME_S (${maxLifetime.data} s)`);
 const jti = values.jti ?? randomUUID();
 if (jti.length === 0 || jti.length > 256) die("--jti must be 1-256 characters");
 if (permissions.includes("pools:work") && !values.pool) die("a pools:work token needs --pool <poolId>");

@@ -5,7 +5,7 @@ import { z } from "zod";
 import { DEFAULT_DATABASE_URL } from "./db/setup.js";
 import type { RedisTarget } from "./jobs/redis-connection.js";
 import { DEFAULT_MAX_PAYLOAD_BYTES } from "./protocol/tasks.js";
-import { logFormat, positiveInt, problemLines, RedisEnv, SharedEnv, urlString } from "./settings.js";
+import { JWT_MAX_LIFETIME_S, logFormat, positiveInt, problemLines, RedisEnv, SharedEnv, urlString } from "./settings.js";
 
 /** The only reader of process.env for the server: everything else receives a validated Config. */
 export interface Config {
@@ -143,7 +143,7 @@ const EnvSchema = z.object({
   WORKER_EVENTS_PER_SECOND: positiveInt.default(5_000),
   CONNECT_TIMEOUT_MS: positiveInt.default(5_000),
   JWT_CLOCK_TOLERANCE_S: z.coerce.number({ message: "must be a number" }).int().min(0).max(3600).default(5),
-  JWT_MAX_LIFETIME_S: positiveInt.default(30 * 24 * 3600),
+  JWT_MAX_LIFETIME_S,
   METRICS_TENANT_LABELS: booleanString.default(false),
   METRICS_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(10_000),

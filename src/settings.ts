@@ -37,6 +37,9 @@ export const RedisEnv = {
     }),
 };
 
+/** Longest accepted token lifetime: the server refuses longer ones, and `npm run token` does not mint them. */
+export const JWT_MAX_LIFETIME_S = positiveInt.default(30 * 24 * 3600);
+
 export const SharedEnv = {
   REDIS_PREFIX: z
     .string()
