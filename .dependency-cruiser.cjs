@@ -14,8 +14,8 @@ const LAYERS = [
   },
   {
     name: "foundation",
-    path: "^src/(config|errors)[.]ts$",
-    why: "the validated configuration and the error vocabulary every layer above speaks; they know only the protocol",
+    path: "^src/(config|settings|errors|every)[.]ts$",
+    why: "the validated configuration (with the settings the server and the worker share), the error vocabulary and the periodic-task helper every layer above uses; they know only the protocol",
   },
   {
     name: "observability",
@@ -49,8 +49,8 @@ const LAYERS = [
   },
   {
     name: "root",
-    path: "^src/(app|main|migrate)[.]ts$",
-    why: "the composition root: the only place that knows every part and wires them together",
+    path: "^src/((app|main|migrate)[.]ts$|wiring/)",
+    why: "the composition root (app.ts, with one wiring function per domain in wiring/): the only place that knows every part and wires them together",
   },
 ];
 

@@ -10,20 +10,12 @@ import { parseArgs } from "node:util";
 import jwt from "jsonwebtoken";
 import { isPermission, TENANT_ID_PATTERN } from "../src/protocol/permissions.js";
 import { DEV_SECRET_FILE, readDevSecret } from "../src/auth/dev-secret.js";
-
-/** Seconds a token lives without --ttl: an hour, enough to try things out; workers and consoles ask for longer. */
-const DEFAULT_TTL_S = 3600;
-/** The server's default JWT_MAX_LIFETIME_S (src/config.ts). */
-const DEFAULT_MAX_LIFETIME_S = 30 * 24 * 3600;
+import { JWT_MAX_LIFETIME_S } from "../src/settings.js";
 
 const usage =
   "usage: npm run token -- --tenant <id> [--permissions p1,p2] [--sub <id>] [--ttl <seconds>] [--pool <poolId>] [--jti <id>]\n" +
-  "  --permissions  default admin\n" +
-  `  --ttl          lifetime in seconds, default ${DEFAULT_TTL_S} (1 h); at most JWT_MAX_LIFETIME_S (default ${DEFAULT_MAX_LIFETIME_S} = 30 days),\n` +
-  "                 since the server refuses longer-lived tokens\n" +
-  "  --pool         the pool of a pools:work (worker) token\n" +
-  "signs with JWT_SECRET, or JWT_PRIVATE_KEY for RS256 (without either: the key a development node left in .switchyard/);\n" +
-  "JWT_ISSUER/JWT_AUDIENCE are added when set. The token alone goes to stdout: TOKEN=$(npm run -s token -- --tenant acme)";
+  "       (signs with JWT_SECRET, or JWT_PRIVATE_KEY for RS256; JWT_ISSUER/JWT_AUDIENCE are added when set;\n" +
+  "        --ttl at most JWT_MAX_LIFETIME_S, default 2592000 = 30 days: the server refuses longer-lived tokens)";
 
 function die(message: string): never {
   process.stderr.write(`${message}\n${usage}\n`);
@@ -35,7 +27,7 @@ const { values } = parseArgs({
     tenant: { type: "string" },
     permissions: { type: "string", default: "admin" },
     sub: { type: "string" },
-    ttl: { type: "string", default: String(DEFAULT_TTL_S) },
+    ttl: { type: "string", default: "3600" },
     pool: { type: "string" },
     jti: { type: "string" },
     help: { type: "boolean", short: "h" },
@@ -52,9 +44,10 @@ const unknown = permissions.filter((p) => !isPermission(p));
 if (unknown.length > 0) die(`unknown permission(s): ${unknown.join(", ")}`);
 const ttl = Number(values.ttl);
 if (!Number.isInteger(ttl) || ttl <= 0) die("--ttl must be a positive number of seconds");
-// The same default as the server's: a token it would refuse with CLAIMS_INVALID is better not minted at all.
-const maxLifetime = Number(process.env.JWT_MAX_LIFETIME_S || DEFAULT_MAX_LIFETIME_S);
-if (Number.isInteger(maxLifetime) && maxLifetime > 0 && ttl > maxLifetime) die(`--ttl must be at most JWT_MAX_LIFETIME_S (${maxLifetime} s)`);
+// Read as the server reads it: a token it would refuse with CLAIMS_INVALID is better not minted at all. A bad value
+// is the server's to refuse.
+const maxLifetime = JWT_MAX_LIFETIME_S.safeParse(process.env.JWT_MAX_LIFETIME_S || undefined);
+if (maxLifetime.success && ttl > maxLifetime.data) die(`--ttl must be at most JWT_MAX_LIFETIME_S (${maxLifetime.data} s)`);
 const jti = values.jti ?? randomUUID();
 if (jti.length === 0 || jti.length > 256) die("--jti must be 1-256 characters");
 if (permissions.includes("pools:work") && !values.pool) die("a pools:work token needs --pool <poolId>");

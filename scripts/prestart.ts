@@ -1,8 +1,9 @@
 // `npm start`'s preparation (the `prestart` script; `--build-only` for `npm run worker`), in the order that fails fastest:
 //   1. the configuration, validated before anything else (a bad variable fails in well under a second);
 //   2. scripts/ensure-services.sh (this machine's own PostgreSQL and Redis, when they are installed but down);
-//   3. `prisma generate` when the schema is newer than the generated client, and `tsc` (incremental) to dist/ when
-//      a source or a compiler setting is newer than the last build;
+//   3. `prisma generate` when the schema is newer than the generated client, and `tsc` (incremental) to dist/, with
+//      the files it does not emit (scripts/build-assets.ts), when a source or a compiler setting is newer than the
+//      last build;
 //      the browser console bundled into dist/console/ when a source of it is newer (not for the worker);
 //   4. the database created when missing and pending migrations applied (none: one query).
 // Production images skip all of this: they are built once and run `node dist/main.js` after `npm run migrate`.
@@ -13,6 +14,7 @@ import { fileURLToPath } from "node:url";
 import { ConfigError, loadConfig, type Config } from "../src/config.js";
 import { errorMessage, setupDatabase } from "../src/db/setup.js";
 import { redactUrl } from "../src/observability/redact.js";
+import { copyAssets } from "./build-assets.js";
 import { buildConsole, consoleIsStale } from "./build-console.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -68,6 +70,7 @@ function distIsStale(): boolean {
 }
 if (distIsStale()) {
   step("compiled to dist/", bin("tsc"), ["-p", path.join(root, "tsconfig.build.json")]);
+  copyAssets();
   // tsc leaves its build info alone when no output changed (a file saved without a change): mark the check done.
   const now = new Date();
   if (existsSync(buildInfo)) utimesSync(buildInfo, now, now);

@@ -3,22 +3,12 @@ import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { z } from "zod";
 import { DEFAULT_MAX_PAYLOAD_BYTES } from "./protocol/tasks.js";
-
-/**
- * Where Redis is: every connection of a process is made from this, so one setting moves all of them. Part of the
- * configuration (the server's and the standalone worker's), so it is declared here, below the Redis plumbing.
- */
-export interface RedisTarget {
-  url: string;
-  /** Set in cluster mode: the seed nodes; ioredis discovers the rest of the cluster from them. */
-  clusterNodes?: ReadonlyArray<{ host: string; port: number }>;
-}
+import { DEFAULT_DATABASE_URL, JWT_MAX_LIFETIME_S, logFormat, positiveInt, problemLines, RedisEnv, SharedEnv, urlString, type RedisTarget } from "./settings.js";
 
 /** The only reader of process.env for the server: everything else receives a validated Config. */
 export interface Config {
   port: number;
   host: string;
-  redisUrl: string;
   /** Every Redis connection is made from this: REDIS_URL, or the Redis Cluster of REDIS_CLUSTER_NODES. */
   redis: RedisTarget;
   /** Prefix for every Redis key and channel this deployment uses (adapter, queues, presence). */
@@ -119,29 +109,13 @@ const booleanString = z
   .enum(["true", "false", "1", "0", "yes", "no"], { message: "must be true or false" })
   .transform((v) => v === "true" || v === "1" || v === "yes");
 const port = z.coerce.number({ message: "must be a number" }).int().min(0).max(65535);
-const positiveInt = z.coerce.number({ message: "must be a number" }).int().positive();
-const url = (protocols: string[]) =>
-  z.string().refine(
-    (value) => {
-      try {
-        return protocols.includes(new URL(value).protocol);
-      } catch {
-        return false;
-      }
-    },
-    { message: `must be a URL (${protocols.join(" or ")})` },
-  );
 
 const EnvSchema = z.object({
   PORT: port.default(3000),
   HOST: z.string().min(1).default("0.0.0.0"),
-  REDIS_URL: url(["redis:", "rediss:"]).default("redis://127.0.0.1:6379"),
-  REDIS_CLUSTER_NODES: z.string().optional(),
-  REDIS_PREFIX: z
-    .string()
-    .regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be 1-64 letters, digits, '_', '.' or '-'")
-    .default("switchyard"),
-  DATABASE_URL: url(["postgresql:", "postgres:"]).default("postgresql://postgres@127.0.0.1:5432/switchyard"),
+  ...RedisEnv,
+  ...SharedEnv,
+  DATABASE_URL: urlString(["postgresql:", "postgres:"]).default(DEFAULT_DATABASE_URL),
   JWT_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
   JWT_PUBLIC_KEY: z.string().optional(),
   JWT_ISSUER: z.string().min(1).optional(),
@@ -151,9 +125,6 @@ const EnvSchema = z.object({
   TLS_CERT_FILE: z.string().min(1).optional(),
   TLS_KEY_FILE: z.string().min(1).optional(),
   EMBEDDED_WORKER: booleanString.default(true),
-  NODE_ENV: z.string().optional(),
-  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
-  LOG_FORMAT: z.enum(["json", "pretty"]).optional(),
   MAX_PAYLOAD_BYTES: positiveInt.default(DEFAULT_MAX_PAYLOAD_BYTES),
   MAX_ROOMS_PER_SOCKET: positiveInt.default(1000),
   MAX_REVOCATIONS_PER_TENANT: positiveInt.default(10_000),
@@ -170,13 +141,10 @@ const EnvSchema = z.object({
   WORKER_EVENTS_PER_SECOND: positiveInt.default(5_000),
   CONNECT_TIMEOUT_MS: positiveInt.default(5_000),
   JWT_CLOCK_TOLERANCE_S: z.coerce.number({ message: "must be a number" }).int().min(0).max(3600).default(5),
-  JWT_MAX_LIFETIME_S: positiveInt.default(30 * 24 * 3600),
-  DEPENDENCY_TIMEOUT_MS: positiveInt.default(2_000),
+  JWT_MAX_LIFETIME_S,
   METRICS_TENANT_LABELS: booleanString.default(false),
   METRICS_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(10_000),
-  TASK_BACKOFF_MS: positiveInt.default(1_000),
-  TASK_LOCK_MS: positiveInt.default(30_000),
   WORKER_CONCURRENCY: positiveInt.default(32),
   RECONCILE_INTERVAL_MS: positiveInt.default(15_000),
   AUTOSCALE_INTERVAL_MS: positiveInt.default(5_000),
@@ -189,17 +157,6 @@ const EnvSchema = z.object({
   EVENT_RETENTION_PER_ROOM: positiveInt.default(10_000),
   EVENT_RETENTION_INTERVAL_MS: positiveInt.default(60_000),
 });
-
-/** `host:port,host:port` → seed nodes; undefined for an empty value. Throws on a malformed entry. */
-export function parseClusterNodes(value: string | undefined): Array<{ host: string; port: number }> | undefined {
-  if (value === undefined || value.trim() === "") return undefined;
-  return value.split(",").map((entry) => {
-    const match = /^\s*([^\s:,]+|\[[0-9a-fA-F:]+\]):(\d{1,5})\s*$/.exec(entry);
-    const port = match ? Number(match[2]) : NaN;
-    if (!match || port < 1 || port > 65535) throw new Error(`"${entry.trim()}" is not host:port`);
-    return { host: match[1]!.replace(/^\[|\]$/g, ""), port };
-  });
-}
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -226,8 +183,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ""));
   const parsed = EnvSchema.safeParse(present);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`);
-    throw new ConfigError(problems);
+    throw new ConfigError(problemLines(parsed.error));
   }
   const e = parsed.data;
   const problems: string[] = [];
@@ -257,20 +213,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (e.WORKER_HEARTBEAT_INTERVAL_MS >= e.WORKER_HEARTBEAT_TIMEOUT_MS) {
     problems.push("WORKER_HEARTBEAT_TIMEOUT_MS: must be larger than WORKER_HEARTBEAT_INTERVAL_MS, or workers flap offline");
   }
-  let clusterNodes: RedisTarget["clusterNodes"];
-  try {
-    clusterNodes = parseClusterNodes(e.REDIS_CLUSTER_NODES);
-  } catch (error) {
-    problems.push(`REDIS_CLUSTER_NODES: ${(error as Error).message} (expected host:port,host:port,...)`);
-  }
   if (problems.length > 0) throw new ConfigError(problems);
 
   const generatedSecret = !e.JWT_SECRET && !publicKey;
   return {
     port: e.PORT,
     host: e.HOST,
-    redisUrl: e.REDIS_URL,
-    redis: { url: e.REDIS_URL, clusterNodes },
+    redis: { url: e.REDIS_URL, clusterNodes: e.REDIS_CLUSTER_NODES },
     redisPrefix: e.REDIS_PREFIX,
     databaseUrl: e.DATABASE_URL,
     jwt: {
@@ -288,8 +237,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     embeddedWorker: e.EMBEDDED_WORKER,
     production,
     logLevel: e.LOG_LEVEL,
-    // Readable lines for a person at a terminal in development; JSON for production and for anything piped.
-    logFormat: e.LOG_FORMAT ?? (production || !process.stdout.isTTY ? "json" : "pretty"),
+    logFormat: logFormat(e.LOG_FORMAT, e.NODE_ENV),
     limits: {
       maxPayloadBytes: e.MAX_PAYLOAD_BYTES,
       maxRoomsPerSocket: e.MAX_ROOMS_PER_SOCKET,

@@ -15,6 +15,11 @@ export class AppError extends Error {
     this.name = new.target.name;
   }
 
+  /** The same refusal with other details (its fields named where they are in another body, say). */
+  withDetails(details: unknown): AppError {
+    return new AppError(this.code, this.message, this.status, details);
+  }
+
   toBody(): ErrorBody {
     return this.details === undefined
       ? { code: this.code, message: this.message }
@@ -25,6 +30,18 @@ export class AppError extends Error {
 export class BadRequestError extends AppError {
   constructor(message: string, details?: unknown) {
     super("BAD_REQUEST", message, 400, details);
+  }
+}
+/** An operation on a socket that closed meanwhile: its ack is never read, but the work stops. */
+export class SocketDisconnectedError extends BadRequestError {
+  constructor() {
+    super("socket disconnected");
+  }
+}
+/** A body in an encoding or charset the node does not read: still BAD_REQUEST, with HTTP's own status. */
+export class UnsupportedEncodingError extends AppError {
+  constructor(message: string) {
+    super("BAD_REQUEST", message, 415);
   }
 }
 export class InvalidRoomError extends AppError {
@@ -73,6 +90,12 @@ export class QuotaExceededError extends AppError {
 export class CursorExpiredError extends AppError {
   constructor(message: string) {
     super("CURSOR_EXPIRED", message, 410);
+  }
+}
+/** What a client sees of a failure it did not cause and need not know about. */
+export class InternalError extends AppError {
+  constructor() {
+    super("INTERNAL", "internal error", 500);
   }
 }
 export class UnavailableError extends AppError {
@@ -151,5 +174,5 @@ export function toAppError(error: unknown): AppError {
   if (error instanceof AppError) return error;
   const dependency = unavailableDependency(error);
   if (dependency) return new DependencyUnavailableError(dependency);
-  return new AppError("INTERNAL", "internal error", 500);
+  return new InternalError();
 }

@@ -1,7 +1,8 @@
 // `npm run migrate` (node dist/migrate.js): creates the database named by DATABASE_URL when missing and applies
 // the pending migrations, then exits. Its own step, so that a container start never migrates: compose and
 // Kubernetes run it once, as a job or an init container, before the nodes start.
-import { DEFAULT_DATABASE_URL, errorMessage, setupDatabase } from "./db/setup.js";
+import { errorMessage, setupDatabase } from "./db/setup.js";
+import { DEFAULT_DATABASE_URL } from "./settings.js";
 import { redactUrl } from "./observability/redact.js";
 
 const url = process.env.DATABASE_URL || DEFAULT_DATABASE_URL;

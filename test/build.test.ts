@@ -5,11 +5,12 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { copyAssets } from "../scripts/build-assets.js";
 import { dropDatabase } from "../src/db/setup.js";
 import { TEST_DATABASE_URL, TEST_JWT_SECRET, TEST_REDIS_PREFIX, TEST_REDIS_URL } from "./support/env.js";
 
 /*
- * The production build as the image runs it: `tsc` to dist/, then a directory holding exactly what the Dockerfile's
+ * The production build as the image runs it: `tsc` to dist/ (with scripts/build-assets.ts), then a directory holding exactly what the Dockerfile's
  * runtime stage copies (read from deploy/Dockerfile, so the two cannot drift apart), in which `node dist/migrate.js`
  * migrates a fresh database and `node dist/main.js` serves. No Docker engine here, so node_modules is the
  * checkout's (a symlink) rather than the image's production-only copy.
@@ -50,6 +51,8 @@ describe("operations: the compiled build", function () {
 
   before(async function () {
     await run(path.join(repoRoot, "node_modules", ".bin", "tsc"), ["-p", "tsconfig.build.json"], { cwd: repoRoot });
+    // As `npm run build` does: what tsc does not emit (the Lua scripts).
+    copyAssets();
     dir = mkdtempSync(path.join(tmpdir(), "switchyard-image-"));
     for (const { from, to } of runtimeCopies()) {
       const target = path.join(dir, to);

@@ -67,8 +67,8 @@ await new Promise((resolve) => setTimeout(resolve, 300));
 const metrics = createMetrics("bench");
 const broadcast = (namespace: string, key: string, envelope: Envelope) => io.of(`/${namespace}`).to(key).emit(envelope.type, envelope);
 const benchLogger = createLogger({ level: "warn", nodeId: "bench", format: "json" });
-const failures = new DependencyStatus(benchLogger, { deadlineMs: 2000, probeIntervalMs: 1000 });
-const logged = new EventPublisher(prisma, new EventLogWriter(prismaSql(prisma)), new EventLogReader(prisma, prismaSql(prisma)), broadcast, metrics, benchLogger, { relayAfterMs: 5000, relayIntervalMs: 1000, failures });
+const failures = new DependencyStatus(benchLogger, { deadlineMs: 2000 });
+const logged = new EventPublisher(prisma, new EventLogWriter(prismaSql(prisma)), new EventLogReader(prisma, prismaSql(prisma)), broadcast, metrics, benchLogger, { relayAfterMs: 5000, failures });
 /** The same envelope and broadcast, with sequence numbers from memory and nothing stored. */
 const memorySeq = new Map<string, number>();
 const unlogged = {

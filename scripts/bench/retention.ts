@@ -41,7 +41,7 @@ const log = (line: string): void => void process.stderr.write(`[retention] ${lin
 
 await setupDatabase(databaseUrl);
 const logger = createLogger({ level: "warn", nodeId: "bench-retention", format: "json" });
-const status = new DependencyStatus(logger, { deadlineMs: 60_000, probeIntervalMs: 1000 });
+const status = new DependencyStatus(logger, { deadlineMs: 60_000 });
 // A generous deadline: the fill is one statement over millions of rows.
 const db = createDatabase(databaseUrl, { deadlineMs: 600_000, status });
 const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");

@@ -11,9 +11,6 @@ import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { redactUrl } from "../observability/redact.js";
 
-/** Same default as prisma.config.ts. */
-export const DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/switchyard";
-
 // src/db/setup.ts and dist/db/setup.js both sit two levels below the repository (or image) root.
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const migrationsDir = path.join(repoRoot, "prisma", "migrations");

@@ -3,6 +3,7 @@ import type pg from "pg";
 import { unavailableDependency, type Dependency } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
 import { withDeadline } from "./deadline.js";
+import { every, type Periodic } from "../every.js";
 
 /** Where failed calls are told, so that an outage is logged once however many calls it fails. */
 export interface FailureReporter {
@@ -33,8 +34,11 @@ interface Connection {
    * reports the comeback itself (ioredis emits `ready` after a reconnect).
    */
   probe: () => Promise<unknown> | undefined;
-  probing: NodeJS.Timeout | undefined;
+  probing: Periodic | undefined;
 }
+
+/** How often a connection marked down while its driver says it is connected is asked whether it answers again. */
+const PROBE_INTERVAL_MS = 1000;
 
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -53,7 +57,7 @@ export class DependencyStatus implements FailureReporter {
 
   constructor(
     private readonly logger: Logger,
-    private readonly options: { deadlineMs: number; probeIntervalMs: number },
+    private readonly options: { deadlineMs: number },
   ) {}
 
   /** Follows an ioredis client under `name`. It is also the client's `error` listener, so ioredis never prints "Unhandled error event". */
@@ -130,24 +134,20 @@ export class DependencyStatus implements FailureReporter {
 
   private startProbing(connection: Connection): void {
     if (connection.probing) return;
-    let inFlight = false;
-    connection.probing = setInterval(() => {
-      if (inFlight) return;
-      const answer = connection.probe();
-      if (!answer) return;
-      inFlight = true;
-      withDeadline(answer, this.options.deadlineMs, connection.dependency).then(
-        () => this.up(connection),
-        () => undefined,
-      ).finally(() => {
-        inFlight = false;
-      });
-    }, this.options.probeIntervalMs);
-    connection.probing.unref();
+    connection.probing = every(
+      PROBE_INTERVAL_MS,
+      () => {
+        const answer = connection.probe();
+        if (!answer) return;
+        return withDeadline(answer, this.options.deadlineMs, connection.dependency).then(() => this.up(connection));
+      },
+      // Still down: the outage is logged already, and the next probe asks again.
+      { name: `${connection.name} probe`, onError: () => undefined },
+    );
   }
 
   private stopProbing(connection: Connection): void {
-    clearInterval(connection.probing);
+    connection.probing?.stop();
     connection.probing = undefined;
   }
 }

@@ -7,6 +7,7 @@ import type { RedisKeys } from "../jobs/redis-keys.js";
 import type { Logger } from "../observability/logger.js";
 import { RevokeRequestSchema } from "../protocol/revocations.js";
 import { parseInput } from "./validation.js";
+import { every, type Periodic } from "../every.js";
 
 export interface TokenRevocationOptions {
   /**
@@ -14,13 +15,14 @@ export interface TokenRevocationOptions {
    * has expired, because no token is accepted for longer than that after its `iat` (or after any moment, without one).
    */
   retentionMs: number;
-  /** Every node reads the revocations stored since its last read this often, in case it missed a message (its subscription was down). */
-  followIntervalMs: number;
-  /** How long start() waits for the channel subscription before it carries on (Redis may be down at start). */
-  subscribeTimeoutMs: number;
   /** MAX_REVOCATIONS_PER_TENANT: a new revocation beyond it is refused (429 QUOTA_EXCEEDED). */
   maxPerTenant: number;
 }
+
+/** Every node reads the revocations stored since its last read this often, in case it missed a message (its subscription was down). */
+const FOLLOW_INTERVAL_MS = 5000;
+/** How long start() waits for the channel subscription before it carries on (Redis may be down at start). */
+const SUBSCRIBE_TIMEOUT_MS = 3000;
 
 /** What a node publishes on the revocation channel: the revocation itself. */
 const MessageSchema = z.object({
@@ -36,14 +38,14 @@ const FOLLOW_PAGE = 1000;
 /**
  * Token revocations across the cluster. Redis holds them (a stream, see RedisKeys.revocations) and announces each
  * new one on a channel; every node keeps all of them in `list`, loaded at start, kept current by the channel and
- * by following the stream from the last entry it read (every `followIntervalMs` and after each reconnection), so
+ * by following the stream from the last entry it read (every FOLLOW_INTERVAL_MS and after each reconnection), so
  * that verifying a token never waits on Redis, and a node's periodic read costs what is new, not what is held.
  * Listeners hear of every revocation this node learns, whichever way, once.
  */
 export class TokenRevocations {
   readonly list = new RevocationList();
   private readonly listeners: Array<(revocation: Revocation) => void> = [];
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Periodic | undefined;
   /** The id of the last stream entry this node read; undefined before the first read. */
   private lastId: string | undefined;
   private following: Promise<void> | undefined;
@@ -115,13 +117,12 @@ export class TokenRevocations {
     let waiting: NodeJS.Timeout | undefined;
     await Promise.race([
       this.subscribe(channel).catch((error: unknown) => this.logger.warn({ err: error }, "cannot subscribe to token revocations")),
-      new Promise<void>((resolve) => (waiting = setTimeout(resolve, this.options.subscribeTimeoutMs))),
+      new Promise<void>((resolve) => (waiting = setTimeout(resolve, SUBSCRIBE_TIMEOUT_MS))),
     ]);
     clearTimeout(waiting);
     await this.loadLegacy();
     await this.follow();
-    this.timer = setInterval(() => void this.follow(), this.options.followIntervalMs);
-    this.timer.unref();
+    this.timer = every(FOLLOW_INTERVAL_MS, () => this.follow(), { name: "revocation follow", logger: this.logger });
   }
 
   /**
@@ -136,7 +137,7 @@ export class TokenRevocations {
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.timer);
+    this.timer?.stop();
     await this.subscriber.quit().catch(() => undefined);
   }
 

@@ -1,4 +1,4 @@
-import { AppError, CursorExpiredError } from "../errors.js";
+import { BadRequestError, CursorExpiredError } from "../errors.js";
 import { decodeCursor, encodeCursor, type CursorPosition } from "../protocol/cursor.js";
 import type { Envelope } from "../protocol/events.js";
 import type { NamespaceName } from "../protocol/namespaces.js";
@@ -13,7 +13,7 @@ export function parseAfter(after: string | undefined): CursorPosition | "start" 
   if (after === undefined) return undefined;
   if (after === FROM_START) return "start";
   const position = decodeCursor(after);
-  if (!position) throw new AppError("BAD_REQUEST", "after is not a cursor (or \"0\" for the room's first event)", 400, [{ field: "after", message: "not a cursor" }]);
+  if (!position) throw new BadRequestError("after is not a cursor (or \"0\" for the room's first event)", [{ field: "after", message: "not a cursor" }]);
   return position;
 }
 
@@ -38,7 +38,7 @@ export async function readHistory(
   maxBytes?: number,
 ): Promise<{ events: Envelope[]; cursor: string }> {
   if (from.epoch !== head.epoch) throw new CursorExpiredError("cursor is from an earlier life of this room's log; reload state");
-  if (from.seq > head.seq) throw new AppError("BAD_REQUEST", "cursor is ahead of the room", 400, [{ field: "after", message: "ahead of the room" }]);
+  if (from.seq > head.seq) throw new BadRequestError("cursor is ahead of the room", [{ field: "after", message: "ahead of the room" }]);
   if (from.seq === head.seq) return { events: [], cursor: encodeCursor(from) };
   const rows = await log.readAfter(where.tenantId, where.namespace, where.room, from.seq, Math.min(limit, head.seq - from.seq), maxBytes);
   // Sequences are gapless, so the first stored event must be the one right after the cursor.

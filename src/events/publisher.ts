@@ -13,6 +13,7 @@ import type { StateChangeKind } from "./state-change.js";
 import type { CursorPosition } from "../protocol/cursor.js";
 import { prismaSql } from "../db/sql.js";
 import { roomKey } from "./room-key.js";
+import { every, type Periodic } from "../every.js";
 
 /** Delivers one envelope to every socket of a room key, on every node (Socket.IO + Redis adapter). */
 export type Broadcast = (namespace: NamespaceName, roomKey: string, envelope: Envelope) => void;
@@ -57,10 +58,13 @@ export interface Outbox {
 export interface EventPublisherOptions {
   /** Outbox rows older than this were left by a node that died (or lost the database): any node relays them. */
   relayAfterMs: number;
-  /** How often each node looks for such rows. */
-  relayIntervalMs: number;
   /** Where a failed relay is reported (an outage is logged once, not once per interval). */
   failures: FailureReporter;
+}
+
+/** How often each node looks for outbox rows to relay: twice per relayAfterMs, between 250 ms and 1 s. */
+function relayIntervalFor(relayAfterMs: number): number {
+  return Math.max(250, Math.min(1000, Math.floor(relayAfterMs / 2)));
 }
 
 function stored<K extends EventName>(draft: EventDraft<K>): StoredDraft {
@@ -80,7 +84,7 @@ function stored<K extends EventName>(draft: EventDraft<K>): StoredDraft {
  * event without its change; they are numbered and broadcast only after the commit.
  */
 export class EventPublisher {
-  private relayTimer: NodeJS.Timeout | undefined;
+  private relayTimer: Periodic | undefined;
   private relaying = false;
 
   constructor(
@@ -198,12 +202,11 @@ export class EventPublisher {
 
   /** Starts relaying orphaned outbox rows (every node does; they never wait for each other). */
   startRelay(): void {
-    this.relayTimer = setInterval(() => void this.relayOrphans(), this.options.relayIntervalMs);
-    this.relayTimer.unref();
+    this.relayTimer = every(relayIntervalFor(this.options.relayAfterMs), () => this.relayOrphans(), { name: "outbox relay", logger: this.logger });
   }
 
   stopRelay(): void {
-    clearInterval(this.relayTimer);
+    this.relayTimer?.stop();
   }
 
   async relayOrphans(): Promise<number> {

@@ -1,6 +1,6 @@
 import type { NextFunction, Request, Response } from "express";
 import type { FailureReporter } from "../dependencies/status.js";
-import { AppError, BadRequestError, toAppError } from "../errors.js";
+import { AppError, BadRequestError, PayloadTooLargeError, toAppError, UnsupportedEncodingError } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 
@@ -22,10 +22,10 @@ function fromExpress(error: ExpressError): AppError | undefined {
     case "entity.parse.failed":
       return new BadRequestError("malformed JSON body");
     case "entity.too.large":
-      return new AppError("PAYLOAD_TOO_LARGE", `body larger than ${error.limit ?? "the limit"} bytes`, 413);
+      return new PayloadTooLargeError(`body larger than ${error.limit ?? "the limit"} bytes`);
     case "encoding.unsupported":
     case "charset.unsupported":
-      return new AppError("BAD_REQUEST", error.message, 415);
+      return new UnsupportedEncodingError(error.message);
     case "request.aborted":
       return new BadRequestError("request aborted");
     default:

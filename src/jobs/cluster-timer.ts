@@ -1,5 +1,6 @@
 import type { RedisClient } from "./redis-connection.js";
 import type { FailureReporter } from "../dependencies/status.js";
+import { every, type Periodic } from "../every.js";
 
 /**
  * Runs `work` about once per interval across the whole cluster: every node ticks, and the node that takes the
@@ -7,8 +8,7 @@ import type { FailureReporter } from "../dependencies/status.js";
  * mid-run holds nobody up, and the work must tolerate running twice (a lock lost to a long pause).
  */
 export class ClusterTimer {
-  private timer: NodeJS.Timeout | undefined;
-  private running = false;
+  private timer: Periodic | undefined;
 
   constructor(
     private readonly redis: RedisClient,
@@ -20,23 +20,17 @@ export class ClusterTimer {
   ) {}
 
   start(): void {
-    this.timer = setInterval(() => void this.tick(), this.intervalMs);
-    this.timer.unref();
+    this.timer = every(this.intervalMs, () => this.tick(), {
+      name: this.what,
+      onError: (error) => this.failures.report(error, `${this.what} failed; retrying next interval`),
+    });
   }
 
   stop(): void {
-    clearInterval(this.timer);
+    this.timer?.stop();
   }
 
   private async tick(): Promise<void> {
-    if (this.running) return;
-    this.running = true;
-    try {
-      if ((await this.redis.set(this.lockKey, "1", "PX", this.intervalMs, "NX")) === "OK") await this.work();
-    } catch (error) {
-      this.failures.report(error, `${this.what} failed; retrying next interval`);
-    } finally {
-      this.running = false;
-    }
+    if ((await this.redis.set(this.lockKey, "1", "PX", this.intervalMs, "NX")) === "OK") await this.work();
   }
 }

@@ -1,4 +1,5 @@
 import { Queue, type JobsOptions } from "bullmq";
+import { defineScripts } from "./lua.js";
 import type { RedisClient } from "./redis-connection.js";
 import { withDeadline } from "../dependencies/deadline.js";
 import { DependencyUnavailableError, unavailableDependency } from "../errors.js";
@@ -8,12 +9,7 @@ import { RedisKeys } from "./redis-keys.js";
 /** The BullMQ states of a job that waits for a worker: ready (wait), ready by priority, or waiting out a retry's backoff. */
 const WAITING_STATES = ["wait", "prioritized", "delayed"] as const;
 
-/** KEYS: each pool's WAITING_STATES keys, in that order. Each call is O(1): a batch of 250 pools holds Redis for about half a millisecond. */
-const SUM_WAITING = `local total = 0
-for i = 1, #KEYS, 3 do
-  total = total + redis.call("LLEN", KEYS[i]) + redis.call("ZCARD", KEYS[i + 1]) + redis.call("ZCARD", KEYS[i + 2])
-end
-return total`;
+/** Pools counted per call of lua/sum-waiting.lua (which takes their WAITING_STATES keys, in that order). */
 const POOLS_PER_COUNT_SCRIPT = 250;
 
 /** What BullMQ holds for a task's job, as the reconciler needs it. */
@@ -66,7 +62,9 @@ export class TaskQueues {
     private readonly connection: RedisClient,
     private readonly keys: RedisKeys,
     private readonly deadlineMs: number,
-  ) {}
+  ) {
+    defineScripts(connection);
+  }
 
   private async bullmq<T>(work: (queue: Queue<TaskJobData>) => Promise<T>, tenantId: string, poolId: string): Promise<T> {
     if (this.connection.status !== "ready") throw new DependencyUnavailableError("redis");
@@ -108,11 +106,10 @@ export class TaskQueues {
     if (jobs.length === 0) return [];
     const pipeline = this.connection.pipeline();
     for (const job of jobs) {
-      const queueKey = this.keys.queue(job.tenantId, job.poolId);
       const jobKey = this.keys.job(job.tenantId, job.poolId, job.id);
       pipeline.exists(jobKey);
-      pipeline.zscore(`${queueKey}:completed`, job.id);
-      pipeline.zscore(`${queueKey}:failed`, job.id);
+      pipeline.zscore(this.keys.queueKey(job.tenantId, job.poolId, "completed"), job.id);
+      pipeline.zscore(this.keys.queueKey(job.tenantId, job.poolId, "failed"), job.id);
       pipeline.hmget(jobKey, "returnvalue", "failedReason");
     }
     const replies = (await pipeline.exec()) ?? [];
@@ -225,11 +222,8 @@ export class TaskQueues {
   async waitingTotal(pools: ReadonlyArray<{ tenantId: string; poolId: string }>): Promise<number> {
     let total = 0;
     for (let start = 0; start < pools.length; start += POOLS_PER_COUNT_SCRIPT) {
-      const keys = pools.slice(start, start + POOLS_PER_COUNT_SCRIPT).flatMap(({ tenantId, poolId }) => {
-        const queueKey = this.keys.queue(tenantId, poolId);
-        return WAITING_STATES.map((state) => `${queueKey}:${state}`);
-      });
-      total += Number(await this.connection.eval(SUM_WAITING, keys.length, ...keys));
+      const keys = pools.slice(start, start + POOLS_PER_COUNT_SCRIPT).flatMap(({ tenantId, poolId }) => WAITING_STATES.map((state) => this.keys.queueKey(tenantId, poolId, state)));
+      total += await this.connection.sumWaiting(keys.length, ...keys);
     }
     return total;
   }

@@ -1,5 +1,5 @@
 import type { RedisOptions } from "ioredis";
-import type { RedisTarget } from "../config.js";
+import type { RedisTarget } from "../settings.js";
 import { withDeadline } from "../dependencies/deadline.js";
 import type { DependencyStatus } from "../dependencies/status.js";
 import { connectRedis, type RedisClient } from "./redis-connection.js";

@@ -1,6 +1,11 @@
+import { QueueKeys } from "bullmq";
+
+/** The keys of a BullMQ queue Switchyard reads itself (the names are BullMQ's: QueueKeys.getKeys lists them). */
+export type BullQueueKey = "wait" | "prioritized" | "delayed" | "completed" | "failed" | "repeat";
+
 /**
  * Every Redis key and channel name Switchyard uses, in one place, shared by the server and the standalone
- * worker (in the way BullMQ's QueueKeys names its own). Everything starts with the deployment's REDIS_PREFIX,
+ * worker; BullMQ's own keys are named by BullMQ's QueueKeys, under our prefix. Everything starts with the deployment's REDIS_PREFIX,
  * so deployments sharing a Redis never meet, and a test run can delete exactly what it made.
  */
 export class RedisKeys {
@@ -11,10 +16,14 @@ export class RedisKeys {
    * script on one node), `{<prefix>:presence}` and `{<prefix>:limits}`. Other keys are used one at a time and
    * spread over the cluster. Names on a single Redis are unchanged, so an existing deployment keeps its keys.
    */
+  private readonly bullKeys: QueueKeys;
+
   constructor(
     readonly prefix: string,
     private readonly options: { cluster?: boolean } = {},
-  ) {}
+  ) {
+    this.bullKeys = new QueueKeys(this.bull);
+  }
 
   /** The start of the keys of one group used together: hash-tagged on a cluster. */
   private group(name: string): string {
@@ -39,14 +48,14 @@ export class RedisKeys {
     return `pool.${tenantId}.${poolId}`;
   }
 
-  /** A queue's key prefix inside BullMQ (`…:completed` and `…:failed` are its finished-job sets). */
-  queue(tenantId: string, poolId: string): string {
-    return `${this.bull}:${RedisKeys.queueName(tenantId, poolId)}`;
+  /** One of a pool queue's own keys (`completed` and `failed` are its finished-job sets). */
+  queueKey(tenantId: string, poolId: string, key: BullQueueKey): string {
+    return this.bullKeys.toKey(RedisKeys.queueName(tenantId, poolId), key);
   }
 
-  /** A task's job hash (the job id is the task id); BullMQ keeps the job's lock at `<job>:lock`. */
+  /** A task's job hash (the job id is the task id, and BullMQ names a job's hash as it names a queue's keys); BullMQ keeps the job's lock at `<job>:lock`. */
   job(tenantId: string, poolId: string, taskId: string): string {
-    return `${this.queue(tenantId, poolId)}:${taskId}`;
+    return this.bullKeys.toKey(RedisKeys.queueName(tenantId, poolId), taskId);
   }
 
   /**
@@ -57,7 +66,7 @@ export class RedisKeys {
 
   /** BullMQ's sorted set of the schedule queue's job schedulers: member the scheduler id, score its next due time (ms). */
   get scheduleSchedulers(): string {
-    return `${this.bull}:${RedisKeys.scheduleQueueName}:repeat`;
+    return this.bullKeys.toKey(RedisKeys.scheduleQueueName, "repeat");
   }
 
   /** A job scheduler's hash (`every`, `pattern`, `tz`, …) as BullMQ stores it. */

@@ -1,31 +1,7 @@
-import type { Result } from "ioredis";
+import { defineScripts } from "./lua.js";
 import type { RedisClient } from "./redis-connection.js";
 import type { RedisKeys } from "./redis-keys.js";
-
-/**
- * Takes a running slot of a tenant (KEYS[1] its running tasks, KEYS[2] the limit; ARGV task id, slot ttl ms).
- * 1 when taken (or already held: a renewal, or the same task again), 0 when the tenant is at its limit. Without a
- * limit every task gets a slot and nothing is stored. Slots whose worker stopped renewing them lapse first.
- */
-const TAKE = `
-local limit = tonumber(redis.call("GET", KEYS[2]) or "")
-if not limit then return 1 end
-local t = redis.call("TIME")
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", now)
-if redis.call("ZSCORE", KEYS[1], ARGV[1]) or redis.call("ZCARD", KEYS[1]) < limit then
-  redis.call("ZADD", KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-  redis.call("PEXPIRE", KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-`;
-
-declare module "ioredis" {
-  interface RedisCommander<Context> {
-    tenantRunningTake(runningKey: string, limitKey: string, taskId: string, ttlMs: number): Result<number, Context>;
-  }
-}
+import { every } from "../every.js";
 
 /** Waits between tries for a slot: short at first (a slot frees when any of the tenant's tasks ends), then up to this. */
 const MAX_WAIT_MS = 500;
@@ -54,7 +30,7 @@ export class TenantRunningSlots {
     /** Lease of a slot; renewed at a third of it. Use the job lock's duration. */
     private readonly ttlMs: number,
   ) {
-    redis.defineCommand("tenantRunningTake", { numberOfKeys: 2, lua: TAKE });
+    defineScripts(redis);
   }
 
   /** Sets (or, with undefined, lifts) the limit every worker applies. Each node sets it at start: keep it the same on all. */
@@ -85,11 +61,10 @@ export class TenantRunningSlots {
       await abortableDelay(Math.min(MAX_WAIT_MS, 20 * 2 ** attempt), signal);
     }
     // Renewal failures are left to the lease: a Redis that is away cannot be told anything, and the slot lapses.
-    const timer = setInterval(() => void take().catch(() => undefined), Math.max(100, Math.floor(this.ttlMs / 3)));
-    timer.unref();
+    const renewal = every(Math.max(100, Math.floor(this.ttlMs / 3)), take, { name: "running slot renewal", onError: () => undefined });
     return {
       release: async () => {
-        clearInterval(timer);
+        renewal.stop();
         await this.redis.zrem(running, taskId).catch(() => undefined);
       },
     };

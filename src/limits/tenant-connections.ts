@@ -1,57 +1,9 @@
 import { randomBytes } from "node:crypto";
-import type { Result } from "ioredis";
+import { defineScripts } from "../jobs/lua.js";
 import type { RedisClient } from "../jobs/redis-connection.js";
 import type { RedisKeys } from "../jobs/redis-keys.js";
 import type { Logger } from "../observability/logger.js";
-
-/**
- * Admits one more connection of a tenant if the cluster-wide total stays within the limit.
- * KEYS[1] the tenant's hash (instance → count), KEYS[2] the live instances (instance → valid until, ms).
- * ARGV: this instance, its count including the new connection, the limit, how long the instance stays live (ms).
- * A field counts only while its instance is live; the fields of dead instances are deleted on the way. The clock
- * is Redis's own, so the nodes' clocks do not matter. Returns { 1, total } when admitted (this instance's field is
- * then set to its count), { 0, the other instances' total } when not (nothing is written).
- */
-const ADMIT = `
-local t = redis.call("TIME")
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl = tonumber(ARGV[4])
-redis.call("ZADD", KEYS[2], now + ttl, ARGV[1])
-redis.call("PEXPIRE", KEYS[2], ttl)
-local others = 0
-local fields = redis.call("HGETALL", KEYS[1])
-for i = 1, #fields, 2 do
-  if fields[i] ~= ARGV[1] then
-    local liveUntil = redis.call("ZSCORE", KEYS[2], fields[i])
-    if liveUntil and tonumber(liveUntil) > now then
-      others = others + tonumber(fields[i + 1])
-    else
-      redis.call("HDEL", KEYS[1], fields[i])
-    end
-  end
-end
-local mine = tonumber(ARGV[2])
-if others + mine > tonumber(ARGV[3]) then return { 0, others } end
-redis.call("HSET", KEYS[1], ARGV[1], mine)
-redis.call("PEXPIRE", KEYS[1], ttl)
-return { 1, others + mine }
-`;
-
-/** Marks this instance live for another ttl (KEYS[1] the live instances; ARGV instance, ttl) and forgets dead ones. */
-const HEARTBEAT = `
-local t = redis.call("TIME")
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", now)
-redis.call("ZADD", KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-return redis.call("PEXPIRE", KEYS[1], ARGV[2])
-`;
-
-declare module "ioredis" {
-  interface RedisCommander<Context> {
-    tenantConnectionsAdmit(tenantKey: string, instancesKey: string, instance: string, count: number, limit: number, ttlMs: number): Result<[number, number], Context>;
-    tenantConnectionsHeartbeat(instancesKey: string, instance: string, ttlMs: number): Result<number, Context>;
-  }
-}
+import { every, type Periodic } from "../every.js";
 
 export interface TenantConnectionsOptions {
   nodeId: string;
@@ -78,7 +30,7 @@ export class TenantConnections {
   private readonly local = new Map<string, number>();
   /** Per process, not per NODE_ID: a node restarted under the same id must not inherit its former life's counts. */
   private readonly instance: string;
-  private timer: NodeJS.Timeout | undefined;
+  private heartbeats: Periodic | undefined;
   private lastWarning = 0;
 
   constructor(
@@ -88,8 +40,7 @@ export class TenantConnections {
     private readonly options: TenantConnectionsOptions,
   ) {
     this.instance = `${options.nodeId}#${randomBytes(4).toString("hex")}`;
-    redis.defineCommand("tenantConnectionsAdmit", { numberOfKeys: 2, lua: ADMIT });
-    redis.defineCommand("tenantConnectionsHeartbeat", { numberOfKeys: 1, lua: HEARTBEAT });
+    defineScripts(redis);
   }
 
   get limit(): number {
@@ -97,13 +48,12 @@ export class TenantConnections {
   }
 
   start(): void {
-    this.timer = setInterval(() => void this.heartbeat(), Math.max(100, Math.floor(this.options.liveForMs / 3)));
-    this.timer.unref();
+    this.heartbeats = every(Math.max(100, Math.floor(this.options.liveForMs / 3)), () => this.heartbeat(), { name: "connection count heartbeat", logger: this.logger });
   }
 
   /** Stops counting this node: its sockets are closed by now, so this only tidies up. */
   async stop(): Promise<void> {
-    clearInterval(this.timer);
+    this.heartbeats?.stop();
     const pipeline = this.redis.pipeline();
     for (const tenantId of this.local.keys()) pipeline.hdel(this.keys.connections(tenantId), this.instance);
     pipeline.zrem(this.keys.connectionNodes, this.instance);

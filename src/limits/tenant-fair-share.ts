@@ -1,4 +1,7 @@
-import { AppError } from "../errors.js";
+import { RateLimitedError } from "../errors.js";
+
+/** Requests of one tenant waiting for its turn on one node at most; beyond, 429 (they would only wait longer). */
+export const MAX_WAITING_REQUESTS_PER_TENANT = 1000;
 
 /** One piece of work waiting for its tenant's turn: starts it. */
 type Waiter = () => void;
@@ -51,7 +54,7 @@ export class TenantFairShare {
     }
     const queue = this.queues.get(tenantId) ?? [];
     if (bounded && queue.length >= this.maxWaitingPerTenant) {
-      throw new AppError("RATE_LIMITED", `this tenant has ${this.maxWaitingPerTenant} requests waiting on this node already; retry shortly`, 429);
+      throw new RateLimitedError(`this tenant has ${this.maxWaitingPerTenant} requests waiting on this node already; retry shortly`);
     }
     return new Promise<void>((resolve) => {
       queue.push(resolve);

@@ -5,13 +5,15 @@ import type { NodeView } from "../protocol/nodes.js";
 import type { SwitchyardServer } from "./types.js";
 import type { Logger } from "../observability/logger.js";
 import type { TenantDeliveries } from "../observability/tenant-deliveries.js";
+import { every, type Periodic } from "../every.js";
 
 export interface NodeReadingsOptions {
   nodeId: string;
   version: string;
-  /** How often the node publishes its reading; a reading lives for TTL_INTERVALS of these. */
-  intervalMs: number;
 }
+
+/** How often each node publishes its reading for GET /api/v1/nodes; a reading lives for TTL_INTERVALS of these. */
+const INTERVAL_MS = 2000;
 
 /** A reading not renewed for this many intervals is gone: its node stopped or died. */
 const TTL_INTERVALS = 3;
@@ -44,7 +46,7 @@ interface TenantReading {
  * intervals: a node that dies disappears by itself, one that stops withdraws at once.
  */
 export class NodeReadings {
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Periodic | undefined;
   private readonly startedAt = new Date().toISOString();
   private lastAt = Date.now();
   /** The tenants this node wrote a reading for last time: one that has no socket left is withdrawn. */
@@ -61,18 +63,17 @@ export class NodeReadings {
   ) {}
 
   private get ttlMs(): number {
-    return this.options.intervalMs * TTL_INTERVALS;
+    return INTERVAL_MS * TTL_INTERVALS;
   }
 
   start(): void {
     void this.publish();
-    this.timer = setInterval(() => void this.publish(), this.options.intervalMs);
-    this.timer.unref();
+    this.timer = every(INTERVAL_MS, () => this.publish(), { name: "node reading", logger: this.logger });
   }
 
   /** Stops publishing and withdraws this node's readings. */
   async stop(): Promise<void> {
-    clearInterval(this.timer);
+    this.timer?.stop();
     this.timer = undefined;
     const pipeline = this.redis.pipeline().del(this.keys.nodeReading(this.options.nodeId)).srem(this.keys.nodeIndex, this.options.nodeId);
     for (const tenantId of this.written) pipeline.hdel(this.keys.tenantNodeReadings(tenantId), this.options.nodeId);

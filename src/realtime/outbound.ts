@@ -1,5 +1,5 @@
 import type { EventEmitter } from "node:events";
-import { AppError } from "../errors.js";
+import { AppError, SocketDisconnectedError } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics, SlowConsumerReason } from "../observability/metrics.js";
 
@@ -159,7 +159,7 @@ export class OutboundGuard {
     let deadline = Date.now() + this.readTimeoutMs;
     while (this.unsentBytes(conn) > bytes) {
       signal?.throwIfAborted();
-      if (conn.readyState !== "open" || (conn as Tracked)[SLOW]) throw new AppError("BAD_REQUEST", "socket disconnected", 400);
+      if (conn.readyState !== "open" || (conn as Tracked)[SLOW]) throw new SocketDisconnectedError();
       const unsent = this.unsentBytes(conn);
       if (unsent < lowest) {
         lowest = unsent;

@@ -5,7 +5,7 @@ import type { TenantFairShare } from "../limits/tenant-fair-share.js";
 import type { WorkerService } from "../domains/pools/workers.js";
 import type { TaskService } from "../domains/tasks/service.js";
 import { jsonProblemError } from "../domains/validation.js";
-import { AppError, ForbiddenError, toAppError } from "../errors.js";
+import { BadRequestError, ForbiddenError, SocketDisconnectedError, toAppError, type AppError } from "../errors.js";
 import { findJsonProblem } from "../protocol/json-safety.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
@@ -80,7 +80,7 @@ export function attachPoolWorker(socket: SwitchyardSocket, deps: PoolWorkerDeps)
     }
     const parsed = HelloSchema.safeParse(auth.worker ?? { id: principal.subject.replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 128) });
     if (!parsed.success) {
-      reject(socket, new AppError("BAD_REQUEST", "auth.worker must be { id, version?, types? }", 400));
+      reject(socket, new BadRequestError("auth.worker must be { id, version?, types? }"));
       return;
     }
     const workerHello = parsed.data;
@@ -120,7 +120,7 @@ export function attachPoolWorker(socket: SwitchyardSocket, deps: PoolWorkerDeps)
 
   workerOnly("worker.status", async (payload, worker) => {
     const input = StatusSchema.safeParse(payload);
-    if (!input.success) throw new AppError("BAD_REQUEST", "worker.status expects { status: idle|busy|error|draining, detail? }", 400);
+    if (!input.success) throw new BadRequestError("worker.status expects { status: idle|busy|error|draining, detail? }");
     if (input.data.poolId !== undefined && input.data.poolId !== principal.poolId) {
       deps.logger.warn({ tenantId: principal.tenantId, worker: worker.id, claimed: input.data.poolId.slice(0, 128) }, "worker tried to report for another pool");
       throw new ForbiddenError("this token may only report for its own pool");
@@ -135,7 +135,7 @@ export function attachPoolWorker(socket: SwitchyardSocket, deps: PoolWorkerDeps)
 
   workerOnly("task.report", async (payload, worker) => {
     const report = TaskReportSchema.safeParse(payload);
-    if (!report.success) throw new AppError("BAD_REQUEST", "task.report expects a task report", 400, report.error.issues.slice(0, 5));
+    if (!report.success) throw new BadRequestError("task.report expects a task report", report.error.issues.slice(0, 5));
     await deps.workers.touch(principal, worker.id, socket.id);
     try {
       return await deps.fairShare.run(principal.tenantId, () => deps.tasks.applyReport(principal.tenantId, principal.poolId!, report.data), false);
@@ -158,8 +158,8 @@ function attachHubJobs(socket: SwitchyardSocket, principal: Principal, deps: Poo
   let granted = false;
   on("worker.credit", async (payload, worker) => {
     const input = CreditSchema.safeParse(payload);
-    if (!input.success) throw new AppError("BAD_REQUEST", "worker.credit expects { credit: integer 1-1000 }", 400);
-    if (socket.disconnected) throw new AppError("BAD_REQUEST", "socket disconnected", 400);
+    if (!input.success) throw new BadRequestError("worker.credit expects { credit: integer 1-1000 }");
+    if (socket.disconnected) throw new SocketDisconnectedError();
     granted = true;
     const channel = {
       workerId: worker.id,
@@ -170,13 +170,13 @@ function attachHubJobs(socket: SwitchyardSocket, principal: Principal, deps: Poo
   });
   on("task.progress", async (payload) => {
     const input = RunProgressSchema.safeParse(payload);
-    if (!input.success) throw new AppError("BAD_REQUEST", "task.progress expects { taskId, progress: 0-100, detail? }", 400);
+    if (!input.success) throw new BadRequestError("task.progress expects { taskId, progress: 0-100, detail? }");
     const { taskId, progress, detail } = input.data;
     return { accepted: deps.hub.remotes(principal.tenantId, poolId)?.progress(socket.id, taskId, progress, detail) ?? false };
   });
   on("task.done", async (payload) => {
     const input = RunOutcomeSchema.safeParse(payload);
-    if (!input.success) throw new AppError("BAD_REQUEST", "task.done expects { taskId, result } or { taskId, error: { message, code?, retryable?, stack? } }", 400);
+    if (!input.success) throw new BadRequestError("task.done expects { taskId, result } or { taskId, error: { message, code?, retryable?, stack? } }");
     return { accepted: deps.hub.remotes(principal.tenantId, poolId)?.done(socket.id, input.data as TaskRunOutcome) ?? false };
   });
   socket.once("disconnect", () => {

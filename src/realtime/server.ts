@@ -23,6 +23,7 @@ import { BehindConnections, RoomFeeds } from "./room-feeds.js";
 import { MAX_REPLAY, replaySizing, RoomSubscriptions, type SubscriptionDeps } from "./subscriptions.js";
 import type { RedisKeys } from "../jobs/redis-keys.js";
 import type { TenantDeliveries } from "../observability/tenant-deliveries.js";
+import { every, type Periodic } from "../every.js";
 
 /** Extra per-socket behaviour a domain adds to a namespace (e.g. worker reports on /pools). */
 export type ConnectionHandler = (socket: SwitchyardSocket) => void;
@@ -79,7 +80,7 @@ export class Realtime {
   /** Broadcasts over a single Redis: one message per tick (undefined on a Redis Cluster: the sharded adapter's channels). */
   private readonly ticks: TickBroadcast | undefined;
   private readonly feeds: RoomFeeds[] = [];
-  private readonly checkTimer: NodeJS.Timeout;
+  private readonly checkTimer: Periodic;
   private checking = false;
 
   constructor(options: RealtimeOptions) {
@@ -121,7 +122,7 @@ export class Realtime {
     // count against the tenant's connections like any other.
     this.io.use(auth).use(quota).use(notRevoked);
     this.io.on("connection", (socket) => gateInboundEvents(socket, gate));
-    const expiries = (this.expiries = new TokenExpiries(options.clockToleranceS));
+    const expiries = (this.expiries = new TokenExpiries(options.clockToleranceS, logger));
     for (const name of NAMESPACES) {
       const nsp = this.io.of(`/${name}`);
       nsp.use(auth).use(quota).use(notRevoked);
@@ -168,8 +169,7 @@ export class Realtime {
     }
     // A broadcast this node never received (its pub/sub connection dropped, or a message was lost) shows as a gap
     // at the room's next event; a room that went quiet meanwhile is found here. After a reconnect, at once.
-    this.checkTimer = setInterval(() => void this.checkRooms(options.subscriptions.failures), options.roomCheckIntervalMs);
-    this.checkTimer.unref();
+    this.checkTimer = every(options.roomCheckIntervalMs, () => this.checkRooms(options.subscriptions.failures), { name: "room head check", logger });
     options.subClient.on("ready", () => void this.checkRooms(options.subscriptions.failures));
   }
 
@@ -217,7 +217,7 @@ export class Realtime {
   /** Tells every client to reconnect elsewhere and closes their connections (clients reconnect by themselves). */
   async close(nodeId: string): Promise<void> {
     this.expiries?.stop();
-    clearInterval(this.checkTimer);
+    this.checkTimer.stop();
     for (const name of NAMESPACES) {
       this.io.of(`/${name}`).local.emit("server.shutdown", { node: nodeId, reconnect: true });
     }

@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { FailureReporter } from "../dependencies/status.js";
 import type { ResourceDirectory } from "../domains/resources.js";
 import { authorizeRoom } from "../domains/room-access.js";
-import { AppError, CursorExpiredError, InvalidRoomError } from "../errors.js";
+import { AppError, BadRequestError, CursorExpiredError, InvalidRoomError, RateLimitedError, SocketDisconnectedError } from "../errors.js";
 import type { EventLogReader } from "../events/event-log-reader.js";
 import { parseAfter, readHistory, startOf } from "../events/history.js";
 import { roomKey } from "../events/room-key.js";
@@ -99,7 +99,7 @@ export class RoomSubscriptions {
       const state = this.data.roomState;
       if (!state) return;
       self.gauge.dec(state.rooms.size);
-      state.replays?.abortAll(new AppError("BAD_REQUEST", "socket disconnected", 400));
+      state.replays?.abortAll(new SocketDisconnectedError());
       // Socket.IO took the socket out of its rooms; a room that still has other sockets keeps its feed.
       for (const rooms of [state.rooms, state.joining ?? []]) {
         for (const room of rooms) deps.feeds.get(this.data.principal.tenantId, room)?.unlag(this.id);
@@ -136,14 +136,14 @@ export class RoomSubscriptions {
     const { principal } = socket.data;
     const subscribed = state.rooms;
     const request = SubscribeSchema.safeParse(payload);
-    if (!request.success) throw new AppError("BAD_REQUEST", "subscribe expects { room: string, after?: string }", 400);
+    if (!request.success) throw new BadRequestError("subscribe expects { room: string, after?: string }");
     const { room: name, after } = request.data;
     const room = await authorizeRoom(principal, deps.namespace, name, deps.resources);
     const requested = parseAfter(after);
     if (!subscribed.has(room.name) && subscribed.size >= deps.maxRoomsPerSocket) {
-      throw new AppError("RATE_LIMITED", `at most ${deps.maxRoomsPerSocket} rooms per socket`, 429);
+      throw new RateLimitedError(`at most ${deps.maxRoomsPerSocket} rooms per socket`);
     }
-    if (socket.disconnected) throw new AppError("BAD_REQUEST", "socket disconnected", 400);
+    if (socket.disconnected) throw new SocketDisconnectedError();
     const where = { tenantId: principal.tenantId, namespace: deps.namespace, room: room.name };
     const key = roomKey(principal.tenantId, room.name);
 
@@ -164,7 +164,7 @@ export class RoomSubscriptions {
       try {
         await joined;
         await feed.start();
-        if (socket.disconnected) throw new AppError("BAD_REQUEST", "socket disconnected", 400);
+        if (socket.disconnected) throw new SocketDisconnectedError();
         // A later subscribe of the room (a replay), or an unsubscribe, came meanwhile: that one decides.
         if (state.replays?.has(room.name) || !socket.rooms.has(key) || feed.isClosed) throw new SupersededError(room.name);
       } catch (error) {
@@ -272,7 +272,7 @@ export class RoomSubscriptions {
     }
     for (;;) {
       ticket.signal.throwIfAborted();
-      if (socket.disconnected || feed.isClosed) throw new AppError("BAD_REQUEST", "socket disconnected", 400);
+      if (socket.disconnected || feed.isClosed) throw new SocketDisconnectedError();
       const live = feed.position!;
       if (position.epoch === live.epoch && position.seq === live.seq) {
         feed.unlag(socket.id);
@@ -338,7 +338,7 @@ export class RoomSubscriptions {
         try {
           const page = await readHistory(eventLog, where, upTo, start, pageRows, pageBytes);
           ticket.signal.throwIfAborted();
-          if (socket.disconnected) throw new AppError("BAD_REQUEST", "socket disconnected", 400);
+          if (socket.disconnected) throw new SocketDisconnectedError();
           for (const envelope of page.events) emitStored(socket, envelope);
           return { position: { epoch: upTo.epoch, seq: start.seq + page.events.length }, count: page.events.length };
         } finally {
@@ -353,7 +353,7 @@ export class RoomSubscriptions {
     const { deps } = this;
     const { principal } = socket.data;
     const request = UnsubscribeSchema.safeParse(payload);
-    if (!request.success) throw new AppError("BAD_REQUEST", "unsubscribe expects { room: string }", 400);
+    if (!request.success) throw new BadRequestError("unsubscribe expects { room: string }");
     const room = parseRoom(deps.namespace, request.data.room);
     if (!room) throw new InvalidRoomError(`"${request.data.room.slice(0, 64)}" is not a room of /${deps.namespace}`);
     // A replay of the room still under way would make the socket live afterwards: stop it (its ack answers SUPERSEDED).

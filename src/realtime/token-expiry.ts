@@ -1,4 +1,6 @@
 import type { SwitchyardSocket } from "./types.js";
+import { every, type Periodic } from "../every.js";
+import type { Logger } from "../observability/logger.js";
 
 /**
  * Ends sockets whose token has expired, for a whole node with one timer: sockets are kept in one bucket per
@@ -12,10 +14,13 @@ import type { SwitchyardSocket } from "./types.js";
  */
 export class TokenExpiries {
   private readonly buckets = new Map<number, Set<SwitchyardSocket>>();
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Periodic | undefined;
   private readonly forget: (this: SwitchyardSocket) => void;
 
-  constructor(private readonly toleranceS: number) {
+  constructor(
+    private readonly toleranceS: number,
+    private readonly logger: Logger,
+  ) {
     const expiries = this;
     // One listener for every socket: Socket.IO calls it with the socket as `this`.
     this.forget = function (this: SwitchyardSocket) {
@@ -33,7 +38,7 @@ export class TokenExpiries {
     this.bucket(this.secondOf(socket)).add(socket);
     // `on`, not `once` (a disconnect comes once): `once` would wrap the shared listener in new objects per socket.
     socket.on("disconnect", this.forget);
-    this.timer ??= setInterval(() => this.sweep(Math.floor(Date.now() / 1000)), 1000).unref();
+    this.timer ??= every(1000, () => this.sweep(Math.floor(Date.now() / 1000)), { name: "token expiry sweep", logger: this.logger });
   }
 
   private bucket(second: number): Set<SwitchyardSocket> {
@@ -66,7 +71,7 @@ export class TokenExpiries {
   }
 
   stop(): void {
-    clearInterval(this.timer);
+    this.timer?.stop();
     this.timer = undefined;
   }
 }

@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
 import jwt from "jsonwebtoken";
 import { z } from "zod";
-import { parseClusterNodes, type RedisTarget } from "../config.js";
+import { logFormat, positiveInt, problemLines, RedisEnv, SharedEnv, type RedisTarget } from "../settings.js";
 
 /** The standalone pool worker's configuration: the only reader of process.env and argv in the worker process. */
 export interface WorkerConfig {
@@ -30,25 +30,15 @@ export interface WorkerConfig {
   dependencyTimeoutMs: number;
 }
 
-const positiveInt = z.coerce.number({ message: "must be a number" }).int().positive();
-
 const EnvSchema = z.object({
   WORKER_TOKEN: z.string({ message: "required: a pools:work token for the pool (npm run token -- --tenant T --permissions pools:work --pool P)" }).min(1),
   SWITCHYARD_URL: z.string().default("http://127.0.0.1:3000"),
   WORKER_MODE: z.enum(["hub", "direct"]).default("hub"),
-  REDIS_URL: z.string().default("redis://127.0.0.1:6379"),
-  REDIS_CLUSTER_NODES: z.string().optional(),
-  REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/).default("switchyard"),
+  ...SharedEnv,
   WORKER_HANDLERS: z.string().optional(),
   WORKER_CONCURRENCY: positiveInt.default(4),
-  TASK_LOCK_MS: positiveInt.default(30_000),
-  TASK_BACKOFF_MS: positiveInt.default(1_000),
   WORKER_ID: z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, "must be 1-128 letters, digits, '_' or '-'").optional(),
-  LOG_LEVEL: z.string().default("info"),
-  LOG_FORMAT: z.enum(["json", "pretty"]).optional(),
-  NODE_ENV: z.string().optional(),
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(30_000),
-  DEPENDENCY_TIMEOUT_MS: positiveInt.default(2_000),
 });
 
 export class WorkerConfigError extends Error {
@@ -66,18 +56,16 @@ export function loadWorkerConfig(argv: string[] = process.argv.slice(2), env: No
   });
   const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
   const parsed = EnvSchema.safeParse(present);
-  if (!parsed.success) throw new WorkerConfigError(parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`));
+  if (!parsed.success) throw new WorkerConfigError(problemLines(parsed.error));
   const e = parsed.data;
 
   const mode = values.direct === true ? "direct" : e.WORKER_MODE;
-  let clusterNodes: RedisTarget["clusterNodes"];
   // A hub-mode worker does not read Redis settings at all: a wrong one there is nobody's problem.
+  let redis: RedisTarget | undefined;
   if (mode === "direct") {
-    try {
-      clusterNodes = parseClusterNodes(e.REDIS_CLUSTER_NODES);
-    } catch (error) {
-      problems.push(`REDIS_CLUSTER_NODES: ${(error as Error).message} (expected host:port,host:port,...)`);
-    }
+    const target = z.object(RedisEnv).safeParse(present);
+    if (target.success) redis = { url: target.data.REDIS_URL, clusterNodes: target.data.REDIS_CLUSTER_NODES };
+    else problems.push(...problemLines(target.error));
   }
   // The worker does not verify its own token (the server does); it reads the claims to know its queue.
   const claims = jwt.decode(e.WORKER_TOKEN) as { tenant_id?: unknown; pool_id?: unknown; permissions?: unknown } | null;
@@ -107,7 +95,7 @@ export function loadWorkerConfig(argv: string[] = process.argv.slice(2), env: No
     tenantId: tenantId!,
     serverUrls,
     mode,
-    redis: mode === "direct" ? { url: e.REDIS_URL, clusterNodes } : undefined,
+    redis,
     redisPrefix: e.REDIS_PREFIX,
     handlersModule: handlers,
     concurrency: e.WORKER_CONCURRENCY,
@@ -115,7 +103,7 @@ export function loadWorkerConfig(argv: string[] = process.argv.slice(2), env: No
     backoffMs: e.TASK_BACKOFF_MS,
     workerId: id,
     logLevel: e.LOG_LEVEL,
-    logFormat: e.LOG_FORMAT ?? (e.NODE_ENV === "production" || !process.stdout.isTTY ? "json" : "pretty"),
+    logFormat: logFormat(e.LOG_FORMAT, e.NODE_ENV),
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     dependencyTimeoutMs: e.DEPENDENCY_TIMEOUT_MS,
   };

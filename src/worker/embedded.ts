@@ -3,15 +3,18 @@ import { DEFAULT_POOL_ID } from "../domains/tenants.js";
 import type { CancellationListener } from "./cancellations.js";
 import { builtinHandlers } from "./handlers.js";
 import { PoolWorker, type PoolWorkerOptions } from "./pool-worker.js";
+import { every, type Periodic } from "../every.js";
 
 export interface EmbeddedWorkersOptions
-  extends Pick<PoolWorkerOptions, "connection" | "keys" | "reporter" | "logger" | "failures" | "concurrency" | "backoffMs" | "lockDurationMs" | "stalledIntervalMs" | "maxPayloadBytes"> {
+  extends Pick<PoolWorkerOptions, "connection" | "keys" | "reporter" | "logger" | "failures" | "concurrency" | "backoffMs" | "lockDurationMs" | "maxPayloadBytes"> {
   nodeId: string;
   /** Plain command client, for the tenant registry. */
   redis: RedisClient;
   cancellations: CancellationListener;
-  syncIntervalMs: number;
 }
+
+/** How often a node reads the set of tenants other nodes saw, to serve their default pools too. */
+const SYNC_INTERVAL_MS = 2000;
 
 /**
  * The worker inside the server process (EMBEDDED_WORKER=true): runs the built-in handlers for every tenant's
@@ -20,15 +23,14 @@ export interface EmbeddedWorkersOptions
  */
 export class EmbeddedWorkers {
   private readonly workers = new Map<string, PoolWorker>();
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Periodic | undefined;
   private closed = false;
 
   constructor(private readonly options: EmbeddedWorkersOptions) {}
 
   async start(): Promise<void> {
     await this.sync();
-    this.timer = setInterval(() => void this.sync(), this.options.syncIntervalMs);
-    this.timer.unref();
+    this.timer = every(SYNC_INTERVAL_MS, () => this.sync(), { name: "embedded worker tenant sync", logger: this.options.logger });
   }
 
   /** Makes sure this node serves the tenant's default pool. */
@@ -61,7 +63,7 @@ export class EmbeddedWorkers {
    */
   async close(force = false): Promise<void> {
     this.closed = true;
-    clearInterval(this.timer);
+    this.timer?.stop();
     const workers = [...this.workers.values()];
     this.workers.clear();
     for (const worker of workers) this.options.cancellations.delete(worker);

@@ -4,7 +4,7 @@ import { PoolWorker, type PoolWorkerOptions } from "./pool-worker.js";
 import { RemoteWorkers, type RemoteChannel } from "./remote-workers.js";
 
 export interface HubPoolsOptions
-  extends Pick<PoolWorkerOptions, "connection" | "keys" | "reporter" | "logger" | "failures" | "backoffMs" | "lockDurationMs" | "stalledIntervalMs" | "maxPayloadBytes"> {
+  extends Pick<PoolWorkerOptions, "connection" | "keys" | "reporter" | "logger" | "failures" | "backoffMs" | "lockDurationMs" | "maxPayloadBytes"> {
   nodeId: string;
   cancellations: CancellationListener;
 }

@@ -25,6 +25,7 @@ import { PoolWorker } from "./pool-worker.js";
 import { RETRYABLE_CODES, SocketTaskReporter } from "./socket-reporter.js";
 import { RedisKeys } from "../jobs/redis-keys.js";
 import { HubJobRunner } from "./hub-client.js";
+import { every, type Periodic } from "../every.js";
 
 const VERSION = "0.1.0";
 
@@ -90,7 +91,7 @@ socket.io.on("reconnect_attempt", () => {
 
 let status: ReportedWorkerStatus = "idle";
 let detail: string | undefined;
-let heartbeat: NodeJS.Timeout | undefined;
+let heartbeat: Periodic | undefined;
 
 /** How long a status the server refused for now (RATE_LIMITED) waits before it is sent again. */
 const STATUS_RETRY_MS = 1000;
@@ -141,10 +142,16 @@ socket.on("worker.welcome", (welcome: WorkerWelcome) => {
   refusalsForNow = 0;
   // Older servers do not say: keep the default.
   if (typeof welcome.maxPayloadBytes === "number" && welcome.maxPayloadBytes > 0) maxPayloadBytes = welcome.maxPayloadBytes;
-  clearInterval(heartbeat);
-  heartbeat = setInterval(() => {
-    if (socket.connected) socket.timeout(5000).emitWithAck("worker.heartbeat", {}).catch(() => undefined);
-  }, welcome.heartbeatIntervalMs);
+  heartbeat?.stop();
+  // Not waited for: a heartbeat whose ack is late must not hold up the next one. Not unref'd: in hub mode this
+  // timer and the socket are what keep the process alive.
+  heartbeat = every(
+    welcome.heartbeatIntervalMs,
+    () => {
+      if (socket.connected) void socket.timeout(5000).emitWithAck("worker.heartbeat", {}).catch(() => undefined);
+    },
+    { name: "heartbeat", logger, unref: false },
+  );
 });
 socket.on("worker.rejected", (error: { code: string; message: string }) => {
   // "Not now" (the server's PostgreSQL is down, say): the same registration will be welcome later, as reports are.
@@ -186,7 +193,7 @@ socket.on("session.revoked", () => {
 });
 
 // Redis outages (direct mode) are logged once per connection when they start and once when they end, not per retry.
-const dependencies = new DependencyStatus(logger, { deadlineMs: config.dependencyTimeoutMs, probeIntervalMs: 1000 });
+const dependencies = new DependencyStatus(logger, { deadlineMs: config.dependencyTimeoutMs });
 /** Where jobs come from: the hub (over the socket) or BullMQ (direct); what the shutdown and the status need of it. */
 interface JobSource {
   readonly busy: boolean;
@@ -229,7 +236,6 @@ function directSource(redis: NonNullable<WorkerConfig["redis"]>): JobSource {
     concurrency: config.concurrency,
     backoffMs: config.backoffMs,
     lockDurationMs: config.lockDurationMs,
-    stalledIntervalMs: Math.max(1000, Math.floor(config.lockDurationMs / 2)),
     maxPayloadBytes: () => maxPayloadBytes,
   });
   cancellations.add(worker);
@@ -260,7 +266,7 @@ async function shutdown(signal: string): Promise<void> {
   }, config.shutdownTimeoutMs);
   deadline.unref();
   await source.close();
-  clearInterval(heartbeat);
+  heartbeat?.stop();
   // Give the last reports a moment to be acknowledged before the connection goes.
   await new Promise((resolve) => setTimeout(resolve, 100));
   stopping = true;

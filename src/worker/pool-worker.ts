@@ -40,6 +40,11 @@ export function reportRetryDelay(attempt: number): number {
   return Math.min(5000, 100 * 2 ** Math.min(attempt, 6));
 }
 
+/** How often BullMQ looks for stalled jobs: twice per lock duration, at most once a second. */
+export function stalledIntervalFor(lockDurationMs: number): number {
+  return Math.max(1000, Math.floor(lockDurationMs / 2));
+}
+
 export interface PoolWorkerOptions {
   connection: RedisClient;
   keys: RedisKeys;
@@ -54,7 +59,6 @@ export interface PoolWorkerOptions {
   concurrency: number;
   backoffMs: number;
   lockDurationMs: number;
-  stalledIntervalMs: number;
   /** Minimum time between two progress reports of one task. */
   progressIntervalMs?: number;
   /** The largest message the server takes (its MAX_PAYLOAD_BYTES, told in `worker.welcome`): bounds a result. */
@@ -110,7 +114,7 @@ export class PoolWorker extends EventEmitter {
       prefix: options.keys.bull,
       concurrency: options.concurrency,
       lockDuration: options.lockDurationMs,
-      stalledInterval: options.stalledIntervalMs,
+      stalledInterval: stalledIntervalFor(options.lockDurationMs),
       maxStalledCount: 2,
     });
     this.worker.on("error", (error) => options.failures.report(error, "pool worker error", { pool: options.poolId }, "bullmq"));

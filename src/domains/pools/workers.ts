@@ -14,6 +14,8 @@ import type { RedisKeys } from "../../jobs/redis-keys.js";
 import type { FailureReporter } from "../../dependencies/status.js";
 import { PresenceAgreement, type PresenceState } from "./presence-agreement.js";
 import { HeartbeatWrites } from "./heartbeat-writes.js";
+import { every, type Periodic } from "../../every.js";
+import { defineScripts } from "../../jobs/lua.js";
 
 export interface WorkerServiceOptions {
   keys: RedisKeys;
@@ -23,10 +25,6 @@ export interface WorkerServiceOptions {
   /** Told to workers in `worker.welcome`, so that they never send a report the node would drop them for. */
   maxPayloadBytes: number;
   disconnectGraceMs: number;
-  /** How often each node looks for workers whose presence expired. */
-  sweepIntervalMs: number;
-  /** Pool aggregates are published at most this often per pool and node. */
-  aggregateDelayMs: number;
   /** Where failed sweeps and aggregates are reported (an outage is logged once, not once per sweep). */
   failures: FailureReporter;
   /** Told of each heartbeat: whether it wrote (presence and the database) or was absorbed (see HeartbeatWrites). */
@@ -43,8 +41,11 @@ function statusEvent(tenantId: string, row: Parameters<typeof serializeWorker>[0
   };
 }
 
-/** Shortens a worker's presence to the grace period, but only if it still belongs to the closing connection. */
-const RELEASE_PRESENCE = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end return 0`;
+/** How often each node looks for workers whose presence expired at most (more often with a shorter heartbeat timeout). */
+const MAX_SWEEP_INTERVAL_MS = 1000;
+/** Pool aggregates are published at most this often per pool and node. */
+const AGGREGATE_DELAY_MS = 500;
+
 
 /**
  * Pool worker presence and status. Presence lives in Redis, not in one node's memory: a key per worker whose
@@ -58,7 +59,7 @@ const RELEASE_PRESENCE = `if redis.call("GET", KEYS[1]) == ARGV[1] then return r
  * heartbeats in the database, so it never announces a live worker offline (see PresenceAgreement).
  */
 export class WorkerService {
-  private sweeper: NodeJS.Timeout | undefined;
+  private sweeper: Periodic | undefined;
   private readonly aggregateTimers = new Map<string, NodeJS.Timeout>();
   private readonly agreement: PresenceAgreement;
   /**
@@ -79,6 +80,7 @@ export class WorkerService {
     private readonly logger: Logger,
     private readonly options: WorkerServiceOptions,
   ) {
+    defineScripts(redis);
     this.agreement = new PresenceAgreement(logger, options.heartbeatTimeoutMs);
     this.silenceMs = 2 * options.heartbeatIntervalMs;
     // Half the interval: the database's witness is then never older than 1.5 intervals for a live worker,
@@ -188,16 +190,16 @@ export class WorkerService {
   /** The worker's connection to this node closed: it has the grace period to come back (to any node). */
   async disconnected(tenantId: string, workerId: string, connectionId: string): Promise<void> {
     this.heartbeats.forget(`${tenantId}|${workerId}`, connectionId);
-    await this.redis.eval(RELEASE_PRESENCE, 1, this.presenceKey(tenantId, workerId), connectionId, String(this.options.disconnectGraceMs));
+    // Only if the presence still belongs to the closing connection: another may have taken it over meanwhile.
+    await this.redis.releasePresence(this.presenceKey(tenantId, workerId), connectionId, this.options.disconnectGraceMs);
   }
 
   start(): void {
-    this.sweeper = setInterval(() => void this.sweep(), this.options.sweepIntervalMs);
-    this.sweeper.unref();
+    this.sweeper = every(Math.min(MAX_SWEEP_INTERVAL_MS, this.options.heartbeatTimeoutMs), () => this.sweep(), { name: "worker presence sweep", logger: this.logger });
   }
 
   stop(): void {
-    clearInterval(this.sweeper);
+    this.sweeper?.stop();
     for (const timer of this.aggregateTimers.values()) clearTimeout(timer);
     this.aggregateTimers.clear();
   }
@@ -291,7 +293,7 @@ export class WorkerService {
       void this.publishAggregate(tenantId, poolId).catch((error: unknown) =>
         this.options.failures.report(error, "pool aggregate failed", { poolId }),
       );
-    }, this.options.aggregateDelayMs);
+    }, AGGREGATE_DELAY_MS);
     timer.unref();
     this.aggregateTimers.set(key, timer);
   }

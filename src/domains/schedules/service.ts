@@ -126,9 +126,10 @@ export interface ScheduleServiceOptions {
   failures: FailureReporter;
   /** How often one node compares the schedules with BullMQ's job schedulers and repairs the difference. */
   reconcileIntervalMs: number;
-  /** Due times one node's worker handles at once. */
-  concurrency: number;
 }
+
+/** Due times one node turns into tasks at once: each is one group-committed insert and the job it adds. */
+const SCHEDULE_CONCURRENCY = 50;
 
 /**
  * Recurring tasks. A schedule is a row (with its template) and, while it is not paused, a BullMQ job scheduler on
@@ -158,7 +159,7 @@ export class ScheduleService {
 
   /** Starts this node's worker on the schedule queue, the periodic reconciliation, and one reconciliation now. */
   start(workerConnection: RedisClient): void {
-    this.firing.startWorker(workerConnection, (data, dueAt) => this.fire(data, dueAt), { concurrency: this.options.concurrency, failures: this.options.failures });
+    this.firing.startWorker(workerConnection, (data, dueAt) => this.fire(data, dueAt), { concurrency: SCHEDULE_CONCURRENCY, failures: this.options.failures });
     this.timer.start();
     void this.reconcile().catch((error: unknown) => this.options.failures.report(error, "schedule reconciliation failed; retrying next interval"));
   }
@@ -177,7 +178,7 @@ export class ScheduleService {
       // The same refusal, its fields named where they are in this body.
       if (error instanceof AppError && Array.isArray(error.details)) {
         const details = (error.details as Array<{ field: string; message: string }>).map((d) => ({ ...d, field: `task.${d.field}` }));
-        throw new AppError(error.code, error.message, error.status, details);
+        throw error.withDetails(details);
       }
       throw error;
     }

@@ -18,11 +18,12 @@ export interface ReconcilerOptions {
   intervalMs: number;
   /** A task or workflow must have been unchanged this long before a pass touches it. */
   minAgeMs: number;
-  /** Tasks looked at per pass (the oldest first); the rest wait for the next pass. */
-  batchSize: number;
-  /** A task whose job was lost this many times fails with TASK_LOST instead of going back on its queue. */
-  maxRequeues: number;
 }
+
+/** Tasks looked at per pass (the oldest first); the rest wait for the next pass. */
+const BATCH_SIZE = 2000;
+/** A task whose job was lost this many times fails with TASK_LOST instead of going back on its queue. */
+const MAX_REQUEUES = 5;
 
 export type ReconcileAction = ReconcileRepair | "workflow_advanced";
 
@@ -32,7 +33,7 @@ export type ReconcileAction = ReconcileRepair | "workflow_advanced";
  * task that has not changed for a while it looks at the task's job in Redis and
  *  - job missing (Redis lost it, or the node died between committing the task and adding its job): puts the
  *    task back on its queue from its stored definition (a `queued` task just gets its job), up to
- *    `maxRequeues` times, then fails it with TASK_LOST;
+ *    MAX_REQUEUES times, then fails it with TASK_LOST;
  *  - job failed in BullMQ (stalled past its limit, or a failure whose report never got through): fails the task;
  *  - job completed in BullMQ but the task is open (the completion report was lost): completes the task;
  * and advances every running workflow that has not moved for a while (a crash between a step's task
@@ -72,7 +73,7 @@ export class TaskReconciler {
        ORDER BY "updatedAt" LIMIT $3`,
       ["created", "queued", "assigned", "started", "retrying"],
       cutoff,
-      this.options.batchSize,
+      BATCH_SIZE,
     );
     const states = await this.queues.jobStates(open);
     for (const [i, task] of open.entries()) {
@@ -86,7 +87,7 @@ export class TaskReconciler {
       `SELECT "id", "tenantId" FROM "Workflow" WHERE "status" = 'running' AND "updatedAt" < ($1::timestamptz AT TIME ZONE 'UTC')
        ORDER BY "updatedAt" LIMIT $2`,
       cutoff,
-      this.options.batchSize,
+      BATCH_SIZE,
     );
     for (const workflow of stuck) {
       await this.workflows.advance(workflow.tenantId, workflow.id).catch((error: unknown) =>
@@ -140,7 +141,7 @@ export class TaskReconciler {
       await this.tasks.jobs.add(task);
       return "job_added";
     }
-    if (task.requeues >= this.options.maxRequeues) {
+    if (task.requeues >= MAX_REQUEUES) {
       const error = { code: "TASK_LOST", message: `the task's job was lost ${task.requeues + 1} times`, retryable: false };
       const { task: failed } = await this.tasks.transition(task.tenantId, task.id, "failed", { error, finishedAt: new Date() }, {}, guard);
       return failed ? "lost" : null;

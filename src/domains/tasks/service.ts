@@ -3,7 +3,7 @@ import { z } from "zod";
 import type { Principal } from "../../auth/principal.js";
 import type { Db, PrismaClient } from "../../db/client.js";
 import { prismaSql, type Sql } from "../../db/sql.js";
-import { AppError, BadRequestError, ConflictError, DependencyUnavailableError, ForbiddenError, InvalidStateError, NotFoundError } from "../../errors.js";
+import { BadRequestError, ConflictError, DependencyUnavailableError, ForbiddenError, InvalidStateError, NotFoundError } from "../../errors.js";
 import { stageChange } from "../../events/outbox.js";
 import type { EventPublisher } from "../../events/publisher.js";
 import type { TaskTypeRegistry } from "../../jobs/queues.js";
@@ -170,7 +170,7 @@ export class TaskService {
   async validateTarget(tenantId: string, poolId: string, type: string): Promise<void> {
     // Also creates the tenant's default pool on first sight; positive answers are cached.
     if (!(await this.resources.exists(tenantId, "pool", poolId))) {
-      throw new AppError("NOT_FOUND", "pool not found", 404, [{ field: "poolId", message: "no such pool" }]);
+      throw new NotFoundError("pool", [{ field: "poolId", message: "no such pool" }]);
     }
     const known = (BUILTIN_TASK_TYPES as readonly string[]).includes(type) || (await this.types.has(tenantId, poolId, type));
     if (!known) {
