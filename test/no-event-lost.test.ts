@@ -1,17 +1,18 @@
 import assert from "node:assert/strict";
-import { SwitchyardClient, type Envelope } from "../src/client/index.js";
+import type { Envelope } from "../src/client/index.js";
 import { decodeCursor } from "../src/protocol/cursor.js";
 import { connect, EventRecorder, sleep, subscribe } from "./support/clients.js";
 import { freshTenant, TEST_REDIS_PREFIX } from "./support/env.js";
 import { api } from "./support/http.js";
 import { startServer, type ServerProcess } from "./support/server.js";
 import { mintToken } from "./support/tokens.js";
+import { openClient } from "./support/tracked.js";
 
 const seqOf = (e: Envelope): number => decodeCursor(e.cursor)!.seq;
 
 /** Opens a client helper and collects what it delivers. */
 async function helper(urls: string[], token: string, room: string) {
-  const client = new SwitchyardClient({ urls, namespace: "pools", token, socketOptions: { transports: ["websocket"] } });
+  const client = openClient({ urls, namespace: "pools", token, socketOptions: { transports: ["websocket"] } });
   const delivered: Envelope[] = [];
   const resets: string[] = [];
   client.onReset((_room, reason) => resets.push(reason));
