@@ -24,6 +24,7 @@ import { api } from "./support/http.js";
 import { serverProblems, startServer, startWorker, type ServerProcess } from "./support/server.js";
 import { submitTask, waitForTask } from "./support/tasks.js";
 import { mintToken } from "./support/tokens.js";
+import { skipBecause } from "./support/skip.js";
 
 /** Tasks that did not complete, by status (every accepted task must end `completed` after an outage). */
 async function notCompleted(db: DbInspector, tenant: string, accepted: string[]): Promise<string[]> {
@@ -126,8 +127,7 @@ describe("faults: outages", function () {
   it("PostgreSQL stopped for 5 s with 2-second tasks running: every task completes, the client has every event", async function () {
     const unavailable = privatePostgresUnavailable();
     if (unavailable) {
-      console.log(`      skipped: ${unavailable}`);
-      this.skip();
+      skipBecause(this, unavailable);
     }
     const started = Date.now();
     const postgres = await startPrivatePostgres();
@@ -162,8 +162,7 @@ describe("faults: outages", function () {
   it("Redis restarted without its data with tasks queued: every task completes, the client has every event", async function () {
     const unavailable = privateRedisUnavailable();
     if (unavailable) {
-      console.log(`      skipped: ${unavailable}`);
-      this.skip();
+      skipBecause(this, unavailable);
     }
     const started = Date.now();
     const redis = await startPrivateRedis();
@@ -195,8 +194,7 @@ describe("faults: outages", function () {
   it("a standalone worker that connects while PostgreSQL is down waits, and registers when it is back", async function () {
     const unavailable = privatePostgresUnavailable();
     if (unavailable) {
-      console.log(`      skipped: ${unavailable}`);
-      this.skip();
+      skipBecause(this, unavailable);
     }
     const postgres = await startPrivatePostgres();
     const prefix = `${TEST_REDIS_PREFIX}-pgreg`;
