@@ -228,7 +228,7 @@ describe("jobs through the hub: workers that need only a URL and a token", funct
 
   it("a worker written in Python from the protocol document alone completes tasks (examples/python-worker)", async function () {
     if (!pythonSocketIoAvailable()) {
-      skipBecause(this, "apt-get install -y python3-socketio python3-websocket");
+      skipBecause(this, "python-socketio is missing (apt-get install -y python3-socketio python3-websocket)");
     }
     const tenant = freshTenant();
     const token = mintToken({ tenant });

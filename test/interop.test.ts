@@ -46,7 +46,7 @@ describe("an independent Socket.IO client (python-socketio)", function () {
   let server: ServerProcess;
   before(async function () {
     if (!pythonSocketIoAvailable()) {
-      skipBecause(this, "apt-get install -y python3-socketio python3-websocket");
+      skipBecause(this, "python-socketio is missing (apt-get install -y python3-socketio python3-websocket)");
     }
     server = await sharedServer();
   });
