@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { freshTenant, TEST_DATABASE_URL, TEST_REDIS_PREFIX } from "./support/env.js";
+import { freshTenant, TEST_REDIS_PREFIX } from "./support/env.js";
 import {
   deadNodes,
   eventually,
@@ -24,6 +24,7 @@ import { api } from "./support/http.js";
 import { serverProblems, startServer, startWorker, type ServerProcess } from "./support/server.js";
 import { submitTask, waitForTask } from "./support/tasks.js";
 import { mintToken } from "./support/tokens.js";
+import { isolatedDatabase } from "./support/isolation.js";
 import { skipBecause } from "./support/skip.js";
 
 /** Tasks that did not complete, by status (every accepted task must end `completed` after an outage). */
@@ -166,10 +167,12 @@ describe("faults: outages", function () {
     }
     const started = Date.now();
     const redis = await startPrivateRedis();
-    // The shared test database (fresh tenant); the private Redis is the nodes' only Redis.
-    const env = { ...FAULT_NODE_ENV, REDIS_URL: redis.url, REDIS_PREFIX: TEST_REDIS_PREFIX, WORKER_CONCURRENCY: "4" };
+    // A database of its own: the private Redis is the nodes' only Redis, so on the run's database their fast
+    // reconciler would find other files' tasks without a job here and requeue them onto this Redis.
+    const database = await isolatedDatabase("redisout");
+    const env = { ...FAULT_NODE_ENV, DATABASE_URL: database, REDIS_URL: redis.url, REDIS_PREFIX: TEST_REDIS_PREFIX, WORKER_CONCURRENCY: "4" };
     nodes = await Promise.all([startServer({ ...env, NODE_ID: "redisout-a" }), startServer({ ...env, NODE_ID: "redisout-b" })]);
-    db = new DbInspector(TEST_DATABASE_URL);
+    db = new DbInspector(database);
     const tenant = freshTenant("redisout");
     const token = mintToken({ tenant });
     watch = await watchRoom(nodes.map((n) => n.url), token, "tasks", "tasks");
