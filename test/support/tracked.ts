@@ -14,7 +14,10 @@ interface Tracked {
 const registry = globalThis as typeof globalThis & { __switchyardTracked?: Map<object, Tracked> };
 const open = (registry.__switchyardTracked ??= new Map<object, Tracked>());
 
-/** Registers `thing` to be closed after the current test; returns it. */
+/**
+ * Registers `thing` to be closed after the current test; returns it. For what a test opens: one opened in a suite's
+ * `before` would be closed after that suite's first test.
+ */
 export function track<T extends object>(thing: T, what: string, close: (thing: T) => void | Promise<void>): T {
   open.set(thing, { what, close: () => close(thing) });
   return thing;
