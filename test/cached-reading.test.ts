@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { mock } from "node:test";
 import { CachedReading } from "../src/observability/cached-reading.js";
 import { sleep } from "./support/clients.js";
 
@@ -56,17 +57,27 @@ describe("CachedReading (the scrape-time figures' cache; no server)", () => {
   });
 
   it("gives up on a read pending past maxAgeMs, and a late answer of it does not overwrite the newer one", async () => {
-    const source = manualRead();
-    const reading = new CachedReading(() => source.read(), { ttlMs: 0, deadlineMs: 5, maxAgeMs: 30 }, () => undefined);
-    assert.equal(await reading.get(), undefined);
-    await sleep(40);
-    const fresh = reading.get();
-    await sleep(0);
-    assert.equal(source.started, 2, "a new read replaced the stuck one");
-    source.pending[1]!.resolve(9);
-    assert.equal(await fresh, 9);
-    source.pending[0]!.resolve(1);
-    await sleep(0);
-    assert.equal(await reading.get(), 9, "the stuck read's late answer is ignored");
+    // The test's own clock: "past maxAgeMs" is a tick of it, not a sleep that a busy machine could stretch.
+    mock.timers.enable({ apis: ["setTimeout", "Date"], now: 0 });
+    try {
+      const source = manualRead();
+      const reading = new CachedReading(() => source.read(), { ttlMs: 0, deadlineMs: 5, maxAgeMs: 30 }, () => undefined);
+      const stuck = reading.get();
+      mock.timers.tick(5);
+      assert.equal(await stuck, undefined, "the caller's deadline passed with no value");
+      mock.timers.tick(30);
+      const fresh = reading.get();
+      assert.equal(source.started, 2, "a new read replaced the stuck one");
+      source.pending[1]!.resolve(9);
+      assert.equal(await fresh, 9);
+      source.pending[0]!.resolve(1);
+      // One turn of the event loop (setImmediate is not faked): the late answer has been handled.
+      await new Promise((resolve) => setImmediate(resolve));
+      const again = reading.get();
+      mock.timers.tick(5);
+      assert.equal(await again, 9, "the stuck read's late answer is ignored");
+    } finally {
+      mock.timers.reset();
+    }
   });
 });

@@ -14,6 +14,7 @@ import { startServer, type ServerProcess } from "./support/server.js";
 import { sharedServer } from "./support/shared.js";
 import { submitTask } from "./support/tasks.js";
 import { mintToken } from "./support/tokens.js";
+import { skipBecause } from "./support/skip.js";
 
 /*
  * The client package as a user gets it: `npm pack ./packages/client` (its prepack compiles src/client and the
@@ -197,7 +198,7 @@ console.log(cursor, replayed);
     });
 
     it("bundled with esbuild for the browser, it subscribes and publishes cross-origin with CORS_ORIGINS set", async function () {
-      if (!existsSync(CHROMIUM)) this.skip(); // said in the test output as pending; set CHROMIUM_PATH
+      if (!existsSync(CHROMIUM)) skipBecause(this, `${CHROMIUM} is missing (set CHROMIUM_PATH, or apt-get install chromium)`);
       // The page comes from another origin than the node, as a web app would: the node must allow it.
       page = createServer();
       await new Promise<void>((resolve) => page!.listen(0, "127.0.0.1", resolve));

@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
-import { SwitchyardClient, type ConnectionState } from "../src/client/index.js";
+import type { ConnectionState, SwitchyardClient } from "../src/client/index.js";
 import { freshTenant } from "./support/env.js";
 import { eventually } from "./support/faults.js";
 import { api } from "./support/http.js";
 import { startServer, type ServerProcess } from "./support/server.js";
 import { mintToken } from "./support/tokens.js";
+import { openClient } from "./support/tracked.js";
 
 /** The client helper's connection state (what the console's indicator shows), against a real node. */
 
@@ -24,7 +25,7 @@ describe("client helper: connection state", () => {
   });
 
   it("connecting → catching-up → live; a dropped connection: reconnecting → catching-up → live; close(): disconnected", async () => {
-    const client = new SwitchyardClient({ urls: node.url, namespace: "tasks", token: mintToken({ tenant: freshTenant() }), socketOptions: { transports: ["websocket"] } });
+    const client = openClient({ urls: node.url, namespace: "tasks", token: mintToken({ tenant: freshTenant() }), socketOptions: { transports: ["websocket"] } });
     const states = watch(client);
     await client.subscribe("tasks", () => undefined);
     assert.deepEqual(states, ["connecting", "catching-up", "live"]);
@@ -38,7 +39,7 @@ describe("client helper: connection state", () => {
   });
 
   it("a refused token ends in disconnected (socket.io-client does not retry it)", async () => {
-    const client = new SwitchyardClient({ urls: node.url, namespace: "tasks", token: mintToken({ tenant: freshTenant(), ttl: -60 }), socketOptions: { transports: ["websocket"] } });
+    const client = openClient({ urls: node.url, namespace: "tasks", token: mintToken({ tenant: freshTenant(), ttl: -60 }), socketOptions: { transports: ["websocket"] } });
     client.onError(() => undefined);
     const states = watch(client);
     await assert.rejects(client.subscribe("tasks", () => undefined), (error: Error & { data?: { code?: string } }) => error.data?.code === "TOKEN_EXPIRED");
@@ -49,7 +50,7 @@ describe("client helper: connection state", () => {
   it('subscribe with after "0" delivers the room from its first stored event, in order, then live', async () => {
     const token = mintToken({ tenant: freshTenant() });
     for (const name of ["first", "second", "third"]) assert.equal((await api(node.url, "POST", "/api/v1/pools", { token, body: { name } })).status, 201);
-    const client = new SwitchyardClient({ urls: node.url, namespace: "pools", token, socketOptions: { transports: ["websocket"] } });
+    const client = openClient({ urls: node.url, namespace: "pools", token, socketOptions: { transports: ["websocket"] } });
     const names: string[] = [];
     const cursors: string[] = [];
     const subscribed = await client.subscribe("pools", (event) => {
@@ -65,7 +66,7 @@ describe("client helper: connection state", () => {
   });
 
   it("subscribe with an after that is not a cursor rejects at once with BAD_REQUEST", async () => {
-    const client = new SwitchyardClient({ urls: node.url, namespace: "tasks", token: mintToken({ tenant: freshTenant() }), socketOptions: { transports: ["websocket"] } });
+    const client = openClient({ urls: node.url, namespace: "tasks", token: mintToken({ tenant: freshTenant() }), socketOptions: { transports: ["websocket"] } });
     await assert.rejects(client.subscribe("tasks", () => undefined, { after: "not-a-cursor" }), (error: Error & { code?: string }) => error.code === "BAD_REQUEST");
     await client.subscribe("tasks", () => undefined);
     assert.equal(client.state, "live");

@@ -11,6 +11,7 @@ import { privateRedisUnavailable, startPrivateRedis, type PrivateRedis } from ".
 import { startServer, type ServerProcess } from "./support/server.js";
 import { mintToken } from "./support/tokens.js";
 import { PYTHON, pythonSocketIoAvailable } from "./support/python.js";
+import { skipBecause } from "./support/skip.js";
 
 const END = "test.end";
 
@@ -92,8 +93,7 @@ describe("delivery: every Socket.IO client gets each event of its rooms once, in
   before(async function () {
     const unavailable = privateRedisUnavailable();
     if (unavailable) {
-      console.log(`      (skipped: ${unavailable})`);
-      this.skip();
+      skipBecause(this, unavailable);
     }
     python = pythonSocketIoAvailable();
     if (!python) console.log("      (python-socketio missing: apt-get install -y python3-socketio python3-websocket; the raw socket.io-client subscribers still run)");

@@ -18,6 +18,7 @@ import { waitForTask } from "./support/tasks.js";
 import { mintToken } from "./support/tokens.js";
 import type { Envelope } from "../src/protocol/events.js";
 import type { WorkerStatus } from "../src/protocol/workers.js";
+import { skipBecause } from "./support/skip.js";
 
 /**
  * Generous: a request must answer, and this only turns "never" into a failure that says so. What it answers and
@@ -129,7 +130,7 @@ describe("failing dependencies", function () {
 
   it("a private Redis stopped under two nodes: both answer 503 and log the outage once, exit 0 on SIGTERM, and take work again after the restart", async function () {
     const unavailable = privateRedisUnavailable();
-    if (unavailable) this.skip();
+    if (unavailable) skipBecause(this, unavailable);
     const redis = await startPrivateRedis();
     const env = { REDIS_URL: redis.url };
     const [a, b] = await Promise.all([node(env), node(env)]);
@@ -166,7 +167,7 @@ describe("failing dependencies", function () {
 
   it("a private Redis that stops answering (frozen): requests answer within the deadline instead of hanging, and work resumes when it thaws", async function () {
     const unavailable = privateRedisUnavailable();
-    if (unavailable) this.skip();
+    if (unavailable) skipBecause(this, unavailable);
     const redis = await startPrivateRedis();
     const frozenNode = await node({ REDIS_URL: redis.url });
     const tenant = freshTenant();
@@ -199,7 +200,7 @@ describe("failing dependencies", function () {
 
   it("a private PostgreSQL frozen, then stopped: REST and socket acks answer 503 postgresql unavailable, the log stays short, work resumes after each", async function () {
     const unavailable = privatePostgresUnavailable();
-    if (unavailable) this.skip();
+    if (unavailable) skipBecause(this, unavailable);
     const postgres = await startPrivatePostgres();
     // Its own Redis prefix: the shared Redis also holds queues of nodes that use the run's database.
     const dbNode = await node({ DATABASE_URL: postgres.url, REDIS_PREFIX: `${TEST_REDIS_PREFIX}-deps-pg` });
@@ -239,7 +240,7 @@ describe("failing dependencies", function () {
 
   it("a node started on an empty Redis of its own, sharing the database, never marks a live worker of another node offline, and says why on /ready", async function () {
     const unavailable = privateRedisUnavailable();
-    if (unavailable) this.skip();
+    if (unavailable) skipBecause(this, unavailable);
     const presence = { WORKER_HEARTBEAT_INTERVAL_MS: "300", WORKER_HEARTBEAT_TIMEOUT_MS: "2000", WORKER_DISCONNECT_GRACE_MS: "1000" };
     // The cluster: node 1 and its worker on the shared Redis, under a prefix of this test's own.
     const prefix = `${TEST_REDIS_PREFIX}-deps-presence`;

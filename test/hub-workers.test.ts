@@ -7,6 +7,7 @@ import { PYTHON, pythonSocketIoAvailable } from "./support/python.js";
 import { startServer, startWorker, type ServerProcess, type WorkerProcess } from "./support/server.js";
 import { submitTask, waitForTask, type TaskView } from "./support/tasks.js";
 import { mintToken } from "./support/tokens.js";
+import { skipBecause } from "./support/skip.js";
 
 /** A Redis no worker can reach: a hub-mode worker must not need one. */
 const NOWHERE = { REDIS_URL: "redis://127.0.0.1:1", REDIS_PREFIX: "nowhere" };
@@ -227,8 +228,7 @@ describe("jobs through the hub: workers that need only a URL and a token", funct
 
   it("a worker written in Python from the protocol document alone completes tasks (examples/python-worker)", async function () {
     if (!pythonSocketIoAvailable()) {
-      console.log("      (skipped: apt-get install -y python3-socketio python3-websocket)");
-      this.skip();
+      skipBecause(this, "python-socketio is missing (apt-get install -y python3-socketio python3-websocket)");
     }
     const tenant = freshTenant();
     const token = mintToken({ tenant });

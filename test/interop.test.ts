@@ -7,6 +7,7 @@ import { submitTask } from "./support/tasks.js";
 import { mintToken } from "./support/tokens.js";
 import type { ServerProcess } from "./support/server.js";
 import { PYTHON, pythonSocketIoAvailable } from "./support/python.js";
+import { skipBecause } from "./support/skip.js";
 
 
 interface Line {
@@ -45,8 +46,7 @@ describe("an independent Socket.IO client (python-socketio)", function () {
   let server: ServerProcess;
   before(async function () {
     if (!pythonSocketIoAvailable()) {
-      console.log("      (skipped: apt-get install -y python3-socketio python3-websocket)");
-      this.skip();
+      skipBecause(this, "python-socketio is missing (apt-get install -y python3-socketio python3-websocket)");
     }
     server = await sharedServer();
   });

@@ -10,6 +10,7 @@ import { destroyAllPrivateServices, privateRedisUnavailable, startPrivateRedis }
 import { startServer, startWorker, type ServerProcess } from "./support/server.js";
 import { submitTask, waitForTask } from "./support/tasks.js";
 import { mintToken } from "./support/tokens.js";
+import { skipBecause } from "./support/skip.js";
 
 /** Scrapes `url` until `predicate` holds (scrape-time figures are cached for a few seconds); returns that scrape. */
 async function scrapeUntil(url: string, predicate: (samples: Sample[]) => boolean, what: string, timeoutMs = 30_000): Promise<Sample[]> {
@@ -127,8 +128,7 @@ describe("metrics", () => {
   it("follows Redis down and back up on switchyard_redis_up, and /metrics keeps answering meanwhile", async function () {
     const unavailable = privateRedisUnavailable();
     if (unavailable) {
-      console.log(`      skipped: ${unavailable}`);
-      this.skip();
+      skipBecause(this, unavailable);
     }
     const redis = await startPrivateRedis();
     const node = await startServer({ ...env, REDIS_URL: redis.url, NODE_ID: "metrics-redis" });

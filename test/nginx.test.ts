@@ -10,6 +10,7 @@ import { api } from "./support/http.js";
 import { checkConfig, nginxUnavailable, SHIPPED_CONFIG, siteConfig, startNginx, stopAllNginx, type NginxProcess } from "./support/nginx.js";
 import { startServer, type ServerProcess } from "./support/server.js";
 import { mintToken } from "./support/tokens.js";
+import { skipBecause } from "./support/skip.js";
 
 const seqOf = (e: Envelope): number => decodeCursor(e.cursor)!.seq;
 
@@ -64,8 +65,7 @@ describe("behind nginx (deploy/nginx/switchyard.conf)", function () {
   before(function () {
     const reason = nginxUnavailable();
     if (reason) {
-      console.log(`      skipped: ${reason}`);
-      this.skip();
+      skipBecause(this, reason);
     }
   });
   afterEach(async () => {

@@ -1,17 +1,20 @@
 import assert from "node:assert/strict";
-import { SwitchyardClient, type Envelope } from "../src/client/index.js";
+import type { Envelope } from "../src/client/index.js";
 import { decodeCursor } from "../src/protocol/cursor.js";
 import { connect, EventRecorder, sleep, subscribe } from "./support/clients.js";
 import { freshTenant, TEST_REDIS_PREFIX } from "./support/env.js";
+import { eventually } from "./support/faults.js";
 import { api } from "./support/http.js";
+import { isolatedDatabase } from "./support/isolation.js";
 import { startServer, type ServerProcess } from "./support/server.js";
 import { mintToken } from "./support/tokens.js";
+import { openClient } from "./support/tracked.js";
 
 const seqOf = (e: Envelope): number => decodeCursor(e.cursor)!.seq;
 
 /** Opens a client helper and collects what it delivers. */
 async function helper(urls: string[], token: string, room: string) {
-  const client = new SwitchyardClient({ urls, namespace: "pools", token, socketOptions: { transports: ["websocket"] } });
+  const client = openClient({ urls, namespace: "pools", token, socketOptions: { transports: ["websocket"] } });
   const delivered: Envelope[] = [];
   const resets: string[] = [];
   client.onReset((_room, reason) => resets.push(reason));
@@ -32,6 +35,22 @@ function assertConsecutive(events: Envelope[], count: number): void {
   assert.equal(seqs.length, count, `expected ${count} events, got ${seqs.length}`);
   for (let i = 1; i < seqs.length; i++) assert.equal(seqs[i], seqs[i - 1]! + 1, `gap or disorder at ${i}: ${seqs.slice(Math.max(0, i - 3), i + 2).join(",")}`);
   assert.equal(new Set(events.map((e) => e.id)).size, count, "each event once");
+}
+
+/** desiredWorkers of the marker event: above anything the tests publish otherwise (the API allows up to 10,000). */
+const MARKER = 9999;
+const isMarker = (e: Envelope): boolean => e.type === "pool.scaling" && (e.data as { to?: number }).to === MARKER;
+
+/**
+ * Publishes a marker event after everything else and waits until each list holds it; returns each list's events
+ * before it. A room's events arrive in order, so once the marker is in, every event published before it has been
+ * delivered (or is missing for good): the check that follows needs no sleep to let stragglers or duplicates in.
+ */
+async function uptoMarker(url: string, token: string, poolId: string, lists: Envelope[][]): Promise<Envelope[][]> {
+  const response = await api(url, "POST", `/api/v1/pools/${poolId}/scale`, { token, body: { desiredWorkers: MARKER } });
+  assert.equal(response.status, 202);
+  for (const [i, list] of lists.entries()) await until(() => list.some(isMarker), 20_000, `the marker event on subscriber ${i}`);
+  return lists.map((list) => list.slice(0, list.findIndex(isMarker)));
 }
 
 /** Publishes `count` pool.scaling events through a node's REST API, `concurrency` calls at a time. */
@@ -69,14 +88,9 @@ describe("no event lost", () => {
     const room = `pool:${poolId}`;
     const subscribers = await Promise.all([helper([nodeA.url], token, room), helper([nodeB.url], token, room)]);
     await Promise.all([publishScaling(nodeA.url, token, poolId, 60, 6), publishScaling(nodeB.url, token, poolId, 60, 6)]);
-    for (const s of subscribers) {
-      await until(() => s.delivered.length >= 120, 15_000, "120 events");
-      await sleep(200);
-      assertConsecutive(s.delivered, 120);
-      s.client.close();
-    }
-    const [first, second] = subscribers;
-    assert.deepEqual(first!.delivered.map((e) => e.id), second!.delivered.map((e) => e.id), "both saw the same order");
+    const [first, second] = await uptoMarker(nodeA.url, token, poolId, subscribers.map((s) => s.delivered));
+    for (const delivered of [first!, second!]) assertConsecutive(delivered, 120);
+    assert.deepEqual(first!.map((e) => e.id), second!.map((e) => e.id), "both saw the same order");
   });
 
   it("disconnect, 50 events, resubscribe with after: exactly the 50 in order, then live ones", async () => {
@@ -92,10 +106,9 @@ describe("no event lost", () => {
     const resumed = await subscribe(again, room, ack.cursor);
     assert.equal(resumed.replayed, 50);
     await publishScaling(nodeB.url, token, poolId, 3);
-    await seen.until((e) => e.length >= 53);
-    await sleep(200);
-    assertConsecutive(seen.events, 53);
-    assert.equal(seqOf(seen.events[0]!), decodeCursor(ack.cursor)!.seq + 1);
+    const [events] = await uptoMarker(nodeB.url, token, poolId, [seen.events]);
+    assertConsecutive(events!, 53);
+    assert.equal(seqOf(events![0]!), decodeCursor(ack.cursor)!.seq + 1);
   });
 
   it("events published while a client reconnects and resubscribes are neither lost nor duplicated", async () => {
@@ -113,11 +126,9 @@ describe("no event lost", () => {
       s.client.socket.io.engine.close();
     }
     await publishing;
-    await until(() => s.delivered.length >= 120, 15_000, "120 events");
-    await sleep(300);
-    assertConsecutive(s.delivered, 120);
+    const [delivered] = await uptoMarker(nodeB.url, token, poolId, [s.delivered]);
+    assertConsecutive(delivered!, 120);
     assert.deepEqual(s.resets, []);
-    s.client.close();
   });
 
   it("failover: node A is killed -9 under a steady stream published via node B; clients end with every event once, in order", async () => {
@@ -141,12 +152,10 @@ describe("no event lost", () => {
     for (const [i, c] of clients.entries()) c.client.socket.once("connect", () => (reconnectedAt[i] = published));
     await nodeA.kill();
     await publisher;
-    for (const c of clients) await until(() => c.delivered.length >= total, 20_000, `${total} events after failover`);
-    await sleep(300);
-    for (const c of clients) {
-      assertConsecutive(c.delivered, total);
+    const delivered = await uptoMarker(nodeB.url, token, poolId, clients.map((c) => c.delivered));
+    for (const [i, c] of clients.entries()) {
+      assertConsecutive(delivered[i]!, total);
       assert.deepEqual(c.resets, []);
-      c.client.close();
     }
     const inFlight = clients.map((_, i) => (reconnectedAt[i] ?? total) - atKill[i]!);
     // Reported, not asserted: how many events each client had not yet received when A died and got afterwards
@@ -155,16 +164,24 @@ describe("no event lost", () => {
   });
 
   it("a cursor older than retention gets CURSOR_EXPIRED; the history keeps the newest events", async () => {
-    // Its own Redis prefix: the retention lock is per deployment, and other test nodes run a slower schedule.
-    const node = await startServer({ EVENT_RETENTION_PER_ROOM: "5", EVENT_RETENTION_INTERVAL_MS: "300", REDIS_PREFIX: `${TEST_REDIS_PREFIX}-retention` });
+    // Its own database and Redis prefix: retention trims every room of the database it runs on (five events a room
+    // would break other files' tests), and its lock is per deployment.
+    const database = await isolatedDatabase("retention");
+    const node = await startServer({ EVENT_RETENTION_PER_ROOM: "5", EVENT_RETENTION_INTERVAL_MS: "300", DATABASE_URL: database, REDIS_PREFIX: `${TEST_REDIS_PREFIX}-retention` });
     try {
       const token = mintToken({ tenant: freshTenant() });
       const socket = await connect(node.url, "pools", { token });
       const ack = await subscribe(socket, "pools");
       socket.close();
       for (let i = 0; i < 12; i++) await api(node.url, "POST", "/api/v1/pools", { token, body: { name: `p${i}` } });
-      await sleep(1200);
-      const history = await api(node.url, "GET", "/api/v1/events?namespace=pools&room=pools&limit=100", { token });
+      // Retention runs every 300 ms: wait for a pass after the last event. Nothing is published after these, so once
+      // the room is down to five it stays as it is.
+      let history = await api(node.url, "GET", "/api/v1/events?namespace=pools&room=pools&limit=100", { token });
+      const trimmed = await eventually(async () => {
+        history = await api(node.url, "GET", "/api/v1/events?namespace=pools&room=pools&limit=100", { token });
+        return history.body.items.length <= 5;
+      }, 20_000);
+      assert.ok(trimmed, `the room still holds ${history.body.items.length} events`);
       assert.equal(history.body.items.length, 5);
       assert.deepEqual(history.body.items.map((e: { data: { pool: { name: string } } }) => e.data.pool.name), ["p7", "p8", "p9", "p10", "p11"]);
       const again = await connect(node.url, "pools", { token });

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { freshTenant, TEST_DATABASE_URL, TEST_REDIS_PREFIX } from "./support/env.js";
+import { freshTenant, TEST_REDIS_PREFIX } from "./support/env.js";
 import {
   deadNodes,
   eventually,
@@ -24,6 +24,8 @@ import { api } from "./support/http.js";
 import { serverProblems, startServer, startWorker, type ServerProcess } from "./support/server.js";
 import { submitTask, waitForTask } from "./support/tasks.js";
 import { mintToken } from "./support/tokens.js";
+import { isolatedDatabase } from "./support/isolation.js";
+import { skipBecause } from "./support/skip.js";
 
 /** Tasks that did not complete, by status (every accepted task must end `completed` after an outage). */
 async function notCompleted(db: DbInspector, tenant: string, accepted: string[]): Promise<string[]> {
@@ -126,8 +128,7 @@ describe("faults: outages", function () {
   it("PostgreSQL stopped for 5 s with 2-second tasks running: every task completes, the client has every event", async function () {
     const unavailable = privatePostgresUnavailable();
     if (unavailable) {
-      console.log(`      skipped: ${unavailable}`);
-      this.skip();
+      skipBecause(this, unavailable);
     }
     const started = Date.now();
     const postgres = await startPrivatePostgres();
@@ -162,15 +163,16 @@ describe("faults: outages", function () {
   it("Redis restarted without its data with tasks queued: every task completes, the client has every event", async function () {
     const unavailable = privateRedisUnavailable();
     if (unavailable) {
-      console.log(`      skipped: ${unavailable}`);
-      this.skip();
+      skipBecause(this, unavailable);
     }
     const started = Date.now();
     const redis = await startPrivateRedis();
-    // The shared test database (fresh tenant); the private Redis is the nodes' only Redis.
-    const env = { ...FAULT_NODE_ENV, REDIS_URL: redis.url, REDIS_PREFIX: TEST_REDIS_PREFIX, WORKER_CONCURRENCY: "4" };
+    // A database of its own: the private Redis is the nodes' only Redis, so on the run's database their fast
+    // reconciler would find other files' tasks without a job here and requeue them onto this Redis.
+    const database = await isolatedDatabase("redisout");
+    const env = { ...FAULT_NODE_ENV, DATABASE_URL: database, REDIS_URL: redis.url, REDIS_PREFIX: TEST_REDIS_PREFIX, WORKER_CONCURRENCY: "4" };
     nodes = await Promise.all([startServer({ ...env, NODE_ID: "redisout-a" }), startServer({ ...env, NODE_ID: "redisout-b" })]);
-    db = new DbInspector(TEST_DATABASE_URL);
+    db = new DbInspector(database);
     const tenant = freshTenant("redisout");
     const token = mintToken({ tenant });
     watch = await watchRoom(nodes.map((n) => n.url), token, "tasks", "tasks");
@@ -195,8 +197,7 @@ describe("faults: outages", function () {
   it("a standalone worker that connects while PostgreSQL is down waits, and registers when it is back", async function () {
     const unavailable = privatePostgresUnavailable();
     if (unavailable) {
-      console.log(`      skipped: ${unavailable}`);
-      this.skip();
+      skipBecause(this, unavailable);
     }
     const postgres = await startPrivatePostgres();
     const prefix = `${TEST_REDIS_PREFIX}-pgreg`;

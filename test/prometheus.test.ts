@@ -14,6 +14,7 @@ import { freePort } from "./support/private-services.js";
 import { startServer, type ServerProcess } from "./support/server.js";
 import { submitTask, waitForTask } from "./support/tasks.js";
 import { mintToken } from "./support/tokens.js";
+import { skipBecause } from "./support/skip.js";
 
 /** Debian's `prometheus` package (`.ci/run` installs it when missing). */
 const PROMETHEUS = "/usr/bin/prometheus";
@@ -112,8 +113,7 @@ describe("Prometheus: the dashboard's queries and the alert rules against real n
 
   before(async function () {
     if (!existsSync(PROMETHEUS)) {
-      console.log(`      skipped: ${PROMETHEUS} is not installed (apt-get install prometheus; .ci/run does)`);
-      this.skip();
+      skipBecause(this, `${PROMETHEUS} is not installed (apt-get install prometheus; .ci/run does)`);
     }
     nodes = await Promise.all(["prom-a", "prom-b"].map((id) => startServer({ ...isolatedNodeEnv(prefix), NODE_ID: id })));
 

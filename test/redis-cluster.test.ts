@@ -12,6 +12,7 @@ import { privateRedisUnavailable, startPrivateRedisCluster, type PrivateRedisClu
 import { startServer, startWorker, type ServerProcess, type WorkerProcess } from "./support/server.js";
 import { waitForTask } from "./support/tasks.js";
 import { mintToken } from "./support/tokens.js";
+import { skipBecause } from "./support/skip.js";
 
 /*
  * REDIS_CLUSTER_NODES on a real local Redis Cluster (three masters, each with a replica): two nodes and a
@@ -56,8 +57,7 @@ describe("Redis Cluster (REDIS_CLUSTER_NODES): sharded pub/sub, tasks, presence,
 
   before(async function () {
     if (unavailable) {
-      console.log(`      skipped: ${unavailable}`);
-      this.skip();
+      skipBecause(this, unavailable);
     }
     [cluster] = await Promise.all([startPrivateRedisCluster(3, 1), setupDatabase(databaseUrl)]);
     const env = {

@@ -127,7 +127,9 @@ describe("TLS (TLS_CERT_FILE, TLS_KEY_FILE)", () => {
     assert.doesNotMatch(answer, /^HTTP\//, "no HTTP response to a plain-text request");
     await assert.rejects(fetch(`http://127.0.0.1:${node.port}/health`));
     const failure = await connectError(`http://127.0.0.1:${node.port}`, "pools", { token: mintToken({ tenant: freshTenant("tls") }) });
-    assert.ok(failure instanceof Error);
+    // The handshake fails at the transport (no WebSocket over plain HTTP), not a refusal the server answered.
+    assert.equal(failure.message, "websocket error");
+    assert.equal(failure.data, undefined, JSON.stringify(failure.data));
     // The node is still up and serving HTTPS after the plain-text attempts.
     assert.equal((await httpsJson(`${node.url}/health`, { ca })).status, 200);
   });

@@ -44,9 +44,17 @@ describe("workflows", () => {
     assert.equal(response.status, 202);
     const id = response.body.workflow.id;
     const room = `workflow:${id}`;
+    // The workflow's own room, from its first event ("0": it may have started before this subscribe).
     const socket = await connect(server.url, "workflows", { token });
-    assert.equal((await subscribe(socket, room)).ok, true);
+    const inRoom = new EventRecorder(socket);
+    assert.equal((await subscribe(socket, room, "0")).ok, true);
     await seen.next("workflow.completed", "workflows", 20_000);
+    await inRoom.next("workflow.completed", room, 20_000);
+    assert.deepEqual(
+      inRoom.events.filter((e) => e.room === room).map((e) => e.type).filter((t) => t.startsWith("workflow.")),
+      ["workflow.started", ...Array<string>(4).fill("workflow.step_completed"), "workflow.completed"],
+      "workflow:<id> holds the workflow's events in order",
+    );
     const types = seen.events.map((e) => e.type);
     assert.equal(types[0], "workflow.started");
     const completedSteps = seen.of("workflow.step_completed").map((e) => (e.data as { step: string }).step);
@@ -79,7 +87,8 @@ describe("workflows", () => {
       steps: [
         { key: "A", type: "echo" },
         { key: "B", type: "fail", payload: { message: "B broke", retryable: false }, dependsOn: ["A"] },
-        { key: "C", type: "sleep", payload: { ms: 3000 }, dependsOn: ["A"] },
+        // Longer than any run of this test: still running (or queued) when B fails, whatever the machine's pace.
+        { key: "C", type: "sleep", payload: { ms: 600_000 }, dependsOn: ["A"] },
         { key: "D", type: "echo", dependsOn: ["B", "C"] },
       ],
     });

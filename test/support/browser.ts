@@ -9,6 +9,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { buildConsole } from "../../scripts/build-console.js";
+import { skipBecause } from "./skip.js";
 
 export const CHROMIUM = "/usr/bin/chromium";
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -24,10 +25,7 @@ export function chromiumMissing(): string | undefined {
  */
 export async function consoleBrowserOrSkip(context: Mocha.Context): Promise<Browser> {
   const missing = chromiumMissing();
-  if (missing) {
-    process.stdout.write(`      skipped: ${missing}\n`);
-    context.skip();
-  }
+  if (missing) skipBecause(context, missing);
   const [browser] = await Promise.all([launchBrowser(), buildConsole()]);
   return browser;
 }

@@ -3,10 +3,11 @@
  * fleet whose nodes are killed -9 and replaced, and a client helper that records a room.
  */
 import { randomBytes } from "node:crypto";
-import { SwitchyardClient, type Envelope } from "../../src/client/index.js";
+import type { Envelope, SwitchyardClient } from "../../src/client/index.js";
 import type { NamespaceName } from "../../src/protocol/namespaces.js";
 import { decodeCursor } from "../../src/protocol/cursor.js";
 import { startServer, type ServerProcess } from "./server.js";
+import { openClient, track } from "./tracked.js";
 
 /**
  * Settings of every node in these tests. RECONCILE_* and OUTBOX_RELAY_AFTER_MS are read by the crash-safe core
@@ -72,7 +73,9 @@ export class Submitter {
       perTaskTimeoutMs?: number;
       requestTimeoutMs?: number;
     },
-  ) {}
+  ) {
+    track(this, "Submitter", (submitter) => submitter.abort());
+  }
 
   /** Stops every submission still going (a failed test must not leave a submitter retrying in the background). */
   abort(): void {
@@ -303,7 +306,7 @@ export interface RoomWatch {
 
 /** A SwitchyardClient (the project's client helper) subscribed to one room, recording what it delivers. */
 export async function watchRoom(urls: string[], token: string, namespace: NamespaceName, room: string): Promise<RoomWatch> {
-  const client = new SwitchyardClient({ urls, namespace, token, socketOptions: { transports: ["websocket"] } });
+  const client = openClient({ urls, namespace, token, socketOptions: { transports: ["websocket"] } });
   const delivered: Envelope[] = [];
   const resets: string[] = [];
   const errors: string[] = [];

@@ -5,6 +5,9 @@ import { closeAllClients } from "./clients.js";
 import { closeAllRawSockets } from "./raw-socket.js";
 import { killAllCli } from "./cli.js";
 import { deleteRedisKeys } from "./redis-cleanup.js";
+import { closeAllTracked } from "./tracked.js";
+import { failIfLeftOpen } from "./left-open.js";
+import { dropIsolatedDatabases } from "./isolation.js";
 
 /** One database per test run, migrated once; dropped with every row in it at the end. */
 export async function mochaGlobalSetup(): Promise<void> {
@@ -12,17 +15,24 @@ export async function mochaGlobalSetup(): Promise<void> {
 }
 
 export async function mochaGlobalTeardown(): Promise<void> {
-  closeAllClients();
-  closeAllRawSockets();
-  await killAllCli();
-  await killAllServers();
-  await dropDatabase(TEST_DATABASE_URL);
-  // Every Redis key of this run (queues, presence, adapter) carries the run's prefix.
-  await deleteRedisKeys(TEST_REDIS_URL, TEST_REDIS_PREFIX);
+  try {
+    await closeAllTracked();
+    closeAllClients();
+    closeAllRawSockets();
+    await killAllCli();
+    await killAllServers();
+    await dropDatabase(TEST_DATABASE_URL);
+    await dropIsolatedDatabases();
+    // Every Redis key of this run (queues, presence, adapter) carries the run's prefix.
+    await deleteRedisKeys(TEST_REDIS_URL, TEST_REDIS_PREFIX);
+  } finally {
+    failIfLeftOpen();
+  }
 }
 
 export const mochaHooks = {
   async afterEach(this: Mocha.Context): Promise<void> {
+    await closeAllTracked();
     closeAllClients();
     closeAllRawSockets();
     await killAllWorkers();

@@ -748,6 +748,15 @@ export class DbInspector {
     );
   }
 
+  /** The worker each task.started and task.completed of the tenant's task rooms names, by room and sequence number. */
+  async taskRuns(tenantId: string): Promise<Array<{ room: string; seq: number; type: string; workerId: string | null }>> {
+    return this.query<{ room: string; seq: number; type: string; workerId: string | null }>(
+      `SELECT r.room, r.seq, e.type, e.data->'task'->>'workerId' AS "workerId" FROM "RoomEvent" r JOIN "Event" e ON e.id = r."eventId"
+        WHERE r."tenantId" = $1 AND r.namespace = 'tasks' AND r.room LIKE 'task:%' AND e.type IN ('task.started', 'task.completed') ORDER BY r.room, r.seq`,
+      [tenantId],
+    );
+  }
+
   /** Room places (one per event and room) and stored events of the tenant (each stored once). */
   async eventCounts(tenantId: string): Promise<{ rows: number; events: number }> {
     const [row] = await this.query<{ rows: string; events: string }>(

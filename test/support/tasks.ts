@@ -16,6 +16,24 @@ export async function submitTask(url: string, token: string, body: Record<string
   return response.body.task as TaskView;
 }
 
+/**
+ * Submits a task of a type that a standalone worker registers when it connects. The registration lands just after
+ * the worker logs "connected": until then the node answers 400 unknown task type, so that answer is retried;
+ * any other answer is final.
+ */
+export async function submitOnceTypeKnown(url: string, token: string, body: Record<string, unknown>, timeoutMs = 10_000): Promise<TaskView> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const response = await api(url, "POST", "/api/v1/tasks", { token, body });
+    const unknownType = response.status === 400 && JSON.stringify(response.body).includes("unknown task type");
+    if (!unknownType || Date.now() > deadline) {
+      assert.equal(response.status, 202, JSON.stringify(response.body));
+      return response.body.task as TaskView;
+    }
+    await sleep(50);
+  }
+}
+
 /** Polls the REST API until the task reaches one of `statuses`. */
 export async function waitForTask(url: string, token: string, taskId: string, statuses: string[], timeoutMs = 15_000): Promise<TaskView> {
   const deadline = Date.now() + timeoutMs;
