@@ -95,8 +95,8 @@ describe("metrics", () => {
       assert.ok(delta("switchyard_db_query_duration_seconds_count", { operation }) >= 1, `timed ${operation}`);
     }
     assert.equal(delta("switchyard_connections_total", { namespace: "tasks" }), 1);
-    assert.equal(value(after[1]!, "switchyard_connected_sockets", { namespace: "tasks" }), 1);
-    assert.equal(value(after[1]!, "switchyard_subscriptions", { namespace: "tasks" }), 1);
+    assert.equal(value(after[1], "switchyard_connected_sockets", { namespace: "tasks" }), 1);
+    assert.equal(value(after[1], "switchyard_subscriptions", { namespace: "tasks" }), 1);
   });
 
   it("reports the jobs waiting in every pool's queue and the workers by status, as BullMQ and PostgreSQL hold them", async function () {

@@ -151,8 +151,8 @@ describe("Prometheus: the dashboard's queries and the alert rules against real n
     );
     prometheus = child;
     prometheusExited = new Promise((resolve) => child.once("exit", resolve));
-    child.stdout!.on("data", (chunk: Buffer) => (prometheusLog += chunk.toString()));
-    child.stderr!.on("data", (chunk: Buffer) => (prometheusLog += chunk.toString()));
+    child.stdout.on("data", (chunk: Buffer) => (prometheusLog += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (prometheusLog += chunk.toString()));
 
     await until("both nodes scraped and up", async () => {
       const result = await query<{ result: Array<{ metric: Record<string, string>; value: [number, string] }> }>(`/api/v1/query?query=${encodeURIComponent('up{job="switchyard"}')}`);

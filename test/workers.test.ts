@@ -102,15 +102,15 @@ describe("pool workers", () => {
     ] as const) {
       assert.equal(task!.status, "failed", JSON.stringify(task));
       assert.equal(task!.error?.code, "RESULT_INVALID");
-      assert.match(task!.error!.message, problem);
+      assert.match(task!.error.message, problem);
       assert.equal(task!.attempts, 1, "not retried: the same handler would return the same");
     }
     assert.equal(messy!.status, "failed");
     assert.equal(messy!.error?.code, "HANDLER_ERROR");
     assert.equal(messy!.attempts, 3, "a handler error is retried as usual");
-    assert.ok(messy!.error!.message.startsWith("bad\ufffdnews \ufffd yyy") && messy!.error!.message.endsWith("…"), messy!.error!.message.slice(0, 40));
-    assert.equal(messy!.error!.message.length, 4000);
-    const stack = messy!.error!.stack ?? "";
+    assert.ok(messy!.error.message.startsWith("bad\ufffdnews \ufffd yyy") && messy!.error.message.endsWith("…"), messy!.error.message.slice(0, 40));
+    assert.equal(messy!.error.message.length, 4000);
+    const stack = messy!.error.stack ?? "";
     assert.ok(stack.startsWith("Error: bad\ufffdnews") && stack.length === 4000 && !stack.includes("\u0000"), `the stack is cleaned and cut too: ${stack.slice(0, 40)}`);
     assert.equal(progress!.status, "completed");
     assert.equal(progress!.result, "done");

@@ -10,6 +10,16 @@ export type { Prisma };
 /** A database handle inside a transaction (or the client itself, for single statements). */
 export type Db = Prisma.TransactionClient;
 
+/**
+ * A value stored in a JSON column. Prisma's input type wants an index signature that interfaces (such as a
+ * schedule's task template) do not declare; their fields are JSON by construction, checked where they were parsed.
+ */
+export function jsonColumn(value: object): Prisma.InputJsonObject {
+  // The rule asks the checker's assignability API, which accepts `object` here where the compiler itself does not.
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion
+  return value as Prisma.InputJsonObject;
+}
+
 export interface Database {
   prisma: PrismaClient;
   /** Plain SQL on the same connections (hot paths). */

@@ -143,7 +143,7 @@ export class EventLogWriter {
    * own conditions refused it.
    */
   async write<C, R>(changeKind: StateChangeKind<C, R>, change: C): Promise<WriteResult<R>> {
-    const result = await this.enqueue({ kind: "change", changeKind: changeKind as StateChangeKind<unknown, unknown>, change });
+    const result = await this.enqueue({ kind: "change", changeKind: changeKind, change });
     return { row: result.row === undefined ? null : (result.row as R), events: result.events };
   }
 

@@ -45,7 +45,7 @@ function fromExpress(error: ExpressError): AppError | undefined {
  */
 export function errorHandler(logger: Logger, metrics: Metrics, failures: FailureReporter) {
   return (error: unknown, req: Request, res: Response, _next: NextFunction): void => {
-    const appError = (error instanceof Error && fromExpress(error as ExpressError)) || toAppError(error);
+    const appError = (error instanceof Error && fromExpress(error)) || toAppError(error);
     if (appError.status >= 500) {
       if (!failures.failed(error)) logger.error({ err: error, method: req.method, path: req.path }, "request failed");
     } else {

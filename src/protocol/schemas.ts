@@ -33,7 +33,7 @@ export const TaskReportSchema: z.ZodType<TaskReport> = z.discriminatedUnion("kin
   z.object({ taskId, lease, kind: z.literal("completed"), result: z.json() }),
   z.object({ taskId, lease, kind: z.literal("failed"), attempt, error: TaskErrorSchema }),
   z.object({ taskId, lease, kind: z.literal("cancelled") }),
-]) as z.ZodType<TaskReport>;
+]);
 
 /** The shape of one event; the room grammar, `data`'s size and the room's existence are checked after it. */
 export const PublishEventSchema = z.strictObject({

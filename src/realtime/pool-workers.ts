@@ -177,7 +177,7 @@ function attachHubJobs(socket: SwitchyardSocket, principal: Principal, deps: Poo
   on("task.done", async (payload) => {
     const input = RunOutcomeSchema.safeParse(payload);
     if (!input.success) throw new BadRequestError("task.done expects { taskId, result } or { taskId, error: { message, code?, retryable?, stack? } }");
-    return { accepted: deps.hub.remotes(principal.tenantId, poolId)?.done(socket.id, input.data as TaskRunOutcome) ?? false };
+    return { accepted: deps.hub.remotes(principal.tenantId, poolId)?.done(socket.id, input.data) ?? false };
   });
   socket.once("disconnect", () => {
     if (granted) deps.hub.disconnected(principal.tenantId, poolId, socket.id);

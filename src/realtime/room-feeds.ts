@@ -176,7 +176,7 @@ export class RoomFeeds {
         // The clients reconnect and subscribe again with their cursors, which tells each to resume or to reload.
         for (const id of sockets ?? []) {
           const socket = this.nsp.sockets.get(id);
-          if (socket) outbound.closeSlowConsumer(socket.conn as unknown as EngineConnection, "catch_up_failed");
+          if (socket) outbound.closeSlowConsumer(socket.conn, "catch_up_failed");
         }
       },
       failed: (error) => failures.report(error, "could not read a room's missed events from the log; trying again", { room: where.room }),

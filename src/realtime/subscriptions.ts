@@ -246,7 +246,7 @@ export class RoomSubscriptions {
           deps.failures.report(error, "could not catch a slow reader up", { room });
         }
         // Either way the client is told by a reconnect rather than left with a silent gap.
-        deps.outbound.closeSlowConsumer(socket.conn as unknown as EngineConnection, "catch_up_failed");
+        deps.outbound.closeSlowConsumer(socket.conn, "catch_up_failed");
       });
   }
 

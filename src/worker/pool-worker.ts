@@ -177,7 +177,7 @@ export class PoolWorker extends EventEmitter {
     const retriesLeft = job.attemptsMade + 1 < (job.opts.attempts ?? maxAttempts);
     // This attempt's lease: BullMQ's lock token proves to the server that this worker took the job.
     const lease = formatLease(token ?? "", job.attemptsStarted);
-    const report = (r: DistributiveOmit<TaskReport, "lease">) => this.deliver({ ...r, lease } as TaskReport);
+    const report = (r: DistributiveOmit<TaskReport, "lease">) => this.deliver({ ...r, lease });
     this.setActive(1);
     let slot: RunningSlot | undefined;
     let executor: Executor | null | undefined;
@@ -203,7 +203,7 @@ export class PoolWorker extends EventEmitter {
       bullSignal?.addEventListener("abort", onCancel, { once: true });
       // Progress is best effort: one delivery, no retries (the next value supersedes it anyway).
       const progress = this.progressReporter(taskId, (r) =>
-        this.options.reporter.report({ tenantId: this.options.tenantId, poolId: this.options.poolId }, { ...r, lease } as TaskReport),
+        this.options.reporter.report({ tenantId: this.options.tenantId, poolId: this.options.poolId }, { ...r, lease }),
       );
       try {
         const context = { taskId, attempt, signal: controller.signal, progress: progress.push };

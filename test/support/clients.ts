@@ -41,7 +41,7 @@ export async function connectError(baseUrl: string, namespace: string, options: 
   const socket = openSocket(baseUrl, namespace, options);
   return new Promise((resolve, reject) => {
     socket.once("connect", () => reject(new Error("connected, but a connect_error was expected")));
-    socket.once("connect_error", (error) => resolve(error as ConnectFailure));
+    socket.once("connect_error", (error) => resolve(error));
   });
 }
 

@@ -74,11 +74,11 @@ export async function startServer(env: Record<string, string> = {}): Promise<Ser
         resolve(Number(match[1]));
       }
     };
-    child.stdout!.on("data", onData);
-    child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.stdout.on("data", onData);
+    child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
     if (process.env.TEST_SERVER_LOGS) {
-      child.stdout!.pipe(process.stderr);
-      child.stderr!.pipe(process.stderr);
+      child.stdout.pipe(process.stderr);
+      child.stderr.pipe(process.stderr);
     }
     void exited.then((code) => {
       clearTimeout(timer);
@@ -151,9 +151,9 @@ export function startWorker(options: { token: string; poolId: string; urls: stri
     output += chunk.toString();
     for (const listener of listeners) listener();
   };
-  child.stdout!.on("data", onData);
-  child.stderr!.on("data", onData);
-  if (process.env.TEST_SERVER_LOGS) child.stdout!.pipe(process.stderr);
+  child.stdout.on("data", onData);
+  child.stderr.on("data", onData);
+  if (process.env.TEST_SERVER_LOGS) child.stdout.pipe(process.stderr);
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   const worker: WorkerProcess = {
     process: child,

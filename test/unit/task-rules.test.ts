@@ -22,7 +22,7 @@ describe("task rules (pure)", () => {
     assert.equal(attemptsLeft(task("started", 2, 3)), 2, "run 2 was cut short: runs 2 and 3 remain");
     assert.equal(attemptsLeft(task("retrying", 1, 3)), 2, "run 1 failed: two left");
     assert.equal(attemptsLeft(task("retrying", 3, 3)), 1, "at least one");
-    assert.equal(jobData({ ...task("started", 2, 3), id: "t", tenantId: "a", poolId: "p", type: "echo", payload: {}, timeoutMs: null } as TaskRow).attemptOffset, 2);
+    assert.equal(jobData({ ...task("started", 2, 3), id: "t", tenantId: "a", poolId: "p", type: "echo", payload: {}, timeoutMs: null }).attemptOffset, 2);
   });
 
   it("the reconciler's transitions only start from open states, and final states are final but for an operator's retry", () => {

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import type { Principal } from "../../auth/principal.js";
-import type { Db, PrismaClient } from "../../db/client.js";
+import { jsonColumn, type Db, type PrismaClient } from "../../db/client.js";
 import type { FailureReporter } from "../../dependencies/status.js";
 import { AppError, BadRequestError, ConflictError, NotFoundError } from "../../errors.js";
 import type { EventPublisher } from "../../events/publisher.js";
@@ -194,7 +194,7 @@ export class ScheduleService {
     let scheduled = false;
     try {
       return await this.events.transaction(async (tx, outbox) => {
-        const row = await tx.schedule.create({ data: { tenantId: data.tenantId, id: data.scheduleId, name: input.name, task: task as object, ...timing } });
+        const row = await tx.schedule.create({ data: { tenantId: data.tenantId, id: data.scheduleId, name: input.name, task: jsonColumn(task), ...timing } });
         // Inside the transaction: a scheduler Redis refuses rolls the row back. A due time that comes before the
         // commit finds no row yet, and its job is tried again (see fire).
         await this.firing.upsert(data, timing, startAt);
@@ -282,7 +282,7 @@ export class ScheduleService {
       if (changed.length === 0) return serializeSchedule(before, nextRunAt);
       const row = await tx.schedule.update({
         where: { tenantId_id: { tenantId: data.tenantId, id: data.scheduleId } },
-        data: { paused, ...timing, ...(task ? { task: task as object } : {}) },
+        data: { paused, ...timing, ...(task ? { task: jsonColumn(task) } : {}) },
       });
       const schedule = serializeSchedule(row, nextRunAt);
       outbox.add({ tenantId: data.tenantId, type: "schedule.updated", rooms: { tasks: [roomNames.schedules()] }, data: { schedule, changed } });

@@ -277,6 +277,6 @@ function workflowEvent<K extends WorkflowEventName>(workflow: WorkflowRow, type:
     tenantId: workflow.tenantId,
     type,
     rooms: { workflows: [roomNames.workflows(), roomNames.workflow(workflow.id)] } as EventDraft<K>["rooms"],
-    data: { workflow: serializeWorkflow(workflow), ...extra } as EventData<K>,
+    data: { workflow: serializeWorkflow(workflow), ...extra },
   };
 }
