@@ -6,6 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, rmdirSync, rmSync } from "node:fs";
 import path from "node:path";
+import pg from "pg";
 import { dropDatabase } from "../../src/db/setup.js";
 import { deleteRedisKeys, killAllNow, repoRoot, runCommand, startBaseline, startBullmqWorker, startSwitchyard, stopAll, type ServerHandle } from "./procs.js";
 
@@ -15,6 +16,20 @@ export function benchDatabaseUrl(name: string): string {
   url.pathname = `/switchyard_${name}`;
   return url.toString();
 }
+
+/** `work` on a connection of its own to `databaseUrl` (a probe of a run's database: statistics, WAL, seeding). */
+export async function withDatabase<T>(databaseUrl: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Per-tenant limits out of reach of a script that measures what a node does, not where the limits cut in. */
+export const LIMITS_OUT_OF_REACH = { REST_RATE_PER_TENANT: "100000", NODE_WORK_CONCURRENCY: "256", TENANT_WORK_CONCURRENCY: "256" };
 
 export interface BenchRunOptions {
   /** Names the run's database (`switchyard_<tag>_<id>`), Redis prefix and logs (`<tag>-<id>`) and secret. */
