@@ -8,6 +8,8 @@
 // scenario to bench/results/<scenario>-<quick|full>.json. Everything it creates (processes, the database
 // switchyard_bench_<rand>, Redis keys under bench-<rand>) is removed at the end. Progress goes to stderr,
 // the table to stdout. No thresholds are asserted: exit 0 when every scenario ran.
+//
+// The scenarios are in scripts/bench/scenarios/, what they share in suite.ts (scripts/bench/README.md: "Where the code is").
 
 import path from "node:path";
 import { BenchRun } from "./bench-run.js";
