@@ -8,25 +8,29 @@ import type { ServerHandle } from "./procs.js";
 import type { PublisherSpec } from "./publishers.js";
 import type { ProfileSummary, Suite } from "./suite.js";
 
-export interface DeliveryRun {
-  publisher: string;
+/** What a closed publishing loop published, and the CPU it took per process group. */
+export interface CapacityRun {
   calls: number;
   events: number;
   failed: number;
   errors: string[];
   publishMs: number;
   publishPerSecond: number;
+  cpuPercent: Record<string, number>;
+  /** Wall time the CPU figures cover (publishing, and draining where there are subscribers). */
+  cpuWallMs: number;
+  profile?: ProfileSummary;
+}
+
+export interface DeliveryRun extends CapacityRun {
+  publisher: string;
   expected: number;
   received: number;
   deliverMs: number;
   deliveredPerSecond: number;
   completeness: number;
-  cpuPercent: Record<string, number>;
-  /** Wall time the CPU figures cover (publishing and draining). */
-  cpuWallMs: number;
   /** Gated runs: total time the publisher's lanes waited for the deliveries to catch up. */
   gatedMs: number;
-  profile?: ProfileSummary;
   /** Two-node runs: the profile of the node holding the subscribers. */
   subscriberProfile?: ProfileSummary;
 }
@@ -212,18 +216,6 @@ export async function latencyMeasure(
       `${run.matched}/${expected} receipts; cpu ${cpuText(cpuPercent)}`,
   );
   return run;
-}
-
-export interface CapacityRun {
-  calls: number;
-  events: number;
-  failed: number;
-  errors: string[];
-  publishMs: number;
-  publishPerSecond: number;
-  cpuPercent: Record<string, number>;
-  cpuWallMs: number;
-  profile?: ProfileSummary;
 }
 
 /** The publish path alone: a closed loop to `server` with no subscribers connected anywhere. */
