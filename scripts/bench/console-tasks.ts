@@ -10,35 +10,21 @@
 // last 7 days. Prints a JSON summary (milliseconds, per run and the median). Timings are taken from the test
 // driver's side (playwright round trips included): what an operator waits at most.
 
-import { randomBytes } from "node:crypto";
-import { mkdirSync } from "node:fs";
-import path from "node:path";
 import { parseArgs } from "node:util";
-import pg from "pg";
-import { chromium, type Page } from "playwright-core";
-import { dropDatabase } from "../../src/db/setup.js";
+import { chromium, type Browser, type Page } from "playwright-core";
 import { buildConsole } from "../build-console.js";
+import { benchRun, LIMITS_OUT_OF_REACH, withDatabase, type BenchRun } from "./bench-run.js";
 import { HttpClient, mintToken, round, summarize } from "./lib.js";
-import { deleteRedisKeys, repoRoot, runCommand, startSwitchyard, stopAll, type ServerHandle } from "./procs.js";
 
 const { values } = parseArgs({ options: { tasks: { type: "string", default: "100000" }, runs: { type: "string", default: "5" } } });
 const TASKS = Number(values.tasks);
 const RUNS = Number(values.runs);
 
-const run = randomBytes(4).toString("hex");
-const redisUrl = process.env.REDIS_URL || "redis://127.0.0.1:6379";
-const secret = `console-secret-${run}-${randomBytes(16).toString("hex")}`;
-const dbUrl = new URL(process.env.DATABASE_URL || "postgresql://postgres@127.0.0.1:5432/switchyard");
-dbUrl.pathname = `/switchyard_console_${run}`;
-const logDir = path.join(repoRoot, "bench", "results", "tmp", `console-${run}`);
-mkdirSync(logDir, { recursive: true });
 const tenant = "console-bench";
-const log = (line: string): boolean => process.stderr.write(`${line}\n`);
+const log = (line: string): void => void process.stderr.write(`${line}\n`);
 
-async function seed(pools: string[]): Promise<number> {
-  const client = new pg.Client({ connectionString: dbUrl.toString() });
-  await client.connect();
-  try {
+async function seed(databaseUrl: string, pools: string[]): Promise<number> {
+  return withDatabase(databaseUrl, async (client) => {
     const started = performance.now();
     // Statuses 80% completed, 15% failed, 5% cancelled; types and pools round-robin; one task a few seconds apart.
     await client.query(
@@ -59,9 +45,7 @@ async function seed(pools: string[]): Promise<number> {
     );
     await client.query(`ANALYZE "Task"`);
     return performance.now() - started;
-  } finally {
-    await client.end();
-  }
+  });
 }
 
 /** Waits until something matches `condition` on the page. */
@@ -69,22 +53,15 @@ async function shown(page: Page, condition: string): Promise<void> {
   await page.locator(condition).first().waitFor({ timeout: 30_000 });
 }
 
-let node: ServerHandle | undefined;
-const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: ["--no-sandbox", "--disable-gpu", "--no-first-run"] });
-try {
-  await buildConsole();
-  await runCommand(process.execPath, ["--import", "tsx", "scripts/bench/db.ts", dbUrl.toString()], path.join(logDir, "db-setup.log"));
-  node = await startSwitchyard(
-    `console-${run}`,
-    { DATABASE_URL: dbUrl.toString(), REDIS_URL: redisUrl, REDIS_PREFIX: `console-${run}`, JWT_SECRET: secret, LOG_LEVEL: "info", EMBEDDED_WORKER: "false", REST_RATE_PER_TENANT: "100000", NODE_WORK_CONCURRENCY: "256", TENANT_WORK_CONCURRENCY: "256" },
-    path.join(logDir, "switchyard.log"),
-  );
-  const token = mintToken(secret, tenant, "bench", ["admin"]);
+/** The measurements, on a node of the run's own with the tasks seeded, in `browser`. */
+async function measureConsole(run: BenchRun, browser: Browser): Promise<void> {
+  const node = await run.startSwitchyard({ ...LIMITS_OUT_OF_REACH, EMBEDDED_WORKER: "false" });
+  const token = mintToken(run.secret, tenant, "bench", ["admin"]);
   const http = new HttpClient(node.url, 4);
   const auth = { authorization: `Bearer ${token}` };
   const pools = ["default"];
   for (const name of ["ingest", "render"]) pools.push((JSON.parse(String((await http.request("POST", "/api/v1/pools", { name }, auth)).body)) as { pool: { id: string } }).pool.id);
-  const seedMs = await seed(pools);
+  const seedMs = await seed(run.databaseUrl, pools);
   log(`seeded ${TASKS} tasks in ${Math.round(seedMs)} ms`);
   const counts = JSON.parse(String((await http.request("GET", "/api/v1/tasks/counts", undefined, auth)).body)) as { total: number; counts: Record<string, number> };
   log(`counts: ${JSON.stringify(counts)}`);
@@ -164,10 +141,12 @@ try {
     note: "type and id filters include the 120 ms pause the view waits after typing stops",
   };
   process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+}
+
+const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: ["--no-sandbox", "--disable-gpu", "--no-first-run"] });
+try {
+  await buildConsole();
+  await benchRun({ tag: "console", log }, (run) => measureConsole(run, browser));
 } finally {
   await browser.close();
-  await stopAll();
-  await deleteRedisKeys(redisUrl, `console-${run}`).catch(() => undefined);
-  await dropDatabase(dbUrl.toString()).catch((error: unknown) => log(`could not drop the database: ${(error as Error).message}`));
-  void node;
 }

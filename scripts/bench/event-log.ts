@@ -22,6 +22,7 @@ import { createLogger } from "../../src/observability/logger.js";
 import { DependencyStatus } from "../../src/dependencies/status.js";
 import { createMetrics } from "../../src/observability/metrics.js";
 import { prismaSql } from "../../src/db/sql.js";
+import { benchDatabaseUrl } from "./bench-run.js";
 
 const { values } = parseArgs({
   options: {
@@ -37,9 +38,7 @@ const CONCURRENCY = Number(values.concurrency);
 const SUBSCRIBERS = Number(values.subscribers);
 const tenant = "bench";
 const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
-const base = new URL(process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/switchyard");
-base.pathname = `/switchyard_bench_log_${process.pid}`;
-const databaseUrl = base.toString();
+const databaseUrl = benchDatabaseUrl(`bench_log_${process.pid}`);
 
 await setupDatabase(databaseUrl, { generate: false });
 const prisma = createPrisma(databaseUrl);

@@ -16,17 +16,13 @@
 // PostgreSQL's log: BENCH_PG_OPTIONS="-c session_preload_libraries=auto_explain -c auto_explain.log_min_duration=50
 // -c auto_explain.log_analyze=on" (a superuser's connection, as here).
 
-import { randomBytes } from "node:crypto";
-import { mkdirSync, rmSync } from "node:fs";
-import path from "node:path";
 import { parseArgs } from "node:util";
 import { Queue, Worker } from "bullmq";
 import { Redis } from "ioredis";
-import pg from "pg";
 import { io } from "socket.io-client";
-import { dropDatabase } from "../../src/db/setup.js";
+import { benchRun, LIMITS_OUT_OF_REACH, withDatabase, type BenchRun } from "./bench-run.js";
 import { HttpClient, mintToken, now, round, sleep } from "./lib.js";
-import { cpuSeconds, cpuSecondsByName, deleteRedisKeys, repoRoot, runCommand, startProfile, startSwitchyard, stopAll, summarizeProfile, type ServerHandle } from "./procs.js";
+import { cpuSeconds, cpuSecondsByName, deleteRedisKeys, startProfile, summarizeProfile } from "./procs.js";
 
 const { values } = parseArgs({
   options: {
@@ -40,16 +36,7 @@ const TASKS = Number(values.tasks);
 const FAILED = Number(values.failed);
 const REQUESTS = Number(values.requests);
 
-const run = randomBytes(4).toString("hex");
-const prefix = `oploop-${run}`;
 const tenant = "oploop-tenant";
-const redisUrl = process.env.REDIS_URL || "redis://127.0.0.1:6379";
-const secret = `oploop-secret-${run}-${randomBytes(16).toString("hex")}`;
-const dbUrl = new URL(process.env.DATABASE_URL || "postgresql://postgres@127.0.0.1:5432/switchyard");
-dbUrl.pathname = `/switchyard_oploop_${run}`;
-const logDir = path.join(repoRoot, "bench", "results", "tmp", `oploop-${run}`);
-mkdirSync(logDir, { recursive: true });
-const log = (message: string): void => void process.stderr.write(`[operator-loop] ${message}\n`);
 
 function percentiles(values: number[]): { p50: number; p95: number; max: number } {
   values.sort((a, b) => a - b);
@@ -68,26 +55,16 @@ async function timed(times: number, call: () => Promise<void>): Promise<{ p50: n
   return percentiles(samples);
 }
 
-async function withDb<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: dbUrl.toString() });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
-}
-
-let node: ServerHandle | undefined;
-const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
-try {
-  await runCommand(process.execPath, ["--import", "tsx", "scripts/bench/db.ts", dbUrl.toString()], path.join(logDir, "db-setup.log"));
-  node = await startSwitchyard(
-    prefix,
-    { DATABASE_URL: process.env.BENCH_PG_OPTIONS ? `${dbUrl.toString()}?options=${encodeURIComponent(process.env.BENCH_PG_OPTIONS)}` : dbUrl.toString(), REDIS_URL: redisUrl, REDIS_PREFIX: prefix, JWT_SECRET: secret, LOG_LEVEL: "info", REST_RATE_PER_TENANT: "100000", NODE_WORK_CONCURRENCY: "256", TENANT_WORK_CONCURRENCY: "256", EMBEDDED_WORKER: "false" },
-    path.join(logDir, "switchyard.log"),
-  );
-  const auth = { authorization: `Bearer ${mintToken(secret, tenant, "bench", ["admin"])}` };
+/** The operator's calls and bare BullMQ's, on the run's node and Redis: see the top of the file. */
+async function operatorLoop(run: BenchRun, redis: Redis): Promise<void> {
+  const { prefix, redisUrl, log } = run;
+  const pgOptions = process.env.BENCH_PG_OPTIONS;
+  const node = await run.startSwitchyard({
+    ...LIMITS_OUT_OF_REACH,
+    EMBEDDED_WORKER: "false",
+    ...(pgOptions ? { DATABASE_URL: `${run.databaseUrl}?options=${encodeURIComponent(pgOptions)}` } : {}),
+  });
+  const auth = { authorization: `Bearer ${mintToken(run.secret, tenant, "bench", ["admin"])}` };
   const http = new HttpClient(node.url, 4);
   const call = async (method: string, url: string, body?: unknown): Promise<string> => {
     const result = await http.request(method, url, body, auth);
@@ -98,7 +75,7 @@ try {
   const parked = (JSON.parse(await call("POST", "/api/v1/pools", { name: "parked" })) as { pool: { id: string } }).pool.id;
 
   log(`seeding ${TASKS} tasks and ${FAILED} failed ones in a pool no worker serves`);
-  await withDb(async (db) => {
+  await withDatabase(run.databaseUrl, async (db) => {
     await db.query(
       `INSERT INTO "Task" ("id", "tenantId", "poolId", "type", "status", "payload", "priority", "maxAttempts", "attempts", "retries", "createdAt", "updatedAt", "finishedAt")
        SELECT gen_random_uuid()::text, $1, CASE WHEN n % 5 = 0 THEN $2 ELSE 'default' END,
@@ -174,7 +151,7 @@ try {
   const profile = await profiler?.stop();
   if (profile) log(`bulk retry profile: ${JSON.stringify(summarizeProfile(profile, 25), null, 1)}`);
   socket.close();
-  const stored = await withDb(async (db) =>
+  const stored = await withDatabase(run.databaseUrl, async (db) =>
     Number((await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM "Event" WHERE "tenantId" = $1 AND "type" = 'task.retried'`, [tenant])).rows[0]!.n),
   );
   log(`bulk retry: answered in ${round(answeredMs)} ms, ${announced} announced in ${round(announcedMs)} ms, ${stored} stored`);
@@ -192,9 +169,12 @@ try {
   for (let start = 0; start < FAILED; start += 1000) {
     await failing.addBulk(Array.from({ length: Math.min(1000, FAILED - start) }, (_, i) => ({ name: "x", data: { n: start + i } })));
   }
-  const worker = new Worker("bare-failing", async () => { throw new Error("boom"); }, { connection: new Redis(redisUrl, { maxRetriesPerRequest: null }), prefix: bullPrefix, concurrency: 200 });
+  // BullMQ leaves a connection it was given open on close(): left open, it kept the script from exiting.
+  const workerConnection = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  const worker = new Worker("bare-failing", async () => { throw new Error("boom"); }, { connection: workerConnection, prefix: bullPrefix, concurrency: 200 });
   while ((await failing.getFailedCount()) < FAILED) await sleep(200);
   await worker.close();
+  workerConnection.disconnect();
   const bareReads = {
     counts: await timed(REQUESTS, async () => void (await queue.getJobCounts())),
     "failed page (50)": await timed(REQUESTS, async () => void (await failing.getJobs(["failed"], 0, 49))),
@@ -223,13 +203,13 @@ try {
       2,
     )}\n`,
   );
+}
+
+const redis = new Redis(process.env.REDIS_URL || "redis://127.0.0.1:6379", { maxRetriesPerRequest: null });
+try {
+  await benchRun({ tag: "oploop", log: (message) => void process.stderr.write(`[operator-loop] ${message}\n`) }, (run) => operatorLoop(run, redis));
 } finally {
-  await node?.stop();
-  await stopAll();
   redis.disconnect();
-  await dropDatabase(dbUrl.toString()).catch(() => undefined);
-  await deleteRedisKeys(redisUrl, prefix).catch(() => undefined);
-  rmSync(logDir, { recursive: true, force: true });
 }
 
 /** The node's numbering statements so far (count and seconds), from its /metrics. */

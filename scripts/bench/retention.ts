@@ -18,6 +18,7 @@ import { EventLogWriter } from "../../src/events/event-log-writer.js";
 import { EventRetention } from "../../src/events/retention.js";
 import { RedisKeys } from "../../src/jobs/redis-keys.js";
 import { createLogger } from "../../src/observability/logger.js";
+import { benchDatabaseUrl } from "./bench-run.js";
 
 const { values } = parseArgs({
   options: {
@@ -34,9 +35,7 @@ const RATE = Number(values.rate);
 const RETENTION_MS = 7 * 24 * 3600 * 1000;
 const PER_ROOM = 10_000;
 
-const base = new URL(process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/switchyard");
-base.pathname = `/switchyard_bench_retention_${process.pid}`;
-const databaseUrl = base.toString();
+const databaseUrl = benchDatabaseUrl(`bench_retention_${process.pid}`);
 const log = (line: string): void => void process.stderr.write(`[retention] ${line}\n`);
 
 await setupDatabase(databaseUrl);

@@ -14,24 +14,20 @@
 // only records how late it took each job. Prints one JSON summary (and writes bench/results/schedules.json).
 
 import { fork } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { Queue, Worker } from "bullmq";
 import { Redis } from "ioredis";
-import pg from "pg";
-import { dropDatabase } from "../../src/db/setup.js";
+import { benchRun, LIMITS_OUT_OF_REACH, withDatabase, type BenchRun } from "./bench-run.js";
 import { HttpClient, machineInfo, mintToken, round, sleep, summarize } from "./lib.js";
-import { CpuMeter, deleteRedisKeys, repoRoot, runCommand, startSwitchyard, stopAll, type ServerHandle } from "./procs.js";
-
-const redisUrl = process.env.REDIS_URL || "redis://127.0.0.1:6379";
+import { CpuMeter, repoRoot, type ServerHandle } from "./procs.js";
 
 // ---------------------------------------------------------------------------------------------------------------
 // The bare peer's worker process (forked with --bare-worker <prefix> <seconds>).
 if (process.argv[2] === "--bare-worker") {
   const [prefix, seconds] = [process.argv[3]!, Number(process.argv[4])];
-  const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  const connection = new Redis(process.env.REDIS_URL || "redis://127.0.0.1:6379", { maxRetriesPerRequest: null });
   const lateness: number[] = [];
   const seen = new Set<string>();
   let repeated = 0;
@@ -62,20 +58,9 @@ const SCHEDULES = Number(values.schedules);
 const EVERY = Number(values.every);
 const SECONDS = Number(values.seconds);
 
-const run = randomBytes(4).toString("hex");
-const secret = `sched-secret-${run}-${randomBytes(16).toString("hex")}`;
-const dbUrl = new URL(process.env.DATABASE_URL || "postgresql://postgres@127.0.0.1:5432/switchyard");
-dbUrl.pathname = `/switchyard_sched_${run}`;
-const prefix = `sched-${run}`;
-const logDir = path.join(repoRoot, "bench", "results", "tmp", `sched-${run}`);
-mkdirSync(logDir, { recursive: true });
-const log = (line: string): void => void process.stderr.write(`[schedules] ${line}\n`);
-
 /** Lateness and due-time accounting of the tasks the schedules made, read from the database. */
-async function switchyardFigures(measureFrom: number, measureTo: number) {
-  const client = new pg.Client({ connectionString: dbUrl.toString() });
-  await client.connect();
-  try {
+async function switchyardFigures(databaseUrl: string, measureFrom: number, measureTo: number) {
+  return withDatabase(databaseUrl, async (client) => {
     const { rows } = await client.query<{ scheduleId: string; key: string; created: string }>(
       `SELECT "scheduleId", "idempotencyKey" AS key, (extract(epoch FROM "createdAt") * 1000)::bigint::text AS created FROM "Task" WHERE "scheduleId" IS NOT NULL`,
     );
@@ -106,14 +91,12 @@ async function switchyardFigures(measureFrom: number, measureTo: number) {
       dueTimesMissed: missed,
       latenessMs: Object.fromEntries(Object.entries(summarize(lateness)).map(([k, v]) => [k, round(v)])),
     };
-  } finally {
-    await client.end();
-  }
+  });
 }
 
-async function barePeer(): Promise<Record<string, unknown>> {
-  const barePrefix = `${prefix}-bare`;
-  const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
+async function barePeer(run: BenchRun): Promise<Record<string, unknown>> {
+  const barePrefix = `${run.prefix}-bare`;
+  const connection = new Redis(run.redisUrl, { maxRetriesPerRequest: null });
   const queue = new Queue("bare-schedules", { connection, prefix: barePrefix });
   const workers = [0, 1].map(() => fork(new URL(import.meta.url).pathname, ["--bare-worker", barePrefix, String(SECONDS + 10)], { execArgv: ["--import", "tsx"] }));
   const results = workers.map(
@@ -163,13 +146,11 @@ async function barePeer(): Promise<Record<string, unknown>> {
   };
 }
 
-let nodes: ServerHandle[] = [];
-try {
-  await runCommand(process.execPath, ["--import", "tsx", "scripts/bench/db.ts", dbUrl.toString()], path.join(logDir, "db-setup.log"));
-  const env = { DATABASE_URL: dbUrl.toString(), REDIS_URL: redisUrl, REDIS_PREFIX: prefix, JWT_SECRET: secret, LOG_LEVEL: "info", REST_RATE_PER_TENANT: "100000", NODE_WORK_CONCURRENCY: "256", TENANT_WORK_CONCURRENCY: "256" };
-  nodes = await Promise.all(["sched-a", "sched-b"].map((name) => startSwitchyard(`${name}-${run}`, env, path.join(logDir, `${name}.log`))));
+await benchRun({ tag: "sched", log: (line) => void process.stderr.write(`[schedules] ${line}\n`) }, async (run) => {
+  const { log } = run;
+  const nodes: ServerHandle[] = await Promise.all(["a", "b"].map((node) => run.startSwitchyard(LIMITS_OUT_OF_REACH, node)));
   const [a] = nodes as [ServerHandle, ServerHandle];
-  const auth = { authorization: `Bearer ${mintToken(secret, "sched-tenant")}` };
+  const auth = { authorization: `Bearer ${mintToken(run.secret, "sched-tenant")}` };
   const http = new HttpClient(a.url, 16);
   const pool = JSON.parse((await http.request("POST", "/api/v1/pools", { name: "unserved" }, auth)).body) as { pool: { id: string } };
   const ids: string[] = [];
@@ -198,12 +179,11 @@ try {
     await Promise.all(ids.slice(i, i + 16).map((id) => http.request("PATCH", `/api/v1/schedules/${id}`, { paused: true }, auth)));
   }
   await sleep(2000);
-  const switchyard = { createdInMs: createdIn, ...(await switchyardFigures(measureFrom, measureTo)), cpu: cpuUse };
+  const switchyard = { createdInMs: createdIn, ...(await switchyardFigures(run.databaseUrl, measureFrom, measureTo)), cpu: cpuUse };
   http.close();
   await Promise.all(nodes.map((node) => node.stop()));
-  nodes = [];
   log("bare BullMQ peer");
-  const bare = await barePeer();
+  const bare = await barePeer(run);
   const summary = {
     scenario: "schedules",
     machine: machineInfo(),
@@ -218,10 +198,4 @@ try {
   mkdirSync(path.join(repoRoot, "bench", "results"), { recursive: true });
   writeFileSync(path.join(repoRoot, "bench", "results", "schedules.json"), `${JSON.stringify(summary, null, 2)}\n`);
   process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
-} finally {
-  await Promise.all(nodes.map((node) => node.stop()));
-  await stopAll();
-  await dropDatabase(dbUrl.toString()).catch(() => undefined);
-  await deleteRedisKeys(redisUrl, prefix).catch(() => undefined);
-  rmSync(logDir, { recursive: true, force: true });
-}
+});

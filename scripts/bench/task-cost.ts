@@ -12,13 +12,9 @@
 // earlier commit (docs/performance.md has both).
 
 import { randomBytes } from "node:crypto";
-import { mkdirSync, rmSync } from "node:fs";
-import path from "node:path";
 import { parseArgs } from "node:util";
-import pg from "pg";
-import { dropDatabase } from "../../src/db/setup.js";
+import { benchRun, LIMITS_OUT_OF_REACH, withDatabase } from "./bench-run.js";
 import { HttpClient, mintToken, round, sleep } from "./lib.js";
-import { deleteRedisKeys, repoRoot, runCommand, startSwitchyard, stopAll, type ServerHandle } from "./procs.js";
 
 const { values } = parseArgs({
   options: {
@@ -33,30 +29,12 @@ const CONCURRENCY = Number(values.concurrency);
 const PAYLOAD_BYTES = Number(values["payload-kib"]) * 1024;
 const WAL_TASKS = Number(values["wal-tasks"]);
 
-const run = randomBytes(4).toString("hex");
-const redisUrl = process.env.REDIS_URL || "redis://127.0.0.1:6379";
-const secret = `cost-secret-${run}-${randomBytes(16).toString("hex")}`;
-const dbUrl = new URL(process.env.DATABASE_URL || "postgresql://postgres@127.0.0.1:5432/switchyard");
-dbUrl.pathname = `/switchyard_cost_${run}`;
-const logDir = path.join(repoRoot, "bench", "results", "tmp", `cost-${run}`);
-mkdirSync(logDir, { recursive: true });
-
 type TableWrites = Record<string, { inserted: number; updated: number; deleted: number }>;
 
-async function withDb<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: dbUrl.toString() });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
-}
-
 /** Tuples written so far, per table. A backend publishes its counters at most once a second, and an idle one only after 10 s (PostgreSQL 15): wait for them. */
-async function tableWrites(): Promise<TableWrites> {
+async function tableWrites(databaseUrl: string): Promise<TableWrites> {
   await sleep(11_000);
-  return withDb(async (client) => {
+  return withDatabase(databaseUrl, async (client) => {
     const { rows } = await client.query<{ relname: string; ins: string; upd: string; del: string }>(
       `SELECT relname, n_tup_ins::text AS ins, n_tup_upd::text AS upd, n_tup_del::text AS del FROM pg_stat_user_tables`,
     );
@@ -64,22 +42,16 @@ async function tableWrites(): Promise<TableWrites> {
   });
 }
 
-async function walLsn(): Promise<bigint> {
-  return withDb(async (client) => {
+async function walLsn(databaseUrl: string): Promise<bigint> {
+  return withDatabase(databaseUrl, async (client) => {
     const { rows } = await client.query<{ bytes: string }>(`SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::text AS bytes`);
     return BigInt(rows[0]!.bytes);
   });
 }
 
-let node: ServerHandle | undefined;
-try {
-  await runCommand(process.execPath, ["--import", "tsx", "scripts/bench/db.ts", dbUrl.toString()], path.join(logDir, "db-setup.log"));
-  node = await startSwitchyard(
-    `cost-${run}`,
-    { DATABASE_URL: dbUrl.toString(), REDIS_URL: redisUrl, REDIS_PREFIX: `cost-${run}`, JWT_SECRET: secret, LOG_LEVEL: "info", REST_RATE_PER_TENANT: "100000", NODE_WORK_CONCURRENCY: "256", TENANT_WORK_CONCURRENCY: "256", EMBEDDED_WORKER: "true" },
-    path.join(logDir, "switchyard.log"),
-  );
-  const auth = { authorization: `Bearer ${mintToken(secret, "cost-tenant", "bench", ["admin"])}` };
+await benchRun({ tag: "cost" }, async (run) => {
+  const node = await run.startSwitchyard({ ...LIMITS_OUT_OF_REACH, EMBEDDED_WORKER: "true" });
+  const auth = { authorization: `Bearer ${mintToken(run.secret, "cost-tenant", "bench", ["admin"])}` };
   const http = new HttpClient(node.url, CONCURRENCY);
 
   const runTask = async (payload: unknown): Promise<void> => {
@@ -105,9 +77,9 @@ try {
 
   // Warm-up: the tenant, its default pool, the rooms and the worker's presence exist before anything is counted.
   await runMany(20, 4, () => ({ warm: true }));
-  const before = await tableWrites();
+  const before = await tableWrites(run.databaseUrl);
   await runMany(TASKS, CONCURRENCY, () => ({ hello: "world" }));
-  const after = await tableWrites();
+  const after = await tableWrites(run.databaseUrl);
   const perTable: Record<string, { inserted: number; updated: number; deleted: number }> = {};
   let total = 0;
   for (const [table, counts] of Object.entries(after)) {
@@ -124,9 +96,9 @@ try {
 
   const payload = () => ({ blob: randomBytes(Math.ceil((PAYLOAD_BYTES * 3) / 4)).toString("base64").slice(0, PAYLOAD_BYTES) });
   await runMany(3, 1, payload); // pages touched once since the last checkpoint (full-page images) are not the task's
-  const walBefore = await walLsn();
+  const walBefore = await walLsn(run.databaseUrl);
   await runMany(WAL_TASKS, 1, payload);
-  const walAfter = await walLsn();
+  const walAfter = await walLsn(run.databaseUrl);
   const walPerTask = Number(walAfter - walBefore) / WAL_TASKS;
 
   process.stdout.write(
@@ -142,10 +114,4 @@ try {
     )}\n`,
   );
   http.close();
-} finally {
-  await node?.stop();
-  await stopAll();
-  await dropDatabase(dbUrl.toString()).catch(() => undefined);
-  await deleteRedisKeys(redisUrl, `cost-${run}`).catch(() => undefined);
-  rmSync(logDir, { recursive: true, force: true });
-}
+});

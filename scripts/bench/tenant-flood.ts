@@ -16,15 +16,14 @@
 
 import { fork, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import jwt from "jsonwebtoken";
 import { io as connectClient } from "socket.io-client";
 import os from "node:os";
-import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { dropDatabase } from "../../src/db/setup.js";
+import { benchRun, type BenchRun } from "./bench-run.js";
 import { HttpClient, mintToken, round, sleep, summarize, type Summary } from "./lib.js";
-import { cpuSeconds, deleteRedisKeys, killAllNow, repoRoot, runCommand, startProfile, startSwitchyard, stopAll, summarizeProfile, type ServerHandle } from "./procs.js";
+import { cpuSeconds, startProfile, summarizeProfile } from "./procs.js";
 import { openMany, type RawSocket } from "./raw-socket.js";
 
 /** What the flooding process reports at the end of a flood window. */
@@ -246,7 +245,8 @@ function add(total: FloodReport, window: FloodReport): void {
   total.sockets.firstRefusal ??= window.sockets.firstRefusal;
 }
 
-async function main(): Promise<void> {
+/** The measuring side, in a run of its own (database, Redis prefix, logs): see the top of the file. */
+async function main(run: BenchRun): Promise<void> {
   const option = (name: string, fallback: number): number => {
     const at = process.argv.indexOf(name);
     return at > 0 ? Number(process.argv[at + 1]) : fallback;
@@ -256,37 +256,15 @@ async function main(): Promise<void> {
   const restRate = option("--rest-rate", 200);
   const tenantWork = option("--tenant-work", 8);
   const nodeWork = option("--node-work", 0);
-  const run = randomBytes(4).toString("hex");
-  const redisUrl = process.env.REDIS_URL || "redis://127.0.0.1:6379";
-  const secret = `flood-secret-${run}-${randomBytes(16).toString("hex")}`;
-  const dbUrl = new URL(process.env.DATABASE_URL || "postgresql://postgres@127.0.0.1:5432/switchyard");
-  dbUrl.pathname = `/switchyard_flood_${run}`;
-  const logDir = path.join(repoRoot, "bench", "results", "tmp", `flood-${run}`);
-  mkdirSync(logDir, { recursive: true });
-  const log = (message: string): void => void process.stderr.write(`[flood] ${message}\n`);
-
-  let node: ServerHandle | undefined;
+  const { secret, log } = run;
   let flood: FloodControl | undefined;
-  let succeeded = false;
   try {
-    await runCommand("bash", ["scripts/ensure-services.sh"], path.join(logDir, "ensure-services.log"));
-    const generate = !existsSync(path.join(repoRoot, "src", "generated", "prisma", "client.ts"));
-    await runCommand(process.execPath, ["--import", "tsx", "scripts/bench/db.ts", dbUrl.toString(), ...(generate ? ["--generate"] : [])], path.join(logDir, "db-setup.log"));
-    node = await startSwitchyard(
-      `flood-${run}`,
-      {
-        DATABASE_URL: dbUrl.toString(),
-        REDIS_URL: redisUrl,
-        REDIS_PREFIX: `flood-${run}`,
-        JWT_SECRET: secret,
-        LOG_LEVEL: "info",
-        MAX_CONNECTIONS_PER_TENANT: String(CONNECTION_QUOTA),
-        REST_RATE_PER_TENANT: String(restRate),
-        TENANT_WORK_CONCURRENCY: String(tenantWork),
-        ...(nodeWork > 0 ? { NODE_WORK_CONCURRENCY: String(nodeWork) } : {}),
-      },
-      path.join(logDir, "switchyard.log"),
-    );
+    const node = await run.startSwitchyard({
+      MAX_CONNECTIONS_PER_TENANT: String(CONNECTION_QUOTA),
+      REST_RATE_PER_TENANT: String(restRate),
+      TENANT_WORK_CONCURRENCY: String(tenantWork),
+      ...(nodeWork > 0 ? { NODE_WORK_CONCURRENCY: String(nodeWork) } : {}),
+    });
     const tokenB = mintToken(secret, "tenant-b");
     const tokenA = mintToken(secret, "tenant-a");
     const http = new HttpClient(node.url, 4);
@@ -364,30 +342,15 @@ async function main(): Promise<void> {
       out.push(`  node CPU by caller (whole run): ${top.byCaller.map(([k, v]) => `${k} ${v}%`).join(", ")}`);
     }
     process.stdout.write(out.join("\n") + "\n");
-    succeeded = true;
   } finally {
     flood?.close();
-    await node?.stop();
-    await stopAll();
-    await dropDatabase(dbUrl.toString()).catch((error: unknown) => log(`could not drop ${dbUrl.pathname.slice(1)}: ${(error as Error).message}`));
-    await deleteRedisKeys(redisUrl, `flood-${run}`).catch((error: unknown) => log(`could not delete Redis keys: ${(error as Error).message}`));
-    if (!succeeded) log(`logs kept in ${path.relative(repoRoot, logDir)}`);
-    else {
-      rmSync(logDir, { recursive: true, force: true });
-      try {
-        rmdirSync(path.dirname(logDir)); // bench/results/tmp, when nothing else is kept there
-      } catch {
-        // not empty
-      }
-    }
   }
 }
 
-process.on("exit", killAllNow);
 if (process.argv[2] === "--flood") {
   const [, , , url, token, workerToken] = process.argv;
   const on = (part: string): boolean => !process.argv.includes(`--no-${part}`);
   floodProcess(url!, token!, workerToken!, { sockets: on("sockets"), tasks: on("tasks"), history: on("history"), revocations: on("revocations"), heartbeats: on("heartbeats") });
 } else {
-  await main();
+  await benchRun({ tag: "flood" }, main);
 }

@@ -9,13 +9,10 @@
 // figures go to docs/performance.md.
 
 import { spawn, type ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { mkdirSync } from "node:fs";
-import path from "node:path";
 import jwt from "jsonwebtoken";
-import { dropDatabase } from "../../src/db/setup.js";
+import { benchRun, LIMITS_OUT_OF_REACH } from "./bench-run.js";
 import { formatTable, HttpClient, human, mintToken } from "./lib.js";
-import { deleteRedisKeys, killAllNow, LoadClient, repoRoot, runCommand, startBullmqWorker, startSwitchyard, stopAll, type ServerHandle } from "./procs.js";
+import { LoadClient, repoRoot } from "./procs.js";
 
 interface LoopResult {
   tasksPerSecond: number;
@@ -34,38 +31,12 @@ const SECONDS = Number(option("--seconds", "5"));
 const WARMUP = Number(option("--warmup", "2"));
 const WORKER_CONCURRENCY = 64;
 
-async function main(): Promise<void> {
-  const run = randomBytes(4).toString("hex");
-  const redisUrl = process.env.REDIS_URL || "redis://127.0.0.1:6379";
-  const secret = `modes-secret-${run}-${randomBytes(16).toString("hex")}`;
-  const dbUrl = new URL(process.env.DATABASE_URL || "postgresql://postgres@127.0.0.1:5432/switchyard");
-  dbUrl.pathname = `/switchyard_modes_${run}`;
-  const logDir = path.join(repoRoot, "bench", "results", "tmp", `modes-${run}`);
-  mkdirSync(logDir, { recursive: true });
-  const log = (message: string): void => void process.stderr.write(`[modes] ${message}\n`);
-  const prefix = `modes-${run}`;
+await benchRun({ tag: "modes" }, async (run) => {
+  const { redisUrl, secret, prefix, log } = run;
   let worker: ChildProcess | undefined;
-  const client = LoadClient.spawn("loop", path.join(logDir, "loop.log"));
+  const client = LoadClient.spawn("loop", run.logFile("loop"));
   try {
-    await runCommand("bash", ["scripts/ensure-services.sh"], path.join(logDir, "ensure-services.log"));
-    await runCommand(process.execPath, ["--import", "tsx", "scripts/bench/db.ts", dbUrl.toString(), "--generate"], path.join(logDir, "db-setup.log"));
-    const node: ServerHandle = await startSwitchyard(
-      `modes-${run}`,
-      {
-        DATABASE_URL: dbUrl.toString(),
-        REDIS_URL: redisUrl,
-        REDIS_PREFIX: prefix,
-        JWT_SECRET: secret,
-        // info: startSwitchyard waits for the "switchyard listening" line.
-        LOG_LEVEL: "info",
-        EMBEDDED_WORKER: "false",
-        REST_RATE_PER_TENANT: "100000",
-        NODE_WORK_CONCURRENCY: "256",
-        TENANT_WORK_CONCURRENCY: "256",
-        WORKER_EVENTS_PER_SECOND: "100000",
-      },
-      path.join(logDir, "switchyard.log"),
-    );
+    const node = await run.startSwitchyard({ ...LIMITS_OUT_OF_REACH, EMBEDDED_WORKER: "false", WORKER_EVENTS_PER_SECOND: "100000" });
     await client.ready;
     const token = mintToken(secret, "modes");
     const http = new HttpClient(node.url, 2);
@@ -108,9 +79,9 @@ async function main(): Promise<void> {
       worker = undefined;
     }
     const bareQueue = "pool.modes.bare";
-    const bare = await startBullmqWorker(`modes-bare-${run}`, { REDIS_URL: redisUrl, BULL_PREFIX: `${prefix}-bare:bull`, QUEUE: bareQueue, WORKER_CONCURRENCY: String(WORKER_CONCURRENCY) }, path.join(logDir, "bullmq-worker.log"));
+    const bare = await run.startBareWorker(bareQueue, WORKER_CONCURRENCY);
     for (const concurrency of CONCURRENCY) {
-      const result = await client.call<LoopResult>("bullmqTasks", { redisUrl, prefix: `${prefix}-bare:bull`, queue: bareQueue, concurrency, ...loop });
+      const result = await client.call<LoopResult>("bullmqTasks", { redisUrl, prefix: run.barePrefix, queue: bareQueue, concurrency, ...loop });
       results.bare![concurrency] = result;
       log(`bare BullMQ ${concurrency} in flight: ${human(result.tasksPerSecond)} tasks/s, p50/p99 ${result.latency.p50.toFixed(1)}/${result.latency.p99.toFixed(1)} ms`);
     }
@@ -133,12 +104,8 @@ async function main(): Promise<void> {
         "\n",
     );
   } finally {
+    // The standalone worker is not one of the processes procs.ts knows of.
     if (worker) worker.kill("SIGKILL");
     await client.stop().catch(() => undefined);
-    await stopAll().catch(() => killAllNow());
-    await dropDatabase(dbUrl.toString()).catch(() => undefined);
-    await deleteRedisKeys(redisUrl, prefix).catch(() => undefined);
   }
-}
-
-await main();
+});
