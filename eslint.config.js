@@ -24,6 +24,12 @@ export default tseslint.config(
       // `async` without `await` is deliberate here: it turns a synchronous throw into a rejection for callers that
       // await the function (handlers, stop hooks, interface implementations).
       "@typescript-eslint/require-await": "off",
+      // A wait that an AbortSignal ends rejects with the signal's reason, as Node's own timers/promises and
+      // events.once do; the DOM types declare that reason `any`.
+      "@typescript-eslint/prefer-promise-reject-errors": ["error", { allowThrowingAny: true }],
+      // One listener shared by every socket gets the socket as `this` from Socket.IO (a closure per socket would
+      // cost memory at 10K sockets): the owning instance is reached through `self`.
+      "@typescript-eslint/no-this-alias": ["error", { allowedNames: ["self"] }],
     },
   },
   {

@@ -56,15 +56,17 @@ export class App {
     this.httpServer = config.tls ? createHttpsServer({ cert: config.tls.cert, key: config.tls.key }) : createHttpServer();
     // Express must be the server's request listener before Socket.IO attaches: Socket.IO wraps the existing
     // listeners so that /socket.io/ requests never reach Express. The app itself is built below.
-    let http: Express | undefined;
-    this.httpServer.on("request", (req, res) => http?.(req, res));
+    const express: { app?: Express } = {};
+    this.httpServer.on("request", (req, res) => {
+      express.app?.(req, res);
+    });
     const live = wireRealtime(config, infra, access, store, this.httpServer, logger);
     const events = wireEvents(config, infra, { reader: eventLog, writer: new EventLogWriter(sql, logObserver) }, live.realtime, logger);
     const work = wireTasks(config, infra, store, events.publisher, logger);
     this.checks = dependencyChecks(redis, prisma, deadlineMs, status);
     infra.metrics.readAtScrape(clusterReadings({ checks: this.checks, prisma, sql, queues: work.queues, deadlineMs, logger }));
     const workers = wireWorkers(config, infra, resources, events.publisher, work, live, logger);
-    http = wireHttp(config, infra, { access, store, live, events, work, workers }, () => this.shuttingDown, logger);
+    express.app = wireHttp(config, infra, { access, store, live, events, work, workers }, () => this.shuttingDown, logger);
 
     const { embedded, hub } = workers;
     this.startHooks.push(

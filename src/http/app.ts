@@ -90,7 +90,7 @@ export function createHttpApp(deps: HttpAppDeps): Express {
   const api = express.Router();
   // Every request runs in its own context (reqId, then tenant and subject), so its log lines carry them.
   api.use((req, res, next) => {
-    const context: RequestContext = { reqId: String(req.id) };
+    const context: RequestContext = { reqId: typeof req.id === "object" ? JSON.stringify(req.id) : String(req.id) };
     res.locals.requestContext = context;
     runInRequest(context, next);
   });

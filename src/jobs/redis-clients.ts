@@ -11,8 +11,8 @@ function optionsFor(role: RedisRole, deadlineMs: number): RedisOptions {
   switch (role) {
     // Request paths (and the BullMQ producer): a command fails at once while disconnected, and after the deadline
     // when Redis accepts it but does not answer, so the caller gets 503 quickly instead of waiting in a queue.
+    // The per-tenant limits likewise: a hung Redis must not hold a handshake or a request (they fall back to memory).
     case "commands":
-    // The per-tenant limits: a hung Redis must not hold a handshake or a request (they fall back to memory).
     case "limits":
       return { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: deadlineMs };
     // Broadcasts ride out a short reconnect in the offline queue, and are dropped after one failed reconnect or

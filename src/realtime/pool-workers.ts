@@ -15,7 +15,7 @@ import { ID_PATTERN } from "../protocol/rooms.js";
 import { storableText, TaskReportSchema } from "../protocol/schemas.js";
 import type { SwitchyardSocket } from "./types.js";
 import type { HubPools } from "../worker/hub-pools.js";
-import type { TaskRun, TaskRunCancel, TaskRunOutcome } from "../protocol/tasks.js";
+import type { TaskRun, TaskRunCancel } from "../protocol/tasks.js";
 import { acknowledge } from "./ack.js";
 
 const HelloSchema = z.object({

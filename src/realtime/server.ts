@@ -221,9 +221,9 @@ export class Realtime {
     for (const name of NAMESPACES) {
       this.io.of(`/${name}`).local.emit("server.shutdown", { node: nodeId, reconnect: true });
     }
-    await new Promise<void>((resolve) => {
+    await new Promise<void>((resolve, reject) => {
       // io.close() closes the engine's transports: clients see "transport close" and reconnect by themselves.
-      this.io.close(() => resolve());
+      this.io.close(() => resolve()).catch(reject);
     });
   }
 }

@@ -21,10 +21,10 @@ export class TokenExpiries {
     private readonly toleranceS: number,
     private readonly logger: Logger,
   ) {
-    const expiries = this;
+    const self = this;
     // One listener for every socket: Socket.IO calls it with the socket as `this`.
     this.forget = function (this: SwitchyardSocket) {
-      expiries.remove(this);
+      self.remove(this);
     };
   }
 

@@ -146,7 +146,7 @@ async function stop(code = 0): Promise<never> {
       clearTimeout(slot.restartTimer);
       slot.child?.kill("SIGTERM");
     }
-    await Promise.all(slots.map((slot) => (slot.child ? new Promise((resolve) => slot.child!.once("exit", resolve)) : undefined)));
+    await Promise.all(slots.map((slot) => (slot.child ? new Promise((resolve) => slot.child!.once("exit", resolve)) : Promise.resolve())));
     logger.info("stopped");
   }
   process.exit(code);

@@ -1,7 +1,8 @@
 import { EventEmitter } from "node:events";
 import type { Logger } from "../observability/logger.js";
+import type { Ack } from "../protocol/events.js";
 import { toStorableText } from "../protocol/json-safety.js";
-import { MAX_PROGRESS_DETAIL, MAX_TASK_ERROR_MESSAGE, MAX_TASK_ERROR_STACK, type TaskRun, type TaskRunOutcome } from "../protocol/tasks.js";
+import { MAX_PROGRESS_DETAIL, MAX_TASK_ERROR_MESSAGE, MAX_TASK_ERROR_STACK, type TaskRun, type TaskRunOutcome, type TaskRunReply } from "../protocol/tasks.js";
 import { NonRetryableError, type TaskHandler } from "./handlers.js";
 import { sendableResult } from "./sendable-result.js";
 import type { WorkerSocket } from "./socket-reporter.js";
@@ -86,7 +87,8 @@ export class HubJobRunner extends EventEmitter {
     this.socket
       .timeout(this.options.ackTimeoutMs ?? 5000)
       .emitWithAck("worker.credit", { credit })
-      .then((ack) => {
+      // timeout() loses the acknowledgement's type in socket.io-client's declarations: it is restated here.
+      .then((ack: Ack<{ credit: number }>) => {
         if (!ack.ok) again();
       }, again);
   }
@@ -128,7 +130,7 @@ export class HubJobRunner extends EventEmitter {
   private async deliver(outcome: TaskRunOutcome, connection: string | undefined): Promise<void> {
     while (this.socket.connected && this.socket.id === connection) {
       try {
-        const ack = await this.socket.timeout(this.options.ackTimeoutMs ?? 5000).emitWithAck("task.done", outcome);
+        const ack = (await this.socket.timeout(this.options.ackTimeoutMs ?? 5000).emitWithAck("task.done", outcome)) as Ack<TaskRunReply>;
         if (ack.ok || !["UNAVAILABLE", "INTERNAL", "RATE_LIMITED"].includes(ack.error.code)) {
           if (!ack.ok) this.options.logger.warn({ taskId: outcome.taskId, error: ack.error }, "the node refused a run's outcome");
           return;

@@ -39,7 +39,8 @@ export class SocketTaskReporter implements TaskReporter {
     }
     let result: Ack<TaskReportReply>;
     try {
-      result = await this.socket.timeout(this.options.ackTimeoutMs).emitWithAck("task.report", report);
+      // timeout() loses the acknowledgement's type in socket.io-client's declarations: it is restated here.
+      result = (await this.socket.timeout(this.options.ackTimeoutMs).emitWithAck("task.report", report)) as Ack<TaskReportReply>;
     } catch (error) {
       throw new ReportNotDelivered(`no acknowledgement: ${(error as Error).message}`);
     }

@@ -83,7 +83,7 @@ export function taskEventViewSql(t: string): string {
     'queuedAt', ${iso("queuedAt")}, 'startedAt', ${iso("startedAt")}, 'finishedAt', ${iso("finishedAt")})`;
 }
 
-const TIME_COLUMNS = ["createdAt", "updatedAt", "queuedAt", "startedAt", "finishedAt"] as const;
+type TimeColumn = "createdAt" | "updatedAt" | "queuedAt" | "startedAt" | "finishedAt";
 
 /**
  * A task row PostgreSQL returned as jsonb (`to_jsonb` of the row, from a batched write): timestamps come as
@@ -97,7 +97,7 @@ export function taskRowFromJson(value: unknown): TaskRow {
     priority: row.priority, maxAttempts: row.maxAttempts, attempts: row.attempts, timeoutMs: row.timeoutMs ?? null,
     result: row.result ?? null, error: row.error ?? null, workerId: row.workerId ?? null, workflowId: row.workflowId ?? null,
     stepKey: row.stepKey ?? null, scheduleId: row.scheduleId ?? null, lease: row.lease ?? null, requeues: row.requeues, retries: row.retries ?? 0,
-  } as Omit<TaskRow, (typeof TIME_COLUMNS)[number]>;
+  } as Omit<TaskRow, TimeColumn>;
   return {
     ...task,
     createdAt: time(row.createdAt)!,
