@@ -2,8 +2,9 @@ import { EventEmitter } from "node:events";
 import type { Logger } from "../observability/logger.js";
 import type { Ack } from "../protocol/events.js";
 import { toStorableText } from "../protocol/json-safety.js";
-import { MAX_PROGRESS_DETAIL, MAX_TASK_ERROR_MESSAGE, MAX_TASK_ERROR_STACK, type TaskRun, type TaskRunOutcome, type TaskRunReply } from "../protocol/tasks.js";
+import { MAX_TASK_ERROR_MESSAGE, MAX_TASK_ERROR_STACK, type TaskRun, type TaskRunOutcome, type TaskRunReply } from "../protocol/tasks.js";
 import { NonRetryableError, type TaskHandler } from "./handlers.js";
+import { progressThrottle, type ProgressThrottle } from "./progress-throttle.js";
 import { sendableResult } from "./sendable-result.js";
 import type { WorkerSocket } from "./socket-reporter.js";
 
@@ -142,36 +143,13 @@ export class HubJobRunner extends EventEmitter {
     }
   }
 
-  /** Progress of one run: at most one message per interval; the last value goes out before the outcome. */
-  private progress(taskId: string, signal: AbortSignal) {
-    const interval = this.options.progressIntervalMs ?? 250;
-    let last = 0;
-    let pending: { progress: number; detail?: string } | undefined;
-    let timer: NodeJS.Timeout | undefined;
-    const send = (): void => {
-      timer = undefined;
-      if (!pending || signal.aborted || !this.socket.connected) return;
-      const value = pending;
-      pending = undefined;
-      last = Date.now();
-      this.socket.timeout(this.options.ackTimeoutMs ?? 5000).emitWithAck("task.progress", { taskId, ...value }).catch(() => undefined);
-    };
-    return {
-      push: (percent: number, detail?: string): void => {
-        const value = Number(percent);
-        pending = {
-          progress: Number.isNaN(value) ? 0 : Math.max(0, Math.min(100, value)),
-          ...(detail === undefined ? {} : { detail: toStorableText(String(detail), MAX_PROGRESS_DETAIL) }),
-        };
-        const wait = interval - (Date.now() - last);
-        if (wait <= 0) send();
-        else timer ??= setTimeout(send, wait);
-      },
-      flush: async (): Promise<void> => {
-        clearTimeout(timer);
-        send();
-      },
-    };
+  /** Progress of one run, throttled; while the run's connection is gone there is no one to tell. */
+  private progress(taskId: string, signal: AbortSignal): ProgressThrottle {
+    return progressThrottle(this.options.progressIntervalMs ?? 250, async (value) => {
+      if (signal.aborted || !this.socket.connected) return "sent";
+      await this.socket.timeout(this.options.ackTimeoutMs ?? 5000).emitWithAck("task.progress", { taskId, ...value }).catch(() => undefined);
+      return "sent";
+    });
   }
 
   private emitStatus(): void {

@@ -8,7 +8,6 @@ import type { Logger } from "../observability/logger.js";
 import { toStorableText } from "../protocol/json-safety.js";
 import {
   formatLease,
-  MAX_PROGRESS_DETAIL,
   MAX_TASK_ERROR_MESSAGE,
   MAX_TASK_ERROR_STACK,
   type TaskError,
@@ -18,6 +17,7 @@ import {
 } from "../protocol/tasks.js";
 import { NonRetryableError, type TaskHandler } from "./handlers.js";
 import { RemoteTaskError, WorkerLostError, type Executor, type Executors } from "./remote-workers.js";
+import { progressThrottle, type ProgressThrottle } from "./progress-throttle.js";
 import { sendableResult } from "./sendable-result.js";
 
 /** The queue a report is about: the server applies it only to that tenant's pool. */
@@ -293,46 +293,13 @@ export class PoolWorker extends EventEmitter {
    * not take (over the socket's event rate, or not delivered) is sent again after the interval unless a newer one
    * replaced it; the final flush sends once.
    */
-  private progressReporter(taskId: string, report: (r: DistributiveOmit<TaskReport, "lease">) => Promise<TaskReportReply>) {
-    const interval = this.options.progressIntervalMs ?? 250;
-    let last = 0;
-    let pending: { progress: number; detail?: string } | undefined;
-    let timer: NodeJS.Timeout | undefined;
-    let inFlight: Promise<unknown> = Promise.resolve();
-    let flushed = false;
-    const schedule = (): void => {
-      const wait = interval - (Date.now() - last);
-      if (wait <= 0) send();
-      else timer ??= setTimeout(send, wait);
-    };
-    const send = (): void => {
-      timer = undefined;
-      if (!pending) return;
-      const value = pending;
-      pending = undefined;
-      last = Date.now();
-      inFlight = inFlight.then(() =>
-        report({ taskId, kind: "progress", ...value }).catch((error: unknown) => {
-          if (!(error instanceof ReportNotDelivered) || flushed || pending) return;
-          pending = value;
-          schedule();
-        }),
-      );
-    };
-    return {
-      push: (percent: number, detail?: string): void => {
-        // NaN is not a percentage (the server would refuse the report): 0 says "started" at least.
-        const value = Number(percent);
-        const progress = Number.isNaN(value) ? 0 : Math.max(0, Math.min(100, value));
-        pending = { progress, ...(detail === undefined ? {} : { detail: toStorableText(String(detail), MAX_PROGRESS_DETAIL) }) };
-        schedule();
-      },
-      flush: async (): Promise<void> => {
-        flushed = true;
-        clearTimeout(timer);
-        send();
-        await inFlight;
-      },
-    };
+  private progressReporter(taskId: string, report: (r: DistributiveOmit<TaskReport, "lease">) => Promise<TaskReportReply>): ProgressThrottle {
+    return progressThrottle(this.options.progressIntervalMs ?? 250, (value) =>
+      report({ taskId, kind: "progress", ...value }).then(
+        () => "sent" as const,
+        // A report the connection lost is worth sending again; one the node refused is not.
+        (error: unknown) => (error instanceof ReportNotDelivered ? "retry" : "sent"),
+      ),
+    );
   }
 }
