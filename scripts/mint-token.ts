@@ -10,12 +10,19 @@ import { parseArgs } from "node:util";
 import jwt from "jsonwebtoken";
 import { isPermission, TENANT_ID_PATTERN } from "../src/protocol/permissions.js";
 import { DEV_SECRET_FILE, readDevSecret } from "../src/auth/dev-secret.js";
-import { JWT_MAX_LIFETIME_S } from "../src/settings.js";
+import { DEFAULT_JWT_MAX_LIFETIME_S, JWT_MAX_LIFETIME_S } from "../src/settings.js";
+
+/** Seconds a token lives without --ttl: an hour, enough to try things out; workers and consoles ask for longer. */
+const DEFAULT_TTL_S = 3600;
 
 const usage =
   "usage: npm run token -- --tenant <id> [--permissions p1,p2] [--sub <id>] [--ttl <seconds>] [--pool <poolId>] [--jti <id>]\n" +
-  "       (signs with JWT_SECRET, or JWT_PRIVATE_KEY for RS256; JWT_ISSUER/JWT_AUDIENCE are added when set;\n" +
-  "        --ttl at most JWT_MAX_LIFETIME_S, default 2592000 = 30 days: the server refuses longer-lived tokens)";
+  "  --permissions  default admin\n" +
+  `  --ttl          lifetime in seconds, default ${DEFAULT_TTL_S} (1 h); at most JWT_MAX_LIFETIME_S (default ${DEFAULT_JWT_MAX_LIFETIME_S} = 30 days),\n` +
+  "                 since the server refuses longer-lived tokens\n" +
+  "  --pool         the pool of a pools:work (worker) token\n" +
+  "signs with JWT_SECRET, or JWT_PRIVATE_KEY for RS256 (without either: the key a development node left in .switchyard/);\n" +
+  "JWT_ISSUER/JWT_AUDIENCE are added when set. The token alone goes to stdout: TOKEN=$(npm run -s token -- --tenant acme)";
 
 function die(message: string): never {
   process.stderr.write(`${message}\n${usage}\n`);
@@ -27,7 +34,7 @@ const { values } = parseArgs({
     tenant: { type: "string" },
     permissions: { type: "string", default: "admin" },
     sub: { type: "string" },
-    ttl: { type: "string", default: "3600" },
+    ttl: { type: "string", default: String(DEFAULT_TTL_S) },
     pool: { type: "string" },
     jti: { type: "string" },
     help: { type: "boolean", short: "h" },

@@ -61,7 +61,8 @@ export const RedisEnv = {
 };
 
 /** Longest accepted token lifetime: the server refuses longer ones, and `npm run token` does not mint them. */
-export const JWT_MAX_LIFETIME_S = positiveInt.default(30 * 24 * 3600);
+export const DEFAULT_JWT_MAX_LIFETIME_S = 30 * 24 * 3600;
+export const JWT_MAX_LIFETIME_S = positiveInt.default(DEFAULT_JWT_MAX_LIFETIME_S);
 
 export const SharedEnv = {
   REDIS_PREFIX: z
