@@ -19,7 +19,7 @@ const PG_TEXT_OID = 25;
 type ConnectCallback = (
   err: Error | undefined,
   client: PoolClient | undefined,
-  done: (release?: any) => void,
+  done: PoolClient["release"],
 ) => void;
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
@@ -45,9 +45,11 @@ function rewriteCatalogFieldTypes<T>(result: T): T {
   return result;
 }
 
-/** Calls `fn`; if it returns a promise, that promise resolves to a result with rewritten field types. */
-function callAndRewrite(fn: unknown, thisArg: unknown, args: unknown[]): unknown {
-  const out = (fn as (this: unknown, ...a: unknown[]) => unknown).apply(thisArg, args);
+/** Any of query()'s overloads, called with whatever arguments the caller gave. */
+type AnyQuery = (this: unknown, ...args: unknown[]) => unknown;
+
+/** What query() returned: a promise resolves to a result with rewritten field types; anything else passes through. */
+function rewriteWhenPromise(out: unknown): unknown {
   return isThenable(out) ? out.then(rewriteCatalogFieldTypes) : out;
 }
 
@@ -63,10 +65,6 @@ export class CatalogTypesPool extends pg.Pool {
     super(config);
   }
 
-  override query(...args: unknown[]): any {
-    return callAndRewrite(super.query, this, args);
-  }
-
   override connect(): Promise<PoolClient>;
   override connect(callback: ConnectCallback): void;
   override connect(callback?: ConnectCallback): Promise<PoolClient> | void {
@@ -77,9 +75,9 @@ export class CatalogTypesPool extends pg.Pool {
     }
     return super.connect().then((client) => {
       if (!patchedClients.has(client)) {
-        const original = client.query;
-        client.query = function (this: unknown, ...args: unknown[]): unknown {
-          return callAndRewrite(original, this, args);
+        const original = client.query.bind(client) as AnyQuery;
+        client.query = function (...args: unknown[]): unknown {
+          return rewriteWhenPromise(original(...args));
         } as PoolClient["query"];
         patchedClients.add(client);
       }
@@ -87,3 +85,10 @@ export class CatalogTypesPool extends pg.Pool {
     });
   }
 }
+
+// query() has overloads for promises, callbacks and Submittables, and one pass-through serves them all. As a class
+// method it would have to return `any` to match every overload, so it is set here, typed as pg's own query() like the
+// patched client's above, and calls pg.Pool's query() with the same `this`, as `super.query(...)` would.
+CatalogTypesPool.prototype.query = function (this: CatalogTypesPool, ...args: unknown[]): unknown {
+  return rewriteWhenPromise((pg.Pool.prototype.query as AnyQuery).apply(this, args));
+} as pg.Pool["query"];

@@ -10,11 +10,11 @@ const SUMMARY_WIDTH = 120;
 
 /** ANSI colours, or nothing: the watcher's output is also read by scripts and tests. */
 export interface Palette {
-  dim(text: string): string;
-  good(text: string): string;
-  bad(text: string): string;
-  warn(text: string): string;
-  info(text: string): string;
+  dim: (text: string) => string;
+  good: (text: string) => string;
+  bad: (text: string) => string;
+  warn: (text: string) => string;
+  info: (text: string) => string;
 }
 
 const plain: Palette = { dim: (t) => t, good: (t) => t, bad: (t) => t, warn: (t) => t, info: (t) => t };

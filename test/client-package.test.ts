@@ -232,7 +232,7 @@ window.ready = client.subscribe("tasks").then(() => client.publish({ room: "task
         const problems: string[] = [];
         tab.on("pageerror", (error) => problems.push(error.message));
         tab.on("console", (message) => message.type() === "error" && problems.push(message.text()));
-        await tab.goto(`${pageOrigin}/?${new URLSearchParams({ url: node.url, token })}`);
+        await tab.goto(`${pageOrigin}/?${new URLSearchParams({ url: node.url, token }).toString()}`);
         // These functions run in the page, where the bundle put `ready` and `seen` on the window.
         await tab.waitForFunction(() => (globalThis as unknown as PageState).ready !== undefined, undefined, { timeout: 20_000 });
         await tab.evaluate(() => (globalThis as unknown as PageState).ready);

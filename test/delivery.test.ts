@@ -33,7 +33,8 @@ function pythonSubscriber(url: string, token: string, room: string, after = ""):
     while ((newline = buffer.indexOf("\n")) >= 0) {
       const line = JSON.parse(buffer.slice(0, newline)) as { ack?: { ok: boolean; cursor: string }; event?: string; payload?: Envelope; connect_error?: unknown };
       buffer = buffer.slice(newline + 1);
-      if (line.ack) line.ack.ok ? onAck(line.ack.cursor) : onFail(new Error(`python subscribe refused: ${JSON.stringify(line.ack)}`));
+      if (line.ack?.ok) onAck(line.ack.cursor);
+      else if (line.ack) onFail(new Error(`python subscribe refused: ${JSON.stringify(line.ack)}`));
       if (line.connect_error) onFail(new Error(`python connect_error: ${JSON.stringify(line.connect_error)}`));
       if (line.payload) events.push(line.payload);
     }

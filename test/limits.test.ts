@@ -37,7 +37,7 @@ async function connectOnceFreed(url: string, namespace: string, token: string, t
       return await connect(url, namespace, { token });
     } catch (error) {
       assertConnectionLimit(error as ConnectFailure, "while waiting for a free slot");
-      if (Date.now() > deadline) throw new Error(`no connection slot freed within ${timeoutMs} ms`);
+      if (Date.now() > deadline) throw new Error(`no connection slot freed within ${timeoutMs} ms`, { cause: error });
       await sleep(100);
     }
   }

@@ -220,11 +220,11 @@ describe("Prometheus: the dashboard's queries and the alert rules against real n
   });
 
   it("sees no tenant label on any Switchyard series by default", async () => {
-    const series = await query<Array<Record<string, string>>>(`/api/v1/series?${new URLSearchParams({ "match[]": '{__name__=~"switchyard_.+", tenant!=""}' })}`);
+    const series = await query<Array<Record<string, string>>>(`/api/v1/series?${new URLSearchParams({ "match[]": '{__name__=~"switchyard_.+", tenant!=""}' }).toString()}`);
     assert.equal(series.status, "success");
     assert.deepEqual(series.data, []);
     // And the contract's series are all there, from both nodes.
-    const present = await query<Array<Record<string, string>>>(`/api/v1/series?${new URLSearchParams({ "match[]": '{__name__=~"switchyard_.+"}' })}`);
+    const present = await query<Array<Record<string, string>>>(`/api/v1/series?${new URLSearchParams({ "match[]": '{__name__=~"switchyard_.+"}' }).toString()}`);
     const byName = new Map<string, Set<string>>();
     for (const labels of present.data) byName.set(labels.__name__!, (byName.get(labels.__name__!) ?? new Set()).add(labels.node!));
     for (const name of CONTRACT_SERIES) {

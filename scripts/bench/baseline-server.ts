@@ -81,7 +81,7 @@ for (const name of ["pools", "tasks", "workflows"]) {
       void Promise.resolve(socket.join(`${tenant}|${room}`)).then(() => ack?.({ ok: true, room, cursor: cursorOf(room, 0) }));
     });
     socket.on("unsubscribe", (payload: { room?: unknown }, ack?: (result: unknown) => void) => {
-      const room = String(payload?.room ?? "");
+      const room = typeof payload?.room === "string" ? payload.room : "";
       void Promise.resolve(socket.leave(`${tenant}|${room}`)).then(() => ack?.({ ok: true, room }));
     });
   });
@@ -201,9 +201,11 @@ let stopping = false;
 function shutdown(): void {
   if (stopping) return;
   stopping = true;
-  io.close(() => {
-    void Promise.allSettled([pubClient.quit(), subClient.quit()]).then(() => process.exit(0));
-  });
+  // close() settles (it never rejects) once the HTTP server has closed; the timer below is the fallback.
+  void io
+    .close()
+    .then(() => Promise.allSettled([pubClient.quit(), subClient.quit()]))
+    .then(() => process.exit(0));
   setTimeout(() => process.exit(0), 3000).unref();
 }
 process.on("SIGTERM", shutdown);

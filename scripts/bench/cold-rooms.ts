@@ -10,7 +10,7 @@
 
 import { parseArgs } from "node:util";
 import { benchRun, LIMITS_OUT_OF_REACH, withDatabase } from "./bench-run.js";
-import { HttpClient, mintToken, round, summarize } from "./lib.js";
+import { HttpClient, mintToken, round, roundSummary, summarize, type Summary } from "./lib.js";
 
 const { values } = parseArgs({
   options: { rooms: { type: "string", default: "100" }, batches: { type: "string", default: "32" }, "per-batch": { type: "string", default: "50" } },
@@ -35,7 +35,7 @@ await benchRun({ tag: "cold" }, async (run) => {
   const pools: string[] = [];
   for (let i = 0; i < ROOMS; i++) pools.push((JSON.parse(String((await http.request("POST", "/api/v1/pools", { name: `cold-${i}` }, auth)).body)) as { pool: { id: string } }).pool.id);
 
-  const burst = async (): Promise<{ wallMs: number; latency: Record<string, number>; statuses: Record<string, number> }> => {
+  const burst = async (): Promise<{ wallMs: number; latency: Summary; statuses: Record<string, number> }> => {
     const latencies: number[] = [];
     const statuses: Record<string, number> = {};
     const started = performance.now();
@@ -53,7 +53,7 @@ await benchRun({ tag: "cold" }, async (run) => {
         statuses[response.status] = (statuses[response.status] ?? 0) + 1;
       }),
     );
-    const latency = Object.fromEntries(Object.entries(summarize(latencies)).map(([k, v]) => [k, round(v)]));
+    const latency = roundSummary(summarize(latencies));
     return { wallMs: round(performance.now() - started), latency, statuses };
   };
   const before = await commits(run.databaseUrl);

@@ -106,7 +106,7 @@ console.table(rows);
 console.log(`log on / log off: published ${(on.publishedPerSec / off.publishedPerSec).toFixed(2)}x, delivered ${(on.deliveredPerSec / off.deliveredPerSec).toFixed(2)}x`);
 
 for (const client of clients) client.close();
-io.close();
+await io.close();
 await prisma.$disconnect();
 pub.disconnect();
 sub.disconnect();

@@ -47,6 +47,18 @@ export function round(value: number, digits = 2): number {
   return Math.round(value * f) / f;
 }
 
+/** A summary with every figure rounded to `digits` decimals, for a report. */
+export function roundSummary(s: Summary, digits = 2): Summary {
+  return {
+    count: s.count,
+    p50: round(s.p50, digits),
+    p90: round(s.p90, digits),
+    p99: round(s.p99, digits),
+    max: round(s.max, digits),
+    mean: round(s.mean, digits),
+  };
+}
+
 export interface HttpResult {
   status: number;
   body: string;

@@ -104,8 +104,8 @@ async function startNode(options: {
         resolve(Number(match[1] ?? 0)); // a process without a port (the bare BullMQ worker) matches without a group
       }
     };
-    child.stdout!.on("data", onData);
-    child.stderr!.on("data", onData);
+    child.stdout.on("data", onData);
+    child.stderr.on("data", onData);
     void exited.then((code) => {
       clearTimeout(timer);
       reject(new Error(`${options.name} exited with ${code} before listening:\n${output.slice(-3000)}`));
@@ -238,7 +238,7 @@ export async function sampleMemory(server: ServerHandle): Promise<MemorySample> 
 /** A forked load generator (scripts/bench/load-client.ts) and its request/response IPC. */
 export class LoadClient {
   private nextId = 1;
-  private readonly pending = new Map<number, { resolve: (value: any) => void; reject: (error: Error) => void }>();
+  private readonly pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
   readonly ready: Promise<void>;
 
   constructor(
@@ -277,10 +277,11 @@ export class LoadClient {
     return new LoadClient(name, child);
   }
 
-  call<T = any>(cmd: string, args: Record<string, unknown> = {}): Promise<T> {
+  /** Runs `cmd` in the load generator; `T` is what that command of load-client.ts returns (IPC does not check it). */
+  call<T = unknown>(cmd: string, args: Record<string, unknown> = {}): Promise<T> {
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, { resolve: (value) => resolve(value as T), reject });
       this.child.send({ ...args, id, cmd });
     });
   }
@@ -306,7 +307,7 @@ export function cpuSeconds(pid: number): number {
 /** CPU seconds per process whose command name is `comm` (e.g. all PostgreSQL backends). */
 export function cpuSecondsByName(comm: string): Map<number, number> {
   const out = new Map<number, number>();
-  let entries: string[] = [];
+  let entries: string[];
   try {
     entries = readdirSync("/proc");
   } catch {

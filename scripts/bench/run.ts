@@ -99,7 +99,7 @@ async function main(): Promise<void> {
       await scenarios[name](suite);
     } catch (error) {
       failures.push(`${name}: ${(error as Error).message}`);
-      log(`scenario ${name} FAILED: ${(error as Error).stack ?? error}`);
+      log(`scenario ${name} FAILED: ${(error as Error).stack ?? String(error)}`);
       rows.push({ scenario: name, metric: "FAILED", switchyard: "-", baseline: "-", ratio: "-", notes: (error as Error).message.split("\n")[0]!.slice(0, 120) });
       await suite.closeSockets().catch(() => undefined);
       await Promise.allSettled([suite.nodeB?.stop(), suite.baseB?.stop(), suite.bareWorker?.stop()]);
@@ -114,7 +114,7 @@ try {
   await main();
 } catch (error) {
   failures.push((error as Error).message);
-  log(`FAILED: ${(error as Error).stack ?? error}`);
+  log(`FAILED: ${(error as Error).stack ?? String(error)}`);
 } finally {
   cleaningUp ??= cleanup();
   await cleaningUp;

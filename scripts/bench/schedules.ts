@@ -20,7 +20,7 @@ import { parseArgs } from "node:util";
 import { Queue, Worker } from "bullmq";
 import { Redis } from "ioredis";
 import { benchRun, LIMITS_OUT_OF_REACH, withDatabase, type BenchRun } from "./bench-run.js";
-import { HttpClient, machineInfo, mintToken, round, sleep, summarize } from "./lib.js";
+import { HttpClient, machineInfo, mintToken, roundSummary, sleep, summarize } from "./lib.js";
 import { CpuMeter, repoRoot, type ServerHandle } from "./procs.js";
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -89,7 +89,7 @@ async function switchyardFigures(databaseUrl: string, measureFrom: number, measu
       tasks: counts.reduce((a, b) => a + b, 0),
       dueTimesWithMoreThanOneTask: counts.filter((n) => n > 1).length,
       dueTimesMissed: missed,
-      latenessMs: Object.fromEntries(Object.entries(summarize(lateness)).map(([k, v]) => [k, round(v)])),
+      latenessMs: roundSummary(summarize(lateness)),
     };
   });
 }
@@ -141,7 +141,7 @@ async function barePeer(run: BenchRun): Promise<Record<string, unknown>> {
     createdInMs: createdIn,
     dueTimes: perDue.size,
     jobsTakenTwice: [...perDue.values()].filter((n) => n > 1).length + all.reduce((a, r) => a + r.repeated, 0),
-    latenessMs: Object.fromEntries(Object.entries(summarize(lateness)).map(([k, v]) => [k, round(v)])),
+    latenessMs: roundSummary(summarize(lateness)),
     cpu: cpuUse,
   };
 }

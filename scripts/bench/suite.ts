@@ -225,10 +225,10 @@ export class Suite {
     try {
       result = await fn();
     } catch (error) {
-      await Promise.all(sessions.map((s) => s?.stop()));
+      await Promise.all(sessions.map(async (s) => s?.stop()));
       throw error;
     }
-    const profiles = await Promise.all(sessions.map((s) => s?.stop()));
+    const profiles = await Promise.all(sessions.map(async (s) => s?.stop()));
     const summaries = profiles.map((profile, i) => {
       if (!profile) return undefined;
       mkdirSync(this.profileDir, { recursive: true });

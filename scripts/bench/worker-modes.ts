@@ -51,8 +51,8 @@ await benchRun({ tag: "modes" }, async (run) => {
         stdio: ["ignore", "pipe", "pipe"],
       });
       let output = "";
-      child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-      child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+      child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+      child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
       // Ready when the pool lists it idle.
       for (let i = 0; i < 200; i++) {
         const pool = JSON.parse((await http.request("GET", `/api/v1/pools/${poolId}`, undefined, { authorization: `Bearer ${token}` })).body) as { pool: { workers: Array<{ id: string; status: string }> } };

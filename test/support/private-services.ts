@@ -25,9 +25,9 @@ const DIR_PREFIX = "switchyard-private-";
 interface Registered {
   kind: "redis" | "postgres";
   dir: string;
-  destroy(): Promise<void>;
+  destroy: () => Promise<void>;
   /** Best effort, synchronous: for the process 'exit' handler, where nothing asynchronous runs any more. */
-  destroySync(): void;
+  destroySync: () => void;
 }
 
 const registry = globalThis as typeof globalThis & { __switchyardPrivateServices?: Set<Registered>; __switchyardPrivateExitHook?: boolean };
@@ -67,7 +67,7 @@ function run(file: string, args: string[], timeoutMs = 60_000): Promise<RunResul
   return new Promise((resolve) => {
     execFile(file, args, { timeout: timeoutMs, encoding: "utf8" }, (error, stdout, stderr) => {
       const code = error ? (typeof (error as { code?: unknown }).code === "number" ? ((error as { code: number }).code) : 1) : 0;
-      resolve({ code, stdout: stdout ?? "", stderr: stderr ?? (error ? String(error) : "") });
+      resolve({ code, stdout: stdout ?? "", stderr: stderr ?? (error ? error.message : "") });
     });
   });
 }
@@ -126,7 +126,7 @@ function childPids(pid: number): number[] {
 }
 
 /** pause()/resume() for a server whose main process's pid `pidOf` reads (from its pid file). */
-function freezer(pidOf: () => number | undefined): { pause(): void; resume(): void; readonly paused: boolean } {
+function freezer(pidOf: () => number | undefined): { pause: () => void; resume: () => void; readonly paused: boolean } {
   let paused = false;
   const signal = (name: NodeJS.Signals): void => {
     const main = pidOf();
