@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { Server } from "node:http";
-import net, { type AddressInfo } from "node:net";
+import type { AddressInfo } from "node:net";
+import { freePort } from "./support/private-services.js";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import express from "express";
@@ -20,16 +21,6 @@ import { mintToken } from "./support/tokens.js";
 
 const FAST_PRESENCE = { WORKER_HEARTBEAT_INTERVAL_MS: "300", WORKER_HEARTBEAT_TIMEOUT_MS: "2000", WORKER_DISCONNECT_GRACE_MS: "1000" };
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 
 describe("console: /dashboard/ in a real browser", function () {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
+import { freePort } from "./support/private-services.js";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import jwt from "jsonwebtoken";
@@ -17,13 +17,6 @@ import { mintToken } from "./support/tokens.js";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 function jsonLines(logs: string): Array<Record<string, unknown>> {
   return logs
@@ -49,7 +42,7 @@ describe("first steps", function () {
   });
 
   it("a node started with Redis down says it is not ready and what is down; a 503 is a warning without a stack", async () => {
-    const node = await startServer({ REDIS_URL: `redis://127.0.0.1:${await closedPort()}` });
+    const node = await startServer({ REDIS_URL: `redis://127.0.0.1:${await freePort()}` });
     try {
       await eventually(() => node.logs().includes("listening, but not ready"), 20_000);
       const notReady = jsonLines(node.logs()).find((line) => String(line.msg).startsWith("listening, but not ready"));
@@ -76,7 +69,7 @@ describe("first steps", function () {
   });
 
   it("ensure-services.sh says what it waits for and how long before it gives up", async () => {
-    const port = await closedPort();
+    const port = await freePort();
     const check = runCli("bash", ["scripts/ensure-services.sh"], {
       cwd: repoRoot,
       env: { PATH: process.env.PATH ?? "", REDIS_URL: `redis://127.0.0.1:${port}`, ENSURE_SERVICES_TIMEOUT: "2" },

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
+import { freePort } from "./support/private-services.js";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { stripVTControlCharacters } from "node:util";
@@ -60,13 +60,6 @@ async function history(url: string, token: string, room: string): Promise<Envelo
   return response.body.items;
 }
 
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 describe("terminal watcher: npm run watch", function () {
   this.timeout(90_000);
@@ -206,7 +199,7 @@ describe("terminal watcher: npm run watch", function () {
   });
 
   it("exits 1 naming the URL when nothing listens there", async () => {
-    const url = `http://127.0.0.1:${await closedPort()}`;
+    const url = `http://127.0.0.1:${await freePort()}`;
     const watcher = watch(["tasks", "tasks"], { SWITCHYARD_URL: url, TOKEN: mintToken({ tenant: freshTenant() }) });
     assert.equal(await watcher.exited, 1);
     assert.match(watcher.stderr(), new RegExp(`cannot connect to ${url} \\(.*ECONNREFUSED.*\\); is the server running\\?`));
