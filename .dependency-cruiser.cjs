@@ -118,7 +118,8 @@ module.exports = {
     },
     {
       name: "prisma-client-only-through-db",
-      comment: "src/db is the only door to the generated Prisma client (src/generated): the rest take its types from src/db/client.ts, so the driver setup stays in one place.",
+      comment:
+        "src/db is the only door to the generated Prisma client (src/generated): the rest take its types from src/db/client.ts, so the driver setup stays in one place.",
       severity: "error",
       from: { path: "^src/", pathNot: ["^src/db/", "^src/generated/"] },
       to: { path: "^src/generated/" },

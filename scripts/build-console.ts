@@ -28,7 +28,11 @@ function newestIn(dir: string): number {
 export function consoleIsStale(): boolean {
   const built = path.join(CONSOLE_OUT, "main.js");
   if (!existsSync(built)) return true;
-  const builtAt = Math.min(...[built, ...COPIED.map((f) => path.join(CONSOLE_OUT, f)), path.join(CONSOLE_OUT, "styles.css")].map((f) => (existsSync(f) ? statSync(f).mtimeMs : 0)));
+  const builtAt = Math.min(
+    ...[built, ...COPIED.map((f) => path.join(CONSOLE_OUT, f)), path.join(CONSOLE_OUT, "styles.css")].map((f) =>
+      existsSync(f) ? statSync(f).mtimeMs : 0,
+    ),
+  );
   return SOURCES.some((dir) => newestIn(dir) > builtAt);
 }
 
@@ -54,13 +58,21 @@ export async function buildConsole(outdir = CONSOLE_OUT): Promise<Array<{ file: 
     logLevel: "warning",
   });
   for (const file of COPIED) copyFileSync(path.join(root, "console", file), path.join(outdir, file));
-  const outputs = Object.entries(result.metafile.outputs).map(([file, meta]) => ({ file: path.relative(root, path.resolve(root, file)), bytes: meta.bytes }));
-  return [...outputs, ...COPIED.map((f) => ({ file: path.relative(root, path.join(outdir, f)), bytes: statSync(path.join(outdir, f)).size }))];
+  const outputs = Object.entries(result.metafile.outputs).map(([file, meta]) => ({
+    file: path.relative(root, path.resolve(root, file)),
+    bytes: meta.bytes,
+  }));
+  return [
+    ...outputs,
+    ...COPIED.map((f) => ({ file: path.relative(root, path.join(outdir, f)), bytes: statSync(path.join(outdir, f)).size })),
+  ];
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   const started = performance.now();
   const files = await buildConsole();
   const sizes = files.filter((f) => !f.file.endsWith(".map")).map((f) => `${path.basename(f.file)} ${(f.bytes / 1024).toFixed(1)} KiB`);
-  process.stdout.write(`console built into ${path.relative(root, CONSOLE_OUT)}/ in ${Math.round(performance.now() - started)} ms: ${sizes.join(", ")}\n`);
+  process.stdout.write(
+    `console built into ${path.relative(root, CONSOLE_OUT)}/ in ${Math.round(performance.now() - started)} ms: ${sizes.join(", ")}\n`,
+  );
 }

@@ -36,10 +36,21 @@ interface Fixture {
   queued?: { id: string; key: string; body: unknown };
 }
 
-async function http(url: string, method: string, route: string, token: string | undefined, body?: unknown, headers: Record<string, string> = {}) {
+async function http(
+  url: string,
+  method: string,
+  route: string,
+  token: string | undefined,
+  body?: unknown,
+  headers: Record<string, string> = {},
+) {
   const response = await fetch(`${url}${route}`, {
     method,
-    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body === undefined ? {} : { "content-type": "application/json" }), ...headers },
+    headers: {
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...(body === undefined ? {} : { "content-type": "application/json" }),
+      ...headers,
+    },
     body: body === undefined ? undefined : JSON.stringify(body),
     signal: AbortSignal.timeout(CLIENT_TIMEOUT_MS),
   });
@@ -93,15 +104,29 @@ function probes(node: ServerProcess, f: Fixture): Array<Promise<Probe>> {
   const list = [
     probe("POST /api/v1/tasks", () => answer(http(node.url, "POST", "/api/v1/tasks", f.token, { type: "echo", payload: { n: 1 } }))),
     probe("GET /ready", () => answer(http(node.url, "GET", "/ready", undefined))),
-    probe("POST /api/v1/events", () => answer(http(node.url, "POST", "/api/v1/events", f.token, { namespace: "tasks", room: "tasks", type: "probe.ping" }))),
+    probe("POST /api/v1/events", () =>
+      answer(http(node.url, "POST", "/api/v1/events", f.token, { namespace: "tasks", room: "tasks", type: "probe.ping" })),
+    ),
     probe("subscribe ack (/tasks, room tasks)", () => subscribeAck(node.url, f.token)),
   ];
-  if (f.poolId) list.push(probe("POST /api/v1/pools/:id/scale", () => answer(http(node.url, "POST", `/api/v1/pools/${f.poolId}/scale`, f.token, { desiredWorkers: 2 }))));
+  if (f.poolId)
+    list.push(
+      probe("POST /api/v1/pools/:id/scale", () =>
+        answer(http(node.url, "POST", `/api/v1/pools/${f.poolId}/scale`, f.token, { desiredWorkers: 2 })),
+      ),
+    );
   if (f.queued) {
     const { key, body, id } = f.queued;
     // One after the other: the resend must find the task still queued.
-    const resend = probe("POST /api/v1/tasks, same Idempotency-Key", () => answer(http(node.url, "POST", "/api/v1/tasks", f.token, body, { "idempotency-key": key })));
-    list.push(resend, resend.then(() => probe("POST /api/v1/tasks/:id/cancel", () => answer(http(node.url, "POST", `/api/v1/tasks/${id}/cancel`, f.token)))));
+    const resend = probe("POST /api/v1/tasks, same Idempotency-Key", () =>
+      answer(http(node.url, "POST", "/api/v1/tasks", f.token, body, { "idempotency-key": key })),
+    );
+    list.push(
+      resend,
+      resend.then(() =>
+        probe("POST /api/v1/tasks/:id/cancel", () => answer(http(node.url, "POST", `/api/v1/tasks/${id}/cancel`, f.token))),
+      ),
+    );
   }
   return list;
 }
@@ -156,14 +181,19 @@ async function measure(scenario: Scenario): Promise<void> {
   }
   console.log(`\n[${scenario.label}]`);
   for (const r of results) console.log(`  ${r.name.padEnd(42)} ${String(r.ms).padStart(6)} ms  ${r.answer}`);
-  console.log(`  log lines, first ${LOG_WINDOW_MS / 1000} s of the outage: ${inWindow.length}; "Unhandled"/"unhandled rejection" in the whole log: ${(all.match(/Unhandled|unhandled rejection/g) ?? []).length}`);
-  for (const [msg, count] of [...messages].sort((a, b) => b[1] - a[1]).slice(0, 8)) console.log(`    ${String(count).padStart(4)} × ${msg.slice(0, 120)}`);
+  console.log(
+    `  log lines, first ${LOG_WINDOW_MS / 1000} s of the outage: ${inWindow.length}; "Unhandled"/"unhandled rejection" in the whole log: ${(all.match(/Unhandled|unhandled rejection/g) ?? []).length}`,
+  );
+  for (const [msg, count] of [...messages].sort((a, b) => b[1] - a[1]).slice(0, 8))
+    console.log(`    ${String(count).padStart(4)} × ${msg.slice(0, 120)}`);
   console.log(`  SIGTERM during the outage: exit ${code} after ${stopMs} ms`);
   if (survivor && scenario.restore) {
     const from = lines(survivor.logs()).length;
     await scenario.restore();
     const back = await recovery(survivor, f);
-    const logged = lines(survivor.logs()).slice(from).map((line) => /"msg":"([^"]*)"/.exec(line)?.[1] ?? line.slice(0, 80));
+    const logged = lines(survivor.logs())
+      .slice(from)
+      .map((line) => /"msg":"([^"]*)"/.exec(line)?.[1] ?? line.slice(0, 80));
     console.log(`  second node: ${back}; it logged meanwhile: ${logged.length ? [...new Set(logged)].join(", ") : "nothing"}`);
     await survivor.stop();
   }

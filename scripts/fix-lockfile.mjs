@@ -8,7 +8,14 @@ const lock = JSON.parse(readFileSync(path, "utf8"));
 const extract = lock.packages["node_modules/msgpackr-extract"];
 if (!extract) process.exit(0);
 const version = extract.version;
-const platforms = { "darwin-arm64": ["darwin", "arm64"], "darwin-x64": ["darwin", "x64"], "linux-arm": ["linux", "arm"], "linux-arm64": ["linux", "arm64"], "linux-x64": ["linux", "x64"], "win32-x64": ["win32", "x64"] };
+const platforms = {
+  "darwin-arm64": ["darwin", "arm64"],
+  "darwin-x64": ["darwin", "x64"],
+  "linux-arm": ["linux", "arm"],
+  "linux-arm64": ["linux", "arm64"],
+  "linux-x64": ["linux", "x64"],
+  "win32-x64": ["win32", "x64"],
+};
 let added = 0;
 for (const [name, [os, cpu]] of Object.entries(platforms)) {
   const key = `node_modules/@msgpackr-extract/msgpackr-extract-${name}`;

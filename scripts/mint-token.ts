@@ -46,7 +46,10 @@ if (values.help) {
 }
 const tenant = values.tenant ?? die("--tenant is required");
 if (!TENANT_ID_PATTERN.test(tenant)) die("--tenant must match ^[A-Za-z0-9_-]{1,128}$");
-const permissions = values.permissions.split(",").map((p) => p.trim()).filter(Boolean);
+const permissions = values.permissions
+  .split(",")
+  .map((p) => p.trim())
+  .filter(Boolean);
 const unknown = permissions.filter((p) => !isPermission(p));
 if (unknown.length > 0) die(`unknown permission(s): ${unknown.join(", ")}`);
 const ttl = Number(values.ttl);
@@ -62,7 +65,8 @@ if (permissions.includes("pools:work") && !values.pool) die("a pools:work token 
 const privateKey = process.env.JWT_PRIVATE_KEY;
 // Without a key in the environment: the throwaway key a development node started here without JWT_SECRET left.
 const devSecret = !privateKey && !process.env.JWT_SECRET ? readDevSecret() : undefined;
-if (devSecret) process.stderr.write(`signing with the development node's throwaway key (${DEV_SECRET_FILE}); set JWT_SECRET for a lasting one\n`);
+if (devSecret)
+  process.stderr.write(`signing with the development node's throwaway key (${DEV_SECRET_FILE}); set JWT_SECRET for a lasting one\n`);
 const secret = process.env.JWT_SECRET ?? devSecret;
 const key = privateKey ? (privateKey.includes("-----BEGIN") ? privateKey : readFileSync(privateKey, "utf8")) : secret;
 if (!key) die("set JWT_SECRET (the server's key) or JWT_PRIVATE_KEY");

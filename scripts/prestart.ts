@@ -25,7 +25,9 @@ function step(what: string, command: string, args: string[]): void {
   const started = performance.now();
   const result = spawnSync(command, args, { cwd: root, stdio: "inherit", env: { ...process.env, CHECKPOINT_DISABLE: "1" } });
   if (result.status !== 0) {
-    process.stderr.write(`prestart: ${what} failed (${result.error ? errorMessage(result.error) : `exit ${result.status ?? result.signal}`})\n`);
+    process.stderr.write(
+      `prestart: ${what} failed (${result.error ? errorMessage(result.error) : `exit ${result.status ?? result.signal}`})\n`,
+    );
     process.exit(1);
   }
   say(`${what} (${Math.round(performance.now() - started)} ms)`);
@@ -35,13 +37,14 @@ function step(what: string, command: string, args: string[]): void {
 const buildOnly = process.argv.includes("--build-only");
 
 let config: Config | undefined;
-if (!buildOnly) try {
-  config = loadConfig();
-} catch (error) {
-  if (!(error instanceof ConfigError)) throw error;
-  for (const problem of error.problems) process.stderr.write(`config error: ${problem}\n`);
-  process.exit(78); // EX_CONFIG, as the server itself
-}
+if (!buildOnly)
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    for (const problem of error.problems) process.stderr.write(`config error: ${problem}\n`);
+    process.exit(78); // EX_CONFIG, as the server itself
+  }
 
 if (!buildOnly) step("services checked", "bash", [path.join(root, "scripts", "ensure-services.sh")]);
 
@@ -90,12 +93,13 @@ if (!buildOnly && consoleIsStale()) {
   say(`console built into dist/console/ (${Math.round(performance.now() - started)} ms)`);
 }
 
-if (config) try {
-  const started = performance.now();
-  const { created, applied } = await setupDatabase(config.databaseUrl);
-  const state = applied.length === 0 ? "up to date" : `${applied.length} migration(s) applied`;
-  say(`database ${redactUrl(config.databaseUrl)}${created ? " created," : ""} ${state} (${Math.round(performance.now() - started)} ms)`);
-} catch (error) {
-  process.stderr.write(`prestart: ${errorMessage(error)}\n`);
-  process.exit(1);
-}
+if (config)
+  try {
+    const started = performance.now();
+    const { created, applied } = await setupDatabase(config.databaseUrl);
+    const state = applied.length === 0 ? "up to date" : `${applied.length} migration(s) applied`;
+    say(`database ${redactUrl(config.databaseUrl)}${created ? " created," : ""} ${state} (${Math.round(performance.now() - started)} ms)`);
+  } catch (error) {
+    process.stderr.write(`prestart: ${errorMessage(error)}\n`);
+    process.exit(1);
+  }

@@ -16,18 +16,10 @@ const PG_CHAR_OID = 18;
 const PG_NAME_OID = 19;
 const PG_TEXT_OID = 25;
 
-type ConnectCallback = (
-  err: Error | undefined,
-  client: PoolClient | undefined,
-  done: PoolClient["release"],
-) => void;
+type ConnectCallback = (err: Error | undefined, client: PoolClient | undefined, done: PoolClient["release"]) => void;
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return (
-    typeof value === "object" &&
-    value !== null &&
-    typeof (value as { then?: unknown }).then === "function"
-  );
+  return typeof value === "object" && value !== null && typeof (value as { then?: unknown }).then === "function";
 }
 
 /** Rewrites `name`/`"char"` result columns to `text` in a query result (or an array of results). */

@@ -23,7 +23,9 @@ const signalGroup = (signal) => {
 let timedOut = false;
 const deadline = setTimeout(() => {
   timedOut = true;
-  process.stderr.write(`\n*** ${command} ${args.join(" ")} still running after ${minutes} min (the overall deadline): stopping it. A test or hook is hanging; the output above shows the last one that ran. ***\n`);
+  process.stderr.write(
+    `\n*** ${command} ${args.join(" ")} still running after ${minutes} min (the overall deadline): stopping it. A test or hook is hanging; the output above shows the last one that ran. ***\n`,
+  );
   signalGroup("SIGTERM");
   // Give mocha's own teardown a moment, then end everything that is left.
   setTimeout(() => signalGroup("SIGKILL"), 15_000).unref();

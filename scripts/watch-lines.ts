@@ -58,7 +58,9 @@ const SUMMARIES: Summaries = {
   "pool.updated": ({ pool, changed }) => `pool ${pool.name} (${shortId(pool.id)}) changed ${changed.join(",")}`,
   "pool.scaling": ({ poolId, from, to }) => `pool ${shortId(poolId)} desired ${from} → ${to}`,
   "pool.status_changed": ({ poolId, workers, queueDepth }) => {
-    const counts = Object.entries(workers).filter(([, n]) => n > 0).map(([status, n]) => `${status}=${n}`);
+    const counts = Object.entries(workers)
+      .filter(([, n]) => n > 0)
+      .map(([status, n]) => `${status}=${n}`);
     return `pool ${shortId(poolId)} ${counts.join(" ") || "no workers"} queue=${queueDepth ?? "?"}`;
   },
   "worker.status_changed": ({ worker, previous }) =>

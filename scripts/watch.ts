@@ -68,7 +68,8 @@ const urls = (process.env.SWITCHYARD_URL ?? DEFAULT_URL)
 for (const url of urls) if (!/^https?:\/\/[^/]+/.test(url)) usageError(`SWITCHYARD_URL: "${url}" is not an http(s) URL`);
 if (urls.length === 0) usageError("SWITCHYARD_URL is empty");
 const after = values.after;
-if (after !== undefined && after !== "0" && !decodeCursor(after)) usageError(`--after: "${after}" is not a cursor (like 5c3a67c0f4-000000000007) nor 0`);
+if (after !== undefined && after !== "0" && !decodeCursor(after))
+  usageError(`--after: "${after}" is not a cursor (like 5c3a67c0f4-000000000007) nor 0`);
 
 const colours = palette(process.stdout.isTTY === true, process.env);
 const client = new SwitchyardClient({ urls, namespace, token, socketOptions: { timeout: CONNECT_TIMEOUT_MS } });
@@ -100,7 +101,8 @@ client.socket.on("connect", () => {
 client.socket.on("connect_error", (error: ConnectError) => {
   const code = error.data?.code;
   // A refusal by the server is final: retrying with the same token gets the same answer.
-  if (code) exit(1, `${client.url} refused the token: ${code} (${error.data?.message ?? error.message}); mint a new one with npm run token`);
+  if (code)
+    exit(1, `${client.url} refused the token: ${code} (${error.data?.message ?? error.message}); mint a new one with npm run token`);
   // Before the first connection, an unreachable server is most likely a wrong URL or a server not started:
   // say so once every node was tried instead of retrying in silence.
   if (!connectedOnce && ++failedAttempts >= urls.length) {

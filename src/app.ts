@@ -48,7 +48,10 @@ export class App {
     const { prisma, sql } = infra.database;
     const access = wireAccess(config, infra, logger);
     const tenants = new TenantDirectory(prisma);
-    const logObserver: EventLogObserver = { timeQuery: infra.metrics.timeQuery, batchRows: (rows) => infra.metrics.eventLogBatchRows.observe(rows) };
+    const logObserver: EventLogObserver = {
+      timeQuery: infra.metrics.timeQuery,
+      batchRows: (rows) => infra.metrics.eventLogBatchRows.observe(rows),
+    };
     const eventLog = new EventLogReader(prisma, sql, logObserver);
     const resources = new ResourceDirectory(prisma, tenants);
     const store = { tenants, eventLog, resources };
@@ -75,7 +78,10 @@ export class App {
       async () => access.connections.start(),
       async () => live.nodeReadings.start(),
       async () => events.publisher.startRelay(),
-      () => work.runningSlots.setLimit(config.limits.maxRunningTasksPerTenant).catch((error: unknown) => status.report(error, "could not record TENANT_MAX_RUNNING_TASKS")),
+      () =>
+        work.runningSlots
+          .setLimit(config.limits.maxRunningTasksPerTenant)
+          .catch((error: unknown) => status.report(error, "could not record TENANT_MAX_RUNNING_TASKS")),
       async () => work.schedules.start(work.bullConnection),
       async () => work.reconciler.start(),
       async () => work.autoscaler.start(),
@@ -124,7 +130,11 @@ export class App {
     });
     const address = this.httpServer.address() as AddressInfo;
     // The one line an operator looks for: where to point a browser or a client, and what this node is wired to.
-    const shownHost = ["0.0.0.0", "::"].includes(address.address) ? "localhost" : address.address.includes(":") ? `[${address.address}]` : address.address;
+    const shownHost = ["0.0.0.0", "::"].includes(address.address)
+      ? "localhost"
+      : address.address.includes(":")
+        ? `[${address.address}]`
+        : address.address;
     this.logger.info(
       {
         port: address.port,

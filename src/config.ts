@@ -3,7 +3,17 @@ import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { z } from "zod";
 import { DEFAULT_MAX_PAYLOAD_BYTES } from "./protocol/tasks.js";
-import { DEFAULT_DATABASE_URL, JWT_MAX_LIFETIME_S, logFormat, positiveInt, problemLines, RedisEnv, SharedEnv, urlString, type RedisTarget } from "./settings.js";
+import {
+  DEFAULT_DATABASE_URL,
+  JWT_MAX_LIFETIME_S,
+  logFormat,
+  positiveInt,
+  problemLines,
+  RedisEnv,
+  SharedEnv,
+  urlString,
+  type RedisTarget,
+} from "./settings.js";
 
 /** The only reader of process.env for the server: everything else receives a validated Config. */
 export interface Config {
@@ -120,7 +130,10 @@ const EnvSchema = z.object({
   JWT_PUBLIC_KEY: z.string().optional(),
   JWT_ISSUER: z.string().min(1).optional(),
   JWT_AUDIENCE: z.string().min(1).optional(),
-  NODE_ID: z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/, "must be 1-128 letters, digits, '_', '.', ':' or '-'").optional(),
+  NODE_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9_.:-]{1,128}$/, "must be 1-128 letters, digits, '_', '.', ':' or '-'")
+    .optional(),
   CORS_ORIGINS: z.string().optional(),
   TLS_CERT_FILE: z.string().min(1).optional(),
   TLS_KEY_FILE: z.string().min(1).optional(),
@@ -204,7 +217,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const key = readPemFile(e.TLS_KEY_FILE, "TLS_KEY_FILE", problems);
     if (cert && key) tls = { cert, key };
   }
-  const corsOrigins = e.CORS_ORIGINS?.split(",").map((o) => o.trim()).filter(Boolean);
+  const corsOrigins = e.CORS_ORIGINS?.split(",")
+    .map((o) => o.trim())
+    .filter(Boolean);
   for (const origin of corsOrigins ?? []) {
     if (origin !== "*" && !/^https?:\/\/[^/\s]+$/.test(origin)) {
       problems.push(`CORS_ORIGINS: "${origin}" is not an origin like https://app.example.com`);

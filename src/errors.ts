@@ -129,7 +129,8 @@ export class DependencyUnavailableError extends UnavailableError {
 // reports a closed connection with the same text as ioredis. A Redis still loading its data set refuses too.
 const REDIS_UNAVAILABLE = /^(Command timed out|Stream isn't writeable|Connection is closed|Reached the max retries per request|LOADING )/;
 // node-postgres: the pool's connectionTimeoutMillis, the client's query_timeout, a connection cut under a query.
-const POSTGRES_UNAVAILABLE = /^(Query read timeout|timeout exceeded when trying to connect|Connection terminated|the database system is (starting up|shutting down|in recovery)|terminating connection)/;
+const POSTGRES_UNAVAILABLE =
+  /^(Query read timeout|timeout exceeded when trying to connect|Connection terminated|the database system is (starting up|shutting down|in recovery)|terminating connection)/;
 // Socket errors. ioredis never hands these to a command (it answers with the messages above), so on a request path
 // they come from node-postgres, which reports a refused or reset connection as it is. Elsewhere the caller knows
 // which connection failed (BullMQ forwards its connections' socket errors).
@@ -163,8 +164,13 @@ export function unavailableDependency(error: unknown, socketErrorsFrom: Dependen
   if (typeof code === "string" && SOCKET_ERROR.test(code)) return socketErrorsFrom;
   if (typeof code === "string" && (/^P10\d\d$/.test(code) || code === "P2024" || POSTGRES_CODE.test(code))) return "postgresql";
   const adapterCause = meta?.driverAdapterError?.cause;
-  if (adapterCause?.kind === "postgres" && typeof adapterCause.code === "string" && POSTGRES_CODE.test(adapterCause.code)) return "postgresql";
-  if (typeof adapterCause?.kind === "string" && /NotReachable|ConnectionClosed|DatabaseDoesNotExist|TooManyConnections|SocketTimeout/.test(adapterCause.kind)) return "postgresql";
+  if (adapterCause?.kind === "postgres" && typeof adapterCause.code === "string" && POSTGRES_CODE.test(adapterCause.code))
+    return "postgresql";
+  if (
+    typeof adapterCause?.kind === "string" &&
+    /NotReachable|ConnectionClosed|DatabaseDoesNotExist|TooManyConnections|SocketTimeout/.test(adapterCause.kind)
+  )
+    return "postgresql";
   if (POSTGRES_UNAVAILABLE.test(text) || /Can't reach database server/.test(text)) return "postgresql";
   return depth < 2 && cause !== undefined ? unavailableDependency(cause, socketErrorsFrom, depth + 1) : undefined;
 }

@@ -25,7 +25,10 @@ export interface Periodic {
  * rejects is logged (or told to `onError`) and the next tick runs as usual.
  */
 export function every(intervalMs: number, run: () => unknown, options: EveryOptions): Periodic {
-  const failed = "onError" in options ? options.onError : (error: unknown) => options.logger.warn({ err: error, task: options.name }, `${options.name} failed`);
+  const failed =
+    "onError" in options
+      ? options.onError
+      : (error: unknown) => options.logger.warn({ err: error, task: options.name }, `${options.name} failed`);
   let running = false;
   let stopped = false;
   const tick = (): void => {

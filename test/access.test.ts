@@ -138,7 +138,11 @@ describe("access control", function () {
       const stolen = mintToken({ tenant, sub: "alice", permissions: ["tasks:read", "pools:read"], jti });
       const sibling = mintToken({ tenant, sub: "alice", permissions: ["tasks:read", "pools:read"] });
       // Sessions in two namespaces on node B and one on node A (each its own connection).
-      const sessions = await Promise.all([connect(b.url, "tasks", { token: stolen }), connect(b.url, "pools", { token: stolen }), connect(a.url, "tasks", { token: stolen })]);
+      const sessions = await Promise.all([
+        connect(b.url, "tasks", { token: stolen }),
+        connect(b.url, "pools", { token: stolen }),
+        connect(a.url, "tasks", { token: stolen }),
+      ]);
       const ended = sessions.map(revokedSession);
       const siblingSocket = await connect(b.url, "tasks", { token: sibling });
       let siblingEnded = false;
@@ -226,9 +230,15 @@ describe("access control", function () {
       assert.equal((await revoke(a, admin, { sub: "hasty" })).status, 202);
       const results = await Promise.all(outcomes);
       // Whatever got through before the revocation is ended by it; nothing connects after it.
-      assert.ok(await eventually(() => sockets.every((socket) => !socket.connected), 5000, 20), "every socket of the revoked subject is disconnected");
+      assert.ok(
+        await eventually(() => sockets.every((socket) => !socket.connected), 5000, 20),
+        "every socket of the revoked subject is disconnected",
+      );
       const refused = results.filter((r) => r !== "connected");
-      assert.ok(refused.every((code) => code === "TOKEN_REVOKED"), `refusals: ${[...new Set(refused)].join(", ")}`);
+      assert.ok(
+        refused.every((code) => code === "TOKEN_REVOKED"),
+        `refusals: ${[...new Set(refused)].join(", ")}`,
+      );
       assert.equal((await connectError(a.url, "tasks", { token })).data?.code, "TOKEN_REVOKED");
     });
   });
@@ -238,7 +248,9 @@ describe("access control", function () {
       const tenant = freshTenant("rs");
       const admin = mintToken({ tenant, sub: "admin-1" });
       const old = mintToken({ tenant, sub: "bob", permissions: ["tasks:read", "workflows:read"] });
-      const withoutIat = jwt.sign({ sub: "bob", tenant_id: tenant, exp: nowS() + 600, permissions: ["tasks:read"] }, TEST_JWT_SECRET, { noTimestamp: true });
+      const withoutIat = jwt.sign({ sub: "bob", tenant_id: tenant, exp: nowS() + 600, permissions: ["tasks:read"] }, TEST_JWT_SECRET, {
+        noTimestamp: true,
+      });
       const otherSubject = mintToken({ tenant, sub: "carol", permissions: ["tasks:read"] });
       const sessions = await Promise.all([connect(a.url, "tasks", { token: old }), connect(b.url, "workflows", { token: old })]);
       const ended = sessions.map(revokedSession);
@@ -316,7 +328,11 @@ describe("access control", function () {
         const response = await revoke(a, admin, body);
         assert.equal(response.status, 400, JSON.stringify(body));
         assert.equal(response.body.error.code, "BAD_REQUEST");
-        assert.deepEqual([...new Set(response.body.error.details.map((d: { field: string }) => d.field))].sort(), fields, JSON.stringify(body));
+        assert.deepEqual(
+          [...new Set(response.body.error.details.map((d: { field: string }) => d.field))].sort(),
+          fields,
+          JSON.stringify(body),
+        );
       }
       const anonymous = await api(a.url, "POST", "/api/v1/tokens/revoke", { body: { sub: "x" } });
       assert.equal(anonymous.status, 401);
@@ -390,7 +406,8 @@ describe("access control", function () {
       const month = 30 * 24 * 3600;
       assert.equal(await restWith(a, mintToken({ tenant, ttl: month })), 200, "exactly the maximum is accepted");
       assert.equal(await restWith(a, mintToken({ tenant, ttl: month + 1 })), "401 CLAIMS_INVALID");
-      const noIat = (exp: number): string => jwt.sign({ sub: "u", tenant_id: tenant, exp, permissions: ["admin"] }, TEST_JWT_SECRET, { noTimestamp: true });
+      const noIat = (exp: number): string =>
+        jwt.sign({ sub: "u", tenant_id: tenant, exp, permissions: ["admin"] }, TEST_JWT_SECRET, { noTimestamp: true });
       const far = await api(a.url, "GET", "/api/v1/tasks", { token: noIat(nowS() + month + 3600) });
       assert.equal(far.body.error.code, "CLAIMS_INVALID");
       assert.match(far.body.error.message, /exp - now/);
@@ -423,7 +440,8 @@ describe("MAX_REVOCATIONS_PER_TENANT", function () {
     nodes.push(a);
     const tenant = freshTenant("cap");
     const admin = mintToken({ tenant, sub: "root" });
-    for (const body of [{ jti: randomUUID() }, { jti: randomUUID() }, { sub: "carol" }]) assert.equal((await revoke(a, admin, body)).status, 202, JSON.stringify(body));
+    for (const body of [{ jti: randomUUID() }, { jti: randomUUID() }, { sub: "carol" }])
+      assert.equal((await revoke(a, admin, body)).status, 202, JSON.stringify(body));
     const over = await revoke(a, admin, { jti: "one-too-many" });
     assert.equal(over.status, 429, JSON.stringify(over.body));
     assert.equal(over.body.error.code, "QUOTA_EXCEEDED");

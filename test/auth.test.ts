@@ -43,14 +43,14 @@ describe("authentication", () => {
       ["no sub", () => jwt.sign({ tenant_id: "acme", exp: Math.floor(Date.now() / 1000) + 60 }, TEST_JWT_SECRET), "CLAIMS_INVALID"],
       [
         "alg none",
-        () => rawToken({ alg: "none", typ: "JWT" }, { sub: "u", tenant_id: "acme", exp: Math.floor(Date.now() / 1000) + 60, permissions: ["admin"] }),
+        () =>
+          rawToken(
+            { alg: "none", typ: "JWT" },
+            { sub: "u", tenant_id: "acme", exp: Math.floor(Date.now() / 1000) + 60, permissions: ["admin"] },
+          ),
         "TOKEN_INVALID",
       ],
-      [
-        "a pools:work token without pool_id",
-        () => mintToken({ tenant: "acme", permissions: ["pools:work"] }),
-        "CLAIMS_INVALID",
-      ],
+      ["a pools:work token without pool_id", () => mintToken({ tenant: "acme", permissions: ["pools:work"] }), "CLAIMS_INVALID"],
     ];
     for (const [what, token, code] of cases) {
       it(`refuses ${what} with connect_error ${code}`, async () => {

@@ -98,7 +98,10 @@ describe("bad input", () => {
     });
 
     it("answers oversized bodies with 413 and keeps serving", async () => {
-      const response = await api(server.url, "POST", "/api/v1/pools", { token: token(), rawBody: JSON.stringify({ name: "x".repeat(2_000_000) }) });
+      const response = await api(server.url, "POST", "/api/v1/pools", {
+        token: token(),
+        rawBody: JSON.stringify({ name: "x".repeat(2_000_000) }),
+      });
       assert.equal(response.status, 413);
       assert.equal(response.body.error.code, "PAYLOAD_TOO_LARGE");
       assert.equal((await api(server.url, "GET", "/health")).status, 200);

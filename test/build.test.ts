@@ -103,7 +103,9 @@ describe("operations: the compiled build", function () {
       const ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`no ready line:\n${logs()}`)), 30_000);
         child.stdout.on("data", () => {
-          const line = logs().split("\n").find((l) => l.includes('"msg":"switchyard listening"'));
+          const line = logs()
+            .split("\n")
+            .find((l) => l.includes('"msg":"switchyard listening"'));
           if (!line) return;
           clearTimeout(timer);
           resolve(JSON.parse(line) as Record<string, unknown>);

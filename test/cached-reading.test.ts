@@ -19,7 +19,11 @@ function manualRead() {
 describe("CachedReading (the scrape-time figures' cache; no server)", () => {
   it("merges concurrent callers into one read and serves the value from cache until the TTL passes", async () => {
     const source = manualRead();
-    const reading = new CachedReading(() => source.read(), { ttlMs: 60_000, deadlineMs: 60_000, maxAgeMs: 120_000 }, () => undefined);
+    const reading = new CachedReading(
+      () => source.read(),
+      { ttlMs: 60_000, deadlineMs: 60_000, maxAgeMs: 120_000 },
+      () => undefined,
+    );
     const callers = [reading.get(), reading.get(), reading.get()];
     await sleep(0);
     assert.equal(source.started, 1);
@@ -31,7 +35,11 @@ describe("CachedReading (the scrape-time figures' cache; no server)", () => {
 
   it("answers a caller at the deadline with the last value while a read hangs, and with nothing when there is none", async () => {
     const source = manualRead();
-    const reading = new CachedReading(() => source.read(), { ttlMs: 0, deadlineMs: 20, maxAgeMs: 60_000 }, () => undefined);
+    const reading = new CachedReading(
+      () => source.read(),
+      { ttlMs: 0, deadlineMs: 20, maxAgeMs: 60_000 },
+      () => undefined,
+    );
     assert.equal(await reading.get(), undefined, "nothing read yet");
     source.pending[0]!.resolve(3);
     await sleep(0);
@@ -44,7 +52,11 @@ describe("CachedReading (the scrape-time figures' cache; no server)", () => {
   it("forgets the value when a read fails: the figure is unknown, not old", async () => {
     const source = manualRead();
     const errors: unknown[] = [];
-    const reading = new CachedReading(() => source.read(), { ttlMs: 0, deadlineMs: 60_000, maxAgeMs: 60_000 }, (error) => errors.push(error));
+    const reading = new CachedReading(
+      () => source.read(),
+      { ttlMs: 0, deadlineMs: 60_000, maxAgeMs: 60_000 },
+      (error) => errors.push(error),
+    );
     const first = reading.get();
     await sleep(0);
     source.pending[0]!.resolve(5);
@@ -61,7 +73,11 @@ describe("CachedReading (the scrape-time figures' cache; no server)", () => {
     mock.timers.enable({ apis: ["setTimeout", "Date"], now: 0 });
     try {
       const source = manualRead();
-      const reading = new CachedReading(() => source.read(), { ttlMs: 0, deadlineMs: 5, maxAgeMs: 30 }, () => undefined);
+      const reading = new CachedReading(
+        () => source.read(),
+        { ttlMs: 0, deadlineMs: 5, maxAgeMs: 30 },
+        () => undefined,
+      );
       const stuck = reading.get();
       mock.timers.tick(5);
       assert.equal(await stuck, undefined, "the caller's deadline passed with no value");

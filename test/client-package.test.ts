@@ -28,7 +28,19 @@ const tsc = path.join(repoRoot, "node_modules", "typescript", "bin", "tsc");
 /** The browser the console's tests drive; the browser test says so and is pending when it is missing. */
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 /** Modules only the server uses: none may be imported by, or installed with, the client package. */
-const SERVER_MODULES = ["express", "@prisma/client", "prisma", "pg", "ioredis", "bullmq", "zod", "jsonwebtoken", "socket.io", "pino", "prom-client"];
+const SERVER_MODULES = [
+  "express",
+  "@prisma/client",
+  "prisma",
+  "pg",
+  "ioredis",
+  "bullmq",
+  "zod",
+  "jsonwebtoken",
+  "socket.io",
+  "pino",
+  "prom-client",
+];
 
 /** What the browser bundle below leaves on the page's window. */
 interface PageState {
@@ -85,15 +97,25 @@ describe("client package: switchyard/client from a packed tarball in a fresh pro
     assert.equal(packed.name, "switchyard");
     assert.equal(packed.version, rootManifest.version, "packages/client/package.json's version follows the repository's");
     for (const { path: file } of packed.files) {
-      assert.match(file, /^(package\.json|README\.md|LICENSE|dist\/(client|protocol)\/[a-z-]+\.(js|d\.ts))$/, `unexpected file in the package: ${file}`);
+      assert.match(
+        file,
+        /^(package\.json|README\.md|LICENSE|dist\/(client|protocol)\/[a-z-]+\.(js|d\.ts))$/,
+        `unexpected file in the package: ${file}`,
+      );
     }
     for (const expected of ["dist/client/index.js", "dist/client/index.d.ts", "dist/protocol/events.d.ts", "README.md", "LICENSE"]) {
-      assert.ok(packed.files.some((file) => file.path === expected), `${expected} is packed`);
+      assert.ok(
+        packed.files.some((file) => file.path === expected),
+        `${expected} is packed`,
+      );
     }
 
     const manifest = JSON.parse(readFileSync(path.join(installed(), "package.json"), "utf8")) as Record<string, unknown>;
     assert.deepEqual(manifest.dependencies, { "socket.io-client": "4.8" });
-    assert.deepEqual((manifest.exports as Record<string, unknown>)["./client"], { types: "./dist/client/index.d.ts", import: "./dist/client/index.js" });
+    assert.deepEqual((manifest.exports as Record<string, unknown>)["./client"], {
+      types: "./dist/client/index.d.ts",
+      import: "./dist/client/index.js",
+    });
 
     for (const file of filesUnder(path.join(installed(), "dist"))) {
       for (const specifier of importsOf(readFileSync(file, "utf8"))) {
@@ -101,11 +123,16 @@ describe("client package: switchyard/client from a packed tarball in a fresh pro
         if (specifier.startsWith(".")) {
           assert.ok(existsSync(path.resolve(path.dirname(file), specifier)), `${where}, which is not in the package`);
         } else {
-          assert.equal(specifier, "socket.io-client", `${where}: only socket.io-client may be imported (no Node built-ins, no server modules)`);
+          assert.equal(
+            specifier,
+            "socket.io-client",
+            `${where}: only socket.io-client may be imported (no Node built-ins, no server modules)`,
+          );
         }
       }
     }
-    for (const name of SERVER_MODULES) assert.ok(!existsSync(path.join(project, "node_modules", name)), `${name} was installed with the client`);
+    for (const name of SERVER_MODULES)
+      assert.ok(!existsSync(path.join(project, "node_modules", name)), `${name} was installed with the client`);
   });
 
   it("Node: imports SwitchyardClient from switchyard/client and gets a task's events from a running node", async () => {
@@ -128,7 +155,10 @@ const { cursor } = await client.subscribe("tasks");
 console.log("subscribed", cursor);
 `,
     );
-    const app = runCli(process.execPath, ["app.mjs"], { cwd: project, env: { PATH: process.env.PATH ?? "", SWITCHYARD_URL: server.url, TOKEN: token } });
+    const app = runCli(process.execPath, ["app.mjs"], {
+      cwd: project,
+      env: { PATH: process.env.PATH ?? "", SWITCHYARD_URL: server.url, TOKEN: token },
+    });
     await app.waitFor("stdout", /^subscribed \S+-\d{12}$/m);
     const task = await submitTask(server.url, token, { type: "echo", payload: { from: "fresh-app" } });
     assert.equal(await app.exited, 0, app.stderr());
@@ -138,7 +168,15 @@ console.log("subscribed", cursor);
   it("TypeScript: the declarations type each event's data; a misspelt or other-namespace event name does not compile", async () => {
     const tsconfig = (files: string[]) =>
       JSON.stringify({
-        compilerOptions: { strict: true, target: "ES2022", module: "NodeNext", moduleResolution: "NodeNext", noEmit: true, types: [], skipLibCheck: false },
+        compilerOptions: {
+          strict: true,
+          target: "ES2022",
+          module: "NodeNext",
+          moduleResolution: "NodeNext",
+          noEmit: true,
+          types: [],
+          skipLibCheck: false,
+        },
         files,
       });
     writeFileSync(path.join(project, "tsconfig.json"), tsconfig(["typed.ts"]));
@@ -218,7 +256,15 @@ client.on("browser.hello", (event) => window.seen.push(\`\${event.type} \${JSON.
 window.ready = client.subscribe("tasks").then(() => client.publish({ room: "tasks", type: "browser.hello", data: { from: location.origin } }));
 `,
       );
-      const bundle = await build({ entryPoints: [path.join(project, "browser.js")], bundle: true, platform: "browser", format: "esm", write: false, absWorkingDir: project, logLevel: "silent" });
+      const bundle = await build({
+        entryPoints: [path.join(project, "browser.js")],
+        bundle: true,
+        platform: "browser",
+        format: "esm",
+        write: false,
+        absWorkingDir: project,
+        logLevel: "silent",
+      });
       const script = bundle.outputFiles[0]!.text;
       page.on("request", (request, response) => {
         const isScript = request.url === "/app.js";

@@ -25,7 +25,12 @@ describe("client helper: connection state", () => {
   });
 
   it("connecting → catching-up → live; a dropped connection: reconnecting → catching-up → live; close(): disconnected", async () => {
-    const client = openClient({ urls: node.url, namespace: "tasks", token: mintToken({ tenant: freshTenant() }), socketOptions: { transports: ["websocket"] } });
+    const client = openClient({
+      urls: node.url,
+      namespace: "tasks",
+      token: mintToken({ tenant: freshTenant() }),
+      socketOptions: { transports: ["websocket"] },
+    });
     const states = watch(client);
     await client.subscribe("tasks", () => undefined);
     assert.deepEqual(states, ["connecting", "catching-up", "live"]);
@@ -39,35 +44,59 @@ describe("client helper: connection state", () => {
   });
 
   it("a refused token ends in disconnected (socket.io-client does not retry it)", async () => {
-    const client = openClient({ urls: node.url, namespace: "tasks", token: mintToken({ tenant: freshTenant(), ttl: -60 }), socketOptions: { transports: ["websocket"] } });
+    const client = openClient({
+      urls: node.url,
+      namespace: "tasks",
+      token: mintToken({ tenant: freshTenant(), ttl: -60 }),
+      socketOptions: { transports: ["websocket"] },
+    });
     client.onError(() => undefined);
     const states = watch(client);
-    await assert.rejects(client.subscribe("tasks", () => undefined), (error: Error & { data?: { code?: string } }) => error.data?.code === "TOKEN_EXPIRED");
+    await assert.rejects(
+      client.subscribe("tasks", () => undefined),
+      (error: Error & { data?: { code?: string } }) => error.data?.code === "TOKEN_EXPIRED",
+    );
     assert.deepEqual(states, ["connecting", "disconnected"]);
     client.close();
   });
 
   it('subscribe with after "0" delivers the room from its first stored event, in order, then live', async () => {
     const token = mintToken({ tenant: freshTenant() });
-    for (const name of ["first", "second", "third"]) assert.equal((await api(node.url, "POST", "/api/v1/pools", { token, body: { name } })).status, 201);
+    for (const name of ["first", "second", "third"])
+      assert.equal((await api(node.url, "POST", "/api/v1/pools", { token, body: { name } })).status, 201);
     const client = openClient({ urls: node.url, namespace: "pools", token, socketOptions: { transports: ["websocket"] } });
     const names: string[] = [];
     const cursors: string[] = [];
-    const subscribed = await client.subscribe("pools", (event) => {
-      names.push((event.data as { pool: { name: string } }).pool.name);
-      cursors.push(event.cursor);
-    }, { after: "0" });
+    const subscribed = await client.subscribe(
+      "pools",
+      (event) => {
+        names.push((event.data as { pool: { name: string } }).pool.name);
+        cursors.push(event.cursor);
+      },
+      { after: "0" },
+    );
     assert.equal(subscribed.replayed, 3);
     assert.equal((await api(node.url, "POST", "/api/v1/pools", { token, body: { name: "fourth" } })).status, 201);
     assert.ok(await eventually(() => names.length === 4, 10_000, 20), `delivered: ${names.join(", ")}`);
     assert.deepEqual(names, ["first", "second", "third", "fourth"]);
-    assert.deepEqual(cursors.map((c) => Number(c.split("-")[1])), [1, 2, 3, 4]);
+    assert.deepEqual(
+      cursors.map((c) => Number(c.split("-")[1])),
+      [1, 2, 3, 4],
+    );
     client.close();
   });
 
   it("subscribe with an after that is not a cursor rejects at once with BAD_REQUEST", async () => {
-    const client = openClient({ urls: node.url, namespace: "tasks", token: mintToken({ tenant: freshTenant() }), socketOptions: { transports: ["websocket"] } });
-    await assert.rejects(client.subscribe("tasks", () => undefined, { after: "not-a-cursor" }), (error: Error & { code?: string }) => error.code === "BAD_REQUEST");
+    const client = openClient({
+      urls: node.url,
+      namespace: "tasks",
+      token: mintToken({ tenant: freshTenant() }),
+      socketOptions: { transports: ["websocket"] },
+    });
+    await assert.rejects(
+      client.subscribe("tasks", () => undefined, { after: "not-a-cursor" }),
+      (error: Error & { code?: string }) => error.code === "BAD_REQUEST",
+    );
     await client.subscribe("tasks", () => undefined);
     assert.equal(client.state, "live");
     client.close();

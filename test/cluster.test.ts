@@ -51,7 +51,10 @@ describe("two nodes sharing Redis", () => {
     // One publisher through node B: its events are numbered and broadcast in order.
     const publisher = (async () => {
       while (publishing) {
-        const response = await api(nodeB.url, "POST", "/api/v1/events", { token, body: { namespace: "tasks", room: "tasks", type: "seam.step", data: { n: published + 1 } } });
+        const response = await api(nodeB.url, "POST", "/api/v1/events", {
+          token,
+          body: { namespace: "tasks", room: "tasks", type: "seam.step", data: { n: published + 1 } },
+        });
         if (response.status === 202) published++;
         else failure = `publish answered ${response.status}: ${JSON.stringify(response.body)}`;
       }
@@ -72,7 +75,11 @@ describe("two nodes sharing Redis", () => {
         const target = seqOf(ack.cursor!) + 5;
         await seen.until((events) => events.some((e) => seqOf(e.cursor) >= target), 10_000, `round ${round}: events up to ${target}`);
         const seqs = seen.events.map((e) => seqOf(e.cursor));
-        assert.deepEqual(seqs, seqs.map((_, i) => seqOf(after) + 1 + i), `round ${round}: each event after the cursor once, in order`);
+        assert.deepEqual(
+          seqs,
+          seqs.map((_, i) => seqOf(after) + 1 + i),
+          `round ${round}: each event after the cursor once, in order`,
+        );
         socket.close();
       }
     } finally {

@@ -91,7 +91,9 @@ describe("console schedules: the Schedules view in a real browser", function () 
     // (the POST of the form is the other request to the path).
     const row = page.page.locator(`tr[data-schedule-id="${id}"]`);
     await page.page.locator(`tr[data-schedule-id="${id}"][data-paused="false"][data-kind="every"]`).waitFor();
-    const listReads = page.requests.filter((url) => new URL(url).pathname === "/api/v1/schedules" && new URL(url).searchParams.has("limit"));
+    const listReads = page.requests.filter(
+      (url) => new URL(url).pathname === "/api/v1/schedules" && new URL(url).searchParams.has("limit"),
+    );
     assert.equal(listReads.length, 1, page.requests.join("\n"));
     assert.equal(await row.locator("td[data-timing]").innerText(), "every 1 s");
     assert.match(await row.innerText(), /heartbeat[\s\S]*echo on default[\s\S]*active/);
@@ -99,10 +101,19 @@ describe("console schedules: the Schedules view in a real browser", function () 
     await page.page.locator(".schedules .empty").waitFor({ state: "detached" });
     const stored = (await api(node.url, "GET", `/api/v1/schedules/${id}`, { token })).body.schedule as ScheduleView;
     assert.deepEqual([stored.name, stored.every, stored.cron, stored.paused], ["heartbeat", 1000, null, false]);
-    assert.deepEqual(stored.task, { type: "echo", payload: { from: "console" }, poolId: "default", priority: 50, maxAttempts: 1, timeoutMs: null });
+    assert.deepEqual(stored.task, {
+      type: "echo",
+      payload: { from: "console" },
+      poolId: "default",
+      priority: 50,
+      maxAttempts: 1,
+      timeoutMs: null,
+    });
 
     // It makes tasks (GET /api/v1/tasks?scheduleId=), and the row's link shows them, and only them, in the Tasks view.
-    const made1 = await until(async () => ((await api(node.url, "GET", `/api/v1/tasks?scheduleId=${id}`, { token })).body.items as TaskView[])[0]);
+    const made1 = await until(
+      async () => ((await api(node.url, "GET", `/api/v1/tasks?scheduleId=${id}`, { token })).body.items as TaskView[])[0],
+    );
     assert.equal(made1.scheduleId, id);
     assert.deepEqual([made1.type, made1.payload], ["echo", { from: "console" }]);
     await row.locator(`a[data-schedule-tasks="${id}"]`).click();
@@ -112,7 +123,9 @@ describe("console schedules: the Schedules view in a real browser", function () 
     await page.page.locator("table[data-page]").waitFor();
     assert.equal(await page.page.locator(`tr[data-task-id="${unrelated.id}"]`).count(), 0, "the schedule's tasks only");
     const shown = await page.page.locator("tr[data-task-id]").evaluateAll((rows) => rows.map((r) => r.getAttribute("data-task-id")!));
-    const ours = new Set(((await api(node.url, "GET", `/api/v1/tasks?scheduleId=${id}&limit=200`, { token })).body.items as TaskView[]).map((t) => t.id));
+    const ours = new Set(
+      ((await api(node.url, "GET", `/api/v1/tasks?scheduleId=${id}&limit=200`, { token })).body.items as TaskView[]).map((t) => t.id),
+    );
     for (const task of shown) if (!ours.has(task)) assert.fail(`task ${task} in the filtered view is not one of the schedule's`);
     // The filter bar says what the list is filtered by.
     assert.match(await page.page.locator('[data-filter="scheduleId"]').innerText(), /schedule /);
@@ -203,7 +216,12 @@ describe("console schedules: the Schedules view in a real browser", function () 
     const tenant = freshTenant("sched-ui-axe");
     const token = mintToken({ tenant });
     const every = await createOverRest(token, { name: "hourly", task: { type: "echo", payload: { n: 1 } }, every: 3_600_000 });
-    const cron = await createOverRest(token, { name: "nightly", task: { type: "sleep", payload: { ms: 10 } }, cron: "0 3 * * *", timezone: "Europe/Berlin" });
+    const cron = await createOverRest(token, {
+      name: "nightly",
+      task: { type: "sleep", payload: { ms: 10 } },
+      cron: "0 3 * * *",
+      timezone: "Europe/Berlin",
+    });
     assert.equal((await api(node.url, "PATCH", `/api/v1/schedules/${cron.id}`, { token, body: { paused: true } })).status, 200);
     const page = await open(token);
     page.expect(/status of 400/);

@@ -31,7 +31,10 @@ describe("console workbench: an operator's tools in a real browser", function ()
 
   before(async function () {
     browser = await consoleBrowserOrSkip(this);
-    [a, b] = await Promise.all([startServer({ NODE_ID: `workbench-a-${process.pid}`, ...FAST_PRESENCE }), startServer({ NODE_ID: `workbench-b-${process.pid}`, ...FAST_PRESENCE })]);
+    [a, b] = await Promise.all([
+      startServer({ NODE_ID: `workbench-a-${process.pid}`, ...FAST_PRESENCE }),
+      startServer({ NODE_ID: `workbench-b-${process.pid}`, ...FAST_PRESENCE }),
+    ]);
   });
   after(async () => {
     await browser?.close();
@@ -47,7 +50,12 @@ describe("console workbench: an operator's tools in a real browser", function ()
     const tenant = freshTenant("bench-loop");
     const token = mintToken({ tenant, sub: "operator" });
     const poolId = await createPool(a.url, token, "ingest");
-    const worker = startWorker({ token: mintToken({ tenant, permissions: ["pools:work"], poolId, ttl: 3600 }), poolId, urls: [a.url], args: ["--handlers", "test/fixtures/flaky-handlers.ts"] });
+    const worker = startWorker({
+      token: mintToken({ tenant, permissions: ["pools:work"], poolId, ttl: 3600 }),
+      poolId,
+      urls: [a.url],
+      args: ["--handlers", "test/fixtures/flaky-handlers.ts"],
+    });
     try {
       await worker.connected();
       const page = await open(a.url, token);
@@ -63,12 +71,18 @@ describe("console workbench: an operator's tools in a real browser", function ()
       await detail.waitFor();
       assert.equal(new URL(page.page.url()).hash, `#tasks/${task.id}`);
       await detail.locator('[data-detail="error"]', { hasText: "ECONNREFUSED" }).waitFor();
-      assert.match(await detail.locator('[data-detail="stack"]').innerText(), /ECONNREFUSED[^\n]*\n\s+at .*flaky-handlers\.ts/, "the handler's stack, naming its file");
+      assert.match(
+        await detail.locator('[data-detail="stack"]').innerText(),
+        /ECONNREFUSED[^\n]*\n\s+at .*flaky-handlers\.ts/,
+        "the handler's stack, naming its file",
+      );
       assert.match(await detail.locator('[data-detail="payload"]').innerText(), /"table": "orders"/);
       assert.equal(await detail.locator('[data-detail="attempts"]').innerText(), "1 of 1");
       assert.match(await detail.innerText(), new RegExp(`worker[\\s\\S]*${poolId}|worker`));
       await detail.locator('[data-event-type="task.failed"]').waitFor();
-      const timeline = await detail.locator("[data-event-type]").evaluateAll((items) => items.map((i) => i.getAttribute("data-event-type")));
+      const timeline = await detail
+        .locator("[data-event-type]")
+        .evaluateAll((items) => items.map((i) => i.getAttribute("data-event-type")));
       assert.deepEqual(timeline.slice(0, 2), ["task.created", "task.queued"], timeline.join(" "));
       assert.equal(timeline.at(-1), "task.failed");
       // The picture shows the counts as they settle: four tasks, one failed.
@@ -109,7 +123,10 @@ describe("console workbench: an operator's tools in a real browser", function ()
   it("a workflow step's task links to its workflow", async () => {
     const tenant = freshTenant("bench-wf");
     const token = mintToken({ tenant });
-    const created = await api(a.url, "POST", "/api/v1/workflows", { token, body: { name: "linked", steps: [{ key: "only", type: "echo", payload: { x: 1 } }] } });
+    const created = await api(a.url, "POST", "/api/v1/workflows", {
+      token,
+      body: { name: "linked", steps: [{ key: "only", type: "echo", payload: { x: 1 } }] },
+    });
     assert.equal(created.status, 202, JSON.stringify(created.body));
     const workflowId = created.body.workflow.id as string;
     const page = await open(a.url, token);
@@ -150,7 +167,8 @@ describe("console workbench: an operator's tools in a real browser", function ()
 
     // Five pages of 50, 50, 50, 50, 35: every task once.
     const seen = new Set<string>();
-    const ids = (): Promise<string[]> => page.page.locator("tr[data-task-id]").evaluateAll((rows) => rows.map((r) => r.getAttribute("data-task-id")!));
+    const ids = (): Promise<string[]> =>
+      page.page.locator("tr[data-task-id]").evaluateAll((rows) => rows.map((r) => r.getAttribute("data-task-id")!));
     for (let n = 1; n <= 5; n++) {
       await page.element({ "page-number": String(n) });
       await page.page.locator(`table[data-page="${n}"]`).waitFor();

@@ -21,8 +21,6 @@ import { mintToken } from "./support/tokens.js";
 
 const FAST_PRESENCE = { WORKER_HEARTBEAT_INTERVAL_MS: "300", WORKER_HEARTBEAT_TIMEOUT_MS: "2000", WORKER_DISCONNECT_GRACE_MS: "1000" };
 
-
-
 describe("console: /dashboard/ in a real browser", function () {
   this.timeout(180_000);
   let browser: Browser;
@@ -145,7 +143,10 @@ describe("console: /dashboard/ in a real browser", function () {
     const statuses = await page.recorded("task", task.id);
     assert.equal(statuses.at(-1), "completed");
     const progress = (await page.recorded("progress")).filter(Boolean).map(Number);
-    assert.ok(progress.some((p) => p > 0 && p < 100), `progress was shown on the way: ${progress.join(",")}`);
+    assert.ok(
+      progress.some((p) => p > 0 && p < 100),
+      `progress was shown on the way: ${progress.join(",")}`,
+    );
     assert.equal(await page.page.locator(`tr[data-task-id="${task.id}"] .progress`).getAttribute("data-progress"), "100");
     assert.match(await page.page.locator(`tr[data-task-id="${task.id}"] .outcome`).innerText(), /"slept":5000/);
 
@@ -176,12 +177,18 @@ describe("console: /dashboard/ in a real browser", function () {
     }
     assert.deepEqual([again.status, again.retries, again.attempts], ["failed", 1, 1]);
     await page.element({ "task-id": broken.id, status: "failed" });
-    assert.equal(await page.page.locator(`tr[data-task-id="${task.id}"] button[data-action="retry"]`).count(), 0, "no retry for a completed task");
+    assert.equal(
+      await page.page.locator(`tr[data-task-id="${task.id}"] button[data-action="retry"]`).count(),
+      0,
+      "no retry for a completed task",
+    );
 
     // Filters: only cancelled tasks, then every task again.
     await page.page.locator('select[name="status"]').selectOption("cancelled");
     await page.page.locator(`tr[data-task-id="${task.id}"]`).waitFor({ state: "detached" });
-    assert.deepEqual(await page.page.locator("tr[data-task-id]").evaluateAll((rows) => rows.map((r) => r.getAttribute("data-task-id"))), [long.id]);
+    assert.deepEqual(await page.page.locator("tr[data-task-id]").evaluateAll((rows) => rows.map((r) => r.getAttribute("data-task-id"))), [
+      long.id,
+    ]);
     await page.page.locator('select[name="status"]').selectOption("");
     await page.element({ "task-id": task.id });
     assertStayedClean();
@@ -196,7 +203,12 @@ describe("console: /dashboard/ in a real browser", function () {
     await page.view("pools");
     await page.element({ "pool-id": poolId });
     await page.record("workers", "tr[data-worker-id]", "data-worker-id", "data-status");
-    const worker = startWorker({ token: mintToken({ tenant, permissions: ["pools:work"], poolId, ttl: 3600 }), poolId, urls: [node.url], env: { WORKER_ID: "w-console" } });
+    const worker = startWorker({
+      token: mintToken({ tenant, permissions: ["pools:work"], poolId, ttl: 3600 }),
+      poolId,
+      urls: [node.url],
+      env: { WORKER_ID: "w-console" },
+    });
     await page.element({ "worker-id": "w-console", status: "idle" });
     const task = await submitTask(node.url, token, { type: "sleep", payload: { ms: 2500 }, poolId });
     await page.element({ "worker-id": "w-console", status: "busy" });
@@ -246,7 +258,10 @@ describe("console: /dashboard/ in a real browser", function () {
     assert.ok(completedAt("extract") < completedAt("clean") && completedAt("extract") < completedAt("enrich"), log.join(" "));
     assert.ok(completedAt("clean") < completedAt("publish") && completedAt("enrich") < completedAt("publish"), log.join(" "));
     // No step ran before the ones it depends on had completed.
-    assert.ok(log.indexOf("publish=running") > completedAt("clean") && log.indexOf("publish=running") > completedAt("enrich"), log.join(" "));
+    assert.ok(
+      log.indexOf("publish=running") > completedAt("clean") && log.indexOf("publish=running") > completedAt("enrich"),
+      log.join(" "),
+    );
     const timeline = await page.page.locator(".timeline li").allInnerTexts();
     assert.match(timeline[0]!, /workflow\.started/);
     assert.match(timeline.at(-1)!, /workflow\.completed/);
@@ -258,7 +273,12 @@ describe("console: /dashboard/ in a real browser", function () {
     const admin = mintToken({ tenant });
     const page = await open(node.url, mintToken({ tenant, permissions: ["tasks:read"] }));
     await page.live();
-    assert.deepEqual(await page.page.locator("a[data-view]").evaluateAll((tabs) => tabs.map((t) => t.getAttribute("data-view"))), ["tasks", "schedules", "events", "activity"]);
+    assert.deepEqual(await page.page.locator("a[data-view]").evaluateAll((tabs) => tabs.map((t) => t.getAttribute("data-view"))), [
+      "tasks",
+      "schedules",
+      "events",
+      "activity",
+    ]);
     const foreign = await submitTask(node.url, mintToken({ tenant: freshTenant("other") }), { type: "echo" });
     const own = await submitTask(node.url, admin, { type: "echo" });
     await page.element({ "task-id": own.id, status: "completed" });
@@ -324,13 +344,22 @@ describe("console: /dashboard/ in a real browser", function () {
     for (const view of ["pools", "tasks", "workflows", "events"] as const) await page.view(view);
     await page.page.reload();
     await page.live();
-    assert.ok(page.requests.some((u) => u.endsWith("/dashboard/main.js")) && page.requests.some((u) => u.startsWith("ws://")), page.requests.join("\n"));
+    assert.ok(
+      page.requests.some((u) => u.endsWith("/dashboard/main.js")) && page.requests.some((u) => u.startsWith("ws://")),
+      page.requests.join("\n"),
+    );
     assert.deepEqual(page.foreignRequests(), []);
 
     const response = await fetch(`${node.url}/dashboard/`);
     assert.equal(response.status, 200);
     const csp = response.headers.get("content-security-policy") ?? "";
-    for (const directive of ["default-src 'self'", "script-src 'self'", "connect-src 'self'", "frame-ancestors 'none'", "object-src 'none'"]) {
+    for (const directive of [
+      "default-src 'self'",
+      "script-src 'self'",
+      "connect-src 'self'",
+      "frame-ancestors 'none'",
+      "object-src 'none'",
+    ]) {
       assert.ok(csp.includes(directive), `CSP has ${directive}: ${csp}`);
     }
     assert.equal(response.headers.get("x-content-type-options"), "nosniff");

@@ -90,7 +90,11 @@ describe("faults: crashes", function () {
     const killedWorkers = new Set(nodes.history.filter((h) => h.killedAt !== undefined).map((h) => `embedded@${h.nodeId}`));
     const runs = await db.taskRuns(tenant);
     const completedBy = new Map(runs.filter((r) => r.type === "task.completed").map((r) => [r.room, r.workerId]));
-    const cutShort = new Set(runs.filter((r) => r.type === "task.started" && killedWorkers.has(r.workerId ?? "") && completedBy.get(r.room) !== r.workerId).map((r) => r.room));
+    const cutShort = new Set(
+      runs
+        .filter((r) => r.type === "task.started" && killedWorkers.has(r.workerId ?? "") && completedBy.get(r.room) !== r.workerId)
+        .map((r) => r.room),
+    );
     console.log(`      ${cutShort.size} task(s) were running on a node when it was killed and completed elsewhere`);
 
     const problems = [...report.problems, ...submitter.problems(), ...nodes.unexpectedExits().map((e) => `node died by itself: ${e}`)];

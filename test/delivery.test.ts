@@ -16,8 +16,15 @@ import { skipBecause } from "./support/skip.js";
 const END = "test.end";
 
 /** A python-socketio subscriber (no helper of ours): its events, in arrival order, until the END event. */
-function pythonSubscriber(url: string, token: string, room: string, after = ""): { events: Envelope[]; acked: Promise<string>; done: Promise<void> } {
-  const child = spawn(PYTHON, ["test/support/python-client.py", url, "/tasks", token, room, "100000", "90", after, END], { stdio: ["ignore", "pipe", "pipe"] });
+function pythonSubscriber(
+  url: string,
+  token: string,
+  room: string,
+  after = "",
+): { events: Envelope[]; acked: Promise<string>; done: Promise<void> } {
+  const child = spawn(PYTHON, ["test/support/python-client.py", url, "/tasks", token, room, "100000", "90", after, END], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   const events: Envelope[] = [];
   let buffer = "";
   let stderr = "";
@@ -31,7 +38,12 @@ function pythonSubscriber(url: string, token: string, room: string, after = ""):
     buffer += chunk.toString();
     let newline: number;
     while ((newline = buffer.indexOf("\n")) >= 0) {
-      const line = JSON.parse(buffer.slice(0, newline)) as { ack?: { ok: boolean; cursor: string }; event?: string; payload?: Envelope; connect_error?: unknown };
+      const line = JSON.parse(buffer.slice(0, newline)) as {
+        ack?: { ok: boolean; cursor: string };
+        event?: string;
+        payload?: Envelope;
+        connect_error?: unknown;
+      };
       buffer = buffer.slice(newline + 1);
       if (line.ack?.ok) onAck(line.ack.cursor);
       else if (line.ack) onFail(new Error(`python subscribe refused: ${JSON.stringify(line.ack)}`));
@@ -53,7 +65,14 @@ function assertExactlyOnceInOrder(events: readonly Envelope[], from: string, exp
   const start = decodeCursor(from)!.seq;
   assert.equal(events.length, expected, `${who}: ${events.length} events, expected ${expected}`);
   events.forEach((event, i) => {
-    assert.equal(seqOf(event), start + 1 + i, `${who}: event ${i} has cursor ${event.cursor}; around it: ${events.slice(Math.max(0, i - 3), i + 3).map(seqOf).join(",")}`);
+    assert.equal(
+      seqOf(event),
+      start + 1 + i,
+      `${who}: event ${i} has cursor ${event.cursor}; around it: ${events
+        .slice(Math.max(0, i - 3), i + 3)
+        .map(seqOf)
+        .join(",")}`,
+    );
   });
   assert.equal(new Set(events.map((e) => e.id)).size, events.length, `${who}: an id twice`);
   assert.equal(events[events.length - 1]!.type, END, `${who}: the END event last`);
@@ -66,7 +85,10 @@ async function publishMany(url: string, token: string, count: number, concurrenc
     Array.from({ length: concurrency }, async () => {
       while (next < count) {
         const i = next++;
-        const response = await api(url, "POST", "/api/v1/events", { token, body: { namespace: "tasks", room: "tasks", type: "test.tick", data: { tag, i } } });
+        const response = await api(url, "POST", "/api/v1/events", {
+          token,
+          body: { namespace: "tasks", room: "tasks", type: "test.tick", data: { tag, i } },
+        });
         assert.equal(response.status, 202, JSON.stringify(response.body));
         if (pauseMs) await sleep(pauseMs);
       }
@@ -97,7 +119,10 @@ describe("delivery: every Socket.IO client gets each event of its rooms once, in
       skipBecause(this, unavailable);
     }
     python = pythonSocketIoAvailable();
-    if (!python) console.log("      (python-socketio missing: apt-get install -y python3-socketio python3-websocket; the raw socket.io-client subscribers still run)");
+    if (!python)
+      console.log(
+        "      (python-socketio missing: apt-get install -y python3-socketio python3-websocket; the raw socket.io-client subscribers still run)",
+      );
     // A private Redis: the subscriber node's pub/sub connection is killed in it.
     redis = await startPrivateRedis();
     nodes = await Promise.all(["dl-a", "dl-b", "dl-c"].map((id) => startServer({ NODE_ID: id, REDIS_URL: redis.url })));
@@ -170,7 +195,11 @@ describe("delivery: every Socket.IO client gets each event of its rooms once, in
     // node's own look at the room's head (after the reconnect, and every ROOM_CHECK_INTERVAL_MS) does.
     killSubscriberConnection(c.nodeId);
     await publishMany(a.url, token, 5, 5, "quiet");
-    await raw.recorder.until((events) => events.filter((e) => (e.data as { tag?: string }).tag === "quiet").length === 5, 30_000, "the 5 events published while the subscription was down");
+    await raw.recorder.until(
+      (events) => events.filter((e) => (e.data as { tag?: string }).tag === "quiet").length === 5,
+      30_000,
+      "the 5 events published while the subscription was down",
+    );
 
     await publishEnd(b.url, token);
     await subscribers.assertExactlyOnce(606);
@@ -207,7 +236,10 @@ describe("delivery: every Socket.IO client gets each event of its rooms once, in
       assertExactlyOnceInOrder(events, start, 431, `subscriber ${i} (replayed ${s.replayed})`);
       s.socket.close();
     }
-    assert.ok(subscribers.some((s) => s.replayed > 30), "some subscribed while the stream was running");
+    assert.ok(
+      subscribers.some((s) => s.replayed > 30),
+      "some subscribed while the stream was running",
+    );
     for (const [i, py] of pythons.entries()) {
       await py.done;
       assertExactlyOnceInOrder(py.events, start, 431, `python subscriber ${i}`);

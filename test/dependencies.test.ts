@@ -41,19 +41,32 @@ function ready(node: ServerProcess): Promise<ApiResponse> {
 }
 
 function lineCount(node: ServerProcess): number {
-  return node.logs().split("\n").filter((line) => line.trim() !== "").length;
+  return node
+    .logs()
+    .split("\n")
+    .filter((line) => line.trim() !== "").length;
 }
 
 /** The node's log lines after the first `from`. */
 function linesSince(node: ServerProcess, from: number): string[] {
-  return node.logs().split("\n").filter((line) => line.trim() !== "").slice(from);
+  return node
+    .logs()
+    .split("\n")
+    .filter((line) => line.trim() !== "")
+    .slice(from);
 }
 
 /** What a node logged during an outage stays small, names the outage, and holds no unhandled error. */
 function assertQuietOutage(node: ServerProcess, from: number, dependency: "redis" | "postgresql"): void {
   const lines = linesSince(node, from);
-  assert.ok(lines.length < MAX_OUTAGE_LINES, `${lines.length} log lines during ${OUTAGE_WINDOW_MS} ms of the outage:\n${lines.join("\n").slice(0, 4000)}`);
-  assert.ok(lines.some((line) => line.includes(`"msg":"${dependency} unavailable"`)), `the outage is logged:\n${lines.join("\n")}`);
+  assert.ok(
+    lines.length < MAX_OUTAGE_LINES,
+    `${lines.length} log lines during ${OUTAGE_WINDOW_MS} ms of the outage:\n${lines.join("\n").slice(0, 4000)}`,
+  );
+  assert.ok(
+    lines.some((line) => line.includes(`"msg":"${dependency} unavailable"`)),
+    `the outage is logged:\n${lines.join("\n")}`,
+  );
   const other = dependency === "redis" ? "postgresql" : "redis";
   assert.ok(!lines.some((line) => line.includes(`"msg":"${other} unavailable"`)), `only ${dependency} is blamed:\n${lines.join("\n")}`);
   assert.doesNotMatch(node.logs(), /unhandled/i);
@@ -62,10 +75,14 @@ function assertQuietOutage(node: ServerProcess, from: number, dependency: "redis
 /** Retries a submission until it is accepted (the dependency is back); the last answer if it never is. */
 async function acceptedAgain(node: ServerProcess, token: string): Promise<ApiResponse> {
   let last: ApiResponse | undefined;
-  await eventually(async () => {
-    last = await submit(node, token).catch((error: Error) => ({ status: 0, body: error.message, headers: new Headers() }));
-    return last.status === 202;
-  }, 30_000, 200);
+  await eventually(
+    async () => {
+      last = await submit(node, token).catch((error: Error) => ({ status: 0, body: error.message, headers: new Headers() }));
+      return last.status === 202;
+    },
+    30_000,
+    200,
+  );
   return last!;
 }
 
@@ -144,7 +161,12 @@ describe("failing dependencies", function () {
     // A node learns of the outage when its connection sees the close; a task submitted before that is stored and
     // accepted (202), its job added when Redis is back. Refusing needs the node to know: wait until it does.
     for (const [i, n] of [a, b].entries()) {
-      const noticed = await eventually(() => linesSince(n, from[i]!).some((line) => line.includes('"connection":"commands"') && line.includes('"msg":"redis unavailable"')), 10_000, 20);
+      const noticed = await eventually(
+        () =>
+          linesSince(n, from[i]!).some((line) => line.includes('"connection":"commands"') && line.includes('"msg":"redis unavailable"')),
+        10_000,
+        20,
+      );
       assert.ok(noticed, "the node logged that its Redis command connection is down");
     }
     for (const n of [a, b]) {
@@ -187,7 +209,10 @@ describe("failing dependencies", function () {
     assert.deepEqual(second.body, UNAVAILABLE("redis"));
     assert.deepEqual((await ready(frozenNode)).body.checks, { redis: "unavailable", postgres: "ok" });
     // The cancellation is stored in PostgreSQL; stopping the job is left for when Redis answers again.
-    const cancel = await api(frozenNode.url, "POST", `/api/v1/tasks/${queued.body.task.id}/cancel`, { token, timeoutMs: REQUEST_TIMEOUT_MS });
+    const cancel = await api(frozenNode.url, "POST", `/api/v1/tasks/${queued.body.task.id}/cancel`, {
+      token,
+      timeoutMs: REQUEST_TIMEOUT_MS,
+    });
     assert.equal(cancel.status, 200, JSON.stringify(cancel.body));
     assert.equal(cancel.body.task.status, "cancelled");
 
@@ -225,7 +250,10 @@ describe("failing dependencies", function () {
     assertQuietOutage(dbNode, from, "postgresql");
     postgres.resume();
     await waitForTask(dbNode.url, token, (await acceptedAgain(dbNode, token)).body.task.id, ["completed"]);
-    const back = await eventually(() => linesSince(dbNode, from).some((line) => line.includes('"msg":"postgresql available again"')), 10_000);
+    const back = await eventually(
+      () => linesSince(dbNode, from).some((line) => line.includes('"msg":"postgresql available again"')),
+      10_000,
+    );
     assert.ok(back, "the way back is logged");
 
     from = lineCount(dbNode);
@@ -277,7 +305,10 @@ describe("failing dependencies", function () {
     await sleep(3000);
     assert.deepEqual(await statuses(), ["idle"], "no offline event for a live worker");
     const pool = (await api(cluster.url, "GET", `/api/v1/pools/${poolId}`, { token })).body.pool;
-    assert.deepEqual(pool.workers.map((w: { id: string; status: string }) => [w.id, w.status]), [["w-live", "idle"]]);
+    assert.deepEqual(
+      pool.workers.map((w: { id: string; status: string }) => [w.id, w.status]),
+      [["w-live", "idle"]],
+    );
     assert.equal((await ready(cluster)).status, 200, "node 1's Redis is the cluster's");
 
     // The guard holds back only live workers: once the worker is gone it goes offline (whichever node sees it
@@ -305,24 +336,43 @@ describe("failing dependencies", function () {
       args: ["--direct"],
     });
     await worker.connected();
-    const shown = await eventually(async () => {
-      const pool = (await api(server.url, "GET", `/api/v1/pools/${poolId}`, { token })).body.pool;
-      return pool.workers.some((w: { id: string; status: string; detail: string | null }) => w.status === "error" && w.detail === "redis unavailable");
-    }, 20_000, 200);
+    const shown = await eventually(
+      async () => {
+        const pool = (await api(server.url, "GET", `/api/v1/pools/${poolId}`, { token })).body.pool;
+        return pool.workers.some(
+          (w: { id: string; status: string; detail: string | null }) => w.status === "error" && w.detail === "redis unavailable",
+        );
+      },
+      20_000,
+      200,
+    );
     assert.ok(shown, "the worker shows error, redis unavailable");
     await sleep(OUTAGE_WINDOW_MS);
-    const lines = worker.logs().split("\n").filter((line) => line.trim() !== "");
+    const lines = worker
+      .logs()
+      .split("\n")
+      .filter((line) => line.trim() !== "");
     assert.ok(lines.length < MAX_OUTAGE_LINES, lines.join("\n"));
-    assert.equal(lines.filter((line) => line.includes('"msg":"redis unavailable"')).length, 2, "once per connection (BullMQ, cancellations)");
+    assert.equal(
+      lines.filter((line) => line.includes('"msg":"redis unavailable"')).length,
+      2,
+      "once per connection (BullMQ, cancellations)",
+    );
     assert.doesNotMatch(worker.logs(), /unhandled|\[ioredis\]/i);
     assert.equal(await worker.stop(), 0);
   });
 
   it("ensure-services.sh starts nothing for an address that is not this machine's default one, and says so", async () => {
     const port = await freePort();
-    const result = await run("bash", ["scripts/ensure-services.sh"], { REDIS_URL: `redis://127.0.0.1:${port}`, ENSURE_SERVICES_TIMEOUT: "1" });
+    const result = await run("bash", ["scripts/ensure-services.sh"], {
+      REDIS_URL: `redis://127.0.0.1:${port}`,
+      ENSURE_SERVICES_TIMEOUT: "1",
+    });
     assert.equal(result.code, 1, result.stdout + result.stderr);
-    assert.match(result.stderr, new RegExp(`^redis at redis://127\\.0\\.0\\.1:${port} is not reachable after 1s; not starting anything: start it yourself$`, "m"));
+    assert.match(
+      result.stderr,
+      new RegExp(`^redis at redis://127\\.0\\.0\\.1:${port} is not reachable after 1s; not starting anything: start it yourself$`, "m"),
+    );
     assert.equal(await listening(port), false, "no redis-server was started on that port");
 
     const database = await run("bash", ["scripts/ensure-services.sh"], {

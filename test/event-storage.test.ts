@@ -43,7 +43,11 @@ describe("event storage: each event stored once", () => {
       [tenant, task.id],
     );
     const types = events.rows.map((e) => e.type).sort();
-    assert.deepEqual(types, ["task.assigned", "task.completed", "task.created", "task.queued", "task.started"], "five events, each stored once");
+    assert.deepEqual(
+      types,
+      ["task.assigned", "task.completed", "task.created", "task.queued", "task.started"],
+      "five events, each stored once",
+    );
     assert.equal(events.rows.filter((e) => e.has_payload).length, 1, "the payload is stored in one event (task.created)");
     assert.equal(events.rows.filter((e) => e.has_result).length, 1, "the result is stored in one event (task.completed)");
     for (const event of events.rows) {
@@ -53,9 +57,23 @@ describe("event storage: each event stored once", () => {
     }
 
     // One narrow place per event and room: tasks, task:<id>, pool:default (and /pools pool:default for task.assigned).
-    assert.equal(await count(`SELECT count(*) AS n FROM "RoomEvent" WHERE "tenantId" = $1 AND "namespace" = 'tasks' AND "room" = $2`, [tenant, `task:${task.id}`]), 5);
-    assert.equal(await count(`SELECT count(*) AS n FROM "RoomEvent" WHERE "tenantId" = $1 AND "namespace" = 'tasks' AND "room" = 'tasks'`, [tenant]), 5);
-    assert.equal(await count(`SELECT count(*) AS n FROM "RoomEvent" WHERE "tenantId" = $1 AND "namespace" = 'pools' AND "room" = 'pool:default'`, [tenant]), 1);
+    assert.equal(
+      await count(`SELECT count(*) AS n FROM "RoomEvent" WHERE "tenantId" = $1 AND "namespace" = 'tasks' AND "room" = $2`, [
+        tenant,
+        `task:${task.id}`,
+      ]),
+      5,
+    );
+    assert.equal(
+      await count(`SELECT count(*) AS n FROM "RoomEvent" WHERE "tenantId" = $1 AND "namespace" = 'tasks' AND "room" = 'tasks'`, [tenant]),
+      5,
+    );
+    assert.equal(
+      await count(`SELECT count(*) AS n FROM "RoomEvent" WHERE "tenantId" = $1 AND "namespace" = 'pools' AND "room" = 'pool:default'`, [
+        tenant,
+      ]),
+      1,
+    );
     assert.equal(
       await count(
         `SELECT count(*) AS n FROM "RoomEvent" r JOIN "Event" e ON e."id" = r."eventId"
@@ -93,7 +111,11 @@ describe("event storage: each event stored once", () => {
     await again.until((events) => before.length + events.length >= total, 15_000, "the rest of the room");
     const all: Envelope[] = [...before, ...again.events];
     const seqs = all.map((e) => decodeCursor(e.cursor)!.seq);
-    assert.deepEqual(seqs, Array.from({ length: total }, (_, i) => i + 1), "every cursor once, in order");
+    assert.deepEqual(
+      seqs,
+      Array.from({ length: total }, (_, i) => i + 1),
+      "every cursor once, in order",
+    );
     assert.equal(new Set(all.map((e) => e.id)).size, total, "every event once");
     second.close();
 
@@ -103,7 +125,10 @@ describe("event storage: each event stored once", () => {
       (history.body.items as Envelope[]).map((e) => [e.id, e.cursor, e.type]),
       all.map((e) => [e.id, e.cursor, e.type]),
     );
-    assert.deepEqual((history.body.items as Envelope[]).map((e) => e.data), all.map((e) => e.data));
+    assert.deepEqual(
+      (history.body.items as Envelope[]).map((e) => e.data),
+      all.map((e) => e.data),
+    );
   });
 
   let url: string | undefined;

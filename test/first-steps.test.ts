@@ -17,7 +17,6 @@ import { mintToken } from "./support/tokens.js";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
-
 function jsonLines(logs: string): Array<Record<string, unknown>> {
   return logs
     .split("\n")
@@ -31,7 +30,10 @@ describe("first steps", function () {
   it("npm run token: --help gives the default lifetime apart from the maximum, and a token gets that default", async () => {
     const help = runCli("npm", ["run", "-s", "token", "--", "--help"], { cwd: repoRoot, env: { PATH: process.env.PATH ?? "" } });
     assert.equal(await help.exited, 0, help.stderr());
-    assert.match(help.stdout(), /--ttl +lifetime in seconds, default 3600 \(1 h\); at most JWT_MAX_LIFETIME_S \(default 2592000 = 30 days\)/);
+    assert.match(
+      help.stdout(),
+      /--ttl +lifetime in seconds, default 3600 \(1 h\); at most JWT_MAX_LIFETIME_S \(default 2592000 = 30 days\)/,
+    );
     const mint = runCli("npm", ["run", "-s", "token", "--", "--tenant", freshTenant()], {
       cwd: repoRoot,
       env: { PATH: process.env.PATH ?? "", JWT_SECRET: TEST_JWT_SECRET },
@@ -74,8 +76,17 @@ describe("first steps", function () {
       cwd: repoRoot,
       env: { PATH: process.env.PATH ?? "", REDIS_URL: `redis://127.0.0.1:${port}`, ENSURE_SERVICES_TIMEOUT: "2" },
     });
-    await check.waitFor("stderr", new RegExp(`^ensure-services: waiting up to 2s \\(ENSURE_SERVICES_TIMEOUT\\) for redis at 127\\.0\\.0\\.1:${port} \\(REDIS_URL\\)$`, "m"));
+    await check.waitFor(
+      "stderr",
+      new RegExp(
+        `^ensure-services: waiting up to 2s \\(ENSURE_SERVICES_TIMEOUT\\) for redis at 127\\.0\\.0\\.1:${port} \\(REDIS_URL\\)$`,
+        "m",
+      ),
+    );
     assert.equal(await check.exited, 1);
-    assert.match(check.stderr(), new RegExp(`^redis at redis://127\\.0\\.0\\.1:${port} is not reachable after 2s; not starting anything: start it yourself$`, "m"));
+    assert.match(
+      check.stderr(),
+      new RegExp(`^redis at redis://127\\.0\\.0\\.1:${port} is not reachable after 2s; not starting anything: start it yourself$`, "m"),
+    );
   });
 });

@@ -4,7 +4,19 @@ import { io, type Socket } from "socket.io-client";
 import { ERROR_CODES } from "../src/protocol/errors.js";
 import { EventRecorder, subscribe } from "./support/clients.js";
 import { freshTenant } from "./support/env.js";
-import { bodyOfSize, deepMarker, frame, FUZZ_MAX_PAYLOAD_BYTES, nastyJson, restBody, restCase, sometimes, wireFrames, type Frame, type RestCase } from "./support/fuzz-inputs.js";
+import {
+  bodyOfSize,
+  deepMarker,
+  frame,
+  FUZZ_MAX_PAYLOAD_BYTES,
+  nastyJson,
+  restBody,
+  restCase,
+  sometimes,
+  wireFrames,
+  type Frame,
+  type RestCase,
+} from "./support/fuzz-inputs.js";
 import { api } from "./support/http.js";
 import { RawConnection } from "./support/raw-socket.js";
 import { startServer, type ServerProcess } from "./support/server.js";
@@ -21,7 +33,10 @@ const CODES: ReadonlySet<string> = new Set(ERROR_CODES);
 /** An error body of the contract: `{ error: { code, message } }` with a known code. */
 function assertCodedError(body: unknown, what: string): void {
   const error = (body as { error?: { code?: unknown; message?: unknown } } | null)?.error;
-  assert.ok(error && typeof error.code === "string" && CODES.has(error.code), `${what}: no coded error in ${JSON.stringify(body)?.slice(0, 300)}`);
+  assert.ok(
+    error && typeof error.code === "string" && CODES.has(error.code),
+    `${what}: no coded error in ${JSON.stringify(body)?.slice(0, 300)}`,
+  );
   assert.equal(typeof error.message, "string", `${what}: no message`);
 }
 
@@ -61,7 +76,12 @@ describe("fuzzing: hostile REST bodies and raw Engine.IO/Socket.IO frames", func
     controlToken = mintToken({ tenant: freshTenant("bystander") });
     for (const node of [fuzzed, other]) {
       // Not through the clients helper: its sockets are closed after every test, and these stay for the whole file.
-      const socket = io(`${node.url}/tasks`, { auth: { token: controlToken }, transports: ["websocket"], reconnection: false, forceNew: true });
+      const socket = io(`${node.url}/tasks`, {
+        auth: { token: controlToken },
+        transports: ["websocket"],
+        reconnection: false,
+        forceNew: true,
+      });
       await new Promise<void>((resolve, reject) => {
         socket.once("connect", resolve);
         socket.once("connect_error", reject);
@@ -74,12 +94,19 @@ describe("fuzzing: hostile REST bodies and raw Engine.IO/Socket.IO frames", func
   });
 
   after(async () => {
-    const list = <K>(map: Map<K, number>): string => [...map].sort().map(([k, n]) => `${String(k)} ×${n}`).join(", ");
-    console.log(`      inputs tried: ${tried.rest} REST requests (${list(tried.statuses)}), ${tried.frames} frames on ${tried.connections} raw connections (${list(tried.outcomes)})`);
+    const list = <K>(map: Map<K, number>): string =>
+      [...map]
+        .sort()
+        .map(([k, n]) => `${String(k)} ×${n}`)
+        .join(", ");
+    console.log(
+      `      inputs tried: ${tried.rest} REST requests (${list(tried.statuses)}), ${tried.frames} frames on ${tried.connections} raw connections (${list(tried.outcomes)})`,
+    );
     for (const { socket } of control) socket.close();
     // The schedules the fuzzing stored (none fires within the run: their periods are an hour and more).
     for (let page = 0; fuzzed && page < 50; page++) {
-      const stored = (await api(fuzzed.url, "GET", "/api/v1/schedules?limit=200", { token })).body.items as Array<{ id: string }> | undefined;
+      const stored = (await api(fuzzed.url, "GET", "/api/v1/schedules?limit=200", { token })).body.items as
+        Array<{ id: string }> | undefined;
       if (!stored?.length) break;
       for (const schedule of stored) await api(fuzzed.url, "DELETE", `/api/v1/schedules/${schedule.id}`, { token });
     }
@@ -91,10 +118,17 @@ describe("fuzzing: hostile REST bodies and raw Engine.IO/Socket.IO frames", func
     assert.equal(fuzzed.process.exitCode, null, "the fuzzed node exited");
     assert.equal((await api(fuzzed.url, "GET", "/health")).status, 200);
     const n = ++pings;
-    const published = await api(fuzzed.url, "POST", "/api/v1/events", { token: controlToken, body: { namespace: "tasks", room: "tasks", type: "control.ping", data: { n } } });
+    const published = await api(fuzzed.url, "POST", "/api/v1/events", {
+      token: controlToken,
+      body: { namespace: "tasks", room: "tasks", type: "control.ping", data: { n } },
+    });
     assert.equal(published.status, 202, JSON.stringify(published.body));
     for (const [i, { seen }] of control.entries()) {
-      await seen.until((events) => events.some((e) => e.type === "control.ping" && (e.data as { n: number }).n === n), ANSWER_TIMEOUT_MS, `bystander on node ${i === 0 ? "A (fuzzed)" : "B"}: control.ping ${n}`);
+      await seen.until(
+        (events) => events.some((e) => e.type === "control.ping" && (e.data as { n: number }).n === n),
+        ANSWER_TIMEOUT_MS,
+        `bystander on node ${i === 0 ? "A (fuzzed)" : "B"}: control.ping ${n}`,
+      );
     }
   }
 
@@ -120,10 +154,20 @@ describe("fuzzing: hostile REST bodies and raw Engine.IO/Socket.IO frames", func
     const json = { "content-type": "application/json" };
     await check("REST", restCase, send, [
       { method: "POST", path: "/api/v1/tasks", headers: json, body: { json: { type: "echo", payload: deepMarker(100_000, "array") } } },
-      { method: "POST", path: "/api/v1/events", headers: json, body: { json: { namespace: "tasks", room: "tasks", type: "fuzz.x", data: deepMarker(100_000, "object") } } },
+      {
+        method: "POST",
+        path: "/api/v1/events",
+        headers: json,
+        body: { json: { namespace: "tasks", room: "tasks", type: "fuzz.x", data: deepMarker(100_000, "object") } },
+      },
       { method: "POST", path: "/api/v1/tasks", headers: json, body: bodyOfSize(FUZZ_MAX_PAYLOAD_BYTES) },
       { method: "POST", path: "/api/v1/tasks", headers: json, body: bodyOfSize(FUZZ_MAX_PAYLOAD_BYTES + 1) },
-      { method: "POST", path: "/api/v1/workflows", headers: json, body: { json: JSON.parse('{"name":"w","steps":[{"key":"a","type":"echo","payload":{"__proto__":{"x":1}}}]}') } },
+      {
+        method: "POST",
+        path: "/api/v1/workflows",
+        headers: json,
+        body: { json: JSON.parse('{"name":"w","steps":[{"key":"a","type":"echo","payload":{"__proto__":{"x":1}}}]}') },
+      },
       { method: "PATCH", path: "/api/v1/pools/%00", headers: json, body: { json: { name: "a\u0000" } } },
     ]);
   });
@@ -132,7 +176,11 @@ describe("fuzzing: hostile REST bodies and raw Engine.IO/Socket.IO frames", func
     const socketCase = fc.record({
       nsp: fc.constantFrom("/tasks", "/pools", "/workflows"),
       // On /pools, as a pool worker, with a good hello or any other.
-      worker: sometimes(fc.oneof({ weight: 3, arbitrary: fc.constant<unknown>({ id: "fuzz-worker", version: "1" }) }, { weight: 1, arbitrary: nastyJson }), 1, 3),
+      worker: sometimes(
+        fc.oneof({ weight: 3, arbitrary: fc.constant<unknown>({ id: "fuzz-worker", version: "1" }) }, { weight: 1, arbitrary: nastyJson }),
+        1,
+        3,
+      ),
       frames: fc.array(frame, { minLength: 1, maxLength: 4 }),
     });
     type SocketCase = { nsp: string; worker: unknown; frames: Frame[] };
@@ -143,7 +191,11 @@ describe("fuzzing: hostile REST bodies and raw Engine.IO/Socket.IO frames", func
       const conn = await RawConnection.open(fuzzed.url);
       const connectFrame = `40${nsp},${JSON.stringify(asWorker ? { token: workerToken, worker } : { token })}`;
       conn.send(connectFrame);
-      assert.equal(await conn.waitFor((f) => typeof f === "string" && f.startsWith(`40${nsp},{`), ANSWER_TIMEOUT_MS), "frame", `not admitted to ${nsp}: ${String(conn.frames[0])}`);
+      assert.equal(
+        await conn.waitFor((f) => typeof f === "string" && f.startsWith(`40${nsp},{`), ANSWER_TIMEOUT_MS),
+        "frame",
+        `not admitted to ${nsp}: ${String(conn.frames[0])}`,
+      );
 
       // Every well-formed event sent with an ack id must be answered, unless the connection is closed; so must the
       // probe. Events after the client's own DISCONNECT are not answered (Socket.IO drops them): the probe then
@@ -176,7 +228,11 @@ describe("fuzzing: hostile REST bodies and raw Engine.IO/Socket.IO frames", func
       };
       const outcome = await conn.waitFor(isAck, ANSWER_TIMEOUT_MS);
       count(tried.outcomes, outcome === "frame" ? "answered" : outcome);
-      assert.notEqual(outcome, "timeout", `neither answered nor closed: waiting for acks ${[...expected].filter((id) => !acked.has(id)).join(", ")}; received ${conn.frames.map((f) => String(f).slice(0, 80)).join(" | ")}`);
+      assert.notEqual(
+        outcome,
+        "timeout",
+        `neither answered nor closed: waiting for acks ${[...expected].filter((id) => !acked.has(id)).join(", ")}; received ${conn.frames.map((f) => String(f).slice(0, 80)).join(" | ")}`,
+      );
       for (const [id, ack] of acked) {
         const answer = ack as { ok?: unknown };
         assert.equal(typeof answer?.ok, "boolean", `ack ${id}: ${JSON.stringify(ack)}`);
@@ -184,13 +240,15 @@ describe("fuzzing: hostile REST bodies and raw Engine.IO/Socket.IO frames", func
       }
       for (const f of conn.frames) {
         if (typeof f !== "string") continue;
-        if (f.startsWith(`42${nsp},["worker.rejected",`)) assertCodedError({ error: (JSON.parse(f.slice(nsp.length + 3)) as unknown[])[1] }, "worker.rejected");
+        if (f.startsWith(`42${nsp},["worker.rejected",`))
+          assertCodedError({ error: (JSON.parse(f.slice(nsp.length + 3)) as unknown[])[1] }, "worker.rejected");
         if (f.startsWith("44")) {
           // connect_error: ours carry data.code; Socket.IO's own ("Invalid namespace", for names it does not serve) only a message.
           const refusedNsp = f.startsWith("44/") ? f.slice(2, f.indexOf(",")) : "/";
           const refusal = JSON.parse(f.slice(f.startsWith("44/") ? f.indexOf(",") + 1 : 2)) as { message?: unknown; data?: unknown };
           assert.equal(typeof refusal.message, "string", f);
-          if (["/", "/tasks", "/pools", "/workflows"].includes(refusedNsp)) assertCodedError({ error: refusal.data }, `connect_error ${f.slice(0, 200)}`);
+          if (["/", "/tasks", "/pools", "/workflows"].includes(refusedNsp))
+            assertCodedError({ error: refusal.data }, `connect_error ${f.slice(0, 200)}`);
         }
       }
       conn.terminate();
@@ -198,11 +256,30 @@ describe("fuzzing: hostile REST bodies and raw Engine.IO/Socket.IO frames", func
     };
     await check<SocketCase>("raw frames", socketCase, run, [
       // An EVENT packet without a name took the node down (EventEmitter#listeners(undefined) throws).
-      { nsp: "/tasks", worker: null, frames: [{ kind: "text", text: "42/tasks," }, { kind: "text", text: "42/tasks,9" }] },
+      {
+        nsp: "/tasks",
+        worker: null,
+        frames: [
+          { kind: "text", text: "42/tasks," },
+          { kind: "text", text: "42/tasks,9" },
+        ],
+      },
       { nsp: "/tasks", worker: null, frames: [{ kind: "huge", bytes: 10 * 1024 * 1024 }] },
-      { nsp: "/tasks", worker: null, frames: [{ kind: "event", event: "subscribe", args: [{ room: deepMarker(100_000, "array") }], ack: 1 }] },
-      { nsp: "/pools", worker: { id: "fuzz-worker", version: "v\u0000" }, frames: [{ kind: "event", event: "task.report", args: [{ kind: "completed", result: { "\ud800": 1 } }], ack: 2 }] },
-      { nsp: "/tasks", worker: null, frames: [{ kind: "binary-event", count: "999999999999", placeholders: [{ _placeholder: true, num: 0 }], sent: 1, ack: 3 }] },
+      {
+        nsp: "/tasks",
+        worker: null,
+        frames: [{ kind: "event", event: "subscribe", args: [{ room: deepMarker(100_000, "array") }], ack: 1 }],
+      },
+      {
+        nsp: "/pools",
+        worker: { id: "fuzz-worker", version: "v\u0000" },
+        frames: [{ kind: "event", event: "task.report", args: [{ kind: "completed", result: { "\ud800": 1 } }], ack: 2 }],
+      },
+      {
+        nsp: "/tasks",
+        worker: null,
+        frames: [{ kind: "binary-event", count: "999999999999", placeholders: [{ _placeholder: true, num: 0 }], sent: 1, ack: 3 }],
+      },
     ]);
   });
 
@@ -212,7 +289,11 @@ describe("fuzzing: hostile REST bodies and raw Engine.IO/Socket.IO frames", func
         .logs()
         .split("\n")
         .filter((line) => /"level":(50|60)/.test(line) || /INTERNAL|Uncaught|Missing error handler|UnhandledPromiseRejection/.test(line));
-      assert.deepEqual(errors.map((line) => line.slice(0, 500)), [], `${node.nodeId} logged errors`);
+      assert.deepEqual(
+        errors.map((line) => line.slice(0, 500)),
+        [],
+        `${node.nodeId} logged errors`,
+      );
     }
     for (const { disconnects } of control) assert.deepEqual(disconnects, []);
   });

@@ -26,7 +26,12 @@ async function eventsOf(url: string, token: string, taskId: string, type: string
 }
 
 function hubWorker(tenant: string, poolId: string, urls: string[], id: string, env: Record<string, string> = {}): WorkerProcess {
-  return startWorker({ token: mintToken({ tenant, permissions: ["pools:work"], poolId }), poolId, urls, env: { ...NOWHERE, WORKER_ID: id, ...env } });
+  return startWorker({
+    token: mintToken({ tenant, permissions: ["pools:work"], poolId }),
+    poolId,
+    urls,
+    env: { ...NOWHERE, WORKER_ID: id, ...env },
+  });
 }
 
 describe("jobs through the hub: workers that need only a URL and a token", function () {
@@ -35,7 +40,10 @@ describe("jobs through the hub: workers that need only a URL and a token", funct
   let nodeB: ServerProcess;
   before(async () => {
     // The tasks go to pools of their own: only the workers under test take them (embedded workers serve default pools).
-    [nodeA, nodeB] = await Promise.all([startServer({ NODE_ID: "hub-a", AUTOSCALE_INTERVAL_MS: "300" }), startServer({ NODE_ID: "hub-b", AUTOSCALE_INTERVAL_MS: "300" })]);
+    [nodeA, nodeB] = await Promise.all([
+      startServer({ NODE_ID: "hub-a", AUTOSCALE_INTERVAL_MS: "300" }),
+      startServer({ NODE_ID: "hub-b", AUTOSCALE_INTERVAL_MS: "300" }),
+    ]);
   });
   after(async () => {
     await Promise.all([nodeA?.stop(), nodeB?.stop()]);
@@ -49,7 +57,8 @@ describe("jobs through the hub: workers that need only a URL and a token", funct
     await Promise.all(workers.map((w) => w.connected()));
     const submitted: Array<{ pool: string; task: TaskView }> = [];
     for (let i = 0; i < 6; i++) {
-      for (const pool of [gpu, cpu]) submitted.push({ pool, task: await submitTask(nodeB.url, token, { type: "echo", poolId: pool, payload: { i, pool } }) });
+      for (const pool of [gpu, cpu])
+        submitted.push({ pool, task: await submitTask(nodeB.url, token, { type: "echo", poolId: pool, payload: { i, pool } }) });
     }
     for (const { pool, task } of submitted) {
       const done = await waitForTask(nodeA.url, token, task.id, ["completed", "failed"]);
@@ -69,9 +78,17 @@ describe("jobs through the hub: workers that need only a URL and a token", funct
     const tenant = freshTenant();
     const token = mintToken({ tenant });
     const pool = await createPool(nodeA.url, token, "strict");
-    const worker = await connect(nodeA.url, "pools", { auth: { token: mintToken({ tenant, permissions: ["pools:work"], poolId: pool }), worker: { id: "w-raw" } } });
+    const worker = await connect(nodeA.url, "pools", {
+      auth: { token: mintToken({ tenant, permissions: ["pools:work"], poolId: pool }), worker: { id: "w-raw" } },
+    });
     await new Promise<void>((resolve) => worker.once("worker.welcome", () => resolve()));
-    const ask = (event: string, payload: unknown) => worker.timeout(5000).emitWithAck(event, payload) as Promise<{ ok: boolean; error?: { code: string }; credit?: number; accepted?: boolean }>;
+    const ask = (event: string, payload: unknown) =>
+      worker.timeout(5000).emitWithAck(event, payload) as Promise<{
+        ok: boolean;
+        error?: { code: string };
+        credit?: number;
+        accepted?: boolean;
+      }>;
     for (const payload of [{ credit: 0 }, { credit: 1001 }, { credit: "3" }, { credit: 1.5 }, {}, null]) {
       assert.equal((await ask("worker.credit", payload)).error?.code, "BAD_REQUEST", JSON.stringify(payload));
     }
@@ -87,7 +104,10 @@ describe("jobs through the hub: workers that need only a URL and a token", funct
     assert.equal((await ask("worker.credit", { credit: 1000 })).credit, 1000);
     worker.close();
     const dashboard = await connect(nodeA.url, "pools", { token, transports: ["websocket"] });
-    const refused = (await dashboard.timeout(5000).emitWithAck("worker.credit", { credit: 1 })) as { ok: boolean; error?: { code: string } };
+    const refused = (await dashboard.timeout(5000).emitWithAck("worker.credit", { credit: 1 })) as {
+      ok: boolean;
+      error?: { code: string };
+    };
     assert.equal(refused.error?.code, "FORBIDDEN");
     dashboard.close();
     assert.equal((await api(nodeA.url, "GET", "/health", {})).status, 200);
@@ -156,7 +176,9 @@ describe("jobs through the hub: workers that need only a URL and a token", funct
     agent.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
     const exited = new Promise<number | null>((resolve) => agent.once("exit", resolve));
     const workersOf = async (): Promise<Array<[string, string]>> => {
-      const body = (await api(nodeA.url, "GET", `/api/v1/pools/${pool}`, { token })).body as { pool: { workers: Array<{ id: string; status: string }> } };
+      const body = (await api(nodeA.url, "GET", `/api/v1/pools/${pool}`, { token })).body as {
+        pool: { workers: Array<{ id: string; status: string }> };
+      };
       return body.pool.workers.map((w) => [w.id, w.status] as [string, string]).sort();
     };
     const until = async (predicate: () => Promise<boolean> | boolean, what: string): Promise<void> => {
@@ -167,12 +189,23 @@ describe("jobs through the hub: workers that need only a URL and a token", funct
       throw new Error(`timed out waiting for ${what}; workers ${JSON.stringify(await workersOf())}\n${output.slice(-3000)}`);
     };
     const started = (slot: number): number[] =>
-      [...output.matchAll(/\{[^\n]*"msg":"worker started"[^\n]*\}/g)].map((m) => JSON.parse(m[0]) as { slot: number; pid: number }).filter((l) => l.slot === slot).map((l) => l.pid);
+      [...output.matchAll(/\{[^\n]*"msg":"worker started"[^\n]*\}/g)]
+        .map((m) => JSON.parse(m[0]) as { slot: number; pid: number })
+        .filter((l) => l.slot === slot)
+        .map((l) => l.pid);
     try {
       await until(() => output.includes("agent started"), "the agent");
       assert.deepEqual(await workersOf(), [], "desiredWorkers 0: nothing runs");
       assert.equal((await api(nodeA.url, "POST", `/api/v1/pools/${pool}/scale`, { token, body: { desiredWorkers: 2 } })).status, 202);
-      await until(async () => JSON.stringify(await workersOf()) === JSON.stringify([["fleet-0", "idle"], ["fleet-1", "idle"]]), "two idle workers");
+      await until(
+        async () =>
+          JSON.stringify(await workersOf()) ===
+          JSON.stringify([
+            ["fleet-0", "idle"],
+            ["fleet-1", "idle"],
+          ]),
+        "two idle workers",
+      );
 
       const [pid] = started(1);
       process.kill(pid!, "SIGKILL");
@@ -183,7 +216,10 @@ describe("jobs through the hub: workers that need only a URL and a token", funct
 
       assert.equal((await api(nodeA.url, "POST", `/api/v1/pools/${pool}/scale`, { token, body: { desiredWorkers: 1 } })).status, 202);
       await until(() => /"slot":1,[^\n]*"msg":"worker stopped"/.test(output), "slot 1 drained and stopped");
-      await until(async () => (await workersOf()).filter(([, status]) => status !== "offline" && status !== "draining").length === 1, "one worker left");
+      await until(
+        async () => (await workersOf()).filter(([, status]) => status !== "offline" && status !== "draining").length === 1,
+        "one worker left",
+      );
       assert.equal(started(1).length, 2, "a worker scaled away is not restarted");
     } finally {
       agent.kill("SIGTERM");
@@ -196,17 +232,24 @@ describe("jobs through the hub: workers that need only a URL and a token", funct
   it("autoscaling: with targetQueuedPerWorker the hub sets desiredWorkers from the queue, within minWorkers and maxWorkers, as pool.scaling", async () => {
     const tenant = freshTenant();
     const token = mintToken({ tenant });
-    const refused = await api(nodeA.url, "POST", "/api/v1/pools", { token, body: { name: "bad", minWorkers: 4, maxWorkers: 2, targetQueuedPerWorker: 2 } });
+    const refused = await api(nodeA.url, "POST", "/api/v1/pools", {
+      token,
+      body: { name: "bad", minWorkers: 4, maxWorkers: 2, targetQueuedPerWorker: 2 },
+    });
     assert.equal(refused.status, 400);
     assert.equal(refused.body.error.details[0].field, "minWorkers");
-    const created = await api(nodeA.url, "POST", "/api/v1/pools", { token, body: { name: "elastic", minWorkers: 1, maxWorkers: 3, targetQueuedPerWorker: 2 } });
+    const created = await api(nodeA.url, "POST", "/api/v1/pools", {
+      token,
+      body: { name: "elastic", minWorkers: 1, maxWorkers: 3, targetQueuedPerWorker: 2 },
+    });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const pool = created.body.pool.id as string;
     assert.deepEqual([created.body.pool.minWorkers, created.body.pool.maxWorkers, created.body.pool.targetQueuedPerWorker], [1, 3, 2]);
     const socket = await connect(nodeB.url, "pools", { token, transports: ["websocket"] });
     const seen = new EventRecorder(socket);
     await subscribe(socket, `pool:${pool}`);
-    const scalings = (): Array<[number, number]> => seen.of("pool.scaling").map((e) => [(e.data as { from: number }).from, (e.data as { to: number }).to]);
+    const scalings = (): Array<[number, number]> =>
+      seen.of("pool.scaling").map((e) => [(e.data as { from: number }).from, (e.data as { to: number }).to]);
 
     // No queue: the minimum.
     await seen.until(() => scalings().length === 1, 15_000, "scaled to the minimum");
@@ -220,8 +263,15 @@ describe("jobs through the hub: workers that need only a URL and a token", funct
     assert.equal((await api(nodeA.url, "PATCH", `/api/v1/pools/${pool}`, { token, body: { maxWorkers: 0 } })).status, 400);
     for (const task of tasks) assert.equal((await api(nodeA.url, "POST", `/api/v1/tasks/${task.id}/cancel`, { token })).status, 200);
     await seen.until(() => scalings().length === 3, 15_000, "scaled back down");
-    assert.deepEqual(scalings(), [[0, 1], [1, 3], [3, 1]]);
-    const view = (await api(nodeA.url, "GET", `/api/v1/pools/${pool}`, { token })).body.pool as { desiredWorkers: number; maxWorkers: number };
+    assert.deepEqual(scalings(), [
+      [0, 1],
+      [1, 3],
+      [3, 1],
+    ]);
+    const view = (await api(nodeA.url, "GET", `/api/v1/pools/${pool}`, { token })).body.pool as {
+      desiredWorkers: number;
+      maxWorkers: number;
+    };
     assert.deepEqual([view.desiredWorkers, view.maxWorkers], [1, 3]);
     socket.close();
   });
@@ -235,7 +285,13 @@ describe("jobs through the hub: workers that need only a URL and a token", funct
     const pool = await createPool(nodeA.url, token, "python");
     let output = "";
     const child: ChildProcess = spawn(PYTHON, ["examples/python-worker/worker.py"], {
-      env: { PATH: process.env.PATH ?? "", SWITCHYARD_URL: nodeA.url, WORKER_TOKEN: mintToken({ tenant, permissions: ["pools:work"], poolId: pool }), WORKER_ID: "py-1", WORKER_CONCURRENCY: "2" },
+      env: {
+        PATH: process.env.PATH ?? "",
+        SWITCHYARD_URL: nodeA.url,
+        WORKER_TOKEN: mintToken({ tenant, permissions: ["pools:work"], poolId: pool }),
+        WORKER_ID: "py-1",
+        WORKER_CONCURRENCY: "2",
+      },
       stdio: ["ignore", "pipe", "pipe"],
     });
     child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));

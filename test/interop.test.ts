@@ -9,7 +9,6 @@ import type { ServerProcess } from "./support/server.js";
 import { PYTHON, pythonSocketIoAvailable } from "./support/python.js";
 import { skipBecause } from "./support/skip.js";
 
-
 interface Line {
   ack?: { ok: boolean; room?: string; cursor?: string };
   event?: string;
@@ -59,7 +58,10 @@ describe("an independent Socket.IO client (python-socketio)", function () {
     await submitTask(server.url, token, { type: "echo", payload: { from: "python test" } });
     await python.done;
     const events = python.lines.filter((l) => l.event);
-    assert.deepEqual(events.map((l) => l.event), ["task.created", "task.queued", "task.assigned", "task.started", "task.completed"]);
+    assert.deepEqual(
+      events.map((l) => l.event),
+      ["task.created", "task.queued", "task.assigned", "task.started", "task.completed"],
+    );
     for (const { payload } of events) {
       assert.deepEqual(Object.keys(payload!).sort(), ["cursor", "data", "id", "room", "ts", "type"]);
       assert.equal(payload!.room, "tasks");
@@ -69,7 +71,10 @@ describe("an independent Socket.IO client (python-socketio)", function () {
   it("gets connect_error for a bad token, and the server keeps serving", async () => {
     const python = runPython([server.url, "/tasks", "not-a-token", "tasks", "1"]);
     await python.done;
-    assert.ok(python.lines.some((l) => l.connect_error !== undefined), JSON.stringify(python.lines));
+    assert.ok(
+      python.lines.some((l) => l.connect_error !== undefined),
+      JSON.stringify(python.lines),
+    );
     await sleep(100);
     const ok = runPython([server.url, "/tasks", mintToken({ tenant: freshTenant() }), "tasks", "0"]);
     await ok.acked;

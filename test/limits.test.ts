@@ -113,7 +113,10 @@ describe("cluster-wide limits (two nodes sharing Redis)", () => {
     const onA = await Promise.all(Array.from({ length: 30 }, () => api(nodeA.url, "GET", "/api/v1/tasks", { token: flooder })));
     const refusedA = onA.filter((r) => r.status === 429);
     assert.ok(refusedA.length > 0, "30 requests at once exceed 5/s with a burst of 10");
-    assert.ok(onA.some((r) => r.status === 200), "the first ones pass");
+    assert.ok(
+      onA.some((r) => r.status === 200),
+      "the first ones pass",
+    );
     for (const response of refusedA) {
       assert.equal(response.body.error.code, "RATE_LIMITED");
       const retryAfter = response.headers.get("retry-after");
@@ -132,8 +135,14 @@ describe("cluster-wide limits (two nodes sharing Redis)", () => {
     const floodSeconds = (Date.now() - floodStarted) / 1000;
     const passed = [...onA, ...onB].filter((r) => r.status === 200).length;
     const allowed = 5 * (Math.floor(floodSeconds) + 1) + 5 * (Math.floor(floodSeconds / 10) + 1);
-    assert.ok(onB.some((r) => r.status === 429), "node B refuses the flooding tenant too");
-    assert.ok(passed <= allowed, `both nodes let ${passed} of 50 through in ${floodSeconds.toFixed(1)} s; one shared limit allows ${allowed}`);
+    assert.ok(
+      onB.some((r) => r.status === 429),
+      "node B refuses the flooding tenant too",
+    );
+    assert.ok(
+      passed <= allowed,
+      `both nodes let ${passed} of 50 through in ${floodSeconds.toFixed(1)} s; one shared limit allows ${allowed}`,
+    );
     assert.deepEqual(
       calmAnswers.map((r) => r.status),
       [200, 200],
@@ -149,12 +158,16 @@ describe("cluster-wide limits (two nodes sharing Redis)", () => {
     const disconnected = new Promise<string>((resolve) => flooder.once("disconnect", resolve));
     const acks: Array<{ ok: boolean; error?: { code: string } } | undefined> = [];
     // Every event counts, known or not.
-    for (let i = 0; i < 300; i++) flooder.emit(i % 2 ? "subscribe" : "no.such.event", { room: "tasks" }, (ack: { ok: boolean }) => (acks[i] = ack));
+    for (let i = 0; i < 300; i++)
+      flooder.emit(i % 2 ? "subscribe" : "no.such.event", { room: "tasks" }, (ack: { ok: boolean }) => (acks[i] = ack));
     assert.equal(await disconnected, "io server disconnect");
     const limited = acks.filter((a) => a?.error?.code === "RATE_LIMITED").length;
     // The first second's worth is served (a subscribe still reading the room's head when the connection closed is
     // not answered), then events are refused, and nothing is answered after the disconnect.
-    assert.ok(acks.slice(0, 5).every((a) => a === undefined || a.ok || a.error?.code === "BAD_REQUEST"), JSON.stringify(acks.slice(0, 5)));
+    assert.ok(
+      acks.slice(0, 5).every((a) => a === undefined || a.ok || a.error?.code === "BAD_REQUEST"),
+      JSON.stringify(acks.slice(0, 5)),
+    );
     assert.ok(limited >= 40, `${limited} RATE_LIMITED acks`);
     assert.ok(acks.length < 300, "nothing is answered after the disconnect");
     assert.equal((await subscribe(calm, "tasks")).ok, true, "another socket of the same tenant on the same node is unaffected");
@@ -173,18 +186,31 @@ describe("cluster-wide limits (two nodes sharing Redis)", () => {
     try {
       assert.equal(taken.job.id, task.id);
       const { lease } = taken;
-      const worker = await connect(nodeB.url, "pools", { auth: { token: mintToken({ tenant, permissions: ["pools:work"], poolId }), worker: { id: "w-flood" } } });
-      const report = (body: Record<string, unknown>) => worker.timeout(60_000).emitWithAck("task.report", { taskId: task.id, lease, ...body }) as Promise<{ ok: boolean; accepted?: boolean }>;
+      const worker = await connect(nodeB.url, "pools", {
+        auth: { token: mintToken({ tenant, permissions: ["pools:work"], poolId }), worker: { id: "w-flood" } },
+      });
+      const report = (body: Record<string, unknown>) =>
+        worker.timeout(60_000).emitWithAck("task.report", { taskId: task.id, lease, ...body }) as Promise<{
+          ok: boolean;
+          accepted?: boolean;
+        }>;
       assert.equal((await report({ kind: "started", attempt: 1, workerId: "w-flood" })).accepted, true);
 
       const FLOOD = 1500;
       const started = Date.now();
-      const acks = await Promise.all(Array.from({ length: FLOOD }, (_, i) => report({ kind: "progress", progress: Math.floor((i * 100) / FLOOD), detail: `#${i}` })));
+      const acks = await Promise.all(
+        Array.from({ length: FLOOD }, (_, i) => report({ kind: "progress", progress: Math.floor((i * 100) / FLOOD), detail: `#${i}` })),
+      );
       const elapsedMs = Date.now() - started;
-      assert.ok(acks.every((a) => a.ok && a.accepted), "every report is answered, accepted");
+      assert.ok(
+        acks.every((a) => a.ok && a.accepted),
+        "every report is answered, accepted",
+      );
       assert.equal((await report({ kind: "completed", result: { done: true } })).accepted, true);
 
-      const statuses = await Promise.all(Array.from({ length: 300 }, () => request<{ ok: boolean }>(worker, "worker.status", { status: "busy" })));
+      const statuses = await Promise.all(
+        Array.from({ length: 300 }, () => request<{ ok: boolean }>(worker, "worker.status", { status: "busy" })),
+      );
       assert.ok(statuses.every((s) => s.ok));
 
       const rows = await db.query<{ type: string; data: { progress?: number; detail?: string } }>(
@@ -194,8 +220,15 @@ describe("cluster-wide limits (two nodes sharing Redis)", () => {
       const progress = rows.filter((r) => r.type === "task.progress");
       const bound = Math.ceil(elapsedMs / PROGRESS_STORE_INTERVAL_MS) + 1;
       console.log(`      ${FLOOD} progress reports in ${elapsedMs} ms stored ${progress.length} task.progress events (at most ${bound})`);
-      assert.ok(progress.length >= 1 && progress.length <= bound, `${progress.length} stored, at most one per ${PROGRESS_STORE_INTERVAL_MS} ms`);
-      assert.deepEqual(progress.at(-1)!.data, { taskId: task.id, status: "started", progress: 99, detail: `#${FLOOD - 1}` }, "the last progress is stored");
+      assert.ok(
+        progress.length >= 1 && progress.length <= bound,
+        `${progress.length} stored, at most one per ${PROGRESS_STORE_INTERVAL_MS} ms`,
+      );
+      assert.deepEqual(
+        progress.at(-1)!.data,
+        { taskId: task.id, status: "started", progress: 99, detail: `#${FLOOD - 1}` },
+        "the last progress is stored",
+      );
       assert.equal(rows.at(-1)!.type, "task.completed", "and no progress after the outcome");
 
       const changes = await db.query<{ n: string }>(
@@ -205,7 +238,9 @@ describe("cluster-wide limits (two nodes sharing Redis)", () => {
       assert.equal(Number(changes[0]!.n), 1, "300 identical statuses store one change");
 
       // The worker's own, higher limit (the dashboards' 5 per second did not apply above): beyond it, RATE_LIMITED.
-      const burst = await Promise.all(Array.from({ length: 6000 }, () => request<{ ok: boolean; error: { code: string } }>(worker, "task.report", {})));
+      const burst = await Promise.all(
+        Array.from({ length: 6000 }, () => request<{ ok: boolean; error: { code: string } }>(worker, "task.report", {})),
+      );
       const refused = burst.filter((a) => a.error.code === "RATE_LIMITED").length;
       assert.ok(refused > 0 && burst.every((a) => ["RATE_LIMITED", "BAD_REQUEST"].includes(a.error.code)), `${refused} of 6000 refused`);
       assert.equal(worker.connected, true, "a burst is refused, not disconnected");
@@ -221,7 +256,9 @@ describe("cluster-wide limits (two nodes sharing Redis)", () => {
       new Promise((resolve, reject) => {
         const ws = new WebSocket(`${nodeA.url.replace(/^http/, "ws")}/socket.io/?EIO=4&transport=websocket`);
         ws.on("error", reject);
-        ws.once("message", (data: Buffer) => (data.toString().startsWith("0") ? resolve(ws) : reject(new Error(`no open packet: ${data.toString()}`))));
+        ws.once("message", (data: Buffer) =>
+          data.toString().startsWith("0") ? resolve(ws) : reject(new Error(`no open packet: ${data.toString()}`)),
+        );
       });
     const silent = await open();
     const refused = await open();
@@ -229,10 +266,13 @@ describe("cluster-wide limits (two nodes sharing Redis)", () => {
     try {
       // Answer pings, so that only the missing namespace can close them.
       for (const ws of [silent, refused]) ws.on("message", (data: Buffer) => data.toString() === "2" && ws.send("3"));
-      const refusal = new Promise<string>((resolve) => refused.on("message", (data: Buffer) => data.toString().startsWith("44") && resolve(data.toString())));
+      const refusal = new Promise<string>((resolve) =>
+        refused.on("message", (data: Buffer) => data.toString().startsWith("44") && resolve(data.toString())),
+      );
       refused.send(`40/tasks,${JSON.stringify({ token: "not-a-token" })}`);
       assert.match(await refusal, /"code":"TOKEN_INVALID"/);
-      const closed = (ws: WebSocket) => new Promise<void>((resolve) => (ws.readyState === WebSocket.CLOSED ? resolve() : ws.once("close", () => resolve())));
+      const closed = (ws: WebSocket) =>
+        new Promise<void>((resolve) => (ws.readyState === WebSocket.CLOSED ? resolve() : ws.once("close", () => resolve())));
       await Promise.all([closed(silent), closed(refused)]);
       await sleep(Number(LIMITS.CONNECT_TIMEOUT_MS));
       assert.equal(member.connected, true, "a socket that joined a namespace is not affected");
@@ -247,7 +287,12 @@ describe("cluster-wide limits (two nodes sharing Redis)", () => {
 describe("a tenant's share of a node (NODE_WORK_CONCURRENCY, TENANT_WORK_CONCURRENCY)", () => {
   let node: ServerProcess;
   before(async () => {
-    node = await startServer({ NODE_WORK_CONCURRENCY: "2", TENANT_WORK_CONCURRENCY: "1", REST_RATE_PER_TENANT: "10000", EMBEDDED_WORKER: "false" });
+    node = await startServer({
+      NODE_WORK_CONCURRENCY: "2",
+      TENANT_WORK_CONCURRENCY: "1",
+      REST_RATE_PER_TENANT: "10000",
+      EMBEDDED_WORKER: "false",
+    });
   });
   after(async () => {
     await node?.stop();
@@ -277,6 +322,15 @@ describe("a tenant's share of a node (NODE_WORK_CONCURRENCY, TENANT_WORK_CONCURR
     // behind most of the flood. With it the flood runs one at a time and the quiet request takes the free place.
     assert.ok(position < 30, `the quiet tenant's request finished ${position + 1}th of 61`);
     const work = parseMetrics((await api<string>(node.url, "GET", "/metrics")).body);
-    assert.deepEqual(select(work, "switchyard_tenant_work").map((s) => [s.labels.state, s.value]).sort(), [["running", 0], ["waiting", 0]], "every place was given back (/metrics takes none)");
+    assert.deepEqual(
+      select(work, "switchyard_tenant_work")
+        .map((s) => [s.labels.state, s.value])
+        .sort(),
+      [
+        ["running", 0],
+        ["waiting", 0],
+      ],
+      "every place was given back (/metrics takes none)",
+    );
   });
 });

@@ -25,7 +25,8 @@ async function scrapeUntil(url: string, predicate: (samples: Sample[]) => boolea
   throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(shown)}`);
 }
 
-const value = (samples: Sample[], name: string, labels: Record<string, string> = {}): number | undefined => select(samples, name, labels)[0]?.value;
+const value = (samples: Sample[], name: string, labels: Record<string, string> = {}): number | undefined =>
+  select(samples, name, labels)[0]?.value;
 
 describe("metrics", () => {
   // Nodes on a Redis prefix of this file's own: no other node's embedded worker takes these tasks, so the counts
@@ -49,11 +50,24 @@ describe("metrics", () => {
     for (const name of CONTRACT_SERIES) {
       assert.ok(select(samples, name).length > 0, `${name} is exported`);
     }
-    for (const namespace of ["pools", "tasks", "workflows"]) assert.ok(select(samples, "switchyard_connections_total", { namespace }).length === 1);
-    assert.deepEqual(select(samples, "switchyard_rate_limited_total").map((s) => s.labels.kind).sort(), ["connections", "rest", "socket", "worker"]);
-    assert.deepEqual(select(samples, "switchyard_workers").map((s) => s.labels.status).sort(), ["busy", "draining", "error", "idle", "offline"]);
+    for (const namespace of ["pools", "tasks", "workflows"])
+      assert.ok(select(samples, "switchyard_connections_total", { namespace }).length === 1);
     assert.deepEqual(
-      select(samples, "switchyard_db_query_duration_seconds_count").map((s) => s.labels.operation).sort(),
+      select(samples, "switchyard_rate_limited_total")
+        .map((s) => s.labels.kind)
+        .sort(),
+      ["connections", "rest", "socket", "worker"],
+    );
+    assert.deepEqual(
+      select(samples, "switchyard_workers")
+        .map((s) => s.labels.status)
+        .sort(),
+      ["busy", "draining", "error", "idle", "offline"],
+    );
+    assert.deepEqual(
+      select(samples, "switchyard_db_query_duration_seconds_count")
+        .map((s) => s.labels.operation)
+        .sort(),
       ["event_numbering", "head", "replay_read", "task_write"],
     );
     assert.equal(value(samples, "switchyard_redis_up"), 1);
@@ -74,7 +88,10 @@ describe("metrics", () => {
     await waitForTask(nodeA.url, token, task.id, ["completed"]);
     const again = await subscribe(socket, "tasks", first.cursor);
     assert.equal(again.ok, true, JSON.stringify(again));
-    const published = await api(nodeB.url, "POST", "/api/v1/events", { token, body: { namespace: "tasks", room: "tasks", type: "billing.paid", data: {} } });
+    const published = await api(nodeB.url, "POST", "/api/v1/events", {
+      token,
+      body: { namespace: "tasks", room: "tasks", type: "billing.paid", data: {} },
+    });
     assert.equal(published.status, 202, JSON.stringify(published.body));
 
     const after = await Promise.all([scrape(nodeA.url), scrape(nodeB.url)]);
@@ -83,7 +100,8 @@ describe("metrics", () => {
     for (const status of ["created", "queued", "assigned", "started", "completed"]) {
       assert.equal(delta("switchyard_tasks_total", { status }), 1, `tasks entering ${status}`);
     }
-    for (const status of ["failed", "cancelled", "retrying"]) assert.equal(delta("switchyard_tasks_total", { status }), 0, `tasks entering ${status}`);
+    for (const status of ["failed", "cancelled", "retrying"])
+      assert.equal(delta("switchyard_tasks_total", { status }), 0, `tasks entering ${status}`);
     assert.equal(delta("switchyard_task_duration_seconds_count"), 1);
     assert.ok(delta("switchyard_task_duration_seconds_sum") > 0);
     // Six task events in three rooms each (task.assigned also in /pools), and the published one.
@@ -116,7 +134,11 @@ describe("metrics", () => {
 
     // A standalone worker: one more idle worker, counted on every node.
     const servedPool = (await api(nodeA.url, "POST", "/api/v1/pools", { token, body: { name: "served" } })).body.pool.id as string;
-    const worker = startWorker({ token: mintToken({ tenant, permissions: ["pools:work"], poolId: servedPool }), poolId: servedPool, urls: [nodeB.url] });
+    const worker = startWorker({
+      token: mintToken({ tenant, permissions: ["pools:work"], poolId: servedPool }),
+      poolId: servedPool,
+      urls: [nodeB.url],
+    });
     await worker.connected();
     await scrapeUntil(nodeA.url, (s) => idle(s) >= idle(start) + 1, "the worker counted idle");
 
@@ -140,7 +162,11 @@ describe("metrics", () => {
       // Queue counts need Redis: unknown (NaN), not a made-up 0.
       await scrapeUntil(node.url, (s) => Number.isNaN(value(s, "switchyard_queue_waiting")), "queue_waiting unknown");
       await redis.start();
-      await scrapeUntil(node.url, (s) => value(s, "switchyard_redis_up") === 1 && Number.isFinite(value(s, "switchyard_queue_waiting")), "redis_up 1 again");
+      await scrapeUntil(
+        node.url,
+        (s) => value(s, "switchyard_redis_up") === 1 && Number.isFinite(value(s, "switchyard_queue_waiting")),
+        "redis_up 1 again",
+      );
     } finally {
       await node.stop();
       await redis.destroy();
@@ -164,7 +190,8 @@ describe("metrics", () => {
         assert.equal(value(samples, "switchyard_postgres_up"), 0);
         assert.equal(value(samples, "switchyard_redis_up"), 1);
         assert.ok(Number.isNaN(value(samples, "switchyard_queue_waiting")), "queue_waiting is NaN");
-        for (const sample of select(samples, "switchyard_workers")) assert.ok(Number.isNaN(sample.value), `workers{status=${sample.labels.status}} is NaN`);
+        for (const sample of select(samples, "switchyard_workers"))
+          assert.ok(Number.isNaN(sample.value), `workers{status=${sample.labels.status}} is NaN`);
       }
     } finally {
       await node.kill(); // its connections to the black hole would hold a graceful stop

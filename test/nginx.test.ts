@@ -57,7 +57,8 @@ async function clientThrough(lb: NginxProcess, token: string, room: string, tran
 function assertExactlyOnceInOrder(events: Envelope[], count: number, what: string): void {
   const seqs = events.map(seqOf);
   assert.equal(seqs.length, count, `${what}: expected ${count} events, got ${seqs.length}`);
-  for (let i = 1; i < seqs.length; i++) assert.equal(seqs[i], seqs[i - 1]! + 1, `${what}: gap or disorder at ${i}: ${seqs.slice(Math.max(0, i - 3), i + 2).join(",")}`);
+  for (let i = 1; i < seqs.length; i++)
+    assert.equal(seqs[i], seqs[i - 1]! + 1, `${what}: gap or disorder at ${i}: ${seqs.slice(Math.max(0, i - 3), i + 2).join(",")}`);
   assert.equal(new Set(events.map((e) => e.id)).size, count, `${what}: each event once`);
 }
 
@@ -102,7 +103,9 @@ describe("behind nginx (deploy/nginx/switchyard.conf)", function () {
 
     it("passes X-Forwarded-For/-Proto, the caller's X-Request-Id or its own, and refuses /metrics in seven spellings", async () => {
       const lb = await startNginx([`127.0.0.1:${(echo.address() as AddressInfo).port}`]);
-      const own = await api(lb.url, "GET", "/health", { headers: { "x-request-id": "caller-chosen-id-1", "x-forwarded-for": "198.51.100.7" } });
+      const own = await api(lb.url, "GET", "/health", {
+        headers: { "x-request-id": "caller-chosen-id-1", "x-forwarded-for": "198.51.100.7" },
+      });
       assert.equal(own.status, 200);
       const generated = await api(lb.url, "GET", "/health");
       assert.equal(generated.status, 200);
@@ -201,7 +204,11 @@ describe("behind nginx (deploy/nginx/switchyard.conf)", function () {
         assertExactlyOnceInOrder(c.delivered, 50, `${c.transport} client`);
         assert.deepEqual(c.resets, []);
       }
-      assert.deepEqual(clients[0]!.delivered.map((e) => e.id), clients[1]!.delivered.map((e) => e.id), "both saw the same events in the same order");
+      assert.deepEqual(
+        clients[0]!.delivered.map((e) => e.id),
+        clients[1]!.delivered.map((e) => e.id),
+        "both saw the same events in the same order",
+      );
 
       // New events keep flowing to them through nginx.
       await scale(survivor);

@@ -33,7 +33,8 @@ async function until(predicate: () => boolean, timeoutMs: number, what: string):
 function assertConsecutive(events: Envelope[], count: number): void {
   const seqs = events.map(seqOf);
   assert.equal(seqs.length, count, `expected ${count} events, got ${seqs.length}`);
-  for (let i = 1; i < seqs.length; i++) assert.equal(seqs[i], seqs[i - 1]! + 1, `gap or disorder at ${i}: ${seqs.slice(Math.max(0, i - 3), i + 2).join(",")}`);
+  for (let i = 1; i < seqs.length; i++)
+    assert.equal(seqs[i], seqs[i - 1]! + 1, `gap or disorder at ${i}: ${seqs.slice(Math.max(0, i - 3), i + 2).join(",")}`);
   assert.equal(new Set(events.map((e) => e.id)).size, count, "each event once");
 }
 
@@ -88,9 +89,18 @@ describe("no event lost", () => {
     const room = `pool:${poolId}`;
     const subscribers = await Promise.all([helper([nodeA.url], token, room), helper([nodeB.url], token, room)]);
     await Promise.all([publishScaling(nodeA.url, token, poolId, 60, 6), publishScaling(nodeB.url, token, poolId, 60, 6)]);
-    const [first, second] = await uptoMarker(nodeA.url, token, poolId, subscribers.map((s) => s.delivered));
+    const [first, second] = await uptoMarker(
+      nodeA.url,
+      token,
+      poolId,
+      subscribers.map((s) => s.delivered),
+    );
     for (const delivered of [first!, second!]) assertConsecutive(delivered, 120);
-    assert.deepEqual(first!.map((e) => e.id), second!.map((e) => e.id), "both saw the same order");
+    assert.deepEqual(
+      first!.map((e) => e.id),
+      second!.map((e) => e.id),
+      "both saw the same order",
+    );
   });
 
   it("disconnect, 50 events, resubscribe with after: exactly the 50 in order, then live ones", async () => {
@@ -152,7 +162,12 @@ describe("no event lost", () => {
     for (const [i, c] of clients.entries()) c.client.socket.once("connect", () => (reconnectedAt[i] = published));
     await nodeA.kill();
     await publisher;
-    const delivered = await uptoMarker(nodeB.url, token, poolId, clients.map((c) => c.delivered));
+    const delivered = await uptoMarker(
+      nodeB.url,
+      token,
+      poolId,
+      clients.map((c) => c.delivered),
+    );
     for (const [i, c] of clients.entries()) {
       assertConsecutive(delivered[i]!, total);
       assert.deepEqual(c.resets, []);
@@ -160,14 +175,21 @@ describe("no event lost", () => {
     const inFlight = clients.map((_, i) => (reconnectedAt[i] ?? total) - atKill[i]!);
     // Reported, not asserted: how many events each client had not yet received when A died and got afterwards
     // from history on B.
-    console.log(`      failover: published ${publishedAtKill} before the kill; events in flight per client (missed while reconnecting): ${inFlight.join(", ")}`);
+    console.log(
+      `      failover: published ${publishedAtKill} before the kill; events in flight per client (missed while reconnecting): ${inFlight.join(", ")}`,
+    );
   });
 
   it("a cursor older than retention gets CURSOR_EXPIRED; the history keeps the newest events", async () => {
     // Its own database and Redis prefix: retention trims every room of the database it runs on (five events a room
     // would break other files' tests), and its lock is per deployment.
     const database = await isolatedDatabase("retention");
-    const node = await startServer({ EVENT_RETENTION_PER_ROOM: "5", EVENT_RETENTION_INTERVAL_MS: "300", DATABASE_URL: database, REDIS_PREFIX: `${TEST_REDIS_PREFIX}-retention` });
+    const node = await startServer({
+      EVENT_RETENTION_PER_ROOM: "5",
+      EVENT_RETENTION_INTERVAL_MS: "300",
+      DATABASE_URL: database,
+      REDIS_PREFIX: `${TEST_REDIS_PREFIX}-retention`,
+    });
     try {
       const token = mintToken({ tenant: freshTenant() });
       const socket = await connect(node.url, "pools", { token });
@@ -183,7 +205,10 @@ describe("no event lost", () => {
       }, 20_000);
       assert.ok(trimmed, `the room still holds ${history.body.items.length} events`);
       assert.equal(history.body.items.length, 5);
-      assert.deepEqual(history.body.items.map((e: { data: { pool: { name: string } } }) => e.data.pool.name), ["p7", "p8", "p9", "p10", "p11"]);
+      assert.deepEqual(
+        history.body.items.map((e: { data: { pool: { name: string } } }) => e.data.pool.name),
+        ["p7", "p8", "p9", "p10", "p11"],
+      );
       const again = await connect(node.url, "pools", { token });
       const expired = await subscribe(again, "pools", ack.cursor);
       assert.equal(expired.error?.code, "CURSOR_EXPIRED");

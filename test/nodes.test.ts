@@ -51,7 +51,12 @@ describe("GET /api/v1/nodes: the live nodes, with the tenant's own sockets", fun
     const adminB = mintToken({ tenant: tenantB });
 
     // Tenant A: two /tasks sockets and one /pools socket on node a, one /workflows socket on node b.
-    for (const [node, namespace] of [[a, "tasks"], [a, "tasks"], [a, "pools"], [b, "workflows"]] as const) {
+    for (const [node, namespace] of [
+      [a, "tasks"],
+      [a, "tasks"],
+      [a, "pools"],
+      [b, "workflows"],
+    ] as const) {
       sockets.push(await connect(node.url, namespace, { token: adminA }));
     }
     const listed = await until(
@@ -91,7 +96,9 @@ describe("GET /api/v1/nodes: the live nodes, with the tenant's own sockets", fun
     for (const node of await nodes(a.url, adminB)) assert.equal(node.eventsPerSecond, 0, "B's events/s stays 0");
 
     // Only admin may look.
-    const reader = await api(a.url, "GET", "/api/v1/nodes", { token: mintToken({ tenant: tenantA, permissions: ["tasks:read", "pools:read"] }) });
+    const reader = await api(a.url, "GET", "/api/v1/nodes", {
+      token: mintToken({ tenant: tenantA, permissions: ["tasks:read", "pools:read"] }),
+    });
     assert.equal(reader.status, 403);
 
     // A stopped node withdraws its reading: gone from the list at once.

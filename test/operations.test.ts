@@ -103,10 +103,14 @@ describe("operations", () => {
       assert.equal(statSync(keyFile).mode & 0o777, 0o600);
       assert.ok(!dev.logs().includes(key), "the key is not logged");
       // `npm run token` there, without JWT_SECRET, signs with it: the node takes the token.
-      const mint = runCli(process.execPath, ["--import", "tsx", "scripts/mint-token.ts", "--tenant", freshTenant("devkey"), "--permissions", "admin"], {
-        cwd: repoRoot,
-        env: { PATH: process.env.PATH ?? "" },
-      });
+      const mint = runCli(
+        process.execPath,
+        ["--import", "tsx", "scripts/mint-token.ts", "--tenant", freshTenant("devkey"), "--permissions", "admin"],
+        {
+          cwd: repoRoot,
+          env: { PATH: process.env.PATH ?? "" },
+        },
+      );
       assert.equal(await mint.exited, 0, mint.stderr());
       assert.match(mint.stderr(), /throwaway key/);
       assert.equal((await api(dev.url, "GET", "/api/v1/tasks", { token: mint.stdout().trim() })).status, 200);

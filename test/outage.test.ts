@@ -36,7 +36,9 @@ async function notCompleted(db: DbInspector, tenant: string, accepted: string[])
     if (s !== "completed") counts[s] = (counts[s] ?? 0) + 1;
   }
   const entries = Object.entries(counts);
-  return entries.length ? [`${entries.reduce((n, [, c]) => n + c, 0)} accepted task(s) did not complete: ${entries.map(([s, c]) => `${s} ${c}`).join(", ")}`] : [];
+  return entries.length
+    ? [`${entries.reduce((n, [, c]) => n + c, 0)} accepted task(s) did not complete: ${entries.map(([s, c]) => `${s} ${c}`).join(", ")}`]
+    : [];
 }
 
 /** Whether every node answers /ready with 200 within `timeoutMs` (Redis and PostgreSQL reachable again). */
@@ -45,16 +47,20 @@ async function allReady(nodes: ServerProcess[], timeoutMs: number): Promise<stri
   await Promise.all(
     nodes.map(async (node) => {
       let last = "no answer";
-      const ok = await eventually(async () => {
-        try {
-          const response = await api(node.url, "GET", "/ready");
-          last = `${response.status} ${JSON.stringify(response.body)}`;
-          return response.status === 200;
-        } catch (error) {
-          last = (error as Error).message;
-          return false;
-        }
-      }, timeoutMs, 250);
+      const ok = await eventually(
+        async () => {
+          try {
+            const response = await api(node.url, "GET", "/ready");
+            last = `${response.status} ${JSON.stringify(response.body)}`;
+            return response.status === 200;
+          } catch (error) {
+            last = (error as Error).message;
+            return false;
+          }
+        },
+        timeoutMs,
+        250,
+      );
       if (!ok) late.push(`${node.nodeId} not ready ${timeoutMs} ms after the restart: ${last}`);
     }),
   );
@@ -78,7 +84,9 @@ async function checkAfterRestart(run: {
   const { nodes, submitter, tenant, db, watch: w } = run;
   const notReady = await allReady(nodes, 15_000);
   const probe = await submitter.submit({ key: run.probeKey, body: { type: "echo", payload: { probe: true } } });
-  console.log(`      after the restart: ${notReady.length ? notReady.join("; ") : "both nodes ready"}; probe task ${probe ? "accepted" : "NOT accepted"}`);
+  console.log(
+    `      after the restart: ${notReady.length ? notReady.join("; ") : "both nodes ready"}; probe task ${probe ? "accepted" : "NOT accepted"}`,
+  );
 
   const settle = await waitForSettled(db, tenant, { timeoutMs: 60_000, stallMs: 20_000 });
   console.log(`      settle: ${settle.settled ? "all terminal" : `not settled: ${settle.reason}`} after ${settle.waitedMs} ms`);
@@ -132,13 +140,20 @@ describe("faults: outages", function () {
     }
     const started = Date.now();
     const postgres = await startPrivatePostgres();
-    console.log(`      private PostgreSQL on port ${postgres.port}: initdb + start ${postgres.setupMs.initdb} ms, create + migrate ${postgres.setupMs.migrate} ms`);
+    console.log(
+      `      private PostgreSQL on port ${postgres.port}: initdb + start ${postgres.setupMs.initdb} ms, create + migrate ${postgres.setupMs.migrate} ms`,
+    );
     const env = { ...FAULT_NODE_ENV, DATABASE_URL: postgres.url, REDIS_PREFIX: `${TEST_REDIS_PREFIX}-pgout` };
     nodes = await Promise.all([startServer({ ...env, NODE_ID: "pgout-a" }), startServer({ ...env, NODE_ID: "pgout-b" })]);
     db = new DbInspector(postgres.url);
     const tenant = freshTenant("pgout");
     const token = mintToken({ tenant });
-    watch = await watchRoom(nodes.map((n) => n.url), token, "tasks", "tasks");
+    watch = await watchRoom(
+      nodes.map((n) => n.url),
+      token,
+      "tasks",
+      "tasks",
+    );
     const w = watch;
 
     const submitter = (activeSubmitter = new Submitter({ token, urls: () => nodes.map((n) => n.url) }));
@@ -148,16 +163,31 @@ describe("faults: outages", function () {
     );
     console.log(`      submitted: ${submitter.summary()}`);
     // Into the run: most tasks started (their 2 s end while the database is down).
-    const running = await eventually(() => w.delivered.filter((e) => e.type === "task.started").length >= submitter.accepted.size * 0.8, 3000, 50);
+    const running = await eventually(
+      () => w.delivered.filter((e) => e.type === "task.started").length >= submitter.accepted.size * 0.8,
+      3000,
+      50,
+    );
     const before = await db.statusCounts(tenant);
     await postgres.stop();
     const down = Date.now();
-    console.log(`      PostgreSQL stopped at ${((down - started) / 1000).toFixed(1)} s with ${JSON.stringify(before)}${running ? "" : " (the client had not seen 80% started yet)"}`);
+    console.log(
+      `      PostgreSQL stopped at ${((down - started) / 1000).toFixed(1)} s with ${JSON.stringify(before)}${running ? "" : " (the client had not seen 80% started yet)"}`,
+    );
     await sleep(5000);
     await postgres.start();
     console.log(`      PostgreSQL back after ${Date.now() - down} ms`);
     // Do the nodes use the database again (does their pool reconnect)? A task submitted now must complete too.
-    await checkAfterRestart({ nodes, submitter, tenant, db, watch: w, probeKey: `pgout-probe-${tenant}`, label: "outage: PostgreSQL stopped 5 s", accepted: 61 });
+    await checkAfterRestart({
+      nodes,
+      submitter,
+      tenant,
+      db,
+      watch: w,
+      probeKey: `pgout-probe-${tenant}`,
+      label: "outage: PostgreSQL stopped 5 s",
+      accepted: 61,
+    });
   });
 
   it("Redis restarted without its data with tasks queued: every task completes, the client has every event", async function () {
@@ -170,12 +200,23 @@ describe("faults: outages", function () {
     // A database of its own: the private Redis is the nodes' only Redis, so on the run's database their fast
     // reconciler would find other files' tasks without a job here and requeue them onto this Redis.
     const database = await isolatedDatabase("redisout");
-    const env = { ...FAULT_NODE_ENV, DATABASE_URL: database, REDIS_URL: redis.url, REDIS_PREFIX: TEST_REDIS_PREFIX, WORKER_CONCURRENCY: "4" };
+    const env = {
+      ...FAULT_NODE_ENV,
+      DATABASE_URL: database,
+      REDIS_URL: redis.url,
+      REDIS_PREFIX: TEST_REDIS_PREFIX,
+      WORKER_CONCURRENCY: "4",
+    };
     nodes = await Promise.all([startServer({ ...env, NODE_ID: "redisout-a" }), startServer({ ...env, NODE_ID: "redisout-b" })]);
     db = new DbInspector(database);
     const tenant = freshTenant("redisout");
     const token = mintToken({ tenant });
-    watch = await watchRoom(nodes.map((n) => n.url), token, "tasks", "tasks");
+    watch = await watchRoom(
+      nodes.map((n) => n.url),
+      token,
+      "tasks",
+      "tasks",
+    );
     const w = watch;
 
     const submitter = (activeSubmitter = new Submitter({ token, urls: () => nodes.map((n) => n.url) }));
@@ -191,7 +232,16 @@ describe("faults: outages", function () {
     await sleep(1000);
     await redis.start();
     console.log(`      Redis back, empty, after ${Date.now() - down} ms`);
-    await checkAfterRestart({ nodes, submitter, tenant, db, watch: w, probeKey: `redisout-probe-${tenant}`, label: "outage: Redis restarted empty", accepted: 151 });
+    await checkAfterRestart({
+      nodes,
+      submitter,
+      tenant,
+      db,
+      watch: w,
+      probeKey: `redisout-probe-${tenant}`,
+      label: "outage: Redis restarted empty",
+      accepted: 151,
+    });
   });
 
   it("a standalone worker that connects while PostgreSQL is down waits, and registers when it is back", async function () {
@@ -222,7 +272,10 @@ describe("faults: outages", function () {
     assert.match(worker.logs(), /"code":"UNAVAILABLE"/);
 
     await postgres.start();
-    assert.ok(await eventually(() => /"msg":"registered"/.test(worker.logs()), 30_000), `registered once PostgreSQL is back:\n${worker.logs()}`);
+    assert.ok(
+      await eventually(() => /"msg":"registered"/.test(worker.logs()), 30_000),
+      `registered once PostgreSQL is back:\n${worker.logs()}`,
+    );
     const pool = await api(node!.url, "GET", `/api/v1/pools/${poolId}`, { token });
     assert.deepEqual(
       (pool.body.pool.workers as Array<{ id: string; status: string }>).map((w) => [w.id, w.status]),

@@ -35,7 +35,9 @@ describe("pools that can be paused and bounded", () => {
   let nodes: ServerProcess[];
   before(async () => {
     nodes = await Promise.all(
-      ["poolctl-a", "poolctl-b"].map((id) => startServer({ NODE_ID: id, EMBEDDED_WORKER: "true", WORKER_CONCURRENCY: "4", TASK_LOCK_MS: "3000", ...isolatedNodeEnv(prefix) })),
+      ["poolctl-a", "poolctl-b"].map((id) =>
+        startServer({ NODE_ID: id, EMBEDDED_WORKER: "true", WORKER_CONCURRENCY: "4", TASK_LOCK_MS: "3000", ...isolatedNodeEnv(prefix) }),
+      ),
     );
   });
   after(async () => {
@@ -70,7 +72,10 @@ describe("pools that can be paused and bounded", () => {
     assert.equal(resumed.body.pool.paused, false);
     for (const task of waiting) await waitForTask(b, token, task.id, ["completed"]);
     await seen.until((events) => events.filter((e) => e.type === "pool.updated").length === 2);
-    assert.deepEqual(seen.events.filter((e) => e.type === "pool.updated").map((e) => (e.data as { pool: PoolView }).pool.paused), [true, false]);
+    assert.deepEqual(
+      seen.events.filter((e) => e.type === "pool.updated").map((e) => (e.data as { pool: PoolView }).pool.paused),
+      [true, false],
+    );
   });
 
   it("maxConcurrency bounds a pool across every worker and node; null lifts it", async () => {
@@ -82,13 +87,17 @@ describe("pools that can be paused and bounded", () => {
     const socket = await connect(b, "tasks", { token });
     const seen = new EventRecorder(socket);
     await subscribe(socket, "tasks");
-    const tasks = await Promise.all(Array.from({ length: 8 }, (_, n) => submitTask(n % 2 ? a : b, token, { type: "sleep", payload: { ms: 250 } })));
+    const tasks = await Promise.all(
+      Array.from({ length: 8 }, (_, n) => submitTask(n % 2 ? a : b, token, { type: "sleep", payload: { ms: 250 } })),
+    );
     for (const task of tasks) await waitForTask(a, token, task.id, ["completed"], 30_000);
     await seen.until((events) => events.filter((e) => e.type === "task.completed").length === 8);
     const most = mostRunning(seen.events);
     assert.ok(most <= 2 && most >= 1, `at most 2 ran at once (saw ${most})`);
     // Both nodes took part: the bound is the pool's, not one worker's.
-    const workers = new Set((await Promise.all(tasks.map((t) => api(a, "GET", `/api/v1/tasks/${t.id}`, { token })))).map((r) => r.body.task.workerId));
+    const workers = new Set(
+      (await Promise.all(tasks.map((t) => api(a, "GET", `/api/v1/tasks/${t.id}`, { token })))).map((r) => r.body.task.workerId),
+    );
     assert.ok(workers.size >= 1);
 
     const lifted = await api(b, "PATCH", "/api/v1/pools/default", { token, body: { maxConcurrency: null } });
@@ -129,7 +138,14 @@ describe("TENANT_MAX_RUNNING_TASKS and fair dispatch", () => {
   before(async () => {
     nodes = await Promise.all(
       ["tmax-a", "tmax-b"].map((id) =>
-        startServer({ NODE_ID: id, EMBEDDED_WORKER: "true", WORKER_CONCURRENCY: "4", TASK_LOCK_MS: "3000", TENANT_MAX_RUNNING_TASKS: "2", ...isolatedNodeEnv(prefix) }),
+        startServer({
+          NODE_ID: id,
+          EMBEDDED_WORKER: "true",
+          WORKER_CONCURRENCY: "4",
+          TASK_LOCK_MS: "3000",
+          TENANT_MAX_RUNNING_TASKS: "2",
+          ...isolatedNodeEnv(prefix),
+        }),
       ),
     );
   });
@@ -155,7 +171,9 @@ describe("TENANT_MAX_RUNNING_TASKS and fair dispatch", () => {
       const seen = new EventRecorder(socket);
       await subscribe(socket, "tasks");
       const backlog = await Promise.all(
-        Array.from({ length: 10 }, (_, n) => submitTask(n % 2 ? a : b, token, { type: "sleep", payload: { ms: 300 }, ...(n % 3 === 0 ? { poolId: pool.id } : {}) })),
+        Array.from({ length: 10 }, (_, n) =>
+          submitTask(n % 2 ? a : b, token, { type: "sleep", payload: { ms: 300 }, ...(n % 3 === 0 ? { poolId: pool.id } : {}) }),
+        ),
       );
 
       // Another tenant's task, submitted behind that backlog, completes while the backlog still waits.
@@ -163,7 +181,10 @@ describe("TENANT_MAX_RUNNING_TASKS and fair dispatch", () => {
       const other = await submitTask(b, otherToken, { type: "echo", payload: {} });
       await waitForTask(b, otherToken, other.id, ["completed"], 15_000);
       const states = await Promise.all(backlog.map((t) => api(a, "GET", `/api/v1/tasks/${t.id}`, { token })));
-      assert.ok(states.some((r) => r.body.task.status === "queued"), "the other tenant did not wait for this tenant's backlog");
+      assert.ok(
+        states.some((r) => r.body.task.status === "queued"),
+        "the other tenant did not wait for this tenant's backlog",
+      );
 
       for (const task of backlog) await waitForTask(a, token, task.id, ["completed"], 30_000);
       await seen.until((events) => events.filter((e) => e.type === "task.completed").length === backlog.length, 15_000);

@@ -18,18 +18,30 @@ describe("pool updates", () => {
     assert.equal((await subscribe(socket, `pool:${pool.id}`)).ok, true);
     assert.equal((await subscribe(socket, "pools")).ok, true);
 
-    const patched = await api<{ pool: PoolView }>(server.url, "PATCH", `/api/v1/pools/${pool.id}`, { token, body: { name: "gpu-large", description: "A100s", desiredWorkers: 4 } });
+    const patched = await api<{ pool: PoolView }>(server.url, "PATCH", `/api/v1/pools/${pool.id}`, {
+      token,
+      body: { name: "gpu-large", description: "A100s", desiredWorkers: 4 },
+    });
     assert.equal(patched.status, 200);
-    assert.deepEqual({ ...patched.body.pool, updatedAt: "" }, { ...pool, name: "gpu-large", description: "A100s", desiredWorkers: 4, updatedAt: "" });
+    assert.deepEqual(
+      { ...patched.body.pool, updatedAt: "" },
+      { ...pool, name: "gpu-large", description: "A100s", desiredWorkers: 4, updatedAt: "" },
+    );
     const event = (await recorder.next("pool.updated", `pool:${pool.id}`)) as EventEnvelope<"pool.updated">;
     assert.deepEqual(event.data, { pool: patched.body.pool, changed: ["name", "description", "desiredWorkers"] });
     await recorder.next("pool.updated", "pools");
 
     // The same PATCH again changes nothing and announces nothing.
-    const again = await api<{ pool: PoolView }>(server.url, "PATCH", `/api/v1/pools/${pool.id}`, { token, body: { name: "gpu-large", description: "A100s" } });
+    const again = await api<{ pool: PoolView }>(server.url, "PATCH", `/api/v1/pools/${pool.id}`, {
+      token,
+      body: { name: "gpu-large", description: "A100s" },
+    });
     assert.equal(again.status, 200);
     const history = await api(server.url, "GET", `/api/v1/events?namespace=pools&room=pool:${pool.id}`, { token });
-    assert.deepEqual(history.body.items.map((e: { type: string }) => e.type), ["pool.created", "pool.updated"]);
+    assert.deepEqual(
+      history.body.items.map((e: { type: string }) => e.type),
+      ["pool.created", "pool.updated"],
+    );
     const cleared = await api<{ pool: PoolView }>(server.url, "PATCH", `/api/v1/pools/${pool.id}`, { token, body: { description: null } });
     assert.equal(cleared.body.pool.description, null);
   });
@@ -53,6 +65,9 @@ describe("pool updates", () => {
     const after = await api<{ pool: PoolView }>(server.url, "GET", `/api/v1/pools/${pool.id}`, { token });
     assert.equal(after.body.pool.name, "a");
     const history = await api(server.url, "GET", `/api/v1/events?namespace=pools&room=pool:${pool.id}`, { token });
-    assert.deepEqual(history.body.items.map((e: { type: string }) => e.type), ["pool.created"]);
+    assert.deepEqual(
+      history.body.items.map((e: { type: string }) => e.type),
+      ["pool.created"],
+    );
   });
 });

@@ -62,7 +62,9 @@ interface Expression {
  * send with every node selected: what remains must be plain PromQL.
  */
 function grafanaToPromQL(expr: string, variables: readonly GrafanaVariable[]): string {
-  let out = expr.replace(/\$\{?__(rate_interval|interval|range)\}?/g, (_, name: string) => (name === "interval" ? "15s" : name === "range" ? "1h" : "1m"));
+  let out = expr.replace(/\$\{?__(rate_interval|interval|range)\}?/g, (_, name: string) =>
+    name === "interval" ? "15s" : name === "range" ? "1h" : "1m",
+  );
   for (const variable of variables) {
     if (variable.type === "datasource") continue;
     out = out.replace(new RegExp(`\\$\\{${variable.name}(?::[a-z]+)?\\}|\\$${variable.name}\\b`, "g"), variable.allValue ?? ".*");
@@ -74,7 +76,9 @@ function grafanaToPromQL(expr: string, variables: readonly GrafanaVariable[]): s
 function panelQueries(dashboard: Dashboard): Expression[] {
   const walk = (panels: readonly GrafanaPanel[]): Expression[] =>
     panels.flatMap((panel) => [
-      ...(panel.targets ?? []).filter((t) => t.expr).map((t) => ({ source: `panel "${panel.title}"`, expr: grafanaToPromQL(t.expr!, dashboard.templating.list) })),
+      ...(panel.targets ?? [])
+        .filter((t) => t.expr)
+        .map((t) => ({ source: `panel "${panel.title}"`, expr: grafanaToPromQL(t.expr!, dashboard.templating.list) })),
       ...walk(panel.panels ?? []),
     ]);
   return walk(dashboard.panels);
@@ -123,7 +127,10 @@ describe("Prometheus: the dashboard's queries and the alert rules against real n
     assert.equal((await subscribe(socket, "tasks")).ok, true);
     const task = await submitTask(nodes[0]!.url, token, { type: "echo", payload: { hello: "prometheus" } });
     await waitForTask(nodes[0]!.url, token, task.id, ["completed"]);
-    const published = await api(nodes[1]!.url, "POST", "/api/v1/events", { token, body: { namespace: "tasks", room: "tasks", type: "demo.ping", data: {} } });
+    const published = await api(nodes[1]!.url, "POST", "/api/v1/events", {
+      token,
+      body: { namespace: "tasks", room: "tasks", type: "demo.ping", data: {} },
+    });
     assert.equal(published.status, 202);
 
     dir = await mkdtemp(path.join(os.tmpdir(), "switchyard-prometheus-"));
@@ -146,7 +153,11 @@ describe("Prometheus: the dashboard's queries and the alert rules against real n
     await writeFile(path.join(dir, "prometheus.yml"), config);
     const child = spawn(
       PROMETHEUS,
-      [`--config.file=${path.join(dir, "prometheus.yml")}`, `--storage.tsdb.path=${path.join(dir, "data")}`, `--web.listen-address=127.0.0.1:${port}`],
+      [
+        `--config.file=${path.join(dir, "prometheus.yml")}`,
+        `--storage.tsdb.path=${path.join(dir, "data")}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+      ],
       { stdio: ["ignore", "pipe", "pipe"] },
     );
     prometheus = child;
@@ -155,13 +166,17 @@ describe("Prometheus: the dashboard's queries and the alert rules against real n
     child.stderr.on("data", (chunk: Buffer) => (prometheusLog += chunk.toString()));
 
     await until("both nodes scraped and up", async () => {
-      const result = await query<{ result: Array<{ metric: Record<string, string>; value: [number, string] }> }>(`/api/v1/query?query=${encodeURIComponent('up{job="switchyard"}')}`);
+      const result = await query<{ result: Array<{ metric: Record<string, string>; value: [number, string] }> }>(
+        `/api/v1/query?query=${encodeURIComponent('up{job="switchyard"}')}`,
+      );
       const up = result.data.result.filter((r) => r.value[1] === "1");
       return up.length === nodes.length ? true : undefined;
     });
     // Enough scrapes for rate() over a minute to have two points, and for every rule to have been evaluated.
     await until("a few scrapes of the traffic's series", async () => {
-      const result = await query<{ result: unknown[] }>(`/api/v1/query?query=${encodeURIComponent("count_over_time(switchyard_tasks_total[1m])")}`);
+      const result = await query<{ result: unknown[] }>(
+        `/api/v1/query?query=${encodeURIComponent("count_over_time(switchyard_tasks_total[1m])")}`,
+      );
       return (result.data.result as Array<{ value: [number, string] }>).some((r) => Number(r.value[1]) >= 3) ? true : undefined;
     });
   });
@@ -201,7 +216,7 @@ describe("Prometheus: the dashboard's queries and the alert rules against real n
     // The node picker's label_values() is Grafana's, not PromQL: its metric must exist all the same.
     const exposed = await exposedNames();
     for (const variable of dashboard.templating.list) {
-      const text = typeof variable.query === "string" ? variable.query : variable.query?.query ?? "";
+      const text = typeof variable.query === "string" ? variable.query : (variable.query?.query ?? "");
       for (const name of metricNames(text)) assert.ok(exposed.has(name), `variable ${variable.name}: ${name} is not exposed`);
     }
     assert.deepEqual(await problems(queries), []);
@@ -220,11 +235,15 @@ describe("Prometheus: the dashboard's queries and the alert rules against real n
   });
 
   it("sees no tenant label on any Switchyard series by default", async () => {
-    const series = await query<Array<Record<string, string>>>(`/api/v1/series?${new URLSearchParams({ "match[]": '{__name__=~"switchyard_.+", tenant!=""}' }).toString()}`);
+    const series = await query<Array<Record<string, string>>>(
+      `/api/v1/series?${new URLSearchParams({ "match[]": '{__name__=~"switchyard_.+", tenant!=""}' }).toString()}`,
+    );
     assert.equal(series.status, "success");
     assert.deepEqual(series.data, []);
     // And the contract's series are all there, from both nodes.
-    const present = await query<Array<Record<string, string>>>(`/api/v1/series?${new URLSearchParams({ "match[]": '{__name__=~"switchyard_.+"}' }).toString()}`);
+    const present = await query<Array<Record<string, string>>>(
+      `/api/v1/series?${new URLSearchParams({ "match[]": '{__name__=~"switchyard_.+"}' }).toString()}`,
+    );
     const byName = new Map<string, Set<string>>();
     for (const labels of present.data) byName.set(labels.__name__!, (byName.get(labels.__name__!) ?? new Set()).add(labels.node!));
     for (const name of CONTRACT_SERIES) {

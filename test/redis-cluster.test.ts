@@ -117,7 +117,10 @@ describe("Redis Cluster (REDIS_CLUSTER_NODES): sharded pub/sub, tasks, presence,
   });
 
   it("runs tasks on the embedded worker and on a standalone worker, with its presence", async () => {
-    const embedded = await api<{ task: { id: string } }>(nodeA.url, "POST", "/api/v1/tasks", { token: admin, body: { type: "echo", payload: { hello: "cluster" } } });
+    const embedded = await api<{ task: { id: string } }>(nodeA.url, "POST", "/api/v1/tasks", {
+      token: admin,
+      body: { type: "echo", payload: { hello: "cluster" } },
+    });
     assert.equal(embedded.status, 202);
     const done = await waitForTask(nodeB.url, admin, embedded.body.task.id, ["completed"], 30_000);
     assert.deepEqual(done.result, { hello: "cluster" });
@@ -133,26 +136,37 @@ describe("Redis Cluster (REDIS_CLUSTER_NODES): sharded pub/sub, tasks, presence,
     await worker.connected();
     await until(
       async () => {
-        const view = await api<{ pool: { workers: Array<{ id: string; status: string }> } }>(nodeB.url, "GET", `/api/v1/pools/${poolId}`, { token: admin });
+        const view = await api<{ pool: { workers: Array<{ id: string; status: string }> } }>(nodeB.url, "GET", `/api/v1/pools/${poolId}`, {
+          token: admin,
+        });
         return view.body.pool.workers.some((w) => w.id === "gpu-1" && w.status === "idle");
       },
       20_000,
       "worker gpu-1 idle in its pool",
     );
-    const task = await api<{ task: { id: string } }>(nodeB.url, "POST", "/api/v1/tasks", { token: admin, body: { type: "echo", poolId, payload: { on: "gpu" } } });
+    const task = await api<{ task: { id: string } }>(nodeB.url, "POST", "/api/v1/tasks", {
+      token: admin,
+      body: { type: "echo", poolId, payload: { on: "gpu" } },
+    });
     const finished = await waitForTask(nodeA.url, admin, task.body.task.id, ["completed"], 30_000);
     assert.equal(finished.workerId, "gpu-1");
     assert.deepEqual(finished.result, { on: "gpu" });
   });
 
   it("fires a schedule on the cluster (its job scheduler and due-time jobs under the BullMQ hash tag): a task a second", async () => {
-    const created = await api(nodeB.url, "POST", "/api/v1/schedules", { token: admin, body: { name: "cluster-tick", every: 1000, task: { type: "echo" } } });
+    const created = await api(nodeB.url, "POST", "/api/v1/schedules", {
+      token: admin,
+      body: { name: "cluster-tick", every: 1000, task: { type: "echo" } },
+    });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const id = created.body.schedule.id as string;
     assert.ok(created.body.schedule.nextRunAt);
     await sleep(3500);
     assert.equal((await api(nodeA.url, "PATCH", `/api/v1/schedules/${id}`, { token: admin, body: { paused: true } })).status, 200);
-    const tasks = (await api(nodeA.url, "GET", `/api/v1/tasks?scheduleId=${id}`, { token: admin })).body.items as Array<{ scheduleId: string; createdAt: string }>;
+    const tasks = (await api(nodeA.url, "GET", `/api/v1/tasks?scheduleId=${id}`, { token: admin })).body.items as Array<{
+      scheduleId: string;
+      createdAt: string;
+    }>;
     assert.ok(tasks.length >= 2 && tasks.length <= 4, `about 3 due times, got ${tasks.length}`);
     assert.equal((await api(nodeA.url, "DELETE", `/api/v1/schedules/${id}`, { token: admin })).status, 204);
   });
@@ -164,18 +178,27 @@ describe("Redis Cluster (REDIS_CLUSTER_NODES): sharded pub/sub, tasks, presence,
     clients.push(socket);
     const first = await subscribe(socket, "pools");
     socket.disconnect();
-    for (let i = 0; i < 5; i++) assert.equal((await api(nodeB.url, "POST", "/api/v1/pools", { token: owner, body: { name: `replay-${i}` } })).status, 201);
+    for (let i = 0; i < 5; i++)
+      assert.equal((await api(nodeB.url, "POST", "/api/v1/pools", { token: owner, body: { name: `replay-${i}` } })).status, 201);
     const again = await connect(nodeB.url, "pools", { token: owner });
     clients.push(again);
     const recorder = new EventRecorder(again);
     const ack = await subscribe(again, "pools", first.cursor);
     assert.equal(ack.replayed, 5, `replayed: ${recorder.events.map((e) => `${e.type}@${e.cursor}`).join(", ")}`);
-    assert.deepEqual(recorder.of("pool.created").map((e) => (e.data as { pool: { name: string } }).pool.name), [0, 1, 2, 3, 4].map((i) => `replay-${i}`));
+    assert.deepEqual(
+      recorder.of("pool.created").map((e) => (e.data as { pool: { name: string } }).pool.name),
+      [0, 1, 2, 3, 4].map((i) => `replay-${i}`),
+    );
   });
 
   it("keeps delivering through a master's failover to its replica; a resubscribing client loses nothing", async () => {
     const room = "pool:default";
-    const client = new SwitchyardClient({ urls: [nodeA.url], namespace: "pools", token: admin, socketOptions: { transports: ["websocket"] } });
+    const client = new SwitchyardClient({
+      urls: [nodeA.url],
+      namespace: "pools",
+      token: admin,
+      socketOptions: { transports: ["websocket"] },
+    });
     clients.push(client);
     const delivered: Envelope[] = [];
     await client.subscribe(room, (event) => delivered.push(event));
@@ -209,23 +232,45 @@ describe("Redis Cluster (REDIS_CLUSTER_NODES): sharded pub/sub, tasks, presence,
     })();
     const diagnosis = (): string => {
       const seen = live.of("deploy.step").map((e) => (e.data as { n: number }).n);
-      const problems = [nodeA, nodeB].flatMap((node) => node.logs().split("\n").filter((line) => /"level":(40|50|60)/.test(line)).slice(-8));
+      const problems = [nodeA, nodeB].flatMap((node) =>
+        node
+          .logs()
+          .split("\n")
+          .filter((line) => /"level":(40|50|60)/.test(line))
+          .slice(-8),
+      );
       return `published ${published} (${[...outcomes].map(([o, n]) => `${o} ×${n}`).join(", ")}); raw socket saw up to n=${Math.max(0, ...seen)}; client ${delivered.length}; node warnings:\n${problems.join("\n")}`;
     };
-    await until(() => delivered.length >= 10, 20_000, () => `events before the failover: ${diagnosis()}`);
+    await until(
+      () => delivered.length >= 10,
+      20_000,
+      () => `events before the failover: ${diagnosis()}`,
+    );
 
     const owner = await cluster.masterOf(`${PREFIX}:socket.io#/pools#${roomKey(tenant, room)}#`);
     const promoted = await cluster.failover(owner);
     assert.notEqual(promoted.port, owner.port);
     const afterFailover = published;
     // Live delivery resumes: the plain socket sees events published well after the failover.
-    await until(() => live.of("deploy.step").some((e) => (e.data as { n: number }).n > afterFailover + 10), 30_000, () => `live delivery after the failover: ${diagnosis()}`);
+    await until(
+      () => live.of("deploy.step").some((e) => (e.data as { n: number }).n > afterFailover + 10),
+      30_000,
+      () => `live delivery after the failover: ${diagnosis()}`,
+    );
     publishing = false;
     await publisher;
-    await until(() => delivered.filter((e) => e.type === "deploy.step").length >= published, 30_000, () => `all ${published} events through the client: ${diagnosis()}`);
+    await until(
+      () => delivered.filter((e) => e.type === "deploy.step").length >= published,
+      30_000,
+      () => `all ${published} events through the client: ${diagnosis()}`,
+    );
 
     const steps = delivered.filter((e) => e.type === "deploy.step");
-    assert.deepEqual(steps.map((e) => (e.data as { n: number }).n), Array.from({ length: published }, (_, i) => i + 1), "every event once, in order");
+    assert.deepEqual(
+      steps.map((e) => (e.data as { n: number }).n),
+      Array.from({ length: published }, (_, i) => i + 1),
+      "every event once, in order",
+    );
     const seqs = delivered.map(seqOf);
     for (let i = 1; i < seqs.length; i++) assert.equal(seqs[i], seqs[i - 1]! + 1, "consecutive cursors");
   });
@@ -240,7 +285,11 @@ describe("Redis Cluster (REDIS_CLUSTER_NODES): sharded pub/sub, tasks, presence,
     const publisher = (async () => {
       while (publishing) {
         try {
-          const response = await api(nodeB.url, "POST", "/api/v1/events", { token: admin, body: { type: "flip.step", namespace: "pools", room, data: { n: published + 1 } }, timeoutMs: 20_000 });
+          const response = await api(nodeB.url, "POST", "/api/v1/events", {
+            token: admin,
+            body: { type: "flip.step", namespace: "pools", room, data: { n: published + 1 } },
+            timeoutMs: 20_000,
+          });
           if (response.status === 202) published++;
         } catch {
           // counted by what the socket sees
@@ -254,7 +303,11 @@ describe("Redis Cluster (REDIS_CLUSTER_NODES): sharded pub/sub, tasks, presence,
         const owner = await cluster.masterOf(`${PREFIX}:socket.io#/pools#${roomKey(tenant, room)}#`);
         await cluster.failover(owner);
         const at = published;
-        await until(() => maxSeen() > at + 5, 30_000, () => `delivery after failover ${round}: published ${published}, the socket saw up to ${maxSeen()}`);
+        await until(
+          () => maxSeen() > at + 5,
+          30_000,
+          () => `delivery after failover ${round}: published ${published}, the socket saw up to ${maxSeen()}`,
+        );
         // The masters refuse to vote for another failover of this shard within twice the node timeout.
         await sleep(4500);
       }

@@ -29,7 +29,10 @@ describe("cursors, replay and history", () => {
     assert.equal(resumed.replayed, 3);
     await createPools(token, ["p4"]);
     await seen.until((e) => e.length === 4);
-    assert.deepEqual(seen.events.map((e) => (e.data as { pool: { name: string } }).pool.name), ["p1", "p2", "p3", "p4"]);
+    assert.deepEqual(
+      seen.events.map((e) => (e.data as { pool: { name: string } }).pool.name),
+      ["p1", "p2", "p3", "p4"],
+    );
     const seqs = seen.events.map((e) => Number(e.cursor.split("-")[1]));
     assert.deepEqual(seqs, [seqs[0]!, seqs[0]! + 1, seqs[0]! + 2, seqs[0]! + 3]);
   });
@@ -54,12 +57,19 @@ describe("cursors, replay and history", () => {
     await createPools(token, ["a", "b", "c"]);
     const all = await api(server.url, "GET", "/api/v1/events?namespace=pools&room=pools", { token });
     assert.equal(all.status, 200);
-    assert.deepEqual(all.body.items.map((e: { type: string }) => e.type), ["pool.created", "pool.created", "pool.created"]);
-    const after = await api(server.url, "GET", `/api/v1/events?namespace=pools&room=pools&after=${all.body.items[0].cursor}&limit=1`, { token });
+    assert.deepEqual(
+      all.body.items.map((e: { type: string }) => e.type),
+      ["pool.created", "pool.created", "pool.created"],
+    );
+    const after = await api(server.url, "GET", `/api/v1/events?namespace=pools&room=pools&after=${all.body.items[0].cursor}&limit=1`, {
+      token,
+    });
     assert.equal(after.body.items.length, 1);
     assert.equal(after.body.items[0].data.pool.name, "b");
     assert.equal(after.body.hasMore, true);
-    const other = await api(server.url, "GET", "/api/v1/events?namespace=pools&room=pools", { token: mintToken({ tenant: freshTenant() }) });
+    const other = await api(server.url, "GET", "/api/v1/events?namespace=pools&room=pools", {
+      token: mintToken({ tenant: freshTenant() }),
+    });
     assert.deepEqual(other.body.items, []);
     const invalid = await api(server.url, "GET", "/api/v1/events?namespace=pools&room=tasks", { token });
     assert.equal(invalid.body.error.code, "INVALID_ROOM");
@@ -71,7 +81,10 @@ describe("cursors, replay and history", () => {
     const token = mintToken({ tenant: freshTenant() });
     const sockets = await Promise.all(Array.from({ length: 20 }, () => connect(server.url, "tasks", { token })));
     const acks = await Promise.all(sockets.flatMap((s) => [subscribe(s, "tasks"), subscribe(s, "pool:default")]));
-    assert.deepEqual(acks.filter((a) => !a.ok), []);
+    assert.deepEqual(
+      acks.filter((a) => !a.ok),
+      [],
+    );
     assert.equal(new Set(acks.filter((a) => a.room === "tasks").map((a) => a.cursor)).size, 1);
   });
 });
@@ -89,14 +102,19 @@ describe("MAX_RESPONSE_BYTES: history pages and lists bounded in bytes", () => {
     const token = mintToken({ tenant: freshTenant() });
     const big = "x".repeat(60_000);
     for (let n = 1; n <= 7; n++) {
-      const published = await api(node.url, "POST", "/api/v1/events", { token, body: { namespace: "tasks", room: "tasks", type: "bulk.blob", data: { n, big } } });
+      const published = await api(node.url, "POST", "/api/v1/events", {
+        token,
+        body: { namespace: "tasks", room: "tasks", type: "bulk.blob", data: { n, big } },
+      });
       assert.equal(published.status, 202, JSON.stringify(published.body));
     }
     const seen: number[] = [];
     let after: string | undefined;
     for (let pages = 1; ; pages++) {
       assert.ok(pages <= 7, "every page moves on");
-      const page = await api(node.url, "GET", `/api/v1/events?namespace=tasks&room=tasks&limit=1000${after ? `&after=${after}` : ""}`, { token });
+      const page = await api(node.url, "GET", `/api/v1/events?namespace=tasks&room=tasks&limit=1000${after ? `&after=${after}` : ""}`, {
+        token,
+      });
       assert.equal(page.status, 200, JSON.stringify(page.body).slice(0, 300));
       const items = page.body.items as Array<{ data: { n: number } }>;
       // Two events of 60 KB fit in 130,000 bytes, a third does not.
@@ -117,7 +135,10 @@ describe("MAX_RESPONSE_BYTES: history pages and lists bounded in bytes", () => {
       assert.ok(pages <= 100, "every page moves on");
       const page: ApiResponse = await api(node.url, "GET", `${path}?limit=200${cursor ? `&cursor=${cursor}` : ""}`, { token });
       assert.equal(page.status, 200, JSON.stringify(page.body).slice(0, 300));
-      assert.ok(Buffer.byteLength(JSON.stringify(page.body)) <= 130_000, `${path}: a page of ${Buffer.byteLength(JSON.stringify(page.body))} bytes`);
+      assert.ok(
+        Buffer.byteLength(JSON.stringify(page.body)) <= 130_000,
+        `${path}: a page of ${Buffer.byteLength(JSON.stringify(page.body))} bytes`,
+      );
       assert.ok(page.body.items.length >= 1);
       items.push(...(page.body.items as Array<{ id: string }>));
       cursor = page.body.nextCursor as string | null;
@@ -135,13 +156,17 @@ describe("MAX_RESPONSE_BYTES: history pages and lists bounded in bytes", () => {
       tasks.push(submitted.body.task.id as string);
     }
     // Small tasks after big ones: a page holds many of them, and the big ones still come two to a page.
-    for (let n = 0; n < 30; n++) tasks.push((await api(node.url, "POST", "/api/v1/tasks", { token, body: { type: "echo", payload: { n } } })).body.task.id as string);
+    for (let n = 0; n < 30; n++)
+      tasks.push((await api(node.url, "POST", "/api/v1/tasks", { token, body: { type: "echo", payload: { n } } })).body.task.id as string);
     const listedTasks = await readList(token, "/api/v1/tasks");
     assert.deepEqual(listedTasks.map((t) => t.id).sort(), [...tasks].sort());
 
     const schedules: string[] = [];
     for (let n = 0; n < 4; n++) {
-      const created = await api(node.url, "POST", "/api/v1/schedules", { token, body: { name: `big-${n}`, task: { type: "echo", payload: { big } }, every: 3_600_000 } });
+      const created = await api(node.url, "POST", "/api/v1/schedules", {
+        token,
+        body: { name: `big-${n}`, task: { type: "echo", payload: { big } }, every: 3_600_000 },
+      });
       assert.equal(created.status, 201, JSON.stringify(created.body).slice(0, 300));
       schedules.push(created.body.schedule.id as string);
     }

@@ -57,7 +57,11 @@ describe("operations: request ids and useful logs", () => {
   });
 
   it("logs each request under its id, with the tenant and subject once authenticated, and never the token", async () => {
-    const ok = await api(server.url, "POST", "/api/v1/tasks", { token, body: { type: "echo", payload: { n: 1 } }, headers: { "x-request-id": "submit-1" } });
+    const ok = await api(server.url, "POST", "/api/v1/tasks", {
+      token,
+      body: { type: "echo", payload: { n: 1 } },
+      headers: { "x-request-id": "submit-1" },
+    });
     assert.equal(ok.status, 202);
     const line = await waitForLine(server, (l) => l.reqId === "submit-1" && l.msg === "request completed");
     assert.equal(line.tenant, tenant);
@@ -72,7 +76,10 @@ describe("operations: request ids and useful logs", () => {
 
     assert.ok(!server.logs().includes(token), "the token never reaches the log");
     // One id per line: the access line's binding and the request context do not both write it.
-    const raw = server.logs().split("\n").find((l) => l.includes('"submit-1"'));
+    const raw = server
+      .logs()
+      .split("\n")
+      .find((l) => l.includes('"submit-1"'));
     assert.equal(raw?.match(/"reqId"/g)?.length, 1, raw);
   });
 

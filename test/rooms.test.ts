@@ -15,7 +15,13 @@ describe("rooms", () => {
 
   it("acknowledges every collection room of each namespace with a cursor", async () => {
     const token = mintToken({ tenant: freshTenant(), permissions: ["pools:read", "tasks:read", "workflows:read"] });
-    for (const [namespace, room] of [["pools", "pools"], ["tasks", "tasks"], ["workflows", "workflows"], ["pools", "pool:default"], ["tasks", "pool:default"]] as const) {
+    for (const [namespace, room] of [
+      ["pools", "pools"],
+      ["tasks", "tasks"],
+      ["workflows", "workflows"],
+      ["pools", "pool:default"],
+      ["tasks", "pool:default"],
+    ] as const) {
       const socket = await connect(server.url, namespace, { token });
       const ack = await subscribe(socket, room);
       assert.equal(ack.ok, true, `${namespace} ${room}: ${JSON.stringify(ack)}`);
@@ -52,7 +58,18 @@ describe("rooms", () => {
 
   it("refuses names that are not rooms of the namespace with INVALID_ROOM", async () => {
     const socket = await connect(server.url, "tasks", { token: mintToken({ tenant: freshTenant() }) });
-    for (const room of ["pools", "workflows", "task:", "task:a b", "task:../x", "tenant:other|tasks", "tasks ", "", ":x", "x".repeat(500)]) {
+    for (const room of [
+      "pools",
+      "workflows",
+      "task:",
+      "task:a b",
+      "task:../x",
+      "tenant:other|tasks",
+      "tasks ",
+      "",
+      ":x",
+      "x".repeat(500),
+    ]) {
       const ack = await subscribe(socket, room);
       assert.equal(ack.ok, false, room);
       assert.equal(ack.error?.code, "INVALID_ROOM", room);
@@ -60,7 +77,9 @@ describe("rooms", () => {
   });
 
   it("refuses rooms without the namespace's read permission with FORBIDDEN", async () => {
-    const socket = await connect(server.url, "tasks", { token: mintToken({ tenant: freshTenant(), permissions: ["pools:read", "tasks:write"] }) });
+    const socket = await connect(server.url, "tasks", {
+      token: mintToken({ tenant: freshTenant(), permissions: ["pools:read", "tasks:write"] }),
+    });
     const ack = await subscribe(socket, "tasks");
     assert.equal(ack.error?.code, "FORBIDDEN");
   });

@@ -71,7 +71,10 @@ describe("schedules", () => {
     assert.equal(schedule.paused, false);
     assert.equal(schedule.timezone, "Europe/Berlin", "the time zone in its canonical spelling");
     assert.deepEqual(schedule.task, { type: "echo", payload: { n: 1 }, poolId: "default", priority: 50, maxAttempts: 1, timeoutMs: null });
-    const expected = CronExpressionParser.parse("0 3 * * *", { tz: "Europe/Berlin", currentDate: new Date(before) }).next().toDate().toISOString();
+    const expected = CronExpressionParser.parse("0 3 * * *", { tz: "Europe/Berlin", currentDate: new Date(before) })
+      .next()
+      .toDate()
+      .toISOString();
     assert.equal(schedule.nextRunAt, expected);
 
     const read = await api(url, "GET", `/api/v1/schedules/${schedule.id}`, { token });
@@ -80,11 +83,17 @@ describe("schedules", () => {
     const listed = await api(url, "GET", "/api/v1/schedules", { token });
     assert.deepEqual(listed.body, { items: [schedule], nextCursor: null });
 
-    const retemplated = await api(url, "PATCH", `/api/v1/schedules/${schedule.id}`, { token, body: { task: { type: "echo", payload: { n: 2 }, priority: 80 } } });
+    const retemplated = await api(url, "PATCH", `/api/v1/schedules/${schedule.id}`, {
+      token,
+      body: { task: { type: "echo", payload: { n: 2 }, priority: 80 } },
+    });
     assert.equal(retemplated.status, 200, JSON.stringify(retemplated.body));
     assert.deepEqual(retemplated.body.schedule.task.payload, { n: 2 });
     assert.equal(retemplated.body.schedule.nextRunAt, expected, "a new template keeps the due times");
-    const sameAgain = await api(url, "PATCH", `/api/v1/schedules/${schedule.id}`, { token, body: { task: { priority: 80, payload: { n: 2 }, type: "echo" } } });
+    const sameAgain = await api(url, "PATCH", `/api/v1/schedules/${schedule.id}`, {
+      token,
+      body: { task: { priority: 80, payload: { n: 2 }, type: "echo" } },
+    });
     assert.equal(sameAgain.status, 200, "the same template again (fields in another order) changes nothing and announces nothing");
 
     const paused = await api(url, "PATCH", `/api/v1/schedules/${schedule.id}`, { token, body: { paused: true } });
@@ -94,9 +103,15 @@ describe("schedules", () => {
     const again = await api(url, "PATCH", `/api/v1/schedules/${schedule.id}`, { token, body: { paused: true } });
     assert.equal(again.status, 200, "a repeated PATCH is idempotent");
 
-    const retimed = await api(url, "PATCH", `/api/v1/schedules/${schedule.id}`, { token, body: { paused: false, timezone: "Asia/Kolkata" } });
+    const retimed = await api(url, "PATCH", `/api/v1/schedules/${schedule.id}`, {
+      token,
+      body: { paused: false, timezone: "Asia/Kolkata" },
+    });
     assert.equal(retimed.status, 200, JSON.stringify(retimed.body));
-    assert.equal(retimed.body.schedule.nextRunAt, CronExpressionParser.parse("0 3 * * *", { tz: "Asia/Kolkata", currentDate: new Date() }).next().toDate().toISOString());
+    assert.equal(
+      retimed.body.schedule.nextRunAt,
+      CronExpressionParser.parse("0 3 * * *", { tz: "Asia/Kolkata", currentDate: new Date() }).next().toDate().toISOString(),
+    );
 
     const deleted = await api(url, "DELETE", `/api/v1/schedules/${schedule.id}`, { token });
     assert.equal(deleted.status, 204);
@@ -177,7 +192,10 @@ describe("schedules", () => {
     assert.deepEqual((await api(url, "GET", `/api/v1/schedules/${id}`, { token })).body.schedule, before, "no PATCH changed anything");
     assert.equal((await api(url, "GET", "/api/v1/schedules?colour=red", { token })).status, 400);
     assert.equal((await api(url, "GET", "/api/v1/schedules/%00", { token })).status, 404);
-    assert.equal((await api(url, "POST", "/api/v1/schedules", { token, rawBody: "{nope", headers: { "content-type": "application/json" } })).status, 400);
+    assert.equal(
+      (await api(url, "POST", "/api/v1/schedules", { token, rawBody: "{nope", headers: { "content-type": "application/json" } })).status,
+      400,
+    );
 
     // Permissions: tasks:read reads, tasks:write changes.
     const reader = mintToken({ tenant, permissions: ["tasks:read"] });
@@ -197,7 +215,10 @@ describe("schedules", () => {
     const socketB = await connect(url, "tasks", { token: tokenB });
     const seenB = new EventRecorder(socketB);
     assert.equal((await subscribe(socketB, "schedules")).ok, true);
-    const created = await api(url, "POST", "/api/v1/schedules", { token: tokenA, body: { name: "a's", task: { type: "echo" }, cron: "0 0 1 1 *" } });
+    const created = await api(url, "POST", "/api/v1/schedules", {
+      token: tokenA,
+      body: { name: "a's", task: { type: "echo" }, cron: "0 0 1 1 *" },
+    });
     assert.equal(created.status, 201);
     const id = created.body.schedule.id as string;
     assert.equal((await api(url, "GET", `/api/v1/schedules/${id}`, { token: tokenB })).status, 404);
@@ -242,7 +263,10 @@ describe("schedules", () => {
       const seen = new EventRecorder(socket);
       assert.equal((await subscribe(socket, "tasks")).ok, true);
 
-      const created = await api(a.url, "POST", "/api/v1/schedules", { token, body: { name: "tick", task: { type: "echo", payload: { tick: true } }, every: 1000 } });
+      const created = await api(a.url, "POST", "/api/v1/schedules", {
+        token,
+        body: { name: "tick", task: { type: "echo", payload: { tick: true } }, every: 1000 },
+      });
       assert.equal(created.status, 201, JSON.stringify(created.body));
       const schedule = created.body.schedule as ScheduleView;
       const start = Date.parse(schedule.nextRunAt!);
@@ -253,7 +277,11 @@ describe("schedules", () => {
       assert.ok(due.length >= 4 && due.length <= 6, `about 5 due times in 5.5 s, got ${due.length}`);
       assert.equal(new Set(due).size, due.length, "each due time made one task");
       due.forEach((time, i) => assert.equal(time, start + i * 1000, `due time ${i} is the first plus ${i} intervals: no gap, none twice`));
-      const tasks = (await api(a.url, "GET", `/api/v1/tasks?scheduleId=${schedule.id}`, { token })).body.items as Array<{ scheduleId: string; type: string; payload: unknown }>;
+      const tasks = (await api(a.url, "GET", `/api/v1/tasks?scheduleId=${schedule.id}`, { token })).body.items as Array<{
+        scheduleId: string;
+        type: string;
+        payload: unknown;
+      }>;
       assert.equal(tasks.length, due.length);
       for (const task of tasks) {
         assert.equal(task.scheduleId, schedule.id);
@@ -281,14 +309,24 @@ describe("schedules", () => {
 
       // A new template: the due times stay, and the tasks after it carry it.
       const nextBefore = await schedulerNext(prefix, tenant, schedule.id);
-      const retemplated = await api(b.url, "PATCH", `/api/v1/schedules/${schedule.id}`, { token, body: { task: { type: "echo", payload: { tick: 2 } } } });
+      const retemplated = await api(b.url, "PATCH", `/api/v1/schedules/${schedule.id}`, {
+        token,
+        body: { task: { type: "echo", payload: { tick: 2 } } },
+      });
       assert.equal(retemplated.status, 200, JSON.stringify(retemplated.body));
       assert.deepEqual(retemplated.body.schedule.task.payload, { tick: 2 });
       const nextAfter = await schedulerNext(prefix, tenant, schedule.id);
-      assert.ok(nextBefore !== null && nextAfter !== null && (nextAfter - nextBefore) % 1000 === 0, `same phase: ${nextBefore} → ${nextAfter}`);
+      assert.ok(
+        nextBefore !== null && nextAfter !== null && (nextAfter - nextBefore) % 1000 === 0,
+        `same phase: ${nextBefore} → ${nextAfter}`,
+      );
       const changedAt = Date.now();
       await sleep(2200);
-      const since = (await api(a.url, "GET", `/api/v1/tasks?scheduleId=${schedule.id}&createdAfter=${new Date(changedAt + 300).toISOString()}`, { token })).body.items as Array<{ payload: unknown }>;
+      const since = (
+        await api(a.url, "GET", `/api/v1/tasks?scheduleId=${schedule.id}&createdAfter=${new Date(changedAt + 300).toISOString()}`, {
+          token,
+        })
+      ).body.items as Array<{ payload: unknown }>;
       assert.ok(since.length >= 1, "tasks after the new template");
       for (const task of since) assert.deepEqual(task.payload, { tick: 2 });
 
@@ -317,19 +355,27 @@ describe("schedules", () => {
       const made = (await dueTimes(schedule.id, database)).length;
       assert.equal(total(scrapes, "switchyard_schedule_due_total", { outcome: "created" }), made);
       assert.equal(total(scrapes, "switchyard_schedule_lateness_seconds_count"), made);
-      assert.ok(scrapes.every((samples) => samples.some((s) => s.name === "switchyard_schedule_due_total" && s.labels.outcome === "skipped")));
+      assert.ok(
+        scrapes.every((samples) => samples.some((s) => s.name === "switchyard_schedule_due_total" && s.labels.outcome === "skipped")),
+      );
     });
 
     it("a node killed -9 while due times fire: every due time still makes exactly one task, none lost", async function () {
       this.timeout(150_000);
       const tenant = freshTenant("sched-kill");
       const token = mintToken({ tenant });
-      const created = await api(nodes[1]!.url, "POST", "/api/v1/schedules", { token, body: { name: "through-a-crash", task: { type: "echo" }, every: 1000 } });
+      const created = await api(nodes[1]!.url, "POST", "/api/v1/schedules", {
+        token,
+        body: { name: "through-a-crash", task: { type: "echo" }, every: 1000 },
+      });
       assert.equal(created.status, 201);
       const schedules = [created.body.schedule as ScheduleView];
       // More schedules, so that due times are being handled on both nodes when one dies.
       for (let i = 0; i < 19; i++) {
-        const more = await api(nodes[1]!.url, "POST", "/api/v1/schedules", { token, body: { name: `crash-${i}`, task: { type: "echo" }, every: 1000 } });
+        const more = await api(nodes[1]!.url, "POST", "/api/v1/schedules", {
+          token,
+          body: { name: `crash-${i}`, task: { type: "echo" }, every: 1000 },
+        });
         assert.equal(more.status, 201);
         schedules.push(more.body.schedule as ScheduleView);
       }
@@ -338,7 +384,10 @@ describe("schedules", () => {
       await sleep(4000);
       const killedAt = Date.now();
       for (const schedule of schedules) {
-        assert.equal((await api(nodes[1]!.url, "PATCH", `/api/v1/schedules/${schedule.id}`, { token, body: { paused: true } })).status, 200);
+        assert.equal(
+          (await api(nodes[1]!.url, "PATCH", `/api/v1/schedules/${schedule.id}`, { token, body: { paused: true } })).status,
+          200,
+        );
       }
       // A due time whose job the dead node held comes back once its lock expires (10 s), on the live node.
       const complete = async (): Promise<boolean> => {
@@ -359,7 +408,8 @@ describe("schedules", () => {
         due.forEach((time, i) => assert.equal(time, first + i * 1000, `${schedule.name}: due time ${i} missing or moved`));
         assert.ok(due.at(-1)! <= killedAt + 1000, `${schedule.name}: nothing after the pause`);
       }
-      for (const schedule of schedules) assert.equal((await api(nodes[1]!.url, "DELETE", `/api/v1/schedules/${schedule.id}`, { token })).status, 204);
+      for (const schedule of schedules)
+        assert.equal((await api(nodes[1]!.url, "DELETE", `/api/v1/schedules/${schedule.id}`, { token })).status, 204);
       // The next tests want two nodes again.
       nodes[0] = await startServer({ NODE_ID: "sched-a2", ...env });
     });
@@ -367,7 +417,10 @@ describe("schedules", () => {
     it("concurrent PATCHes of one schedule leave its job scheduler as the last one committed left the row", async () => {
       const tenant = freshTenant("sched-race");
       const token = mintToken({ tenant });
-      const created = await api(nodes[0]!.url, "POST", "/api/v1/schedules", { token, body: { name: "raced", task: { type: "echo" }, every: 600_000 } });
+      const created = await api(nodes[0]!.url, "POST", "/api/v1/schedules", {
+        token,
+        body: { name: "raced", task: { type: "echo" }, every: 600_000 },
+      });
       assert.equal(created.status, 201);
       const id = created.body.schedule.id as string;
       const redis = new Redis(TEST_REDIS_URL);
@@ -375,13 +428,20 @@ describe("schedules", () => {
         for (let round = 0; round < 3; round++) {
           const answers = await Promise.all(
             Array.from({ length: 12 }, (_, i) =>
-              api(nodes[i % 2]!.url, "PATCH", `/api/v1/schedules/${id}`, { token, body: i % 3 === 0 ? { cron: `${i} 4 * * *`, timezone: "Asia/Tokyo" } : { every: 600_000 + i * 1000 } }),
+              api(nodes[i % 2]!.url, "PATCH", `/api/v1/schedules/${id}`, {
+                token,
+                body: i % 3 === 0 ? { cron: `${i} 4 * * *`, timezone: "Asia/Tokyo" } : { every: 600_000 + i * 1000 },
+              }),
             ),
           );
           for (const answer of answers) assert.equal(answer.status, 200, JSON.stringify(answer.body));
           const row = (await api(nodes[0]!.url, "GET", `/api/v1/schedules/${id}`, { token })).body.schedule as ScheduleView;
           const [every, pattern, tz] = await redis.hmget(`${prefix}:bull:schedules:repeat:${tenant}.${id}`, "every", "pattern", "tz");
-          assert.deepEqual({ every: every === null ? null : Number(every), cron: pattern, timezone: tz }, { every: row.every, cron: row.cron, timezone: row.timezone }, `round ${round}`);
+          assert.deepEqual(
+            { every: every === null ? null : Number(every), cron: pattern, timezone: tz },
+            { every: row.every, cron: row.cron, timezone: row.timezone },
+            `round ${round}`,
+          );
         }
       } finally {
         redis.disconnect();
@@ -392,13 +452,19 @@ describe("schedules", () => {
     it("reconciliation: a node that starts puts back a job scheduler Redis lost and a timing gone astray; a scheduler without its schedule is removed", async () => {
       const tenant = freshTenant("sched-heal");
       const token = mintToken({ tenant });
-      const created = await api(nodes[0]!.url, "POST", "/api/v1/schedules", { token, body: { name: "heal", task: { type: "echo" }, every: 60_000 } });
+      const created = await api(nodes[0]!.url, "POST", "/api/v1/schedules", {
+        token,
+        body: { name: "heal", task: { type: "echo" }, every: 60_000 },
+      });
       assert.equal(created.status, 201);
       const id = created.body.schedule.id as string;
       const redis = new Redis(TEST_REDIS_URL);
       try {
         // Redis loses the scheduler (its sorted-set entry and hash), and another's timing goes astray.
-        const other = await api(nodes[0]!.url, "POST", "/api/v1/schedules", { token, body: { name: "astray", task: { type: "echo" }, every: 120_000 } });
+        const other = await api(nodes[0]!.url, "POST", "/api/v1/schedules", {
+          token,
+          body: { name: "astray", task: { type: "echo" }, every: 120_000 },
+        });
         assert.equal(other.status, 201);
         const otherId = other.body.schedule.id as string;
         await redis.zrem(`${prefix}:bull:schedules:repeat`, `${tenant}.${id}`);
@@ -416,10 +482,15 @@ describe("schedules", () => {
         try {
           const deadline = Date.now() + 10_000;
           const healed = async (): Promise<boolean> =>
-            (await schedulerNext(prefix, tenant, id)) !== null && (await redis.hget(`${prefix}:bull:schedules:repeat:${tenant}.${otherId}`, "every")) === "120000";
+            (await schedulerNext(prefix, tenant, id)) !== null &&
+            (await redis.hget(`${prefix}:bull:schedules:repeat:${tenant}.${otherId}`, "every")) === "120000";
           while (!(await healed()) && Date.now() < deadline) await sleep(100);
           assert.notEqual(await schedulerNext(prefix, tenant, id), null, "the starting node put the scheduler back");
-          assert.equal(await redis.hget(`${prefix}:bull:schedules:repeat:${tenant}.${otherId}`, "every"), "120000", "and set the other's timing from its row");
+          assert.equal(
+            await redis.hget(`${prefix}:bull:schedules:repeat:${tenant}.${otherId}`, "every"),
+            "120000",
+            "and set the other's timing from its row",
+          );
           assert.equal((await api(nodes[0]!.url, "DELETE", `/api/v1/schedules/${otherId}`, { token })).status, 204);
           // Seen without a row by two passes of one node (a create may be in flight during one), it is removed.
           const gone = Date.now() + 15_000;

@@ -166,19 +166,28 @@ describe("slow consumers and bounded replay", function () {
       const during = await seen.next("pool.created", "pools", 30_000);
       assert.equal((during.data as { pool: { name: string } }).pool.name, "during");
 
-      await until("the node to close the paused client as a slow consumer", async () => (await slowConsumerDisconnects(node)).read_timeout === 1);
+      await until(
+        "the node to close the paused client as a slow consumer",
+        async () => (await slowConsumerDisconnects(node)).read_timeout === 1,
+      );
       // Once it reads again, the client finds its connection closed by the server.
       attacker.resume();
       await within("the attacker's connection to close", attacker.closed);
 
       assert.equal((await api(node.url, "GET", "/health")).status, 200);
       assert.equal((await api(node.url, "POST", "/api/v1/pools", { token: bystanderToken, body: { name: "after" } })).status, 201);
-      await seen.until((events) => events.some((e) => (e.data as { pool: { name: string } }).pool.name === "after"), 30_000, "pool.created after");
+      await seen.until(
+        (events) => events.some((e) => (e.data as { pool: { name: string } }).pool.name === "after"),
+        30_000,
+        "pool.created after",
+      );
       assert.equal(bystander.connected, true);
       assert.equal(node.process.exitCode, null, "the node is still running");
 
       const peak = peakRss(node.process.pid!);
-      process.stdout.write(`      peak RSS of the node under the replay attack: ${(peak / MiB).toFixed(0)} MiB (VmHWM); disconnects: ${JSON.stringify(await slowConsumerDisconnects(node))}\n`);
+      process.stdout.write(
+        `      peak RSS of the node under the replay attack: ${(peak / MiB).toFixed(0)} MiB (VmHWM); disconnects: ${JSON.stringify(await slowConsumerDisconnects(node))}\n`,
+      );
       assert.ok(peak < 1.5 * 1024 * MiB, `peak RSS ${(peak / MiB).toFixed(0)} MiB`);
     } finally {
       await node.stop();
@@ -259,7 +268,8 @@ describe("slow consumers and bounded replay", function () {
       const ids: string[] = [];
       for (let i = 0; i < 30; i++) ids.push((await submitTask(node.url, token, { type: "echo", payload })).id);
       await seen.until(
-        (events) => ids.every((id) => events.some((e) => e.type === "task.completed" && (e.data as { task: { id: string } }).task.id === id)),
+        (events) =>
+          ids.every((id) => events.some((e) => e.type === "task.completed" && (e.data as { task: { id: string } }).task.id === id)),
         120_000,
         "every task.completed",
       );
@@ -280,7 +290,11 @@ describe("slow consumers and bounded replay", function () {
       }
       slow.resume();
       await sleep(500);
-      assert.deepEqual(slow.events.map((e) => e.cursor), cursors, "the slow reader: every event once, in order");
+      assert.deepEqual(
+        slow.events.map((e) => e.cursor),
+        cursors,
+        "the slow reader: every event once, in order",
+      );
       assert.equal(slowClosed, false, "the slow reader was never disconnected");
       assert.equal(reader.connected, true);
       assert.deepEqual(
@@ -293,7 +307,9 @@ describe("slow consumers and bounded replay", function () {
       const disconnects = await slowConsumerDisconnects(node);
       assert.equal(disconnects.read_timeout, 3, JSON.stringify(disconnects));
       assert.equal(sum(disconnects), 3, JSON.stringify(disconnects));
-      process.stdout.write(`      connections fell behind ${behind} times; peak RSS of the node ${(peakRss(node.process.pid!) / MiB).toFixed(0)} MiB\n`);
+      process.stdout.write(
+        `      connections fell behind ${behind} times; peak RSS of the node ${(peakRss(node.process.pid!) / MiB).toFixed(0)} MiB\n`,
+      );
     } finally {
       await node.stop();
     }
@@ -315,8 +331,14 @@ describe("slow consumers and bounded replay", function () {
     // What the first sent before it stopped (if anything) is a prefix; the second's replay is all 300, in order.
     const firstSent = seqs.length - 300;
     assert.ok(firstSent >= 0 && firstSent < 300, `received ${seqs.length}`);
-    assert.deepEqual(seqs.slice(0, firstSent), Array.from({ length: firstSent }, (_, i) => i + 1));
-    assert.deepEqual(seqs.slice(firstSent), Array.from({ length: 300 }, (_, i) => i + 1));
+    assert.deepEqual(
+      seqs.slice(0, firstSent),
+      Array.from({ length: firstSent }, (_, i) => i + 1),
+    );
+    assert.deepEqual(
+      seqs.slice(firstSent),
+      Array.from({ length: 300 }, (_, i) => i + 1),
+    );
 
     // The socket stays subscribed: a live event arrives, once.
     const task = await submitTask(server.url, token, { type: "echo", payload: { hello: 1 } });

@@ -39,7 +39,10 @@ describe("tasks across nodes", () => {
     const task = await submitTask(nodeB.url, token, { type: "echo", payload: { via: "B" } });
     for (const recorder of watchers) {
       await recorder.next("task.completed", "tasks", 15_000);
-      assert.deepEqual(recorder.events.map((e) => e.type), ["task.created", "task.queued", "task.assigned", "task.started", "task.completed"]);
+      assert.deepEqual(
+        recorder.events.map((e) => e.type),
+        ["task.created", "task.queued", "task.assigned", "task.started", "task.completed"],
+      );
     }
     const stored = await waitForTask(nodeB.url, token, task.id, ["completed"]);
     assert.equal(stored.workerId, "embedded@tasks-a");

@@ -47,13 +47,27 @@ describe("operating tasks: retry, counts, filters", () => {
     assert.equal(again.attempts, 1, "attempts start over");
     assert.equal(again.retries, 1);
     await seen.next("task.failed");
-    assert.deepEqual(seen.events.map((e) => e.type), ["task.retried", "task.queued", "task.assigned", "task.started", "task.failed"]);
+    assert.deepEqual(
+      seen.events.map((e) => e.type),
+      ["task.retried", "task.queued", "task.assigned", "task.started", "task.failed"],
+    );
     assert.equal((seen.events[0]!.data as { task: TaskView }).task.retries, 1);
 
     const history = await api(url, "GET", `/api/v1/events?namespace=tasks&room=task:${task.id}`, { token });
     assert.deepEqual(
       (history.body.items as Envelope[]).map((e) => e.type),
-      ["task.created", "task.queued", "task.assigned", "task.started", "task.failed", "task.retried", "task.queued", "task.assigned", "task.started", "task.failed"],
+      [
+        "task.created",
+        "task.queued",
+        "task.assigned",
+        "task.started",
+        "task.failed",
+        "task.retried",
+        "task.queued",
+        "task.assigned",
+        "task.started",
+        "task.failed",
+      ],
     );
   });
 
@@ -93,14 +107,18 @@ describe("operating tasks: retry, counts, filters", () => {
 
     const other = await api(url, "POST", `/api/v1/tasks/${completed.id}/retry`, { token: mintToken({ tenant: freshTenant("other") }) });
     assert.equal(other.status, 404);
-    const readOnly = await api(url, "POST", `/api/v1/tasks/${completed.id}/retry`, { token: mintToken({ tenant, permissions: ["tasks:read"] }) });
+    const readOnly = await api(url, "POST", `/api/v1/tasks/${completed.id}/retry`, {
+      token: mintToken({ tenant, permissions: ["tasks:read"] }),
+    });
     assert.equal(readOnly.status, 403);
     assert.equal((await api(url, "POST", `/api/v1/tasks/not-a-task/retry`, { token })).status, 404);
   });
 
   it("bulk-retries the failed tasks a filter finds: each announced as if retried alone, and each runs again", async () => {
     const token = mintToken({ tenant: freshTenant("bulk-retry") });
-    const failed = await Promise.all([1, 2, 3].map((n) => submitTask(url, token, { type: "fail", payload: { message: `x${n}`, retryable: false } })));
+    const failed = await Promise.all(
+      [1, 2, 3].map((n) => submitTask(url, token, { type: "fail", payload: { message: `x${n}`, retryable: false } })),
+    );
     const done = await submitTask(url, token, { type: "echo", payload: {} });
     for (const task of failed) await waitForTask(url, token, task.id, ["failed"]);
     await waitForTask(url, token, done.id, ["completed"]);
@@ -136,7 +154,10 @@ describe("operating tasks: retry, counts, filters", () => {
     const seen = new EventRecorder(socket);
     await subscribe(socket, `pool:${pool}`);
 
-    const bulk = await api(url, "POST", "/api/v1/tasks/bulk", { token, body: { action: "cancel", filter: { poolId: pool, status: "queued" } } });
+    const bulk = await api(url, "POST", "/api/v1/tasks/bulk", {
+      token,
+      body: { action: "cancel", filter: { poolId: pool, status: "queued" } },
+    });
     assert.equal(bulk.status, 202, JSON.stringify(bulk.body));
     assert.deepEqual(bulk.body, { matched: 4, changed: 4 });
     await seen.until(() => seen.events.filter((e) => e.type === "task.cancelled").length === 4);
@@ -171,10 +192,16 @@ describe("operating tasks: retry, counts, filters", () => {
       assert.equal(bad.body.error.code, "BAD_REQUEST");
       assert.ok(JSON.stringify(bad.body.error).includes(field), `${JSON.stringify(body)}: ${JSON.stringify(bad.body.error)}`);
     }
-    const readOnly = await api(url, "POST", "/api/v1/tasks/bulk", { token: mintToken({ tenant, permissions: ["tasks:read"] }), body: { action: "cancel" } });
+    const readOnly = await api(url, "POST", "/api/v1/tasks/bulk", {
+      token: mintToken({ tenant, permissions: ["tasks:read"] }),
+      body: { action: "cancel" },
+    });
     assert.equal(readOnly.status, 403);
     // Another tenant's bulk call never reaches this tenant's tasks.
-    const foreign = await api(url, "POST", "/api/v1/tasks/bulk", { token: mintToken({ tenant: freshTenant("bulk-other") }), body: { action: "cancel", filter: { poolId: pool } } });
+    const foreign = await api(url, "POST", "/api/v1/tasks/bulk", {
+      token: mintToken({ tenant: freshTenant("bulk-other") }),
+      body: { action: "cancel", filter: { poolId: pool } },
+    });
     assert.deepEqual(foreign.body, { matched: 0, changed: 0 });
     assert.equal((await api(url, "GET", `/api/v1/tasks/${task.id}`, { token })).body.task.status, "queued");
 
@@ -192,7 +219,10 @@ describe("operating tasks: retry, counts, filters", () => {
       assert.ok(JSON.stringify(over.body.error).includes("filter"));
       assert.equal((await api(url, "GET", `/api/v1/tasks/counts?poolId=${pool}`, { token })).body.counts.failed, 10_001, "nothing changed");
       // Under the cap, a call of several chunks (worked a few at a time) counts every change.
-      await db.query(`DELETE FROM "Task" WHERE "id" IN (SELECT "id" FROM "Task" WHERE "tenantId" = $1 AND "status" = 'failed' LIMIT 9000)`, [tenant]);
+      await db.query(
+        `DELETE FROM "Task" WHERE "id" IN (SELECT "id" FROM "Task" WHERE "tenantId" = $1 AND "status" = 'failed' LIMIT 9000)`,
+        [tenant],
+      );
       const retried = await api(url, "POST", "/api/v1/tasks/bulk", { token, body: { action: "retry", filter: { poolId: pool } } });
       assert.deepEqual(retried.body, { matched: 1001, changed: 1001 });
       const cancelled = await api(url, "POST", "/api/v1/tasks/bulk", { token, body: { action: "cancel", filter: { poolId: pool } } });
@@ -207,7 +237,9 @@ describe("operating tasks: retry, counts, filters", () => {
   it("counts the tenant's tasks per status exactly, every status named, by pool and by type", async () => {
     const token = mintToken({ tenant: freshTenant("counts") });
     const done = await Promise.all([1, 2, 3].map((n) => submitTask(url, token, { type: "echo", payload: { n } })));
-    const failed = await Promise.all([1, 2].map(() => submitTask(url, token, { type: "fail", payload: { message: "x", retryable: false } })));
+    const failed = await Promise.all(
+      [1, 2].map(() => submitTask(url, token, { type: "fail", payload: { message: "x", retryable: false } })),
+    );
     const pool = await unservedPool(token);
     await Promise.all([1, 2].map(() => submitTask(url, token, { type: "echo", poolId: pool })));
     for (const task of done) await waitForTask(url, token, task.id, ["completed"]);
@@ -255,7 +287,10 @@ describe("operating tasks: retry, counts, filters", () => {
     assert.deepEqual(await ids(`q=${second.id.slice(0, 13).toUpperCase()}`), [second.id]);
     // Pagination still holds under a filter.
     const page = await api(url, "GET", "/api/v1/tasks?type=echo&limit=1", { token });
-    assert.deepEqual(page.body.items.map((t: TaskView) => t.id), [third.id]);
+    assert.deepEqual(
+      page.body.items.map((t: TaskView) => t.id),
+      [third.id],
+    );
     assert.deepEqual(await ids(`type=echo&limit=1&cursor=${page.body.nextCursor}`), [first.id]);
 
     for (const [query, field] of [
@@ -267,7 +302,10 @@ describe("operating tasks: retry, counts, filters", () => {
       const bad = await api(url, "GET", `/api/v1/tasks?${query}`, { token });
       assert.equal(bad.status, 400, query);
       assert.equal(bad.body.error.code, "BAD_REQUEST");
-      assert.ok(JSON.stringify(bad.body.error).includes(field === "query" ? "stauts" : field), `${query}: ${JSON.stringify(bad.body.error)}`);
+      assert.ok(
+        JSON.stringify(bad.body.error).includes(field === "query" ? "stauts" : field),
+        `${query}: ${JSON.stringify(bad.body.error)}`,
+      );
     }
   });
 });
@@ -296,12 +334,19 @@ describe("state with its head, and rooms from the start", () => {
     assert.equal(ack.ok, true, JSON.stringify(ack));
     await seen.next("task.completed");
     const seqs = seen.events.map((e) => seqOf(e.cursor));
-    assert.deepEqual(seqs, seqs.map((_, i) => seqOf(head) + 1 + i), "the events right after head, each once, in order");
+    assert.deepEqual(
+      seqs,
+      seqs.map((_, i) => seqOf(head) + 1 + i),
+      "the events right after head, each once, in order",
+    );
     // Everything before head is in what the read showed: the room's whole log is the read's events and these.
     const history = await api(url, "GET", `/api/v1/events?namespace=tasks&room=task:${task.id}`, { token });
     assert.equal(history.body.items.length, seqOf(head) + seen.events.length);
     assert.equal(read.body.task.status, "started");
-    assert.ok(["task.started", "task.progress"].includes((history.body.items as Envelope[])[seqOf(head) - 1]!.type), "the last event the read includes");
+    assert.ok(
+      ["task.started", "task.progress"].includes((history.body.items as Envelope[])[seqOf(head) - 1]!.type),
+      "the last event the read includes",
+    );
   });
 
   it("GET of a pool and of a workflow return head; a change after the read comes right after it", async () => {
@@ -338,12 +383,18 @@ describe("state with its head, and rooms from the start", () => {
     const ack = await subscribe(socket, "tasks", "0");
     assert.equal(ack.ok, true, JSON.stringify(ack));
     assert.equal(ack.replayed, 15);
-    assert.deepEqual(seen.events.map((e) => seqOf(e.cursor)), Array.from({ length: 15 }, (_, i) => i + 1));
+    assert.deepEqual(
+      seen.events.map((e) => seqOf(e.cursor)),
+      Array.from({ length: 15 }, (_, i) => i + 1),
+    );
     assert.equal(seqOf(ack.cursor!), 15);
 
     const history = await api(url, "GET", "/api/v1/events?namespace=tasks&room=tasks&after=0", { token });
     assert.equal(history.status, 200);
-    assert.deepEqual((history.body.items as Envelope[]).map((e) => e.cursor), seen.events.map((e) => e.cursor));
+    assert.deepEqual(
+      (history.body.items as Envelope[]).map((e) => e.cursor),
+      seen.events.map((e) => e.cursor),
+    );
     for (const bad of ["00", "x", "-1"]) {
       const refused = await subscribe(socket, "tasks", bad);
       assert.equal(refused.ok, false, bad);

@@ -14,12 +14,22 @@ describe("task views", () => {
   it("the task in a task event is exactly the task REST returns", async () => {
     const server = await sharedServer();
     const token = mintToken({ tenant: freshTenant() });
-    const submitted = await submitTask(server.url, token, { type: "echo", payload: { n: 1.5, s: "ü\"x", nested: [null, { a: true }] }, priority: 70, maxAttempts: 2, timeoutMs: 5000 });
+    const submitted = await submitTask(server.url, token, {
+      type: "echo",
+      payload: { n: 1.5, s: 'ü"x', nested: [null, { a: true }] },
+      priority: 70,
+      maxAttempts: 2,
+      timeoutMs: 5000,
+    });
     const done = await waitForTask(server.url, token, submitted.id, ["completed"]);
     const history = await api(server.url, "GET", `/api/v1/events?namespace=tasks&room=task:${submitted.id}`, { token });
     const events = history.body.items as Array<{ type: string; data: { task: TaskEventView } }>;
-    assert.deepEqual(events.map((e) => e.type), ["task.created", "task.queued", "task.assigned", "task.started", "task.completed"]);
-    const without = <K extends keyof TaskView>(task: TaskView, ...keys: K[]) => Object.fromEntries(Object.entries(task).filter(([k]) => !(keys as string[]).includes(k)));
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ["task.created", "task.queued", "task.assigned", "task.started", "task.completed"],
+    );
+    const without = <K extends keyof TaskView>(task: TaskView, ...keys: K[]) =>
+      Object.fromEntries(Object.entries(task).filter(([k]) => !(keys as string[]).includes(k)));
     assert.deepEqual(events.at(-1)!.data.task, without(done, "payload"));
     assert.deepEqual(events[1]!.data.task, { ...without(submitted, "payload", "result"), status: "queued" });
     assert.deepEqual(events[0]!.data.task, { ...without(submitted, "result"), status: "created", queuedAt: null });
@@ -28,7 +38,7 @@ describe("task views", () => {
     const folded = events.reduce<TaskView | undefined>((view, event) => applyTaskEvent(view, event.data.task), undefined);
     assert.deepEqual(folded, done);
     // Assignment and start are one statement (a claim); task.assigned still shows the task as it was assigned.
-    assert.deepEqual(events[2]!.data.task, { ...events[3]!.data.task as object, status: "assigned", attempts: 0, startedAt: null });
+    assert.deepEqual(events[2]!.data.task, { ...(events[3]!.data.task as object), status: "assigned", attempts: 0, startedAt: null });
     assert.equal((events[3]!.data.task as { workerId: string }).workerId, done.workerId);
   });
 
@@ -41,9 +51,19 @@ describe("task views", () => {
     const live = new EventRecorder(socket);
     assert.equal((await subscribe(socket, "pool:default")).ok, true);
     const secret = "sk_live_do_not_show";
-    const done = await waitForTask(server.url, token, (await submitTask(server.url, token, { type: "echo", payload: { apiKey: secret } })).id, ["completed"]);
+    const done = await waitForTask(
+      server.url,
+      token,
+      (await submitTask(server.url, token, { type: "echo", payload: { apiKey: secret } })).id,
+      ["completed"],
+    );
     await live.next("task.assigned");
-    const failed = await waitForTask(server.url, token, (await submitTask(server.url, token, { type: "fail", payload: { message: secret, retryable: false } })).id, ["failed"]);
+    const failed = await waitForTask(
+      server.url,
+      token,
+      (await submitTask(server.url, token, { type: "fail", payload: { message: secret, retryable: false } })).id,
+      ["failed"],
+    );
     await live.until((events) => events.filter((e) => e.type === "task.assigned").length === 2);
     const history = await api(server.url, "GET", "/api/v1/events?namespace=pools&room=pool:default", { token: poolsOnly });
     assert.equal(history.status, 200);

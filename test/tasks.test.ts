@@ -97,7 +97,11 @@ describe("tasks", () => {
     // arrive depends on the machine's pace: never more than the ten, and the last always.
     const progress = byTask.of("task.progress").map((e) => (e.data as { progress: number }).progress);
     assert.ok(progress.length >= 1 && progress.length <= 10, `progress: ${progress.join(",")}`);
-    assert.deepEqual([...progress].sort((a, b) => a - b), progress, "progress only grows");
+    assert.deepEqual(
+      [...progress].sort((a, b) => a - b),
+      progress,
+      "progress only grows",
+    );
     assert.equal(progress.at(-1), 100);
     await seenPool.next("task.completed", "pool:default");
     const assigned = await poolsSeen.next("task.assigned", "pool:default");
@@ -167,7 +171,10 @@ describe("tasks", () => {
     const cancelled = await api(server.url, "POST", `/api/v1/tasks/${task.id}/cancel`, { token });
     assert.equal(cancelled.body.task.status, "cancelled");
     await seen.next("task.cancelled");
-    assert.deepEqual(seen.events.map((e) => e.type), ["task.created", "task.queued", "task.cancelled"]);
+    assert.deepEqual(
+      seen.events.map((e) => e.type),
+      ["task.created", "task.queued", "task.cancelled"],
+    );
   });
 
   it("runs higher priority first", async () => {
@@ -182,7 +189,10 @@ describe("tasks", () => {
     const queue = new Queue(RedisKeys.queueName(tenantOf(token), pool.id), { connection, prefix: new RedisKeys(TEST_REDIS_PREFIX).bull });
     try {
       const jobs = await queue.getJobs(["prioritized"], 0, 10, true);
-      assert.deepEqual(jobs.map((j) => j.id), [high.id, low.id]);
+      assert.deepEqual(
+        jobs.map((j) => j.id),
+        [high.id, low.id],
+      );
     } finally {
       await queue.close();
       connection.disconnect();
@@ -193,14 +203,20 @@ describe("tasks", () => {
     const token = mintToken({ tenant: freshTenant() });
     const body = { type: "echo", payload: { n: 1 } };
     const responses = await Promise.all(
-      Array.from({ length: 20 }, () => api(server.url, "POST", "/api/v1/tasks", { token, body, headers: { "idempotency-key": "order-42" } })),
+      Array.from({ length: 20 }, () =>
+        api(server.url, "POST", "/api/v1/tasks", { token, body, headers: { "idempotency-key": "order-42" } }),
+      ),
     );
     assert.deepEqual(new Set(responses.map((r) => r.status)), new Set([202]));
     const ids = new Set(responses.map((r) => r.body.task.id));
     assert.equal(ids.size, 1);
     const list = await api(server.url, "GET", "/api/v1/tasks", { token });
     assert.equal(list.body.items.length, 1);
-    const conflict = await api(server.url, "POST", "/api/v1/tasks", { token, body: { type: "echo", payload: { n: 2 } }, headers: { "idempotency-key": "order-42" } });
+    const conflict = await api(server.url, "POST", "/api/v1/tasks", {
+      token,
+      body: { type: "echo", payload: { n: 2 } },
+      headers: { "idempotency-key": "order-42" },
+    });
     assert.equal(conflict.status, 409);
   });
 
@@ -211,7 +227,12 @@ describe("tasks", () => {
     const seen: string[] = [];
     let cursor: string | null = null;
     do {
-      const page: { status: number; body: { items: Array<{ id: string }>; nextCursor: string | null } } = await api(server.url, "GET", `/api/v1/tasks?limit=2${cursor ? `&cursor=${cursor}` : ""}`, { token });
+      const page: { status: number; body: { items: Array<{ id: string }>; nextCursor: string | null } } = await api(
+        server.url,
+        "GET",
+        `/api/v1/tasks?limit=2${cursor ? `&cursor=${cursor}` : ""}`,
+        { token },
+      );
       assert.equal(page.status, 200);
       seen.push(...page.body.items.map((t: { id: string }) => t.id));
       cursor = page.body.nextCursor;
@@ -238,7 +259,10 @@ describe("tasks", () => {
     const theirPool = (await api(server.url, "POST", "/api/v1/pools", { token: otherToken, body: { name: "theirs" } })).body.pool;
     const foreign = await api(server.url, "POST", "/api/v1/tasks", { token, body: { type: "echo", poolId: theirPool.id } });
     assert.equal(foreign.status, 404);
-    const forbidden = await api(server.url, "POST", "/api/v1/tasks", { token: mintToken({ tenant: freshTenant(), permissions: ["tasks:read"] }), body: { type: "echo" } });
+    const forbidden = await api(server.url, "POST", "/api/v1/tasks", {
+      token: mintToken({ tenant: freshTenant(), permissions: ["tasks:read"] }),
+      body: { type: "echo" },
+    });
     assert.equal(forbidden.status, 403);
   });
 

@@ -32,7 +32,10 @@ describe("tenant isolation", () => {
     await sleep(300);
     assert.equal(seenA.events.length, 3, "A sees only its own events");
     assert.equal(seenB.events.length, 1, "B sees only its own event");
-    assert.notEqual((seenA.of("pool.created")[0]!.data as { pool: { id: string } }).pool.id, (seenB.events[0]!.data as { pool: { id: string } }).pool.id);
+    assert.notEqual(
+      (seenA.of("pool.created")[0]!.data as { pool: { id: string } }).pool.id,
+      (seenB.events[0]!.data as { pool: { id: string } }).pool.id,
+    );
   });
 
   it("a tenant's admin cannot read, scale or subscribe to another tenant's pool", async () => {
@@ -45,7 +48,10 @@ describe("tenant isolation", () => {
     const scale = await api(server.url, "POST", `/api/v1/pools/${pool.id}/scale`, { token: intruder, body: { desiredWorkers: 9 } });
     assert.equal(scale.status, 404);
     const list = await api(server.url, "GET", "/api/v1/pools", { token: intruder });
-    assert.deepEqual(list.body.items.map((p: { id: string }) => p.id), ["default"]);
+    assert.deepEqual(
+      list.body.items.map((p: { id: string }) => p.id),
+      ["default"],
+    );
     const socket = await connect(server.url, "pools", { token: intruder });
     assert.equal((await subscribe(socket, `pool:${pool.id}`)).error?.code, "NOT_FOUND");
     const tasks = await connect(server.url, "tasks", { token: intruder });
@@ -63,7 +69,9 @@ describe("tenant isolation", () => {
     const recorder = new EventRecorder(socket);
     await subscribe(socket, "pools");
     await api(server.url, "POST", "/api/v1/pools", { token: mintToken({ tenant: other }), body: { name: "theirs" } });
-    await api(server.url, "POST", "/api/v1/pools", { token, body: { name: "mine", tenant_id: other } }).then((r) => assert.equal(r.status, 400));
+    await api(server.url, "POST", "/api/v1/pools", { token, body: { name: "mine", tenant_id: other } }).then((r) =>
+      assert.equal(r.status, 400),
+    );
     await api(server.url, "POST", "/api/v1/pools", { token, body: { name: "mine" } });
     const event = await recorder.next("pool.created");
     assert.equal((event.data as { pool: { name: string } }).pool.name, "mine");

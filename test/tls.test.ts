@@ -19,8 +19,21 @@ async function selfSignedCertificate(dir: string): Promise<{ certFile: string; k
   const certFile = path.join(dir, "cert.pem");
   const keyFile = path.join(dir, "key.pem");
   await run("openssl", [
-    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-days", "1", "-keyout", keyFile, "-out", certFile,
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-subj",
+    "/CN=localhost",
+    "-addext",
+    "subjectAltName=DNS:localhost,IP:127.0.0.1",
+    "-days",
+    "1",
+    "-keyout",
+    keyFile,
+    "-out",
+    certFile,
   ]);
   return { certFile, keyFile, ca: await readFile(certFile, "utf8") };
 }

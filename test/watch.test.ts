@@ -24,7 +24,10 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), ".."
 
 function watch(args: string[], env: Record<string, string>): CliProcess {
   // PATH only (no NO_COLOR): the absence of colours below comes from stdout being a pipe.
-  return runCli(process.execPath, ["--import", "tsx", "scripts/watch.ts", ...args], { cwd: repoRoot, env: { PATH: process.env.PATH ?? "", ...env } });
+  return runCli(process.execPath, ["--import", "tsx", "scripts/watch.ts", ...args], {
+    cwd: repoRoot,
+    env: { PATH: process.env.PATH ?? "", ...env },
+  });
 }
 
 interface Line {
@@ -60,7 +63,6 @@ async function history(url: string, token: string, room: string): Promise<Envelo
   return response.body.items;
 }
 
-
 describe("terminal watcher: npm run watch", function () {
   this.timeout(90_000);
 
@@ -74,7 +76,9 @@ describe("terminal watcher: npm run watch", function () {
     await pools.waitFor("stderr", /watching pools pools from/);
 
     const task = await submitTask(server.url, token, { type: "echo", payload: { hello: "world" } });
-    const pool = (await api<{ pool: PoolView }>(server.url, "POST", "/api/v1/pools", { token, body: { name: "images", desiredWorkers: 2 } })).body.pool;
+    const pool = (
+      await api<{ pool: PoolView }>(server.url, "POST", "/api/v1/pools", { token, body: { name: "images", desiredWorkers: 2 } })
+    ).body.pool;
     await tasks.waitFor("stdout", /task\.completed/);
     await pools.waitFor("stdout", /pool\.created/);
 
@@ -162,7 +166,10 @@ describe("terminal watcher: npm run watch", function () {
     );
 
     // Live from there on: a backend's own event published into the room, shown as its data.
-    const published = await api(server.url, "POST", "/api/v1/events", { token, body: { namespace: "tasks", room: `task:${task.id}`, type: "audit.noted", data: { by: "ops" } } });
+    const published = await api(server.url, "POST", "/api/v1/events", {
+      token,
+      body: { namespace: "tasks", room: `task:${task.id}`, type: "audit.noted", data: { by: "ops" } },
+    });
     assert.equal(published.status, 202, JSON.stringify(published.body));
     await watcher.waitFor("stdout", /audit\.noted/);
     const lines = eventLines(watcher.stdout());
@@ -226,12 +233,22 @@ describe("terminal watcher: npm run watch", function () {
 });
 
 describe("terminal watcher: lines", () => {
-  const envelope = (type: string, data: unknown): Envelope => ({ id: "e1", type, room: "r", cursor: "abc-000000000001", ts: new Date().toISOString(), data });
+  const envelope = (type: string, data: unknown): Envelope => ({
+    id: "e1",
+    type,
+    room: "r",
+    cursor: "abc-000000000001",
+    ts: new Date().toISOString(),
+    data,
+  });
 
   it("summarizes worker, progress and a backend's own events, and never fails on an unexpected payload", () => {
     const worker = { id: "w1", status: "busy", detail: null, node: "n1", version: null, lastHeartbeatAt: "" };
     assert.equal(summarize(envelope("worker.status_changed", { poolId: "p", worker, previous: "idle" })), "worker w1 busy (was idle)");
-    assert.equal(summarize(envelope("task.progress", { taskId: "3f2a1b2c-0000", status: "started", progress: 40, detail: "resizing" })), "task 3f2a1b2c… 40% resizing");
+    assert.equal(
+      summarize(envelope("task.progress", { taskId: "3f2a1b2c-0000", status: "started", progress: 40, detail: "resizing" })),
+      "task 3f2a1b2c… 40% resizing",
+    );
     assert.equal(summarize(envelope("billing.invoice_paid", { invoice: "in_42" })), '{"invoice":"in_42"}');
     assert.equal(summarize(envelope("task.completed", { unexpected: true })), '{"unexpected":true}');
     const long = summarize(envelope("import.progress", { text: "x".repeat(500) }));

@@ -50,12 +50,21 @@ describe("pool workers", () => {
     const token = mintToken({ tenant });
     const poolId = await createPool(server.url, token, "gpu");
     const seen = await dashboard(server.url, token, `pool:${poolId}`);
-    const worker = startWorker({ token: mintToken({ tenant, permissions: ["pools:work"], poolId }), poolId, urls: [server.url], env: { WORKER_ID: "w-alpha" } });
+    const worker = startWorker({
+      token: mintToken({ tenant, permissions: ["pools:work"], poolId }),
+      poolId,
+      urls: [server.url],
+      env: { WORKER_ID: "w-alpha" },
+    });
     await seen.until((e) => e.some((x) => x.type === "worker.status_changed" && change(x).worker.status === "idle"), 15_000, "worker idle");
     const task = await submitTask(server.url, token, { type: "sleep", payload: { ms: 600 }, poolId });
     await waitForTask(server.url, token, task.id, ["completed"]);
     const statuses = await seen.until(
-      (e) => e.filter((x) => x.type === "worker.status_changed").map((x) => change(x).worker.status).join(",") === "idle,busy,idle",
+      (e) =>
+        e
+          .filter((x) => x.type === "worker.status_changed")
+          .map((x) => change(x).worker.status)
+          .join(",") === "idle,busy,idle",
       10_000,
       "idle, busy, idle",
     );
@@ -68,7 +77,10 @@ describe("pool workers", () => {
     const aggregate = await seen.next("pool.status_changed", `pool:${poolId}`);
     assert.ok("workers" in (aggregate.data as object) && "queueDepth" in (aggregate.data as object));
     const pool = (await api(server.url, "GET", `/api/v1/pools/${poolId}`, { token })).body.pool;
-    assert.deepEqual(pool.workers.map((w: { id: string; status: string; node: string }) => [w.id, w.status, w.node]), [["w-alpha", "idle", "workers-main"]]);
+    assert.deepEqual(
+      pool.workers.map((w: { id: string; status: string; node: string }) => [w.id, w.status, w.node]),
+      [["w-alpha", "idle", "workers-main"]],
+    );
     assert.equal(await worker.stop(), 0);
   });
 
@@ -78,7 +90,12 @@ describe("pool workers", () => {
     const poolId = await createPool(server.url, token, "custom");
     const rejected = await api(server.url, "POST", "/api/v1/tasks", { token, body: { type: "shout", poolId } });
     assert.equal(rejected.status, 400, "unknown before a worker registers it");
-    const worker = startWorker({ token: mintToken({ tenant, permissions: ["pools:work"], poolId }), poolId, urls: [server.url], args: ["--handlers", "examples/handlers.ts"] });
+    const worker = startWorker({
+      token: mintToken({ tenant, permissions: ["pools:work"], poolId }),
+      poolId,
+      urls: [server.url],
+      args: ["--handlers", "examples/handlers.ts"],
+    });
     await worker.connected();
     const task = await submitOnceTypeKnown(server.url, token, { type: "shout", poolId, payload: { text: "hello" } });
     const done = await waitForTask(server.url, token, task.id, ["completed", "failed"]);
@@ -91,10 +108,24 @@ describe("pool workers", () => {
     const tenant = freshTenant();
     const token = mintToken({ tenant });
     const poolId = await createPool(server.url, token, "awkward");
-    const worker = startWorker({ token: mintToken({ tenant, permissions: ["pools:work"], poolId }), poolId, urls: [server.url], args: ["--handlers", "test/fixtures/awkward-handlers.ts"] });
+    const worker = startWorker({
+      token: mintToken({ tenant, permissions: ["pools:work"], poolId }),
+      poolId,
+      urls: [server.url],
+      args: ["--handlers", "test/fixtures/awkward-handlers.ts"],
+    });
     await worker.connected();
-    const run = async (type: string) => waitForTask(server.url, token, (await submitOnceTypeKnown(server.url, token, { type, poolId, maxAttempts: 3 })).id, ["completed", "failed"], 20_000);
-    const [surrogate, bigint, huge, messy, progress] = await Promise.all(["lone-surrogate-result", "bigint-result", "huge-result", "messy-error", "messy-progress"].map(run));
+    const run = async (type: string) =>
+      waitForTask(
+        server.url,
+        token,
+        (await submitOnceTypeKnown(server.url, token, { type, poolId, maxAttempts: 3 })).id,
+        ["completed", "failed"],
+        20_000,
+      );
+    const [surrogate, bigint, huge, messy, progress] = await Promise.all(
+      ["lone-surrogate-result", "bigint-result", "huge-result", "messy-error", "messy-progress"].map(run),
+    );
     for (const [task, problem] of [
       [surrogate, /the handler's result at text must not contain lone UTF-16 surrogates/],
       [bigint, /the handler's result is not JSON: .*BigInt/],
@@ -108,14 +139,22 @@ describe("pool workers", () => {
     assert.equal(messy!.status, "failed");
     assert.equal(messy!.error?.code, "HANDLER_ERROR");
     assert.equal(messy!.attempts, 3, "a handler error is retried as usual");
-    assert.ok(messy!.error.message.startsWith("bad\ufffdnews \ufffd yyy") && messy!.error.message.endsWith("…"), messy!.error.message.slice(0, 40));
+    assert.ok(
+      messy!.error.message.startsWith("bad\ufffdnews \ufffd yyy") && messy!.error.message.endsWith("…"),
+      messy!.error.message.slice(0, 40),
+    );
     assert.equal(messy!.error.message.length, 4000);
     const stack = messy!.error.stack ?? "";
-    assert.ok(stack.startsWith("Error: bad\ufffdnews") && stack.length === 4000 && !stack.includes("\u0000"), `the stack is cleaned and cut too: ${stack.slice(0, 40)}`);
+    assert.ok(
+      stack.startsWith("Error: bad\ufffdnews") && stack.length === 4000 && !stack.includes("\u0000"),
+      `the stack is cleaned and cut too: ${stack.slice(0, 40)}`,
+    );
     assert.equal(progress!.status, "completed");
     assert.equal(progress!.result, "done");
     const events = await api(server.url, "GET", `/api/v1/events?namespace=tasks&room=task:${progress!.id}`, { token });
-    const reported = (events.body.items as Array<{ type: string; data: { progress?: number; detail?: string } }>).find((e) => e.type === "task.progress");
+    const reported = (events.body.items as Array<{ type: string; data: { progress?: number; detail?: string } }>).find(
+      (e) => e.type === "task.progress",
+    );
     assert.equal(reported?.data.progress, 0);
     assert.match(reported?.data.detail ?? "", /^half\ufffddone z+…$/);
     // All of it on the connection it started with: nothing was refused, nothing cut the connection.
@@ -131,7 +170,9 @@ describe("pool workers", () => {
     const seen = await dashboard(server.url, token, `pool:${poolId}`);
     // Both workers are up before the task: had the second one started after it (a few seconds on a busy machine),
     // the first could have finished the task before the kill. The one that takes it is killed.
-    const workers = new Map(["w-first", "w-second"].map((id) => [id, startWorker({ token: workToken, poolId, urls: [server.url], env: { WORKER_ID: id } })]));
+    const workers = new Map(
+      ["w-first", "w-second"].map((id) => [id, startWorker({ token: workToken, poolId, urls: [server.url], env: { WORKER_ID: id } })]),
+    );
     await Promise.all([...workers.values()].map((w) => w.connected()));
     const tasks = await connect(server.url, "tasks", { token });
     const taskSeen = new EventRecorder(tasks);
@@ -140,7 +181,8 @@ describe("pool workers", () => {
     const runner = ((await taskSeen.next("task.started")).data as { task: { workerId: string } }).task.workerId;
     const other = runner === "w-first" ? "w-second" : "w-first";
     await workers.get(runner)!.kill();
-    const offlineOf = (id: string) => (e: Envelope[]) => e.some((x) => x.type === "worker.status_changed" && change(x).worker.id === id && change(x).worker.status === "offline");
+    const offlineOf = (id: string) => (e: Envelope[]) =>
+      e.some((x) => x.type === "worker.status_changed" && change(x).worker.id === id && change(x).worker.status === "offline");
     await seen.until(offlineOf(runner), 20_000, `${runner} offline`);
     const done = await waitForTask(server.url, token, task.id, ["completed", "failed"], 30_000);
     assert.equal(done.status, "completed");
@@ -150,7 +192,9 @@ describe("pool workers", () => {
     // in, any duplicate would be too.
     await workers.get(other)!.kill();
     await seen.until(offlineOf(other), 20_000, `${other} offline`);
-    const runnerChanges = seen.events.filter((x) => x.type === "worker.status_changed" && change(x).worker.id === runner).map((x) => change(x).worker.status);
+    const runnerChanges = seen.events
+      .filter((x) => x.type === "worker.status_changed" && change(x).worker.id === runner)
+      .map((x) => change(x).worker.status);
     assert.equal(runnerChanges.filter((status) => status === "offline").length, 1, `offline exactly once: ${runnerChanges.join(", ")}`);
     assert.equal(runnerChanges.at(-1), "offline");
     assert.equal(taskSeen.of("task.completed").length, 1);
@@ -163,7 +207,10 @@ describe("pool workers", () => {
     });
 
     async function workerSocket(tenant: string, poolId: string, id = "w-sec"): Promise<Socket> {
-      const socket = await connect(shared.url, "pools", { token: mintToken({ tenant, permissions: ["pools:work"], poolId }), auth: { token: mintToken({ tenant, permissions: ["pools:work"], poolId }), worker: { id } } });
+      const socket = await connect(shared.url, "pools", {
+        token: mintToken({ tenant, permissions: ["pools:work"], poolId }),
+        auth: { token: mintToken({ tenant, permissions: ["pools:work"], poolId }), worker: { id } },
+      });
       await new Promise<void>((resolve) => socket.once("worker.welcome", () => resolve()));
       return socket;
     }
@@ -179,11 +226,22 @@ describe("pool workers", () => {
       const other = await request<{ ok: boolean; error: { code: string } }>(socket, "worker.status", { status: "idle", poolId: q });
       assert.equal(other.error.code, "FORBIDDEN");
       const qTask = await submitTask(shared.url, token, { type: "echo", poolId: q });
-      const report = await request<{ ok: boolean; error: { code: string } }>(socket, "task.report", { taskId: qTask.id, lease: "made-up#1", kind: "assigned", attempt: 1, workerId: "w-sec" });
+      const report = await request<{ ok: boolean; error: { code: string } }>(socket, "task.report", {
+        taskId: qTask.id,
+        lease: "made-up#1",
+        kind: "assigned",
+        attempt: 1,
+        workerId: "w-sec",
+      });
       assert.equal(report.error.code, "FORBIDDEN");
       assert.equal((await waitForTask(shared.url, token, qTask.id, ["queued"])).status, "queued", "Q's task untouched");
       const foreignTask = await submitTask(shared.url, mintToken({ tenant: freshTenant() }), { type: "sleep", payload: { ms: 5000 } });
-      const foreign = await request<{ ok: boolean; error: { code: string } }>(socket, "task.report", { taskId: foreignTask.id, lease: "made-up#1", kind: "completed", result: 1 });
+      const foreign = await request<{ ok: boolean; error: { code: string } }>(socket, "task.report", {
+        taskId: foreignTask.id,
+        lease: "made-up#1",
+        kind: "completed",
+        result: 1,
+      });
       assert.equal(foreign.error.code, "NOT_FOUND");
       assert.equal((await subscribe(socket, "pools")).error?.code, "FORBIDDEN");
       assert.equal((await subscribe(socket, `pool:${p}`)).error?.code, "FORBIDDEN");
@@ -191,10 +249,16 @@ describe("pool workers", () => {
       assert.equal(bad.error.code, "BAD_REQUEST");
       const badReport = await request<{ ok: boolean; error: { code: string } }>(socket, "task.report", { kind: "completed" });
       assert.equal(badReport.error.code, "BAD_REQUEST");
-      const noLease = await request<{ ok: boolean; error: { code: string } }>(socket, "task.report", { taskId: qTask.id, kind: "cancelled" });
+      const noLease = await request<{ ok: boolean; error: { code: string } }>(socket, "task.report", {
+        taskId: qTask.id,
+        kind: "cancelled",
+      });
       assert.equal(noLease.error.code, "BAD_REQUEST", "a report without a lease is refused");
       // PostgreSQL cannot store NUL characters: refused up front, not a failed write later.
-      const nul = await request<{ ok: boolean; error: { code: string } }>(socket, "worker.status", { status: "error", detail: "bad\u0000byte" });
+      const nul = await request<{ ok: boolean; error: { code: string } }>(socket, "worker.status", {
+        status: "error",
+        detail: "bad\u0000byte",
+      });
       assert.equal(nul.error.code, "BAD_REQUEST");
       assert.equal((await request<{ ok: boolean }>(socket, "worker.heartbeat", {})).ok, true);
     });
@@ -208,13 +272,20 @@ describe("pool workers", () => {
       const absorbed = async () => total([await scrape(shared.url)], "switchyard_worker_heartbeats_total", { outcome: "absorbed" });
       const lastHeartbeatAt = async () => {
         const pool = await api(shared.url, "GET", `/api/v1/pools/${p}`, { token });
-        const worker = (pool.body.pool.workers as Array<{ id: string; status: string; lastHeartbeatAt: string }>).find((w) => w.id === "w-flood")!;
+        const worker = (pool.body.pool.workers as Array<{ id: string; status: string; lastHeartbeatAt: string }>).find(
+          (w) => w.id === "w-flood",
+        )!;
         assert.equal(worker.status, "idle");
         return Date.parse(worker.lastHeartbeatAt);
       };
       const [writtenBefore, absorbedBefore] = [await heartbeats(), await absorbed()];
-      const acks = await Promise.all(Array.from({ length: 400 }, () => request<{ ok: boolean; ts: string }>(socket, "worker.heartbeat", {})));
-      assert.ok(acks.every((ack) => ack.ok && !Number.isNaN(Date.parse(ack.ts))), "every heartbeat is answered");
+      const acks = await Promise.all(
+        Array.from({ length: 400 }, () => request<{ ok: boolean; ts: string }>(socket, "worker.heartbeat", {})),
+      );
+      assert.ok(
+        acks.every((ack) => ack.ok && !Number.isNaN(Date.parse(ack.ts))),
+        "every heartbeat is answered",
+      );
       // The shared node's interval is 5 s: these 400 came within one half interval, so one of them wrote.
       assert.equal((await heartbeats()) - writtenBefore, 1);
       assert.equal((await absorbed()) - absorbedBefore, 399);
@@ -233,18 +304,37 @@ describe("pool workers", () => {
       const task = await submitTask(shared.url, token, { type: "echo", poolId: p, payload: { real: true } });
       const socket = await workerSocket(tenant, p, "w-forger");
       const forged = async (report: Record<string, unknown>) =>
-        request<{ ok: boolean; accepted?: boolean; status?: string }>(socket, "task.report", { taskId: task.id, lease: "guessed-token#1", ...report });
+        request<{ ok: boolean; accepted?: boolean; status?: string }>(socket, "task.report", {
+          taskId: task.id,
+          lease: "guessed-token#1",
+          ...report,
+        });
       // No worker of P runs, so the job waits in the queue: nobody holds its lock.
-      assert.deepEqual(await forged({ kind: "assigned", attempt: 1, workerId: "w-forger" }), { ok: true, accepted: false, status: "queued" });
+      assert.deepEqual(await forged({ kind: "assigned", attempt: 1, workerId: "w-forger" }), {
+        ok: true,
+        accepted: false,
+        status: "queued",
+      });
       assert.deepEqual(await forged({ kind: "started", attempt: 1 }), { ok: true, accepted: false, status: "queued" });
-      assert.deepEqual(await forged({ kind: "started", attempt: 1, workerId: "w-forger" }), { ok: true, accepted: false, status: "queued" }, "a claim needs the job's lock too");
+      assert.deepEqual(
+        await forged({ kind: "started", attempt: 1, workerId: "w-forger" }),
+        { ok: true, accepted: false, status: "queued" },
+        "a claim needs the job's lock too",
+      );
       assert.deepEqual(await forged({ kind: "completed", result: { forged: true } }), { ok: true, accepted: false, status: "queued" });
-      assert.deepEqual(await forged({ kind: "failed", attempt: 1, error: { code: "X", message: "forged", retryable: false } }), { ok: true, accepted: false, status: "queued" });
+      assert.deepEqual(await forged({ kind: "failed", attempt: 1, error: { code: "X", message: "forged", retryable: false } }), {
+        ok: true,
+        accepted: false,
+        status: "queued",
+      });
       const stored = await waitForTask(shared.url, token, task.id, ["queued"]);
       assert.equal(stored.result, null);
       assert.equal(stored.workerId, null);
       const history = await api(shared.url, "GET", `/api/v1/events?namespace=tasks&room=task:${task.id}`, { token });
-      assert.deepEqual(history.body.items.map((e: { type: string }) => e.type), ["task.created", "task.queued"]);
+      assert.deepEqual(
+        history.body.items.map((e: { type: string }) => e.type),
+        ["task.created", "task.queued"],
+      );
     });
 
     it("a worker holding the job's lock claims it once: a re-sent claim is acknowledged and stores nothing twice", async () => {
@@ -257,15 +347,35 @@ describe("pool workers", () => {
         assert.equal(taken.job.id, task.id);
         const { lease } = taken;
         const socket = await workerSocket(tenant, p, "w-claims");
-        const claim = () => request<{ ok: boolean; accepted: boolean; status: string }>(socket, "task.report", { taskId: task.id, lease, kind: "started", attempt: 1, workerId: "w-claims" });
+        const claim = () =>
+          request<{ ok: boolean; accepted: boolean; status: string }>(socket, "task.report", {
+            taskId: task.id,
+            lease,
+            kind: "started",
+            attempt: 1,
+            workerId: "w-claims",
+          });
         assert.deepEqual(await claim(), { ok: true, accepted: true, status: "started" });
         assert.deepEqual(await claim(), { ok: true, accepted: true, status: "started" }, "the same claim again: still ours");
-        const other = await request<{ ok: boolean; accepted: boolean }>(socket, "task.report", { taskId: task.id, lease: "someone-else:1#1", kind: "completed", result: 1 });
+        const other = await request<{ ok: boolean; accepted: boolean }>(socket, "task.report", {
+          taskId: task.id,
+          lease: "someone-else:1#1",
+          kind: "completed",
+          result: 1,
+        });
         assert.equal(other.accepted, false, "another lease cannot complete it");
-        const done = await request<{ ok: boolean; accepted: boolean; status: string }>(socket, "task.report", { taskId: task.id, lease, kind: "completed", result: { ok: 1 } });
+        const done = await request<{ ok: boolean; accepted: boolean; status: string }>(socket, "task.report", {
+          taskId: task.id,
+          lease,
+          kind: "completed",
+          result: { ok: 1 },
+        });
         assert.deepEqual(done, { ok: true, accepted: true, status: "completed" });
         const history = await api(shared.url, "GET", `/api/v1/events?namespace=tasks&room=task:${task.id}`, { token });
-        assert.deepEqual(history.body.items.map((e: { type: string }) => e.type), ["task.created", "task.queued", "task.assigned", "task.started", "task.completed"]);
+        assert.deepEqual(
+          history.body.items.map((e: { type: string }) => e.type),
+          ["task.created", "task.queued", "task.assigned", "task.started", "task.completed"],
+        );
         await taken.job.moveToCompleted({ ok: 1 }, taken.lockToken, false);
       } finally {
         await taken.close();
@@ -275,7 +385,11 @@ describe("pool workers", () => {
     it("a dashboard token cannot send worker.status, heartbeats or task reports, even an admin one naming a pool", async () => {
       const tenant = freshTenant();
       const socket = await connect(shared.url, "pools", { token: mintToken({ tenant, permissions: ["admin"], poolId: "default" }) });
-      for (const [event, payload] of [["worker.status", { status: "idle" }], ["worker.heartbeat", {}], ["task.report", { taskId: "x", kind: "cancelled" }]] as const) {
+      for (const [event, payload] of [
+        ["worker.status", { status: "idle" }],
+        ["worker.heartbeat", {}],
+        ["task.report", { taskId: "x", kind: "cancelled" }],
+      ] as const) {
         const ack = await request<{ ok: boolean; error: { code: string } }>(socket, event, payload);
         assert.equal(ack.error.code, "FORBIDDEN", event);
       }
@@ -296,15 +410,27 @@ describe("pool workers", () => {
 describe("worker presence across nodes", () => {
   it("a worker whose node dies reconnects to another node within the grace period without flapping offline", async () => {
     const env = { WORKER_HEARTBEAT_INTERVAL_MS: "300", WORKER_HEARTBEAT_TIMEOUT_MS: "4000", WORKER_DISCONNECT_GRACE_MS: "3000" };
-    const [nodeA, nodeB] = await Promise.all([startServer({ NODE_ID: "presence-a", ...env }), startServer({ NODE_ID: "presence-b", ...env })]);
+    const [nodeA, nodeB] = await Promise.all([
+      startServer({ NODE_ID: "presence-a", ...env }),
+      startServer({ NODE_ID: "presence-b", ...env }),
+    ]);
     try {
       const tenant = freshTenant();
       const token = mintToken({ tenant });
       const poolId = await createPool(nodeB.url, token, "roaming");
       const seen = await dashboard(nodeB.url, token, `pool:${poolId}`);
-      const worker = startWorker({ token: mintToken({ tenant, permissions: ["pools:work"], poolId }), poolId, urls: [nodeA.url, nodeB.url], env: { WORKER_ID: "w-roam" } });
+      const worker = startWorker({
+        token: mintToken({ tenant, permissions: ["pools:work"], poolId }),
+        poolId,
+        urls: [nodeA.url, nodeB.url],
+        env: { WORKER_ID: "w-roam" },
+      });
       await worker.connected();
-      await seen.until((e) => e.some((x) => x.type === "worker.status_changed" && change(x).worker.node === "presence-a"), 10_000, "worker on A");
+      await seen.until(
+        (e) => e.some((x) => x.type === "worker.status_changed" && change(x).worker.node === "presence-a"),
+        10_000,
+        "worker on A",
+      );
       await nodeA.kill();
       await worker.connected(2);
       // Wait past the heartbeat timeout and grace period: no offline may appear.

@@ -26,7 +26,12 @@ describe("workflows", () => {
   }
 
   async function create(token: string, body: unknown) {
-    return api<{ workflow: WorkflowView; error?: { code: string; details: Array<{ field: string; message: string }> } }>(server.url, "POST", "/api/v1/workflows", { token, body });
+    return api<{ workflow: WorkflowView; error?: { code: string; details: Array<{ field: string; message: string }> } }>(
+      server.url,
+      "POST",
+      "/api/v1/workflows",
+      { token, body },
+    );
   }
 
   it("runs a diamond (A → B, A → C, B+C → D) in dependency order", async () => {
@@ -51,7 +56,10 @@ describe("workflows", () => {
     await seen.next("workflow.completed", "workflows", 20_000);
     await inRoom.next("workflow.completed", room, 20_000);
     assert.deepEqual(
-      inRoom.events.filter((e) => e.room === room).map((e) => e.type).filter((t) => t.startsWith("workflow.")),
+      inRoom.events
+        .filter((e) => e.room === room)
+        .map((e) => e.type)
+        .filter((t) => t.startsWith("workflow.")),
       ["workflow.started", ...Array<string>(4).fill("workflow.step_completed"), "workflow.completed"],
       "workflow:<id> holds the workflow's events in order",
     );
@@ -70,12 +78,15 @@ describe("workflows", () => {
     assert.equal(taskEvents.filter((e) => e.type === "task.created" && e.step === "D").length, 1, "D runs once");
     const stored = (await api<{ workflow: WorkflowView }>(server.url, "GET", `/api/v1/workflows/${id}`, { token })).body.workflow;
     assert.equal(stored.status, "completed");
-    assert.deepEqual(stored.steps.map((s) => [s.key, s.status, s.task?.status]), [
-      ["A", "completed", "completed"],
-      ["B", "completed", "completed"],
-      ["C", "completed", "completed"],
-      ["D", "completed", "completed"],
-    ]);
+    assert.deepEqual(
+      stored.steps.map((s) => [s.key, s.status, s.task?.status]),
+      [
+        ["A", "completed", "completed"],
+        ["B", "completed", "completed"],
+        ["C", "completed", "completed"],
+        ["D", "completed", "completed"],
+      ],
+    );
     assert.deepEqual(stored.steps[3]!.task!.result, { step: "D" });
   });
 
@@ -121,7 +132,10 @@ describe("workflows", () => {
     assert.equal(cancelled.status, 200);
     assert.equal(cancelled.body.workflow.status, "cancelled");
     await seen.next("workflow.cancelled");
-    assert.deepEqual(cancelled.body.workflow.steps.map((s) => s.status), ["cancelled", "cancelled"]);
+    assert.deepEqual(
+      cancelled.body.workflow.steps.map((s) => s.status),
+      ["cancelled", "cancelled"],
+    );
     assert.equal((await api(server.url, "POST", `/api/v1/workflows/${id}/cancel`, { token })).status, 409);
   });
 
@@ -140,7 +154,13 @@ describe("workflows", () => {
     const unknown = await create(token, { name: "x", steps: [{ key: "A", type: "echo", dependsOn: ["Z"] }] });
     assert.equal(unknown.status, 400);
     assert.equal(unknown.body.error!.details[0]!.field, "steps.0.dependsOn.0");
-    const duplicate = await create(token, { name: "x", steps: [{ key: "A", type: "echo" }, { key: "A", type: "echo" }] });
+    const duplicate = await create(token, {
+      name: "x",
+      steps: [
+        { key: "A", type: "echo" },
+        { key: "A", type: "echo" },
+      ],
+    });
     assert.equal(duplicate.body.error!.details[0]!.field, "steps.1.key");
     const self = await create(token, { name: "x", steps: [{ key: "A", type: "echo", dependsOn: ["A"] }] });
     assert.equal(self.status, 400);

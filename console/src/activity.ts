@@ -38,7 +38,8 @@ export class Activity extends Observable {
     if (last && last.at === at) return;
     // Empty slices for the time nothing happened (a tab in the background skips timer ticks).
     let next = last ? Math.max(last.at + BUCKET_MS, at - BUCKETS * BUCKET_MS) : at;
-    for (; next <= at; next += BUCKET_MS) this.buckets.push({ at: next, completed: 0, failed: 0, durationMs: 0, durations: 0, queued: last?.queued ?? null });
+    for (; next <= at; next += BUCKET_MS)
+      this.buckets.push({ at: next, completed: 0, failed: 0, durationMs: 0, durations: 0, queued: last?.queued ?? null });
     if (this.buckets.length > BUCKETS) this.buckets.splice(0, this.buckets.length - BUCKETS);
     this.changed();
   }

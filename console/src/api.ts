@@ -11,7 +11,14 @@ export class ApiError extends Error {
 }
 
 /** Token errors: the sign-in screen takes over. */
-export const SIGN_IN_CODES: ReadonlySet<string> = new Set(["TOKEN_MISSING", "TOKEN_INVALID", "TOKEN_EXPIRED", "CLAIMS_INVALID", "TOKEN_REVOKED", "UNAUTHORIZED"]);
+export const SIGN_IN_CODES: ReadonlySet<string> = new Set([
+  "TOKEN_MISSING",
+  "TOKEN_INVALID",
+  "TOKEN_EXPIRED",
+  "CLAIMS_INVALID",
+  "TOKEN_REVOKED",
+  "UNAUTHORIZED",
+]);
 
 /** The node's REST API, same origin, with the tab's token. A 401 ends the session (the token is no good). */
 export class Api {
@@ -34,7 +41,11 @@ export class Api {
     try {
       response = await fetch(path, {
         method,
-        headers: { authorization: `Bearer ${this.token}`, ...(body === undefined ? {} : { "content-type": "application/json" }), ...headers },
+        headers: {
+          authorization: `Bearer ${this.token}`,
+          ...(body === undefined ? {} : { "content-type": "application/json" }),
+          ...headers,
+        },
         body: body === undefined ? undefined : JSON.stringify(body),
         credentials: "omit",
       });

@@ -33,7 +33,8 @@ async function verify(token: string): Promise<SessionEnd | undefined> {
   try {
     await new Api(token).get("/api/v1/tasks?limit=1");
   } catch (error) {
-    if (error instanceof ApiError && (error.status === 401 || SIGN_IN_CODES.has(error.code))) return { code: error.code, message: error.message };
+    if (error instanceof ApiError && (error.status === 401 || SIGN_IN_CODES.has(error.code)))
+      return { code: error.code, message: error.message };
     if (error instanceof ApiError && error.status === 403) return undefined;
     return { code: error instanceof ApiError ? error.code : "UNAVAILABLE", message: (error as Error).message };
   }
@@ -173,7 +174,13 @@ function Shell({ session, onSignOut, offer }: { session: Session; onSignOut: () 
       {offer && <SwitchOffer offer={offer} current={identity} />}
       <nav class="tabs">
         {offered.map((v) => (
-          <a key={v.view} href={`#${v.view}`} class={v === current ? "tab active" : "tab"} data-view={v.view} aria-current={v === current ? "page" : undefined}>
+          <a
+            key={v.view}
+            href={`#${v.view}`}
+            class={v === current ? "tab active" : "tab"}
+            data-view={v.view}
+            aria-current={v === current ? "page" : undefined}
+          >
             {v.label}
           </a>
         ))}

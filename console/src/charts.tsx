@@ -49,7 +49,10 @@ export function LineChart({
     d += `${joined ? "L" : "M"}${x(i + offset).toFixed(1)},${y(v).toFixed(1)}`;
     if (!joined && (i === values.length - 1 || values[i + 1] === null)) d += "h0.1";
   });
-  const summary = latest === undefined ? "no data yet" : `now ${format(latest)} ${unit}, peak ${format(Math.max(...known))} ${unit} over the last ${(BUCKETS * BUCKET_MS) / 60_000} minutes`;
+  const summary =
+    latest === undefined
+      ? "no data yet"
+      : `now ${format(latest)} ${unit}, peak ${format(Math.max(...known))} ${unit} over the last ${(BUCKETS * BUCKET_MS) / 60_000} minutes`;
   return (
     <figure class="chart card" data-chart={name} data-latest={latest === undefined ? "" : String(latest)}>
       <figcaption>
@@ -77,9 +80,13 @@ const perSecond = (n: number, buckets = 1): number => Math.round((n / ((buckets 
 const RECENT = 5;
 const recentRate = (buckets: Bucket[], pick: (b: Bucket) => number): number => {
   const recent = buckets.slice(-RECENT);
-  return perSecond(recent.reduce((sum, b) => sum + pick(b), 0), recent.length);
+  return perSecond(
+    recent.reduce((sum, b) => sum + pick(b), 0),
+    recent.length,
+  );
 };
-const millis = (ms: number): string => (ms >= 10_000 ? `${(ms / 1000).toFixed(0)} s` : ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`);
+const millis = (ms: number): string =>
+  ms >= 10_000 ? `${(ms / 1000).toFixed(0)} s` : ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`;
 
 /** Throughput, failures, queue depth and task duration of the last two minutes, from the hub's own data. */
 export function ActivityCharts({ session }: { session: Session }) {
@@ -88,10 +95,28 @@ export function ActivityCharts({ session }: { session: Session }) {
   if (buckets.length === 0) return <Empty>Charts fill in as tasks run.</Empty>;
   return (
     <section class="charts" aria-label="Live charts">
-      <LineChart name="throughput" title="Throughput" unit="tasks/s" values={buckets.map((b) => perSecond(b.completed))} headline={recentRate(buckets, (b) => b.completed)} />
-      <LineChart name="failures" title="Failures" unit="tasks/s" values={buckets.map((b) => perSecond(b.failed))} headline={recentRate(buckets, (b) => b.failed)} />
+      <LineChart
+        name="throughput"
+        title="Throughput"
+        unit="tasks/s"
+        values={buckets.map((b) => perSecond(b.completed))}
+        headline={recentRate(buckets, (b) => b.completed)}
+      />
+      <LineChart
+        name="failures"
+        title="Failures"
+        unit="tasks/s"
+        values={buckets.map((b) => perSecond(b.failed))}
+        headline={recentRate(buckets, (b) => b.failed)}
+      />
       <LineChart name="queue-depth" title="Queue depth" unit="queued" values={buckets.map((b) => b.queued)} />
-      <LineChart name="duration" title="Task duration (mean run time)" unit="" values={buckets.map((b) => (b.durations === 0 ? null : b.durationMs / b.durations))} format={millis} />
+      <LineChart
+        name="duration"
+        title="Task duration (mean run time)"
+        unit=""
+        values={buckets.map((b) => (b.durations === 0 ? null : b.durationMs / b.durations))}
+        format={millis}
+      />
     </section>
   );
 }

@@ -71,10 +71,16 @@ export function FeedView({ session }: { session: Session }) {
         )}
       </form>
       <ErrorLine error={feed.error} />
-      {can(session.identity, "events:publish") && <PublishTestEvent session={session} namespace={feed.namespace ?? namespace} room={feed.room ?? room} />}
+      {can(session.identity, "events:publish") && (
+        <PublishTestEvent session={session} namespace={feed.namespace ?? namespace} room={feed.room ?? room} />
+      )}
       {feed.room !== undefined && (
         <p class="muted feed-status" data-feed-room={feed.room} data-feed-delivered={feed.delivered}>
-          {feed.following ? "following" : "stopped"} <code>/{feed.namespace} {feed.room}</code> · {feed.delivered} event{feed.delivered === 1 ? "" : "s"} delivered · last cursor{" "}
+          {feed.following ? "following" : "stopped"}{" "}
+          <code>
+            /{feed.namespace} {feed.room}
+          </code>{" "}
+          · {feed.delivered} event{feed.delivered === 1 ? "" : "s"} delivered · last cursor{" "}
           <code data-feed-cursor>{feed.cursor() ?? "—"}</code>
         </p>
       )}
@@ -129,7 +135,12 @@ function PublishTestEvent({ session, namespace, room }: { session: Session; name
         }
         setBusy(true);
         try {
-          const answer = await session.api.post<PublishResponse>("/api/v1/events", { namespace, room: room.trim(), type: type.trim(), data: parsed });
+          const answer = await session.api.post<PublishResponse>("/api/v1/events", {
+            namespace,
+            room: room.trim(),
+            type: type.trim(),
+            data: parsed,
+          });
           setPublished(answer.items[0]?.cursor);
           setError(undefined);
         } catch (failure) {
@@ -141,7 +152,10 @@ function PublishTestEvent({ session, namespace, room }: { session: Session; name
       }}
     >
       <span class="muted">
-        Publish to <code>/{namespace} {room || "…"}</code>
+        Publish to{" "}
+        <code>
+          /{namespace} {room || "…"}
+        </code>
       </span>
       <label>
         type <input name="publishType" class="mono" value={type} onInput={(e) => setType(e.currentTarget.value)} />

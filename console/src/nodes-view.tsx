@@ -61,17 +61,29 @@ export function NodesView({ session }: { session: Session }) {
             </thead>
             <tbody>
               {nodes.map((node) => (
-                <tr key={node.nodeId} data-node-id={node.nodeId} data-sockets={node.sockets.pools + node.sockets.tasks + node.sockets.workflows}>
+                <tr
+                  key={node.nodeId}
+                  data-node-id={node.nodeId}
+                  data-sockets={node.sockets.pools + node.sockets.tasks + node.sockets.workflows}
+                >
                   <td class="mono">
                     {node.nodeId}
                     {node.self && <span class="chip chip-light"> this tab's node</span>}
                   </td>
                   <td class="mono">{node.version}</td>
                   <td>{age(node.startedAt, now)}</td>
-                  <td class="num" data-namespace="pools">{node.sockets.pools}</td>
-                  <td class="num" data-namespace="tasks">{node.sockets.tasks}</td>
-                  <td class="num" data-namespace="workflows">{node.sockets.workflows}</td>
-                  <td class="num" data-events-per-second>{node.eventsPerSecond ?? "—"}</td>
+                  <td class="num" data-namespace="pools">
+                    {node.sockets.pools}
+                  </td>
+                  <td class="num" data-namespace="tasks">
+                    {node.sockets.tasks}
+                  </td>
+                  <td class="num" data-namespace="workflows">
+                    {node.sockets.workflows}
+                  </td>
+                  <td class="num" data-events-per-second>
+                    {node.eventsPerSecond ?? "—"}
+                  </td>
                   <td class="num muted">{node.totalSockets}</td>
                 </tr>
               ))}
@@ -111,7 +123,9 @@ function RevokeToken({ session }: { session: Session }) {
       }}
     >
       <h2>Revoke a token</h2>
-      <p class="muted">Every node refuses it from now on and ends its open sessions. A subject revokes every token of that subject issued until now.</p>
+      <p class="muted">
+        Every node refuses it from now on and ends its open sessions. A subject revokes every token of that subject issued until now.
+      </p>
       <div class="toolbar">
         <label>
           by
@@ -130,7 +144,8 @@ function RevokeToken({ session }: { session: Session }) {
       </div>
       {done && (
         <p class="ok-line" role="status" data-revoked={"jti" in done ? done.jti : done.sub}>
-          Revoked {"jti" in done ? `token ${done.jti}` : `subject ${done.sub}`} at {new Date(done.at).toLocaleTimeString([], { hour12: false })}.
+          Revoked {"jti" in done ? `token ${done.jti}` : `subject ${done.sub}`} at{" "}
+          {new Date(done.at).toLocaleTimeString([], { hour12: false })}.
         </p>
       )}
       <ErrorLine error={error} />

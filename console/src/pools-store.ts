@@ -1,4 +1,11 @@
-import { isEvent, type PoolStatusView, type PoolView, type PoolWithWorkersView, type RoomEvent, type WorkerView } from "../../src/client/index.js";
+import {
+  isEvent,
+  type PoolStatusView,
+  type PoolView,
+  type PoolWithWorkersView,
+  type RoomEvent,
+  type WorkerView,
+} from "../../src/client/index.js";
 import { Observable } from "./observable.js";
 
 export interface PoolEntry {
@@ -14,7 +21,8 @@ export class PoolStore extends Observable {
 
   reset(pools: PoolWithWorkersView[]): void {
     this.byId.clear();
-    for (const { workers, ...pool } of pools) this.byId.set(pool.id, { pool, workers: new Map(workers.map((w) => [w.id, w])), status: undefined });
+    for (const { workers, ...pool } of pools)
+      this.byId.set(pool.id, { pool, workers: new Map(workers.map((w) => [w.id, w])), status: undefined });
     this.changed();
   }
 
@@ -50,7 +58,9 @@ export class PoolStore extends Observable {
   }
 
   list(): PoolEntry[] {
-    return [...this.byId.values()].sort((a, b) => (a.pool.id === "default" ? -1 : b.pool.id === "default" ? 1 : a.pool.createdAt.localeCompare(b.pool.createdAt)));
+    return [...this.byId.values()].sort((a, b) =>
+      a.pool.id === "default" ? -1 : b.pool.id === "default" ? 1 : a.pool.createdAt.localeCompare(b.pool.createdAt),
+    );
   }
 
   private entry(pool: PoolView): PoolEntry {

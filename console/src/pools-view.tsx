@@ -19,7 +19,14 @@ export function PoolsView({ session }: { session: Session }) {
     <section class="pools">
       {pools.length === 0 && <Empty>No pools yet.</Empty>}
       {pools.map((entry) => (
-        <PoolCard key={entry.pool.id} entry={entry} tasks={session.tasks} now={now} session={mayScale ? session : undefined} onScale={mayScale ? (n) => scale(session, entry.pool.id, n) : undefined} />
+        <PoolCard
+          key={entry.pool.id}
+          entry={entry}
+          tasks={session.tasks}
+          now={now}
+          session={mayScale ? session : undefined}
+          onScale={mayScale ? (n) => scale(session, entry.pool.id, n) : undefined}
+        />
       ))}
     </section>
   );
@@ -76,7 +83,9 @@ function PoolCard({
         </span>
         {onScale && <ScaleControl current={pool.desiredWorkers} onScale={onScale} />}
       </div>
-      {session && <PoolControls session={session} poolId={pool.id} paused={pool.paused ?? false} maxConcurrency={pool.maxConcurrency ?? null} />}
+      {session && (
+        <PoolControls session={session} poolId={pool.id} paused={pool.paused ?? false} maxConcurrency={pool.maxConcurrency ?? null} />
+      )}
       {workers.length === 0 ? (
         <Empty>
           No workers have connected. Start one with <code>npm run worker -- --pool {pool.id}</code>.
@@ -96,7 +105,12 @@ function PoolCard({
             {workers.map((worker) => {
               const current = worker.status === "offline" ? undefined : tasks.currentOf(worker.id);
               return (
-                <tr key={worker.id} data-worker-id={worker.id} data-status={worker.status} class={worker.status === "offline" ? "offline" : undefined}>
+                <tr
+                  key={worker.id}
+                  data-worker-id={worker.id}
+                  data-status={worker.status}
+                  class={worker.status === "offline" ? "offline" : undefined}
+                >
                   <td class="mono">{worker.id}</td>
                   <td>
                     <Badge status={worker.status} />
@@ -111,7 +125,13 @@ function PoolCard({
                       <span class="muted">—</span>
                     )}
                   </td>
-                  <td>{worker.status === "offline" ? <span class="muted">offline since {age(worker.lastHeartbeatAt, now)}</span> : `${age(worker.lastHeartbeatAt, now)} ago`}</td>
+                  <td>
+                    {worker.status === "offline" ? (
+                      <span class="muted">offline since {age(worker.lastHeartbeatAt, now)}</span>
+                    ) : (
+                      `${age(worker.lastHeartbeatAt, now)} ago`
+                    )}
+                  </td>
                   <td class="muted">{worker.node ?? "—"}</td>
                 </tr>
               );
@@ -165,7 +185,17 @@ function ScaleControl({ current, onScale }: { current: number; onScale: (n: numb
  * finish) and bound how many of its tasks run at once (`PATCH /api/v1/pools/:id { maxConcurrency }`, empty for
  * unbounded). The card changes when the pool's `pool.updated` event arrives.
  */
-function PoolControls({ session, poolId, paused, maxConcurrency }: { session: Session; poolId: string; paused: boolean; maxConcurrency: number | null }) {
+function PoolControls({
+  session,
+  poolId,
+  paused,
+  maxConcurrency,
+}: {
+  session: Session;
+  poolId: string;
+  paused: boolean;
+  maxConcurrency: number | null;
+}) {
   const [limit, setLimit] = useState(maxConcurrency === null ? "" : String(maxConcurrency));
   const { busy, error, setError, run } = useAction();
   const path = `/api/v1/pools/${encodeURIComponent(poolId)}`;
@@ -175,22 +205,43 @@ function PoolControls({ session, poolId, paused, maxConcurrency }: { session: Se
       onSubmit={(event) => {
         event.preventDefault();
         const value = limit.trim() === "" ? null : Number(limit);
-        if (value !== null && (!Number.isInteger(value) || value < 1)) return setError("a whole number of tasks, 1 or more (empty: no limit)");
+        if (value !== null && (!Number.isInteger(value) || value < 1))
+          return setError("a whole number of tasks, 1 or more (empty: no limit)");
         void run(() => session.api.request("PATCH", path, { maxConcurrency: value }));
       }}
     >
       {paused ? (
-        <button type="button" class="secondary" data-action="resume" disabled={busy} onClick={() => void run(() => session.api.post(`${path}/resume`, {}))}>
+        <button
+          type="button"
+          class="secondary"
+          data-action="resume"
+          disabled={busy}
+          onClick={() => void run(() => session.api.post(`${path}/resume`, {}))}
+        >
           Resume
         </button>
       ) : (
-        <button type="button" class="secondary danger-text" data-action="pause" disabled={busy} onClick={() => void run(() => session.api.post(`${path}/pause`, {}))}>
+        <button
+          type="button"
+          class="secondary danger-text"
+          data-action="pause"
+          disabled={busy}
+          onClick={() => void run(() => session.api.post(`${path}/pause`, {}))}
+        >
           Pause
         </button>
       )}
       <label>
         max running
-        <input type="number" min={1} name="maxConcurrency" class="narrow" placeholder="no limit" value={limit} onInput={(e) => setLimit(e.currentTarget.value)} />
+        <input
+          type="number"
+          min={1}
+          name="maxConcurrency"
+          class="narrow"
+          placeholder="no limit"
+          value={limit}
+          onInput={(e) => setLimit(e.currentTarget.value)}
+        />
       </label>
       <button type="submit" class="secondary" data-action="set-concurrency" disabled={busy}>
         Set

@@ -82,17 +82,40 @@ export function SchedulesView({ session }: { session: Session }) {
           </thead>
           <tbody>
             {schedules.map((schedule) => (
-              <ScheduleRow key={schedule.id} schedule={schedule} next={store.nextRun(schedule, now)} now={now} session={session} mayWrite={mayWrite} />
+              <ScheduleRow
+                key={schedule.id}
+                schedule={schedule}
+                next={store.nextRun(schedule, now)}
+                now={now}
+                session={session}
+                mayWrite={mayWrite}
+              />
             ))}
           </tbody>
         </table>
       )}
-      {store.more && <p class="muted">The newest schedules are shown; older ones are listed by <code>GET /api/v1/schedules</code>.</p>}
+      {store.more && (
+        <p class="muted">
+          The newest schedules are shown; older ones are listed by <code>GET /api/v1/schedules</code>.
+        </p>
+      )}
     </section>
   );
 }
 
-function ScheduleRow({ schedule, next, now, session, mayWrite }: { schedule: ScheduleView; next: number | undefined; now: number; session: Session; mayWrite: boolean }) {
+function ScheduleRow({
+  schedule,
+  next,
+  now,
+  session,
+  mayWrite,
+}: {
+  schedule: ScheduleView;
+  next: number | undefined;
+  now: number;
+  session: Session;
+  mayWrite: boolean;
+}) {
   const { task } = schedule;
   const [confirming, setConfirming] = useState(false);
   const action = useAction();
@@ -103,7 +126,12 @@ function ScheduleRow({ schedule, next, now, session, mayWrite }: { schedule: Sch
     setConfirming(false);
   };
   return (
-    <tr data-schedule-id={schedule.id} data-schedule-name={schedule.name} data-paused={String(schedule.paused)} data-kind={schedule.every === null ? "cron" : "every"}>
+    <tr
+      data-schedule-id={schedule.id}
+      data-schedule-name={schedule.name}
+      data-paused={String(schedule.paused)}
+      data-kind={schedule.every === null ? "cron" : "every"}
+    >
       <td>
         <strong>{schedule.name}</strong>
         <br />
@@ -133,13 +161,18 @@ function ScheduleRow({ schedule, next, now, session, mayWrite }: { schedule: Sch
           </span>
         ) : (
           <>
-            <time dateTime={new Date(next).toISOString()}>{clock(new Date(next).toISOString())}</time> <span class="muted">{until(next, now)}</span>
+            <time dateTime={new Date(next).toISOString()}>{clock(new Date(next).toISOString())}</time>{" "}
+            <span class="muted">{until(next, now)}</span>
           </>
         )}
       </td>
       <td>
         {/* The Tasks view with this schedule's tasks (GET /api/v1/tasks?scheduleId=): its filter is set, then the tab changes. */}
-        <a href={href("tasks")} data-schedule-tasks={schedule.id} onClick={() => void session.taskQuery.setFilter({ scheduleId: schedule.id })}>
+        <a
+          href={href("tasks")}
+          data-schedule-tasks={schedule.id}
+          onClick={() => void session.taskQuery.setFilter({ scheduleId: schedule.id })}
+        >
           tasks<span class="visually-hidden"> made by {schedule.name}</span>
         </a>
       </td>
@@ -148,11 +181,23 @@ function ScheduleRow({ schedule, next, now, session, mayWrite }: { schedule: Sch
           {!confirming && (
             <>
               {schedule.paused ? (
-                <button type="button" class="secondary" data-action="resume-schedule" disabled={busy} onClick={() => void run(() => session.api.request("PATCH", path, { paused: false }))}>
+                <button
+                  type="button"
+                  class="secondary"
+                  data-action="resume-schedule"
+                  disabled={busy}
+                  onClick={() => void run(() => session.api.request("PATCH", path, { paused: false }))}
+                >
                   Resume
                 </button>
               ) : (
-                <button type="button" class="secondary danger-text" data-action="pause-schedule" disabled={busy} onClick={() => void run(() => session.api.request("PATCH", path, { paused: true }))}>
+                <button
+                  type="button"
+                  class="secondary danger-text"
+                  data-action="pause-schedule"
+                  disabled={busy}
+                  onClick={() => void run(() => session.api.request("PATCH", path, { paused: true }))}
+                >
                   Pause
                 </button>
               )}{" "}
@@ -164,7 +209,13 @@ function ScheduleRow({ schedule, next, now, session, mayWrite }: { schedule: Sch
           {confirming && (
             <span class="confirm" role="alert">
               Delete {schedule.name}? It makes no task after this.{" "}
-              <button type="button" class="danger" data-action="confirm-delete-schedule" disabled={busy} onClick={() => void run(() => session.api.request("DELETE", path))}>
+              <button
+                type="button"
+                class="danger"
+                data-action="confirm-delete-schedule"
+                disabled={busy}
+                onClick={() => void run(() => session.api.request("DELETE", path))}
+              >
                 Yes, delete
               </button>{" "}
               <button type="button" class="link" data-action="cancel-delete-schedule" onClick={() => setConfirming(false)}>
@@ -231,7 +282,9 @@ function CreateSchedule({ session }: { session: Session }) {
   const [created, setCreated] = useState<ScheduleView>();
   const [busy, setBusy] = useState(false);
   const mark = (...fields: string[]) => (fields.some((f) => invalid.has(f)) ? true : undefined);
-  const pools = can(session.identity, "pools:read") ? ["default", ...session.pools.list().map((p) => p.pool.id)].filter((id, i, all) => all.indexOf(id) === i) : undefined;
+  const pools = can(session.identity, "pools:read")
+    ? ["default", ...session.pools.list().map((p) => p.pool.id)].filter((id, i, all) => all.indexOf(id) === i)
+    : undefined;
   return (
     <form
       class="card create-schedule"
@@ -250,10 +303,17 @@ function CreateSchedule({ session }: { session: Session }) {
           setInvalid(new Set(["every"]));
           return setError("every: a number of seconds");
         }
-        const timing = kind === "every" ? { every: Math.round(interval * 1000) } : { cron: cron.trim(), ...(timezone.trim() ? { timezone: timezone.trim() } : {}) };
+        const timing =
+          kind === "every"
+            ? { every: Math.round(interval * 1000) }
+            : { cron: cron.trim(), ...(timezone.trim() ? { timezone: timezone.trim() } : {}) };
         setBusy(true);
         try {
-          const body = { name: name.trim(), task: { type: type.trim(), poolId: poolId.trim() || "default", ...(parsed === undefined ? {} : { payload: parsed }) }, ...timing };
+          const body = {
+            name: name.trim(),
+            task: { type: type.trim(), poolId: poolId.trim() || "default", ...(parsed === undefined ? {} : { payload: parsed }) },
+            ...timing,
+          };
           const answer = await session.api.post<{ schedule: ScheduleView }>("/api/v1/schedules", body);
           setCreated(answer.schedule);
           setName("");
@@ -272,11 +332,25 @@ function CreateSchedule({ session }: { session: Session }) {
       <h2>Create a schedule</h2>
       <label>
         name
-        <input name="name" required maxLength={128} value={name} aria-invalid={mark("name")} onInput={(e) => setName(e.currentTarget.value)} />
+        <input
+          name="name"
+          required
+          maxLength={128}
+          value={name}
+          aria-invalid={mark("name")}
+          onInput={(e) => setName(e.currentTarget.value)}
+        />
       </label>
       <label>
         task type
-        <TaskTypeInput listId="schedule-task-types" class="mono narrow" value={type} invalid={mark("task.type", "task")} onType={setType} onExample={setPayload} />
+        <TaskTypeInput
+          listId="schedule-task-types"
+          class="mono narrow"
+          value={type}
+          invalid={mark("task.type", "task")}
+          onType={setType}
+          onExample={setPayload}
+        />
       </label>
       <label>
         pool
@@ -289,12 +363,26 @@ function CreateSchedule({ session }: { session: Session }) {
             ))}
           </select>
         ) : (
-          <input name="poolId" class="mono narrow" value={poolId} aria-invalid={mark("task.poolId")} onInput={(e) => setPoolId(e.currentTarget.value)} />
+          <input
+            name="poolId"
+            class="mono narrow"
+            value={poolId}
+            aria-invalid={mark("task.poolId")}
+            onInput={(e) => setPoolId(e.currentTarget.value)}
+          />
         )}
       </label>
       <label class="grow">
         payload (JSON)
-        <textarea name="payload" class="mono" rows={2} spellcheck={false} value={payload} aria-invalid={mark("task.payload")} onInput={(e) => setPayload(e.currentTarget.value)} />
+        <textarea
+          name="payload"
+          class="mono"
+          rows={2}
+          spellcheck={false}
+          value={payload}
+          aria-invalid={mark("task.payload")}
+          onInput={(e) => setPayload(e.currentTarget.value)}
+        />
       </label>
       <fieldset class="timing">
         <legend>runs</legend>
@@ -307,17 +395,40 @@ function CreateSchedule({ session }: { session: Session }) {
         {kind === "every" ? (
           <label>
             seconds
-            <input name="everySeconds" type="number" min={1} step="any" class="short" value={seconds} aria-invalid={mark("every")} onInput={(e) => setSeconds(e.currentTarget.value)} />
+            <input
+              name="everySeconds"
+              type="number"
+              min={1}
+              step="any"
+              class="short"
+              value={seconds}
+              aria-invalid={mark("every")}
+              onInput={(e) => setSeconds(e.currentTarget.value)}
+            />
           </label>
         ) : (
           <>
             <label>
               cron (5 fields)
-              <input name="cron" class="mono narrow" spellcheck={false} value={cron} aria-invalid={mark("cron", "every")} onInput={(e) => setCron(e.currentTarget.value)} />
+              <input
+                name="cron"
+                class="mono narrow"
+                spellcheck={false}
+                value={cron}
+                aria-invalid={mark("cron", "every")}
+                onInput={(e) => setCron(e.currentTarget.value)}
+              />
             </label>
             <label>
               time zone
-              <input name="timezone" class="narrow" placeholder="UTC" value={timezone} aria-invalid={mark("timezone")} onInput={(e) => setTimezone(e.currentTarget.value)} />
+              <input
+                name="timezone"
+                class="narrow"
+                placeholder="UTC"
+                value={timezone}
+                aria-invalid={mark("timezone")}
+                onInput={(e) => setTimezone(e.currentTarget.value)}
+              />
             </label>
           </>
         )}

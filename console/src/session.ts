@@ -1,4 +1,12 @@
-import { SwitchyardClient, type PoolView, type PoolWithWorkersView, type ScheduleView, type TaskView, type WorkflowView, type WorkflowWithStepsView } from "../../src/client/index.js";
+import {
+  SwitchyardClient,
+  type PoolView,
+  type PoolWithWorkersView,
+  type ScheduleView,
+  type TaskView,
+  type WorkflowView,
+  type WorkflowWithStepsView,
+} from "../../src/client/index.js";
 import type { NamespaceName } from "../../src/protocol/namespaces.js";
 import { Activity, BUCKET_MS } from "./activity.js";
 import { Api, ApiError, SIGN_IN_CODES } from "./api.js";
@@ -143,12 +151,18 @@ export class Session {
 
   private async poolsWithWorkers(): Promise<PoolWithWorkersView[]> {
     const { items } = await this.api.get<Page<PoolView>>(`/api/v1/pools?limit=${SNAPSHOT.pools}`);
-    return Promise.all(items.map(async (pool) => (await this.api.get<{ pool: PoolWithWorkersView }>(`/api/v1/pools/${encodeURIComponent(pool.id)}`)).pool));
+    return Promise.all(
+      items.map(async (pool) => (await this.api.get<{ pool: PoolWithWorkersView }>(`/api/v1/pools/${encodeURIComponent(pool.id)}`)).pool),
+    );
   }
 
   private async workflowsWithSteps(): Promise<WorkflowWithStepsView[]> {
     const { items } = await this.api.get<Page<WorkflowView>>(`/api/v1/workflows?limit=${SNAPSHOT.workflows}`);
-    return Promise.all(items.map(async (w) => (await this.api.get<{ workflow: WorkflowWithStepsView }>(`/api/v1/workflows/${encodeURIComponent(w.id)}`)).workflow));
+    return Promise.all(
+      items.map(
+        async (w) => (await this.api.get<{ workflow: WorkflowWithStepsView }>(`/api/v1/workflows/${encodeURIComponent(w.id)}`)).workflow,
+      ),
+    );
   }
 
   /** Queue depth for the charts: the tenant's queued tasks, as the node counts them. */
@@ -167,7 +181,9 @@ export class Session {
     const live = this.pools.list().filter((p) => [...p.workers.values()].some((w) => w.status !== "offline"));
     for (const { pool } of live) {
       try {
-        this.pools.refreshHeartbeats((await this.api.get<{ pool: PoolWithWorkersView }>(`/api/v1/pools/${encodeURIComponent(pool.id)}`)).pool);
+        this.pools.refreshHeartbeats(
+          (await this.api.get<{ pool: PoolWithWorkersView }>(`/api/v1/pools/${encodeURIComponent(pool.id)}`)).pool,
+        );
       } catch {
         // The indicator already says when the node is away; the next refresh tries again.
       }

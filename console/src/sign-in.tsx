@@ -23,13 +23,22 @@ export function SignIn({ error, busy, onSubmit }: { error: SessionEnd | undefine
           </div>
         )}
         <label for="token">Token (JWT)</label>
-        <textarea id="token" name="token" rows={5} spellcheck={false} autocomplete="off" placeholder="eyJhbGciOi…" value={token} onInput={(e) => setToken(e.currentTarget.value)} />
+        <textarea
+          id="token"
+          name="token"
+          rows={5}
+          spellcheck={false}
+          autocomplete="off"
+          placeholder="eyJhbGciOi…"
+          value={token}
+          onInput={(e) => setToken(e.currentTarget.value)}
+        />
         <button type="submit" disabled={busy || !token.trim()}>
           {busy ? "Signing in…" : "Sign in"}
         </button>
         <p class="hint">
-          Mint one with <code>npm run -s token -- --tenant acme --permissions admin</code>, or open <code>/dashboard/#token=&lt;jwt&gt;</code>. The token is kept in
-          this tab only (sessionStorage) and removed from the address bar.
+          Mint one with <code>npm run -s token -- --tenant acme --permissions admin</code>, or open{" "}
+          <code>/dashboard/#token=&lt;jwt&gt;</code>. The token is kept in this tab only (sessionStorage) and removed from the address bar.
         </p>
       </form>
     </main>

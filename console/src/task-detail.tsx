@@ -69,7 +69,10 @@ export function TaskDetail({ session, taskId }: { session: Session; taskId: stri
   }, [taskId, version]);
 
   // The live state wins over the read when it is newer (the read may be on its way).
-  const shown = task && live && live.task.updatedAt > task.updatedAt ? { ...task, ...live.task, payload: task.payload, result: live.task.result ?? task.result } : task;
+  const shown =
+    task && live && live.task.updatedAt > task.updatedAt
+      ? { ...task, ...live.task, payload: task.payload, result: live.task.result ?? task.result }
+      : task;
   const mayWrite = can(session.identity, "tasks:write");
   const act = async (action: "retry" | "cancel"): Promise<void> => {
     setBusy(true);
@@ -160,7 +163,8 @@ export function TaskDetail({ session, taskId }: { session: Session; taskId: stri
           {shown.error && (
             <section class="detail-block">
               <h3>
-                Error <code>{shown.error.code}</code> {shown.error.retryable ? <span class="muted">(retryable)</span> : <span class="muted">(not retryable)</span>}
+                Error <code>{shown.error.code}</code>{" "}
+                {shown.error.retryable ? <span class="muted">(retryable)</span> : <span class="muted">(not retryable)</span>}
               </h3>
               <pre class="task-error stack" data-detail="error">
                 {shown.error.message}
@@ -193,7 +197,8 @@ export function TaskDetail({ session, taskId }: { session: Session; taskId: stri
         <ol class="timeline" data-detail="timeline">
           {timeline?.items.map((event) => (
             <li key={event.cursor} data-event-type={event.type}>
-              <span class="mono muted">{clock(event.ts)}</span> <strong>{event.type}</strong> <span class="mono muted">{brief(eventDetail(event), 100)}</span>
+              <span class="mono muted">{clock(event.ts)}</span> <strong>{event.type}</strong>{" "}
+              <span class="mono muted">{brief(eventDetail(event), 100)}</span>
             </li>
           ))}
         </ol>
@@ -205,13 +210,18 @@ export function TaskDetail({ session, taskId }: { session: Session; taskId: stri
 
 /** The part of an event worth a line: its error, its progress, its worker. */
 function eventDetail(event: Envelope): string {
-  const data = event.data as { task?: { error?: { code: string; message: string } | null; workerId?: string | null; attempts?: number }; progress?: number; detail?: string | null } | null;
+  const data = event.data as {
+    task?: { error?: { code: string; message: string } | null; workerId?: string | null; attempts?: number };
+    progress?: number;
+    detail?: string | null;
+  } | null;
   if (!data) return "";
   if (typeof data.progress === "number") return `${data.progress}%${data.detail ? ` ${data.detail}` : ""}`;
   const task = data.task;
   if (!task) return "";
   if (task.error) return `${task.error.code}: ${task.error.message}`;
   // A claim stores task.assigned before the attempt is counted: only task.started names the attempt.
-  if (task.workerId) return event.type === "task.started" ? `worker ${task.workerId} · attempt ${task.attempts ?? "?"}` : `worker ${task.workerId}`;
+  if (task.workerId)
+    return event.type === "task.started" ? `worker ${task.workerId} · attempt ${task.attempts ?? "?"}` : `worker ${task.workerId}`;
   return "";
 }

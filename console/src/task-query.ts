@@ -6,7 +6,8 @@ import type { TaskEntry, TaskStore } from "./tasks-store.js";
 
 /** What the Tasks view filters on: each is a parameter of `GET /api/v1/tasks`, answered by the node. */
 /** Every filter value is a string (TypeScript types `Object.entries` of an interface as `any`). */
-const filterEntries = (filter: TaskFilter): [keyof TaskFilter, string | undefined][] => Object.entries(filter) as [keyof TaskFilter, string | undefined][];
+const filterEntries = (filter: TaskFilter): [keyof TaskFilter, string | undefined][] =>
+  Object.entries(filter) as [keyof TaskFilter, string | undefined][];
 
 export interface TaskFilter {
   status?: TaskStatus;
@@ -106,7 +107,12 @@ export class TaskQuery extends Observable {
    * Reads a page (this one again, or the one at `previous`/`cursor`) and, with `withCounts`, the counts. The
    * page number and rows change together once the answer is in, so what is shown is always one page.
    */
-  async load(withCounts = true, previous: Array<string | undefined> = [...this.previous], cursor: string | undefined = this.cursor, quiet = false): Promise<void> {
+  async load(
+    withCounts = true,
+    previous: Array<string | undefined> = [...this.previous],
+    cursor: string | undefined = this.cursor,
+    quiet = false,
+  ): Promise<void> {
     const request = ++this.request;
     // A refresh in the background does not say "loading" (nor disable the pager) every time events arrive.
     if (!quiet) {
@@ -114,7 +120,10 @@ export class TaskQuery extends Observable {
       this.changed();
     }
     try {
-      const [page, counts] = await Promise.all([this.api.get<Page>(`/api/v1/tasks?${this.query(cursor)}`), withCounts ? this.readCounts() : Promise.resolve(this.counts)]);
+      const [page, counts] = await Promise.all([
+        this.api.get<Page>(`/api/v1/tasks?${this.query(cursor)}`),
+        withCounts ? this.readCounts() : Promise.resolve(this.counts),
+      ]);
       if (request !== this.request) return;
       this.previous.splice(0, this.previous.length, ...previous);
       this.cursor = cursor;
@@ -143,7 +152,11 @@ export class TaskQuery extends Observable {
     for (const task of this.page) {
       seen.add(task.id);
       const live = this.store.byId.get(task.id);
-      rows.push(live && live.task.updatedAt >= task.updatedAt ? live : { task, progress: task.status === "completed" ? 100 : null, progressDetail: null });
+      rows.push(
+        live && live.task.updatedAt >= task.updatedAt
+          ? live
+          : { task, progress: task.status === "completed" ? 100 : null, progressDetail: null },
+      );
     }
     if (this.previous.length === 0) {
       // A full page is the newest tasks as the node read them: only tasks created since join it on top (older
@@ -188,7 +201,8 @@ export class TaskQuery extends Observable {
   private readCounts(): Promise<TaskCounts> {
     // Every filter but the status: the counts are per status.
     const query = new URLSearchParams();
-    for (const [name, value] of filterEntries(this.filter)) if (name !== "status" && value !== undefined && value !== "") query.set(name, value);
+    for (const [name, value] of filterEntries(this.filter))
+      if (name !== "status" && value !== undefined && value !== "") query.set(name, value);
     return this.api.get<TaskCounts>(`/api/v1/tasks/counts?${query}`);
   }
 

@@ -1,6 +1,10 @@
 /** The built-in task types, offered in every form that names one, with a payload to start from for each. */
 export const TASK_TYPES = ["echo", "sleep", "fail"];
-export const EXAMPLE_PAYLOADS: Record<string, string> = { echo: '{"hello":"world"}', sleep: '{"ms":3000}', fail: '{"message":"boom","retryable":false}' };
+export const EXAMPLE_PAYLOADS: Record<string, string> = {
+  echo: '{"hello":"world"}',
+  sleep: '{"ms":3000}',
+  fail: '{"message":"boom","retryable":false}',
+};
 
 /**
  * A task type field: the built-in types as suggestions (any registered type may be typed), and choosing one of

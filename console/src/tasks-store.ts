@@ -9,7 +9,16 @@ export interface TaskEntry {
   progressDetail: string | null;
 }
 
-export const TASK_STATUS_LIST: readonly TaskStatus[] = ["created", "queued", "assigned", "started", "retrying", "completed", "failed", "cancelled"];
+export const TASK_STATUS_LIST: readonly TaskStatus[] = [
+  "created",
+  "queued",
+  "assigned",
+  "started",
+  "retrying",
+  "completed",
+  "failed",
+  "cancelled",
+];
 const TERMINAL: ReadonlySet<TaskStatus> = new Set(["completed", "failed", "cancelled"]);
 /** A new attempt starts over: the previous attempt's progress no longer says anything. */
 const RESETS_PROGRESS: ReadonlySet<string> = new Set(["task.queued", "task.assigned", "task.started", "task.retrying"]);
@@ -81,7 +90,11 @@ export class TaskStore extends Observable {
   /** Newest first, optionally only one pool's and one status'. */
   list(filter: { poolId?: string; status?: TaskStatus }): TaskEntry[] {
     return [...this.byId.values()]
-      .filter((e) => (filter.poolId === undefined || e.task.poolId === filter.poolId) && (filter.status === undefined || e.task.status === filter.status))
+      .filter(
+        (e) =>
+          (filter.poolId === undefined || e.task.poolId === filter.poolId) &&
+          (filter.status === undefined || e.task.status === filter.status),
+      )
       .sort((a, b) => b.task.createdAt.localeCompare(a.task.createdAt) || b.task.id.localeCompare(a.task.id));
   }
 
@@ -92,7 +105,9 @@ export class TaskStore extends Observable {
 
   private trimAndNotify(): void {
     if (this.byId.size > KEEP) {
-      const finished = [...this.byId.values()].filter((e) => isTerminal(e.task.status)).sort((a, b) => a.task.createdAt.localeCompare(b.task.createdAt));
+      const finished = [...this.byId.values()]
+        .filter((e) => isTerminal(e.task.status))
+        .sort((a, b) => a.task.createdAt.localeCompare(b.task.createdAt));
       for (const entry of finished.slice(0, this.byId.size - KEEP)) this.byId.delete(entry.task.id);
     }
     this.changed();

@@ -76,21 +76,40 @@ export function TasksView({ session, openTaskId }: { session: Session; openTaskI
             </thead>
             <tbody>
               {rows.slice(0, SHOWN).map((entry) => (
-                <TaskRow key={entry.task.id} entry={entry} poolName={session.pools.byId.get(entry.task.poolId)?.pool.name} now={now} open={entry.task.id === openTaskId} onAction={mayWrite ? (action) => act(session, entry.task.id, action) : undefined} />
+                <TaskRow
+                  key={entry.task.id}
+                  entry={entry}
+                  poolName={session.pools.byId.get(entry.task.poolId)?.pool.name}
+                  now={now}
+                  open={entry.task.id === openTaskId}
+                  onAction={mayWrite ? (action) => act(session, entry.task.id, action) : undefined}
+                />
               ))}
             </tbody>
           </table>
         )
       )}
       <nav class="pager" aria-label="Pages of tasks">
-        <button type="button" class="secondary" data-page-action="previous" disabled={query.pageNumber === 1 || query.loading} onClick={() => void query.back()}>
+        <button
+          type="button"
+          class="secondary"
+          data-page-action="previous"
+          disabled={query.pageNumber === 1 || query.loading}
+          onClick={() => void query.back()}
+        >
           ← Newer
         </button>
         <span class="muted" data-page-number={query.pageNumber}>
           page {query.pageNumber}
           {query.loading ? " · loading…" : ""}
         </span>
-        <button type="button" class="secondary" data-page-action="next" disabled={query.nextCursor === null || query.loading} onClick={() => void query.next()}>
+        <button
+          type="button"
+          class="secondary"
+          data-page-action="next"
+          disabled={query.nextCursor === null || query.loading}
+          onClick={() => void query.next()}
+        >
           Older →
         </button>
       </nav>
@@ -140,7 +159,11 @@ function TaskFilters({ session, poolIds }: { session: Session; poolIds: string[]
     >
       <label>
         status{" "}
-        <select name="status" value={f.status ?? ""} onChange={(e) => apply({ status: (e.currentTarget.value || undefined) as TaskStatus | undefined })}>
+        <select
+          name="status"
+          value={f.status ?? ""}
+          onChange={(e) => apply({ status: (e.currentTarget.value || undefined) as TaskStatus | undefined })}
+        >
           <option value="">all</option>
           {TASK_STATUS_LIST.map((s) => (
             <option key={s} value={s}>
@@ -150,7 +173,15 @@ function TaskFilters({ session, poolIds }: { session: Session; poolIds: string[]
         </select>
       </label>
       <label>
-        type <input name="type" class="mono narrow" list="task-types" value={type} onInput={(e) => setType(e.currentTarget.value)} placeholder="any" />
+        type{" "}
+        <input
+          name="type"
+          class="mono narrow"
+          list="task-types"
+          value={type}
+          onInput={(e) => setType(e.currentTarget.value)}
+          placeholder="any"
+        />
       </label>
       <label>
         pool{" "}
@@ -164,10 +195,22 @@ function TaskFilters({ session, poolIds }: { session: Session; poolIds: string[]
         </select>
       </label>
       <label>
-        created after <input name="createdAfter" type="datetime-local" value={localFromIso(f.createdAfter)} onChange={(e) => apply({ createdAfter: isoFromLocal(e.currentTarget.value) })} />
+        created after{" "}
+        <input
+          name="createdAfter"
+          type="datetime-local"
+          value={localFromIso(f.createdAfter)}
+          onChange={(e) => apply({ createdAfter: isoFromLocal(e.currentTarget.value) })}
+        />
       </label>
       <label>
-        before <input name="createdBefore" type="datetime-local" value={localFromIso(f.createdBefore)} onChange={(e) => apply({ createdBefore: isoFromLocal(e.currentTarget.value) })} />
+        before{" "}
+        <input
+          name="createdBefore"
+          type="datetime-local"
+          value={localFromIso(f.createdBefore)}
+          onChange={(e) => apply({ createdBefore: isoFromLocal(e.currentTarget.value) })}
+        />
       </label>
       <label>
         id <input name="q" class="mono narrow" value={q} onInput={(e) => setQ(e.currentTarget.value)} placeholder="starts with…" />
@@ -204,7 +247,14 @@ function StatusCounts({ session }: { session: Session }) {
   if (!counts) return null;
   return (
     <div class="counts" role="group" aria-label="Tasks per status">
-      <button type="button" class={query.filter.status === undefined ? "count active" : "count"} data-count="all" data-value={counts.total} aria-pressed={query.filter.status === undefined} onClick={() => void query.setFilter({ ...query.filter, status: undefined })}>
+      <button
+        type="button"
+        class={query.filter.status === undefined ? "count active" : "count"}
+        data-count="all"
+        data-value={counts.total}
+        aria-pressed={query.filter.status === undefined}
+        onClick={() => void query.setFilter({ ...query.filter, status: undefined })}
+      >
         all <strong>{counts.total.toLocaleString()}</strong>
       </button>
       {TASK_STATUS_LIST.map((status) => {
@@ -250,7 +300,11 @@ function BulkActions({ session }: { session: Session }) {
       setError(undefined);
       void query.load();
     } catch (failure) {
-      setError(failure instanceof ApiError && failure.status === 404 ? "this node has no bulk actions yet (POST /api/v1/tasks/bulk)" : (failure as Error).message);
+      setError(
+        failure instanceof ApiError && failure.status === 404
+          ? "this node has no bulk actions yet (POST /api/v1/tasks/bulk)"
+          : (failure as Error).message,
+      );
       setAnswer(undefined);
     } finally {
       setBusy(false);
@@ -262,17 +316,31 @@ function BulkActions({ session }: { session: Session }) {
       <span class="muted">Every task matching the filters:</span>
       {!pending && (
         <>
-          <button type="button" class="secondary" data-bulk="retry" disabled={busy || none || !canRetry} onClick={() => setPending("retry")}>
+          <button
+            type="button"
+            class="secondary"
+            data-bulk="retry"
+            disabled={busy || none || !canRetry}
+            onClick={() => setPending("retry")}
+          >
             Retry all matching
           </button>
-          <button type="button" class="secondary danger-text" data-bulk="cancel" disabled={busy || none || !canCancel} onClick={() => setPending("cancel")}>
+          <button
+            type="button"
+            class="secondary danger-text"
+            data-bulk="cancel"
+            disabled={busy || none || !canCancel}
+            onClick={() => setPending("cancel")}
+          >
             Cancel all matching
           </button>
         </>
       )}
       {pending && (
         <span class="confirm" role="alert">
-          {pending === "retry" ? "Retry" : "Cancel"} {estimate === undefined ? "every matching task" : `${estimate.toLocaleString()} task${estimate === 1 ? "" : "s"}`} (at most 10,000)?{" "}
+          {pending === "retry" ? "Retry" : "Cancel"}{" "}
+          {estimate === undefined ? "every matching task" : `${estimate.toLocaleString()} task${estimate === 1 ? "" : "s"}`} (at most
+          10,000)?{" "}
           <button type="button" data-bulk-confirm={pending} disabled={busy} onClick={() => void run(pending)}>
             Yes, {pending}
           </button>{" "}
@@ -342,7 +410,12 @@ function TaskRow({
         <a href={href("tasks", task.id)} data-open-task={task.id} aria-label={`task ${task.id}`}>
           {shortId(task.id)}
         </a>
-        {task.workflowId && <span class="muted" title={`workflow ${task.workflowId}`}> · {task.stepKey}</span>}
+        {task.workflowId && (
+          <span class="muted" title={`workflow ${task.workflowId}`}>
+            {" "}
+            · {task.stepKey}
+          </span>
+        )}
       </td>
       <td class="mono">{task.type}</td>
       <td class="mono" title={`pool ${task.poolId}`}>
@@ -390,7 +463,6 @@ function Outcome({ task }: { task: TaskView }) {
   }
   return <span class="muted">—</span>;
 }
-
 
 /** Submit a task: the same request as `POST /api/v1/tasks`, with an Idempotency-Key so a double click makes one task. */
 function SubmitTask({ session, poolIds }: { session: Session; poolIds: string[] }) {
@@ -448,7 +520,14 @@ function SubmitTask({ session, poolIds }: { session: Session; poolIds: string[] 
       </label>
       <label>
         attempts
-        <input name="maxAttempts" type="number" min={1} max={25} value={maxAttempts} onInput={(e) => setMaxAttempts(e.currentTarget.value)} />
+        <input
+          name="maxAttempts"
+          type="number"
+          min={1}
+          max={25}
+          value={maxAttempts}
+          onInput={(e) => setMaxAttempts(e.currentTarget.value)}
+        />
       </label>
       <button type="submit" disabled={busy || !type.trim()}>
         Submit

@@ -65,7 +65,8 @@ export function OfflineBanner({ state }: { state: ConnectionState }) {
   if (state !== "disconnected" && state !== "reconnecting") return null;
   return (
     <div class="offline-banner" role="alert" data-offline={state}>
-      <strong>Offline.</strong> The node is not answering; {state === "reconnecting" ? "reconnecting by itself" : "reload to try again"}. What is shown may be out of date, and actions may fail until it is back.
+      <strong>Offline.</strong> The node is not answering; {state === "reconnecting" ? "reconnecting by itself" : "reload to try again"}.
+      What is shown may be out of date, and actions may fail until it is back.
     </div>
   );
 }

@@ -37,7 +37,9 @@ export function WorkflowDag({ steps }: { steps: DagStep[] }) {
   for (const step of steps) (columns[layerOf.get(step.key) ?? 0] ??= []).push(step);
   const position = new Map<string, { x: number; y: number }>();
   columns.forEach((column, c) =>
-    column.forEach((step, r) => position.set(step.key, { x: BOX.pad + c * (BOX.width + BOX.gapX), y: BOX.pad + r * (BOX.height + BOX.gapY) })),
+    column.forEach((step, r) =>
+      position.set(step.key, { x: BOX.pad + c * (BOX.width + BOX.gapX), y: BOX.pad + r * (BOX.height + BOX.gapY) }),
+    ),
   );
   const rows = Math.max(1, ...columns.map((c) => c.length));
   const width = BOX.pad * 2 + columns.length * BOX.width + Math.max(0, columns.length - 1) * BOX.gapX;
@@ -59,13 +61,26 @@ export function WorkflowDag({ steps }: { steps: DagStep[] }) {
           const x2 = to.x;
           const y2 = to.y + BOX.height / 2;
           const bend = (x2 - x1) / 2;
-          return <path key={`${dep}->${step.key}`} class="dag-edge" d={`M${x1},${y1} C${x1 + bend},${y1} ${x2 - bend},${y2} ${x2},${y2}`} marker-end="url(#arrow)" />;
+          return (
+            <path
+              key={`${dep}->${step.key}`}
+              class="dag-edge"
+              d={`M${x1},${y1} C${x1 + bend},${y1} ${x2 - bend},${y2} ${x2},${y2}`}
+              marker-end="url(#arrow)"
+            />
+          );
         }),
       )}
       {steps.map((step) => {
         const at = position.get(step.key)!;
         return (
-          <g key={step.key} class={`dag-step step-${step.status}`} data-step-key={step.key} data-status={step.status} transform={`translate(${at.x},${at.y})`}>
+          <g
+            key={step.key}
+            class={`dag-step step-${step.status}`}
+            data-step-key={step.key}
+            data-status={step.status}
+            transform={`translate(${at.x},${at.y})`}
+          >
             <title>{`${step.key} (${step.type}): ${step.status}${step.taskId ? `, task ${step.taskId}` : ""}`}</title>
             <rect width={BOX.width} height={BOX.height} rx="8" />
             <text x="12" y="23" class="dag-key">

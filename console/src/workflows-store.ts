@@ -30,7 +30,15 @@ export class WorkflowStore extends Observable {
     for (const { steps, ...workflow } of workflows) {
       this.byId.set(workflow.id, {
         workflow,
-        steps: steps.map((s) => ({ key: s.key, type: s.type, dependsOn: s.dependsOn, status: s.status, taskId: s.taskId, result: s.task?.result ?? null, error: s.task?.error ?? null })),
+        steps: steps.map((s) => ({
+          key: s.key,
+          type: s.type,
+          dependsOn: s.dependsOn,
+          status: s.status,
+          taskId: s.taskId,
+          result: s.task?.result ?? null,
+          error: s.task?.error ?? null,
+        })),
         log: [],
       });
     }
@@ -64,7 +72,9 @@ export class WorkflowStore extends Observable {
 
   /** Newest first. */
   list(): WorkflowEntry[] {
-    return [...this.byId.values()].sort((a, b) => b.workflow.createdAt.localeCompare(a.workflow.createdAt) || b.workflow.id.localeCompare(a.workflow.id));
+    return [...this.byId.values()].sort(
+      (a, b) => b.workflow.createdAt.localeCompare(a.workflow.createdAt) || b.workflow.id.localeCompare(a.workflow.id),
+    );
   }
 
   private update(workflow: WorkflowView): WorkflowEntry | undefined {

@@ -31,7 +31,10 @@ export function stepView(workflowId: string, step: StepState, tasks: TaskStore):
     dependsOn: step.dependsOn,
     status: task ? STEP_FROM_TASK[task.task.status] : step.status,
     // The task's own word when it says more than the step's status: "started 40%", "retrying".
-    detail: task && (task.task.status !== STEP_FROM_TASK[task.task.status] || task.progress !== null) ? `${task.task.status}${task.progress === null ? "" : ` ${task.progress}%`}` : undefined,
+    detail:
+      task && (task.task.status !== STEP_FROM_TASK[task.task.status] || task.progress !== null)
+        ? `${task.task.status}${task.progress === null ? "" : ` ${task.progress}%`}`
+        : undefined,
     taskId: task?.task.id ?? step.taskId,
   };
 }
@@ -51,7 +54,12 @@ export function WorkflowsView({ session, selectedId }: { session: Session; selec
         {workflows.map((entry) => {
           const done = entry.steps.filter((s) => s.status === "completed").length;
           return (
-            <li key={entry.workflow.id} data-workflow-id={entry.workflow.id} data-status={entry.workflow.status} class={entry === current ? "selected" : undefined}>
+            <li
+              key={entry.workflow.id}
+              data-workflow-id={entry.workflow.id}
+              data-status={entry.workflow.status}
+              class={entry === current ? "selected" : undefined}
+            >
               <button type="button" class="workflow-pick" onClick={() => setSelected(entry.workflow.id)}>
                 <span class="workflow-name">{entry.workflow.name}</span>
                 <Badge status={entry.workflow.status} />
@@ -119,7 +127,17 @@ function WorkflowDetail({ entry, session }: { entry: WorkflowEntry; session: Ses
                 <td>
                   <Badge status={steps[i]!.status} />
                 </td>
-                <td class="outcome">{step.error ? <span class="task-error">{step.error.code}: {brief(step.error.message, 60)}</span> : step.status === "completed" ? <code>{brief(step.result, 60)}</code> : <span class="muted">—</span>}</td>
+                <td class="outcome">
+                  {step.error ? (
+                    <span class="task-error">
+                      {step.error.code}: {brief(step.error.message, 60)}
+                    </span>
+                  ) : step.status === "completed" ? (
+                    <code>{brief(step.result, 60)}</code>
+                  ) : (
+                    <span class="muted">—</span>
+                  )}
+                </td>
               </tr>
             ))}
           </tbody>
@@ -131,7 +149,8 @@ function WorkflowDetail({ entry, session }: { entry: WorkflowEntry; session: Ses
               <span class="mono muted">{clock(line.ts)}</span> {line.type}
               {line.step && <strong> {line.step}</strong>}
               <span class="mono muted" title={`cursor ${line.cursor}`}>
-                {" "}#{Number(line.cursor.split("-").pop())}
+                {" "}
+                #{Number(line.cursor.split("-").pop())}
               </span>
             </li>
           ))}

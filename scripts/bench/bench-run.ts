@@ -8,7 +8,17 @@ import { existsSync, mkdirSync, rmdirSync, rmSync } from "node:fs";
 import path from "node:path";
 import pg from "pg";
 import { dropDatabase } from "../../src/db/setup.js";
-import { deleteRedisKeys, killAllNow, repoRoot, runCommand, startBaseline, startBullmqWorker, startSwitchyard, stopAll, type ServerHandle } from "./procs.js";
+import {
+  deleteRedisKeys,
+  killAllNow,
+  repoRoot,
+  runCommand,
+  startBaseline,
+  startBullmqWorker,
+  startSwitchyard,
+  stopAll,
+  type ServerHandle,
+} from "./procs.js";
 
 /** A database URL on the configured server (DATABASE_URL) with the database name replaced: `switchyard_<name>`. */
 export function benchDatabaseUrl(name: string): string {
@@ -91,12 +101,23 @@ export class BenchRun {
   setupDatabase(): Promise<void> {
     const generate = !existsSync(path.join(repoRoot, "src", "generated", "prisma", "client.ts"));
     this.databaseCreated = true;
-    return runCommand(process.execPath, ["--import", "tsx", "scripts/bench/db.ts", this.databaseUrl, ...(generate ? ["--generate"] : [])], this.logFile("db-setup"));
+    return runCommand(
+      process.execPath,
+      ["--import", "tsx", "scripts/bench/db.ts", this.databaseUrl, ...(generate ? ["--generate"] : [])],
+      this.logFile("db-setup"),
+    );
   }
 
   /** The environment every bench node gets: the run's database, Redis prefix and secret, and the log level whose "listening" line startSwitchyard waits for. */
   switchyardEnv(env: Record<string, string> = {}): Record<string, string> {
-    return { DATABASE_URL: this.databaseUrl, REDIS_URL: this.redisUrl, REDIS_PREFIX: this.prefix, JWT_SECRET: this.secret, LOG_LEVEL: "info", ...env };
+    return {
+      DATABASE_URL: this.databaseUrl,
+      REDIS_URL: this.redisUrl,
+      REDIS_PREFIX: this.prefix,
+      JWT_SECRET: this.secret,
+      LOG_LEVEL: "info",
+      ...env,
+    };
   }
 
   /** A Switchyard node named `<prefix>[-<node>]`, logging to `switchyard[-<node>].log`; `env` is added to switchyardEnv(). */
@@ -130,7 +151,9 @@ export class BenchRun {
     this.servers.clear();
     await stopAll();
     if (this.databaseCreated) {
-      await dropDatabase(this.databaseUrl).catch((error: unknown) => this.log(`could not drop the database ${this.databaseName}: ${(error as Error).message}`));
+      await dropDatabase(this.databaseUrl).catch((error: unknown) =>
+        this.log(`could not drop the database ${this.databaseName}: ${(error as Error).message}`),
+      );
     }
     try {
       this.log(`deleted ${await deleteRedisKeys(this.redisUrl, this.prefix)} Redis keys under ${this.prefix}`);

@@ -13,7 +13,11 @@ import { benchRun, LIMITS_OUT_OF_REACH, withDatabase } from "./bench-run.js";
 import { HttpClient, mintToken, round, roundSummary, summarize, type Summary } from "./lib.js";
 
 const { values } = parseArgs({
-  options: { rooms: { type: "string", default: "100" }, batches: { type: "string", default: "32" }, "per-batch": { type: "string", default: "50" } },
+  options: {
+    rooms: { type: "string", default: "100" },
+    batches: { type: "string", default: "32" },
+    "per-batch": { type: "string", default: "50" },
+  },
 });
 const ROOMS = Number(values.rooms);
 const BATCHES = Number(values.batches);
@@ -23,7 +27,9 @@ const PER_BATCH = Number(values["per-batch"]);
 async function commits(databaseUrl: string): Promise<number> {
   await new Promise((resolve) => setTimeout(resolve, 1500));
   return withDatabase(databaseUrl, async (client) => {
-    const { rows } = await client.query<{ n: string }>("SELECT xact_commit::text AS n FROM pg_stat_database WHERE datname = current_database()");
+    const { rows } = await client.query<{ n: string }>(
+      "SELECT xact_commit::text AS n FROM pg_stat_database WHERE datname = current_database()",
+    );
     return Number(rows[0]!.n);
   });
 }
@@ -33,7 +39,11 @@ await benchRun({ tag: "cold" }, async (run) => {
   const auth = { authorization: `Bearer ${mintToken(run.secret, "cold-tenant", "bench", ["admin", "events:publish"])}` };
   const http = new HttpClient(node.url, BATCHES);
   const pools: string[] = [];
-  for (let i = 0; i < ROOMS; i++) pools.push((JSON.parse(String((await http.request("POST", "/api/v1/pools", { name: `cold-${i}` }, auth)).body)) as { pool: { id: string } }).pool.id);
+  for (let i = 0; i < ROOMS; i++)
+    pools.push(
+      (JSON.parse(String((await http.request("POST", "/api/v1/pools", { name: `cold-${i}` }, auth)).body)) as { pool: { id: string } }).pool
+        .id,
+    );
 
   const burst = async (): Promise<{ wallMs: number; latency: Summary; statuses: Record<string, number> }> => {
     const latencies: number[] = [];

@@ -60,12 +60,19 @@ async function measureConsole(run: BenchRun, browser: Browser): Promise<void> {
   const http = new HttpClient(node.url, 4);
   const auth = { authorization: `Bearer ${token}` };
   const pools = ["default"];
-  for (const name of ["ingest", "render"]) pools.push((JSON.parse(String((await http.request("POST", "/api/v1/pools", { name }, auth)).body)) as { pool: { id: string } }).pool.id);
+  for (const name of ["ingest", "render"])
+    pools.push(
+      (JSON.parse(String((await http.request("POST", "/api/v1/pools", { name }, auth)).body)) as { pool: { id: string } }).pool.id,
+    );
   const seedMs = await seed(run.databaseUrl, pools);
   log(`seeded ${TASKS} tasks in ${Math.round(seedMs)} ms`);
-  const counts = JSON.parse(String((await http.request("GET", "/api/v1/tasks/counts", undefined, auth)).body)) as { total: number; counts: Record<string, number> };
+  const counts = JSON.parse(String((await http.request("GET", "/api/v1/tasks/counts", undefined, auth)).body)) as {
+    total: number;
+    counts: Record<string, number>;
+  };
   log(`counts: ${JSON.stringify(counts)}`);
-  const countOf = async (query: string): Promise<number> => (JSON.parse(String((await http.request("GET", `/api/v1/tasks/counts?${query}`, undefined, auth)).body)) as { total: number }).total;
+  const countOf = async (query: string): Promise<number> =>
+    (JSON.parse(String((await http.request("GET", `/api/v1/tasks/counts?${query}`, undefined, auth)).body)) as { total: number }).total;
   const byType = await countOf("type=import.csv");
   const byPool = await countOf(`poolId=${pools[2]}`);
 
@@ -108,7 +115,7 @@ async function measureConsole(run: BenchRun, browser: Browser): Promise<void> {
     const rows = page.locator("table[data-page] tr[data-task-id]");
     /** Polls the page (a few ms a round trip) until `done` holds. */
     const until = async (done: () => Promise<boolean>): Promise<void> => {
-      for (const deadline = performance.now() + 30_000; !(await done()); ) {
+      for (const deadline = performance.now() + 30_000; !(await done());) {
         if (performance.now() > deadline) throw new Error("the view did not change in 30 s");
       }
     };
@@ -120,15 +127,41 @@ async function measureConsole(run: BenchRun, browser: Browser): Promise<void> {
       // Back to no filter, measured too.
       const back = performance.now();
       await page.getByRole("button", { name: "Clear filters" }).click();
-      await until(async () => (await page.locator(`[data-count="all"][data-value="${counts.total}"]`).count()) === 1 && (await rows.count()) === 50 && (await page.locator('[data-page-number="1"]').count()) === 1);
+      await until(
+        async () =>
+          (await page.locator(`[data-count="all"][data-value="${counts.total}"]`).count()) === 1 &&
+          (await rows.count()) === 50 &&
+          (await page.locator('[data-page-number="1"]').count()) === 1,
+      );
       // Only when something had to be read again (the counts after a type or pool filter; the page after any).
       filters.back!.push(performance.now() - back);
     };
-    const fullPageOf = async (selector: string): Promise<boolean> => (await rows.count()) === 50 && (await page.locator(`table[data-page] tr[data-task-id]:not(${selector})`).count()) === 0;
-    await measure("status", () => page.locator('select[name="status"]').selectOption("failed"), () => fullPageOf('[data-status="failed"]'));
-    await measure("type", () => page.locator('form.filters input[name="type"]').fill("import.csv"), async () => (await page.locator(`[data-count="all"][data-value="${byType}"]`).count()) === 1 && fullPageOf(":has(td:nth-child(2):text-is('import.csv'))"));
-    await measure("pool", () => page.locator('select[name="pool"]').selectOption(pools[2]!), async () => (await page.locator(`[data-count="all"][data-value="${byPool}"]`).count()) === 1 && fullPageOf(`:has(td:nth-child(3):text-is('${pools[2]}'))`));
-    await measure("id", () => page.locator('input[name="q"]').fill("ab"), () => fullPageOf('[data-task-id^="ab"]'));
+    const fullPageOf = async (selector: string): Promise<boolean> =>
+      (await rows.count()) === 50 && (await page.locator(`table[data-page] tr[data-task-id]:not(${selector})`).count()) === 0;
+    await measure(
+      "status",
+      () => page.locator('select[name="status"]').selectOption("failed"),
+      () => fullPageOf('[data-status="failed"]'),
+    );
+    await measure(
+      "type",
+      () => page.locator('form.filters input[name="type"]').fill("import.csv"),
+      async () =>
+        (await page.locator(`[data-count="all"][data-value="${byType}"]`).count()) === 1 &&
+        fullPageOf(":has(td:nth-child(2):text-is('import.csv'))"),
+    );
+    await measure(
+      "pool",
+      () => page.locator('select[name="pool"]').selectOption(pools[2]!),
+      async () =>
+        (await page.locator(`[data-count="all"][data-value="${byPool}"]`).count()) === 1 &&
+        fullPageOf(`:has(td:nth-child(3):text-is('${pools[2]}'))`),
+    );
+    await measure(
+      "id",
+      () => page.locator('input[name="q"]').fill("ab"),
+      () => fullPageOf('[data-task-id^="ab"]'),
+    );
     await context.close();
   }
   const median = (xs: number[]): number => round(summarize(xs).p50, 0);
@@ -136,14 +169,20 @@ async function measureConsole(run: BenchRun, browser: Browser): Promise<void> {
     tasks: TASKS,
     runs: RUNS,
     firstRenderMs: { median: median(firstRender), all: firstRender.map((x) => Math.round(x)) },
-    filterChangeMs: Object.fromEntries(Object.entries(filters).map(([k, xs]) => [k, { median: median(xs), all: xs.map((x) => Math.round(x)) }])),
+    filterChangeMs: Object.fromEntries(
+      Object.entries(filters).map(([k, xs]) => [k, { median: median(xs), all: xs.map((x) => Math.round(x)) }]),
+    ),
     apiMs: Object.fromEntries(Object.entries(api).map(([k, xs]) => [k, median(xs)])),
     note: "type and id filters include the 120 ms pause the view waits after typing stops",
   };
   process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
 }
 
-const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: ["--no-sandbox", "--disable-gpu", "--no-first-run"] });
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--no-first-run"],
+});
 try {
   await buildConsole();
   await benchRun({ tag: "console", log }, (run) => measureConsole(run, browser));

@@ -67,7 +67,15 @@ const metrics = createMetrics("bench");
 const broadcast = (namespace: string, key: string, envelope: Envelope) => io.of(`/${namespace}`).to(key).emit(envelope.type, envelope);
 const benchLogger = createLogger({ level: "warn", nodeId: "bench", format: "json" });
 const failures = new DependencyStatus(benchLogger, { deadlineMs: 2000 });
-const logged = new EventPublisher(prisma, new EventLogWriter(prismaSql(prisma)), new EventLogReader(prisma, prismaSql(prisma)), broadcast, metrics, benchLogger, { relayAfterMs: 5000, failures });
+const logged = new EventPublisher(
+  prisma,
+  new EventLogWriter(prismaSql(prisma)),
+  new EventLogReader(prisma, prismaSql(prisma)),
+  broadcast,
+  metrics,
+  benchLogger,
+  { relayAfterMs: 5000, failures },
+);
 /** The same envelope and broadcast, with sequence numbers from memory and nothing stored. */
 const memorySeq = new Map<string, number>();
 const unlogged = {
@@ -75,12 +83,22 @@ const unlogged = {
     for (const room of input.rooms) {
       const seq = (memorySeq.get(room) ?? 0) + 1;
       memorySeq.set(room, seq);
-      broadcast("tasks", roomKey(tenant, room), { id: crypto.randomUUID(), type: input.type, room, cursor: `mem-${seq}`, ts: new Date().toISOString(), data: input.data });
+      broadcast("tasks", roomKey(tenant, room), {
+        id: crypto.randomUUID(),
+        type: input.type,
+        room,
+        cursor: `mem-${seq}`,
+        ts: new Date().toISOString(),
+        data: input.data,
+      });
     }
   },
 };
 
-async function run(label: string, publish: (i: number) => Promise<unknown>): Promise<{ label: string; publishedPerSec: number; deliveredPerSec: number }> {
+async function run(
+  label: string,
+  publish: (i: number) => Promise<unknown>,
+): Promise<{ label: string; publishedPerSec: number; deliveredPerSec: number }> {
   delivered = 0;
   let next = 0;
   const started = performance.now();
@@ -93,17 +111,31 @@ async function run(label: string, publish: (i: number) => Promise<unknown>): Pro
   const expected = EVENTS * SUBSCRIBERS;
   while (delivered < expected && performance.now() - started < publishedMs + 30_000) await new Promise((r) => setTimeout(r, 5));
   const deliveredMs = performance.now() - started;
-  return { label, publishedPerSec: Math.round((EVENTS / publishedMs) * 1000), deliveredPerSec: Math.round((delivered / deliveredMs) * 1000) };
+  return {
+    label,
+    publishedPerSec: Math.round((EVENTS / publishedMs) * 1000),
+    deliveredPerSec: Math.round((delivered / deliveredMs) * 1000),
+  };
 }
 
-const input = (i: number) => ({ tenantId: tenant, namespace: "tasks" as const, room: `task:r${i % ROOMS}`, type: "bench.progress", data: { i, progress: i % 100 } });
+const input = (i: number) => ({
+  tenantId: tenant,
+  namespace: "tasks" as const,
+  room: `task:r${i % ROOMS}`,
+  type: "bench.progress",
+  data: { i, progress: i % 100 },
+});
 await run("warm-up", (i) => logged.publishBatch([input(i)]));
 const off = await run("log off", (i) => unlogged.publish({ ...input(i), rooms: [input(i).room] }));
 const on = await run("log on", (i) => logged.publishBatch([input(i)]));
 const rows = [off, on];
-console.log(`event log bench: ${EVENTS} events over ${ROOMS} rooms, ${CONCURRENCY} concurrent publishers, ${SUBSCRIBERS} subscribers each in every room`);
+console.log(
+  `event log bench: ${EVENTS} events over ${ROOMS} rooms, ${CONCURRENCY} concurrent publishers, ${SUBSCRIBERS} subscribers each in every room`,
+);
 console.table(rows);
-console.log(`log on / log off: published ${(on.publishedPerSec / off.publishedPerSec).toFixed(2)}x, delivered ${(on.deliveredPerSec / off.deliveredPerSec).toFixed(2)}x`);
+console.log(
+  `log on / log off: published ${(on.publishedPerSec / off.publishedPerSec).toFixed(2)}x, delivered ${(on.deliveredPerSec / off.deliveredPerSec).toFixed(2)}x`,
+);
 
 for (const client of clients) client.close();
 await io.close();

@@ -2,7 +2,8 @@
 
 import type { Summary } from "./lib.js";
 
-export const ratio = (a: number, b: number, digits = 2): string => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? `${(a / b).toFixed(digits)}x` : "n/a");
+export const ratio = (a: number, b: number, digits = 2): string =>
+  Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? `${(a / b).toFixed(digits)}x` : "n/a";
 export const kib = (bytes: number): string => (Number.isFinite(bytes) ? `${(bytes / 1024).toFixed(1)} KiB` : "n/a");
 export const ms = (value: number): string => (Number.isFinite(value) ? value.toFixed(1) : "n/a");
 export const lat = (s: Summary): string => (s.count > 0 ? `${ms(s.p50)}/${ms(s.p99)}/${ms(s.max)}` : "n/a");
@@ -24,5 +25,5 @@ export const busyNote = (...cpus: Array<Record<string, number>>): string => {
 export function cpuUs(run: { cpuPercent: Record<string, number>; cpuWallMs: number }, group: string, units: number): string {
   const percent = run.cpuPercent[group];
   if (percent === undefined || units <= 0) return "n/a";
-  return ((percent / 100) * run.cpuWallMs * 1000 / units).toFixed(1);
+  return (((percent / 100) * run.cpuWallMs * 1000) / units).toFixed(1);
 }

@@ -136,7 +136,15 @@ const commands: Record<string, (args: never) => Promise<unknown>> = {
       onEvent,
     });
     sockets.push(...result.sockets);
-    return { connected: result.connected, subscribed: result.subscribed, failed: result.failed, errors: result.errors, ms: result.ms, acks: result.acks, total: sockets.length };
+    return {
+      connected: result.connected,
+      subscribed: result.subscribed,
+      failed: result.failed,
+      errors: result.errors,
+      ms: result.ms,
+      acks: result.acks,
+      total: sockets.length,
+    };
   },
 
   async closeAll() {
@@ -198,7 +206,14 @@ const commands: Record<string, (args: never) => Promise<unknown>> = {
     const result =
       args.rate !== undefined
         ? await openLoop(publish, seqs, args.rate, args.durationMs, args.maxInFlight ?? 512)
-        : await closedLoop(publish, seqs, args.concurrency ?? 16, args.durationMs, args.limit, args.gateEvents === undefined ? undefined : () => allowance);
+        : await closedLoop(
+            publish,
+            seqs,
+            args.concurrency ?? 16,
+            args.durationMs,
+            args.limit,
+            args.gateEvents === undefined ? undefined : () => allowance,
+          );
     const callLatency = result.callLatency ? summarize(result.callLatency) : undefined;
     return { ...result, callLatency };
   },
@@ -300,7 +315,15 @@ const commands: Record<string, (args: never) => Promise<unknown>> = {
         const jobId = `${runId}-${k}`;
         // Switchyard's job for an echo task: TaskJobData, and the options of TaskQueues.enqueue with the
         // defaults of a submitted task (priority 50 -> BullMQ priority 51, maxAttempts 1).
-        const data = { tenantId: "tasks", taskId: jobId, poolId: "default", type: "echo", payload: { k, t }, timeoutMs: null, maxAttempts: 1 };
+        const data = {
+          tenantId: "tasks",
+          taskId: jobId,
+          poolId: "default",
+          type: "echo",
+          payload: { k, t },
+          timeoutMs: null,
+          maxAttempts: 1,
+        };
         await queue.add("echo", data, {
           jobId,
           attempts: 1,
@@ -345,7 +368,11 @@ const commands: Record<string, (args: never) => Promise<unknown>> = {
     const perClient = await Promise.all(
       sockets.map(async (socket, i) => {
         const t0 = now();
-        const ack = (await socket.emitWithAck("subscribe", { room: args.room, after: args.after }, 120_000)) as { ok?: boolean; replayed?: number; error?: unknown };
+        const ack = (await socket.emitWithAck("subscribe", { room: args.room, after: args.after }, 120_000)) as {
+          ok?: boolean;
+          replayed?: number;
+          error?: unknown;
+        };
         const ms = now() - t0;
         return { ok: ack?.ok === true, replayed: ack?.replayed ?? 0, received: counts[i]!, ms, error: ack?.ok ? undefined : ack?.error };
       }),

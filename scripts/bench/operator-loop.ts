@@ -96,16 +96,20 @@ async function operatorLoop(run: BenchRun, redis: Redis): Promise<void> {
 
   const aDayAgo = encodeURIComponent(new Date(Date.now() - 24 * 3600_000).toISOString());
   const aWeekAgo = encodeURIComponent(new Date(Date.now() - 7 * 24 * 3600_000).toISOString());
-  const somePrefix = (JSON.parse(await call("GET", "/api/v1/tasks?limit=1&status=failed")) as { items: Array<{ id: string }> }).items[0]!.id.slice(0, 4);
+  const somePrefix = (
+    JSON.parse(await call("GET", "/api/v1/tasks?limit=1&status=failed")) as { items: Array<{ id: string }> }
+  ).items[0]!.id.slice(0, 4);
   const deepCursor = await (async () => {
     let cursor: string | null = null;
     for (let page = 0; page < 20; page++) {
-      cursor = (JSON.parse(await call("GET", `/api/v1/tasks?limit=200${cursor ? `&cursor=${cursor}` : ""}`)) as { nextCursor: string | null }).nextCursor;
+      cursor = (
+        JSON.parse(await call("GET", `/api/v1/tasks?limit=200${cursor ? `&cursor=${cursor}` : ""}`)) as { nextCursor: string | null }
+      ).nextCursor;
     }
     return cursor!;
   })();
   const reads: Record<string, string> = {
-    "counts": "/api/v1/tasks/counts",
+    counts: "/api/v1/tasks/counts",
     "counts of a pool": `/api/v1/tasks/counts?poolId=${parked}`,
     "first page (50)": "/api/v1/tasks?limit=50",
     "status=failed": "/api/v1/tasks?status=failed&limit=50",
@@ -139,7 +143,9 @@ async function operatorLoop(run: BenchRun, redis: Redis): Promise<void> {
   const redisBefore = sumCpu("redis-server");
   const statementsBefore = await numbering(node.url);
   const bulkStart = now();
-  const bulk = JSON.parse(await call("POST", "/api/v1/tasks/bulk", { action: "retry", filter: { poolId: parked, status: "failed", type: "bulk.target" } })) as { matched: number; changed: number };
+  const bulk = JSON.parse(
+    await call("POST", "/api/v1/tasks/bulk", { action: "retry", filter: { poolId: parked, status: "failed", type: "bulk.target" } }),
+  ) as { matched: number; changed: number };
   const answeredMs = now() - bulkStart;
   await Promise.race([everyAnnounced, sleep(120_000)]);
   const announcedMs = now() - bulkStart;
@@ -147,15 +153,23 @@ async function operatorLoop(run: BenchRun, redis: Redis): Promise<void> {
   const pgCpuMs = (sumCpu("postgres") - pgBefore) * 1000;
   const redisCpuMs = (sumCpu("redis-server") - redisBefore) * 1000;
   const statementsAfter = await numbering(node.url);
-  const statements = { count: statementsAfter.count - statementsBefore.count, seconds: round(statementsAfter.seconds - statementsBefore.seconds) };
+  const statements = {
+    count: statementsAfter.count - statementsBefore.count,
+    seconds: round(statementsAfter.seconds - statementsBefore.seconds),
+  };
   const profile = await profiler?.stop();
   if (profile) log(`bulk retry profile: ${JSON.stringify(summarizeProfile(profile, 25), null, 1)}`);
   socket.close();
   const stored = await withDatabase(run.databaseUrl, async (db) =>
-    Number((await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM "Event" WHERE "tenantId" = $1 AND "type" = 'task.retried'`, [tenant])).rows[0]!.n),
+    Number(
+      (await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM "Event" WHERE "tenantId" = $1 AND "type" = 'task.retried'`, [tenant]))
+        .rows[0]!.n,
+    ),
   );
   log(`bulk retry: answered in ${round(answeredMs)} ms, ${announced} announced in ${round(announcedMs)} ms, ${stored} stored`);
-  log(`bulk retry: CPU node ${round(bulkCpuMs)} ms, postgres ${round(pgCpuMs)} ms, redis ${round(redisCpuMs)} ms; ${statements.count} numbering statements taking ${statements.seconds} s`);
+  log(
+    `bulk retry: CPU node ${round(bulkCpuMs)} ms, postgres ${round(pgCpuMs)} ms, redis ${round(redisCpuMs)} ms; ${statements.count} numbering statements taking ${statements.seconds} s`,
+  );
   http.close();
 
   // Bare BullMQ on its own queue.
@@ -163,7 +177,13 @@ async function operatorLoop(run: BenchRun, redis: Redis): Promise<void> {
   const bullPrefix = `${prefix}-bare`;
   const queue = new Queue("bare", { connection: redis, prefix: bullPrefix });
   for (let start = 0; start < TASKS - FAILED; start += 1000) {
-    await queue.addBulk(Array.from({ length: Math.min(1000, TASKS - FAILED - start) }, (_, i) => ({ name: "echo", data: { n: start + i }, opts: { priority: 50 } })));
+    await queue.addBulk(
+      Array.from({ length: Math.min(1000, TASKS - FAILED - start) }, (_, i) => ({
+        name: "echo",
+        data: { n: start + i },
+        opts: { priority: 50 },
+      })),
+    );
   }
   const failing = new Queue("bare-failing", { connection: redis, prefix: bullPrefix });
   for (let start = 0; start < FAILED; start += 1000) {
@@ -171,7 +191,13 @@ async function operatorLoop(run: BenchRun, redis: Redis): Promise<void> {
   }
   // BullMQ leaves a connection it was given open on close(): left open, it kept the script from exiting.
   const workerConnection = new Redis(redisUrl, { maxRetriesPerRequest: null });
-  const worker = new Worker("bare-failing", async () => { throw new Error("boom"); }, { connection: workerConnection, prefix: bullPrefix, concurrency: 200 });
+  const worker = new Worker(
+    "bare-failing",
+    async () => {
+      throw new Error("boom");
+    },
+    { connection: workerConnection, prefix: bullPrefix, concurrency: 200 },
+  );
   while ((await failing.getFailedCount()) < FAILED) await sleep(200);
   await worker.close();
   workerConnection.disconnect();
@@ -191,7 +217,20 @@ async function operatorLoop(run: BenchRun, redis: Redis): Promise<void> {
       {
         tasks: TASKS,
         requests: REQUESTS,
-        switchyard: { reads: switchyardReads, bulkRetry: { ...bulk, answeredMs: round(answeredMs), announced, announcedMs: round(announcedMs), nodeCpuMs: round(bulkCpuMs), postgresCpuMs: round(pgCpuMs), redisCpuMs: round(redisCpuMs), numberingStatements: statements, storedRetriedEvents: stored } },
+        switchyard: {
+          reads: switchyardReads,
+          bulkRetry: {
+            ...bulk,
+            answeredMs: round(answeredMs),
+            announced,
+            announcedMs: round(announcedMs),
+            nodeCpuMs: round(bulkCpuMs),
+            postgresCpuMs: round(pgCpuMs),
+            redisCpuMs: round(redisCpuMs),
+            numberingStatements: statements,
+            storedRetriedEvents: stored,
+          },
+        },
         bareBullmq: { reads: bareReads, retryJobsMs: round(bareRetryMs) },
         ratios: {
           countsP95: round(switchyardReads["counts"]!.p95 / bareReads.counts.p95),
@@ -207,7 +246,9 @@ async function operatorLoop(run: BenchRun, redis: Redis): Promise<void> {
 
 const redis = new Redis(process.env.REDIS_URL || "redis://127.0.0.1:6379", { maxRetriesPerRequest: null });
 try {
-  await benchRun({ tag: "oploop", log: (message) => void process.stderr.write(`[operator-loop] ${message}\n`) }, (run) => operatorLoop(run, redis));
+  await benchRun({ tag: "oploop", log: (message) => void process.stderr.write(`[operator-loop] ${message}\n`) }, (run) =>
+    operatorLoop(run, redis),
+  );
 } finally {
   redis.disconnect();
 }
@@ -215,6 +256,11 @@ try {
 /** The node's numbering statements so far (count and seconds), from its /metrics. */
 async function numbering(url: string): Promise<{ count: number; seconds: number }> {
   const text = await (await fetch(`${url}/metrics`)).text();
-  const value = (suffix: string): number => Number(new RegExp(`^switchyard_db_query_duration_seconds_${suffix}\\{[^}]*operation="event_numbering"[^}]*\\} (\\S+)$`, "m").exec(text)?.[1] ?? 0);
+  const value = (suffix: string): number =>
+    Number(
+      new RegExp(`^switchyard_db_query_duration_seconds_${suffix}\\{[^}]*operation="event_numbering"[^}]*\\} (\\S+)$`, "m").exec(
+        text,
+      )?.[1] ?? 0,
+    );
   return { count: value("count"), seconds: value("sum") };
 }

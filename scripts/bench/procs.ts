@@ -375,7 +375,12 @@ export class CpuMeter {
 }
 
 interface CpuProfile {
-  nodes: Array<{ id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number; children?: number[] }>;
+  nodes: Array<{
+    id: number;
+    callFrame: { functionName: string; url: string; lineNumber: number };
+    hitCount?: number;
+    children?: number[];
+  }>;
   startTime: number;
   endTime: number;
   samples?: number[];
@@ -471,10 +476,15 @@ export function summarizeProfile(
       const frame = byId.get(id)!.callFrame;
       caller = packageOf(frame.url) ?? (frame.url.startsWith("wasm://") ? "wasm (Prisma's query compiler)" : undefined);
     }
-    const callerKey = caller ?? (functionName.startsWith("(") ? functionName : url.startsWith("node:") ? "node internals" : `native ${functionName || "code"}`);
+    const callerKey =
+      caller ??
+      (functionName.startsWith("(") ? functionName : url.startsWith("node:") ? "node internals" : `native ${functionName || "code"}`);
     byCaller.set(callerKey, (byCaller.get(callerKey) ?? 0) + hits);
   }
   const pct = (m: Map<string, number>): Array<[string, number]> =>
-    [...m.entries()].sort((a, b) => b[1] - a[1]).slice(0, top).map(([k, v]) => [k, Math.round((v / total) * 1000) / 10]);
+    [...m.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(([k, v]) => [k, Math.round((v / total) * 1000) / 10]);
   return { byPackage: pct(byPackage), byFunction: pct(byFunction), byCaller: pct(byCaller) };
 }

@@ -69,7 +69,12 @@ export function createPublisher(spec: PublisherSpec, http: HttpClient): Publishe
       return {
         perCall: spec.batch,
         async publish(slots) {
-          const events = slots.map(([poolId, seq]) => ({ namespace: "pools", room: `pool:${poolId}`, type: BENCH_EVENT_TYPE, data: tickData(poolId, seq) }));
+          const events = slots.map(([poolId, seq]) => ({
+            namespace: "pools",
+            room: `pool:${poolId}`,
+            type: BENCH_EVENT_TYPE,
+            data: tickData(poolId, seq),
+          }));
           const res = await http.request("POST", "/api/v1/events", { events }, headers);
           if (res.status !== 202) throw new Error(`events: HTTP ${res.status} ${res.body.slice(0, 200)}`);
           return events.length;
@@ -187,8 +192,25 @@ export async function closedLoop(
  * silently lowering the rate (no coordinated omission). At most `maxInFlight` calls are pending; publishes still not started when the window ends are
  * skipped (counted in `skipped`), so an overloaded server cannot stretch the run.
  */
-export async function openLoop(publisher: Publisher, seqs: SeqSource, rate: number, durationMs: number, maxInFlight: number): Promise<LoopResult> {
-  const result: LoopResult = { calls: 0, events: 0, failed: 0, errors: [], startTs: now(), endTs: 0, sends: [], late: 0, skipped: 0, callLatency: [] };
+export async function openLoop(
+  publisher: Publisher,
+  seqs: SeqSource,
+  rate: number,
+  durationMs: number,
+  maxInFlight: number,
+): Promise<LoopResult> {
+  const result: LoopResult = {
+    calls: 0,
+    events: 0,
+    failed: 0,
+    errors: [],
+    startTs: now(),
+    endTs: 0,
+    sends: [],
+    late: 0,
+    skipped: 0,
+    callLatency: [],
+  };
   const total = Math.floor((rate * durationMs) / 1000);
   const windowEnd = result.startTs + durationMs;
   const inFlight = new Set<Promise<void>>();

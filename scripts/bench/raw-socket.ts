@@ -157,7 +157,7 @@ export function parseEvent(frame: Buffer, nspLength: number): [string, unknown] 
 
 /** The event name of an EVENT frame without parsing the payload. */
 export function eventName(frame: Buffer, nspLength: number): string {
-  const start = 2 + nspLength + 1 + 2; // 42/nsp,[" 
+  const start = 2 + nspLength + 1 + 2; // 42/nsp,["
   const end = frame.indexOf(0x22, start); // closing quote
   return frame.toString("latin1", start, end);
 }
@@ -197,7 +197,10 @@ export async function openMany(options: {
       result.connected++;
       const room = options.roomOf(i);
       if (room !== undefined) {
-        const ack = (await socket.emitWithAck("subscribe", options.after ? { room, after: options.after } : { room })) as { ok?: boolean; error?: unknown };
+        const ack = (await socket.emitWithAck("subscribe", options.after ? { room, after: options.after } : { room })) as {
+          ok?: boolean;
+          error?: unknown;
+        };
         if (!ack?.ok) throw new Error(`subscribe ${room} refused: ${JSON.stringify(ack).slice(0, 200)}`);
         result.subscribed++;
         if (result.acks.length < (options.keepAcks ?? 1)) result.acks.push(ack);

@@ -67,7 +67,9 @@ try {
   const [size] = await db.sql.query<Array<{ rows: string; bytes: string }>>(
     `SELECT (SELECT count(*) FROM "Event")::text AS rows, pg_total_relation_size('"Event"')::text AS bytes`,
   );
-  log(`filled ${size!.rows} events (${(Number(size!.bytes) / 2 ** 20).toFixed(0)} MiB with indexes) in ${((performance.now() - fillStarted) / 1000).toFixed(1)} s`);
+  log(
+    `filled ${size!.rows} events (${(Number(size!.bytes) / 2 ** 20).toFixed(0)} MiB with indexes) in ${((performance.now() - fillStarted) / 1000).toFixed(1)} s`,
+  );
 
   const events = new EventLogWriter(db.sql);
   const retention = new EventRetention(db.sql, redis, logger, {
@@ -92,7 +94,14 @@ try {
       for (; sent < due; sent++) {
         const t0 = performance.now();
         const p = events
-          .append({ tenantId: "bench", targets: [{ namespace: "tasks", room: `r${1 + (sent % ROOMS)}` }], eventId: crypto.randomUUID(), type: "bench.progress", data: { n: sent }, ts: new Date() })
+          .append({
+            tenantId: "bench",
+            targets: [{ namespace: "tasks", room: `r${1 + (sent % ROOMS)}` }],
+            eventId: crypto.randomUUID(),
+            type: "bench.progress",
+            data: { n: sent },
+            ts: new Date(),
+          })
           .then(() => void latencies.push(performance.now() - t0));
         inflight.add(p);
         void p.finally(() => inflight.delete(p));

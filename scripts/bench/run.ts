@@ -66,7 +66,9 @@ async function main(): Promise<void> {
   log(`run ${run.id} (${SIZE}): scenarios ${SCENARIOS.join(", ")}; logs in ${path.relative(repoRoot, LOG_DIR)}`);
   await run.ensureServices();
   // The migrations take a while (Prisma's JS schema engine): start the baseline and the load generators meanwhile.
-  const clients = (suite.clients = Array.from({ length: SIZES.loadClients }, (_, i) => LoadClient.spawn(`load-${i}`, run.logFile(`load-${i}`))));
+  const clients = (suite.clients = Array.from({ length: SIZES.loadClients }, (_, i) =>
+    LoadClient.spawn(`load-${i}`, run.logFile(`load-${i}`)),
+  ));
   const publisher = (suite.publisher = LoadClient.spawn("publisher", run.logFile("publisher")));
   const switchyardReady = run.setupDatabase().then(() => {
     log(`database ${run.databaseName} ready`);
@@ -80,7 +82,9 @@ async function main(): Promise<void> {
   if (sw.status === "rejected") throw sw.reason;
   if (base.status === "rejected") throw base.reason;
   await Promise.all([...clients, publisher].map((c) => c.ready));
-  log(`switchyard ${suite.nodeA!.url} (pid ${suite.nodeA!.pid}), baseline ${suite.baseA!.url} (pid ${suite.baseA!.pid}), ${clients.length} load clients + 1 publisher`);
+  log(
+    `switchyard ${suite.nodeA!.url} (pid ${suite.nodeA!.pid}), baseline ${suite.baseA!.url} (pid ${suite.baseA!.pid}), ${clients.length} load clients + 1 publisher`,
+  );
 
   const scenarios: Record<Scenario, (s: Suite) => Promise<void>> = {
     sharding: shardingScenario,
@@ -100,7 +104,14 @@ async function main(): Promise<void> {
     } catch (error) {
       failures.push(`${name}: ${(error as Error).message}`);
       log(`scenario ${name} FAILED: ${(error as Error).stack ?? String(error)}`);
-      rows.push({ scenario: name, metric: "FAILED", switchyard: "-", baseline: "-", ratio: "-", notes: (error as Error).message.split("\n")[0]!.slice(0, 120) });
+      rows.push({
+        scenario: name,
+        metric: "FAILED",
+        switchyard: "-",
+        baseline: "-",
+        ratio: "-",
+        notes: (error as Error).message.split("\n")[0]!.slice(0, 120),
+      });
       await suite.closeSockets().catch(() => undefined);
       await Promise.allSettled([suite.nodeB?.stop(), suite.baseB?.stop(), suite.bareWorker?.stop()]);
       suite.nodeB = suite.baseB = suite.bareWorker = undefined;
@@ -127,10 +138,17 @@ process.stdout.write(
   `\nSwitchyard bench (${SIZE}) — ${m.cpuCount}x ${m.cpuModel}, ${(m.totalMemBytes / 2 ** 30).toFixed(0)} GiB, node ${m.node}, ${elapsed.toFixed(0)} s\n` +
     "Ratios are Switchyard / baseline measured in the same run (load generators share the 2 cores: compare ratios, not absolutes).\n\n",
 );
-process.stdout.write(formatTable(["scenario", "metric", "switchyard", "baseline", "ratio", "notes"], rows.map((r) => [r.scenario, r.metric, r.switchyard, r.baseline, r.ratio, r.notes])) + "\n");
+process.stdout.write(
+  formatTable(
+    ["scenario", "metric", "switchyard", "baseline", "ratio", "notes"],
+    rows.map((r) => [r.scenario, r.metric, r.switchyard, r.baseline, r.ratio, r.notes]),
+  ) + "\n",
+);
 if (suite.notes.length > 0) process.stdout.write("\n" + suite.notes.map((n) => `* ${n}`).join("\n") + "\n");
 if (failures.length > 0) {
-  process.stdout.write(`\nFAILED (logs kept in ${path.relative(repoRoot, LOG_DIR)}):\n${failures.map((f) => `  ${f.split("\n")[0]}`).join("\n")}\n`);
+  process.stdout.write(
+    `\nFAILED (logs kept in ${path.relative(repoRoot, LOG_DIR)}):\n${failures.map((f) => `  ${f.split("\n")[0]}`).join("\n")}\n`,
+  );
 } else {
   run.removeLogs();
 }

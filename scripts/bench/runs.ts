@@ -36,7 +36,8 @@ export interface DeliveryRun extends CapacityRun {
 }
 
 /** Events one call of `spec` publishes. */
-export const perCall = (spec: PublisherSpec): number => (spec.kind === "switchyard-events" || spec.kind === "baseline-batch" ? spec.batch : 1);
+export const perCall = (spec: PublisherSpec): number =>
+  spec.kind === "switchyard-events" || spec.kind === "baseline-batch" ? spec.batch : 1;
 
 /**
  * Closed-loop publishing to `server` (`concurrency` calls in flight) for `durationMs`, counting what the
@@ -67,34 +68,48 @@ export async function deliveryRun(
   const meter = s.cpuMeter(subscribeTo === server ? { server } : { subNode: subscribeTo, pubNode: server });
   const meterStart = now();
   meter.start();
-  const [{ loop, roomEvents, expected, t }, profile, subscriberProfile] = await s.profiled(server, `${scenario} ${label} ${subscribersPerEvent}`, async () => {
-    const running = s.publisher!.call<{ calls: number; events: number; failed: number; errors: string[]; startTs: number; endTs: number; gatedMs: number }>("publish", {
-      url: server.url,
-      spec,
-      pools,
-      concurrency,
-      durationMs,
-      gateEvents: maxBacklog,
-    });
-    if (maxBacklog !== undefined) {
-      // Feeds the publisher's gate from the subscribers' counts while it runs.
-      let done = false;
-      void running.finally(() => (done = true)).catch(() => undefined);
-      while (!done) {
-        await sleep(50);
-        const { received } = await s.totals();
-        await s.publisher!.call("allow", { events: Math.floor(received / subscribersPerEvent) + maxBacklog });
+  const [{ loop, roomEvents, expected, t }, profile, subscriberProfile] = await s.profiled(
+    server,
+    `${scenario} ${label} ${subscribersPerEvent}`,
+    async () => {
+      const running = s.publisher!.call<{
+        calls: number;
+        events: number;
+        failed: number;
+        errors: string[];
+        startTs: number;
+        endTs: number;
+        gatedMs: number;
+      }>("publish", {
+        url: server.url,
+        spec,
+        pools,
+        concurrency,
+        durationMs,
+        gateEvents: maxBacklog,
+      });
+      if (maxBacklog !== undefined) {
+        // Feeds the publisher's gate from the subscribers' counts while it runs.
+        let done = false;
+        void running.finally(() => (done = true)).catch(() => undefined);
+        while (!done) {
+          await sleep(50);
+          const { received } = await s.totals();
+          await s.publisher!.call("allow", { events: Math.floor(received / subscribersPerEvent) + maxBacklog });
+        }
       }
-    }
-    const loop = await running;
-    if (loop.gatedMs > 0) s.log(`  ${label}: lanes waited ${(loop.gatedMs / concurrency / 1000).toFixed(1)} s each for deliveries to catch up`);
-    // Events that reach the subscribed room(s) (successful calls only): one per Switchyard scale call, one per
-    // logical baseline event, `batch` per publish-API call.
-    const roomEvents = loop.events;
-    const expected = roomEvents * subscribersPerEvent;
-    const t = await s.drain(expected);
-    return { loop, roomEvents, expected, t };
-  }, subscribeTo);
+      const loop = await running;
+      if (loop.gatedMs > 0)
+        s.log(`  ${label}: lanes waited ${(loop.gatedMs / concurrency / 1000).toFixed(1)} s each for deliveries to catch up`);
+      // Events that reach the subscribed room(s) (successful calls only): one per Switchyard scale call, one per
+      // logical baseline event, `batch` per publish-API call.
+      const roomEvents = loop.events;
+      const expected = roomEvents * subscribersPerEvent;
+      const t = await s.drain(expected);
+      return { loop, roomEvents, expected, t };
+    },
+    subscribeTo,
+  );
   const cpuPercent = meter.stop();
   const cpuWallMs = now() - meterStart;
   await s.record("none");
@@ -165,18 +180,21 @@ export async function latencyMeasure(
   await s.record("latency");
   const meter = s.cpuMeter(publishTo === subscribeTo ? { server: publishTo } : cpuGroups);
   meter.start();
-  const [loop, profile, subscriberProfile] = await s.profiled(publishTo, `${scenario} ${topology} ${rate}`, () =>
-    s.publisher!.call<{
-      calls: number;
-      events: number;
-      failed: number;
-      late: number;
-      skipped: number;
-      sends: Array<[string, number]>;
-      startTs: number;
-      endTs: number;
-      callLatency?: Summary;
-    }>("publish", { url: publishTo.url, spec, pools, rate: rate / perCall(spec), durationMs, maxInFlight: 256 }),
+  const [loop, profile, subscriberProfile] = await s.profiled(
+    publishTo,
+    `${scenario} ${topology} ${rate}`,
+    () =>
+      s.publisher!.call<{
+        calls: number;
+        events: number;
+        failed: number;
+        late: number;
+        skipped: number;
+        sends: Array<[string, number]>;
+        startTs: number;
+        endTs: number;
+        callLatency?: Summary;
+      }>("publish", { url: publishTo.url, spec, pools, rate: rate / perCall(spec), durationMs, maxInFlight: 256 }),
     subscribeTo,
   );
   const expected = loop.events * perRoom;
@@ -219,7 +237,15 @@ export async function latencyMeasure(
 }
 
 /** The publish path alone: a closed loop to `server` with no subscribers connected anywhere. */
-export async function capacityRun(s: Suite, label: string, server: ServerHandle, other: ServerHandle, spec: PublisherSpec, pools: string[], concurrency: number): Promise<CapacityRun> {
+export async function capacityRun(
+  s: Suite,
+  label: string,
+  server: ServerHandle,
+  other: ServerHandle,
+  spec: PublisherSpec,
+  pools: string[],
+  concurrency: number,
+): Promise<CapacityRun> {
   const meter = s.cpuMeter({ subNode: other, pubNode: server });
   const meterStart = now();
   meter.start();

@@ -52,7 +52,11 @@ if (process.argv[2] === "--bare-worker") {
 }
 
 const { values } = parseArgs({
-  options: { schedules: { type: "string", default: "1000" }, every: { type: "string", default: "1000" }, seconds: { type: "string", default: "30" } },
+  options: {
+    schedules: { type: "string", default: "1000" },
+    every: { type: "string", default: "1000" },
+    seconds: { type: "string", default: "30" },
+  },
 });
 const SCHEDULES = Number(values.schedules);
 const EVERY = Number(values.every);
@@ -98,7 +102,9 @@ async function barePeer(run: BenchRun): Promise<Record<string, unknown>> {
   const barePrefix = `${run.prefix}-bare`;
   const connection = new Redis(run.redisUrl, { maxRetriesPerRequest: null });
   const queue = new Queue("bare-schedules", { connection, prefix: barePrefix });
-  const workers = [0, 1].map(() => fork(new URL(import.meta.url).pathname, ["--bare-worker", barePrefix, String(SECONDS + 10)], { execArgv: ["--import", "tsx"] }));
+  const workers = [0, 1].map(() =>
+    fork(new URL(import.meta.url).pathname, ["--bare-worker", barePrefix, String(SECONDS + 10)], { execArgv: ["--import", "tsx"] }),
+  );
   const results = workers.map(
     (child) =>
       new Promise<{ lateness: number[]; ids: string[]; repeated: number }>((resolve) => {
@@ -107,12 +113,18 @@ async function barePeer(run: BenchRun): Promise<Record<string, unknown>> {
         });
       }),
   );
-  await Promise.all(workers.map((child) => new Promise<void>((resolve) => child.on("message", (m: { ready?: boolean }) => m.ready && resolve()))));
+  await Promise.all(
+    workers.map((child) => new Promise<void>((resolve) => child.on("message", (m: { ready?: boolean }) => m.ready && resolve()))),
+  );
   const started = Date.now();
   for (let i = 0; i < SCHEDULES; i += 16) {
     await Promise.all(
       Array.from({ length: Math.min(16, SCHEDULES - i) }, (_, j) =>
-        queue.upsertJobScheduler(`bare-${i + j}`, { every: EVERY, startDate: Date.now() + EVERY }, { name: "due", data: {}, opts: { removeOnComplete: true } }),
+        queue.upsertJobScheduler(
+          `bare-${i + j}`,
+          { every: EVERY, startDate: Date.now() + EVERY },
+          { name: "due", data: {}, opts: { removeOnComplete: true } },
+        ),
       ),
     );
   }
@@ -158,7 +170,12 @@ await benchRun({ tag: "sched", log: (line) => void process.stderr.write(`[schedu
   for (let i = 0; i < SCHEDULES; i += 16) {
     const batch = await Promise.all(
       Array.from({ length: Math.min(16, SCHEDULES - i) }, (_, j) =>
-        http.request("POST", "/api/v1/schedules", { name: `s-${i + j}`, every: EVERY, task: { type: "echo", poolId: pool.pool.id, payload: { i: i + j } } }, auth),
+        http.request(
+          "POST",
+          "/api/v1/schedules",
+          { name: `s-${i + j}`, every: EVERY, task: { type: "echo", poolId: pool.pool.id, payload: { i: i + j } } },
+          auth,
+        ),
       ),
     );
     for (const response of batch) {

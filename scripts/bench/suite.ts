@@ -147,7 +147,8 @@ export class Suite {
       summary.errors.push(...r.errors);
     }
     summary.perSecond = (summary.subscribed * 1000) / ms;
-    if (summary.failed > 0) this.log(`  ${summary.failed} of ${count} sockets failed on ${server.name}: ${summary.errors.slice(0, 3).join("; ")}`);
+    if (summary.failed > 0)
+      this.log(`  ${summary.failed} of ${count} sockets failed on ${server.name}: ${summary.errors.slice(0, 3).join("; ")}`);
     return summary;
   }
 
@@ -236,7 +237,12 @@ export class Suite {
       const file = path.join(this.profileDir, `${targets[i]!.kind}-${role}${label.replace(/[^A-Za-z0-9_.-]+/g, "-")}.cpuprofile`);
       writeFileSync(file, JSON.stringify(profile));
       const summary = summarizeProfile(profile);
-      this.log(`  profile ${path.relative(repoRoot, file)} (by calling package): ${summary.byCaller.slice(0, 8).map(([k, v]) => `${k} ${v}%`).join(", ")}`);
+      this.log(
+        `  profile ${path.relative(repoRoot, file)} (by calling package): ${summary.byCaller
+          .slice(0, 8)
+          .map(([k, v]) => `${k} ${v}%`)
+          .join(", ")}`,
+      );
       return summary;
     });
     return [result, summaries[0], summaries[1]];

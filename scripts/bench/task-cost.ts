@@ -67,12 +67,14 @@ await benchRun({ tag: "cost" }, async (run) => {
   };
   const runMany = async (count: number, concurrency: number, payload: () => unknown): Promise<void> => {
     let next = 0;
-    await Promise.all(Array.from({ length: concurrency }, async () => {
-      while (next < count) {
-        next++;
-        await runTask(payload());
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < count) {
+          next++;
+          await runTask(payload());
+        }
+      }),
+    );
   };
 
   // Warm-up: the tenant, its default pool, the rooms and the worker's presence exist before anything is counted.
@@ -94,7 +96,11 @@ await benchRun({ tag: "cost" }, async (run) => {
     total += sum;
   }
 
-  const payload = () => ({ blob: randomBytes(Math.ceil((PAYLOAD_BYTES * 3) / 4)).toString("base64").slice(0, PAYLOAD_BYTES) });
+  const payload = () => ({
+    blob: randomBytes(Math.ceil((PAYLOAD_BYTES * 3) / 4))
+      .toString("base64")
+      .slice(0, PAYLOAD_BYTES),
+  });
   await runMany(3, 1, payload); // pages touched once since the last checkpoint (full-page images) are not the task's
   const walBefore = await walLsn(run.databaseUrl);
   await runMany(WAL_TASKS, 1, payload);
@@ -107,7 +113,12 @@ await benchRun({ tag: "cost" }, async (run) => {
         tasks: TASKS,
         concurrency: CONCURRENCY,
         rowsWrittenPerTask: { total: round(total), perTable },
-        wal: { payloadBytes: PAYLOAD_BYTES, tasks: WAL_TASKS, bytesPerTask: Math.round(walPerTask), timesPayload: round(walPerTask / PAYLOAD_BYTES) },
+        wal: {
+          payloadBytes: PAYLOAD_BYTES,
+          tasks: WAL_TASKS,
+          bytesPerTask: Math.round(walPerTask),
+          timesPayload: round(walPerTask / PAYLOAD_BYTES),
+        },
       },
       null,
       2,

@@ -74,9 +74,10 @@ function floodProcess(url: string, token: string, workerToken: string, what: Flo
   const submitter = async (): Promise<void> => {
     while (running) {
       window.submissions++;
-      const status = await http
-        .request("POST", "/api/v1/tasks", { type: "echo", payload: { n: window.submissions } }, auth)
-        .then((r) => String(r.status), () => "error");
+      const status = await http.request("POST", "/api/v1/tasks", { type: "echo", payload: { n: window.submissions } }, auth).then(
+        (r) => String(r.status),
+        () => "error",
+      );
       count(window.byStatus, status);
     }
   };
@@ -91,12 +92,19 @@ function floodProcess(url: string, token: string, workerToken: string, what: Flo
   };
   const revoker = async (): Promise<void> => {
     while (running) {
-      const response = await http.request("POST", "/api/v1/tokens/revoke", { jti: randomBytes(12).toString("hex") }, auth).catch(() => undefined);
+      const response = await http
+        .request("POST", "/api/v1/tokens/revoke", { jti: randomBytes(12).toString("hex") }, auth)
+        .catch(() => undefined);
       count(window.revocations, response ? String(response.status) : "error");
     }
   };
   const heartbeater = async (): Promise<void> => {
-    const socket = connectClient(`${url}/pools`, { auth: { token: workerToken, worker: { id: `noisy-${process.pid}` } }, transports: ["websocket"], reconnection: false, forceNew: true });
+    const socket = connectClient(`${url}/pools`, {
+      auth: { token: workerToken, worker: { id: `noisy-${process.pid}` } },
+      transports: ["websocket"],
+      reconnection: false,
+      forceNew: true,
+    });
     try {
       await new Promise<void>((resolve, reject) => {
         socket.once("worker.welcome", () => resolve());
@@ -105,7 +113,10 @@ function floodProcess(url: string, token: string, workerToken: string, what: Flo
       await Promise.all(
         Array.from({ length: HEARTBEATS_IN_FLIGHT }, async () => {
           while (running) {
-            const ack = (await socket.timeout(10_000).emitWithAck("worker.heartbeat", {}).catch(() => ({ ok: "timeout" }))) as { ok: boolean | string; error?: { code: string } };
+            const ack = (await socket
+              .timeout(10_000)
+              .emitWithAck("worker.heartbeat", {})
+              .catch(() => ({ ok: "timeout" }))) as { ok: boolean | string; error?: { code: string } };
             count(window.heartbeats, ack.ok === true ? "ok" : String(ack.error?.code ?? ack.ok));
           }
         }),
@@ -116,7 +127,15 @@ function floodProcess(url: string, token: string, workerToken: string, what: Flo
   };
   const openSockets = async (): Promise<void> => {
     const tried = what.sockets ? 2 * CONNECTION_QUOTA : 0;
-    const opened = await openMany({ url, nsp: "/tasks", token, count: tried, concurrency: 50, roomOf: () => undefined, onEvent: () => undefined });
+    const opened = await openMany({
+      url,
+      nsp: "/tasks",
+      token,
+      count: tried,
+      concurrency: 50,
+      roomOf: () => undefined,
+      onEvent: () => undefined,
+    });
     held = opened.sockets;
     window.sockets = { tried, connected: opened.connected, refused: opened.failed, firstRefusal: opened.errors[0]?.slice(0, 160) };
   };
@@ -129,7 +148,9 @@ function floodProcess(url: string, token: string, workerToken: string, what: Flo
         ...Array.from({ length: what.tasks ? IN_FLIGHT : 0 }, submitter),
         ...Array.from({ length: what.history ? READS_IN_FLIGHT : 0 }, (_, i) => reader(i)),
         ...(what.revocations ? [revoker()] : []),
-        ...(what.heartbeats ? [heartbeater().catch((error: unknown) => count(window.heartbeats, `connect: ${(error as Error).message}`))] : []),
+        ...(what.heartbeats
+          ? [heartbeater().catch((error: unknown) => count(window.heartbeats, `connect: ${(error as Error).message}`))]
+          : []),
       ]);
     } else if (message === "stop") {
       running = false;
@@ -151,11 +172,20 @@ function floodProcess(url: string, token: string, workerToken: string, what: Flo
  * B's task round trips, one at a time for `seconds`: from the POST of an echo task to its `task.completed` on B's
  * socket (subscribed to `tasks`), in ms. Ids of every task submitted go to `submitted`.
  */
-async function roundTrips(http: HttpClient, token: string, completed: Map<string, () => void>, seconds: number, into: number[], submitted: string[]): Promise<void> {
+async function roundTrips(
+  http: HttpClient,
+  token: string,
+  completed: Map<string, () => void>,
+  seconds: number,
+  into: number[],
+  submitted: string[],
+): Promise<void> {
   const until = performance.now() + seconds * 1000;
   while (performance.now() < until) {
     const started = performance.now();
-    const response = await http.request("POST", "/api/v1/tasks", { type: "echo", payload: { b: true } }, { authorization: `Bearer ${token}` }).catch(() => undefined);
+    const response = await http
+      .request("POST", "/api/v1/tasks", { type: "echo", payload: { b: true } }, { authorization: `Bearer ${token}` })
+      .catch(() => undefined);
     if (response?.status !== 202) {
       await sleep(100);
       continue;
@@ -183,7 +213,10 @@ class FloodControl {
   private constructor(private readonly child: ChildProcess) {}
 
   static async start(url: string, token: string, workerToken: string, flags: string[]): Promise<FloodControl> {
-    const child = fork(fileURLToPath(import.meta.url), ["--flood", url, token, workerToken, ...flags], { execArgv: ["--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    const child = fork(fileURLToPath(import.meta.url), ["--flood", url, token, workerToken, ...flags], {
+      execArgv: ["--import", "tsx"],
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+    });
     await new Promise<void>((resolve, reject) => {
       child.once("message", () => resolve());
       child.once("exit", (code) => reject(new Error(`the flooding process exited with ${code}`)));
@@ -269,12 +302,30 @@ async function main(run: BenchRun): Promise<void> {
     const tokenA = mintToken(secret, "tenant-a");
     const http = new HttpClient(node.url, 4);
     // B has a page of tasks to read (50, one at a time: within its own limit), and the node is warm.
-    for (let i = 0; i < 50; i++) await http.request("POST", "/api/v1/tasks", { type: "echo", payload: { i } }, { authorization: `Bearer ${tokenB}` });
+    for (let i = 0; i < 50; i++)
+      await http.request("POST", "/api/v1/tasks", { type: "echo", payload: { i } }, { authorization: `Bearer ${tokenB}` });
     await measure(http, tokenB, 2, [], {});
     // A's big rows: a dozen tasks with 600 KB payloads (their events carry them too), and a pool for its worker.
-    for (let i = 0; i < 12; i++) await http.request("POST", "/api/v1/tasks", { type: "echo", payload: { blob: "x".repeat(600_000), i } }, { authorization: `Bearer ${tokenA}` });
-    const pool = JSON.parse((await http.request("POST", "/api/v1/pools", { name: "noisy" }, { authorization: `Bearer ${tokenA}` })).body) as { pool: { id: string } };
-    const workerToken = jwt.sign({ sub: "noisy-worker", tenant_id: "tenant-a", permissions: ["pools:work"], pool_id: pool.pool.id, exp: Math.floor(Date.now() / 1000) + 4 * 3600 }, secret);
+    for (let i = 0; i < 12; i++)
+      await http.request(
+        "POST",
+        "/api/v1/tasks",
+        { type: "echo", payload: { blob: "x".repeat(600_000), i } },
+        { authorization: `Bearer ${tokenA}` },
+      );
+    const pool = JSON.parse(
+      (await http.request("POST", "/api/v1/pools", { name: "noisy" }, { authorization: `Bearer ${tokenA}` })).body,
+    ) as { pool: { id: string } };
+    const workerToken = jwt.sign(
+      {
+        sub: "noisy-worker",
+        tenant_id: "tenant-a",
+        permissions: ["pools:work"],
+        pool_id: pool.pool.id,
+        exp: Math.floor(Date.now() / 1000) + 4 * 3600,
+      },
+      secret,
+    );
     // B's dashboard: every task.completed of B's, to time its round trips.
     const completed = new Map<string, () => void>();
     const dashboard = connectClient(`${node.url}/tasks`, { auth: { token: tokenB }, transports: ["websocket"] });
@@ -282,7 +333,12 @@ async function main(run: BenchRun): Promise<void> {
     await new Promise<void>((resolve) => dashboard.once("connect", () => resolve()));
     await dashboard.timeout(10_000).emitWithAck("subscribe", { room: "tasks" });
     const parts = ["--no-sockets", "--no-tasks", "--no-history", "--no-revocations", "--no-heartbeats"];
-    flood = await FloodControl.start(node.url, tokenA, workerToken, process.argv.filter((a) => parts.includes(a)));
+    flood = await FloodControl.start(
+      node.url,
+      tokenA,
+      workerToken,
+      process.argv.filter((a) => parts.includes(a)),
+    );
 
     const quiet: number[] = [];
     const flooded: number[] = [];
@@ -296,11 +352,17 @@ async function main(run: BenchRun): Promise<void> {
     for (let round = 1; round <= rounds; round++) {
       log(`round ${round}/${rounds}: ${seconds} s quiet, then ${seconds} s of tenant A's flood`);
       let before = cpuSeconds(node.pid);
-      await Promise.all([measure(http, tokenB, seconds, quiet, notOk.quiet), roundTrips(http, tokenB, completed, seconds, trips.quiet, submittedByB)]);
+      await Promise.all([
+        measure(http, tokenB, seconds, quiet, notOk.quiet),
+        roundTrips(http, tokenB, completed, seconds, trips.quiet, submittedByB),
+      ]);
       cpu.quiet += cpuSeconds(node.pid) - before;
       before = cpuSeconds(node.pid);
       flood.begin();
-      await Promise.all([measure(http, tokenB, seconds, flooded, notOk.flood), roundTrips(http, tokenB, completed, seconds, trips.flood, submittedByB)]);
+      await Promise.all([
+        measure(http, tokenB, seconds, flooded, notOk.flood),
+        roundTrips(http, tokenB, completed, seconds, trips.flood, submittedByB),
+      ]);
       add(a, await flood.end());
       cpu.flood += cpuSeconds(node.pid) - before;
     }
@@ -309,12 +371,16 @@ async function main(run: BenchRun): Promise<void> {
     // Nothing lost: every task B submitted completed (its state, read back once the floods are over).
     let notCompleted = 0;
     for (const id of submittedByB) {
-      const task = JSON.parse((await http.request("GET", `/api/v1/tasks/${id}`, undefined, { authorization: `Bearer ${tokenB}` })).body) as { task?: { status: string } };
+      const task = JSON.parse(
+        (await http.request("GET", `/api/v1/tasks/${id}`, undefined, { authorization: `Bearer ${tokenB}` })).body,
+      ) as { task?: { status: string } };
       if (task.task?.status !== "completed") notCompleted++;
     }
     dashboard.close();
     const metrics = (await http.request("GET", "/metrics")).body;
-    const limited = [...metrics.matchAll(/^switchyard_rate_limited_total\{[^}]*kind="(\w+)"[^}]*\} (\S+)$/gm)].map(([, kind, n]) => `${kind} ${n}`).join(", ");
+    const limited = [...metrics.matchAll(/^switchyard_rate_limited_total\{[^}]*kind="(\w+)"[^}]*\} (\S+)$/gm)]
+      .map(([, kind, n]) => `${kind} ${n}`)
+      .join(", ");
     http.close();
 
     const [q, f] = [summarize(quiet), summarize(flooded)];
@@ -350,7 +416,13 @@ async function main(run: BenchRun): Promise<void> {
 if (process.argv[2] === "--flood") {
   const [, , , url, token, workerToken] = process.argv;
   const on = (part: string): boolean => !process.argv.includes(`--no-${part}`);
-  floodProcess(url!, token!, workerToken!, { sockets: on("sockets"), tasks: on("tasks"), history: on("history"), revocations: on("revocations"), heartbeats: on("heartbeats") });
+  floodProcess(url!, token!, workerToken!, {
+    sockets: on("sockets"),
+    tasks: on("tasks"),
+    history: on("history"),
+    revocations: on("revocations"),
+    heartbeats: on("heartbeats"),
+  });
 } else {
   await benchRun({ tag: "flood" }, main);
 }

@@ -40,22 +40,42 @@ await benchRun({ tag: "modes" }, async (run) => {
     await client.ready;
     const token = mintToken(secret, "modes");
     const http = new HttpClient(node.url, 2);
-    const created = JSON.parse((await http.request("POST", "/api/v1/pools", { name: "echo" }, { authorization: `Bearer ${token}` })).body) as { pool: { id: string } };
+    const created = JSON.parse(
+      (await http.request("POST", "/api/v1/pools", { name: "echo" }, { authorization: `Bearer ${token}` })).body,
+    ) as { pool: { id: string } };
     const poolId = created.pool.id;
-    const workerToken = jwt.sign({ sub: "modes-worker", tenant_id: "modes", permissions: ["pools:work"], pool_id: poolId, exp: Math.floor(Date.now() / 1000) + 3600 }, secret);
+    const workerToken = jwt.sign(
+      { sub: "modes-worker", tenant_id: "modes", permissions: ["pools:work"], pool_id: poolId, exp: Math.floor(Date.now() / 1000) + 3600 },
+      secret,
+    );
 
     const startWorker = async (mode: "hub" | "direct"): Promise<ChildProcess> => {
-      const child = spawn(process.execPath, ["--import", "tsx", "src/worker/main.ts", "--pool", poolId, ...(mode === "direct" ? ["--direct"] : [])], {
-        cwd: repoRoot,
-        env: { PATH: process.env.PATH ?? "", WORKER_TOKEN: workerToken, SWITCHYARD_URL: node.url, REDIS_URL: redisUrl, REDIS_PREFIX: prefix, WORKER_CONCURRENCY: String(WORKER_CONCURRENCY), WORKER_ID: `modes-${mode}`, LOG_LEVEL: "warn" },
-        stdio: ["ignore", "pipe", "pipe"],
-      });
+      const child = spawn(
+        process.execPath,
+        ["--import", "tsx", "src/worker/main.ts", "--pool", poolId, ...(mode === "direct" ? ["--direct"] : [])],
+        {
+          cwd: repoRoot,
+          env: {
+            PATH: process.env.PATH ?? "",
+            WORKER_TOKEN: workerToken,
+            SWITCHYARD_URL: node.url,
+            REDIS_URL: redisUrl,
+            REDIS_PREFIX: prefix,
+            WORKER_CONCURRENCY: String(WORKER_CONCURRENCY),
+            WORKER_ID: `modes-${mode}`,
+            LOG_LEVEL: "warn",
+          },
+          stdio: ["ignore", "pipe", "pipe"],
+        },
+      );
       let output = "";
       child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
       child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
       // Ready when the pool lists it idle.
       for (let i = 0; i < 200; i++) {
-        const pool = JSON.parse((await http.request("GET", `/api/v1/pools/${poolId}`, undefined, { authorization: `Bearer ${token}` })).body) as { pool: { workers: Array<{ id: string; status: string }> } };
+        const pool = JSON.parse(
+          (await http.request("GET", `/api/v1/pools/${poolId}`, undefined, { authorization: `Bearer ${token}` })).body,
+        ) as { pool: { workers: Array<{ id: string; status: string }> } };
         if (pool.pool.workers.some((w) => w.id === `modes-${mode}` && w.status === "idle")) return child;
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
@@ -73,7 +93,9 @@ await benchRun({ tag: "modes" }, async (run) => {
       for (const concurrency of CONCURRENCY) {
         const result = await client.call<LoopResult>("tasks", { url: node.url, token, poolId, concurrency, ...loop });
         results[mode]![concurrency] = result;
-        log(`${mode} ${concurrency} in flight: ${human(result.tasksPerSecond)} tasks/s, p50/p99 ${result.latency.p50.toFixed(1)}/${result.latency.p99.toFixed(1)} ms${result.failed ? `, ${result.failed} failed: ${result.errors[0]}` : ""}`);
+        log(
+          `${mode} ${concurrency} in flight: ${human(result.tasksPerSecond)} tasks/s, p50/p99 ${result.latency.p50.toFixed(1)}/${result.latency.p99.toFixed(1)} ms${result.failed ? `, ${result.failed} failed: ${result.errors[0]}` : ""}`,
+        );
       }
       await stopWorker(worker);
       worker = undefined;
@@ -81,9 +103,17 @@ await benchRun({ tag: "modes" }, async (run) => {
     const bareQueue = "pool.modes.bare";
     const bare = await run.startBareWorker(bareQueue, WORKER_CONCURRENCY);
     for (const concurrency of CONCURRENCY) {
-      const result = await client.call<LoopResult>("bullmqTasks", { redisUrl, prefix: run.barePrefix, queue: bareQueue, concurrency, ...loop });
+      const result = await client.call<LoopResult>("bullmqTasks", {
+        redisUrl,
+        prefix: run.barePrefix,
+        queue: bareQueue,
+        concurrency,
+        ...loop,
+      });
       results.bare![concurrency] = result;
-      log(`bare BullMQ ${concurrency} in flight: ${human(result.tasksPerSecond)} tasks/s, p50/p99 ${result.latency.p50.toFixed(1)}/${result.latency.p99.toFixed(1)} ms`);
+      log(
+        `bare BullMQ ${concurrency} in flight: ${human(result.tasksPerSecond)} tasks/s, p50/p99 ${result.latency.p50.toFixed(1)}/${result.latency.p99.toFixed(1)} ms`,
+      );
     }
     await bare.stop();
 

@@ -72,7 +72,8 @@ export class RevocationList {
 
   isRevoked(principal: Principal): boolean {
     const { tenantId } = principal;
-    if (principal.tokenId !== undefined && this.entries.has(revocationMember({ kind: "jti", tenantId, id: principal.tokenId }))) return true;
+    if (principal.tokenId !== undefined && this.entries.has(revocationMember({ kind: "jti", tenantId, id: principal.tokenId })))
+      return true;
     const subjectRevokedAt = this.entries.get(revocationMember({ kind: "sub", tenantId, id: principal.subject }));
     return subjectRevokedAt !== undefined && issuedBefore(principal.issuedAt, subjectRevokedAt);
   }

@@ -125,7 +125,10 @@ function checkLifetime(claims: { iat?: number; exp: number }, jwtConfig: Config[
   const lifetime = claims.exp - (claims.iat ?? now);
   if (lifetime > jwtConfig.maxLifetimeS) {
     const from = claims.iat === undefined ? "exp - now" : "exp - iat";
-    throw new AuthError("CLAIMS_INVALID", `token lifetime (${from}) of ${lifetime} s is longer than the accepted maximum of ${jwtConfig.maxLifetimeS} s`);
+    throw new AuthError(
+      "CLAIMS_INVALID",
+      `token lifetime (${from}) of ${lifetime} s is longer than the accepted maximum of ${jwtConfig.maxLifetimeS} s`,
+    );
   }
 }
 

@@ -73,11 +73,8 @@ export type EventHandler<N extends NamespaceName = NamespaceName> = (event: Room
  * misspelt `task.complete` or `pool.created` on a /tasks client, resolves to N's event names, so passing it is
  * a compile error that lists them.
  */
-export type ListenableEvent<N extends NamespaceName, K extends string> = K extends EventsOf<N>
-  ? K
-  : K extends `${(typeof BUILTIN_EVENT_PREFIXES)[number]}${string}`
-    ? EventsOf<N>
-    : K;
+export type ListenableEvent<N extends NamespaceName, K extends string> =
+  K extends EventsOf<N> ? K : K extends `${(typeof BUILTIN_EVENT_PREFIXES)[number]}${string}` ? EventsOf<N> : K;
 /** What an `on(type)` listener gets: a built-in event's typed envelope, or an envelope with `data: unknown`. */
 export type ListenerEnvelope<K extends string> = K extends EventName ? EventEnvelope<K> : Envelope;
 export interface SubscribeOptions {
@@ -256,13 +253,18 @@ export class SwitchyardClient<out N extends NamespaceName = NamespaceName> {
    */
   subscribe(room: string, options?: SubscribeOptions): Promise<Subscribed>;
   subscribe(room: string, handler: EventHandler<N>, options?: SubscribeOptions): Promise<Subscribed>;
-  async subscribe(room: string, handlerOrOptions?: EventHandler<N> | SubscribeOptions, maybeOptions: SubscribeOptions = {}): Promise<Subscribed> {
+  async subscribe(
+    room: string,
+    handlerOrOptions?: EventHandler<N> | SubscribeOptions,
+    maybeOptions: SubscribeOptions = {},
+  ): Promise<Subscribed> {
     const handler = typeof handlerOrOptions === "function" ? handlerOrOptions : undefined;
     const options = typeof handlerOrOptions === "object" ? handlerOrOptions : maybeOptions;
     const fromStart = options.after === "0";
     const from = options.after === undefined || fromStart ? undefined : decodeCursor(options.after);
     // Refused here as the server would refuse it: ignoring it would silently start from the head instead.
-    if (options.after !== undefined && !fromStart && !from) throw Object.assign(new Error(`subscribe ${room}: BAD_REQUEST after is not a cursor`), { code: "BAD_REQUEST" });
+    if (options.after !== undefined && !fromStart && !from)
+      throw Object.assign(new Error(`subscribe ${room}: BAD_REQUEST after is not a cursor`), { code: "BAD_REQUEST" });
     this.rooms.set(room, {
       handler,
       epoch: from?.epoch,
@@ -406,7 +408,9 @@ export class SwitchyardClient<out N extends NamespaceName = NamespaceName> {
       state.early = [];
       for (const envelope of early) this.receive(envelope);
     }
-    if (ack.ok) for (const handler of this.subscribedHandlers) handler(room, { cursor: this.cursor(room) ?? ack.cursor, replayed: ack.replayed ?? 0 });
+    if (ack.ok)
+      for (const handler of this.subscribedHandlers)
+        handler(room, { cursor: this.cursor(room) ?? ack.cursor, replayed: ack.replayed ?? 0 });
     return ack;
   }
 
@@ -430,7 +434,8 @@ export class SwitchyardClient<out N extends NamespaceName = NamespaceName> {
       state.lastSeq = position.seq - 1;
     }
     if (position.seq <= state.lastSeq) return;
-    if (position.seq !== state.lastSeq + 1) this.fail(new Error(`room ${envelope.room}: events ${state.lastSeq + 1}-${position.seq - 1} did not arrive`));
+    if (position.seq !== state.lastSeq + 1)
+      this.fail(new Error(`room ${envelope.room}: events ${state.lastSeq + 1}-${position.seq - 1} did not arrive`));
     state.lastSeq = position.seq;
     this.deliver(state, envelope);
   }
@@ -474,7 +479,8 @@ export class SwitchyardClient<out N extends NamespaceName = NamespaceName> {
     let state: ConnectionState;
     if (this.closed) state = "disconnected";
     // A room whose first subscribe waits for the connection is about to catch up too (no "live" blip between).
-    else if (this.socket.connected) state = this.catchingUp > 0 || [...this.rooms.values()].some((r) => r.subscribing) ? "catching-up" : "live";
+    else if (this.socket.connected)
+      state = this.catchingUp > 0 || [...this.rooms.values()].some((r) => r.subscribing) ? "catching-up" : "live";
     // socket.io-client stays active while it retries; a refused handshake or a server disconnect ends that.
     else if (!this.socket.active) state = "disconnected";
     else state = this.everConnected ? "reconnecting" : "connecting";

@@ -37,7 +37,12 @@ export interface Database {
  * hanging on a server that is down, unreachable or frozen. The pool drops a connection whose statement timed out.
  */
 export function createDatabase(databaseUrl: string, options: { deadlineMs: number; status: DependencyStatus }): Database {
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 10, connectionTimeoutMillis: options.deadlineMs, query_timeout: options.deadlineMs });
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max: 10,
+    connectionTimeoutMillis: options.deadlineMs,
+    query_timeout: options.deadlineMs,
+  });
   // Also the pool's `error` listener: an idle connection that PostgreSQL drops (restart, admin shutdown) errors
   // there, and the pool replaces it.
   options.status.watchPool(pool);

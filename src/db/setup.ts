@@ -14,12 +14,7 @@ import { redactUrl } from "../observability/redact.js";
 // src/db/setup.ts and dist/db/setup.js both sit two levels below the repository (or image) root.
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const migrationsDir = path.join(repoRoot, "prisma", "migrations");
-const prismaBin = path.join(
-  repoRoot,
-  "node_modules",
-  ".bin",
-  process.platform === "win32" ? "prisma.cmd" : "prisma",
-);
+const prismaBin = path.join(repoRoot, "node_modules", ".bin", process.platform === "win32" ? "prisma.cmd" : "prisma");
 
 /** Databases that dropDatabase() refuses to touch. */
 const PROTECTED_DATABASES = new Set(["postgres", "template0", "template1"]);
@@ -79,10 +74,7 @@ function errorMessage(err: unknown): string {
 }
 
 /** Runs `fn` with a client connected to the maintenance database of `url`'s server. */
-async function withMaintenanceClient<T>(
-  url: string,
-  fn: (client: pg.Client, target: Target) => Promise<T>,
-): Promise<T> {
+async function withMaintenanceClient<T>(url: string, fn: (client: pg.Client, target: Target) => Promise<T>): Promise<T> {
   const target = parseTarget(url);
   const client = new pg.Client({
     connectionString: target.maintenanceUrl,
@@ -142,10 +134,7 @@ export async function dropDatabase(url: string): Promise<void> {
     if (PROTECTED_DATABASES.has(database)) {
       throw new DbSetupError(`refusing to drop the ${database} database`);
     }
-    await client.query(
-      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-      [database],
-    );
+    await client.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", [database]);
     const versionRes = await client.query<{ server_version_num: string }>("SHOW server_version_num");
     const version = Number(versionRes.rows[0]?.server_version_num ?? 0);
     // WITH (FORCE) (PostgreSQL 13+) also ends connections that arrive after the terminate above.

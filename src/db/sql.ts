@@ -20,7 +20,9 @@ export interface Sql {
 const TIMESTAMP_OID = 1114;
 const types = {
   getTypeParser: ((oid: number, format?: "text" | "binary") =>
-    oid === TIMESTAMP_OID ? (value: string) => new Date(`${value.replace(" ", "T")}Z`) : (pg.types.getTypeParser(oid, format) as (value: string) => unknown)) as typeof pg.types.getTypeParser,
+    oid === TIMESTAMP_OID
+      ? (value: string) => new Date(`${value.replace(" ", "T")}Z`)
+      : (pg.types.getTypeParser(oid, format) as (value: string) => unknown)) as typeof pg.types.getTypeParser,
 };
 
 /**
@@ -47,7 +49,13 @@ export function pgSql(pool: pg.Pool): Sql {
   };
   return {
     async query<T extends unknown[]>(text: string, values: readonly unknown[] = [], options: { timeoutMs?: number } = {}): Promise<T> {
-      const config = { name: nameOf(text), text, values: [...values], types, ...(options.timeoutMs ? { query_timeout: options.timeoutMs } : {}) };
+      const config = {
+        name: nameOf(text),
+        text,
+        values: [...values],
+        types,
+        ...(options.timeoutMs ? { query_timeout: options.timeoutMs } : {}),
+      };
       return (await pool.query(config)).rows as T;
     },
   };

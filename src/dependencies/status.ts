@@ -117,7 +117,10 @@ export class DependencyStatus implements FailureReporter {
     if (this.stopped || connection.up === false) return;
     connection.up = false;
     connection.downSince = Date.now();
-    this.logger.warn({ dependency: connection.dependency, connection: connection.name, err: errorText(error) }, `${connection.dependency} unavailable`);
+    this.logger.warn(
+      { dependency: connection.dependency, connection: connection.name, err: errorText(error) },
+      `${connection.dependency} unavailable`,
+    );
     this.startProbing(connection);
   }
 

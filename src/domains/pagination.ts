@@ -45,7 +45,13 @@ const PAGE_FRAME_BYTES = 512;
  * (MAX_RESPONSE_BYTES) the page also ends before the item whose JSON would take the page past that many bytes,
  * and its cursor continues from the last item kept; the first item always comes, or a list could never move on.
  */
-export function toPage<T extends PageKey, R>(rows: T[], limit: number, serialize: (row: T) => R, maxBytes = Infinity, more = rows.length > limit) {
+export function toPage<T extends PageKey, R>(
+  rows: T[],
+  limit: number,
+  serialize: (row: T) => R,
+  maxBytes = Infinity,
+  more = rows.length > limit,
+) {
   const items: R[] = [];
   let bytes = PAGE_FRAME_BYTES;
   for (const row of rows.slice(0, limit)) {
@@ -75,7 +81,12 @@ const ROW_OVERHEAD_BYTES = 1024;
  * tasks with 600 KB payloads made one 200-row page 14 MiB. The rows are then read by these keys and the page
  * built with toPage (passing `more`), which checks the bytes once more on the JSON itself.
  */
-export async function keysWithinBytes<K extends PageKey>(keys: K[], limit: number, maxBytes: number, sizesOf: SizesOf): Promise<{ keys: K[]; more: boolean }> {
+export async function keysWithinBytes<K extends PageKey>(
+  keys: K[],
+  limit: number,
+  maxBytes: number,
+  sizesOf: SizesOf,
+): Promise<{ keys: K[]; more: boolean }> {
   const candidates = keys.slice(0, limit);
   const kept: K[] = [];
   let bytes = PAGE_FRAME_BYTES;

@@ -13,10 +13,7 @@ export class TenantDirectory {
 
   async ensure(tenantId: string): Promise<void> {
     if (this.known.has(tenantId)) return;
-    await this.prisma.$executeRawUnsafe(
-      `INSERT INTO "Tenant" ("id") VALUES ($1) ON CONFLICT ("id") DO NOTHING`,
-      tenantId,
-    );
+    await this.prisma.$executeRawUnsafe(`INSERT INTO "Tenant" ("id") VALUES ($1) ON CONFLICT ("id") DO NOTHING`, tenantId);
     await this.prisma.$executeRawUnsafe(
       `INSERT INTO "Pool" ("tenantId", "id", "name", "updatedAt") VALUES ($1, $2, $2, now())
        ON CONFLICT DO NOTHING`,

@@ -79,9 +79,10 @@ export class TokenRevocations {
     // already revoked (a subject, to move its time on) takes no new place.
     const max = this.options.maxPerTenant;
     if (!this.list.has(revocation) && this.list.countFor(revocation.tenantId) >= max) {
-      throw new QuotaExceededError(`this tenant holds ${max} revocations (MAX_REVOCATIONS_PER_TENANT); each lapses when the tokens it can refuse have expired`, [
-        { field: request.jti !== undefined ? "jti" : "sub", message: `at most ${max} revocations per tenant` },
-      ]);
+      throw new QuotaExceededError(
+        `this tenant holds ${max} revocations (MAX_REVOCATIONS_PER_TENANT); each lapses when the tokens it can refuse have expired`,
+        [{ field: request.jti !== undefined ? "jti" : "sub", message: `at most ${max} revocations per tenant` }],
+      );
     }
     let results: Array<[Error | null, unknown]> | null;
     try {
@@ -89,7 +90,17 @@ export class TokenRevocations {
         .multi()
         // Entries older than retention go (MINID, approximately: whole stream nodes at a time, which is cheap);
         // a node skips any that remain. Revoking a subject again adds an entry with the later time.
-        .xadd(this.keys.revocations, "MINID", "~", String(revocation.at - this.options.retentionMs), "*", "m", revocationMember(revocation), "at", String(revocation.at))
+        .xadd(
+          this.keys.revocations,
+          "MINID",
+          "~",
+          String(revocation.at - this.options.retentionMs),
+          "*",
+          "m",
+          revocationMember(revocation),
+          "at",
+          String(revocation.at),
+        )
         .pexpire(this.keys.revocations, this.options.retentionMs)
         .publish(this.keys.tokenRevoked, JSON.stringify(revocation))
         .exec();

@@ -24,11 +24,9 @@ export class EventLogReader {
   /** The room's current position, or null when the room has no sequence yet (nothing is created). */
   async peekHead(tenantId: string, namespace: NamespaceName, room: string): Promise<CursorPosition | null> {
     const existing = await this.sql.query<Array<{ seq: number; epoch: string }>>(
-      `SELECT "seq", "epoch" FROM "RoomSequence" WHERE "tenantId" = $1 AND "namespace" = $2 AND "room" = $3`, [
-      tenantId,
-      namespace,
-      room
-    ]);
+      `SELECT "seq", "epoch" FROM "RoomSequence" WHERE "tenantId" = $1 AND "namespace" = $2 AND "room" = $3`,
+      [tenantId, namespace, room],
+    );
     return existing[0] ? { epoch: existing[0].epoch, seq: Number(existing[0].seq) } : null;
   }
 
@@ -36,7 +34,10 @@ export class EventLogReader {
    * The current positions of many rooms of one namespace in one statement (rooms without a sequence are left
    * out): a node's periodic look at the rooms it has subscribers in.
    */
-  async peekHeads(namespace: NamespaceName, rooms: ReadonlyArray<{ tenantId: string; room: string }>): Promise<Array<{ tenantId: string; room: string; head: CursorPosition }>> {
+  async peekHeads(
+    namespace: NamespaceName,
+    rooms: ReadonlyArray<{ tenantId: string; room: string }>,
+  ): Promise<Array<{ tenantId: string; room: string; head: CursorPosition }>> {
     if (rooms.length === 0) return [];
     const rows = await this.observer.timeQuery("head", () =>
       this.sql.query<Array<{ tenantId: string; room: string; seq: number; epoch: string }>>(
@@ -60,12 +61,9 @@ export class EventLogReader {
       `INSERT INTO "RoomSequence" ("tenantId", "namespace", "room", "seq", "epoch")
        VALUES ($1, $2, $3, 0, $4)
        ON CONFLICT ("tenantId", "namespace", "room") DO UPDATE SET "seq" = "RoomSequence"."seq"
-       RETURNING "seq", "epoch"`, [
-      tenantId,
-      namespace,
-      room,
-      newEpoch()
-    ]);
+       RETURNING "seq", "epoch"`,
+      [tenantId, namespace, room, newEpoch()],
+    );
     const row = rows[0];
     if (!row) throw new Error(`room sequence missing for ${namespace}/${room}`);
     return { epoch: row.epoch, seq: Number(row.seq) };
@@ -127,14 +125,9 @@ export class EventLogReader {
          FROM "RoomEvent" r JOIN "Event" e ON e."id" = r."eventId"
         WHERE r."tenantId" = $1 AND r."namespace" = $2 AND r."room" = $3 AND r."seq" > $4::int
           AND r."seq" <= (SELECT max("seq") FROM page WHERE "n" = 1 OR "bytes" <= $6::bigint)
-        ORDER BY r."seq"`, [
-      tenantId,
-      namespace,
-      room,
-      afterSeq,
-      limit,
-      maxBytes
-    ]);
+        ORDER BY r."seq"`,
+      [tenantId, namespace, room, afterSeq, limit, maxBytes],
+    );
     return rows.map((row) => ({ ...row, seq: Number(row.seq) }));
   }
 

@@ -1,7 +1,16 @@
 import type { Sql } from "../db/sql.js";
 import { outsideRequest } from "../observability/request-context.js";
 import { newEpoch, UNOBSERVED, type EventLogObserver, type SequencedEvent } from "./event-log.js";
-import { CLAIMED_OUTBOX_INPUT, claimOrphanedOutboxRows, claimOutboxRows, targetKey, targetNamespaceSql, targetOfSql, targetRoomSql, type EventTarget } from "./outbox.js";
+import {
+  CLAIMED_OUTBOX_INPUT,
+  claimOrphanedOutboxRows,
+  claimOutboxRows,
+  targetKey,
+  targetNamespaceSql,
+  targetOfSql,
+  targetRoomSql,
+  type EventTarget,
+} from "./outbox.js";
 import { MAX_EVENTS_PER_CHANGE, Params, type StateChangeKind } from "./state-change.js";
 import type { NamespaceName } from "../protocol/namespaces.js";
 
@@ -216,7 +225,15 @@ export class EventLogWriter {
    */
   private async appendBatch(batch: PendingAppend[]): Promise<ItemResult[]> {
     const params = new Params();
-    const direct = { ord: [] as number[], tenant: [] as string[], eventId: [] as string[], type: [] as string[], data: [] as string[], ts: [] as string[], targets: [] as string[] };
+    const direct = {
+      ord: [] as number[],
+      tenant: [] as string[],
+      eventId: [] as string[],
+      type: [] as string[],
+      data: [] as string[],
+      ts: [] as string[],
+      targets: [] as string[],
+    };
     const staged = { id: [] as string[], ord: [] as number[] };
     const changes = new Map<StateChangeKind<unknown, unknown>, { items: unknown[]; ords: number[] }>();
     /** ord → the batch item and the index of the event within it; `input` for direct events (their data). */
@@ -274,12 +291,16 @@ export class EventLogWriter {
       sources.push(`${name}_in`);
     }
     const changeRows = [...changes.entries()].map(
-      ([changeKind, group]) => `SELECT 'r'::text, (${params.add(group.ords)}::int[])[r.item + 1], NULL, ${params.add(changeKind.name)}::text, NULL, NULL::int, NULL, NULL, NULL, r.row, NULL::timestamp, NULL::int FROM ${changeKind.name}_rows r`,
+      ([changeKind, group]) =>
+        `SELECT 'r'::text, (${params.add(group.ords)}::int[])[r.item + 1], NULL, ${params.add(changeKind.name)}::text, NULL, NULL::int, NULL, NULL, NULL, r.row, NULL::timestamp, NULL::int FROM ${changeKind.name}_rows r`,
     );
     const epoch = params.add(newEpoch());
     const rows = await this.numbering(numberingStatement(ctes, sources, epoch, changeRows), params.values);
     const results: ItemResult[] = batch.map((pending) => ({
-      events: Array.from({ length: pending.kind === "change" ? MAX_EVENTS_PER_CHANGE : Math.max(1, directInputs(pending).length) }, () => []),
+      events: Array.from(
+        { length: pending.kind === "change" ? MAX_EVENTS_PER_CHANGE : Math.max(1, directInputs(pending).length) },
+        () => [],
+      ),
     }));
     const returnedData = returnedDataByOrd(rows);
     const kinds = new Map([...changes.keys()].map((kind) => [kind.name, kind]));

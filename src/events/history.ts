@@ -13,12 +13,17 @@ export function parseAfter(after: string | undefined): CursorPosition | "start" 
   if (after === undefined) return undefined;
   if (after === FROM_START) return "start";
   const position = decodeCursor(after);
-  if (!position) throw new BadRequestError("after is not a cursor (or \"0\" for the room's first event)", [{ field: "after", message: "not a cursor" }]);
+  if (!position)
+    throw new BadRequestError('after is not a cursor (or "0" for the room\'s first event)', [{ field: "after", message: "not a cursor" }]);
   return position;
 }
 
 /** The position just before the oldest event retention kept in the room (the head itself when none is kept). */
-export async function startOf(log: EventLogReader, where: { tenantId: string; namespace: NamespaceName; room: string }, head: CursorPosition): Promise<CursorPosition> {
+export async function startOf(
+  log: EventLogReader,
+  where: { tenantId: string; namespace: NamespaceName; room: string },
+  head: CursorPosition,
+): Promise<CursorPosition> {
   const oldest = await log.oldestSeq(where.tenantId, where.namespace, where.room);
   return { epoch: head.epoch, seq: oldest === null ? head.seq : oldest - 1 };
 }

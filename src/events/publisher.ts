@@ -143,24 +143,27 @@ export class EventPublisher {
    */
   async transaction<R>(work: (tx: Db, outbox: Outbox) => Promise<R>): Promise<R> {
     let staged: string[] = [];
-    const result = await this.prisma.$transaction(async (tx) => {
-      staged = [];
-      const drafts: StoredDraft[] = [];
-      const ids: string[] = [];
-      const outbox: Outbox = {
-        add: (draft) => {
-          drafts.push(stored(draft));
-          ids.push(""); // placeholder, keeps drafts and externally staged rows in the order they were added
-        },
-        staged: (rows) => ids.push(...rows),
-      };
-      const value = await work(tx, outbox);
-      const inserted = await insertOutboxEvents(prismaSql(tx), drafts);
-      let next = 0;
-      staged = ids.map((id) => (id === "" ? inserted[next++]! : id));
-      return value;
-      // Generous: under load a transaction may wait for a pooled connection, and a timeout here is a failed change.
-    }, { maxWait: 10_000, timeout: 30_000 });
+    const result = await this.prisma.$transaction(
+      async (tx) => {
+        staged = [];
+        const drafts: StoredDraft[] = [];
+        const ids: string[] = [];
+        const outbox: Outbox = {
+          add: (draft) => {
+            drafts.push(stored(draft));
+            ids.push(""); // placeholder, keeps drafts and externally staged rows in the order they were added
+          },
+          staged: (rows) => ids.push(...rows),
+        };
+        const value = await work(tx, outbox);
+        const inserted = await insertOutboxEvents(prismaSql(tx), drafts);
+        let next = 0;
+        staged = ids.map((id) => (id === "" ? inserted[next++]! : id));
+        return value;
+        // Generous: under load a transaction may wait for a pooled connection, and a timeout here is a failed change.
+      },
+      { maxWait: 10_000, timeout: 30_000 },
+    );
     await this.relay(staged);
     return result;
   }
@@ -202,7 +205,10 @@ export class EventPublisher {
 
   /** Starts relaying orphaned outbox rows (every node does; they never wait for each other). */
   startRelay(): void {
-    this.relayTimer = every(relayIntervalFor(this.options.relayAfterMs), () => this.relayOrphans(), { name: "outbox relay", logger: this.logger });
+    this.relayTimer = every(relayIntervalFor(this.options.relayAfterMs), () => this.relayOrphans(), {
+      name: "outbox relay",
+      logger: this.logger,
+    });
   }
 
   stopRelay(): void {

@@ -33,10 +33,17 @@ export class EventRetention {
     logger: Logger,
     private readonly options: RetentionOptions,
   ) {
-    this.timer = new ClusterTimer(redis, options.keys.retentionLock, options.intervalMs, async () => {
-      const deleted = await this.trim();
-      if (deleted > 0) logger.info({ deleted }, "event retention trimmed the log");
-    }, options.failures, "event retention");
+    this.timer = new ClusterTimer(
+      redis,
+      options.keys.retentionLock,
+      options.intervalMs,
+      async () => {
+        const deleted = await this.trim();
+        if (deleted > 0) logger.info({ deleted }, "event retention trimmed the log");
+      },
+      options.failures,
+      "event retention",
+    );
   }
 
   start(): void {

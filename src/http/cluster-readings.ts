@@ -33,7 +33,10 @@ export function clusterReadings(deps: ClusterReadingsDeps): ScrapeSources {
   // Every pool of the deployment (pools name the queues); plain SQL, as thousands of rows through Prisma cost more
   // than the counting. A pool nobody ever used costs three O(1) counts of keys that do not exist.
   const queueWaiting = new CachedReading(
-    async () => deps.queues.waitingTotal(await deps.sql.query<Array<{ tenantId: string; poolId: string }>>(`SELECT "tenantId", "id" AS "poolId" FROM "Pool"`)),
+    async () =>
+      deps.queues.waitingTotal(
+        await deps.sql.query<Array<{ tenantId: string; poolId: string }>>(`SELECT "tenantId", "id" AS "poolId" FROM "Pool"`),
+      ),
     options,
     failed("the queues' waiting jobs"),
   );

@@ -22,7 +22,12 @@ export interface DependencyChecks {
  * driver's text goes to the log (once per outage, through `failures`), not to whoever asks the unauthenticated
  * /ready.
  */
-export function dependencyChecks(redis: RedisClient, prisma: PrismaClient, deadlineMs: number, failures: FailureReporter): DependencyChecks {
+export function dependencyChecks(
+  redis: RedisClient,
+  prisma: PrismaClient,
+  deadlineMs: number,
+  failures: FailureReporter,
+): DependencyChecks {
   const check = async (dependency: Dependency, run: () => Promise<unknown>): Promise<CheckResult> => {
     try {
       await withDeadline(run(), deadlineMs, dependency);
@@ -72,7 +77,10 @@ export function healthRouter(deps: HealthDeps): Router {
     // Node-wide figures (every tenant's connections and traffic, with METRICS_TENANT_LABELS their ids) are for
     // the operator's Prometheus, not for whoever can reach the port.
     if (scraper && !sameSecret(scraper, req.headers.authorization)) {
-      res.status(401).set("WWW-Authenticate", 'Bearer realm="metrics"').json({ error: { code: "UNAUTHORIZED", message: "/metrics needs Authorization: Bearer <METRICS_TOKEN>" } });
+      res
+        .status(401)
+        .set("WWW-Authenticate", 'Bearer realm="metrics"')
+        .json({ error: { code: "UNAUTHORIZED", message: "/metrics needs Authorization: Bearer <METRICS_TOKEN>" } });
       return;
     }
     res.set("Content-Type", deps.metrics.registry.contentType);

@@ -30,10 +30,13 @@ export function tenantRateLimit(rate: TenantRequestRate, metrics: Metrics) {
       const refuse = (): void => next(new RateLimitedError(`too many requests for this tenant; retry in ${decision.retryAfterS} s`));
       if (held >= MAX_HELD_REFUSALS) return refuse();
       held++;
-      setTimeout(() => {
-        held--;
-        refuse();
-      }, Math.min(MAX_REFUSAL_DELAY_MS, decision.retryInMs));
+      setTimeout(
+        () => {
+          held--;
+          refuse();
+        },
+        Math.min(MAX_REFUSAL_DELAY_MS, decision.retryInMs),
+      );
     }, next);
   };
 }

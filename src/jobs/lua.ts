@@ -20,7 +20,14 @@ const SCRIPTS = {
 
 declare module "ioredis" {
   interface RedisCommander<Context> {
-    tenantConnectionsAdmit(tenantKey: string, instancesKey: string, instance: string, count: number, limit: number, ttlMs: number): Result<[number, number], Context>;
+    tenantConnectionsAdmit(
+      tenantKey: string,
+      instancesKey: string,
+      instance: string,
+      count: number,
+      limit: number,
+      ttlMs: number,
+    ): Result<[number, number], Context>;
     tenantConnectionsHeartbeat(instancesKey: string, instance: string, ttlMs: number): Result<number, Context>;
     tenantRunningTake(runningKey: string, limitKey: string, taskId: string, ttlMs: number): Result<number, Context>;
     releasePresence(presenceKey: string, connectionId: string, graceMs: number): Result<number, Context>;
@@ -36,7 +43,10 @@ const defined = new WeakSet<RedisClient>();
 export function defineScripts(redis: RedisClient): void {
   if (defined.has(redis)) return;
   sources ??= new Map(
-    (Object.keys(SCRIPTS) as Array<keyof typeof SCRIPTS>).map((name) => [name, readFileSync(new URL(`./lua/${SCRIPTS[name].file}`, import.meta.url), "utf8")]),
+    (Object.keys(SCRIPTS) as Array<keyof typeof SCRIPTS>).map((name) => [
+      name,
+      readFileSync(new URL(`./lua/${SCRIPTS[name].file}`, import.meta.url), "utf8"),
+    ]),
   );
   for (const [name, lua] of sources) {
     const { numberOfKeys } = SCRIPTS[name];

@@ -166,7 +166,6 @@ export class TaskQueues {
     }
   }
 
-
   /** Removes a job that no worker holds yet; false when it is running (its worker is told to abort instead). */
   async remove(tenantId: string, poolId: string, taskId: string): Promise<boolean> {
     try {
@@ -182,12 +181,16 @@ export class TaskQueues {
    * end first.
    */
   async clearFinished(tenantId: string, poolId: string, taskId: string): Promise<"cleared" | "active"> {
-    return this.bullmq(async (queue) => {
-      const state = await queue.getJobState(taskId);
-      if (state === "active") return "active";
-      if (state !== "unknown") await queue.remove(taskId);
-      return "cleared";
-    }, tenantId, poolId);
+    return this.bullmq(
+      async (queue) => {
+        const state = await queue.getJobState(taskId);
+        if (state === "active") return "active";
+        if (state !== "unknown") await queue.remove(taskId);
+        return "cleared";
+      },
+      tenantId,
+      poolId,
+    );
   }
 
   /**
@@ -195,12 +198,16 @@ export class TaskQueues {
    * concurrency, which BullMQ checks when any worker of any node takes a job, so it bounds the pool as a whole.
    */
   async apply(tenantId: string, poolId: string, settings: { paused?: boolean; maxConcurrency?: number | null }): Promise<void> {
-    await this.bullmq(async (queue) => {
-      if (settings.paused !== undefined) await (settings.paused ? queue.pause() : queue.resume());
-      if (settings.maxConcurrency !== undefined) {
-        await (settings.maxConcurrency === null ? queue.removeGlobalConcurrency() : queue.setGlobalConcurrency(settings.maxConcurrency));
-      }
-    }, tenantId, poolId);
+    await this.bullmq(
+      async (queue) => {
+        if (settings.paused !== undefined) await (settings.paused ? queue.pause() : queue.resume());
+        if (settings.maxConcurrency !== undefined) {
+          await (settings.maxConcurrency === null ? queue.removeGlobalConcurrency() : queue.setGlobalConcurrency(settings.maxConcurrency));
+        }
+      },
+      tenantId,
+      poolId,
+    );
   }
 
   /** Jobs of the pool waiting or running: what autoscaling sizes the pool for. */
@@ -222,7 +229,9 @@ export class TaskQueues {
   async waitingTotal(pools: ReadonlyArray<{ tenantId: string; poolId: string }>): Promise<number> {
     let total = 0;
     for (let start = 0; start < pools.length; start += POOLS_PER_COUNT_SCRIPT) {
-      const keys = pools.slice(start, start + POOLS_PER_COUNT_SCRIPT).flatMap(({ tenantId, poolId }) => WAITING_STATES.map((state) => this.keys.queueKey(tenantId, poolId, state)));
+      const keys = pools
+        .slice(start, start + POOLS_PER_COUNT_SCRIPT)
+        .flatMap(({ tenantId, poolId }) => WAITING_STATES.map((state) => this.keys.queueKey(tenantId, poolId, state)));
       total += await this.connection.sumWaiting(keys.length, ...keys);
     }
     return total;

@@ -62,7 +62,11 @@ function recordFailures(client: RedisClient, commands: readonly string[], status
  * A Redis connection for `role`, named `<owner>:<role>` in CLIENT LIST, followed by `status` (which is also its
  * `error` listener, so ioredis never prints "Unhandled error event").
  */
-export function createRedisClient(target: RedisTarget, role: RedisRole, options: { owner: string; deadlineMs: number; status: DependencyStatus }): RedisClient {
+export function createRedisClient(
+  target: RedisTarget,
+  role: RedisRole,
+  options: { owner: string; deadlineMs: number; status: DependencyStatus },
+): RedisClient {
   const client = connectRedis(target, {
     ...optionsFor(role, options.deadlineMs),
     connectionName: `${options.owner}:${role}`,

@@ -27,7 +27,8 @@ export function connectRedis(target: RedisTarget, options: ConnectOptions = {}):
     retryDelayOnFailover: 200,
     ...(shardedSubscriber ? { shardedSubscribers: true, slotsRefreshInterval: 1000 } : {}),
   };
-  for (const key of CLUSTER_LEVEL) if (redisOptions[key] !== undefined) (clusterOptions as Record<string, unknown>)[key] = redisOptions[key];
+  for (const key of CLUSTER_LEVEL)
+    if (redisOptions[key] !== undefined) (clusterOptions as Record<string, unknown>)[key] = redisOptions[key];
   return new Cluster([...target.clusterNodes], clusterOptions);
 }
 

@@ -55,7 +55,8 @@ export class TenantRunningSlots {
   /** Waits for a slot of the tenant's; rejects with `signal`'s reason if it aborts first. */
   async acquire(tenantId: string, taskId: string, signal?: AbortSignal): Promise<RunningSlot> {
     const running = this.keys.runningTasks(tenantId);
-    const take = async (): Promise<boolean> => (await this.redis.tenantRunningTake(running, this.keys.maxRunningTasks, taskId, this.ttlMs)) === 1;
+    const take = async (): Promise<boolean> =>
+      (await this.redis.tenantRunningTake(running, this.keys.maxRunningTasks, taskId, this.ttlMs)) === 1;
     for (let attempt = 0; !(await take()); attempt++) {
       signal?.throwIfAborted();
       await abortableDelay(Math.min(MAX_WAIT_MS, 20 * 2 ** attempt), signal);

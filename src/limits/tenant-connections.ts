@@ -48,7 +48,10 @@ export class TenantConnections {
   }
 
   start(): void {
-    this.heartbeats = every(Math.max(100, Math.floor(this.options.liveForMs / 3)), () => this.heartbeat(), { name: "connection count heartbeat", logger: this.logger });
+    this.heartbeats = every(Math.max(100, Math.floor(this.options.liveForMs / 3)), () => this.heartbeat(), {
+      name: "connection count heartbeat",
+      logger: this.logger,
+    });
   }
 
   /** Stops counting this node: its sockets are closed by now, so this only tidies up. */
@@ -90,7 +93,9 @@ export class TenantConnections {
     const count = (this.local.get(tenantId) ?? 0) - 1;
     if (count > 0) this.local.set(tenantId, count);
     else this.local.delete(tenantId);
-    this.write(tenantId, Math.max(0, count)).catch((error: unknown) => this.warn(error, "could not record a closed connection; the next heartbeat will"));
+    this.write(tenantId, Math.max(0, count)).catch((error: unknown) =>
+      this.warn(error, "could not record a closed connection; the next heartbeat will"),
+    );
   }
 
   private write(tenantId: string, count: number): Promise<unknown> {

@@ -23,7 +23,12 @@ export type RateDecision = { allowed: true } | { allowed: false; retryInMs: numb
 export class TenantRequestRate {
   private readonly limiter: BurstyRateLimiter;
 
-  constructor(redis: RedisClient, keys: RedisKeys, perSecond: number, private readonly logger: Logger) {
+  constructor(
+    redis: RedisClient,
+    keys: RedisKeys,
+    perSecond: number,
+    private readonly logger: Logger,
+  ) {
     const limiter = (keyPrefix: string, duration: number): RateLimiterRedis =>
       new RateLimiterRedis({
         storeClient: redis,

@@ -29,4 +29,5 @@ export interface ErrorBody {
   details?: unknown;
 }
 
-export type HandshakeErrorCode = "TOKEN_MISSING" | "TOKEN_INVALID" | "TOKEN_EXPIRED" | "CLAIMS_INVALID" | "TOKEN_REVOKED" | "CONNECTION_LIMIT";
+export type HandshakeErrorCode =
+  "TOKEN_MISSING" | "TOKEN_INVALID" | "TOKEN_EXPIRED" | "CLAIMS_INVALID" | "TOKEN_REVOKED" | "CONNECTION_LIMIT";

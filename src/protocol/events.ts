@@ -1,7 +1,27 @@
 import type { ErrorBody } from "./errors.js";
 import type { NamespaceName } from "./namespaces.js";
-import type { TaskError, TaskReport, TaskReportReply, TaskRun, TaskRunCancel, TaskRunOutcome, TaskRunProgress, TaskRunReply, TaskStatus, WorkerCredit } from "./tasks.js";
-import type { PoolStatusView, PoolView, ScheduleView, TaskEventView, TaskView, WorkerView, WorkflowStepView, WorkflowView } from "./views.js";
+import type {
+  TaskError,
+  TaskReport,
+  TaskReportReply,
+  TaskRun,
+  TaskRunCancel,
+  TaskRunOutcome,
+  TaskRunProgress,
+  TaskRunReply,
+  TaskStatus,
+  WorkerCredit,
+} from "./tasks.js";
+import type {
+  PoolStatusView,
+  PoolView,
+  ScheduleView,
+  TaskEventView,
+  TaskView,
+  WorkerView,
+  WorkflowStepView,
+  WorkflowView,
+} from "./views.js";
 import type { ReportedWorkerStatus, WorkerStatus } from "./workers.js";
 
 /** What every server → client event carries. `room` is the room as the client named it. */
@@ -24,7 +44,15 @@ export interface Envelope<T = unknown> {
 export interface EventCatalogue {
   "pool.created": { namespaces: "pools"; data: { pool: PoolView } };
   /** `PATCH /api/v1/pools/:id`: the pool after the change, and which fields changed. */
-  "pool.updated": { namespaces: "pools"; data: { pool: PoolView; changed: Array<"name" | "description" | "desiredWorkers" | "paused" | "maxConcurrency" | "minWorkers" | "maxWorkers" | "targetQueuedPerWorker"> } };
+  "pool.updated": {
+    namespaces: "pools";
+    data: {
+      pool: PoolView;
+      changed: Array<
+        "name" | "description" | "desiredWorkers" | "paused" | "maxConcurrency" | "minWorkers" | "maxWorkers" | "targetQueuedPerWorker"
+      >;
+    };
+  };
   "pool.scaling": { namespaces: "pools"; data: { poolId: string; from: number; to: number; pool: PoolView } };
   "pool.status_changed": { namespaces: "pools"; data: PoolStatusView };
   "worker.status_changed": { namespaces: "pools"; data: { poolId: string; worker: WorkerView; previous: WorkerStatus | null } };
@@ -45,7 +73,10 @@ export interface EventCatalogue {
   /** Schedules (`/api/v1/schedules`), in the /tasks room `schedules`. */
   "schedule.created": { namespaces: "tasks"; data: { schedule: ScheduleView } };
   /** The schedule after the change, and which fields changed (`paused` covers pausing and resuming). */
-  "schedule.updated": { namespaces: "tasks"; data: { schedule: ScheduleView; changed: Array<"paused" | "every" | "cron" | "timezone" | "task"> } };
+  "schedule.updated": {
+    namespaces: "tasks";
+    data: { schedule: ScheduleView; changed: Array<"paused" | "every" | "cron" | "timezone" | "task"> };
+  };
   /** The schedule as it was when it was deleted (`nextRunAt` null: it never runs again). */
   "schedule.deleted": { namespaces: "tasks"; data: { schedule: ScheduleView } };
   "workflow.started": { namespaces: "workflows"; data: { workflow: WorkflowView; steps: WorkflowStepView[] } };

@@ -116,7 +116,8 @@ export function findJsonProblem(value: unknown, maxDepth = MAX_JSON_DEPTH): Json
     if (item.depth > maxDepth) return { kind: "depth", path: render(item.at), message: depthMessage(maxDepth) };
     // Children are pushed last-first so that they are visited in document order.
     if (Array.isArray(current)) {
-      for (let i = current.length - 1; i >= 0; i--) stack.push({ value: current[i], depth: item.depth + 1, at: { parent: item.at, key: i } });
+      for (let i = current.length - 1; i >= 0; i--)
+        stack.push({ value: current[i], depth: item.depth + 1, at: { parent: item.at, key: i } });
       continue;
     }
     const keys = Object.keys(current);

@@ -4,9 +4,7 @@ import type { NamespaceName } from "./namespaces.js";
 export const ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
 
 /** A room as a client names it, parsed: either a whole collection (`tasks`, `schedules`) or one resource (`task:<id>`). */
-export type Room =
-  | { name: string; kind: "collection" }
-  | { name: string; kind: "pool" | "task" | "workflow"; id: string };
+export type Room = { name: string; kind: "collection" } | { name: string; kind: "pool" | "task" | "workflow"; id: string };
 
 const GRAMMAR: Record<NamespaceName, { collections: readonly string[]; resources: ReadonlyArray<"pool" | "task" | "workflow"> }> = {
   pools: { collections: ["pools"], resources: ["pool"] },

@@ -12,7 +12,8 @@ import { leaseLockToken, MAX_PROGRESS_DETAIL, MAX_TASK_ERROR_MESSAGE, MAX_TASK_E
  * Text PostgreSQL can store (no NUL, no lone surrogate). Payloads from the wire have met these rules already
  * (json-safety.ts); the schema states them too, for reports that do not come over the wire.
  */
-export const storableText = (max: number) => z.string().max(max).refine(isStorableText, "must not contain NUL characters or lone UTF-16 surrogates");
+export const storableText = (max: number) =>
+  z.string().max(max).refine(isStorableText, "must not contain NUL characters or lone UTF-16 surrogates");
 
 const TaskErrorSchema = z.object({
   message: storableText(MAX_TASK_ERROR_MESSAGE),
@@ -22,13 +23,23 @@ const TaskErrorSchema = z.object({
 });
 const taskId = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/);
 const attempt = z.number().int().min(1).max(1000);
-const lease = z.string().min(3).max(300).refine((value) => leaseLockToken(value) !== null, "must be <lock token>#<attempt>");
+const lease = z
+  .string()
+  .min(3)
+  .max(300)
+  .refine((value) => leaseLockToken(value) !== null, "must be <lock token>#<attempt>");
 
 /** Validates a report arriving over the wire from a standalone pool worker. */
 export const TaskReportSchema: z.ZodType<TaskReport> = z.discriminatedUnion("kind", [
   z.object({ taskId, lease, kind: z.literal("assigned"), attempt, workerId: z.string().min(1).max(200) }),
   z.object({ taskId, lease, kind: z.literal("started"), attempt, workerId: z.string().min(1).max(200).optional() }),
-  z.object({ taskId, lease, kind: z.literal("progress"), progress: z.number().min(0).max(100), detail: storableText(MAX_PROGRESS_DETAIL).optional() }),
+  z.object({
+    taskId,
+    lease,
+    kind: z.literal("progress"),
+    progress: z.number().min(0).max(100),
+    detail: storableText(MAX_PROGRESS_DETAIL).optional(),
+  }),
   z.object({ taskId, lease, kind: z.literal("retrying"), attempt, error: TaskErrorSchema, nextAttemptInMs: z.number().int().min(0) }),
   z.object({ taskId, lease, kind: z.literal("completed"), result: z.json() }),
   z.object({ taskId, lease, kind: z.literal("failed"), attempt, error: TaskErrorSchema }),

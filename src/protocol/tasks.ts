@@ -94,8 +94,7 @@ export interface TaskRunProgress {
 }
 /** How a run ended: its result, or an error (`retryable` unless said otherwise; the node decides about retries). */
 export type TaskRunOutcome =
-  | { taskId: string; result: unknown }
-  | { taskId: string; error: { message: string; code?: string; retryable?: boolean; stack?: string } };
+  { taskId: string; result: unknown } | { taskId: string; error: { message: string; code?: string; retryable?: boolean; stack?: string } };
 /** The node's answer to `task.done`: `accepted: false` when it no longer holds the run (the worker drops it). */
 export interface TaskRunReply {
   accepted: boolean;

@@ -45,7 +45,8 @@ export async function acknowledge(
     result = { ok: true, ...(await run(payload)) };
   } catch (error) {
     const appError: AppError = toAppError(error);
-    if (appError.status >= 500 && !observe.failures.failed(error)) observe.logger.error({ err: error, ...observe.context }, "socket request failed");
+    if (appError.status >= 500 && !observe.failures.failed(error))
+      observe.logger.error({ err: error, ...observe.context }, "socket request failed");
     else observe.metrics.clientErrors.inc({ code: appError.code });
     result = { ok: false, error: appError.toBody() };
   }

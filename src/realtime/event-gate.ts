@@ -47,7 +47,13 @@ function ackOf(event: Event): ((result: unknown) => void) | undefined {
   return typeof last === "function" ? (last as (result: unknown) => void) : undefined;
 }
 
-function refuse(socket: SwitchyardSocket, event: Event, verdict: Exclude<EventVerdict, "accepted">, limit: RateLimitKind, options: EventGateOptions): void {
+function refuse(
+  socket: SwitchyardSocket,
+  event: Event,
+  verdict: Exclude<EventVerdict, "accepted">,
+  limit: RateLimitKind,
+  options: EventGateOptions,
+): void {
   options.metrics.rateLimited.inc({ kind: limit });
   const flooding = verdict === "flooding";
   ackOf(event)?.({
@@ -56,7 +62,10 @@ function refuse(socket: SwitchyardSocket, event: Event, verdict: Exclude<EventVe
   });
   if (!flooding) return;
   const { principal } = socket.data;
-  options.logger.warn({ tenantId: principal.tenantId, sub: principal.subject.slice(0, 128), nsp: socket.nsp.name, limit }, `socket kept flooding (over ${FLOOD_SECONDS} s worth of refused events); disconnected`);
+  options.logger.warn(
+    { tenantId: principal.tenantId, sub: principal.subject.slice(0, 128), nsp: socket.nsp.name, limit },
+    `socket kept flooding (over ${FLOOD_SECONDS} s worth of refused events); disconnected`,
+  );
   // The whole connection: the acks above are flushed first, then the client sees "io server disconnect".
   socket.disconnect(true);
 }

@@ -22,8 +22,7 @@ export function handshakeAuth(verify: TokenVerifier, metrics: Metrics, logger: L
   return (socket: SwitchyardSocket, next: (error?: Error) => void): void => {
     const auth: unknown = socket.handshake.auth;
     const fromAuth = typeof auth === "object" && auth !== null ? (auth as { token?: unknown }).token : undefined;
-    const token =
-      typeof fromAuth === "string" && fromAuth.length > 0 ? fromAuth : bearerToken(socket.handshake.headers.authorization);
+    const token = typeof fromAuth === "string" && fromAuth.length > 0 ? fromAuth : bearerToken(socket.handshake.headers.authorization);
     try {
       socket.data.principal = verify(token);
       next();

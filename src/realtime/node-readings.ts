@@ -77,7 +77,9 @@ export class NodeReadings {
     this.timer = undefined;
     const pipeline = this.redis.pipeline().del(this.keys.nodeReading(this.options.nodeId)).srem(this.keys.nodeIndex, this.options.nodeId);
     for (const tenantId of this.written) pipeline.hdel(this.keys.tenantNodeReadings(tenantId), this.options.nodeId);
-    await pipeline.exec().catch((error: unknown) => this.logger.warn({ err: (error as Error).message }, "could not withdraw this node's reading"));
+    await pipeline
+      .exec()
+      .catch((error: unknown) => this.logger.warn({ err: (error as Error).message }, "could not withdraw this node's reading"));
   }
 
   /** This node's sockets, per tenant and namespace (the main namespace serves nothing: not counted). */
@@ -115,7 +117,10 @@ export class NodeReadings {
       totalEventsPerSecond: rate(totalDelivered),
     };
     const { nodeId } = this.options;
-    const pipeline = this.redis.multi().set(this.keys.nodeReading(nodeId), JSON.stringify(wide), "PX", this.ttlMs).sadd(this.keys.nodeIndex, nodeId);
+    const pipeline = this.redis
+      .multi()
+      .set(this.keys.nodeReading(nodeId), JSON.stringify(wide), "PX", this.ttlMs)
+      .sadd(this.keys.nodeIndex, nodeId);
     const tenants = new Set([...sockets.keys(), ...(delivered?.keys() ?? [])]);
     for (const tenantId of tenants) {
       const reading: TenantReading = { sockets: sockets.get(tenantId) ?? noSockets(), eventsPerSecond: rate(delivered?.get(tenantId)) };
@@ -144,7 +149,10 @@ export class NodeReadings {
     const dead = ids.filter((_, i) => wide[i] === null);
     if (dead.length > 0) {
       // Forget nodes whose reading expired (a node that died without withdrawing).
-      const cleanup = this.redis.pipeline().srem(this.keys.nodeIndex, ...dead).hdel(tenantKey, ...dead);
+      const cleanup = this.redis
+        .pipeline()
+        .srem(this.keys.nodeIndex, ...dead)
+        .hdel(tenantKey, ...dead);
       void cleanup.exec().catch(() => undefined);
     }
     const views: NodeView[] = [];

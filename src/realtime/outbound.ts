@@ -193,9 +193,15 @@ export class OutboundGuard {
     conn[BEHIND] = true;
     this.behindCount++;
     this.behindCounter.inc();
-    this.logger.debug({ unsentBytes: this.unsentBytes(conn), transport: conn.transport.name, limit: this.maxBytes }, "a connection fell behind: live events paused");
+    this.logger.debug(
+      { unsentBytes: this.unsentBytes(conn), transport: conn.transport.name, limit: this.maxBytes },
+      "a connection fell behind: live events paused",
+    );
     // Rejected when the connection closed (as a slow consumer, or by the client): then nothing to catch up.
-    const drained = this.waitForDrain(conn, this.lowWatermark).then(() => true, () => false);
+    const drained = this.waitForDrain(conn, this.lowWatermark).then(
+      () => true,
+      () => false,
+    );
     void drained.then((caughtUp) => {
       delete conn[BEHIND];
       this.behindCount--;
@@ -213,7 +219,10 @@ export class OutboundGuard {
     if (tracked[SLOW] || conn.readyState === "closed") return;
     tracked[SLOW] = true;
     this.counter.inc({ reason });
-    this.logger.warn({ reason, unsentBytes: this.unsentBytes(conn), transport: conn.transport.name, limit: this.maxBytes }, "closing a slow consumer");
+    this.logger.warn(
+      { reason, unsentBytes: this.unsentBytes(conn), transport: conn.transport.name, limit: this.maxBytes },
+      "closing a slow consumer",
+    );
     // Not from inside the write that noticed it (that may be an adapter broadcast walking a room's sockets).
     process.nextTick(() => {
       if (conn.readyState === "closed") return;

@@ -21,17 +21,29 @@ import { acknowledge } from "./ack.js";
 const HelloSchema = z.object({
   id: z.string().regex(ID_PATTERN, "must be 1-128 letters, digits, '_' or '-'"),
   version: z.string().max(64).optional(),
-  types: z.array(z.string().regex(/^[A-Za-z0-9_.:-]{1,100}$/)).max(200).optional(),
+  types: z
+    .array(z.string().regex(/^[A-Za-z0-9_.:-]{1,100}$/))
+    .max(200)
+    .optional(),
 });
 const CreditSchema = z.object({ credit: z.number().int().min(1).max(1000) });
-const RunProgressSchema = z.object({ taskId: z.string().max(200), progress: z.number().min(0).max(100), detail: storableText(1000).optional() });
+const RunProgressSchema = z.object({
+  taskId: z.string().max(200),
+  progress: z.number().min(0).max(100),
+  detail: storableText(1000).optional(),
+});
 // A hub-mode worker's outcome. Its texts are cut and cleaned by the node before they are stored (reportFailure),
 // and a result it cannot send is refused there (RESULT_INVALID): nothing a worker says here is refused for its size.
 const RunOutcomeSchema = z.union([
   z.object({ taskId: z.string().max(200), result: z.unknown() }).refine((o) => "result" in o, "result is required"),
   z.object({
     taskId: z.string().max(200),
-    error: z.object({ message: z.string(), code: z.string().max(64).optional(), retryable: z.boolean().optional(), stack: z.string().optional() }),
+    error: z.object({
+      message: z.string(),
+      code: z.string().max(64).optional(),
+      retryable: z.boolean().optional(),
+      stack: z.string().optional(),
+    }),
   }),
 ]);
 const StatusSchema = z.object({
@@ -88,21 +100,25 @@ export function attachPoolWorker(socket: SwitchyardSocket, deps: PoolWorkerDeps)
     ready = deps.workers.connect(principal, workerHello, socket.id).then(
       (welcome) => void socket.emit("worker.welcome", welcome),
       (error: unknown) => {
-        if (!deps.failures.failed(error)) deps.logger.warn({ tenantId: principal.tenantId, pool: principal.poolId, err: (error as Error).message }, "worker refused");
+        if (!deps.failures.failed(error))
+          deps.logger.warn({ tenantId: principal.tenantId, pool: principal.poolId, err: (error as Error).message }, "worker refused");
         reject(socket, toAppError(error));
         throw error;
       },
     );
     ready.catch(() => undefined); // refusal is handled above; requests awaiting `ready` report it themselves
     socket.once("disconnect", () => {
-      void deps.workers.disconnected(principal.tenantId, workerHello.id, socket.id).catch((error: unknown) =>
-        deps.failures.report(error, "could not release worker presence"),
-      );
+      void deps.workers
+        .disconnected(principal.tenantId, workerHello.id, socket.id)
+        .catch((error: unknown) => deps.failures.report(error, "could not release worker presence"));
     });
   }
 
   /** Runs a worker request: waits for the registration, acks the result. */
-  const workerOnly = (event: "worker.status" | "worker.heartbeat" | "task.report" | "worker.credit" | "task.progress" | "task.done", run: (payload: unknown, worker: WorkerHello) => Promise<object>) => {
+  const workerOnly = (
+    event: "worker.status" | "worker.heartbeat" | "task.report" | "worker.credit" | "task.progress" | "task.done",
+    run: (payload: unknown, worker: WorkerHello) => Promise<object>,
+  ) => {
     socket.on(event, (...args: unknown[]) =>
       acknowledge(
         args,
@@ -122,7 +138,10 @@ export function attachPoolWorker(socket: SwitchyardSocket, deps: PoolWorkerDeps)
     const input = StatusSchema.safeParse(payload);
     if (!input.success) throw new BadRequestError("worker.status expects { status: idle|busy|error|draining, detail? }");
     if (input.data.poolId !== undefined && input.data.poolId !== principal.poolId) {
-      deps.logger.warn({ tenantId: principal.tenantId, worker: worker.id, claimed: input.data.poolId.slice(0, 128) }, "worker tried to report for another pool");
+      deps.logger.warn(
+        { tenantId: principal.tenantId, worker: worker.id, claimed: input.data.poolId.slice(0, 128) },
+        "worker tried to report for another pool",
+      );
       throw new ForbiddenError("this token may only report for its own pool");
     }
     return { status: await deps.workers.reportStatus(principal, worker.id, socket.id, input.data.status, input.data.detail) };
@@ -138,10 +157,17 @@ export function attachPoolWorker(socket: SwitchyardSocket, deps: PoolWorkerDeps)
     if (!report.success) throw new BadRequestError("task.report expects a task report", report.error.issues.slice(0, 5));
     await deps.workers.touch(principal, worker.id, socket.id);
     try {
-      return await deps.fairShare.run(principal.tenantId, () => deps.tasks.applyReport(principal.tenantId, principal.poolId!, report.data), false);
+      return await deps.fairShare.run(
+        principal.tenantId,
+        () => deps.tasks.applyReport(principal.tenantId, principal.poolId!, report.data),
+        false,
+      );
     } catch (error) {
       if (error instanceof ForbiddenError) {
-        deps.logger.warn({ tenantId: principal.tenantId, worker: worker.id, taskId: report.data.taskId }, "worker reported a task of another pool");
+        deps.logger.warn(
+          { tenantId: principal.tenantId, worker: worker.id, taskId: report.data.taskId },
+          "worker reported a task of another pool",
+        );
       }
       throw error;
     }
@@ -176,7 +202,8 @@ function attachHubJobs(socket: SwitchyardSocket, principal: Principal, deps: Poo
   });
   on("task.done", async (payload) => {
     const input = RunOutcomeSchema.safeParse(payload);
-    if (!input.success) throw new BadRequestError("task.done expects { taskId, result } or { taskId, error: { message, code?, retryable?, stack? } }");
+    if (!input.success)
+      throw new BadRequestError("task.done expects { taskId, result } or { taskId, error: { message, code?, retryable?, stack? } }");
     return { accepted: deps.hub.remotes(principal.tenantId, poolId)?.done(socket.id, input.data) ?? false };
   });
   socket.once("disconnect", () => {

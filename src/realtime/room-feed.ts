@@ -201,7 +201,8 @@ export class RoomFeed {
     if (this.expected && this.expected.epoch === cursor.epoch && this.expected.seq <= cursor.seq) this.expected = null;
     if (this.aheadCount === 0) return;
     for (const [socketId, lag] of this.lagging) {
-      if (lag.reason === "ahead" && lag.position && lag.position.epoch === cursor.epoch && lag.position.seq <= cursor.seq) this.unlag(socketId);
+      if (lag.reason === "ahead" && lag.position && lag.position.epoch === cursor.epoch && lag.position.seq <= cursor.seq)
+        this.unlag(socketId);
     }
   }
 

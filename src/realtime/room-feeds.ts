@@ -148,7 +148,10 @@ export class RoomFeeds {
     const started = [...this.feeds.values()].filter(({ feed }) => feed.position !== null);
     for (let i = 0; i < started.length; i += HEAD_CHECK_BATCH) {
       const batch = started.slice(i, i + HEAD_CHECK_BATCH);
-      const heads = await this.options.eventLog.peekHeads(this.options.namespace, batch.map(({ where }) => where));
+      const heads = await this.options.eventLog.peekHeads(
+        this.options.namespace,
+        batch.map(({ where }) => where),
+      );
       for (const { tenantId, room, head } of heads) this.feeds.get(roomKey(tenantId, room))?.feed.check(head);
     }
   }
@@ -159,7 +162,8 @@ export class RoomFeeds {
     return new RoomFeed({
       log: {
         head: () => inTurn(() => eventLog.head(where.tenantId, namespace, where.room)),
-        page: (from: CursorPosition, upTo: CursorPosition) => inTurn(async () => (await readHistory(eventLog, where, upTo, from, pageRows, pageBytes)).events),
+        page: (from: CursorPosition, upTo: CursorPosition) =>
+          inTurn(async () => (await readHistory(eventLog, where, upTo, from, pageRows, pageBytes)).events),
       },
       write: (envelope) => {
         this.writing = envelope;
@@ -172,7 +176,10 @@ export class RoomFeeds {
       lost: (reason) => {
         this.gaps.inc({ namespace, outcome: "lost" });
         const sockets = this.nsp.adapter.rooms.get(key);
-        logger.warn({ tenant: where.tenantId, nsp: namespace, room: where.room, sockets: sockets?.size ?? 0, reason }, "a room's events cannot be continued from the log: its sockets reconnect and resume from their cursors");
+        logger.warn(
+          { tenant: where.tenantId, nsp: namespace, room: where.room, sockets: sockets?.size ?? 0, reason },
+          "a room's events cannot be continued from the log: its sockets reconnect and resume from their cursors",
+        );
         // The clients reconnect and subscribe again with their cursors, which tells each to resume or to reload.
         for (const id of sockets ?? []) {
           const socket = this.nsp.sockets.get(id);

@@ -13,7 +13,15 @@ import { TokenExpiries } from "./token-expiry.js";
 import { TickBroadcast } from "./tick-broadcast.js";
 import { originCheck } from "./origin-check.js";
 import { revokes, type Revocation } from "../auth/revocation-list.js";
-import { emitStored, type ClientToServerEvents, type InterServerEvents, type ServerToClientEvents, type SocketData, type SwitchyardServer, type SwitchyardSocket } from "./types.js";
+import {
+  emitStored,
+  type ClientToServerEvents,
+  type InterServerEvents,
+  type ServerToClientEvents,
+  type SocketData,
+  type SwitchyardServer,
+  type SwitchyardSocket,
+} from "./types.js";
 import type { TenantConnections } from "../limits/tenant-connections.js";
 import { connectionQuota } from "./connection-quota.js";
 import { gateInboundEvents } from "./event-gate.js";
@@ -104,7 +112,15 @@ export class Realtime {
         ? createShardedAdapter(options.pubClient, options.subClient, { channelPrefix: options.keys.adapter, subscriptionMode: "dynamic" })
         : createAdapter(options.pubClient, options.subClient, { key: options.keys.adapter }),
     });
-    if (!options.sharded) this.ticks = new TickBroadcast(this.io, options.pubClient, options.subClient, `${options.keys.adapter}-ticks`, logger, options.deliveries);
+    if (!options.sharded)
+      this.ticks = new TickBroadcast(
+        this.io,
+        options.pubClient,
+        options.subClient,
+        `${options.keys.adapter}-ticks`,
+        logger,
+        options.deliveries,
+      );
     // Every connection's outbound buffer is bounded, whatever writes to it (broadcasts, replays, acks, pings).
     // Engine.IO connections, not namespace sockets: the namespaces of one client share its connection.
     const outbound = new OutboundGuard(options.maxSocketBufferBytes, options.slowConsumerTimeoutMs, metrics, logger);
@@ -117,7 +133,12 @@ export class Realtime {
     const auth = handshakeAuth(options.verifyToken, metrics, logger);
     const quota = connectionQuota(options.connections, metrics);
     const notRevoked = handshakeNotRevoked(options.isRevoked, metrics, logger);
-    const gate = { socketEventsPerSecond: options.socketEventsPerSecond, workerEventsPerSecond: options.workerEventsPerSecond, metrics, logger };
+    const gate = {
+      socketEventsPerSecond: options.socketEventsPerSecond,
+      workerEventsPerSecond: options.workerEventsPerSecond,
+      metrics,
+      logger,
+    };
     // The main namespace serves nothing; it still demands a token so it cannot be used anonymously, and its sockets
     // count against the tenant's connections like any other.
     this.io.use(auth).use(quota).use(notRevoked);
@@ -157,7 +178,13 @@ export class Realtime {
         // Debug: one line per socket is too many at info on a node with 10K of them, but is what answers
         // "why did this dashboard drop?" when turned on.
         if (logger.isLevelEnabled("debug")) {
-          const who = { tenant: socket.data.principal.tenantId, sub: socket.data.principal.subject, nsp: name, sid: socket.id, transport: socket.conn.transport.name };
+          const who = {
+            tenant: socket.data.principal.tenantId,
+            sub: socket.data.principal.subject,
+            nsp: name,
+            sid: socket.id,
+            transport: socket.conn.transport.name,
+          };
           logger.debug(who, "socket connected");
           socket.once("disconnect", (reason) => logger.debug({ ...who, reason }, "socket disconnected"));
         }
@@ -169,7 +196,10 @@ export class Realtime {
     }
     // A broadcast this node never received (its pub/sub connection dropped, or a message was lost) shows as a gap
     // at the room's next event; a room that went quiet meanwhile is found here. After a reconnect, at once.
-    this.checkTimer = every(options.roomCheckIntervalMs, () => this.checkRooms(options.subscriptions.failures), { name: "room head check", logger });
+    this.checkTimer = every(options.roomCheckIntervalMs, () => this.checkRooms(options.subscriptions.failures), {
+      name: "room head check",
+      logger,
+    });
     options.subClient.on("ready", () => void this.checkRooms(options.subscriptions.failures));
   }
 

@@ -156,7 +156,10 @@ export class RoomSubscriptions {
     // Where a socket already subscribed stood, to put it back there should this subscribe be refused.
     const previous = wasSubscribed ? (feed.lagging.has(socket.id) ? (feed.lagging.get(socket.id)!.position ?? null) : feed.position) : null;
     // Not live until it has its position: live events written meanwhile must not reach it out of turn.
-    feed.setLag(socket.id, { reason: requested ? "replaying" : "starting", position: requested && requested !== "start" ? requested : null });
+    feed.setLag(socket.id, {
+      reason: requested ? "replaying" : "starting",
+      position: requested && requested !== "start" ? requested : null,
+    });
     const joined = socket.join(key);
     (state.joining ??= new Set()).add(room.name);
     const undo = (error: unknown): void => this.undo(socket, room.name, feed, previous, error);

@@ -48,7 +48,9 @@ export class TickBroadcast {
     sub.on("messageBuffer", (from: Buffer, message: Buffer) => {
       if (from.toString() === this.channel) this.receive(message);
     });
-    void sub.subscribe(this.channel).catch((error: unknown) => logger.error({ err: error }, "could not subscribe to the broadcast channel"));
+    void sub
+      .subscribe(this.channel)
+      .catch((error: unknown) => logger.error({ err: error }, "could not subscribe to the broadcast channel"));
   }
 
   send(namespace: NamespaceName, key: string, envelope: Envelope): void {

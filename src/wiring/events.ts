@@ -13,7 +13,13 @@ export interface Events {
   retention: EventRetention;
 }
 
-export function wireEvents(config: Config, infra: Infrastructure, eventLog: { reader: EventLogReader; writer: EventLogWriter }, realtime: Realtime, logger: Logger): Events {
+export function wireEvents(
+  config: Config,
+  infra: Infrastructure,
+  eventLog: { reader: EventLogReader; writer: EventLogWriter },
+  realtime: Realtime,
+  logger: Logger,
+): Events {
   const { metrics, keys, deadlineMs, status, redis } = infra;
   const publisher = new EventPublisher(infra.database.prisma, eventLog.writer, eventLog.reader, realtime.broadcast, metrics, logger, {
     relayAfterMs: config.events.outboxRelayAfterMs,

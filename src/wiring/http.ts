@@ -24,7 +24,14 @@ import type { Workers } from "./workers.js";
 export function wireHttp(
   config: Config,
   infra: Infrastructure,
-  parts: { access: Access; store: { resources: ResourceDirectory; eventLog: EventLogReader }; live: Live; events: Events; work: Work; workers: Workers },
+  parts: {
+    access: Access;
+    store: { resources: ResourceDirectory; eventLog: EventLogReader };
+    live: Live;
+    events: Events;
+    work: Work;
+    workers: Workers;
+  },
   isShuttingDown: () => boolean,
   logger: Logger,
 ): Express {

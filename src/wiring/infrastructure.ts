@@ -57,6 +57,10 @@ export function wireInfrastructure(config: Config, logger: Logger): Infrastructu
     limitsRedis,
     database,
     redisClient,
-    close: () => Promise.allSettled([withDeadline(database.close(), deadlineMs, "postgresql"), ...redisClients.map((client) => closeRedis(client, deadlineMs))]),
+    close: () =>
+      Promise.allSettled([
+        withDeadline(database.close(), deadlineMs, "postgresql"),
+        ...redisClients.map((client) => closeRedis(client, deadlineMs)),
+      ]),
   };
 }

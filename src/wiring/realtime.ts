@@ -40,10 +40,15 @@ export function wireRealtime(
   // Deliveries are counted where a single Redis's tick broadcast hands them out; a Redis Cluster has no such place.
   const deliveries = cluster ? undefined : new TenantDeliveries();
   // The node's database-bound work (requests, task reports, subscribes' reads of the log), shared among tenants in turn.
-  const fairShare = new TenantFairShare(config.limits.nodeWorkConcurrency, config.limits.tenantWorkConcurrency, MAX_WAITING_REQUESTS_PER_TENANT, (running, waiting) => {
-    metrics.tenantWork.set({ state: "running" }, running);
-    metrics.tenantWork.set({ state: "waiting" }, waiting);
-  });
+  const fairShare = new TenantFairShare(
+    config.limits.nodeWorkConcurrency,
+    config.limits.tenantWorkConcurrency,
+    MAX_WAITING_REQUESTS_PER_TENANT,
+    (running, waiting) => {
+      metrics.tenantWork.set({ state: "running" }, running);
+      metrics.tenantWork.set({ state: "waiting" }, waiting);
+    },
+  );
   const realtime = new Realtime({
     httpServer,
     verifyToken: access.verifyToken,

@@ -75,7 +75,9 @@ export function wireWorkers(
     maxPayloadBytes: () => config.limits.maxPayloadBytes,
   };
   const hub = new HubPools(inProcessWorkers);
-  live.realtime.onConnection("pools", (socket) => attachPoolWorker(socket, { workers, tasks, fairShare, logger, metrics, failures: status, hub }));
+  live.realtime.onConnection("pools", (socket) =>
+    attachPoolWorker(socket, { workers, tasks, fairShare, logger, metrics, failures: status, hub }),
+  );
   let embedded: EmbeddedWorkers | undefined;
   if (config.embeddedWorker) {
     const worker = new EmbeddedWorkers({ ...inProcessWorkers, redis, concurrency: config.tasks.concurrency });

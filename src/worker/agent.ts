@@ -45,12 +45,20 @@ function readConfig(): { worker: WorkerConfig; pollMs: number } {
 }
 
 const { worker: config, pollMs } = readConfig();
-const agentId = config.workerId ?? hostname().replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 100);
+const agentId =
+  config.workerId ??
+  hostname()
+    .replace(/[^A-Za-z0-9_-]/g, "_")
+    .slice(0, 100);
 const logger = createLogger({ level: config.logLevel, nodeId: `agent:${agentId}`, format: config.logFormat });
 // The worker next to this file, run the way this agent runs (compiled, or TypeScript through tsx).
 const self = fileURLToPath(import.meta.url);
 const workerMain = self.replace(/agent\.([cm]?[jt]s)$/, "main.$1");
-const passThrough = parseArgs({ args: process.argv.slice(2), options: { pool: { type: "string" }, handlers: { type: "string" } }, strict: false }).values;
+const passThrough = parseArgs({
+  args: process.argv.slice(2),
+  options: { pool: { type: "string" }, handlers: { type: "string" } },
+  strict: false,
+}).values;
 
 const slots: Slot[] = [];
 let desired = 0;

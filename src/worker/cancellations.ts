@@ -10,11 +10,7 @@ import type { RedisKeys } from "../jobs/redis-keys.js";
 export class CancellationListener {
   private readonly targets = new Set<{ cancel(taskId: string): boolean }>();
 
-  constructor(
-    subscriber: RedisClient,
-    keys: RedisKeys,
-    logger: Logger,
-  ) {
+  constructor(subscriber: RedisClient, keys: RedisKeys, logger: Logger) {
     const channel = keys.taskCancel;
     subscriber.subscribe(channel).catch((error: unknown) => logger.warn({ err: error }, "cannot subscribe to cancellations"));
     subscriber.on("message", (from: string, message: string) => {

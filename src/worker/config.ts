@@ -31,13 +31,18 @@ export interface WorkerConfig {
 }
 
 const EnvSchema = z.object({
-  WORKER_TOKEN: z.string({ message: "required: a pools:work token for the pool (npm run token -- --tenant T --permissions pools:work --pool P)" }).min(1),
+  WORKER_TOKEN: z
+    .string({ message: "required: a pools:work token for the pool (npm run token -- --tenant T --permissions pools:work --pool P)" })
+    .min(1),
   SWITCHYARD_URL: z.string().default("http://127.0.0.1:3000"),
   WORKER_MODE: z.enum(["hub", "direct"]).default("hub"),
   ...SharedEnv,
   WORKER_HANDLERS: z.string().optional(),
   WORKER_CONCURRENCY: positiveInt.default(4),
-  WORKER_ID: z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, "must be 1-128 letters, digits, '_' or '-'").optional(),
+  WORKER_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,128}$/, "must be 1-128 letters, digits, '_' or '-'")
+    .optional(),
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(30_000),
 });
 
@@ -82,7 +87,9 @@ export function loadWorkerConfig(argv: string[] = process.argv.slice(2), env: No
   const poolId = poolArg ?? tokenPool;
   if (!poolId) problems.push("--pool: required (the pool this worker serves)");
   else if (tokenPool && poolId !== tokenPool) problems.push(`--pool: ${poolId} differs from the token's pool_id ${tokenPool}`);
-  const serverUrls = e.SWITCHYARD_URL.split(",").map((u) => u.trim()).filter(Boolean);
+  const serverUrls = e.SWITCHYARD_URL.split(",")
+    .map((u) => u.trim())
+    .filter(Boolean);
   for (const url of serverUrls) {
     if (!/^https?:\/\//.test(url)) problems.push(`SWITCHYARD_URL: "${url}" is not an http(s) URL`);
   }

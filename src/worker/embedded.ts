@@ -5,8 +5,10 @@ import { builtinHandlers } from "./handlers.js";
 import { PoolWorker, type PoolWorkerOptions } from "./pool-worker.js";
 import { every, type Periodic } from "../every.js";
 
-export interface EmbeddedWorkersOptions
-  extends Pick<PoolWorkerOptions, "connection" | "keys" | "reporter" | "logger" | "failures" | "concurrency" | "backoffMs" | "lockDurationMs" | "maxPayloadBytes"> {
+export interface EmbeddedWorkersOptions extends Pick<
+  PoolWorkerOptions,
+  "connection" | "keys" | "reporter" | "logger" | "failures" | "concurrency" | "backoffMs" | "lockDurationMs" | "maxPayloadBytes"
+> {
   nodeId: string;
   /** Plain command client, for the tenant registry. */
   redis: RedisClient;

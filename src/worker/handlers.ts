@@ -45,7 +45,13 @@ function sleepFor(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-const SleepPayload = z.object({ ms: z.number().int().min(0).max(24 * 3600 * 1000) });
+const SleepPayload = z.object({
+  ms: z
+    .number()
+    .int()
+    .min(0)
+    .max(24 * 3600 * 1000),
+});
 const FailPayload = z.object({ message: z.string().max(2000).default("task failed"), retryable: z.boolean().default(true) });
 
 /** The built-in handlers every pool worker has. */

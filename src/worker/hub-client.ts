@@ -108,7 +108,9 @@ export class HubJobRunner extends EventEmitter {
       if (!handler) throw Object.assign(new NonRetryableError(`no handler for "${run.type}"`), { code: "UNKNOWN_TYPE" });
       const result = await Promise.race([
         handler(run.payload, { taskId: run.taskId, attempt: run.attempt, signal: controller.signal, progress: progress.push }),
-        new Promise<never>((_, reject) => controller.signal.addEventListener("abort", () => reject(controller.signal.reason), { once: true })),
+        new Promise<never>((_, reject) =>
+          controller.signal.addEventListener("abort", () => reject(controller.signal.reason), { once: true }),
+        ),
       ]);
       // A result that cannot be sent fails the run here (RESULT_INVALID) rather than cut the connection.
       const sendable = sendableResult(result, this.options.maxPayloadBytes());
@@ -147,7 +149,10 @@ export class HubJobRunner extends EventEmitter {
   private progress(taskId: string, signal: AbortSignal): ProgressThrottle {
     return progressThrottle(this.options.progressIntervalMs ?? 250, async (value) => {
       if (signal.aborted || !this.socket.connected) return "sent";
-      await this.socket.timeout(this.options.ackTimeoutMs ?? 5000).emitWithAck("task.progress", { taskId, ...value }).catch(() => undefined);
+      await this.socket
+        .timeout(this.options.ackTimeoutMs ?? 5000)
+        .emitWithAck("task.progress", { taskId, ...value })
+        .catch(() => undefined);
       return "sent";
     });
   }

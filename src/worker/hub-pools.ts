@@ -3,8 +3,10 @@ import type { CancellationListener } from "./cancellations.js";
 import { PoolWorker, type PoolWorkerOptions } from "./pool-worker.js";
 import { RemoteWorkers, type RemoteChannel } from "./remote-workers.js";
 
-export interface HubPoolsOptions
-  extends Pick<PoolWorkerOptions, "connection" | "keys" | "reporter" | "logger" | "failures" | "backoffMs" | "lockDurationMs" | "maxPayloadBytes"> {
+export interface HubPoolsOptions extends Pick<
+  PoolWorkerOptions,
+  "connection" | "keys" | "reporter" | "logger" | "failures" | "backoffMs" | "lockDurationMs" | "maxPayloadBytes"
+> {
   nodeId: string;
   cancellations: CancellationListener;
 }
@@ -75,7 +77,9 @@ export class HubPools {
     const worker = pool.worker;
     if (!worker) return;
     this.options.cancellations.delete(worker);
-    void worker.close().catch((error: unknown) => this.options.failures.report(error, "could not stop a hub pool's worker", { pool: poolId }));
+    void worker
+      .close()
+      .catch((error: unknown) => this.options.failures.report(error, "could not stop a hub pool's worker", { pool: poolId }));
   }
 
   /** Graceful shutdown: no new jobs; the runs under way finish (their workers are still connected) or go back. */

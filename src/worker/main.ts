@@ -61,7 +61,8 @@ async function loadHandlers(modulePath: string | undefined): Promise<Record<stri
   if (/\.[cm]?tsx?$/.test(modulePath)) await registerTypeScript(modulePath);
   const module = (await import(pathToFileURL(path.resolve(modulePath)).href)) as { handlers?: unknown; default?: unknown };
   const custom = (module.handlers ?? module.default) as Record<string, unknown> | undefined;
-  if (!custom || typeof custom !== "object") throw new Error(`${modulePath} must export "handlers": { [type]: async (payload, ctx) => result }`);
+  if (!custom || typeof custom !== "object")
+    throw new Error(`${modulePath} must export "handlers": { [type]: async (payload, ctx) => result }`);
   for (const [type, handler] of Object.entries(custom)) {
     if (typeof handler !== "function") throw new Error(`${modulePath}: handler "${type}" is not a function`);
   }
@@ -69,7 +70,11 @@ async function loadHandlers(modulePath: string | undefined): Promise<Record<stri
 }
 
 const config = readConfig();
-const workerId = config.workerId ?? `${hostname().replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 60)}-${process.pid}-${randomBytes(3).toString("hex")}`;
+const workerId =
+  config.workerId ??
+  `${hostname()
+    .replace(/[^A-Za-z0-9_-]/g, "_")
+    .slice(0, 60)}-${process.pid}-${randomBytes(3).toString("hex")}`;
 const logger = createLogger({ level: config.logLevel, nodeId: `worker:${workerId}`, format: config.logFormat });
 const handlers = await loadHandlers(config.handlersModule);
 const customTypes = Object.keys(handlers).filter((t) => !(t in builtinHandlers));
@@ -148,7 +153,11 @@ socket.on("worker.welcome", (welcome: WorkerWelcome) => {
   heartbeat = every(
     welcome.heartbeatIntervalMs,
     () => {
-      if (socket.connected) void socket.timeout(5000).emitWithAck("worker.heartbeat", {}).catch(() => undefined);
+      if (socket.connected)
+        void socket
+          .timeout(5000)
+          .emitWithAck("worker.heartbeat", {})
+          .catch(() => undefined);
     },
     { name: "heartbeat", logger, unref: false },
   );
@@ -204,12 +213,21 @@ interface JobSource {
 let onWelcome: () => void = () => undefined;
 const source: JobSource = config.mode === "hub" ? hubSource() : directSource(config.redis!);
 source.on("status", (next) => setStatus(next));
-logger.info({ workerId, pool: config.poolId, tenant: config.tenantId, mode: config.mode, types: Object.keys(handlers) }, "pool worker started");
+logger.info(
+  { workerId, pool: config.poolId, tenant: config.tenantId, mode: config.mode, types: Object.keys(handlers) },
+  "pool worker started",
+);
 
 function hubSource(): JobSource {
   const runner = new HubJobRunner(socket, { handlers, concurrency: config.concurrency, maxPayloadBytes: () => maxPayloadBytes, logger });
   onWelcome = () => runner.welcomed();
-  return { get busy() { return runner.busy; }, on: (event, listener) => runner.on(event, listener), close: () => runner.drain() };
+  return {
+    get busy() {
+      return runner.busy;
+    },
+    on: (event, listener) => runner.on(event, listener),
+    close: () => runner.drain(),
+  };
 }
 
 function directSource(redis: NonNullable<WorkerConfig["redis"]>): JobSource {

@@ -109,14 +109,18 @@ export class PoolWorker extends EventEmitter {
   constructor(private readonly options: PoolWorkerOptions) {
     super();
     this.slots = new TenantRunningSlots(options.connection, options.keys, options.lockDurationMs);
-    this.worker = new Worker<TaskJobData>(RedisKeys.queueName(options.tenantId, options.poolId), (job, token, signal) => this.process(job, token, signal), {
-      connection: options.connection,
-      prefix: options.keys.bull,
-      concurrency: options.concurrency,
-      lockDuration: options.lockDurationMs,
-      stalledInterval: stalledIntervalFor(options.lockDurationMs),
-      maxStalledCount: 2,
-    });
+    this.worker = new Worker<TaskJobData>(
+      RedisKeys.queueName(options.tenantId, options.poolId),
+      (job, token, signal) => this.process(job, token, signal),
+      {
+        connection: options.connection,
+        prefix: options.keys.bull,
+        concurrency: options.concurrency,
+        lockDuration: options.lockDurationMs,
+        stalledInterval: stalledIntervalFor(options.lockDurationMs),
+        maxStalledCount: 2,
+      },
+    );
     this.worker.on("error", (error) => options.failures.report(error, "pool worker error", { pool: options.poolId }, "bullmq"));
     // A job BullMQ fails on its own (stalled past maxStalledCount) has no live lease to report with: the
     // reconciler sees the job failed while the task is open, and settles the task.
@@ -161,7 +165,10 @@ export class PoolWorker extends EventEmitter {
         if (!(error instanceof ReportNotDelivered)) throw error;
         // An outage of this process's own dependency is logged once by its state; anything else now and then.
         if ((attempt === 0 || attempt % 10 === 0) && !this.options.failures.failed(error.cause)) {
-          this.options.logger.warn({ err: error.message, taskId: report.taskId, kind: report.kind, attempt }, "report not delivered yet; retrying");
+          this.options.logger.warn(
+            { err: error.message, taskId: report.taskId, kind: report.kind, attempt },
+            "report not delivered yet; retrying",
+          );
         }
         await new Promise((resolve) => setTimeout(resolve, reportRetryDelay(attempt)));
       }
@@ -192,9 +199,16 @@ export class PoolWorker extends EventEmitter {
       if (!started.accepted) return { skipped: started.status };
 
       const remote = executor;
-      const handler: TaskHandler | undefined = remote ? (input, context) => remote.run({ taskId, type, payload: input, attempt, timeoutMs }, context) : this.options.handlers[type];
+      const handler: TaskHandler | undefined = remote
+        ? (input, context) => remote.run({ taskId, type, payload: input, attempt, timeoutMs }, context)
+        : this.options.handlers[type];
       if (!handler) {
-        await report({ taskId, kind: "failed", attempt, error: { code: "UNKNOWN_TYPE", message: `no handler for "${type}"`, retryable: false } });
+        await report({
+          taskId,
+          kind: "failed",
+          attempt,
+          error: { code: "UNKNOWN_TYPE", message: `no handler for "${type}"`, retryable: false },
+        });
         throw new UnrecoverableError(`no handler for ${type}`);
       }
       const controller = new AbortController();
@@ -234,7 +248,11 @@ export class PoolWorker extends EventEmitter {
    * before the task is claimed, so the task stays `queued` meanwhile. A cancellation ends the wait (the task is
    * cancelled already); so does closing the worker, and the job goes back to its queue for another worker.
    */
-  private async runningSlot(job: Job<TaskJobData>, token: string | undefined, bullSignal: AbortSignal | undefined): Promise<RunningSlot | undefined> {
+  private async runningSlot(
+    job: Job<TaskJobData>,
+    token: string | undefined,
+    bullSignal: AbortSignal | undefined,
+  ): Promise<RunningSlot | undefined> {
     if (!(await this.slots.limited())) return undefined;
     const signal = bullSignal ? AbortSignal.any([bullSignal, this.closing.signal]) : this.closing.signal;
     try {
@@ -256,7 +274,12 @@ export class PoolWorker extends EventEmitter {
   /** Reports a failed attempt and returns what to throw to BullMQ: the error to retry, or an unrecoverable one. */
   private async reportFailure(
     error: unknown,
-    ctx: { taskId: string; attempt: number; retriesLeft: boolean; report: (r: DistributiveOmit<TaskReport, "lease">) => Promise<TaskReportReply> },
+    ctx: {
+      taskId: string;
+      attempt: number;
+      retriesLeft: boolean;
+      report: (r: DistributiveOmit<TaskReport, "lease">) => Promise<TaskReportReply>;
+    },
   ): Promise<Error> {
     const { taskId, attempt, retriesLeft, report } = ctx;
     if (error instanceof TaskCancelledError) {
@@ -275,9 +298,14 @@ export class PoolWorker extends EventEmitter {
               // A hub-mode worker may name its own code (UNKNOWN_TYPE, say).
               code: error instanceof RemoteTaskError && error.code ? toStorableText(error.code, 64) : "HANDLER_ERROR",
               message,
-              retryable: error instanceof RemoteTaskError ? error.retryable : !(error instanceof NonRetryableError || error instanceof UnrecoverableError),
+              retryable:
+                error instanceof RemoteTaskError
+                  ? error.retryable
+                  : !(error instanceof NonRetryableError || error instanceof UnrecoverableError),
               // What the operator reads in the task's detail to find the failing line.
-              ...(error instanceof Error && typeof error.stack === "string" ? { stack: toStorableText(error.stack, MAX_TASK_ERROR_STACK) } : {}),
+              ...(error instanceof Error && typeof error.stack === "string"
+                ? { stack: toStorableText(error.stack, MAX_TASK_ERROR_STACK) }
+                : {}),
             };
     if (taskError.retryable && retriesLeft) {
       const nextAttemptInMs = this.options.backoffMs * 2 ** (attempt - 1);
@@ -293,7 +321,10 @@ export class PoolWorker extends EventEmitter {
    * not take (over the socket's event rate, or not delivered) is sent again after the interval unless a newer one
    * replaced it; the final flush sends once.
    */
-  private progressReporter(taskId: string, report: (r: DistributiveOmit<TaskReport, "lease">) => Promise<TaskReportReply>): ProgressThrottle {
+  private progressReporter(
+    taskId: string,
+    report: (r: DistributiveOmit<TaskReport, "lease">) => Promise<TaskReportReply>,
+  ): ProgressThrottle {
     return progressThrottle(this.options.progressIntervalMs ?? 250, (value) =>
       report({ taskId, kind: "progress", ...value }).then(
         () => "sent" as const,

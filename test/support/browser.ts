@@ -34,7 +34,14 @@ export function launchBrowser(): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+    ],
   });
 }
 
@@ -107,8 +114,18 @@ export class ConsolePage {
       const shown = await this.page
         .locator("[data-connection]")
         .getAttribute("data-connection", { timeout: 1000 })
-        .catch(async () => `no indicator: ${(await this.page.locator("#app").innerText().catch(() => "")).slice(0, 300)}`);
-      throw new Error(`the console did not get live; it shows ${shown}; last requests: ${this.requests.slice(-6).join(" ")}`, { cause: error });
+        .catch(
+          async () =>
+            `no indicator: ${(
+              await this.page
+                .locator("#app")
+                .innerText()
+                .catch(() => "")
+            ).slice(0, 300)}`,
+        );
+      throw new Error(`the console did not get live; it shows ${shown}; last requests: ${this.requests.slice(-6).join(" ")}`, {
+        cause: error,
+      });
     }
   }
 
@@ -211,9 +228,16 @@ interface AxeViolation {
  * DevTools protocol instead, which no page policy applies to, and nothing about the page is loosened for it.
  */
 export async function seriousViolations(page: Page): Promise<string[]> {
-  if (!(await page.evaluate("typeof window.axe !== 'undefined'"))) await page.evaluate(readFileSync(path.join(repoRoot, "node_modules", "axe-core", "axe.min.js"), "utf8"));
+  if (!(await page.evaluate("typeof window.axe !== 'undefined'")))
+    await page.evaluate(readFileSync(path.join(repoRoot, "node_modules", "axe-core", "axe.min.js"), "utf8"));
   const violations = await page.evaluate<AxeViolation[]>("axe.run(document, { resultTypes: ['violations'] }).then((r) => r.violations)");
   return violations
     .filter((v) => v.impact === "serious" || v.impact === "critical")
-    .map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes.length}× e.g. ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(" | ")})`);
+    .map(
+      (v) =>
+        `${v.impact} ${v.id}: ${v.help} (${v.nodes.length}× e.g. ${v.nodes
+          .slice(0, 3)
+          .map((n) => n.target.join(" "))
+          .join(" | ")})`,
+    );
 }

@@ -54,7 +54,11 @@ export function runCli(command: string, args: string[], options: { cwd: string; 
           check();
           if (!listeners.has(check)) return;
           done();
-          reject(new Error(`exited with ${code} before ${pattern} appeared on ${stream}\n--- stdout:\n${output.stdout}\n--- stderr:\n${output.stderr}`));
+          reject(
+            new Error(
+              `exited with ${code} before ${pattern} appeared on ${stream}\n--- stdout:\n${output.stdout}\n--- stderr:\n${output.stderr}`,
+            ),
+          );
         });
         check();
       });

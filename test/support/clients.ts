@@ -100,7 +100,11 @@ export class EventRecorder {
   }
 
   async next(type: string, room?: string, timeoutMs?: number): Promise<Envelope> {
-    await this.until((events) => events.some((e) => e.type === type && (room === undefined || e.room === room)), timeoutMs, `${type}${room ? ` in ${room}` : ""}`);
+    await this.until(
+      (events) => events.some((e) => e.type === type && (room === undefined || e.room === room)),
+      timeoutMs,
+      `${type}${room ? ` in ${room}` : ""}`,
+    );
     return this.of(type, room)[0]!;
   }
 }

@@ -192,9 +192,27 @@ export class Submitter {
   /** Problems on the submitting side (none expected: one live node is always there to take the request). */
   problems(): string[] {
     const problems: string[] = [];
-    if (this.conflicting.length) problems.push(`same Idempotency-Key, different task: ${this.conflicting.slice(0, 3).map((c) => `${c.key} → ${c.ids.join(" / ")}`).join("; ")}`);
-    if (this.rejected.length) problems.push(`${this.rejected.length} submission(s) refused: ${this.rejected.slice(0, 3).map((r) => `${r.status} ${r.body}`).join("; ")}`);
-    if (this.unaccepted.length) problems.push(`${this.unaccepted.length} submission(s) never accepted: ${this.unaccepted.slice(0, 3).map((u) => u.lastError).join("; ")}`);
+    if (this.conflicting.length)
+      problems.push(
+        `same Idempotency-Key, different task: ${this.conflicting
+          .slice(0, 3)
+          .map((c) => `${c.key} → ${c.ids.join(" / ")}`)
+          .join("; ")}`,
+      );
+    if (this.rejected.length)
+      problems.push(
+        `${this.rejected.length} submission(s) refused: ${this.rejected
+          .slice(0, 3)
+          .map((r) => `${r.status} ${r.body}`)
+          .join("; ")}`,
+      );
+    if (this.unaccepted.length)
+      problems.push(
+        `${this.unaccepted.length} submission(s) never accepted: ${this.unaccepted
+          .slice(0, 3)
+          .map((u) => u.lastError)
+          .join("; ")}`,
+      );
     return problems;
   }
 
@@ -248,7 +266,9 @@ export class NodeFleet {
    * a kill between two requests tests much less. The victim leaves the live list at the kill, so no new request
    * goes to it.
    */
-  async killRandomAndReplace(options: { busy?: (url: string) => boolean; maxWaitMs?: number; jitterMs?: () => number } = {}): Promise<void> {
+  async killRandomAndReplace(
+    options: { busy?: (url: string) => boolean; maxWaitMs?: number; jitterMs?: () => number } = {},
+  ): Promise<void> {
     if (this.live.length === 0) {
       await this.add();
       return;
@@ -289,7 +309,10 @@ export class NodeFleet {
 export function deadNodes(nodes: ServerProcess[]): string[] {
   return nodes
     .filter((n) => n.process.exitCode !== null || n.process.signalCode !== null)
-    .map((n) => `${n.nodeId} exited (${n.process.exitCode ?? n.process.signalCode}); last log: ${n.logs().trim().split("\n").slice(-3).join(" | ").slice(0, 600)}`);
+    .map(
+      (n) =>
+        `${n.nodeId} exited (${n.process.exitCode ?? n.process.signalCode}); last log: ${n.logs().trim().split("\n").slice(-3).join(" | ").slice(0, 600)}`,
+    );
 }
 
 // --------------------------------------------------------------------------------------------------- client

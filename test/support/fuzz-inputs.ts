@@ -34,7 +34,9 @@ export function toJsonText(value: unknown): string {
 }
 
 /** Code units of every kind, lone surrogates and NUL included (fast-check's string units only give whole code points). */
-const codeUnits = fc.array(fc.oneof(fc.integer({ min: 0, max: 0xffff }), fc.integer({ min: 0xd800, max: 0xdfff }), fc.constant(0)), { maxLength: 8 }).map((units) => String.fromCharCode(...units));
+const codeUnits = fc
+  .array(fc.oneof(fc.integer({ min: 0, max: 0xffff }), fc.integer({ min: 0xd800, max: 0xdfff }), fc.constant(0)), { maxLength: 8 })
+  .map((units) => String.fromCharCode(...units));
 const nastyConstants = fc.constantFrom(
   "",
   "\u0000",
@@ -65,7 +67,23 @@ export const nastyString = fc.oneof(
   { weight: 3, arbitrary: fc.string({ maxLength: 12 }) },
 );
 const nastyKey = fc.oneof(
-  { weight: 2, arbitrary: fc.constantFrom("__proto__", "constructor", "prototype", "toString", "hasOwnProperty", "room", "after", "type", "payload", "data", "events", "name") },
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom(
+      "__proto__",
+      "constructor",
+      "prototype",
+      "toString",
+      "hasOwnProperty",
+      "room",
+      "after",
+      "type",
+      "payload",
+      "data",
+      "events",
+      "name",
+    ),
+  },
   { weight: 3, arbitrary: nastyString },
 );
 const nastyNumber = fc.oneof(
@@ -88,7 +106,10 @@ export const nastyJson: fc.Arbitrary<unknown> = fc.letrec<{ value: unknown }>((t
     {
       weight: 1,
       arbitrary: fc
-        .record({ levels: fc.oneof(fc.integer({ min: 55, max: 70 }), fc.integer({ min: 70, max: 100_000 })), shape: fc.constantFrom("array" as const, "object" as const) })
+        .record({
+          levels: fc.oneof(fc.integer({ min: 55, max: 70 }), fc.integer({ min: 70, max: 100_000 })),
+          shape: fc.constantFrom("array" as const, "object" as const),
+        })
         .map(({ levels, shape }) => deepMarker(levels, shape)),
     },
   ),
@@ -114,12 +135,21 @@ const pathId = fc.oneof(
 );
 
 /** A field that is mostly valid, so that bodies get past validation into storage, and now and then anything. */
-const mostly = <T>(valid: fc.Arbitrary<T>): fc.Arbitrary<unknown> => fc.oneof({ weight: 5, arbitrary: valid }, { weight: 1, arbitrary: nastyJson });
+const mostly = <T>(valid: fc.Arbitrary<T>): fc.Arbitrary<unknown> =>
+  fc.oneof({ weight: 5, arbitrary: valid }, { weight: 1, arbitrary: nastyJson });
 const name = fc.string({ minLength: 1, maxLength: 20 });
 
 /** A plausible body for each route: mostly valid fields, hostile values where any JSON is allowed (payload, data). */
 const poolBody = fc.record({ name: mostly(name), desiredWorkers: mostly(fc.nat(100)) }, { requiredKeys: [] });
-const patchBody = fc.record({ name: mostly(name), description: mostly(fc.oneof(fc.string(), fc.constant(null))), desiredWorkers: mostly(fc.nat(100)), maxConcurrency: mostly(fc.oneof(fc.integer({ min: -2, max: 10_002 }), fc.constant(null))) }, { requiredKeys: [] });
+const patchBody = fc.record(
+  {
+    name: mostly(name),
+    description: mostly(fc.oneof(fc.string(), fc.constant(null))),
+    desiredWorkers: mostly(fc.nat(100)),
+    maxConcurrency: mostly(fc.oneof(fc.integer({ min: -2, max: 10_002 }), fc.constant(null))),
+  },
+  { requiredKeys: [] },
+);
 const scaleBody = fc.record({ desiredWorkers: mostly(fc.nat(100)) }, { requiredKeys: [] });
 const bulkBody = fc.record(
   {
@@ -155,7 +185,10 @@ const taskBody = fc.record(
 const scheduleTiming = fc.oneof(
   fc.record({ every: mostly(fc.integer({ min: 3_600_000, max: 2_000_000_000 })) }),
   fc.record(
-    { cron: mostly(fc.constantFrom("0 0 1 1 *", "30 4 29 2 *", "* * *", "61 * * * *", "@daily")), timezone: mostly(fc.constantFrom("UTC", "Europe/Berlin", "Mars/Olympus", "")) },
+    {
+      cron: mostly(fc.constantFrom("0 0 1 1 *", "30 4 29 2 *", "* * *", "61 * * * *", "@daily")),
+      timezone: mostly(fc.constantFrom("UTC", "Europe/Berlin", "Mars/Olympus", "")),
+    },
     { requiredKeys: ["cron"] },
   ),
   fc.record({ every: mostly(fc.integer({ min: 0, max: 999 })), cron: mostly(fc.constant("0 0 1 1 *")) }, { requiredKeys: [] }),
@@ -171,7 +204,15 @@ const workflowBody = fc.record(
     name: mostly(name),
     steps: mostly(
       fc.array(
-        fc.record({ key: mostly(fc.constantFrom("a", "b", "c")), type: mostly(fc.constant("echo")), payload: nastyJson, dependsOn: mostly(fc.constantFrom([], ["a"], ["b", "c"])) }, { requiredKeys: ["key", "type"] }),
+        fc.record(
+          {
+            key: mostly(fc.constantFrom("a", "b", "c")),
+            type: mostly(fc.constant("echo")),
+            payload: nastyJson,
+            dependsOn: mostly(fc.constantFrom([], ["a"], ["b", "c"])),
+          },
+          { requiredKeys: ["key", "type"] },
+        ),
         { minLength: 1, maxLength: 4 },
       ),
     ),
@@ -190,20 +231,42 @@ const publishEvent = fc.record(
 const publishBody = fc.oneof(publishEvent, fc.record({ events: mostly(fc.array(publishEvent, { minLength: 1, maxLength: 4 })) }));
 
 const withExtraKey = <T>(body: fc.Arbitrary<T>) =>
-  fc.tuple(body, sometimes(fc.tuple(nastyKey, nastyJson), 1, 4)).map(([value, extra]) =>
-    extra && typeof value === "object" && value !== null ? { ...value, ...Object.fromEntries([extra]) } : value,
-  );
+  fc
+    .tuple(body, sometimes(fc.tuple(nastyKey, nastyJson), 1, 4))
+    .map(([value, extra]) => (extra && typeof value === "object" && value !== null ? { ...value, ...Object.fromEntries([extra]) } : value));
 
 /** A task body of `total` bytes (its payload a string of the right length): near, at and over the limit. */
 export function bodyOfSize(total: number): { json: unknown } {
   const empty = toJsonText({ type: "echo", payload: "" });
   return { json: { type: "echo", payload: hugeMarker(Math.max(0, total - empty.length)) } };
 }
-const hugeBody = fc.oneof(fc.integer({ min: -64, max: 64 }).map((delta) => FUZZ_MAX_PAYLOAD_BYTES + delta), fc.constant(2 * FUZZ_MAX_PAYLOAD_BYTES)).map(bodyOfSize);
+const hugeBody = fc
+  .oneof(
+    fc.integer({ min: -64, max: 64 }).map((delta) => FUZZ_MAX_PAYLOAD_BYTES + delta),
+    fc.constant(2 * FUZZ_MAX_PAYLOAD_BYTES),
+  )
+  .map(bodyOfSize);
 
 /** Text that is JSON only now and then: truncations, stray bytes, NUL, lone-surrogate escapes, wrong literals. */
 const brokenText = fc.oneof(
-  fc.constantFrom("{", '{"a":', "[1,]", "nul", "\u0000", '{"a":"\\ud800"}', '{"a":"\\u0000"}', '{"\\u0000":1}', '"\\x"', '{"__proto__":{"type":"echo"}}', "1e999999", "-", "true false", "", " ", "\ufeff{}"),
+  fc.constantFrom(
+    "{",
+    '{"a":',
+    "[1,]",
+    "nul",
+    "\u0000",
+    '{"a":"\\ud800"}',
+    '{"a":"\\u0000"}',
+    '{"\\u0000":1}',
+    '"\\x"',
+    '{"__proto__":{"type":"echo"}}',
+    "1e999999",
+    "-",
+    "true false",
+    "",
+    " ",
+    "\ufeff{}",
+  ),
   fc.tuple(nastyJson, fc.nat()).map(([value, cut]) => {
     const text = toJsonText(value);
     return text.slice(0, cut % (text.length + 1));
@@ -232,7 +295,11 @@ const contentType = fc.oneof(
 );
 const contentEncoding = sometimes(fc.constantFrom("gzip", "deflate", "br", "identity", "x-bogus"), 1, 20);
 /** Header values fetch can send: visible ASCII and spaces. */
-const idempotencyKey = sometimes(fc.string({ unit: "grapheme-ascii", minLength: 1, maxLength: 210 }).map((key) => key.replace(/[^\x20-\x7e]/g, "-")), 1, 4);
+const idempotencyKey = sometimes(
+  fc.string({ unit: "grapheme-ascii", minLength: 1, maxLength: 210 }).map((key) => key.replace(/[^\x20-\x7e]/g, "-")),
+  1,
+  4,
+);
 
 const ROUTES: ReadonlyArray<{ method: "POST" | "PATCH"; path: (id: string) => string; body: fc.Arbitrary<unknown> }> = [
   { method: "POST", path: () => "/api/v1/pools", body: poolBody },
@@ -253,7 +320,14 @@ const ROUTES: ReadonlyArray<{ method: "POST" | "PATCH"; path: (id: string) => st
 ];
 
 export const restCase: fc.Arbitrary<RestCase> = fc
-  .record({ route: fc.nat(ROUTES.length - 1), id: pathId, type: contentType, encoding: contentEncoding, key: idempotencyKey, choice: fc.nat(99) })
+  .record({
+    route: fc.nat(ROUTES.length - 1),
+    id: pathId,
+    type: contentType,
+    encoding: contentEncoding,
+    key: idempotencyKey,
+    choice: fc.nat(99),
+  })
   .chain(({ route, id, type, encoding, key, choice }) => {
     const { method, path, body: shaped } = ROUTES[route]!;
     const body: fc.Arbitrary<RestCase["body"]> =
@@ -313,9 +387,27 @@ const clientEvent = fc.oneof(
 );
 const eventArgs = fc.oneof(
   fc.array(nastyJson, { maxLength: 3 }),
-  fc.record({ room: mostly(fc.constantFrom("tasks", "pools", "workflows", "pool:default")), after: mostly(fc.constant("0-000000000000")) }, { requiredKeys: ["room"] }).map((payload) => [payload]),
-  fc.record({ taskId: mostly(fc.uuid()), lease: mostly(fc.constant("token#1")), kind: mostly(fc.constantFrom("completed", "progress", "failed")), result: nastyJson, detail: nastyJson }, { requiredKeys: ["taskId", "lease", "kind"] }).map((report) => [report]),
-  fc.record({ status: mostly(fc.constantFrom("idle", "busy", "error", "draining")), detail: nastyJson }, { requiredKeys: ["status"] }).map((status) => [status]),
+  fc
+    .record(
+      { room: mostly(fc.constantFrom("tasks", "pools", "workflows", "pool:default")), after: mostly(fc.constant("0-000000000000")) },
+      { requiredKeys: ["room"] },
+    )
+    .map((payload) => [payload]),
+  fc
+    .record(
+      {
+        taskId: mostly(fc.uuid()),
+        lease: mostly(fc.constant("token#1")),
+        kind: mostly(fc.constantFrom("completed", "progress", "failed")),
+        result: nastyJson,
+        detail: nastyJson,
+      },
+      { requiredKeys: ["taskId", "lease", "kind"] },
+    )
+    .map((report) => [report]),
+  fc
+    .record({ status: mostly(fc.constantFrom("idle", "busy", "error", "draining")), detail: nastyJson }, { requiredKeys: ["status"] })
+    .map((status) => [status]),
 );
 const ackId = sometimes(fc.integer({ min: 1, max: 1_000_000 }), 3, 4);
 
@@ -323,7 +415,14 @@ const junkText = fc.oneof(
   // Engine.IO packet types 0-6 (client-side 0, 5 and 2 are protocol errors here), unknown types, empty frames.
   fc.constantFrom("", "0", "0{}", "1", "2", "2probe", "3", "5", "6", "7", "9", "x", "4", "40", "41", "44", "4x", "4{"),
   // Socket.IO packet types 0-6 and unknown ones, on good and bad namespaces, with junk after them.
-  fc.tuple(fc.constantFrom("0", "1", "2", "3", "4", "5", "6", "7", "9", "-", "a"), fc.constantFrom("", "/", "/tasks,", "/pools,", "/nope,", "/tasks", "/\u0000,", "/tasks/../pools,"), fc.oneof(fc.constant(""), fc.nat().map(String)), brokenText).map(([type, nsp, id, rest]) => `4${type}${nsp}${id}${rest}`),
+  fc
+    .tuple(
+      fc.constantFrom("0", "1", "2", "3", "4", "5", "6", "7", "9", "-", "a"),
+      fc.constantFrom("", "/", "/tasks,", "/pools,", "/nope,", "/tasks", "/\u0000,", "/tasks/../pools,"),
+      fc.oneof(fc.constant(""), fc.nat().map(String)),
+      brokenText,
+    )
+    .map(([type, nsp, id, rest]) => `4${type}${nsp}${id}${rest}`),
   fc.string({ unit: "binary", maxLength: 30 }).map((text) => `4${text}`),
   codeUnits,
 );
@@ -340,20 +439,43 @@ export const frame: fc.Arbitrary<Frame> = fc.oneof(
       data: fc.oneof(fc.constant(""), brokenText, fc.array(nastyJson, { maxLength: 3 }).map(toJsonText), nastyJson.map(toJsonText)),
     }),
   },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant("bytes" as const), bytes: fc.array(fc.integer({ min: 0, max: 255 }), { maxLength: 32 }), asText: fc.boolean() }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant("bytes" as const),
+      bytes: fc.array(fc.integer({ min: 0, max: 255 }), { maxLength: 32 }),
+      asText: fc.boolean(),
+    }),
+  },
   {
     weight: 2,
     arbitrary: fc.record({
       kind: fc.constant("binary-event" as const),
       count: fc.constantFrom("0", "1", "2", "10", "999999999999", "-1", "1e3", "x", "", "01"),
-      placeholders: fc.array(fc.oneof(fc.record({ _placeholder: fc.constant(true), num: fc.oneof(fc.integer({ min: -2, max: 12 }), nastyJson) }), nastyJson), { maxLength: 3 }),
+      placeholders: fc.array(
+        fc.oneof(fc.record({ _placeholder: fc.constant(true), num: fc.oneof(fc.integer({ min: -2, max: 12 }), nastyJson) }), nastyJson),
+        { maxLength: 3 },
+      ),
       sent: fc.integer({ min: 0, max: 3 }),
       ack: ackId,
     }),
   },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant("connect" as const), nsp: fc.constantFrom("/tasks", "/pools", "/workflows", "/", "/nope", "/tasks/x", "tasks"), auth: nastyJson }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant("connect" as const),
+      nsp: fc.constantFrom("/tasks", "/pools", "/workflows", "/", "/nope", "/tasks/x", "tasks"),
+      auth: nastyJson,
+    }),
+  },
   { weight: 1, arbitrary: fc.constant({ kind: "disconnect" as const }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant("huge" as const), bytes: fc.constantFrom(FUZZ_MAX_PAYLOAD_BYTES - 64, FUZZ_MAX_PAYLOAD_BYTES + 1, 10 * 1024 * 1024) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant("huge" as const),
+      bytes: fc.constantFrom(FUZZ_MAX_PAYLOAD_BYTES - 64, FUZZ_MAX_PAYLOAD_BYTES + 1, 10 * 1024 * 1024),
+    }),
+  },
 );
 
 /** What a frame puts on the wire, on a connection to `nsp` ("/tasks"): text or binary frames, in order. */

@@ -12,7 +12,9 @@ export interface HealthcheckResult {
 /** Runs `scripts/healthcheck.sh` with the given arguments (URL, -k); never rejects: the exit code says how it went. */
 export async function healthcheck(args: string[], timeoutS = 2): Promise<HealthcheckResult> {
   try {
-    const { stdout, stderr } = await run("bash", ["scripts/healthcheck.sh", ...args], { env: { ...process.env, HEALTHCHECK_TIMEOUT: String(timeoutS) } });
+    const { stdout, stderr } = await run("bash", ["scripts/healthcheck.sh", ...args], {
+      env: { ...process.env, HEALTHCHECK_TIMEOUT: String(timeoutS) },
+    });
     return { code: 0, stdout, stderr };
   } catch (error) {
     const e = error as HealthcheckResult;

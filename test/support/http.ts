@@ -50,11 +50,22 @@ export async function createPool(baseUrl: string, token: string, name: string): 
  * Every stored event of a room after `after` (from its start without one), following `nextCursor` while the
  * history says `hasMore`: a page stops early at MAX_RESPONSE_BYTES of event data.
  */
-export async function roomHistory<E = { cursor: string }>(baseUrl: string, token: string, namespace: string, room: string, after?: string): Promise<E[]> {
+export async function roomHistory<E = { cursor: string }>(
+  baseUrl: string,
+  token: string,
+  namespace: string,
+  room: string,
+  after?: string,
+): Promise<E[]> {
   const events: E[] = [];
   let cursor = after;
   for (;;) {
-    const page = await api(baseUrl, "GET", `/api/v1/events?namespace=${namespace}&room=${encodeURIComponent(room)}&limit=1000${cursor ? `&after=${cursor}` : ""}`, { token });
+    const page = await api(
+      baseUrl,
+      "GET",
+      `/api/v1/events?namespace=${namespace}&room=${encodeURIComponent(room)}&limit=1000${cursor ? `&after=${cursor}` : ""}`,
+      { token },
+    );
     if (page.status !== 200) throw new Error(`history of ${room}: ${page.status} ${JSON.stringify(page.body).slice(0, 300)}`);
     events.push(...(page.body.items as E[]));
     if (!page.body.hasMore) return events;

@@ -67,10 +67,20 @@ export async function waitForSettled(
     }
     const now = Date.now();
     if (now - started >= options.timeoutMs) {
-      return { settled: false, waitedMs: now - started, statusCounts, reason: `timed out after ${options.timeoutMs} ms${lastError ? ` (last query error: ${lastError})` : ""}` };
+      return {
+        settled: false,
+        waitedMs: now - started,
+        statusCounts,
+        reason: `timed out after ${options.timeoutMs} ms${lastError ? ` (last query error: ${lastError})` : ""}`,
+      };
     }
     if (now - lastChange >= options.stallMs) {
-      return { settled: false, waitedMs: now - started, statusCounts, reason: `no progress for ${options.stallMs} ms${lastError ? ` (last query error: ${lastError})` : ""}` };
+      return {
+        settled: false,
+        waitedMs: now - started,
+        statusCounts,
+        reason: `no progress for ${options.stallMs} ms${lastError ? ` (last query error: ${lastError})` : ""}`,
+      };
     }
     await sleep(options.pollMs ?? 500);
   }
@@ -184,21 +194,35 @@ async function taskInvariants(db: DbInspector, tenantId: string, acceptedIds: st
   report.summary =
     `[${label}] tasks accepted ${report.accepted}, rows ${report.tasks} (${statuses || "none"}), ` +
     `events written ${report.eventsWritten} (${report.eventRows} room rows), lost ${report.lost.length}, ` +
-    `stranded ${report.stranded.length}${report.stranded.length ? ` (${Object.entries(strandedBy).map(([s, n]) => `${s} ${n}`).join(", ")})` : ""}, ` +
+    `stranded ${report.stranded.length}${
+      report.stranded.length
+        ? ` (${Object.entries(strandedBy)
+            .map(([s, n]) => `${s} ${n}`)
+            .join(", ")})`
+        : ""
+    }, ` +
     `no task.created ${report.withoutCreated.length}, no terminal event ${report.withoutTerminalEvent.length}, ` +
     `several terminal events ${report.multipleTerminal.length}, last terminal event ≠ status ${report.mismatched.length}`;
   const p = report.problems;
   if (report.lost.length) p.push(`lost: ${report.lost.length} accepted task(s) have no row: ${sample(report.lost)}`);
-  if (report.stranded.length) p.push(`stranded: ${report.stranded.length} task(s) not terminal: ${sample(report.stranded, 5, (s) => `${s.id} (${s.status})`)}`);
-  if (report.withoutCreated.length) p.push(`${report.withoutCreated.length} task(s) without task.created in their room: ${sample(report.withoutCreated)}`);
+  if (report.stranded.length)
+    p.push(`stranded: ${report.stranded.length} task(s) not terminal: ${sample(report.stranded, 5, (s) => `${s.id} (${s.status})`)}`);
+  if (report.withoutCreated.length)
+    p.push(`${report.withoutCreated.length} task(s) without task.created in their room: ${sample(report.withoutCreated)}`);
   if (report.withoutTerminalEvent.length) {
-    p.push(`${report.withoutTerminalEvent.length} terminal task(s) without a terminal event in their room: ${sample(report.withoutTerminalEvent, 5, (s) => `${s.id} (${s.status})`)}`);
+    p.push(
+      `${report.withoutTerminalEvent.length} terminal task(s) without a terminal event in their room: ${sample(report.withoutTerminalEvent, 5, (s) => `${s.id} (${s.status})`)}`,
+    );
   }
   if (report.multipleTerminal.length) {
-    p.push(`${report.multipleTerminal.length} task(s) with more than one terminal event: ${sample(report.multipleTerminal, 3, (m) => `${m.id} [${m.types.join(" ")}]`)}`);
+    p.push(
+      `${report.multipleTerminal.length} task(s) with more than one terminal event: ${sample(report.multipleTerminal, 3, (m) => `${m.id} [${m.types.join(" ")}]`)}`,
+    );
   }
   if (report.mismatched.length) {
-    p.push(`${report.mismatched.length} task(s) whose last terminal event is not their status: ${sample(report.mismatched, 5, (m) => `${m.id} (${m.status} vs ${m.event})`)}`);
+    p.push(
+      `${report.mismatched.length} task(s) whose last terminal event is not their status: ${sample(report.mismatched, 5, (m) => `${m.id} (${m.status} vs ${m.event})`)}`,
+    );
   }
   if (report.gapped.length) p.push(`${report.gapped.length} task room log(s) with a sequence gap: ${sample(report.gapped)}`);
   return report;
@@ -274,11 +298,16 @@ export async function compareWithLog(
     `[${label}] room log ${result.logged} event(s) after seq ${where.afterSeq}; client delivered ${result.delivered}: ` +
     `missing ${result.missing.length}, twice ${result.duplicated.length}, not in the log ${result.phantom.length}, out of order ${result.outOfOrder}`;
   if (result.missing.length) {
-    result.problems.push(`client is missing ${result.missing.length} event(s) of ${label}: ${sample(result.missing, 6, (e) => `#${e.seq} ${e.type}`)}`);
+    result.problems.push(
+      `client is missing ${result.missing.length} event(s) of ${label}: ${sample(result.missing, 6, (e) => `#${e.seq} ${e.type}`)}`,
+    );
   }
-  if (result.duplicated.length) result.problems.push(`client got ${result.duplicated.length} event(s) of ${label} more than once: ${sample(result.duplicated)}`);
+  if (result.duplicated.length)
+    result.problems.push(`client got ${result.duplicated.length} event(s) of ${label} more than once: ${sample(result.duplicated)}`);
   if (result.phantom.length) {
-    result.problems.push(`client got ${result.phantom.length} event(s) of ${label} that the log does not hold: ${sample(result.phantom, 5, (e) => `${e.cursor} ${e.type}`)}`);
+    result.problems.push(
+      `client got ${result.phantom.length} event(s) of ${label} that the log does not hold: ${sample(result.phantom, 5, (e) => `${e.cursor} ${e.type}`)}`,
+    );
   }
   if (result.outOfOrder) result.problems.push(`client delivered ${result.outOfOrder} event(s) of ${label} out of sequence order`);
   console.log(`      ${result.summary}`);

@@ -38,7 +38,8 @@ export function nginxUnavailable(): string | undefined {
 export function siteConfig(shipped: string, upstreams: string[], listen: string): string {
   const begin = NODES_BEGIN.exec(shipped);
   const end = NODES_END.exec(shipped);
-  if (!begin || !end || end.index < begin.index) throw new Error("switchyard.conf: the '# --- switchyard nodes: begin/end' markers are missing");
+  if (!begin || !end || end.index < begin.index)
+    throw new Error("switchyard.conf: the '# --- switchyard nodes: begin/end' markers are missing");
   const listed = shipped.slice(begin.index + begin[0].length, end.index);
   const example = SERVER_LINE.exec(listed);
   if (!example) throw new Error("switchyard.conf: no `server host:port ...;` line between the node markers");

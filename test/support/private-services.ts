@@ -66,7 +66,7 @@ interface RunResult {
 function run(file: string, args: string[], timeoutMs = 60_000): Promise<RunResult> {
   return new Promise((resolve) => {
     execFile(file, args, { timeout: timeoutMs, encoding: "utf8" }, (error, stdout, stderr) => {
-      const code = error ? (typeof (error as { code?: unknown }).code === "number" ? ((error as { code: number }).code) : 1) : 0;
+      const code = error ? (typeof (error as { code?: unknown }).code === "number" ? (error as { code: number }).code : 1) : 0;
       resolve({ code, stdout: stdout ?? "", stderr: stderr ?? (error ? error.message : "") });
     });
   });
@@ -282,14 +282,22 @@ export async function startPrivateRedis(extraArgs: readonly string[] = []): Prom
   const pidFile = path.join(dir, "r.pid");
   const logFile = path.join(dir, "r.log");
   const args = [
-    "--port", String(port),
-    "--bind", "127.0.0.1",
-    "--save", "",
-    "--appendonly", "no",
-    "--daemonize", "yes",
-    "--dir", dir,
-    "--pidfile", pidFile,
-    "--logfile", logFile,
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--daemonize",
+    "yes",
+    "--dir",
+    dir,
+    "--pidfile",
+    pidFile,
+    "--logfile",
+    logFile,
     ...extraArgs,
   ];
   let running = false;
@@ -299,7 +307,8 @@ export async function startPrivateRedis(extraArgs: readonly string[] = []): Prom
     if (destroyed) throw new Error("private Redis was destroyed");
     if (running) return;
     const result = await run("redis-server", args);
-    if (result.code !== 0) throw new Error(`redis-server on port ${port} did not start (${result.code}): ${result.stderr}${result.stdout}\n${readLog()}`);
+    if (result.code !== 0)
+      throw new Error(`redis-server on port ${port} did not start (${result.code}): ${result.stderr}${result.stdout}\n${readLog()}`);
     running = true;
     await waitUntil(() => redisPing(port), 10_000, `private Redis on port ${port} to answer PING`);
   };
@@ -403,7 +412,9 @@ export async function startPrivateRedisCluster(masters = 3, replicasPerMaster = 
   try {
     for (let i = 0; i < masters * (1 + replicasPerMaster); i++) {
       // Short node timeout: a failover in a test should take seconds, not the default 15.
-      nodes.push(await startPrivateRedis(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"]));
+      nodes.push(
+        await startPrivateRedis(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"]),
+      );
     }
     const create = await run(
       "redis-cli",
@@ -482,7 +493,8 @@ export async function startPrivateRedisCluster(masters = 3, replicasPerMaster = 
       `the replica on port ${replica.port} to be in sync`,
     );
     const tookOver = async (): Promise<boolean> =>
-      (await cli(replica.port, "info", "replication")).includes("role:master") && (await cli(master.port, "info", "replication")).includes("role:slave");
+      (await cli(replica.port, "info", "replication")).includes("role:master") &&
+      (await cli(master.port, "info", "replication")).includes("role:slave");
     // A manual failover gives up after a few seconds when the masters will not vote yet (they refuse a second
     // failover of the same shard within twice the node timeout): ask again.
     for (let attempt = 1; ; attempt++) {
@@ -494,12 +506,19 @@ export async function startPrivateRedisCluster(masters = 3, replicasPerMaster = 
         if (attempt === 3) throw error;
       }
     }
-    await waitUntil(async () => (await cli(replica.port, "cluster", "info")).includes("cluster_state:ok"), 30_000, "cluster_state:ok after the failover");
+    await waitUntil(
+      async () => (await cli(replica.port, "cluster", "info")).includes("cluster_state:ok"),
+      30_000,
+      "cluster_state:ok after the failover",
+    );
     return replica;
   };
   return {
     nodes,
-    spec: nodes.slice(0, masters).map((n) => `127.0.0.1:${n.port}`).join(","),
+    spec: nodes
+      .slice(0, masters)
+      .map((n) => `127.0.0.1:${n.port}`)
+      .join(","),
     masterOf,
     failover,
     destroy,
@@ -608,13 +627,18 @@ export async function startPrivatePostgres(options: { database?: string } = {}):
     }
   };
 
-  const isReady = async (): Promise<boolean> => (await run("pg_isready", ["-q", "-h", "127.0.0.1", "-p", String(port), "-t", "2"], 5000)).code === 0;
+  const isReady = async (): Promise<boolean> =>
+    (await run("pg_isready", ["-q", "-h", "127.0.0.1", "-p", String(port), "-t", "2"], 5000)).code === 0;
 
   const start = async (): Promise<void> => {
     if (destroyed) throw new Error("private PostgreSQL was destroyed");
     if (running) return;
-    const result = await runAsPostgres([path.join(bin, "pg_ctl"), "-D", data, "-o", serverOptions, "-l", logFile, "-w", "-t", "60", "start"], 70_000);
-    if (result.code !== 0) throw new Error(`pg_ctl start (port ${port}) failed (${result.code}): ${result.stderr}${result.stdout}\n${readLog().slice(-3000)}`);
+    const result = await runAsPostgres(
+      [path.join(bin, "pg_ctl"), "-D", data, "-o", serverOptions, "-l", logFile, "-w", "-t", "60", "start"],
+      70_000,
+    );
+    if (result.code !== 0)
+      throw new Error(`pg_ctl start (port ${port}) failed (${result.code}): ${result.stderr}${result.stdout}\n${readLog().slice(-3000)}`);
     running = true;
     await waitUntil(isReady, 30_000, `private PostgreSQL on port ${port} to accept connections (pg_isready)`);
   };
@@ -651,7 +675,10 @@ export async function startPrivatePostgres(options: { database?: string } = {}):
   const setupMs = { initdb: 0, migrate: 0 };
   try {
     let t = Date.now();
-    const init = await runAsPostgres([path.join(bin, "initdb"), "-D", data, "-U", "postgres", "--auth=trust", "--no-sync", "--encoding=UTF8", "--no-locale"], 120_000);
+    const init = await runAsPostgres(
+      [path.join(bin, "initdb"), "-D", data, "-U", "postgres", "--auth=trust", "--no-sync", "--encoding=UTF8", "--no-locale"],
+      120_000,
+    );
     if (init.code !== 0) throw new Error(`initdb failed (${init.code}): ${init.stderr}${init.stdout}`);
     await start();
     setupMs.initdb = Date.now() - t;
@@ -721,12 +748,18 @@ export class DbInspector {
   }
 
   async tasks(tenantId: string): Promise<TaskRowLite[]> {
-    return this.query<TaskRowLite>(`SELECT id, status, attempts, type, "updatedAt" FROM "Task" WHERE "tenantId" = $1 ORDER BY "createdAt", id`, [tenantId]);
+    return this.query<TaskRowLite>(
+      `SELECT id, status, attempts, type, "updatedAt" FROM "Task" WHERE "tenantId" = $1 ORDER BY "createdAt", id`,
+      [tenantId],
+    );
   }
 
   /** Number of tasks per status. */
   async statusCounts(tenantId: string): Promise<Record<string, number>> {
-    const rows = await this.query<{ status: string; n: string }>(`SELECT status, count(*) AS n FROM "Task" WHERE "tenantId" = $1 GROUP BY status`, [tenantId]);
+    const rows = await this.query<{ status: string; n: string }>(
+      `SELECT status, count(*) AS n FROM "Task" WHERE "tenantId" = $1 GROUP BY status`,
+      [tenantId],
+    );
     return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
   }
 

@@ -26,7 +26,10 @@ export class RawSocket {
   private readonly acks = new Map<number, (value: unknown) => void>();
   private readonly prefix: string;
 
-  private constructor(url: string, private readonly nsp: string) {
+  private constructor(
+    url: string,
+    private readonly nsp: string,
+  ) {
     this.prefix = `${nsp},`;
     this.ws = new WebSocket(`${url.replace(/^http/, "ws")}/socket.io/?EIO=4&transport=websocket`, { perMessageDeflate: false });
     this.closed = new Promise((resolve) => this.ws.once("close", () => resolve()));

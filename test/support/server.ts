@@ -126,10 +126,17 @@ export interface WorkerProcess {
   exited: Promise<number | null>;
 }
 
-const workers = ((globalThis as typeof globalThis & { __switchyardWorkers?: Set<WorkerProcess> }).__switchyardWorkers ??= new Set<WorkerProcess>());
+const workers = ((globalThis as typeof globalThis & { __switchyardWorkers?: Set<WorkerProcess> }).__switchyardWorkers ??=
+  new Set<WorkerProcess>());
 
 /** Starts a real standalone pool worker (`src/worker/main.ts`) against the given server URL(s). */
-export function startWorker(options: { token: string; poolId: string; urls: string[]; env?: Record<string, string>; args?: string[] }): WorkerProcess {
+export function startWorker(options: {
+  token: string;
+  poolId: string;
+  urls: string[];
+  env?: Record<string, string>;
+  args?: string[];
+}): WorkerProcess {
   const child = spawn(process.execPath, ["--import", "tsx", "src/worker/main.ts", "--pool", options.poolId, ...(options.args ?? [])], {
     cwd: repoRoot,
     env: {

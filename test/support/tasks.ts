@@ -10,7 +10,12 @@ import type { TaskView } from "../../src/protocol/views.js";
 
 export type { TaskView };
 
-export async function submitTask(url: string, token: string, body: Record<string, unknown>, headers: Record<string, string> = {}): Promise<TaskView> {
+export async function submitTask(
+  url: string,
+  token: string,
+  body: Record<string, unknown>,
+  headers: Record<string, string> = {},
+): Promise<TaskView> {
   const response = await api(url, "POST", "/api/v1/tasks", { token, body, headers });
   assert.equal(response.status, 202, JSON.stringify(response.body));
   return response.body.task as TaskView;
@@ -21,7 +26,12 @@ export async function submitTask(url: string, token: string, body: Record<string
  * the worker logs "connected": until then the node answers 400 unknown task type, so that answer is retried;
  * any other answer is final.
  */
-export async function submitOnceTypeKnown(url: string, token: string, body: Record<string, unknown>, timeoutMs = 10_000): Promise<TaskView> {
+export async function submitOnceTypeKnown(
+  url: string,
+  token: string,
+  body: Record<string, unknown>,
+  timeoutMs = 10_000,
+): Promise<TaskView> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const response = await api(url, "POST", "/api/v1/tasks", { token, body });
@@ -58,7 +68,12 @@ export interface TakenJob {
 /** Takes a pool's next job from BullMQ the way a worker does, under a lock token of our own, so reports carry a real lease. */
 export async function takeJob(tenantId: string, poolId: string, lockToken: string): Promise<TakenJob> {
   const connection = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
-  const bull = new Worker(RedisKeys.queueName(tenantId, poolId), null, { connection, prefix: new RedisKeys(TEST_REDIS_PREFIX).bull, autorun: false, lockDuration: 30_000 });
+  const bull = new Worker(RedisKeys.queueName(tenantId, poolId), null, {
+    connection,
+    prefix: new RedisKeys(TEST_REDIS_PREFIX).bull,
+    autorun: false,
+    lockDuration: 30_000,
+  });
   const close = async (): Promise<void> => {
     await bull.close();
     connection.disconnect();

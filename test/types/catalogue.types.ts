@@ -29,7 +29,12 @@ export function publishing(): void {
   // @ts-expect-error pool.created is not delivered in /tasks
   outbox.add({ tenantId: "t", type: "pool.created", rooms: { pools: ["pools"], tasks: ["tasks"] }, data: { pool } });
 
-  const draft: EventDraft<"task.progress"> = { tenantId: "t", type: "task.progress", rooms: { tasks: ["tasks"] }, data: { taskId: "x", status: "started", progress: 50, detail: null } };
+  const draft: EventDraft<"task.progress"> = {
+    tenantId: "t",
+    type: "task.progress",
+    rooms: { tasks: ["tasks"] },
+    data: { taskId: "x", status: "started", progress: 50, detail: null },
+  };
   void draft;
 }
 

@@ -5,7 +5,10 @@ import { autoscaledWorkers } from "../../src/domains/pools/autoscaler.js";
 describe("autoscaledWorkers (pure)", () => {
   it("one worker per targetQueuedPerWorker queued or running tasks, within the bounds", () => {
     const settings = { minWorkers: 1, maxWorkers: 3, targetQueuedPerWorker: 2 };
-    assert.deepEqual([0, 1, 2, 3, 4, 5, 100].map((depth) => autoscaledWorkers(depth, settings)), [1, 1, 1, 2, 2, 3, 3]);
+    assert.deepEqual(
+      [0, 1, 2, 3, 4, 5, 100].map((depth) => autoscaledWorkers(depth, settings)),
+      [1, 1, 1, 2, 2, 3, 3],
+    );
     assert.equal(autoscaledWorkers(7, { minWorkers: null, maxWorkers: null, targetQueuedPerWorker: 5 }), 2);
     assert.equal(autoscaledWorkers(0, { minWorkers: null, maxWorkers: null, targetQueuedPerWorker: 5 }), 0);
   });

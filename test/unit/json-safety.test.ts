@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { findJsonProblem, findJsonTextDepthProblem, isStorableText, MAX_JSON_DEPTH, toStorableText } from "../../src/protocol/json-safety.js";
+import {
+  findJsonProblem,
+  findJsonTextDepthProblem,
+  isStorableText,
+  MAX_JSON_DEPTH,
+  toStorableText,
+} from "../../src/protocol/json-safety.js";
 
 // The JSON input rules on their own: no server, no I/O. The seed is printed so that a failure can be replayed
 // with FUZZ_SEED (fast-check also prints the counterexample and its seed).
@@ -24,7 +30,11 @@ const goodJson = fc.letrec<{ value: unknown }>((tie) => ({
     fc.integer(),
     goodString,
     fc.array(tie("value"), { maxLength: 4 }),
-    fc.dictionary(goodString.filter((k) => k !== "__proto__"), tie("value"), { maxKeys: 4 }),
+    fc.dictionary(
+      goodString.filter((k) => k !== "__proto__"),
+      tie("value"),
+      { maxKeys: 4 },
+    ),
   ),
 })).value;
 
@@ -54,7 +64,12 @@ describe("JSON input rules (src/protocol/json-safety.ts)", () => {
   });
 
   it("refuses NUL characters and lone surrogates wherever they are, in keys too, and names the path", () => {
-    for (const [bad, word] of [["\u0000", "NUL"], ["\ud800", "surrogate"], ["\udfff", "surrogate"], ["x\udc00\ud800", "surrogate"]] as const) {
+    for (const [bad, word] of [
+      ["\u0000", "NUL"],
+      ["\ud800", "surrogate"],
+      ["\udfff", "surrogate"],
+      ["x\udc00\ud800", "surrogate"],
+    ] as const) {
       fc.assert(
         fc.property(withBadText(bad), (value) => {
           const problem = findJsonProblem(value);
@@ -69,13 +84,25 @@ describe("JSON input rules (src/protocol/json-safety.ts)", () => {
     // A pair is one character, not a lone half.
     assert.equal(findJsonProblem({ "😀": "\ud83d\ude00" }), undefined);
     assert.equal(isStorableText("\\u0000 is text, not NUL"), true);
-    assert.deepEqual(findJsonProblem({ a: [0, { "b\u0000": 1 }] }), { kind: "nul", path: 'a.1."b\\u0000"', message: "key must not contain NUL (\\u0000) characters" });
-    assert.deepEqual(findJsonProblem(["\ud800"]), { kind: "lone_surrogate", path: "0", message: "must not contain lone UTF-16 surrogates" });
+    assert.deepEqual(findJsonProblem({ a: [0, { "b\u0000": 1 }] }), {
+      kind: "nul",
+      path: 'a.1."b\\u0000"',
+      message: "key must not contain NUL (\\u0000) characters",
+    });
+    assert.deepEqual(findJsonProblem(["\ud800"]), {
+      kind: "lone_surrogate",
+      path: "0",
+      message: "must not contain lone UTF-16 surrogates",
+    });
     assert.equal(findJsonProblem("a\u0000")?.path, "");
   });
 
   it("refuses the key __proto__ (assignment would set a prototype and drop the value), not constructor or prototype", () => {
-    assert.deepEqual(findJsonProblem(JSON.parse('{"a":{"__proto__":{"x":1}}}')), { kind: "proto_key", path: "a.__proto__", message: 'key "__proto__" is not allowed' });
+    assert.deepEqual(findJsonProblem(JSON.parse('{"a":{"__proto__":{"x":1}}}')), {
+      kind: "proto_key",
+      path: "a.__proto__",
+      message: 'key "__proto__" is not allowed',
+    });
     assert.equal(findJsonProblem(JSON.parse('{"constructor":{"prototype":{"x":1}}}')), undefined);
   });
 
@@ -87,7 +114,10 @@ describe("JSON input rules (src/protocol/json-safety.ts)", () => {
 
   it("allows exactly MAX_JSON_DEPTH levels; text and parsed value agree on where the limit is crossed", () => {
     assert.equal(MAX_JSON_DEPTH, 64);
-    const shapes = fc.array(fc.oneof(fc.constant("array"), fc.constant("object"), goodString), { minLength: MAX_JSON_DEPTH - 2, maxLength: MAX_JSON_DEPTH + 3 });
+    const shapes = fc.array(fc.oneof(fc.constant("array"), fc.constant("object"), goodString), {
+      minLength: MAX_JSON_DEPTH - 2,
+      maxLength: MAX_JSON_DEPTH + 3,
+    });
     fc.assert(
       fc.property(shapes, fc.boolean(), (levels, asBytes) => {
         // Each level is an array (the value at index 1), or an object under a (possibly odd) key.
@@ -115,7 +145,12 @@ describe("JSON input rules (src/protocol/json-safety.ts)", () => {
     assert.equal(findJsonTextDepthProblem(deepInString), undefined);
     assert.equal(findJsonTextDepthProblem('{"a": [1, 2'), undefined);
     assert.equal(findJsonTextDepthProblem("]]]]}}}}"), undefined);
-    assert.equal(findJsonTextDepthProblem('{"k\\"ey": ' + "[".repeat(MAX_JSON_DEPTH))?.path, `"k\\"ey".${Array(MAX_JSON_DEPTH - 1).fill(0).join(".")}`);
+    assert.equal(
+      findJsonTextDepthProblem('{"k\\"ey": ' + "[".repeat(MAX_JSON_DEPTH))?.path,
+      `"k\\"ey".${Array(MAX_JSON_DEPTH - 1)
+        .fill(0)
+        .join(".")}`,
+    );
   });
 
   it("refuses a 100,000-level body from its text, reading only its first brackets", () => {

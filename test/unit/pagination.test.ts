@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
 import { decodePageCursor, keysWithinBytes, toPage } from "../../src/domains/pagination.js";
 
-const rows = Array.from({ length: 5 }, (_, i) => ({ id: `r${i}`, createdAt: new Date(Date.UTC(2026, 0, 1, 0, 0, 10 - i)), text: "x".repeat(1000) }));
+const rows = Array.from({ length: 5 }, (_, i) => ({
+  id: `r${i}`,
+  createdAt: new Date(Date.UTC(2026, 0, 1, 0, 0, 10 - i)),
+  text: "x".repeat(1000),
+}));
 
 describe("pages bounded in rows and bytes (pure)", () => {
   it("toPage trims the extra row and sets the cursor from the last item kept", () => {
@@ -31,7 +35,10 @@ describe("pages bounded in rows and bytes (pure)", () => {
       return new Map(ids.map((id) => [id, 10_000]));
     };
     const fit = await keysWithinBytes(rows, 4, 512 + 2 * (10_000 + 1024), sizes);
-    assert.deepEqual(fit.keys.map((k) => k.id), ["r0", "r1"]);
+    assert.deepEqual(
+      fit.keys.map((k) => k.id),
+      ["r0", "r1"],
+    );
     assert.equal(fit.more, true);
     assert.deepEqual(asked, [["r0", "r1", "r2", "r3"]], "the extra row is never sized");
     const all = await keysWithinBytes(rows.slice(0, 3), 4, 1e9, sizes);

@@ -6,7 +6,14 @@ import { MAX_PENDING_EVENTS, RoomFeed, type FeedOutlets } from "../../src/realti
 
 const EPOCH = "e1";
 const at = (seq: number, epoch = EPOCH): CursorPosition => ({ epoch, seq });
-const event = (seq: number, epoch = EPOCH): Envelope => ({ id: `id-${epoch}-${seq}`, type: "t", room: "r", cursor: encodeCursor(at(seq, epoch)), ts: "", data: null });
+const event = (seq: number, epoch = EPOCH): Envelope => ({
+  id: `id-${epoch}-${seq}`,
+  type: "t",
+  room: "r",
+  cursor: encodeCursor(at(seq, epoch)),
+  ts: "",
+  data: null,
+});
 const seqOf = (e: Envelope): number => decodeCursor(e.cursor)!.seq;
 
 /**
@@ -187,7 +194,10 @@ describe("RoomFeed (pure): a room's live events on one node, once each, in curso
     for (let seq = 80; seq >= 2; seq--) h.offer(seq);
     assert.ok(h.feed.pendingCount <= 50);
     await until(() => h.seqs().length === 80, "all 80 from the log");
-    assert.deepEqual(h.seqs(), Array.from({ length: 80 }, (_, i) => i + 1));
+    assert.deepEqual(
+      h.seqs(),
+      Array.from({ length: 80 }, (_, i) => i + 1),
+    );
   });
 
   it("property: events arriving in any order, some twice and some never, are written exactly once each, in order", async () => {
@@ -210,7 +220,10 @@ describe("RoomFeed (pure): a room's live events on one node, once each, in curso
           h.feed.check(at(n));
           await until(() => h.seqs().length >= n, `${n} events`);
           await settle(10);
-          assert.deepEqual(h.seqs(), Array.from({ length: n }, (_, i) => i + 1));
+          assert.deepEqual(
+            h.seqs(),
+            Array.from({ length: n }, (_, i) => i + 1),
+          );
         },
       ),
       { numRuns: 60 },

@@ -22,18 +22,24 @@ describe("task rules (pure)", () => {
     assert.equal(attemptsLeft(task("started", 2, 3)), 2, "run 2 was cut short: runs 2 and 3 remain");
     assert.equal(attemptsLeft(task("retrying", 1, 3)), 2, "run 1 failed: two left");
     assert.equal(attemptsLeft(task("retrying", 3, 3)), 1, "at least one");
-    assert.equal(jobData({ ...task("started", 2, 3), id: "t", tenantId: "a", poolId: "p", type: "echo", payload: {}, timeoutMs: null }).attemptOffset, 2);
+    assert.equal(
+      jobData({ ...task("started", 2, 3), id: "t", tenantId: "a", poolId: "p", type: "echo", payload: {}, timeoutMs: null }).attemptOffset,
+      2,
+    );
   });
 
   it("the reconciler's transitions only start from open states, and final states are final but for an operator's retry", () => {
     for (const change of Object.keys(TRANSITIONS) as Array<keyof typeof TRANSITIONS>) {
       if (change === "retried") continue;
-      for (const final of ["completed", "failed", "cancelled"] as const) assert.equal(canTransition(final, change), false, `${change} from ${final}`);
+      for (const final of ["completed", "failed", "cancelled"] as const)
+        assert.equal(canTransition(final, change), false, `${change} from ${final}`);
     }
     // POST /api/v1/tasks/:id/retry: a failed or cancelled task goes back to queued; a completed one never does,
     // and an open one cannot be "retried".
     assert.deepEqual(
-      (["created", "queued", "assigned", "started", "retrying", "completed", "failed", "cancelled"] as const).filter((s) => canTransition(s, "retried")),
+      (["created", "queued", "assigned", "started", "retrying", "completed", "failed", "cancelled"] as const).filter((s) =>
+        canTransition(s, "retried"),
+      ),
       ["failed", "cancelled"],
     );
     assert.equal(canTransition("started", "requeued"), true);

@@ -24,7 +24,16 @@ describe("TenantFairShare (pure)", () => {
       gates.get(name)!();
       await new Promise((resolve) => setImmediate(resolve));
     };
-    const all = [piece("a", "a1"), piece("a", "a2"), piece("a", "a3"), piece("a", "a4"), piece("a", "a5"), piece("b", "b1"), piece("b", "b2"), piece("c", "c1")];
+    const all = [
+      piece("a", "a1"),
+      piece("a", "a2"),
+      piece("a", "a3"),
+      piece("a", "a4"),
+      piece("a", "a5"),
+      piece("b", "b1"),
+      piece("b", "b2"),
+      piece("c", "c1"),
+    ];
     await Promise.resolve();
     // a takes its share (2) and not the last place, kept for another tenant's share: b's first starts at once
     // although five pieces were sent before it.
@@ -68,7 +77,10 @@ describe("TenantFairShare (pure)", () => {
     const g = gate();
     const first = share.run("a", () => g.done);
     const waiting = [share.run("a", async () => undefined), share.run("a", async () => undefined)];
-    await assert.rejects(share.run("a", async () => undefined), (error: Error & { code?: string }) => error.code === "RATE_LIMITED");
+    await assert.rejects(
+      share.run("a", async () => undefined),
+      (error: Error & { code?: string }) => error.code === "RATE_LIMITED",
+    );
     const other = share.run("b", async () => "b ran");
     g.end();
     await Promise.all([first, ...waiting]);
@@ -77,7 +89,10 @@ describe("TenantFairShare (pure)", () => {
 
   it("gives the place back when the work throws", async () => {
     const share = new TenantFairShare(1, 1, 10);
-    await assert.rejects(share.run("a", async () => Promise.reject(new Error("boom"))), /boom/);
+    await assert.rejects(
+      share.run("a", async () => Promise.reject(new Error("boom"))),
+      /boom/,
+    );
     assert.equal(await share.run("a", async () => 42), 42);
     assert.equal(share.stats.running, 0);
   });

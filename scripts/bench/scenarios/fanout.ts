@@ -11,7 +11,14 @@ export async function fanoutScenario(s: Suite): Promise<void> {
   const pools = await s.ensureBenchPools(Math.max(SIZES.fanoutRooms, 16));
   const C = SIZES.publishConcurrency;
   const layouts = [
-    { key: "oneRoom", label: `1 room x ${human(SIZES.fanoutOneRoom, 0)}`, rooms: ["pools"], sockets: SIZES.fanoutOneRoom, perEvent: SIZES.fanoutOneRoom, roomsMode: "pools" as const },
+    {
+      key: "oneRoom",
+      label: `1 room x ${human(SIZES.fanoutOneRoom, 0)}`,
+      rooms: ["pools"],
+      sockets: SIZES.fanoutOneRoom,
+      perEvent: SIZES.fanoutOneRoom,
+      roomsMode: "pools" as const,
+    },
     {
       key: "manyRooms",
       label: `${human(SIZES.fanoutRooms, 0)} rooms x ${SIZES.fanoutPerRoom}`,
@@ -26,15 +33,45 @@ export async function fanoutScenario(s: Suite): Promise<void> {
     s.log(`fan-out ${layout.label}`);
     const publishPools = layout.key === "oneRoom" ? pools : pools.slice(0, SIZES.fanoutRooms);
     await s.connectSockets(s.nodeA!, "/pools", s.tokens.bench, layout.rooms, layout.sockets);
-    const sw = await deliveryRun(s, "switchyard REST scale", s.nodeA!, { kind: "switchyard-scale", token: s.tokens.bench }, publishPools, layout.perEvent, C);
+    const sw = await deliveryRun(
+      s,
+      "switchyard REST scale",
+      s.nodeA!,
+      { kind: "switchyard-scale", token: s.tokens.bench },
+      publishPools,
+      layout.perEvent,
+      C,
+    );
     await s.closeSockets();
     await s.connectSockets(s.baseA!, "/pools", s.tokens.bench, layout.rooms, layout.sockets);
     // Batches of ~100k deliveries per call (at most loopBatch events), so one call never runs for long.
     const batch = Math.max(1, Math.min(SIZES.loopBatch, Math.round(100_000 / layout.perEvent)));
-    const loop = await deliveryRun(s, "baseline emit loop", s.baseA!, { kind: "baseline-loop", tenant: "bench", rooms: "both", batch }, publishPools, layout.perEvent, 2);
-    const viaHttp = await deliveryRun(s, "baseline HTTP/event", s.baseA!, { kind: "baseline-http", tenant: "bench", rooms: "both" }, publishPools, layout.perEvent, C);
+    const loop = await deliveryRun(
+      s,
+      "baseline emit loop",
+      s.baseA!,
+      { kind: "baseline-loop", tenant: "bench", rooms: "both", batch },
+      publishPools,
+      layout.perEvent,
+      2,
+    );
+    const viaHttp = await deliveryRun(
+      s,
+      "baseline HTTP/event",
+      s.baseA!,
+      { kind: "baseline-http", tenant: "bench", rooms: "both" },
+      publishPools,
+      layout.perEvent,
+      C,
+    );
     await s.closeSockets();
-    results[layout.key] = { layout: layout.label, subscribers: layout.sockets, switchyard: sw, baselineEmitLoop: loop, baselineHttpPerEvent: viaHttp };
+    results[layout.key] = {
+      layout: layout.label,
+      subscribers: layout.sockets,
+      switchyard: sw,
+      baselineEmitLoop: loop,
+      baselineHttpPerEvent: viaHttp,
+    };
     s.rows.push({
       scenario: `fan-out ${layout.label}`,
       metric: "deliveries/s",
@@ -43,7 +80,9 @@ export async function fanoutScenario(s: Suite): Promise<void> {
       ratio: ratio(sw.deliveredPerSecond, loop.deliveredPerSecond, 3),
       notes:
         `base = emit loop; base via HTTP/event ${human(viaHttp.deliveredPerSecond)} (sw ${ratio(sw.deliveredPerSecond, viaHttp.deliveredPerSecond)})` +
-        (Math.min(sw.completeness, loop.completeness, viaHttp.completeness) < 1 ? `; delivered only ${(sw.completeness * 100).toFixed(0)}%/${(loop.completeness * 100).toFixed(0)}%/${(viaHttp.completeness * 100).toFixed(0)}%` : ""),
+        (Math.min(sw.completeness, loop.completeness, viaHttp.completeness) < 1
+          ? `; delivered only ${(sw.completeness * 100).toFixed(0)}%/${(loop.completeness * 100).toFixed(0)}%/${(viaHttp.completeness * 100).toFixed(0)}%`
+          : ""),
     });
     s.rows.push({
       scenario: `fan-out ${layout.label}`,

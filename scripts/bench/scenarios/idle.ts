@@ -9,14 +9,19 @@ import type { Suite } from "../suite.js";
 
 export async function idleScenario(s: Suite): Promise<void> {
   const perServer: Record<string, unknown> = {};
-  const measured: Record<string, Array<{ sockets: number; rssPerSocket: number; heapPerSocket: number; connectPerSecond: number; sample: MemorySample; failed: number }>> = {};
+  const measured: Record<
+    string,
+    Array<{ sockets: number; rssPerSocket: number; heapPerSocket: number; connectPerSecond: number; sample: MemorySample; failed: number }>
+  > = {};
   for (const server of [s.nodeA!, s.baseA!]) {
     // Warm-up: one-time costs (lazy module init, JIT, the database client's first queries, the room's first
     // subscription) must not be counted per socket; it also warms the load generators for both servers alike.
     await s.connectSockets(server, "/pools", s.tokens.idle, ["pools"], 200);
     await s.closeSockets();
     const before = await sampleMemory(server);
-    s.log(`idle ${server.name}: before rss ${(before.rssBytes / 2 ** 20).toFixed(1)} MiB heap ${(before.heapUsedBytes / 2 ** 20).toFixed(1)} MiB (gc ${before.gc})`);
+    s.log(
+      `idle ${server.name}: before rss ${(before.rssBytes / 2 ** 20).toFixed(1)} MiB heap ${(before.heapUsedBytes / 2 ** 20).toFixed(1)} MiB (gc ${before.gc})`,
+    );
     let have = 0;
     const steps: (typeof measured)[string] = [];
     for (const size of SIZES.idleSockets) {
@@ -46,8 +51,22 @@ export async function idleScenario(s: Suite): Promise<void> {
     const sw = measured.switchyard![i]!;
     const base = measured.baseline![i]!;
     const n = `${human(sw.sockets, 0)} sockets`;
-    s.rows.push({ scenario: `idle ${n}`, metric: "RSS per socket", switchyard: kib(sw.rssPerSocket), baseline: kib(base.rssPerSocket), ratio: ratio(sw.rssPerSocket, base.rssPerSocket), notes: "after full GC, minus the idle server" });
-    s.rows.push({ scenario: `idle ${n}`, metric: "heap per socket", switchyard: kib(sw.heapPerSocket), baseline: kib(base.heapPerSocket), ratio: ratio(sw.heapPerSocket, base.heapPerSocket), notes: "" });
+    s.rows.push({
+      scenario: `idle ${n}`,
+      metric: "RSS per socket",
+      switchyard: kib(sw.rssPerSocket),
+      baseline: kib(base.rssPerSocket),
+      ratio: ratio(sw.rssPerSocket, base.rssPerSocket),
+      notes: "after full GC, minus the idle server",
+    });
+    s.rows.push({
+      scenario: `idle ${n}`,
+      metric: "heap per socket",
+      switchyard: kib(sw.heapPerSocket),
+      baseline: kib(base.heapPerSocket),
+      ratio: ratio(sw.heapPerSocket, base.heapPerSocket),
+      notes: "",
+    });
     s.rows.push({
       scenario: `idle ${n}`,
       metric: "connect+subscribe/s",

@@ -9,7 +9,15 @@ import type { PublisherSpec } from "../publishers.js";
 import { latencyMeasure, type LatencyRun } from "../runs.js";
 import type { Suite } from "../suite.js";
 
-async function latencyRun(s: Suite, topology: string, rate: number, publishTo: ServerHandle, subscribeTo: ServerHandle, spec: PublisherSpec, pools: string[]): Promise<LatencyRun> {
+async function latencyRun(
+  s: Suite,
+  topology: string,
+  rate: number,
+  publishTo: ServerHandle,
+  subscribeTo: ServerHandle,
+  spec: PublisherSpec,
+  pools: string[],
+): Promise<LatencyRun> {
   const rooms = pools.map((id) => `pool:${id}`);
   await s.connectSockets(subscribeTo, "/pools", s.tokens.bench, rooms, rooms.length * SIZES.latencyPerRoom);
   const run = await latencyMeasure(s, topology, rate, publishTo, subscribeTo, spec, pools, SIZES.latencyPerRoom, SIZES.latencyMs, {
@@ -25,7 +33,9 @@ export async function latencyScenario(s: Suite): Promise<void> {
   const swSpec: PublisherSpec = { kind: "switchyard-scale", token: s.tokens.bench };
   const baseSpec: PublisherSpec = { kind: "baseline-http", tenant: "bench", rooms: "both" };
   const runs: Array<{ topology: string; rate: number; switchyard: LatencyRun; baseline: LatencyRun }> = [];
-  s.log(`latency: ${SIZES.latencyRates.join(" and ")} events/s over ${pools.length} rooms x ${SIZES.latencyPerRoom} subscribers, ${SIZES.latencyMs / 1000} s each`);
+  s.log(
+    `latency: ${SIZES.latencyRates.join(" and ")} events/s over ${pools.length} rooms x ${SIZES.latencyPerRoom} subscribers, ${SIZES.latencyMs / 1000} s each`,
+  );
   for (const rate of SIZES.latencyRates) {
     runs.push({
       topology: "1 node",

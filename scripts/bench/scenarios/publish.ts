@@ -18,8 +18,20 @@ export async function publishScenario(s: Suite): Promise<void> {
   s.log("publish: starting second nodes");
   const { nodeB, baseB } = await s.startSecondNodes();
   const sides = [
-    { kind: "switchyard" as const, label: "switchyard POST /api/v1/events", subscribeTo: s.nodeA!, publishTo: nodeB, spec: { kind: "switchyard-events", token: s.tokens.bench, batch: B } as PublisherSpec },
-    { kind: "baseline" as const, label: "baseline POST /publish-batch", subscribeTo: s.baseA!, publishTo: baseB, spec: { kind: "baseline-batch", tenant: "bench", batch: B } as PublisherSpec },
+    {
+      kind: "switchyard" as const,
+      label: "switchyard POST /api/v1/events",
+      subscribeTo: s.nodeA!,
+      publishTo: nodeB,
+      spec: { kind: "switchyard-events", token: s.tokens.bench, batch: B } as PublisherSpec,
+    },
+    {
+      kind: "baseline" as const,
+      label: "baseline POST /publish-batch",
+      subscribeTo: s.baseA!,
+      publishTo: baseB,
+      spec: { kind: "baseline-batch", tenant: "bench", batch: B } as PublisherSpec,
+    },
   ];
   const results: Record<string, { warmupMs: number; capacity: CapacityRun; throughput: DeliveryRun; latency: LatencyRun }> = {};
   for (const side of sides) {
@@ -47,7 +59,19 @@ export async function publishScenario(s: Suite): Promise<void> {
       scenario: "publish",
       maxBacklog: SIZES.publishMaxBacklog,
     });
-    const latency = await latencyMeasure(s, "2 nodes", SIZES.publishLatencyRate, side.publishTo, side.subscribeTo, side.spec, pools, perRoom, SIZES.publishLatencyMs, { subNode: side.subscribeTo, pubNode: side.publishTo }, "publish");
+    const latency = await latencyMeasure(
+      s,
+      "2 nodes",
+      SIZES.publishLatencyRate,
+      side.publishTo,
+      side.subscribeTo,
+      side.spec,
+      pools,
+      perRoom,
+      SIZES.publishLatencyMs,
+      { subNode: side.subscribeTo, pubNode: side.publishTo },
+      "publish",
+    );
     await s.closeSockets();
     results[side.kind] = { warmupMs, capacity, throughput, latency };
   }

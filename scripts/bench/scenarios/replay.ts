@@ -18,7 +18,12 @@ export async function replayScenario(s: Suite): Promise<void> {
   const poolId = created[0]?.body.pool?.id;
   if (!poolId) throw new Error(`could not create the replay pool: ${JSON.stringify(created[0]).slice(0, 300)}`);
   const room = `pool:${poolId}`;
-  const { cursor } = await s.publisher!.call<{ cursor: string }>("headCursor", { url: s.nodeA!.url, nsp: "/pools", token: s.tokens.replay, room });
+  const { cursor } = await s.publisher!.call<{ cursor: string }>("headCursor", {
+    url: s.nodeA!.url,
+    nsp: "/pools",
+    token: s.tokens.replay,
+    room,
+  });
   s.log(`replay: storing ${SIZES.replayEvents} events in ${room}`);
   const meter = s.cpuMeter({ server: s.nodeA! });
   meter.start();
@@ -36,9 +41,26 @@ export async function replayScenario(s: Suite): Promise<void> {
   const seedCpu = meter.stop();
   const seedRate = (seed.calls * 1000) / (seed.endTs - seed.startTs);
   s.log(`  stored at ${human(seedRate)} events/s (one room, 8 concurrent REST calls); cpu ${cpuText(seedCpu)}`);
-  type ReplayResult = { perClient: Array<{ ok: boolean; replayed: number; received: number; ms: number; error?: unknown }>; totalMs: number };
-  const one = await s.publisher!.call<ReplayResult>("replay", { url: s.nodeA!.url, nsp: "/pools", token: s.tokens.replay, room, after: cursor, clients: 1 });
-  const many = await s.publisher!.call<ReplayResult>("replay", { url: s.nodeA!.url, nsp: "/pools", token: s.tokens.replay, room, after: cursor, clients: SIZES.replayClients });
+  type ReplayResult = {
+    perClient: Array<{ ok: boolean; replayed: number; received: number; ms: number; error?: unknown }>;
+    totalMs: number;
+  };
+  const one = await s.publisher!.call<ReplayResult>("replay", {
+    url: s.nodeA!.url,
+    nsp: "/pools",
+    token: s.tokens.replay,
+    room,
+    after: cursor,
+    clients: 1,
+  });
+  const many = await s.publisher!.call<ReplayResult>("replay", {
+    url: s.nodeA!.url,
+    nsp: "/pools",
+    token: s.tokens.replay,
+    room,
+    after: cursor,
+    clients: SIZES.replayClients,
+  });
   const check = (r: ReplayResult): void => {
     const bad = r.perClient.find((c) => !c.ok || c.received !== SIZES.replayEvents);
     if (bad) throw new Error(`replay incomplete: ${JSON.stringify(bad).slice(0, 300)}`);
@@ -48,7 +70,9 @@ export async function replayScenario(s: Suite): Promise<void> {
   const oneRate = (SIZES.replayEvents * 1000) / one.perClient[0]!.ms;
   const manyRate = (SIZES.replayEvents * SIZES.replayClients * 1000) / many.totalMs;
   const perClientMs = summarize(many.perClient.map((c) => c.ms));
-  s.log(`  1 client: ${human(oneRate)} events/s; ${SIZES.replayClients} at once: ${human(manyRate)} events/s total, p99 ${ms(perClientMs.p99)} ms to ack`);
+  s.log(
+    `  1 client: ${human(oneRate)} events/s; ${SIZES.replayClients} at once: ${human(manyRate)} events/s total, p99 ${ms(perClientMs.p99)} ms to ack`,
+  );
   s.rows.push({
     scenario: `replay ${human(SIZES.replayEvents, 0)} events`,
     metric: "events/s, 1 client",

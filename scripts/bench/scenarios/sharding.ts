@@ -22,7 +22,12 @@ export async function shardingScenario(s: Suite): Promise<void> {
   const cluster = await startPrivateRedisCluster(3, 0);
   // The bench database is shared with the classic nodes: the cluster nodes must not reconcile its tasks against
   // their (empty) queues.
-  const clusterEnv = { ...s.switchyardEnv(), REDIS_CLUSTER_NODES: cluster.spec, RECONCILE_INTERVAL_MS: "3600000", EMBEDDED_WORKER: "false" };
+  const clusterEnv = {
+    ...s.switchyardEnv(),
+    REDIS_CLUSTER_NODES: cluster.spec,
+    RECONCILE_INTERVAL_MS: "3600000",
+    EMBEDDED_WORKER: "false",
+  };
   const started: ServerHandle[] = [];
   try {
     const [classicB, shardedA, shardedB] = await Promise.all([
@@ -52,7 +57,7 @@ export async function shardingScenario(s: Suite): Promise<void> {
     }
     const classic = results.classic!;
     const sharded = results.sharded!;
-    const perEvent = (run: CapacityRun): number => ((run.cpuPercent.subNode ?? 0) / 100) * run.cpuWallMs * 1000 / Math.max(1, run.events);
+    const perEvent = (run: CapacityRun): number => (((run.cpuPercent.subNode ?? 0) / 100) * run.cpuWallMs * 1000) / Math.max(1, run.events);
     s.rows.push({
       scenario: "classic vs sharded pub/sub, 2 nodes",
       metric: "node A CPU per event",

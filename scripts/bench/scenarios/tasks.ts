@@ -38,8 +38,17 @@ export async function tasksScenario(s: Suite): Promise<void> {
     const loop = { concurrency, durationMs: SIZES.tasksMs, warmupMs: SIZES.tasksWarmupMs };
     const [result, profile] = await s.profiled(server, `tasks ${concurrency}`, () =>
       kind === "switchyard"
-        ? s.publisher!.call<Omit<TasksRun, "concurrency" | "cpuPercent" | "cpuMsPerTask" | "profile">>("tasks", { url: s.nodeA!.url, token: s.tokens.tasks, ...loop })
-        : s.publisher!.call<Omit<TasksRun, "concurrency" | "cpuPercent" | "cpuMsPerTask" | "profile">>("bullmqTasks", { redisUrl: s.run.redisUrl, prefix: s.run.barePrefix, queue: BARE_QUEUE, ...loop }),
+        ? s.publisher!.call<Omit<TasksRun, "concurrency" | "cpuPercent" | "cpuMsPerTask" | "profile">>("tasks", {
+            url: s.nodeA!.url,
+            token: s.tokens.tasks,
+            ...loop,
+          })
+        : s.publisher!.call<Omit<TasksRun, "concurrency" | "cpuPercent" | "cpuMsPerTask" | "profile">>("bullmqTasks", {
+            redisUrl: s.run.redisUrl,
+            prefix: s.run.barePrefix,
+            queue: BARE_QUEUE,
+            ...loop,
+          }),
     );
     const cpuPercent = meter.stop();
     const cpuWallMs = now() - meterStart;
@@ -53,7 +62,9 @@ export async function tasksScenario(s: Suite): Promise<void> {
     return { concurrency, ...result, cpuPercent, cpuMsPerTask, profile };
   };
   for (const concurrency of SIZES.tasksConcurrency) {
-    s.log(`tasks: echo tasks, closed loop with ${concurrency} in flight, ${SIZES.tasksMs / 1000} s (+${SIZES.tasksWarmupMs / 1000} s warm-up) each, Switchyard then bare BullMQ`);
+    s.log(
+      `tasks: echo tasks, closed loop with ${concurrency} in flight, ${SIZES.tasksMs / 1000} s (+${SIZES.tasksWarmupMs / 1000} s warm-up) each, Switchyard then bare BullMQ`,
+    );
     const sw = await one("switchyard", concurrency);
     const bare = await one("bullmq", concurrency);
     runs.push({ concurrency, switchyard: sw, bullmq: bare });
@@ -86,5 +97,10 @@ export async function tasksScenario(s: Suite): Promise<void> {
       "socket) and through bare BullMQ on the same Redis (Queue.add with the job options Switchyard uses for an echo task, " +
       `a Worker with concurrency ${SIZES.bareWorkerConcurrency} in its own process returning the payload, completion from QueueEvents).`,
   );
-  s.writeResult("tasks", { durationMs: SIZES.tasksMs, warmupMs: SIZES.tasksWarmupMs, bareWorkerConcurrency: SIZES.bareWorkerConcurrency, runs });
+  s.writeResult("tasks", {
+    durationMs: SIZES.tasksMs,
+    warmupMs: SIZES.tasksWarmupMs,
+    bareWorkerConcurrency: SIZES.bareWorkerConcurrency,
+    runs,
+  });
 }

@@ -46,7 +46,14 @@ export class PoolAutoscaler {
     redis: RedisClient,
     private readonly options: PoolAutoscalerOptions,
   ) {
-    this.timer = new ClusterTimer(redis, options.lockKey, options.intervalMs, async () => void (await this.pass()), options.failures, "autoscale pass");
+    this.timer = new ClusterTimer(
+      redis,
+      options.lockKey,
+      options.intervalMs,
+      async () => void (await this.pass()),
+      options.failures,
+      "autoscale pass",
+    );
   }
 
   start(): void {
@@ -66,12 +73,19 @@ export class PoolAutoscaler {
     let changed = 0;
     for (const pool of pools) {
       const depth = await this.queues.depth(pool.tenantId, pool.id);
-      const desired = autoscaledWorkers(depth, { minWorkers: pool.minWorkers, maxWorkers: pool.maxWorkers, targetQueuedPerWorker: pool.targetQueuedPerWorker! });
+      const desired = autoscaledWorkers(depth, {
+        minWorkers: pool.minWorkers,
+        maxWorkers: pool.maxWorkers,
+        targetQueuedPerWorker: pool.targetQueuedPerWorker!,
+      });
       if (desired === pool.desiredWorkers) continue;
       const scaled = await this.pools.scaleTo(pool.tenantId, pool.id, desired, { from: pool.desiredWorkers });
       if (!scaled) continue;
       changed++;
-      this.options.logger.info({ tenant: pool.tenantId, pool: pool.id, depth, from: pool.desiredWorkers, to: desired }, "autoscaled a pool");
+      this.options.logger.info(
+        { tenant: pool.tenantId, pool: pool.id, depth, from: pool.desiredWorkers, to: desired },
+        "autoscaled a pool",
+      );
     }
     return changed;
   }

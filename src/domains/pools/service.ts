@@ -41,7 +41,10 @@ export const UpdatePoolSchema = z
     maxWorkers: WorkerBound.optional(),
     targetQueuedPerWorker: TargetQueued.optional(),
   })
-  .refine((body) => Object.keys(body).length > 0, "give at least one of name, description, desiredWorkers, maxConcurrency, minWorkers, maxWorkers, targetQueuedPerWorker")
+  .refine(
+    (body) => Object.keys(body).length > 0,
+    "give at least one of name, description, desiredWorkers, maxConcurrency, minWorkers, maxWorkers, targetQueuedPerWorker",
+  )
   .refine(minNotAboveMax, { message: "minWorkers must not be above maxWorkers", path: ["minWorkers"] });
 export const ScalePoolSchema = z.strictObject({
   desiredWorkers: z.number().int().min(0).max(10_000),
@@ -49,7 +52,16 @@ export const ScalePoolSchema = z.strictObject({
 
 /** The fields a pool change may set; `paused` only through pause and resume. */
 type PoolChange = z.infer<typeof UpdatePoolSchema> & { paused?: boolean };
-const CHANGEABLE = ["name", "description", "desiredWorkers", "paused", "maxConcurrency", "minWorkers", "maxWorkers", "targetQueuedPerWorker"] as const;
+const CHANGEABLE = [
+  "name",
+  "description",
+  "desiredWorkers",
+  "paused",
+  "maxConcurrency",
+  "minWorkers",
+  "maxWorkers",
+  "targetQueuedPerWorker",
+] as const;
 
 /** What BullMQ must hold for a pool's queue: the row is the truth, and the queue follows each change. */
 export interface PoolQueueSettings {
@@ -137,7 +149,12 @@ export class PoolService {
         // Inside the transaction: if Redis refuses, the pool is not created.
         if (input.maxConcurrency !== null) await this.queues.apply(principal.tenantId, pool.id, { maxConcurrency: input.maxConcurrency });
         const view = serializePool(pool);
-        outbox.add({ tenantId: principal.tenantId, type: "pool.created", rooms: { pools: [roomNames.pools(), roomNames.pool(pool.id)] }, data: { pool: view } });
+        outbox.add({
+          tenantId: principal.tenantId,
+          type: "pool.created",
+          rooms: { pools: [roomNames.pools(), roomNames.pool(pool.id)] },
+          data: { pool: view },
+        });
         return view;
       });
     } catch (error) {
@@ -196,25 +213,38 @@ export class PoolService {
         if (!before) throw new NotFoundError("pool");
         const changed = CHANGEABLE.filter((field) => input[field] !== undefined && input[field] !== before[field]);
         // The bounds as they will stand, one of them perhaps unchanged: a minimum above the maximum is refused.
-        if (!minNotAboveMax({ minWorkers: input.minWorkers === undefined ? before.minWorkers : input.minWorkers, maxWorkers: input.maxWorkers === undefined ? before.maxWorkers : input.maxWorkers })) {
+        if (
+          !minNotAboveMax({
+            minWorkers: input.minWorkers === undefined ? before.minWorkers : input.minWorkers,
+            maxWorkers: input.maxWorkers === undefined ? before.maxWorkers : input.maxWorkers,
+          })
+        ) {
           throw new BadRequestError("invalid body: minWorkers", [{ field: "minWorkers", message: "above maxWorkers" }]);
         }
         // Told even when the row already says so: a queue left out of step (a revert that failed) is set right again.
-        const queueSettings = Object.fromEntries((["paused", "maxConcurrency"] as const).filter((f) => input[f] !== undefined).map((f) => [f, input[f]]));
+        const queueSettings = Object.fromEntries(
+          (["paused", "maxConcurrency"] as const).filter((f) => input[f] !== undefined).map((f) => [f, input[f]]),
+        );
         if (Object.keys(queueSettings).length > 0) {
           await this.queues.apply(principal.tenantId, poolId, queueSettings);
           applied = { before: { paused: before.paused, maxConcurrency: before.maxConcurrency } };
         }
-        const pool = changed.length === 0
-          ? await tx.pool.findUniqueOrThrow({ where: { tenantId_id: { tenantId: principal.tenantId, id: poolId } } })
-          : await tx.pool.update({
-              where: { tenantId_id: { tenantId: principal.tenantId, id: poolId } },
-              data: Object.fromEntries(changed.map((field) => [field, input[field]])),
-            });
+        const pool =
+          changed.length === 0
+            ? await tx.pool.findUniqueOrThrow({ where: { tenantId_id: { tenantId: principal.tenantId, id: poolId } } })
+            : await tx.pool.update({
+                where: { tenantId_id: { tenantId: principal.tenantId, id: poolId } },
+                data: Object.fromEntries(changed.map((field) => [field, input[field]])),
+              });
         const view = serializePool(pool);
         // Nothing changed, nothing to announce: a repeated PATCH (or pause) is idempotent.
         if (changed.length > 0) {
-          outbox.add({ tenantId: principal.tenantId, type: "pool.updated", rooms: { pools: [roomNames.pools(), roomNames.pool(pool.id)] }, data: { pool: view, changed } });
+          outbox.add({
+            tenantId: principal.tenantId,
+            type: "pool.updated",
+            rooms: { pools: [roomNames.pools(), roomNames.pool(pool.id)] },
+            data: { pool: view, changed },
+          });
         }
         return view;
       });

@@ -32,7 +32,11 @@ export interface WorkerServiceOptions {
 }
 
 /** worker.status_changed for one worker row: to the tenant's `pools` room and the worker's pool. */
-function statusEvent(tenantId: string, row: Parameters<typeof serializeWorker>[0] & { poolId: string }, previous: string | null): EventDraft<"worker.status_changed"> {
+function statusEvent(
+  tenantId: string,
+  row: Parameters<typeof serializeWorker>[0] & { poolId: string },
+  previous: string | null,
+): EventDraft<"worker.status_changed"> {
   return {
     tenantId,
     type: "worker.status_changed",
@@ -45,7 +49,6 @@ function statusEvent(tenantId: string, row: Parameters<typeof serializeWorker>[0
 const MAX_SWEEP_INTERVAL_MS = 1000;
 /** Pool aggregates are published at most this often per pool and node. */
 const AGGREGATE_DELAY_MS = 500;
-
 
 /**
  * Pool worker presence and status. Presence lives in Redis, not in one node's memory: a key per worker whose
@@ -105,27 +108,36 @@ export class WorkerService {
     if (existing && existing.poolId !== poolId) throw new ForbiddenError(`worker ${hello.id} belongs to another pool`);
     // Presence before the row changes: the sweeper must never see a live row without it.
     await this.redis.set(this.presenceKey(principal.tenantId, hello.id), connectionId, "PX", this.options.heartbeatTimeoutMs);
-    await this.events.transaction(async (tx, outbox) => {
-      // Read again under the row lock: two connections of one worker racing must announce one change.
-      const [before] = await tx.$queryRawUnsafe<Array<{ status: string }>>(
-        `SELECT "status" FROM "Worker" WHERE "tenantId" = $1 AND "id" = $2 FOR UPDATE`,
-        principal.tenantId,
-        hello.id,
-      );
-      const comingBack = !before || before.status === "offline";
-      const row = await tx.worker.upsert({
-        where: { tenantId_id: { tenantId: principal.tenantId, id: hello.id } },
-        create: { tenantId: principal.tenantId, id: hello.id, poolId, status: "idle", nodeId: this.options.nodeId, version: hello.version ?? null },
-        update: {
-          nodeId: this.options.nodeId,
-          version: hello.version ?? null,
-          lastHeartbeatAt: new Date(),
-          ...(comingBack ? { status: "idle", detail: null } : {}),
-        },
-      });
-      if (comingBack) outbox.add(statusEvent(principal.tenantId, row, before?.status ?? null));
-      return comingBack;
-    }).then((changed) => changed && this.scheduleAggregate(principal.tenantId, poolId));
+    await this.events
+      .transaction(async (tx, outbox) => {
+        // Read again under the row lock: two connections of one worker racing must announce one change.
+        const [before] = await tx.$queryRawUnsafe<Array<{ status: string }>>(
+          `SELECT "status" FROM "Worker" WHERE "tenantId" = $1 AND "id" = $2 FOR UPDATE`,
+          principal.tenantId,
+          hello.id,
+        );
+        const comingBack = !before || before.status === "offline";
+        const row = await tx.worker.upsert({
+          where: { tenantId_id: { tenantId: principal.tenantId, id: hello.id } },
+          create: {
+            tenantId: principal.tenantId,
+            id: hello.id,
+            poolId,
+            status: "idle",
+            nodeId: this.options.nodeId,
+            version: hello.version ?? null,
+          },
+          update: {
+            nodeId: this.options.nodeId,
+            version: hello.version ?? null,
+            lastHeartbeatAt: new Date(),
+            ...(comingBack ? { status: "idle", detail: null } : {}),
+          },
+        });
+        if (comingBack) outbox.add(statusEvent(principal.tenantId, row, before?.status ?? null));
+        return comingBack;
+      })
+      .then((changed) => changed && this.scheduleAggregate(principal.tenantId, poolId));
     await this.taskTypes.register(principal.tenantId, poolId, hello.types ?? []);
     return {
       workerId: hello.id,
@@ -184,7 +196,8 @@ export class WorkerService {
       workerId,
     );
     // Declared offline during a long silence, but its connection survived: it is back.
-    if (row?.status === "offline") await this.changeIf(principal.tenantId, workerId, "offline", { status: "idle", detail: null, nodeId: this.options.nodeId });
+    if (row?.status === "offline")
+      await this.changeIf(principal.tenantId, workerId, "offline", { status: "idle", detail: null, nodeId: this.options.nodeId });
   }
 
   /** The worker's connection to this node closed: it has the grace period to come back (to any node). */
@@ -195,7 +208,10 @@ export class WorkerService {
   }
 
   start(): void {
-    this.sweeper = every(Math.min(MAX_SWEEP_INTERVAL_MS, this.options.heartbeatTimeoutMs), () => this.sweep(), { name: "worker presence sweep", logger: this.logger });
+    this.sweeper = every(Math.min(MAX_SWEEP_INTERVAL_MS, this.options.heartbeatTimeoutMs), () => this.sweep(), {
+      name: "worker presence sweep",
+      logger: this.logger,
+    });
   }
 
   stop(): void {
@@ -311,7 +327,10 @@ export class WorkerService {
 }
 
 /** Workers by status, every status present: of one pool (its aggregate event) or of the whole deployment (metrics). */
-export async function countWorkers(prisma: PrismaClient, where: { tenantId: string; poolId: string } | Record<string, never> = {}): Promise<Record<WorkerStatus, number>> {
+export async function countWorkers(
+  prisma: PrismaClient,
+  where: { tenantId: string; poolId: string } | Record<string, never> = {},
+): Promise<Record<WorkerStatus, number>> {
   const groups = await prisma.worker.groupBy({ by: ["status"], where, _count: { _all: true } });
   const workers: Record<WorkerStatus, number> = { idle: 0, busy: 0, error: 0, draining: 0, offline: 0 };
   for (const group of groups) if (group.status in workers) workers[group.status as WorkerStatus] = group._count._all;

@@ -90,7 +90,9 @@ export class ScheduleFiring {
       timing.every !== null
         ? { every: timing.every, startDate: startAt }
         : { pattern: timing.cron!, ...(timing.timezone ? { tz: timing.timezone } : {}) };
-    await this.bullmq((queue) => queue.upsertJobScheduler(schedulerId(data.tenantId, data.scheduleId), repeat, { name: "due", data, opts: JOB_OPTIONS }));
+    await this.bullmq((queue) =>
+      queue.upsertJobScheduler(schedulerId(data.tenantId, data.scheduleId), repeat, { name: "due", data, opts: JOB_OPTIONS }),
+    );
   }
 
   /** Removes the schedule's job scheduler and its next job (a job already due still comes, and finds it gone or paused). */
@@ -125,7 +127,7 @@ export class ScheduleFiring {
         const [every, pattern, tz, data] = value as Array<string | null>;
         let task: unknown = null;
         try {
-          task = data ? (JSON.parse(data) as Partial<ScheduleJobData>).task ?? null : null;
+          task = data ? ((JSON.parse(data) as Partial<ScheduleJobData>).task ?? null) : null;
         } catch {
           // An unreadable template is a different one: the reconciler rewrites it.
         }

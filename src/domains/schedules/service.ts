@@ -92,11 +92,15 @@ function checkedTimeZone(name: string): string {
 }
 
 /** The timing a body asks for, over the current one (none when creating); 400 naming the field otherwise. */
-function resolveTiming(input: { every?: number | undefined; cron?: string | undefined; timezone?: string | null | undefined }, current?: Timing): Timing {
+function resolveTiming(
+  input: { every?: number | undefined; cron?: string | undefined; timezone?: string | null | undefined },
+  current?: Timing,
+): Timing {
   if (input.every !== undefined && input.cron !== undefined) throw invalid("every", "give exactly one of every and cron");
   let timing: Timing;
   if (input.every !== undefined) timing = { every: input.every, cron: null, timezone: null };
-  else if (input.cron !== undefined) timing = { every: null, cron: input.cron.trim().replace(/\s+/g, " "), timezone: current?.timezone ?? null };
+  else if (input.cron !== undefined)
+    timing = { every: null, cron: input.cron.trim().replace(/\s+/g, " "), timezone: current?.timezone ?? null };
   else if (current) timing = { every: current.every, cron: current.cron, timezone: current.timezone };
   else throw invalid("every", "give exactly one of every (ms) and cron");
   if (input.timezone !== undefined) {
@@ -113,7 +117,9 @@ function resolveTiming(input: { every?: number | undefined; cron?: string | unde
 /** JSON with object keys sorted: PostgreSQL's jsonb and a JSON string keep keys in different orders. */
 function canonicalJson(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) =>
-    v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v,
+    v && typeof v === "object" && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
   );
 }
 
@@ -154,14 +160,26 @@ export class ScheduleService {
     private readonly metrics: Metrics,
     private readonly options: ScheduleServiceOptions,
   ) {
-    this.timer = new ClusterTimer(redis, options.keys.scheduleReconcileLock, options.reconcileIntervalMs, () => this.reconcile(), options.failures, "schedule reconciliation");
+    this.timer = new ClusterTimer(
+      redis,
+      options.keys.scheduleReconcileLock,
+      options.reconcileIntervalMs,
+      () => this.reconcile(),
+      options.failures,
+      "schedule reconciliation",
+    );
   }
 
   /** Starts this node's worker on the schedule queue, the periodic reconciliation, and one reconciliation now. */
   start(workerConnection: RedisClient): void {
-    this.firing.startWorker(workerConnection, (data, dueAt) => this.fire(data, dueAt), { concurrency: SCHEDULE_CONCURRENCY, failures: this.options.failures });
+    this.firing.startWorker(workerConnection, (data, dueAt) => this.fire(data, dueAt), {
+      concurrency: SCHEDULE_CONCURRENCY,
+      failures: this.options.failures,
+    });
     this.timer.start();
-    void this.reconcile().catch((error: unknown) => this.options.failures.report(error, "schedule reconciliation failed; retrying next interval"));
+    void this.reconcile().catch((error: unknown) =>
+      this.options.failures.report(error, "schedule reconciliation failed; retrying next interval"),
+    );
   }
 
   async stop(deadlineMs: number): Promise<void> {
@@ -182,7 +200,14 @@ export class ScheduleService {
       }
       throw error;
     }
-    return { type: task.type, payload: task.payload ?? {}, poolId, priority: task.priority, maxAttempts: task.maxAttempts, timeoutMs: task.timeoutMs ?? null };
+    return {
+      type: task.type,
+      payload: task.payload ?? {},
+      poolId,
+      priority: task.priority,
+      maxAttempts: task.maxAttempts,
+      timeoutMs: task.timeoutMs ?? null,
+    };
   }
 
   async create(principal: Principal, body: unknown): Promise<ScheduleView> {
@@ -194,7 +219,9 @@ export class ScheduleService {
     let scheduled = false;
     try {
       return await this.events.transaction(async (tx, outbox) => {
-        const row = await tx.schedule.create({ data: { tenantId: data.tenantId, id: data.scheduleId, name: input.name, task: jsonColumn(task), ...timing } });
+        const row = await tx.schedule.create({
+          data: { tenantId: data.tenantId, id: data.scheduleId, name: input.name, task: jsonColumn(task), ...timing },
+        });
         // Inside the transaction: a scheduler Redis refuses rolls the row back. A due time that comes before the
         // commit finds no row yet, and its job is tried again (see fire).
         await this.firing.upsert(data, timing, startAt);
@@ -205,7 +232,8 @@ export class ScheduleService {
       });
     } catch (error) {
       if (scheduled) await this.firing.remove(data.tenantId, data.scheduleId).catch(() => undefined); // else the reconciler does
-      if (isUniqueViolation(error)) throw new ConflictError(`a schedule named "${input.name}" already exists`, [{ field: "name", message: "already taken" }]);
+      if (isUniqueViolation(error))
+        throw new ConflictError(`a schedule named "${input.name}" already exists`, [{ field: "name", message: "already taken" }]);
       throw error;
     }
   }
@@ -228,7 +256,10 @@ export class ScheduleService {
       return new Map(sizes.map((row) => [row.id, Number(row.bytes)]));
     });
     const rows = fit.keys.length
-      ? await this.prisma.schedule.findMany({ where: { tenantId: principal.tenantId, id: { in: fit.keys.map((key) => key.id) } }, orderBy: PAGE_ORDER })
+      ? await this.prisma.schedule.findMany({
+          where: { tenantId: principal.tenantId, id: { in: fit.keys.map((key) => key.id) } },
+          orderBy: PAGE_ORDER,
+        })
       : [];
     const next = await this.nextRuns(rows);
     const nextById = new Map(rows.map((row, i) => [row.id, next[i] ?? null]));
@@ -266,7 +297,11 @@ export class ScheduleService {
       for (const field of TIMING_FIELDS) if (timing[field] !== before[field]) changed.push(field);
       if (task && canonicalJson(task) !== canonicalJson(before.task)) changed.push("task");
       const retimed = !sameTiming(timing, before);
-      const data: ScheduleJobData = { tenantId: before.tenantId, scheduleId: before.id, task: task ?? (before.task as ScheduleTaskTemplate) };
+      const data: ScheduleJobData = {
+        tenantId: before.tenantId,
+        scheduleId: before.id,
+        task: task ?? (before.task as ScheduleTaskTemplate),
+      };
       let nextRunAt: number | null = null;
       if (paused) {
         if (!before.paused) await this.firing.remove(data.tenantId, data.scheduleId);
@@ -285,7 +320,12 @@ export class ScheduleService {
         data: { paused, ...timing, ...(task ? { task: jsonColumn(task) } : {}) },
       });
       const schedule = serializeSchedule(row, nextRunAt);
-      outbox.add({ tenantId: data.tenantId, type: "schedule.updated", rooms: { tasks: [roomNames.schedules()] }, data: { schedule, changed } });
+      outbox.add({
+        tenantId: data.tenantId,
+        type: "schedule.updated",
+        rooms: { tasks: [roomNames.schedules()] },
+        data: { schedule, changed },
+      });
       return schedule;
     });
   }
@@ -305,7 +345,9 @@ export class ScheduleService {
       return before;
     });
     await this.firing.remove(removed.tenantId, removed.id).catch((error: unknown) => {
-      this.options.failures.report(error, "could not remove a deleted schedule's job scheduler; the reconciler will", { scheduleId: removed.id });
+      this.options.failures.report(error, "could not remove a deleted schedule's job scheduler; the reconciler will", {
+        scheduleId: removed.id,
+      });
     });
   }
 
@@ -317,14 +359,20 @@ export class ScheduleService {
    */
   async fire(data: ScheduleJobData, dueAt: number): Promise<void> {
     const { timeoutMs, ...rest } = data.task as ScheduleTaskTemplate & { payload: TaskInput["payload"] };
-    const stored = await this.tasks.submitScheduled(data.tenantId, data.scheduleId, dueAt, { ...rest, ...(timeoutMs !== null ? { timeoutMs } : {}) });
+    const stored = await this.tasks.submitScheduled(data.tenantId, data.scheduleId, dueAt, {
+      ...rest,
+      ...(timeoutMs !== null ? { timeoutMs } : {}),
+    });
     if (stored) {
       this.metrics.scheduleDue.inc({ outcome: stored.created ? "created" : "repeated" });
       if (stored.created) this.metrics.scheduleLateness.observe(Math.max(0, stored.task.createdAt.getTime() - dueAt) / 1000);
       else this.logger.debug({ scheduleId: data.scheduleId, dueAt }, "due time already had its task");
       return;
     }
-    const row = await this.prisma.schedule.findUnique({ where: { tenantId_id: { tenantId: data.tenantId, id: data.scheduleId } }, select: { paused: true } });
+    const row = await this.prisma.schedule.findUnique({
+      where: { tenantId_id: { tenantId: data.tenantId, id: data.scheduleId } },
+      select: { paused: true },
+    });
     if (row && !row.paused) throw new ConflictError("the schedule changed while its due time was handled; trying again");
     if (!row) {
       const [next] = await this.firing.nextRuns([{ tenantId: data.tenantId, id: data.scheduleId }]);
@@ -341,7 +389,9 @@ export class ScheduleService {
    */
   async reconcile(): Promise<void> {
     const schedulers = await this.firing.schedulers();
-    const rows = await this.prisma.schedule.findMany({ select: { tenantId: true, id: true, every: true, cron: true, timezone: true, paused: true, task: true } });
+    const rows = await this.prisma.schedule.findMany({
+      select: { tenantId: true, id: true, every: true, cron: true, timezone: true, paused: true, task: true },
+    });
     const wanted = new Map(rows.filter((row) => !row.paused).map((row) => [schedulerId(row.tenantId, row.id), row]));
     let repaired = 0;
     for (const [id, row] of wanted) {
@@ -357,7 +407,12 @@ export class ScheduleService {
       if (!ids) continue;
       const paused = rows.some((row) => row.paused && row.tenantId === ids.tenantId && row.id === ids.scheduleId);
       // A paused row is settled under its lock at once; a missing one only when seen twice (a create in flight).
-      if (paused ? await this.repair(ids.tenantId, ids.scheduleId) : this.orphans.has(id) && (await this.removeOrphan(ids.tenantId, ids.scheduleId))) removed++;
+      if (
+        paused
+          ? await this.repair(ids.tenantId, ids.scheduleId)
+          : this.orphans.has(id) && (await this.removeOrphan(ids.tenantId, ids.scheduleId))
+      )
+        removed++;
     }
     this.orphans = orphans;
     // Info, not warn: a schedule paused or deleted during the pass is counted too (settled under its lock, a no-op).
@@ -389,7 +444,11 @@ export class ScheduleService {
 
 /** The schedule, locked until the transaction ends (concurrent changes of one schedule take turns); undefined when absent. */
 async function lockSchedule(tx: Db, tenantId: string, id: string): Promise<ScheduleRow | undefined> {
-  const locked = await tx.$queryRawUnsafe<unknown[]>(`SELECT 1 FROM "Schedule" WHERE "tenantId" = $1 AND "id" = $2 FOR UPDATE`, tenantId, id);
+  const locked = await tx.$queryRawUnsafe<unknown[]>(
+    `SELECT 1 FROM "Schedule" WHERE "tenantId" = $1 AND "id" = $2 FOR UPDATE`,
+    tenantId,
+    id,
+  );
   if (locked.length === 0) return undefined;
   return (await tx.schedule.findUnique({ where: { tenantId_id: { tenantId, id } } })) ?? undefined;
 }

@@ -29,7 +29,8 @@ export function canonicalTimeZone(name: string): string | undefined {
  */
 export function cronProblem(expression: string, timezone: string | null): string | undefined {
   const fields = expression.trim().split(/\s+/);
-  if (fields.length !== 5 || expression.length > 200) return "must be a cron expression of 5 fields: minute hour day-of-month month day-of-week";
+  if (fields.length !== 5 || expression.length > 200)
+    return "must be a cron expression of 5 fields: minute hour day-of-month month day-of-week";
   try {
     CronExpressionParser.parse(expression, { currentDate: new Date(), ...(timezone ? { tz: timezone } : {}) }).next();
     return undefined;

@@ -62,9 +62,10 @@ export class TaskBulkActions {
       take: MAX_BULK_TASKS + 1,
     });
     if (rows.length > MAX_BULK_TASKS) {
-      throw new BadRequestError(`the filter matches more than ${MAX_BULK_TASKS} tasks; narrow it (e.g. with createdBefore) and call again`, [
-        { field: "filter", message: `matches more than ${MAX_BULK_TASKS} tasks` },
-      ]);
+      throw new BadRequestError(
+        `the filter matches more than ${MAX_BULK_TASKS} tasks; narrow it (e.g. with createdBefore) and call again`,
+        [{ field: "filter", message: `matches more than ${MAX_BULK_TASKS} tasks` }],
+      );
     }
     let changed = 0;
     let next = 0;

@@ -46,7 +46,11 @@ export class TaskJobs {
    */
   async add(task: TaskRow, attempt = 0): Promise<void> {
     try {
-      await this.queues.enqueue(jobData(task), { maxAttempts: attemptsLeft(task), priority: task.priority, backoffMs: this.options.backoffMs });
+      await this.queues.enqueue(jobData(task), {
+        maxAttempts: attemptsLeft(task),
+        priority: task.priority,
+        backoffMs: this.options.backoffMs,
+      });
     } catch (error) {
       this.status.report(error, "could not add the task's job yet; retrying", { taskId: task.id, attempt });
       if (attempt < 30) setTimeout(() => void this.retry(task, attempt + 1), Math.min(5000, 200 * 2 ** attempt)).unref();
@@ -60,7 +64,9 @@ export class TaskJobs {
   }
 
   private async retry(task: TaskRow, attempt: number): Promise<void> {
-    const current = await this.prisma.task.findUnique({ where: { id: task.id }, select: { status: true } }).catch(() => ({ status: "queued" }));
+    const current = await this.prisma.task
+      .findUnique({ where: { id: task.id }, select: { status: true } })
+      .catch(() => ({ status: "queued" }));
     if (current?.status === "queued") await this.add(task, attempt);
   }
 

@@ -53,7 +53,14 @@ export class TaskReconciler {
     private readonly logger: Logger,
     private readonly options: ReconcilerOptions,
   ) {
-    this.timer = new ClusterTimer(redis, options.keys.reconcileLock, options.intervalMs, async () => void (await this.pass()), options.failures, "reconcile pass");
+    this.timer = new ClusterTimer(
+      redis,
+      options.keys.reconcileLock,
+      options.intervalMs,
+      async () => void (await this.pass()),
+      options.failures,
+      "reconcile pass",
+    );
   }
 
   start(): void {
@@ -66,7 +73,14 @@ export class TaskReconciler {
 
   /** One pass; returns what it did (tests and logs). */
   async pass(): Promise<Record<ReconcileAction, number>> {
-    const done: Record<ReconcileAction, number> = { requeued: 0, job_added: 0, settled_failed: 0, settled_completed: 0, lost: 0, workflow_advanced: 0 };
+    const done: Record<ReconcileAction, number> = {
+      requeued: 0,
+      job_added: 0,
+      settled_failed: 0,
+      settled_completed: 0,
+      lost: 0,
+      workflow_advanced: 0,
+    };
     const cutoff = new Date(Date.now() - this.options.minAgeMs).toISOString();
     const open = await this.prisma.$queryRawUnsafe<TaskRow[]>(
       `SELECT * FROM "Task" WHERE "status" = ANY($1::text[]) AND "updatedAt" < ($2::timestamptz AT TIME ZONE 'UTC')
@@ -90,9 +104,9 @@ export class TaskReconciler {
       BATCH_SIZE,
     );
     for (const workflow of stuck) {
-      await this.workflows.advance(workflow.tenantId, workflow.id).catch((error: unknown) =>
-        this.options.failures.report(error, "could not advance workflow", { workflowId: workflow.id }),
-      );
+      await this.workflows
+        .advance(workflow.tenantId, workflow.id)
+        .catch((error: unknown) => this.options.failures.report(error, "could not advance workflow", { workflowId: workflow.id }));
       done.workflow_advanced++;
     }
     for (const [action, count] of Object.entries(done) as Array<[ReconcileAction, number]>) {
@@ -111,7 +125,14 @@ export class TaskReconciler {
       case "failed": {
         const lost = /stalled/i.test(job.reason);
         const error = { code: lost ? "WORKER_LOST" : "JOB_FAILED", message: job.reason.slice(0, 1000), retryable: false };
-        const { task: failed } = await this.tasks.transition(task.tenantId, task.id, "failed", { error, finishedAt: new Date() }, {}, guard);
+        const { task: failed } = await this.tasks.transition(
+          task.tenantId,
+          task.id,
+          "failed",
+          { error, finishedAt: new Date() },
+          {},
+          guard,
+        );
         return failed ? "settled_failed" : null;
       }
       case "completed": {
@@ -121,7 +142,14 @@ export class TaskReconciler {
           await this.queues.remove(task.tenantId, task.poolId, task.id);
           return this.requeue(task);
         }
-        const { task: completed } = await this.tasks.transition(task.tenantId, task.id, "settled", { result: job.result, error: null, finishedAt: new Date() }, {}, guard);
+        const { task: completed } = await this.tasks.transition(
+          task.tenantId,
+          task.id,
+          "settled",
+          { result: job.result, error: null, finishedAt: new Date() },
+          {},
+          guard,
+        );
         return completed ? "settled_completed" : null;
       }
       case "missing":

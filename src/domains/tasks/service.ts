@@ -3,7 +3,14 @@ import { z } from "zod";
 import type { Principal } from "../../auth/principal.js";
 import type { Db, PrismaClient } from "../../db/client.js";
 import { prismaSql, type Sql } from "../../db/sql.js";
-import { BadRequestError, ConflictError, DependencyUnavailableError, ForbiddenError, InvalidStateError, NotFoundError } from "../../errors.js";
+import {
+  BadRequestError,
+  ConflictError,
+  DependencyUnavailableError,
+  ForbiddenError,
+  InvalidStateError,
+  NotFoundError,
+} from "../../errors.js";
 import { stageChange } from "../../events/outbox.js";
 import type { EventPublisher } from "../../events/publisher.js";
 import type { TaskTypeRegistry } from "../../jobs/queues.js";
@@ -31,7 +38,9 @@ import { TASK_WRITES, taskInsert, type TaskChanges, type TransitionGuard, type T
 import { SubmitTaskSchema, TYPE_PATTERN, type SubmitTaskInput } from "./submission.js";
 import { serializeTask, type TaskRow, type TaskView } from "./view.js";
 
-const isoTime = z.iso.datetime({ offset: true, message: "must be an ISO-8601 time, e.g. 2026-12-07T10:00:00Z" }).transform((value) => new Date(value));
+const isoTime = z.iso
+  .datetime({ offset: true, message: "must be an ISO-8601 time, e.g. 2026-12-07T10:00:00Z" })
+  .transform((value) => new Date(value));
 
 /** The filters a task list, its counts and a bulk action share. */
 export const TaskFilterSchema = z.strictObject({
@@ -43,7 +52,10 @@ export const TaskFilterSchema = z.strictObject({
   /** The tasks a schedule created. */
   scheduleId: z.string().regex(ID_PATTERN, "must be a schedule id").optional(),
   /** A prefix of the task id. */
-  q: z.string().regex(/^[0-9a-fA-F-]{1,36}$/, "must be the beginning of a task id (hex digits and '-')").optional(),
+  q: z
+    .string()
+    .regex(/^[0-9a-fA-F-]{1,36}$/, "must be the beginning of a task id (hex digits and '-')")
+    .optional(),
 });
 export type TaskFilter = z.infer<typeof TaskFilterSchema>;
 
@@ -55,7 +67,9 @@ export function taskFilterWhere(tenantId: string, { status, poolId, type, schedu
     ...(poolId ? { poolId } : {}),
     ...(type ? { type } : {}),
     ...(scheduleId ? { scheduleId } : {}),
-    ...(createdAfter || createdBefore ? { createdAt: { ...(createdAfter ? { gte: createdAfter } : {}), ...(createdBefore ? { lt: createdBefore } : {}) } } : {}),
+    ...(createdAfter || createdBefore
+      ? { createdAt: { ...(createdAfter ? { gte: createdAfter } : {}), ...(createdBefore ? { lt: createdBefore } : {}) } }
+      : {}),
     ...(q ? { id: { startsWith: q.toLowerCase() } } : {}),
   };
 }
@@ -128,7 +142,10 @@ export class TaskService {
     // Refuse while the queue is unreachable, before anything is stored: a 202 must mean the task will run soon.
     if (!this.jobs.ready) throw new DependencyUnavailableError("redis");
     const task = await this.metrics.timeQuery("task_write", () =>
-      this.events.write(TASK_WRITES, taskInsert(principal.tenantId, { ...input, poolId }, { idempotencyKey: idempotencyKey ?? null, requestHash })),
+      this.events.write(
+        TASK_WRITES,
+        taskInsert(principal.tenantId, { ...input, poolId }, { idempotencyKey: idempotencyKey ?? null, requestHash }),
+      ),
     );
     if (!task) {
       // A concurrent request with the same key won the insert: answer with its task.
@@ -234,7 +251,10 @@ export class TaskService {
     });
     const fit = await keysWithinBytes(keys, limit, maxBytes, (ids) => this.storedSizes(principal.tenantId, ids));
     const rows = fit.keys.length
-      ? await this.prisma.task.findMany({ where: { tenantId: principal.tenantId, id: { in: fit.keys.map((key) => key.id) } }, orderBy: PAGE_ORDER })
+      ? await this.prisma.task.findMany({
+          where: { tenantId: principal.tenantId, id: { in: fit.keys.map((key) => key.id) } },
+          orderBy: PAGE_ORDER,
+        })
       : [];
     return toPage(rows, limit, serializeTask, maxBytes, fit.more);
   }
@@ -327,14 +347,29 @@ export class TaskService {
 
   /** Cancellation inside a caller's transaction (workflows); after the commit, record it and stop the tasks' jobs. */
   async cancelIn(db: Db, task: TaskRow, reason: string): Promise<TransitionResult> {
-    const write = { op: "transition", tenantId: task.tenantId, taskId: task.id, change: "cancelled", data: cancelChanges(reason), guard: {}, eventExtra: {} } as const;
+    const write = {
+      op: "transition",
+      tenantId: task.tenantId,
+      taskId: task.id,
+      change: "cancelled",
+      data: cancelChanges(reason),
+      guard: {},
+      eventExtra: {},
+    } as const;
     const { row, outboxIds } = await this.metrics.timeQuery("task_write", () => stageChange(prismaSql(db), TASK_WRITES, write));
     return { task: row, outboxIds };
   }
 
   /** A new task inside a caller's transaction (workflow steps); after the commit, record it and add its job. */
-  async createIn(db: Db, tenantId: string, input: Parameters<typeof taskInsert>[1], extra: Parameters<typeof taskInsert>[2]): Promise<TransitionResult> {
-    const { row, outboxIds } = await this.metrics.timeQuery("task_write", () => stageChange(prismaSql(db), TASK_WRITES, taskInsert(tenantId, input, extra)));
+  async createIn(
+    db: Db,
+    tenantId: string,
+    input: Parameters<typeof taskInsert>[1],
+    extra: Parameters<typeof taskInsert>[2],
+  ): Promise<TransitionResult> {
+    const { row, outboxIds } = await this.metrics.timeQuery("task_write", () =>
+      stageChange(prismaSql(db), TASK_WRITES, taskInsert(tenantId, input, extra)),
+    );
     return { task: row, outboxIds };
   }
 
@@ -384,7 +419,14 @@ export class TaskService {
     switch (report.kind) {
       case "assigned": {
         if (!(await holdsJob(report.workerId))) return withoutLease(await this.refusal(tenantId, poolId, report.taskId));
-        changed = await this.transition(tenantId, report.taskId, "assigned", { workerId: report.workerId, lease: report.lease }, {}, { poolId, newLease: report.lease });
+        changed = await this.transition(
+          tenantId,
+          report.taskId,
+          "assigned",
+          { workerId: report.workerId, lease: report.lease },
+          {},
+          { poolId, newLease: report.lease },
+        );
         break;
       }
       case "started":
@@ -398,18 +440,46 @@ export class TaskService {
         changed = await this.transition(tenantId, report.taskId, "started", { attempts: report.attempt, startedAt: now }, {}, guard);
         break;
       case "progress":
-        changed = await this.transition(tenantId, report.taskId, "progress", {}, { progress: report.progress, detail: report.detail ?? null }, guard);
+        changed = await this.transition(
+          tenantId,
+          report.taskId,
+          "progress",
+          {},
+          { progress: report.progress, detail: report.detail ?? null },
+          guard,
+        );
         break;
       case "retrying":
-        changed = await this.transition(tenantId, report.taskId, "retrying", { attempts: report.attempt, error: report.error }, {
-          nextAttemptInMs: report.nextAttemptInMs,
-        }, guard);
+        changed = await this.transition(
+          tenantId,
+          report.taskId,
+          "retrying",
+          { attempts: report.attempt, error: report.error },
+          {
+            nextAttemptInMs: report.nextAttemptInMs,
+          },
+          guard,
+        );
         break;
       case "completed":
-        changed = await this.transition(tenantId, report.taskId, "completed", { result: report.result ?? null, error: null, finishedAt: now }, {}, guard);
+        changed = await this.transition(
+          tenantId,
+          report.taskId,
+          "completed",
+          { result: report.result ?? null, error: null, finishedAt: now },
+          {},
+          guard,
+        );
         break;
       case "failed":
-        changed = await this.transition(tenantId, report.taskId, "failed", { attempts: report.attempt, error: report.error, finishedAt: now }, {}, guard);
+        changed = await this.transition(
+          tenantId,
+          report.taskId,
+          "failed",
+          { attempts: report.attempt, error: report.error, finishedAt: now },
+          {},
+          guard,
+        );
         break;
       case "cancelled":
         changed = await this.transition(tenantId, report.taskId, "cancelled", cancelChanges("cancelled"), {}, guard);
@@ -423,14 +493,20 @@ export class TaskService {
       return { accepted: true, status: reply.status };
     }
     if (reply.lease !== report.lease && !binds) {
-      this.logger.warn({ tenantId, poolId, taskId: report.taskId, kind: report.kind }, "report refused: its lease is not the task's current lease");
+      this.logger.warn(
+        { tenantId, poolId, taskId: report.taskId, kind: report.kind },
+        "report refused: its lease is not the task's current lease",
+      );
     }
     return withoutLease(reply);
   }
 
   /** Why a report was refused: no such task (for this tenant), another pool's task, or a state or lease that no longer allows it. */
   private async refusal(tenantId: string, poolId: string, taskId: string): Promise<TaskReportReply & { lease: string | null }> {
-    const current = await this.prisma.task.findFirst({ where: { id: taskId, tenantId }, select: { poolId: true, status: true, lease: true } });
+    const current = await this.prisma.task.findFirst({
+      where: { id: taskId, tenantId },
+      select: { poolId: true, status: true, lease: true },
+    });
     if (!current) throw new NotFoundError("task");
     if (current.poolId !== poolId) throw new ForbiddenError("the task belongs to another pool");
     return { accepted: false, status: current.status as TaskStatus, lease: current.lease };

@@ -44,7 +44,6 @@ const NOW_UTC = `(now() AT TIME ZONE 'UTC')`;
 /** An event's time: the real current time, not the transaction's start (the outbox relay compares with it). */
 const EVENT_TS = `(clock_timestamp() AT TIME ZONE 'UTC')`;
 
-
 /** The columns a transition may set besides the status, and how each is passed to SQL. */
 const COLUMN_KIND = {
   workerId: "plain",
@@ -80,7 +79,16 @@ export interface TransitionResult {
 
 /** Column bits of `TaskChanges` (which columns a transition sets). */
 const COLUMN_BIT: Record<keyof typeof COLUMN_KIND, number> = {
-  workerId: 1, attempts: 2, lease: 4, requeues: 8, queuedAt: 16, startedAt: 32, finishedAt: 64, result: 128, error: 256, retries: 512,
+  workerId: 1,
+  attempts: 2,
+  lease: 4,
+  requeues: 8,
+  queuedAt: 16,
+  startedAt: 32,
+  finishedAt: 64,
+  result: 128,
+  error: 256,
+  retries: 512,
 };
 
 /**
@@ -112,7 +120,6 @@ export interface TaskTransition {
 }
 
 export type TaskWrite = TaskInsert | TaskTransition;
-
 
 /**
  * Task writes as the event log runs them. Inserts and transitions of one batch are two expressions of one
@@ -171,8 +178,11 @@ export const TASK_WRITES: StateChangeKind<TaskWrite, TaskRow> = {
           if (v instanceof Date) return v.toISOString();
           return COLUMN_KIND[column] === "json" ? JSON.stringify(v) : v;
         });
-      const mask = col((w) => (Object.keys(w.data) as Array<keyof typeof COLUMN_KIND>).reduce((bits, column) => bits | COLUMN_BIT[column], 0));
-      const set = (column: keyof typeof COLUMN_KIND, expr: string) => `"${column}" = CASE WHEN u.mask & ${COLUMN_BIT[column]} <> 0 THEN ${expr} ELSE t."${column}" END`;
+      const mask = col((w) =>
+        (Object.keys(w.data) as Array<keyof typeof COLUMN_KIND>).reduce((bits, column) => bits | COLUMN_BIT[column], 0),
+      );
+      const set = (column: keyof typeof COLUMN_KIND, expr: string) =>
+        `"${column}" = CASE WHEN u.mask & ${COLUMN_BIT[column]} <> 0 THEN ${expr} ELSE t."${column}" END`;
       const time = (v: string) => `(${v}::timestamptz AT TIME ZONE 'UTC')`;
       ctes.push(`tasks_upd_in AS (
          SELECT * FROM unnest(${p(updates.map((u) => u.item))}::int[], ${p(col((w) => w.taskId))}::text[], ${p(col((w) => w.tenantId))}::text[],
@@ -230,7 +240,14 @@ export const TASK_WRITES: StateChangeKind<TaskWrite, TaskRow> = {
 export function taskInsert(
   tenantId: string,
   input: Omit<SubmitTaskInput, "poolId"> & { poolId: string },
-  extra: { idempotencyKey: string | null; requestHash: string | null; workflowId?: string; stepKey?: string; scheduleId?: string; id?: string },
+  extra: {
+    idempotencyKey: string | null;
+    requestHash: string | null;
+    workflowId?: string;
+    stepKey?: string;
+    scheduleId?: string;
+    id?: string;
+  },
 ): TaskInsert {
   return {
     op: "insert",

@@ -12,6 +12,11 @@ export const SubmitTaskSchema = z.strictObject({
   poolId: z.string().regex(ID_PATTERN, "must be a pool id").optional(),
   priority: z.number().int().min(0).max(100).default(50),
   maxAttempts: z.number().int().min(1).max(25).default(1),
-  timeoutMs: z.number().int().min(1).max(24 * 3600 * 1000).optional(),
+  timeoutMs: z
+    .number()
+    .int()
+    .min(1)
+    .max(24 * 3600 * 1000)
+    .optional(),
 });
 export type SubmitTaskInput = z.infer<typeof SubmitTaskSchema>;

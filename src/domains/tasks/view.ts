@@ -93,10 +93,25 @@ export function taskRowFromJson(value: unknown): TaskRow {
   const row = value as Record<string, unknown>;
   const time = (v: unknown): Date | null => (typeof v === "string" ? new Date(/[zZ]|[+-]\d\d:\d\d$/.test(v) ? v : `${v}Z`) : null);
   const task = {
-    id: row.id, tenantId: row.tenantId, poolId: row.poolId, type: row.type, payload: row.payload ?? null, status: row.status,
-    priority: row.priority, maxAttempts: row.maxAttempts, attempts: row.attempts, timeoutMs: row.timeoutMs ?? null,
-    result: row.result ?? null, error: row.error ?? null, workerId: row.workerId ?? null, workflowId: row.workflowId ?? null,
-    stepKey: row.stepKey ?? null, scheduleId: row.scheduleId ?? null, lease: row.lease ?? null, requeues: row.requeues, retries: row.retries ?? 0,
+    id: row.id,
+    tenantId: row.tenantId,
+    poolId: row.poolId,
+    type: row.type,
+    payload: row.payload ?? null,
+    status: row.status,
+    priority: row.priority,
+    maxAttempts: row.maxAttempts,
+    attempts: row.attempts,
+    timeoutMs: row.timeoutMs ?? null,
+    result: row.result ?? null,
+    error: row.error ?? null,
+    workerId: row.workerId ?? null,
+    workflowId: row.workflowId ?? null,
+    stepKey: row.stepKey ?? null,
+    scheduleId: row.scheduleId ?? null,
+    lease: row.lease ?? null,
+    requeues: row.requeues,
+    retries: row.retries ?? 0,
   } as Omit<TaskRow, TimeColumn>;
   return {
     ...task,

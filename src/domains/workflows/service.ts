@@ -57,7 +57,14 @@ function serializeWorkflow(workflow: WorkflowRow): WorkflowView {
   };
 }
 function serializeStep(step: StepRow): WorkflowStepView {
-  return { key: step.key, type: step.type, payload: step.payload, dependsOn: step.dependsOn, status: step.status as WorkflowStepStatus, taskId: step.taskId };
+  return {
+    key: step.key,
+    type: step.type,
+    payload: step.payload,
+    dependsOn: step.dependsOn,
+    status: step.status as WorkflowStepStatus,
+    taskId: step.taskId,
+  };
 }
 
 /** What a workflow transaction leaves to do once it has committed: jobs to add, and jobs to stop. */
@@ -163,7 +170,10 @@ export class WorkflowService {
     });
     if (!workflow) throw new NotFoundError("workflow");
     const taskIds = workflow.steps.map((s) => s.taskId).filter((id): id is string => id !== null);
-    const tasks = await this.prisma.task.findMany({ where: { id: { in: taskIds }, tenantId }, select: { id: true, status: true, attempts: true, result: true, error: true } });
+    const tasks = await this.prisma.task.findMany({
+      where: { id: { in: taskIds }, tenantId },
+      select: { id: true, status: true, attempts: true, result: true, error: true },
+    });
     const byId = new Map(tasks.map((t) => [t.id, t]));
     return {
       ...serializeWorkflow(workflow),
@@ -171,7 +181,15 @@ export class WorkflowService {
         const task = step.taskId ? byId.get(step.taskId) : undefined;
         return {
           ...serializeStep(step),
-          task: task ? { id: task.id, status: task.status as TaskStatus, attempts: task.attempts, result: task.result, error: task.error as TaskError | null } : null,
+          task: task
+            ? {
+                id: task.id,
+                status: task.status as TaskStatus,
+                attempts: task.attempts,
+                result: task.result,
+                error: task.error as TaskError | null,
+              }
+            : null,
         };
       }),
     };
@@ -205,7 +223,13 @@ export class WorkflowService {
         // A failed (or individually cancelled) step fails the workflow; what has not started never will.
         const finished = await this.finish(tx, workflow, "failed");
         await this.stopRemainingSteps(tx, outbox, workflow, `step ${failedStep.step.key} ${failedStep.task.status}`, after);
-        outbox.add(workflowEvent(finished, "workflow.failed", { step: failedStep.step.key, taskId: failedStep.task.id, error: (failedStep.task.error ?? null) as TaskError | null }));
+        outbox.add(
+          workflowEvent(finished, "workflow.failed", {
+            step: failedStep.step.key,
+            taskId: failedStep.task.id,
+            error: (failedStep.task.error ?? null) as TaskError | null,
+          }),
+        );
       } else if (steps.every((s) => s.status === "completed")) {
         outbox.add(workflowEvent(await this.finish(tx, workflow, "completed"), "workflow.completed", {}));
       } else {
@@ -225,11 +249,21 @@ export class WorkflowService {
       const { task, outboxIds } = await this.tasks.createIn(
         tx,
         workflow.tenantId,
-        { type: step.type, payload: step.payload as z.infer<typeof StepSchema>["payload"], poolId: DEFAULT_POOL_ID, priority: 50, maxAttempts: 1, timeoutMs: undefined },
+        {
+          type: step.type,
+          payload: step.payload as z.infer<typeof StepSchema>["payload"],
+          poolId: DEFAULT_POOL_ID,
+          priority: 50,
+          maxAttempts: 1,
+          timeoutMs: undefined,
+        },
         { idempotencyKey: null, requestHash: null, workflowId: workflow.id, stepKey: step.key, id: taskId },
       );
       if (!task) continue;
-      await tx.workflowStep.update({ where: { workflowId_key: { workflowId: workflow.id, key: step.key } }, data: { status: "running", taskId } });
+      await tx.workflowStep.update({
+        where: { workflowId_key: { workflowId: workflow.id, key: step.key } },
+        data: { status: "running", taskId },
+      });
       step.status = "running";
       outbox.staged(outboxIds);
       after.started.push(task);
@@ -242,14 +276,20 @@ export class WorkflowService {
   }
 
   private async stopRemainingSteps(tx: Db, outbox: Outbox, workflow: WorkflowRow, reason: string, after: AfterCommit): Promise<void> {
-    await tx.workflowStep.updateMany({ where: { workflowId: workflow.id, status: { in: ["pending", "queued"] } }, data: { status: "cancelled" } });
+    await tx.workflowStep.updateMany({
+      where: { workflowId: workflow.id, status: { in: ["pending", "queued"] } },
+      data: { status: "cancelled" },
+    });
     const running = await tx.workflowStep.findMany({ where: { workflowId: workflow.id, status: "running", taskId: { not: null } } });
     for (const step of running) {
       const task = await tx.task.findFirst({ where: { id: step.taskId!, tenantId: workflow.tenantId } });
       if (!task || isTerminal(task.status)) continue;
       const { task: cancelled, outboxIds } = await this.tasks.cancelIn(tx, task, reason);
       if (!cancelled) continue;
-      await tx.workflowStep.update({ where: { workflowId_key: { workflowId: workflow.id, key: step.key } }, data: { status: "cancelled" } });
+      await tx.workflowStep.update({
+        where: { workflowId_key: { workflowId: workflow.id, key: step.key } },
+        data: { status: "cancelled" },
+      });
       outbox.staged(outboxIds);
       after.cancelled.push(cancelled);
     }
@@ -260,13 +300,19 @@ export class WorkflowService {
     for (const task of after.started) this.tasks.recordCommitted(task, "inserted");
     for (const task of after.cancelled) this.tasks.recordCommitted(task, "cancelled");
     for (const task of after.started) await this.tasks.jobs.add(task);
-    await this.tasks.jobs.stop(after.cancelled).catch((error: unknown) => this.logger.warn({ err: error }, "could not stop cancelled steps' jobs"));
+    await this.tasks.jobs
+      .stop(after.cancelled)
+      .catch((error: unknown) => this.logger.warn({ err: error }, "could not stop cancelled steps' jobs"));
   }
 }
 
 /** Reads and row-locks a workflow of the tenant for the rest of the transaction. */
 async function lockWorkflow(tx: Db, tenantId: string, workflowId: string): Promise<WorkflowRow | null> {
-  const rows = await tx.$queryRawUnsafe<WorkflowRow[]>(`SELECT * FROM "Workflow" WHERE "id" = $1 AND "tenantId" = $2 FOR UPDATE`, workflowId, tenantId);
+  const rows = await tx.$queryRawUnsafe<WorkflowRow[]>(
+    `SELECT * FROM "Workflow" WHERE "id" = $1 AND "tenantId" = $2 FOR UPDATE`,
+    workflowId,
+    tenantId,
+  );
   return rows[0] ?? null;
 }
 

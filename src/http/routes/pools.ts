@@ -29,7 +29,10 @@ export function poolRoutes(pools: PoolService, log: EventLogReader, maxResponseB
     const principal = requirePermission(res, "pools:write");
     res.json({ pool: await pools.update(principal, req.params.id, req.body) });
   });
-  for (const [action, paused] of [["pause", true], ["resume", false]] as const) {
+  for (const [action, paused] of [
+    ["pause", true],
+    ["resume", false],
+  ] as const) {
     router.post(`/:id/${action}`, async (req, res) => {
       const principal = requirePermission(res, "pools:write");
       res.status(202).json({ pool: await pools.setPaused(principal, req.params.id, paused) });

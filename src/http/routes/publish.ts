@@ -6,12 +6,7 @@ import { roomExists } from "../../domains/room-access.js";
 import { parseInput } from "../../domains/validation.js";
 import { type AppError, BadRequestError, InvalidRoomError, NotFoundError, PayloadTooLargeError } from "../../errors.js";
 import { requirePermission } from "../authenticate.js";
-import {
-  MAX_PUBLISH_BATCH,
-  MAX_PUBLISHED_DATA_BYTES,
-  type PublishedEvent,
-  type PublishResponse,
-} from "../../protocol/publish.js";
+import { MAX_PUBLISH_BATCH, MAX_PUBLISHED_DATA_BYTES, type PublishedEvent, type PublishResponse } from "../../protocol/publish.js";
 import { PublishEventSchema } from "../../protocol/schemas.js";
 import { parseRoom, type Room } from "../../protocol/rooms.js";
 import type { CustomEventInput, EventPublisher } from "../../events/publisher.js";
@@ -61,7 +56,8 @@ async function parsePublishRequest(principal: Principal, body: unknown, resource
   }
   const batch = "events" in body;
   const raw: unknown[] = batch ? parseInput(BatchSchema, body).events : [body];
-  const fieldOf = (index: number, path: string): string => (batch ? (path ? `events.${index}.${path}` : `events.${index}`) : path || "body");
+  const fieldOf = (index: number, path: string): string =>
+    batch ? (path ? `events.${index}.${path}` : `events.${index}`) : path || "body";
 
   // Synchronous checks, in order, up to the first bad event.
   const checked: Checked[] = [];
