@@ -5,7 +5,7 @@ import { human, now, sleep, summarize, type Summary } from "./lib.js";
 import { cpuText, lat } from "./format.js";
 import { SIZES } from "./options.js";
 import type { ServerHandle } from "./procs.js";
-import type { PublisherSpec } from "./publishers.js";
+import type { LoopResult, PublisherSpec } from "./publishers.js";
 import type { ProfileSummary, Suite } from "./suite.js";
 
 /** What a closed publishing loop published, and the CPU it took per process group. */
@@ -72,15 +72,7 @@ export async function deliveryRun(
     server,
     `${scenario} ${label} ${subscribersPerEvent}`,
     async () => {
-      const running = s.publisher!.call<{
-        calls: number;
-        events: number;
-        failed: number;
-        errors: string[];
-        startTs: number;
-        endTs: number;
-        gatedMs: number;
-      }>("publish", {
+      const running = s.publisher!.call<LoopResult & { gatedMs: number }>("publish", {
         url: server.url,
         spec,
         pools,
