@@ -41,6 +41,11 @@ export interface Config {
   tls: { cert: string; key: string } | undefined;
   embeddedWorker: boolean;
   production: boolean;
+  /**
+   * permessage-deflate on WebSocket connections (WS_COMPRESSION, off by default as in Socket.IO: each connection
+   * then keeps a zlib context), for messages of at least `thresholdBytes` (WS_COMPRESSION_THRESHOLD).
+   */
+  compression: { enabled: boolean; thresholdBytes: number };
   logLevel: string;
   /** "pretty" (a person reading a terminal) or "json" (a log collector). */
   logFormat: "json" | "pretty";
@@ -156,6 +161,8 @@ const EnvSchema = z.object({
   JWT_CLOCK_TOLERANCE_S: z.coerce.number({ message: "must be a number" }).int().min(0).max(3600).default(5),
   JWT_MAX_LIFETIME_S,
   METRICS_TENANT_LABELS: booleanString.default(false),
+  WS_COMPRESSION: booleanString.default(false),
+  WS_COMPRESSION_THRESHOLD: positiveInt.default(1024),
   METRICS_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(10_000),
   WORKER_CONCURRENCY: positiveInt.default(32),
@@ -251,6 +258,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tls,
     embeddedWorker: e.EMBEDDED_WORKER,
     production,
+    compression: { enabled: e.WS_COMPRESSION, thresholdBytes: e.WS_COMPRESSION_THRESHOLD },
     logLevel: e.LOG_LEVEL,
     logFormat: logFormat(e.LOG_FORMAT, e.NODE_ENV),
     limits: {

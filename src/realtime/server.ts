@@ -61,6 +61,8 @@ export interface RealtimeOptions {
   workerEventsPerSecond: number;
   /** An Engine.IO session that has joined no namespace by then is closed (CONNECT_TIMEOUT_MS). */
   connectTimeoutMs: number;
+  /** permessage-deflate for WebSocket messages of at least `thresholdBytes` (WS_COMPRESSION). */
+  compression: { enabled: boolean; thresholdBytes: number };
   /** Unsent bytes past which a connection gets no live events until it has drained (then it catches up from the log). */
   maxSocketBufferBytes: number;
   /** A connection with data waiting that reads nothing for this long is closed (SLOW_CONSUMER_TIMEOUT_MS). */
@@ -97,6 +99,9 @@ export class Realtime {
       // Both transports, as the contract says; the same limit as REST bodies for one message.
       transports: ["polling", "websocket"],
       maxHttpBufferSize: options.maxPayloadBytes,
+      // Off by default, as in Socket.IO: a compressing connection keeps a zlib context (memory per socket) and
+      // spends CPU per message. Below the threshold a message is sent as it is (compressing it would not pay).
+      perMessageDeflate: options.compression.enabled ? { threshold: options.compression.thresholdBytes } : false,
       // Socket.IO closes a connection that has not joined a namespace by then; a refused handshake joins none, so
       // unauthenticated sessions cannot sit on a node's memory and file descriptors.
       connectTimeout: options.connectTimeoutMs,

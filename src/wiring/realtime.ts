@@ -64,6 +64,7 @@ export function wireRealtime(
     socketEventsPerSecond: config.limits.socketEventsPerSecond,
     workerEventsPerSecond: config.limits.workerEventsPerSecond,
     connectTimeoutMs: config.limits.connectTimeoutMs,
+    compression: config.compression,
     maxSocketBufferBytes: config.limits.maxSocketBufferBytes,
     slowConsumerTimeoutMs: config.limits.slowConsumerTimeoutMs,
     roomCheckIntervalMs: config.limits.roomCheckIntervalMs,
