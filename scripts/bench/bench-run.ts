@@ -8,6 +8,24 @@ import { existsSync, mkdirSync, rmdirSync, rmSync } from "node:fs";
 import path from "node:path";
 import pg from "pg";
 import { dropDatabase } from "../../src/db/setup.js";
+
+/**
+ * `--node-env KEY=VALUE[,KEY=VALUE…]`: settings every Switchyard node of the run gets (e.g. WS_COMPRESSION=true),
+ * to measure a node option against the same run's bare peer. It is part of the command a result records.
+ */
+const NODE_ENV: Record<string, string> = (() => {
+  const argv = process.argv.slice(2);
+  const inline = argv.find((arg) => arg.startsWith("--node-env="))?.slice("--node-env=".length);
+  const value = inline ?? (argv.includes("--node-env") ? argv[argv.indexOf("--node-env") + 1] : undefined);
+  if (value === undefined) return {};
+  return Object.fromEntries(
+    value.split(",").map((pair) => {
+      const match = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(pair.trim());
+      if (!match) throw new Error(`--node-env: "${pair}" is not KEY=VALUE`);
+      return [match[1]!, match[2]!];
+    }),
+  );
+})();
 import {
   deleteRedisKeys,
   killAllNow,
@@ -108,7 +126,10 @@ export class BenchRun {
     );
   }
 
-  /** The environment every bench node gets: the run's database, Redis prefix and secret, and the log level whose "listening" line startSwitchyard waits for. */
+  /**
+   * The environment every bench node gets: the run's database, Redis prefix and secret, the log level whose
+   * "listening" line startSwitchyard waits for, and the settings given with `--node-env` (a node option under test).
+   */
   switchyardEnv(env: Record<string, string> = {}): Record<string, string> {
     return {
       DATABASE_URL: this.databaseUrl,
@@ -116,6 +137,7 @@ export class BenchRun {
       REDIS_PREFIX: this.prefix,
       JWT_SECRET: this.secret,
       LOG_LEVEL: "info",
+      ...NODE_ENV,
       ...env,
     };
   }

@@ -14,7 +14,8 @@ export const PROFILE = argv.includes("--profile");
 export const COMMAND = `npm run bench${argv.length ? " -- " + argv.join(" ") : ""}`;
 export const HELP = argv.includes("--help");
 export const USAGE =
-  "usage: npm run bench -- [--quick] [--scenarios idle,fanout,latency,publish,sharding,tasks,replay] [--profile]\n" +
+  "usage: npm run bench -- [--quick] [--scenarios idle,fanout,latency,publish,sharding,tasks,replay] [--profile] [--node-env K=V,...]\n" +
+  "  --node-env every Switchyard node of the run gets these settings (e.g. WS_COMPRESSION=true); the bare peer does not\n" +
   "  --profile  CPU-profile the server under test during fan-out, latency, publish, tasks and replay seeding\n" +
   "             (V8 profiler through the inspector); .cpuprofile files go to bench/results/tmp/profiles-<run>/\n";
 
