@@ -1,45 +1,12 @@
 import assert from "node:assert/strict";
-import net from "node:net";
 import type { Socket } from "socket.io-client";
 import { connect, EventRecorder, subscribe } from "./support/clients.js";
+import { countingRelay } from "./support/counting-relay.js";
 import { freshTenant } from "./support/env.js";
 import { startServer, type ServerProcess } from "./support/server.js";
 import { sharedServer } from "./support/shared.js";
 import { submitTask, waitForTask } from "./support/tasks.js";
 import { mintToken } from "./support/tokens.js";
-
-/**
- * A TCP relay in front of a node that counts the bytes the node sends: what a client really reads off the wire,
- * frames and compression included.
- */
-async function countingRelay(target: ServerProcess): Promise<{ url: string; received(): number; close(): Promise<void> }> {
-  let received = 0;
-  const connections = new Set<net.Socket>();
-  const relay = net.createServer((client) => {
-    const upstream = net.connect(target.port, "127.0.0.1");
-    connections.add(client).add(upstream);
-    upstream.on("data", (chunk: Buffer) => {
-      received += chunk.length;
-    });
-    client.pipe(upstream).pipe(client);
-    const end = (): void => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on("error", end).on("close", end);
-    upstream.on("error", end).on("close", end);
-  });
-  await new Promise<void>((resolve) => relay.listen(0, "127.0.0.1", resolve));
-  const { port } = relay.address() as net.AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    received: () => received,
-    close: async () => {
-      for (const socket of connections) socket.destroy();
-      await new Promise<void>((resolve) => relay.close(() => resolve()));
-    },
-  };
-}
 
 /** The engine's WebSocket (the `ws` package in Node): its negotiated extensions. */
 function negotiatedExtensions(socket: Socket): string {
@@ -57,8 +24,8 @@ describe("wire: permessage-deflate (WS_COMPRESSION)", function () {
   it("a deflate WebSocket client receives a task's events, compressed, and reads far fewer bytes than without", async () => {
     compressing = await startServer({ WS_COMPRESSION: "true" });
     const plain = await sharedServer();
-    const toCompressing = await countingRelay(compressing);
-    const toPlain = await countingRelay(plain);
+    const toCompressing = await countingRelay(compressing.port);
+    const toPlain = await countingRelay(plain.port);
     try {
       const tenant = freshTenant("wire");
       const token = mintToken({ tenant });
