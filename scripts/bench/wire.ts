@@ -8,14 +8,14 @@
 // which offers permessage-deflate as browsers do) through a TCP relay that counts the bytes the target sends. The
 // tasks carry a payload of `--rows` small rows (a typical, repetitive task view). The bare peer then emits the
 // events one plain dashboard received, with the same data, to its own dashboards. Per target: bytes and node CPU
-// per delivered event, and bytes against the plain node's.
+// per delivered event, bytes against the plain node's, and the memory a dashboard holds on each node afterwards.
 
 import { parseArgs } from "node:util";
 import { io, type Socket } from "socket.io-client";
 import { countingRelay } from "../../test/support/counting-relay.js";
 import { benchRun, LIMITS_OUT_OF_REACH } from "./bench-run.js";
 import { HttpClient, mintToken, round, sleep } from "./lib.js";
-import { cpuSeconds, type ServerHandle } from "./procs.js";
+import { cpuSeconds, sampleMemory, type ServerHandle } from "./procs.js";
 
 const { values } = parseArgs({
   options: {
@@ -72,6 +72,8 @@ interface Measured {
   bytes: number;
   bytesPerEvent: number;
   cpuMicrosPerDelivery: number;
+  /** RSS the node holds per dashboard once the events were delivered (after a full GC, minus before they connected). */
+  rssKiBPerDashboard?: number;
 }
 
 /** What delivering did to the target: its relay's bytes and its process's CPU, between before() and after(). */
@@ -106,6 +108,9 @@ await benchRun({ tag: "wire" }, async (run) => {
   const token = mintToken(run.secret, TENANT, "wire-bench", ["admin"]);
   const sockets: Socket[] = [];
   try {
+    // Memory before any dashboard: what a dashboard costs a node once it has been sent events (a compressing
+    // connection keeps its zlib context from its first compressed message on).
+    const memoryBefore = await Promise.all([plain, deflate].map((server) => sampleMemory(server)));
     const onPlain = await dashboards(toPlain.url, token, DASHBOARDS);
     const onDeflate = await dashboards(toDeflate.url, token, DASHBOARDS);
     const onBare = await dashboards(toBare.url, token, DASHBOARDS);
@@ -127,6 +132,10 @@ await benchRun({ tag: "wire" }, async (run) => {
     const all = [...onPlain.received, ...onDeflate.received];
     await until(() => all.every((events) => events.length >= expected), 120_000, `${expected} events on every dashboard`);
     const results = meters.map((m) => m.after(expected * DASHBOARDS));
+    const memoryAfter = await Promise.all([plain, deflate].map((server) => sampleMemory(server)));
+    results.forEach((result, i) => {
+      result.rssKiBPerDashboard = round((memoryAfter[i]!.rssBytes - memoryBefore[i]!.rssBytes) / DASHBOARDS / 1024, 1);
+    });
 
     // The bare peer: the same events (type, room, data) one plain dashboard received, emitted once each.
     const bareMeter = meter("bare Socket.IO + redis-adapter", bare, toBare);
