@@ -201,8 +201,11 @@ describe("no event lost", () => {
       let history = await api(node.url, "GET", "/api/v1/events?namespace=pools&room=pools&limit=100", { token });
       const trimmed = await eventually(async () => {
         history = await api(node.url, "GET", "/api/v1/events?namespace=pools&room=pools&limit=100", { token });
-        return history.body.items.length <= 5;
+        // A read that lands while a retention pass holds the rows (a 503 past DEPENDENCY_TIMEOUT_MS on a busy
+        // machine) is read again; the assertions below say what the last answer was.
+        return history.status === 200 && history.body.items.length <= 5;
       }, 20_000);
+      assert.equal(history.status, 200, JSON.stringify(history.body));
       assert.ok(trimmed, `the room still holds ${history.body.items.length} events`);
       assert.equal(history.body.items.length, 5);
       assert.deepEqual(
