@@ -49,14 +49,17 @@ describe("faults: crashes", function () {
 
     // Every tenth task runs for a second: about one is running on each node at any moment, so kills land on running
     // tasks (checked below), not only on submissions.
+    // A run a kill cuts short counts as an attempt, and BullMQ fails a job that stalled more than twice
+    // (maxStalledCount 2): with three attempts a task survives two kills of its runs, so every task must complete
+    // unless one task is hit by three of the run's kills. With two, a task hit twice failed as its policy says.
     const jobs: SubmitJob[] = idempotencyKeys("crash", TASKS).map((key, i) => ({
       key,
       body:
         i % 10 === 9
-          ? { type: "sleep", payload: { ms: 1000 }, maxAttempts: 2 }
+          ? { type: "sleep", payload: { ms: 1000 }, maxAttempts: 3 }
           : i % 4 === 3
-            ? { type: "sleep", payload: { ms: 50 + Math.floor(Math.random() * 251) }, maxAttempts: 2 }
-            : { type: "echo", payload: { i }, maxAttempts: 2 },
+            ? { type: "sleep", payload: { ms: 50 + Math.floor(Math.random() * 251) }, maxAttempts: 3 }
+            : { type: "echo", payload: { i }, maxAttempts: 3 },
     }));
     const submitter = (activeSubmitter = new Submitter({ token, urls: () => nodes.urls() }));
     const started = Date.now();
