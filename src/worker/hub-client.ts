@@ -149,7 +149,8 @@ export class HubJobRunner extends EventEmitter {
   private progress(taskId: string, signal: AbortSignal): ProgressThrottle {
     return progressThrottle(this.options.progressIntervalMs ?? 250, async (value) => {
       if (signal.aborted || !this.socket.connected) return "sent";
-      await this.socket
+      // Not awaited: a run's outcome never waits on a progress acknowledgement (as before the throttle was shared).
+      void this.socket
         .timeout(this.options.ackTimeoutMs ?? 5000)
         .emitWithAck("task.progress", { taskId, ...value })
         .catch(() => undefined);
